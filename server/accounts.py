@@ -1,0 +1,155 @@
+"""Routes for login, logout, the current user, personal API tokens and (site admins) users."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from server._web import path_int, read_body, unit_of_work
+from server.auth import COOKIE_NAME, hash_password, new_api_token, verify_password
+from server.db import transaction
+from server.errors import ApiError, forbidden, not_found
+from server.models import ApiToken, User, utcnow
+from server.schemas import LoginIn, TokenIn, TokenOut, UserIn, UserOut, UserPatch
+
+
+async def login(request: Request) -> Response:
+    body = await read_body(request, LoginIn)
+    async with transaction(request.app.state.sessions) as session:
+        user = (
+            await session.execute(select(User).where(User.email == body.email.strip().lower()))
+        ).scalar_one_or_none()
+        if user is None or not user.is_active or not verify_password(user.password_hash, body.password):
+            raise ApiError(401, "bad_credentials", "wrong email or password")
+        token = request.app.state.signer.issue(user)
+        response = JSONResponse({"token": token, "user": UserOut.of(user).model_dump()})
+    response.set_cookie(
+        COOKIE_NAME, token, max_age=request.app.state.signer.ttl_seconds, httponly=True,
+        samesite="strict", secure=request.url.scheme == "https", path="/",
+    )
+    return response
+
+
+async def logout(request: Request) -> Response:
+    async with unit_of_work(request) as (_session, user):
+        # Invalidates every login token this user holds (API tokens stay until revoked).
+        user.token_version += 1
+    response = JSONResponse({"ok": True})
+    response.delete_cookie(COOKIE_NAME, path="/")
+    return response
+
+
+async def me(request: Request) -> Response:
+    async with unit_of_work(request) as (_session, user):
+        return JSONResponse(UserOut.of(user).model_dump())
+
+
+async def list_tokens(request: Request) -> Response:
+    async with unit_of_work(request) as (session, user):
+        rows = (
+            await session.execute(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id))
+        ).scalars()
+        return JSONResponse({"tokens": [TokenOut.of(t).model_dump(mode="json") for t in rows]})
+
+
+async def create_token(request: Request) -> Response:
+    body = await read_body(request, TokenIn)
+    async with unit_of_work(request) as (session, user):
+        token, prefix, digest = new_api_token()
+        row = ApiToken(user_id=user.id, name=body.name, prefix=prefix, token_hash=digest)
+        session.add(row)
+        await session.flush()
+        out: dict[str, Any] = TokenOut.of(row).model_dump(mode="json")
+        out["token"] = token  # shown once; only the hash is kept
+        return JSONResponse(out, status_code=201)
+
+
+async def revoke_token(request: Request) -> Response:
+    token_id = path_int(request, "token_id")
+    async with unit_of_work(request) as (session, user):
+        row = await session.get(ApiToken, token_id)
+        if row is None or row.user_id != user.id:
+            raise not_found("token")
+        row.revoked_at = row.revoked_at or utcnow()
+        return Response(status_code=204)
+
+
+async def create_user_row(session: AsyncSession, body: UserIn) -> User:
+    """Shared by the REST route, the CLI and the first-admin bootstrap."""
+    user = User(email=body.email, name=body.name, password_hash=hash_password(body.password),
+                is_admin=body.is_admin, settings={})
+    session.add(user)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError:
+        raise ApiError(409, "exists", f"a user with email {body.email} exists") from None
+    return user
+
+
+def _require_admin(user: User) -> None:
+    if not user.is_admin:
+        raise forbidden("only site admins manage users")
+
+
+async def list_users(request: Request) -> Response:
+    async with unit_of_work(request) as (session, user):
+        _require_admin(user)
+        rows = (await session.execute(select(User).order_by(User.id))).scalars()
+        return JSONResponse({"users": [UserOut.of(u).model_dump() for u in rows]})
+
+
+async def create_user(request: Request) -> Response:
+    body = await read_body(request, UserIn)
+    async with unit_of_work(request) as (session, user):
+        _require_admin(user)
+        created = await create_user_row(session, body)
+        return JSONResponse(UserOut.of(created).model_dump(), status_code=201)
+
+
+async def patch_user(request: Request) -> Response:
+    user_id = path_int(request, "user_id")
+    body = await read_body(request, UserPatch)
+    async with unit_of_work(request) as (session, user):
+        _require_admin(user)
+        target = await session.get(User, user_id)
+        if target is None:
+            raise not_found("user")
+        if body.is_admin is False or body.is_active is False:
+            admins = (
+                await session.execute(
+                    select(func.count()).select_from(User).where(User.is_admin, User.is_active)
+                )
+            ).scalar_one()
+            if target.is_admin and admins <= 1:
+                raise ApiError(409, "last_admin", "the last active site admin cannot be demoted")
+        if body.name is not None:
+            target.name = body.name
+        if body.password is not None:
+            target.password_hash = hash_password(body.password)
+            target.token_version += 1
+        if body.is_admin is not None:
+            target.is_admin = body.is_admin
+        if body.is_active is not None:
+            target.is_active = body.is_active
+            target.token_version += 1
+        return JSONResponse(UserOut.of(target).model_dump())
+
+
+routes = [
+    Route("/api/v1/auth/login", login, methods=["POST"]),
+    Route("/api/v1/auth/logout", logout, methods=["POST"]),
+    Route("/api/v1/me", me, methods=["GET"]),
+    Route("/api/v1/me/tokens", list_tokens, methods=["GET"]),
+    Route("/api/v1/me/tokens", create_token, methods=["POST"]),
+    Route("/api/v1/me/tokens/{token_id}", revoke_token, methods=["DELETE"]),
+    Route("/api/v1/users", list_users, methods=["GET"]),
+    Route("/api/v1/users", create_user, methods=["POST"]),
+    Route("/api/v1/users/{user_id}", patch_user, methods=["PATCH"]),
+]

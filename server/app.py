@@ -1,0 +1,88 @@
+"""The ASGI application: routes, error handlers, static web app, and start-up wiring."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from sqlalchemy import func, select
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from server import accounts, projects
+from server.auth import TokenSigner
+from server.db import make_engine, make_sessionmaker, transaction
+from server.errors import exception_handlers
+from server.models import User
+from server.schemas import UserIn
+from server.settings import Settings, get_settings
+
+log = logging.getLogger("labelhub")
+WEB_DIR = Path(__file__).resolve().parent.parent / "client" / "web"
+
+# Feature modules: each has ``routes`` and may have ``lifespan(app)``, an async context
+# manager run at start-up (after the database is ready) and left at shutdown.
+FEATURES: list[ModuleType] = [accounts, projects]
+
+
+async def healthz(_request: Request) -> Response:
+    return JSONResponse({"ok": True})
+
+
+async def ensure_admin(app: Starlette) -> None:
+    """Create the first site admin from the settings when no user exists yet."""
+    settings: Settings = app.state.settings
+    if not settings.admin_email or not settings.admin_password:
+        return
+    async with transaction(app.state.sessions) as session:
+        count = (await session.execute(select(func.count()).select_from(User))).scalar_one()
+        if count == 0:
+            await accounts.create_user_row(
+                session, UserIn(email=settings.admin_email, password=settings.admin_password,
+                                name="Admin", is_admin=True)
+            )
+            log.info("created site admin %s", settings.admin_email)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        engine = make_engine(settings.resolved_database_url)
+        app.state.engine = engine
+        app.state.sessions = make_sessionmaker(engine)
+        await ensure_admin(app)
+        try:
+            hooks = [m.lifespan for m in FEATURES if hasattr(m, "lifespan")]
+            async with _run_hooks(app, hooks):
+                yield
+        finally:
+            await engine.dispose()
+
+    routes: list[BaseRoute] = [Route("/healthz", healthz)]
+    for module in FEATURES:
+        routes += module.routes
+    if WEB_DIR.is_dir():
+        routes.append(Mount("/", app=StaticFiles(directory=WEB_DIR, html=True), name="web"))
+
+    app = Starlette(routes=routes, exception_handlers=exception_handlers, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.signer = TokenSigner(settings.resolved_secret_key(), settings.token_ttl_hours * 3600)
+    return app
+
+
+@asynccontextmanager
+async def _run_hooks(app: Starlette, hooks: list[Any]) -> AsyncIterator[None]:
+    if not hooks:
+        yield
+        return
+    async with hooks[0](app), _run_hooks(app, hooks[1:]):
+        yield

@@ -1,0 +1,119 @@
+"""Passwords (argon2), signed login tokens (itsdangerous), personal API tokens, and request auth."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
+
+from server.errors import ApiError
+from server.models import ApiToken, User, utcnow
+
+COOKIE_NAME = "labelhub_session"
+API_TOKEN_PREFIX = "lh_"
+_hasher = PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+class TokenSigner:
+    """Signed, expiring login tokens carrying the user id and the user's token version."""
+
+    def __init__(self, secret_key: str, ttl_seconds: int) -> None:
+        self._serializer = URLSafeTimedSerializer(secret_key, salt="labelhub-login")
+        self.ttl_seconds = ttl_seconds
+
+    def issue(self, user: User) -> str:
+        return self._serializer.dumps({"uid": user.id, "v": user.token_version})
+
+    def read(self, token: str) -> tuple[int, int] | None:
+        try:
+            data = self._serializer.loads(token, max_age=self.ttl_seconds)
+        except (SignatureExpired, BadSignature):
+            return None
+        if not isinstance(data, dict):
+            return None
+        uid, version = data.get("uid"), data.get("v")
+        if not isinstance(uid, int) or not isinstance(version, int):
+            return None
+        return uid, version
+
+
+def new_api_token() -> tuple[str, str, str]:
+    """Returns ``(token, prefix, sha256 hex)``; only the hash is stored."""
+    token = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    return token, token[:10], hash_api_token(token)
+
+
+def hash_api_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Credentials:
+    token: str
+    source: str  # "cookie", "bearer" or "query"
+
+
+def credentials_from(conn: HTTPConnection) -> Credentials | None:
+    header = conn.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return Credentials(header[7:].strip(), "bearer")
+    query = conn.query_params.get("token")
+    if query:
+        return Credentials(query, "query")
+    cookie = conn.cookies.get(COOKIE_NAME)
+    if cookie:
+        return Credentials(cookie, "cookie")
+    return None
+
+
+async def user_for_token(session: AsyncSession, signer: TokenSigner, token: str) -> User | None:
+    if token.startswith(API_TOKEN_PREFIX):
+        row = (
+            await session.execute(
+                select(ApiToken, User)
+                .join(User, User.id == ApiToken.user_id)
+                .where(ApiToken.token_hash == hash_api_token(token), ApiToken.revoked_at.is_(None))
+            )
+        ).first()
+        if row is None:
+            return None
+        api_token, user = row
+        api_token.last_used_at = utcnow()
+        return user if user.is_active else None
+    parsed = signer.read(token)
+    if parsed is None:
+        return None
+    uid, version = parsed
+    user = await session.get(User, uid)
+    if user is None or not user.is_active or user.token_version != version:
+        return None
+    return user
+
+
+async def authenticate(conn: HTTPConnection, session: AsyncSession) -> User:
+    """The user behind a request or socket handshake; 401 when there is none."""
+    creds = credentials_from(conn)
+    if creds is None:
+        raise ApiError(401, "unauthorized", "authentication required")
+    user = await user_for_token(session, conn.app.state.signer, creds.token)
+    if user is None:
+        raise ApiError(401, "unauthorized", "invalid or expired credentials")
+    return user

@@ -1,0 +1,184 @@
+"""Routes for projects and their members."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from server._web import path_int, project_access, read_body, unit_of_work
+from server.errors import ApiError, invalid, not_found
+from server.models import Membership, Project, User
+from server.permissions import (
+    ALL,
+    PRESETS,
+    MemberRuleError,
+    Privilege,
+    check_member_change,
+    from_names,
+    role_for,
+)
+from server.schemas import MemberIn, MemberOut, MemberPatch, ProjectIn, ProjectOut, ProjectPatch
+
+
+async def create_project(request: Request) -> Response:
+    body = await read_body(request, ProjectIn)
+    async with unit_of_work(request) as (session, user):
+        project = Project(name=body.name, description=body.description, created_by=user.id,
+                          seq=0, settings={})
+        session.add(project)
+        await session.flush()
+        session.add(Membership(project_id=project.id, user_id=user.id, role="owner",
+                               privileges=int(ALL), settings={}))
+        return JSONResponse(ProjectOut.of(project, "owner", int(ALL)).model_dump(mode="json"),
+                            status_code=201)
+
+
+async def list_projects(request: Request) -> Response:
+    async with unit_of_work(request) as (session, user):
+        rows = await session.execute(
+            select(Project, Membership)
+            .join(Membership, Membership.project_id == Project.id)
+            .where(Membership.user_id == user.id, Membership.privileges.op("&")(int(Privilege.VIEW)) != 0)
+            .order_by(Project.id)
+        )
+        items = [ProjectOut.of(p, m.role, m.privileges).model_dump(mode="json") for p, m in rows]
+        return JSONResponse({"projects": items})
+
+
+async def get_project(request: Request) -> Response:
+    project_id = path_int(request, "project_id")
+    async with unit_of_work(request) as (session, user):
+        project, actor = await project_access(session, user, project_id, Privilege.VIEW)
+        return JSONResponse(_project_out(project, actor.privileges, user.is_admin))
+
+
+def _project_out(project: Project, privileges: int | None, is_admin: bool) -> dict[str, object]:
+    effective = int(ALL) if is_admin else (privileges or 0)
+    return ProjectOut.of(project, role_for(privileges) if privileges is not None else None,
+                         effective).model_dump(mode="json")
+
+
+async def patch_project(request: Request) -> Response:
+    project_id = path_int(request, "project_id")
+    body = await read_body(request, ProjectPatch)
+    async with unit_of_work(request) as (session, user):
+        project, actor = await project_access(session, user, project_id, Privilege.MANAGE_MEMBERS)
+        if body.name is not None:
+            project.name = body.name
+        if body.description is not None:
+            project.description = body.description
+        return JSONResponse(_project_out(project, actor.privileges, user.is_admin))
+
+
+async def delete_project(request: Request) -> Response:
+    project_id = path_int(request, "project_id")
+    async with unit_of_work(request) as (session, user):
+        project, _actor = await project_access(session, user, project_id, Privilege.MANAGE_MEMBERS)
+        membership = await session.get(Membership, (project_id, user.id))
+        if not user.is_admin and (membership is None or membership.role != "owner"):
+            raise ApiError(403, "forbidden", "only an owner can delete a project")
+        await session.delete(project)
+        return Response(status_code=204)
+
+
+def _privileges_of(role: str | None, names: list[str] | None) -> tuple[str, int]:
+    if names is not None:
+        try:
+            flags = from_names(names)
+        except KeyError as exc:
+            raise invalid(f"unknown privilege {exc.args[0]!r}; one of "
+                          f"{', '.join(n.name.lower() for n in Privilege if n.name)}") from None
+        flags |= Privilege.VIEW if flags else Privilege(0)
+        return role_for(int(flags)), int(flags)
+    if role is None:
+        raise invalid("give a role or a list of privileges")
+    return role, int(PRESETS[role])
+
+
+async def _owner_count(session: AsyncSession, project_id: int) -> int:
+    return (
+        await session.execute(
+            select(func.count()).select_from(Membership).where(
+                Membership.project_id == project_id, Membership.role == "owner"
+            )
+        )
+    ).scalar_one()
+
+
+async def list_members(request: Request) -> Response:
+    project_id = path_int(request, "project_id")
+    async with unit_of_work(request) as (session, user):
+        await project_access(session, user, project_id, Privilege.VIEW)
+        rows = await session.execute(
+            select(Membership, User).join(User, User.id == Membership.user_id)
+            .where(Membership.project_id == project_id).order_by(User.email)
+        )
+        return JSONResponse({"members": [MemberOut.of(m, u).model_dump() for m, u in rows]})
+
+
+async def add_member(request: Request) -> Response:
+    project_id = path_int(request, "project_id")
+    body = await read_body(request, MemberIn)
+    async with unit_of_work(request) as (session, user):
+        await project_access(session, user, project_id, Privilege.MANAGE_MEMBERS, lock=True)
+        role, flags = _privileges_of(body.role, body.privileges)
+        target = (await session.execute(select(User).where(User.email == body.email))).scalar_one_or_none()
+        if target is None:
+            raise ApiError(404, "no_such_user", f"no user with email {body.email}; a site admin adds users")
+        if await session.get(Membership, (project_id, target.id)) is not None:
+            raise ApiError(409, "exists", f"{body.email} is already a member")
+        m = Membership(project_id=project_id, user_id=target.id, role=role, privileges=flags, settings={})
+        session.add(m)
+        await session.flush()
+        return JSONResponse(MemberOut.of(m, target).model_dump(), status_code=201)
+
+
+async def patch_member(request: Request) -> Response:
+    project_id, user_id = path_int(request, "project_id"), path_int(request, "user_id")
+    body = await read_body(request, MemberPatch)
+    async with unit_of_work(request) as (session, user):
+        await project_access(session, user, project_id, Privilege.MANAGE_MEMBERS, lock=True)
+        m = await session.get(Membership, (project_id, user_id))
+        target = await session.get(User, user_id)
+        if m is None or target is None:
+            raise not_found("member")
+        role, flags = _privileges_of(body.role, body.privileges)
+        try:
+            check_member_change(target_role=m.role, new_role=role,
+                                owner_count=await _owner_count(session, project_id), removing=False)
+        except MemberRuleError as exc:
+            raise ApiError(409, "last_owner", str(exc)) from None
+        m.role, m.privileges = role, flags
+        return JSONResponse(MemberOut.of(m, target).model_dump())
+
+
+async def remove_member(request: Request) -> Response:
+    project_id, user_id = path_int(request, "project_id"), path_int(request, "user_id")
+    async with unit_of_work(request) as (session, user):
+        await project_access(session, user, project_id, Privilege.MANAGE_MEMBERS, lock=True)
+        m = await session.get(Membership, (project_id, user_id))
+        if m is None:
+            raise not_found("member")
+        try:
+            check_member_change(target_role=m.role, new_role=None,
+                                owner_count=await _owner_count(session, project_id), removing=True)
+        except MemberRuleError as exc:
+            raise ApiError(409, "last_owner", str(exc)) from None
+        await session.delete(m)
+        return Response(status_code=204)
+
+
+routes = [
+    Route("/api/v1/projects", create_project, methods=["POST"]),
+    Route("/api/v1/projects", list_projects, methods=["GET"]),
+    Route("/api/v1/projects/{project_id}", get_project, methods=["GET"]),
+    Route("/api/v1/projects/{project_id}", patch_project, methods=["PATCH"]),
+    Route("/api/v1/projects/{project_id}", delete_project, methods=["DELETE"]),
+    Route("/api/v1/projects/{project_id}/members", list_members, methods=["GET"]),
+    Route("/api/v1/projects/{project_id}/members", add_member, methods=["POST"]),
+    Route("/api/v1/projects/{project_id}/members/{user_id}", patch_member, methods=["PATCH"]),
+    Route("/api/v1/projects/{project_id}/members/{user_id}", remove_member, methods=["DELETE"]),
+]

@@ -1,0 +1,147 @@
+"""Pydantic schemas for the REST API (request bodies and responses). ORM rows never go on the wire."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from server.models import ApiToken, Membership, Project, User
+from server.permissions import PRESETS, to_names
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _email(value: str) -> str:
+    value = value.strip().lower()
+    local, _, domain = value.partition("@")
+    if not local or not domain or " " in value or len(value) > 320:
+        raise ValueError("not a valid email address")
+    return value
+
+
+class LoginIn(_In):
+    email: str
+    password: str = Field(min_length=1, max_length=1000)
+
+
+class UserIn(_In):
+    email: str
+    password: str = Field(min_length=8, max_length=1000)
+    name: str = Field(default="", max_length=200)
+    is_admin: bool = False
+
+    _check_email = field_validator("email")(_email)
+
+
+class UserPatch(_In):
+    name: str | None = Field(default=None, max_length=200)
+    password: str | None = Field(default=None, min_length=8, max_length=1000)
+    is_admin: bool | None = None
+    is_active: bool | None = None
+
+
+class UserOut(BaseModel):
+    id: int
+    email: str
+    name: str
+    is_admin: bool
+    is_active: bool
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(id=user.id, email=user.email, name=user.name, is_admin=user.is_admin,
+                   is_active=user.is_active)
+
+
+class TokenIn(_In):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class TokenOut(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked: bool
+
+    @classmethod
+    def of(cls, tok: ApiToken) -> TokenOut:
+        return cls(id=tok.id, name=tok.name, prefix=tok.prefix, created_at=tok.created_at,
+                   last_used_at=tok.last_used_at, revoked=tok.revoked_at is not None)
+
+
+class ProjectIn(_In):
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=10_000)
+
+
+class ProjectPatch(_In):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=10_000)
+
+
+class ProjectOut(BaseModel):
+    id: int
+    name: str
+    description: str
+    created_at: datetime
+    seq: int
+    role: str | None
+    privileges: list[str]
+
+    @classmethod
+    def of(cls, project: Project, role: str | None, privileges: int) -> ProjectOut:
+        return cls(id=project.id, name=project.name, description=project.description,
+                   created_at=project.created_at, seq=project.seq, role=role,
+                   privileges=to_names(privileges))
+
+
+class MemberIn(_In):
+    email: str
+    role: str | None = None
+    privileges: list[str] | None = None
+
+    _check_email = field_validator("email")(_email)
+
+    @field_validator("role")
+    @classmethod
+    def _known_role(cls, value: str | None) -> str | None:
+        if value is not None and value not in PRESETS:
+            raise ValueError(f"unknown role; one of {', '.join(PRESETS)}")
+        return value
+
+
+class MemberPatch(_In):
+    role: str | None = None
+    privileges: list[str] | None = None
+
+    @field_validator("role")
+    @classmethod
+    def _known_role(cls, value: str | None) -> str | None:
+        if value is not None and value not in PRESETS:
+            raise ValueError(f"unknown role; one of {', '.join(PRESETS)}")
+        return value
+
+
+class MemberOut(BaseModel):
+    user_id: int
+    email: str
+    name: str
+    role: str
+    privileges: list[str]
+
+    @classmethod
+    def of(cls, m: Membership, user: User) -> MemberOut:
+        return cls(user_id=user.id, email=user.email, name=user.name, role=m.role,
+                   privileges=to_names(m.privileges))
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: Any = None

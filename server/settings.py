@@ -1,0 +1,69 @@
+"""One typed configuration object, read from ``LABELHUB_*`` environment variables (and ``.env``)."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LABELHUB_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("./data")
+    database_url: str = ""
+    secret_key: str = ""
+    admin_email: str = ""
+    admin_password: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_upload_mb: int = 200
+    allowed_origins: list[str] = Field(default_factory=list)
+    token_ttl_hours: int = 24 * 7
+    lock_ttl_seconds: float = 45.0
+    idle_limit_seconds: float = 120.0
+    op_retention: int = 100_000
+    development: bool = False
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        # Accept a comma-separated string as well as a JSON list.
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'labelhub.db'}"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def image_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    def resolved_secret_key(self) -> str:
+        """The signing key: from the environment, else generated once and kept in the data dir."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.write_text(key)
+        path.chmod(0o600)
+        return key
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

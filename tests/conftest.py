@@ -1,0 +1,163 @@
+"""Shared fixtures: a migrated database on SQLite and on PostgreSQL, the app, HTTP clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from server.app import create_app
+from server.settings import Settings
+from tests._db import (
+    PgTemplate,
+    SqliteTemplate,
+    pg_base_url,
+    pg_reachable,
+    pg_required,
+    with_database,
+)
+
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "admin-password-1"
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> SqliteTemplate:
+    template = SqliteTemplate(tmp_path_factory.mktemp("sqlite-template"))
+    template.build()
+    return template
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[PgTemplate]:
+    if not pg_reachable():
+        if pg_required():
+            pytest.fail(f"PostgreSQL at {pg_base_url()} cannot be reached and is required")
+        pytest.skip("PostgreSQL not reachable; set LABELHUB_TEST_POSTGRES_URL to run these")
+    template = PgTemplate()
+    template.build()
+    yield template
+    template.destroy()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """The URL of a fresh database at the newest migration, on each backend."""
+    if request.param == "sqlite":
+        template: SqliteTemplate = request.getfixturevalue("sqlite_template")
+        yield template.copy(tmp_path / "test.db")
+        return
+    pg: PgTemplate = request.getfixturevalue("pg_template")
+    name = await pg.copy()
+    try:
+        yield with_database(pg_base_url(), name)
+    finally:
+        await PgTemplate.drop(name)
+
+
+def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "data_dir": data_dir,
+        "secret_key": "test-secret-key",
+        "admin_email": ADMIN_EMAIL,
+        "admin_password": ADMIN_PASSWORD,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return make_settings(database_url, tmp_path / "data")
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Starlette]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def anon(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    """A client with no credentials."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+@dataclass
+class Api:
+    """An authenticated client plus the user it acts as."""
+
+    client: httpx.AsyncClient
+    user: dict[str, Any]
+    token: str
+
+
+async def login(app: Starlette, email: str, password: str) -> Api:
+    transport = httpx.ASGITransport(app=app)
+    client = httpx.AsyncClient(transport=transport, base_url="http://testserver")
+    resp = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    client.headers["Authorization"] = f"Bearer {body['token']}"
+    client.cookies.clear()
+    return Api(client=client, user=body["user"], token=body["token"])
+
+
+@pytest.fixture
+async def admin(app: Starlette) -> AsyncIterator[Api]:
+    api = await login(app, ADMIN_EMAIL, ADMIN_PASSWORD)
+    yield api
+    await api.client.aclose()
+
+
+class UserFactory:
+    """Creates users through the admin REST API and logs them in."""
+
+    def __init__(self, app: Starlette, admin: Api) -> None:
+        self.app, self.admin, self.clients = app, admin, []  # type: ignore[var-annotated]
+        self._n = 0
+
+    async def __call__(self, name: str | None = None) -> Api:
+        self._n += 1
+        email = f"{name or 'user'}{self._n}@example.com"
+        resp = await self.admin.client.post(
+            "/api/v1/users", json={"email": email, "password": "password-123", "name": name or email}
+        )
+        assert resp.status_code == 201, resp.text
+        api = await login(self.app, email, "password-123")
+        self.clients.append(api.client)
+        return api
+
+
+@pytest.fixture
+async def users(app: Starlette, admin: Api) -> AsyncIterator[UserFactory]:
+    factory = UserFactory(app, admin)
+    yield factory
+    for client in factory.clients:
+        await client.aclose()
+
+
+async def make_project(api: Api, name: str = "Demo") -> int:
+    resp = await api.client.post("/api/v1/projects", json={"name": name})
+    assert resp.status_code == 201, resp.text
+    return int(resp.json()["id"])
+
+
+async def add_member(owner: Api, project_id: int, member: Api, role: str = "labeler",
+                     privileges: list[str] | None = None) -> None:
+    body: dict[str, Any] = {"email": member.user["email"]}
+    if privileges is not None:
+        body["privileges"] = privileges
+    else:
+        body["role"] = role
+    resp = await owner.client.post(f"/api/v1/projects/{project_id}/members", json=body)
+    assert resp.status_code == 201, resp.text
