@@ -1,0 +1,160 @@
+"""The ``labelhub`` command: serve, db upgrade, user add, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import sys
+from pathlib import Path
+
+from server.settings import Settings, get_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+MAX_FRAME = 64 * 1024  # WebSocket frames past this are refused (OWASP: <= 64 KB messages)
+
+
+def _alembic_upgrade(settings: Settings, revision: str = "head") -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", settings.resolved_database_url.replace("%", "%%"))
+    command.upgrade(cfg, revision)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from server.app import create_app
+
+    settings = get_settings()
+    email, password, _ = admin_login(settings)
+    settings = settings.model_copy(update={"admin_email": email, "admin_password": password})
+    uvicorn.run(
+        create_app(settings),
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        ws="websockets-sansio",
+        ws_max_size=MAX_FRAME,
+        ws_per_message_deflate=False,
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+        log_level=args.log_level,
+        proxy_headers=True,
+    )
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    _alembic_upgrade(get_settings(), args.revision)
+    print("database is at", args.revision)
+    return 0
+
+
+async def _add_user(settings: Settings, email: str, password: str, name: str, admin: bool) -> int:
+    from server.accounts import create_user_row
+    from server.db import make_engine, make_sessionmaker, transaction
+    from server.errors import ApiError
+    from server.schemas import UserIn
+
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        async with transaction(make_sessionmaker(engine)) as session:
+            user = await create_user_row(
+                session, UserIn(email=email, password=password, name=name, is_admin=admin)
+            )
+            return user.id
+    except ApiError as exc:
+        raise SystemExit(f"labelhub: {exc.message}") from None
+    finally:
+        await engine.dispose()
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    password = args.password or secrets.token_urlsafe(12)
+    user_id = asyncio.run(_add_user(get_settings(), args.email, password, args.name, args.admin))
+    print(f"created user {user_id}: {args.email}" + ("" if args.password else f" password: {password}"))
+    return 0
+
+
+def admin_login(settings: Settings) -> tuple[str, str, bool]:
+    """The first admin's login: from settings, else a generated password kept in the data dir."""
+    email = settings.admin_email or "admin@example.com"
+    if settings.admin_password:
+        return email, settings.admin_password, False
+    path = settings.data_dir / "admin_password"
+    if path.exists():
+        return email, path.read_text().strip(), True
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(12)
+    path.write_text(password)
+    path.chmod(0o600)
+    return email, password, True
+
+
+async def _demo(settings: Settings) -> int | None:
+    from server.app import create_app
+    from server.demo import seed_demo
+
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        return await seed_demo(app)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    email, password, generated = admin_login(settings)
+    settings = settings.model_copy(update={"admin_email": email, "admin_password": password})
+    project_id = asyncio.run(_demo(settings))
+    if project_id is not None:
+        print(f"seeded the demo project (id {project_id})")
+    if args.print_login:
+        url = f"http://{settings.host}:{settings.port}"
+        print("\n  Labelhub is starting on", url)
+        print(f"  Log in as {email} with password {password}")
+        if generated:
+            print(f"  (generated; kept in {settings.data_dir / 'admin_password'})")
+        print()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="labelhub", description="Real-time collaborative image labeling server")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the API, the WebSocket hub and the web app")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=cmd_serve)
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    up = db_sub.add_parser("upgrade", help="migrate the database to the newest schema")
+    up.add_argument("revision", nargs="?", default="head")
+    up.set_defaults(func=cmd_db_upgrade)
+
+    user = sub.add_parser("user", help="manage users")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    add = user_sub.add_parser("add", help="create a user")
+    add.add_argument("email")
+    add.add_argument("--password", default=None, help="generated and printed when omitted")
+    add.add_argument("--name", default="")
+    add.add_argument("--admin", action="store_true", help="make a site admin")
+    add.set_defaults(func=cmd_user_add)
+
+    demo = sub.add_parser("demo", help="create the first admin and a demo project if the database is empty")
+    demo.add_argument("--print-login", action="store_true")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

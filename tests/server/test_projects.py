@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from tests.conftest import Api, UserFactory, add_member, make_project
+
+
+async def test_create_list_get_patch_delete(admin: Api, users: UserFactory) -> None:
+    alice = await users("alice")
+    pid = await make_project(alice, "Cats")
+    listed = (await alice.client.get("/api/v1/projects")).json()["projects"]
+    assert [(p["id"], p["name"], p["role"]) for p in listed] == [(pid, "Cats", "owner")]
+    # Only my projects are listed.
+    bob = await users("bob")
+    assert (await bob.client.get("/api/v1/projects")).json()["projects"] == []
+    assert (await bob.client.get(f"/api/v1/projects/{pid}")).status_code == 404
+    resp = await alice.client.patch(f"/api/v1/projects/{pid}", json={"name": "Cats 2"})
+    assert resp.status_code == 200 and resp.json()["name"] == "Cats 2"
+    assert (await alice.client.patch(f"/api/v1/projects/{pid}", json={"name": ""})).status_code == 422
+    assert (await alice.client.delete(f"/api/v1/projects/{pid}")).status_code == 204
+    assert (await alice.client.get(f"/api/v1/projects/{pid}")).status_code == 404
+
+
+async def test_members_presets_flags_and_removal(users: UserFactory) -> None:
+    owner, lab = await users("owner"), await users("lab")
+    pid = await make_project(owner)
+    await add_member(owner, pid, lab, role="labeler")
+    members = (await owner.client.get(f"/api/v1/projects/{pid}/members")).json()["members"]
+    assert {m["email"]: m["role"] for m in members} == {owner.user["email"]: "owner", lab.user["email"]: "labeler"}
+    url = f"/api/v1/projects/{pid}/members/{lab.user['id']}"
+    resp = await owner.client.patch(url, json={"privileges": ["view", "upload"]})
+    assert resp.json()["privileges"] == ["view", "upload"] and resp.json()["role"] == "custom"
+    resp = await owner.client.patch(url, json={"role": "viewer"})
+    assert resp.json()["role"] == "viewer"
+    bad = await owner.client.patch(url, json={"privileges": ["fly"]})
+    assert bad.status_code == 422
+    assert (await owner.client.post(f"/api/v1/projects/{pid}/members",
+                                    json={"email": lab.user["email"], "role": "viewer"})).status_code == 409
+    assert (await owner.client.post(f"/api/v1/projects/{pid}/members",
+                                    json={"email": "ghost@example.com", "role": "viewer"})).status_code == 404
+    assert (await owner.client.delete(url)).status_code == 204
+    assert (await lab.client.get(f"/api/v1/projects/{pid}")).status_code == 404
+
+
+async def test_manage_members_privilege(users: UserFactory) -> None:
+    owner, mgr, other = await users("owner"), await users("mgr"), await users("other")
+    pid = await make_project(owner)
+    await add_member(owner, pid, mgr, privileges=["view"])
+    body = {"email": other.user["email"], "role": "viewer"}
+    denied = await mgr.client.post(f"/api/v1/projects/{pid}/members", json=body)
+    assert denied.status_code == 403 and denied.json()["error"]["code"] == "forbidden"
+    await owner.client.patch(f"/api/v1/projects/{pid}/members/{mgr.user['id']}",
+                             json={"privileges": ["view", "manage_members"]})
+    assert (await mgr.client.post(f"/api/v1/projects/{pid}/members", json=body)).status_code == 201
+
+
+async def test_last_owner_cannot_be_removed_or_demoted(users: UserFactory) -> None:
+    owner, second = await users("owner"), await users("second")
+    pid = await make_project(owner)
+    url = f"/api/v1/projects/{pid}/members/{owner.user['id']}"
+    assert (await owner.client.delete(url)).json()["error"]["code"] == "last_owner"
+    assert (await owner.client.patch(url, json={"role": "manager"})).status_code == 409
+    await add_member(owner, pid, second, role="owner")
+    assert (await owner.client.patch(url, json={"role": "manager"})).status_code == 200
+
+
+async def test_view_privilege_gates_the_project(users: UserFactory) -> None:
+    owner, member = await users("owner"), await users("member")
+    pid = await make_project(owner)
+    await add_member(owner, pid, member, privileges=["upload"])  # view is implied by any flag
+    assert (await member.client.get(f"/api/v1/projects/{pid}")).status_code == 200
+    await owner.client.delete(f"/api/v1/projects/{pid}/members/{member.user['id']}")
+    assert (await member.client.get(f"/api/v1/projects/{pid}")).status_code == 404
