@@ -95,9 +95,9 @@ async def user_for_token(session: AsyncSession, signer: TokenSigner, token: str)
         ).first()
         if row is None:
             return None
-        api_token, user = row
+        api_token, owner = row
         api_token.last_used_at = utcnow()
-        return user if user.is_active else None
+        return owner if owner.is_active else None
     parsed = signer.read(token)
     if parsed is None:
         return None
