@@ -1,0 +1,88 @@
+"""Labeling settings: defaults, validation, project/user merge, privileges."""
+
+from __future__ import annotations
+
+from server.geometry.policy import Policy
+from server.preferences import DEFAULTS, USER_KEYS, LabelingSettings, merge
+from tests.conftest import Api, UserFactory, add_member, make_project
+
+
+def test_merge_layers_in_order_and_ignores_stale_values() -> None:
+    merged = merge({"synchronize_labels": True, "undo_history_length": 5},
+                   {"undo_history_length": 9999, "nonsense": 1}, {"undo_history_length": 7})
+    assert merged.synchronize_labels is True and merged.undo_history_length == 7
+    assert merge() == DEFAULTS and USER_KEYS <= set(LabelingSettings.model_fields)
+
+
+def test_settings_feed_the_geometry_policy() -> None:
+    s = merge({"fixed_bbox_aspect_ratio": 2.0, "simplify_polygons": True, "simplify_tolerance": 3,
+               "allow_labeling_outside_image": True})
+    policy = Policy.from_settings(s.model_dump(), 100, 50)
+    assert (policy.bbox_aspect, policy.simplify_tolerance, policy.allow_outside) == (2.0, 3.0, True)
+
+
+async def test_project_settings_defaults_patch_and_validation(admin: Api) -> None:
+    pid = await make_project(admin)
+    url = f"/api/v1/projects/{pid}/settings"
+    got = (await admin.client.get(url)).json()
+    assert got["project"] == {**DEFAULTS.model_dump(), "label_shortcuts": {}}
+    resp = await admin.client.patch(url, json={"synchronize_labels": True, "fixed_bbox_aspect_ratio": 1.5})
+    assert resp.status_code == 200
+    assert resp.json()["project"]["synchronize_labels"] is True
+    for bad, field in (({"undo_history_length": 0}, "undo_history_length"),
+                       ({"fixed_bbox_aspect_ratio": -1}, "fixed_bbox_aspect_ratio"),
+                       ({"warp_speed": True}, "warp_speed"),
+                       ({"synchronize_labels": "maybe"}, "synchronize_labels")):
+        r = await admin.client.patch(url, json=bad)
+        assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == field, r.text
+    assert (await admin.client.get(url)).json()["project"]["undo_history_length"] == 100
+    # null resets a key to its default.
+    reset = await admin.client.patch(url, json={"synchronize_labels": None})
+    assert reset.json()["project"]["synchronize_labels"] is False
+
+
+async def test_label_shortcuts_setting_maps_digits_to_labels(admin: Api) -> None:
+    pid = await make_project(admin)
+    await admin.client.post(f"/api/v1/projects/{pid}/labels", json={"name": "cat"})
+    url = f"/api/v1/projects/{pid}/settings"
+    resp = await admin.client.patch(url, json={"label_shortcuts": {"1": "cat"}})
+    assert resp.json()["project"]["label_shortcuts"] == {"1": "cat"}
+    bad = await admin.client.patch(url, json={"label_shortcuts": {"0": "cat"}})
+    assert bad.status_code == 422
+    missing = await admin.client.patch(url, json={"label_shortcuts": {"2": "nope"}})
+    assert missing.status_code == 422
+    assert (await admin.client.get(url)).json()["project"]["label_shortcuts"] == {"1": "cat"}
+
+
+async def test_project_settings_need_manage_labels(admin: Api, users: UserFactory) -> None:
+    pid = await make_project(admin)
+    labeler = await users("lab")
+    await add_member(admin, pid, labeler)
+    url = f"/api/v1/projects/{pid}/settings"
+    assert (await labeler.client.get(url)).status_code == 200
+    assert (await labeler.client.patch(url, json={"synchronize_labels": True})).status_code == 403
+
+
+async def test_user_settings_override_project_defaults(admin: Api, users: UserFactory) -> None:
+    pid = await make_project(admin)
+    alice = await users("alice")
+    await add_member(admin, pid, alice)
+    await admin.client.patch(f"/api/v1/projects/{pid}/settings",
+                             json={"skip_other_users_images": True, "use_previous_label_name": False})
+    # Global per-user value, then a per-project one on top.
+    r1 = await alice.client.patch("/api/v1/me/settings", json={"use_previous_label_name": True,
+                                                               "disable_smoothing_when_zoomed": True})
+    assert r1.status_code == 200 and r1.json()["user"]["disable_smoothing_when_zoomed"] is True
+    r2 = await alice.client.patch("/api/v1/me/settings", params={"project": pid},
+                                  json={"skip_other_users_images": False})
+    eff = r2.json()["effective"]
+    assert eff["skip_other_users_images"] is False and eff["use_previous_label_name"] is True
+    proj = (await alice.client.get(f"/api/v1/projects/{pid}/settings")).json()
+    assert proj["project"]["skip_other_users_images"] is True
+    assert proj["effective"]["skip_other_users_images"] is False
+    # Project-wide keys are refused on the user endpoint.
+    bad = await alice.client.patch("/api/v1/me/settings", json={"synchronize_labels": True})
+    assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "synchronize_labels"
+    other = await make_project(admin, "Other")
+    hidden = await alice.client.get("/api/v1/me/settings", params={"project": other})
+    assert hidden.status_code == 404
