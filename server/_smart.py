@@ -1,0 +1,80 @@
+"""Smart selection for one stored image: validate the request, run the geometry core in a thread."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from server._web import read_body
+from server.errors import ApiError, invalid
+from server.geometry.errors import GeometryError
+from server.geometry.rle import rle_decode, rle_encode
+from server.storage import ImageRejected, ImageStore
+
+MAX_POINTS = 20_000  # all strokes together; a brush stroke is a few hundred points
+
+Point = tuple[float, float]
+
+
+class SmartSelectIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rect: tuple[float, float, float, float] | None = None
+    foreground: list[list[Point]] = Field(default_factory=list)
+    background: list[list[Point]] = Field(default_factory=list)
+    brush_radius: int = Field(default=5, ge=1, le=200)
+    previous: dict[str, Any] | None = None
+
+    @field_validator("foreground", "background")
+    @classmethod
+    def _bounded(cls, strokes: list[list[Point]]) -> list[list[Point]]:
+        if sum(len(s) for s in strokes) > MAX_POINTS:
+            raise ValueError(f"at most {MAX_POINTS} stroke points")
+        return strokes
+
+
+async def read_request(request: Request) -> SmartSelectIn:
+    body = await read_body(request, SmartSelectIn)
+    if body.rect is None and not body.foreground and body.previous is None:
+        raise invalid("give a rect, foreground strokes or a previous mask")
+    return body
+
+
+def _check(body: SmartSelectIn, width: int, height: int) -> None:
+    if body.rect is not None:
+        x, y, w, h = body.rect
+        if w < 2 or h < 2 or x < 0 or y < 0 or x + w > width + 0.5 or y + h > height + 0.5:
+            raise ApiError(422, "invalid", f"rect must be at least 2x2 and lie inside the "
+                           f"{width}x{height} image", {"field": "rect"})
+
+
+def _run(store: ImageStore, sha: str, body: SmartSelectIn, width: int, height: int) -> dict[str, Any]:
+    from server.geometry.smart import smart_select  # built beside this module
+
+    previous = None
+    if body.previous is not None:
+        try:
+            previous = rle_decode(body.previous)
+        except GeometryError as exc:
+            raise invalid(f"previous: {exc.message}", [{"field": "previous", "message": exc.message}]) from None
+        if previous.shape != (height, width):
+            raise invalid(f"previous: the mask must be {height}x{width}")
+    try:
+        image = store.load(sha)
+    except (OSError, ImageRejected):
+        raise ApiError(404, "not_found", "the image file is missing") from None
+    try:
+        mask = smart_select(image, body.rect, body.foreground, body.background,
+                            previous=previous, brush_radius=body.brush_radius)
+    except GeometryError as exc:
+        raise invalid(str(exc), [exc.to_dict()]) from None
+    return {"rle": rle_encode(mask), "area": int(mask.sum())}
+
+
+async def run(store: ImageStore, sha: str, width: int, height: int,
+              body: SmartSelectIn) -> dict[str, Any]:
+    _check(body, width, height)
+    return await run_in_threadpool(_run, store, sha, body, width, height)

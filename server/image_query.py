@@ -1,0 +1,202 @@
+"""Which images: the one filter (list, the hub's next image, export) and the item shape on the wire.
+
+``image_filter_query(project_id, flt)`` builds the ``SELECT`` every feature shares;
+``image_items(session, images)`` turns a page of rows into items with two extra queries in all
+(labels, locks), never one per image.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import Select, exists, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.models import (
+    Image,
+    ImageLabel,
+    ImageLock,
+    LabelDef,
+    LabelObjectRow,
+    User,
+    utcnow,
+)
+
+Sort = Literal["name", "-name", "uploaded_at", "-uploaded_at", "id", "-id"]
+_SORT_COLUMNS = {"name": Image.name, "uploaded_at": Image.uploaded_at, "id": Image.id}
+
+
+class ImageFilter(BaseModel):
+    """The current filter; ``None`` means "do not filter on this"."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    labeled: bool | None = None
+    label: str | None = Field(default=None, min_length=1, max_length=200)
+    object_label: str | None = Field(default=None, min_length=1, max_length=200)
+    uploaded_by: int | None = None
+    auto_labeled: bool | None = None
+    labeled_by: int | None = None
+    locked: bool | None = None
+    ids: list[int] | None = Field(default=None, max_length=10_000)
+    sort: Sort = "id"
+
+    @field_validator("ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        # "1,2,3" from a query string, or a JSON list from a message.
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @classmethod
+    def from_query(cls, params: Mapping[str, str]) -> dict[str, Any]:
+        """The raw values of the filter's own keys, to validate with ``parse_as``."""
+        return {k: v for k, v in params.items() if k in cls.model_fields and v != ""}
+
+
+def _has_labels() -> Any:
+    return exists().where(ImageLabel.image_id == Image.id)
+
+
+def _locked_now(now: datetime) -> Any:
+    return exists().where(ImageLock.image_id == Image.id, ImageLock.holder_id.is_not(None),
+                          ImageLock.expires_at > now)
+
+
+def apply_filter(stmt: Select[Any], flt: ImageFilter, now: datetime | None = None) -> Select[Any]:
+    """Add the filter's conditions (not the order) to a statement selecting from ``Image``."""
+    if flt.labeled is not None:
+        labeled = or_(Image.object_count > 0, _has_labels())
+        stmt = stmt.where(labeled if flt.labeled else ~labeled)
+    if flt.label is not None:
+        stmt = stmt.where(exists().where(
+            ImageLabel.image_id == Image.id, ImageLabel.label_id == LabelDef.id,
+            LabelDef.name == flt.label))
+    if flt.object_label is not None:
+        stmt = stmt.where(exists().where(LabelObjectRow.image_id == Image.id,
+                                         LabelObjectRow.label == flt.object_label))
+    if flt.uploaded_by is not None:
+        stmt = stmt.where(Image.uploaded_by == flt.uploaded_by)
+    if flt.auto_labeled is not None:
+        stmt = stmt.where(Image.auto_labeled.is_(flt.auto_labeled))
+    if flt.labeled_by is not None:
+        uid = flt.labeled_by
+        # Who labeled: the last labeler recorded on the image, or anyone who made or changed an
+        # object or applied a classification label on it.
+        stmt = stmt.where(or_(
+            Image.labeled_by == uid,
+            exists().where(LabelObjectRow.image_id == Image.id,
+                           or_(LabelObjectRow.created_by == uid, LabelObjectRow.updated_by == uid)),
+            exists().where(ImageLabel.image_id == Image.id, ImageLabel.created_by == uid),
+        ))
+    if flt.locked is not None:
+        locked = _locked_now(now or utcnow())
+        stmt = stmt.where(locked if flt.locked else ~locked)
+    if flt.ids is not None:
+        stmt = stmt.where(Image.id.in_(flt.ids))
+    return stmt
+
+
+def order_by(stmt: Select[Any], sort: str) -> Select[Any]:
+    """Order by the sort key, then by id so pages never overlap."""
+    desc = sort.startswith("-")
+    column = _SORT_COLUMNS[sort.lstrip("-")]
+    primary = column.desc() if desc else column.asc()
+    if column is Image.id:
+        return stmt.order_by(primary)
+    return stmt.order_by(primary, Image.id.desc() if desc else Image.id.asc())
+
+
+def image_filter_query(project_id: int, flt: ImageFilter, now: datetime | None = None) -> Select[Any]:
+    """``SELECT images`` of one project matching the filter, in the filter's order."""
+    stmt = select(Image).where(Image.project_id == project_id)
+    return order_by(apply_filter(stmt, flt, now), flt.sort)
+
+
+# --- the item shape -----------------------------------------------------------------------
+
+class LabelOut(BaseModel):
+    name: str
+    color: str
+    is_default: bool
+    source: str
+
+
+class HolderOut(BaseModel):
+    id: int
+    name: str
+
+
+class LockOut(BaseModel):
+    holder: HolderOut
+    expires_at: datetime
+
+
+class ImageOut(BaseModel):
+    id: int
+    project_id: int
+    name: str
+    width: int
+    height: int
+    mime: str
+    size_bytes: int
+    sha256: str
+    uploaded_at: datetime
+    uploaded_by: int | None
+    auto_labeled: bool
+    object_count: int
+    labeled: bool
+    labels: list[LabelOut]
+    lock: LockOut | None
+    thumbnail_url: str
+    file_url: str
+
+
+async def image_items(session: AsyncSession, images: Sequence[Image],
+                      now: datetime | None = None) -> list[dict[str, Any]]:
+    """Wire items for a page of images: labels and locks come from one query each."""
+    ids = [img.id for img in images]
+    labels: dict[int, list[LabelOut]] = defaultdict(list)
+    locks: dict[int, LockOut] = {}
+    if ids:
+        rows = await session.execute(
+            select(ImageLabel.image_id, LabelDef.name, LabelDef.color, ImageLabel.is_default,
+                   ImageLabel.source)
+            .join(LabelDef, LabelDef.id == ImageLabel.label_id)
+            .where(ImageLabel.image_id.in_(ids))
+            .order_by(ImageLabel.image_id, ImageLabel.is_default.desc(), LabelDef.name)
+        )
+        for image_id, name, color, is_default, source in rows:
+            labels[image_id].append(LabelOut(name=name, color=color, is_default=is_default,
+                                             source=source))
+        lock_rows = await session.execute(
+            select(ImageLock.image_id, ImageLock.expires_at, User.id, User.name, User.email)
+            .join(User, User.id == ImageLock.holder_id)
+            .where(ImageLock.image_id.in_(ids), ImageLock.expires_at > (now or utcnow()))
+        )
+        for image_id, expires_at, uid, uname, email in lock_rows:
+            assert expires_at is not None  # the query compares it with now
+            locks[image_id] = LockOut(holder=HolderOut(id=uid, name=uname or email),
+                                      expires_at=expires_at)
+    return [
+        ImageOut(
+            id=img.id, project_id=img.project_id, name=img.name, width=img.width,
+            height=img.height, mime=img.mime, size_bytes=img.size_bytes, sha256=img.sha256,
+            uploaded_at=img.uploaded_at, uploaded_by=img.uploaded_by,
+            auto_labeled=img.auto_labeled, object_count=img.object_count,
+            labeled=img.object_count > 0 or bool(labels.get(img.id)),
+            labels=labels.get(img.id, []), lock=locks.get(img.id),
+            thumbnail_url=f"/api/v1/images/{img.id}/thumbnail",
+            file_url=f"/api/v1/images/{img.id}/file",
+        ).model_dump(mode="json")
+        for img in images
+    ]
+
+
+__all__ = ["ImageFilter", "ImageOut", "apply_filter", "image_filter_query", "image_items",
+           "order_by"]

@@ -1,0 +1,342 @@
+from __future__ import annotations
+
+import io
+import zipfile
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from sqlalchemy import update
+from starlette.applications import Starlette
+
+from server.db import transaction
+from server.models import Image, ImageLock, LabelObjectRow, utcnow
+from server.settings import Settings
+from tests.conftest import Api, add_member, make_project
+
+Files = list[tuple[str, tuple[str, bytes, str]]]
+
+
+def png(seed: int = 0, w: int = 32, h: int = 24, ext: str = ".png") -> bytes:
+    img = np.full((h, w, 3), (seed * 37) % 256, np.uint8)
+    cv2.rectangle(img, (2, 2), (w // 2, h // 2), (seed % 256, 255 - seed % 256, 90), -1)
+    ok, buf = cv2.imencode(ext, img)
+    assert ok
+    return bytes(buf)
+
+
+def files(*items: tuple[str, bytes]) -> Files:
+    return [("files", (name, data, "application/octet-stream")) for name, data in items]
+
+
+def make_zip(entries: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", method) as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+async def upload(api: Api, pid: int, items: Files, **data: str) -> Any:
+    return await api.client.post(f"/api/v1/projects/{pid}/images", files=items, data=data)
+
+
+async def upload_zip(api: Api, pid: int, archive: bytes, **data: str) -> Any:
+    return await api.client.post(f"/api/v1/projects/{pid}/images/zip",
+                                 files=[("file", ("a.zip", archive, "application/zip"))], data=data)
+
+
+def stored_files(settings: Settings) -> list[Path]:
+    root = settings.image_dir
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+def by_name(resp: Any) -> dict[str, dict[str, Any]]:
+    return {r["name"]: r for r in resp.json()["results"]}
+
+
+async def test_upload_png_with_labels_and_a_text_file(admin: Api, settings: Settings) -> None:
+    pid = await make_project(admin)
+    resp = await upload(admin, pid, files(("cat.png", png(1)), ("notes.txt", b"not an image")),
+                        labels="cat, dog")
+    assert resp.status_code == 201, resp.text
+    results = by_name(resp)
+    assert results["notes.txt"]["ok"] is False
+    assert results["notes.txt"]["error"]["code"] == "not_an_image"
+    image = results["cat.png"]["image"]
+    assert results["cat.png"]["ok"] is True and results["cat.png"]["duplicate"] is False
+    assert (image["width"], image["height"], image["mime"]) == (32, 24, "image/png")
+    assert {lab["name"] for lab in image["labels"]} == {"cat", "dog"}
+    assert [lab["name"] for lab in image["labels"] if lab["is_default"]] == ["cat"]
+    assert all(lab["source"] == "manual" for lab in image["labels"])
+    listed = (await admin.client.get(f"/api/v1/projects/{pid}/images")).json()
+    assert listed["total"] == 1 and listed["images"][0]["labels"] == image["labels"]
+    assert listed["images"][0]["labeled"] is True
+    assert len(stored_files(settings)) == 2  # the original and its thumbnail
+
+
+async def test_all_bad_is_422_and_writes_nothing(admin: Api, settings: Settings) -> None:
+    pid = await make_project(admin)
+    resp = await upload(admin, pid, files(("a.txt", b"x"), ("b.png", png(1)[:40])))
+    assert resp.status_code == 422
+    assert [r["ok"] for r in resp.json()["results"]] == [False, False]
+    assert stored_files(settings) == []
+    resp = await upload(admin, pid, [])
+    assert resp.status_code == 422 and resp.json()["error"]["code"] == "invalid"
+
+
+async def test_duplicates_and_folder_names(admin: Api, settings: Settings) -> None:
+    pid = await make_project(admin)
+    first = await upload(admin, pid, files(("dir/sub/a.png", png(2)), ("../../etc/b.png", png(3))))
+    assert first.status_code == 201
+    assert set(by_name(first)) == {"dir/sub/a.png", "etc/b.png"}
+    again = await upload(admin, pid, files(("copy.png", png(2)), ("copy2.png", png(2))), labels="x")
+    results = again.json()["results"]
+    assert [r["duplicate"] for r in results] == [True, True]
+    assert results[0]["image"]["name"] == "dir/sub/a.png"
+    assert results[0]["image"]["labels"][0]["name"] == "x"
+    assert results[0]["image"]["labels"][0]["is_default"] is True
+    assert (await admin.client.get(f"/api/v1/projects/{pid}/images")).json()["total"] == 2
+    assert len(stored_files(settings)) == 4
+    # The same content in another project is a new image sharing the stored file.
+    other = await make_project(admin, "Other")
+    resp = await upload(admin, other, files(("a.png", png(2))))
+    assert resp.json()["results"][0]["duplicate"] is False
+    assert len(stored_files(settings)) == 4
+
+
+async def test_zip_with_folder_labels(admin: Api) -> None:
+    pid = await make_project(admin)
+    archive = make_zip({"dogs/a.png": png(1), "cats/b.jpg": png(2, ext=".jpg"),
+                        "animals/cats/c.png": png(3), "__MACOSX/dogs/._a.png": b"junk",
+                        ".hidden.png": png(4), "readme.txt": b"hello"})
+    resp = await upload_zip(admin, pid, archive, labels_from_folders="true")
+    assert resp.status_code == 201, resp.text
+    results = by_name(resp)
+    assert set(results) == {"dogs/a.png", "cats/b.jpg", "animals/cats/c.png", "readme.txt"}
+    assert results["readme.txt"]["ok"] is False
+
+    def names(r: dict[str, Any]) -> set[str]:
+        return {lab["name"] for lab in r["image"]["labels"]}
+
+    assert names(results["dogs/a.png"]) == {"dogs"}
+    assert names(results["cats/b.jpg"]) == {"cats"}
+    assert names(results["animals/cats/c.png"]) == {"animals", "cats"}
+    assert results["cats/b.jpg"]["image"]["mime"] == "image/jpeg"
+    dogs = (await admin.client.get(f"/api/v1/projects/{pid}/images?label=dogs")).json()
+    assert [i["name"] for i in dogs["images"]] == ["dogs/a.png"]
+    plain = await upload_zip(admin, pid, make_zip({"x/d.png": png(9)}), labels_from_folders="false")
+    assert plain.json()["results"][0]["image"]["labels"] == []
+
+
+@pytest.mark.parametrize("entry", ["../evil.png", "/abs/evil.png", "ok/../../evil.png", "C:/evil.png"])
+async def test_zip_slip_refused(admin: Api, settings: Settings, entry: str) -> None:
+    pid = await make_project(admin)
+    resp = await upload_zip(admin, pid, make_zip({"good.png": png(1), entry: png(2)}))
+    assert resp.status_code == 422 and resp.json()["error"]["code"] == "unsafe_path"
+    assert stored_files(settings) == []
+    assert (await admin.client.get(f"/api/v1/projects/{pid}/images")).json()["total"] == 0
+
+
+@pytest.fixture
+def small_settings(settings: Settings) -> Settings:
+    settings.max_upload_mb = 1
+    return settings
+
+
+async def test_zip_bomb_refused(app: Starlette, small_settings: Settings, admin: Api) -> None:
+    pid = await make_project(admin)
+    # Past the uncompressed total (4x the 1 MB upload limit) yet a tiny upload.
+    big = make_zip({"a.png": png(1), "b.bin": bytes(5 << 20)})
+    assert len(big) < 100_000
+    resp = await upload_zip(admin, pid, big)
+    assert resp.status_code == 413 and resp.json()["error"]["code"] == "zip_too_large"
+    # Under the total but compressed > 100:1.
+    resp = await upload_zip(admin, pid, make_zip({"a.png": png(1), "b.bin": bytes(2 << 20)}))
+    assert resp.status_code == 413 and resp.json()["error"]["code"] == "zip_bomb"
+    resp = await upload_zip(admin, pid, b"not a zip")
+    assert resp.status_code == 422 and resp.json()["error"]["code"] == "bad_zip"
+    assert stored_files(small_settings) == []
+    # An entry whose header understates its size is never read past the declared size: it
+    # fails on its own and the rest of the archive is kept.
+    liar = _shrink_declared_size(make_zip({"a.png": png(1), "c.bin": bytes(3 << 20)}), "c.bin")
+    resp = await upload_zip(admin, pid, liar)
+    assert resp.status_code == 201
+    assert by_name(resp)["c.bin"]["error"]["code"] == "unreadable"
+    assert len(stored_files(small_settings)) == 2
+
+
+def _shrink_declared_size(archive: bytes, name: str) -> bytes:
+    """Rewrite the declared uncompressed size of an entry to 1000 bytes (local + central header)."""
+    with zipfile.ZipFile(io.BytesIO(archive)) as zf:
+        info = zf.getinfo(name)
+    data = bytearray(archive)
+    real = info.file_size.to_bytes(4, "little")
+    fake = (1000).to_bytes(4, "little")
+    count = data.count(real)
+    assert count >= 2
+    return bytes(data.replace(real, fake))
+
+
+async def test_oversize_body_refused(small_settings: Settings, admin: Api) -> None:
+    pid = await make_project(admin)
+    noise = np.random.default_rng(1).integers(0, 255, (700, 700, 3), np.uint8)
+    ok, buf = cv2.imencode(".png", noise)
+    assert ok and len(buf) > 1 << 20
+    resp = await upload(admin, pid, files(("small.png", png(1)), ("big.png", bytes(buf))))
+    assert resp.status_code == 413 and resp.json()["error"]["code"] == "too_large"
+
+    async def chunks() -> Any:  # no Content-Length: counted while streaming
+        body = b"--b\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.png\"\r\n\r\n"
+        yield body
+        for _ in range(40):
+            yield bytes(64 << 10)
+
+    resp = await admin.client.post(f"/api/v1/projects/{pid}/images", content=chunks(),
+                                   headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert resp.status_code == 413
+    assert stored_files(small_settings) == []
+    assert (await admin.client.get(f"/api/v1/projects/{pid}/images")).json()["total"] == 0
+
+
+async def test_privileges_upload_delete_view(app: Starlette, admin: Api, users: Any,
+                                             settings: Settings) -> None:
+    pid = await make_project(admin)
+    viewer, uploader, deleter, stranger = (await users("v"), await users("u"), await users("d"),
+                                           await users("s"))
+    await add_member(admin, pid, viewer, privileges=["view"])
+    await add_member(admin, pid, uploader, privileges=["view", "upload"])
+    await add_member(admin, pid, deleter, privileges=["view", "delete"])
+    assert (await upload(viewer, pid, files(("a.png", png(1))))).status_code == 403
+    assert (await upload_zip(viewer, pid, make_zip({"a.png": png(1)}))).status_code == 403
+    assert (await upload(stranger, pid, files(("a.png", png(1))))).status_code == 404
+    resp = await upload(uploader, pid, files(("a.png", png(1))))
+    assert resp.status_code == 201
+    image = resp.json()["results"][0]["image"]
+    assert image["uploaded_by"] == uploader.user["id"]
+    iid = image["id"]
+    for path in (f"/api/v1/images/{iid}", f"/api/v1/images/{iid}/file",
+                 f"/api/v1/images/{iid}/thumbnail"):
+        assert (await stranger.client.get(path)).status_code == 404
+        assert (await viewer.client.get(path)).status_code == 200
+    assert (await stranger.client.get(f"/api/v1/projects/{pid}/images")).status_code == 404
+    assert (await viewer.client.delete(f"/api/v1/images/{iid}")).status_code == 403
+    assert (await uploader.client.delete(f"/api/v1/images/{iid}")).status_code == 403
+    assert (await stranger.client.delete(f"/api/v1/images/{iid}")).status_code == 404
+    assert (await deleter.client.delete(f"/api/v1/images/{iid}")).status_code == 204
+    assert (await viewer.client.get(f"/api/v1/images/{iid}")).status_code == 404
+    assert stored_files(settings) == []
+
+
+async def test_file_and_thumbnail_bytes(admin: Api) -> None:
+    pid = await make_project(admin)
+    data = png(5, w=600, h=300)
+    iid = (await upload(admin, pid, files(("x.png", data)))).json()["results"][0]["image"]["id"]
+    item = (await admin.client.get(f"/api/v1/images/{iid}")).json()
+    resp = await admin.client.get(item["file_url"])
+    assert resp.status_code == 200 and resp.content == data
+    assert resp.headers["content-type"] == "image/png"
+    assert resp.headers["etag"] == f'"{item["sha256"]}"'
+    assert "max-age" in resp.headers["cache-control"]
+    again = await admin.client.get(item["file_url"], headers={"If-None-Match": resp.headers["etag"]})
+    assert again.status_code == 304
+    thumb = await admin.client.get(item["thumbnail_url"])
+    assert thumb.headers["content-type"] == "image/jpeg"
+    decoded = cv2.imdecode(np.frombuffer(thumb.content, np.uint8), cv2.IMREAD_COLOR)
+    assert decoded is not None and decoded.shape[:2] == (128, 256)
+    assert (await admin.client.get("/api/v1/images/999999/file")).status_code == 404
+    assert (await admin.client.get("/api/v1/images/abc")).status_code == 404
+
+
+async def test_delete_keeps_file_used_by_another_project(admin: Api, settings: Settings) -> None:
+    p1, p2 = await make_project(admin, "one"), await make_project(admin, "two")
+    i1 = (await upload(admin, p1, files(("a.png", png(7))))).json()["results"][0]["image"]
+    await upload(admin, p2, files(("a.png", png(7))))
+    assert (await admin.client.delete(f"/api/v1/images/{i1['id']}")).status_code == 204
+    assert len(stored_files(settings)) == 2
+    assert (await admin.client.get(f"/api/v1/projects/{p2}/images")).json()["total"] == 1
+
+
+async def test_filters_sort_and_pagination(app: Starlette, admin: Api, users: Any) -> None:
+    pid = await make_project(admin)
+    bob = await users("bob")
+    await add_member(admin, pid, bob, privileges=["view", "upload"])
+    r1 = await upload(admin, pid, files(("c.png", png(1)), ("a.png", png(2))), labels="cat")
+    r2 = await upload(bob, pid, files(("b.png", png(3)), ("d.png", png(4)), ("e.png", png(5))))
+    c, a = (r["image"]["id"] for r in r1.json()["results"])
+    b, d, e = (r["image"]["id"] for r in r2.json()["results"])
+    async with transaction(app.state.sessions) as session:
+        session.add(LabelObjectRow(image_id=b, id="o1", project_id=pid, type="bbox", label="car",
+                                   geometry={}, keypoints=[], attributes={}, created_by=bob.user["id"]))
+        await session.execute(update(Image).where(Image.id == b)
+                              .values(object_count=1, labeled_by=bob.user["id"]))
+        await session.execute(update(Image).where(Image.id == d).values(auto_labeled=True))
+        now = utcnow()
+        session.add(ImageLock(image_id=e, project_id=pid, holder_id=bob.user["id"], token=1,
+                              acquired_at=now, expires_at=now + timedelta(minutes=1)))
+        session.add(ImageLock(image_id=d, project_id=pid, holder_id=bob.user["id"], token=1,
+                              acquired_at=now, expires_at=now - timedelta(minutes=1)))
+
+    async def ids(query: str) -> list[int]:
+        resp = await admin.client.get(f"/api/v1/projects/{pid}/images?{query}")
+        assert resp.status_code == 200, resp.text
+        return [i["id"] for i in resp.json()["images"]]
+
+    assert await ids("labeled=true") == [c, a, b]
+    assert await ids("labeled=false") == [d, e]
+    assert await ids("label=cat") == [c, a]
+    assert await ids("label=dog") == []
+    assert await ids("object_label=car") == [b]
+    assert await ids(f"uploaded_by={bob.user['id']}") == [b, d, e]
+    assert await ids("auto_labeled=true") == [d]
+    assert await ids("auto_labeled=false") == [c, a, b, e]
+    assert await ids(f"labeled_by={bob.user['id']}") == [b]
+    assert await ids(f"labeled_by={admin.user['id']}") == [c, a]  # applied the "cat" label
+    assert await ids("locked=true") == [e]
+    assert await ids("locked=false") == [c, a, b, d]
+    assert await ids(f"ids={a},{e}") == [a, e]
+    assert await ids("labeled=false&locked=false") == [d]
+    assert await ids("sort=name") == [a, b, c, d, e]
+    assert await ids("sort=-name") == [e, d, c, b, a]
+    assert await ids("sort=-id") == [e, d, b, a, c]
+    assert await ids("sort=-uploaded_at") == await ids("sort=-uploaded_at")
+    page = (await admin.client.get(f"/api/v1/projects/{pid}/images?sort=name&offset=1&limit=2")).json()
+    assert page["total"] == 5 and [i["name"] for i in page["images"]] == ["b.png", "c.png"]
+    item = next(i for i in (await admin.client.get(f"/api/v1/projects/{pid}/images")).json()["images"]
+                if i["id"] == e)
+    assert item["lock"]["holder"]["id"] == bob.user["id"] and item["labeled"] is False
+    assert next(i for i in (await admin.client.get(f"/api/v1/projects/{pid}/images?ids={b}")).json()
+                ["images"])["object_count"] == 1
+    for bad in ("limit=501", "limit=0", "offset=-1", "sort=size", "labeled=maybe", "ids=1,x",
+                "uploaded_by=me"):
+        resp = await admin.client.get(f"/api/v1/projects/{pid}/images?{bad}")
+        assert resp.status_code == 422, bad
+
+
+async def test_smart_select(admin: Api, users: Any) -> None:
+    pytest.importorskip("server.geometry.smart")
+    pid = await make_project(admin)
+    img = np.full((120, 160, 3), 40, np.uint8)
+    cv2.circle(img, (80, 60), 30, (30, 200, 250), -1)
+    _ok, buf = cv2.imencode(".png", img)
+    iid = (await upload(admin, pid, files(("c.png", bytes(buf))))).json()["results"][0]["image"]["id"]
+    url = f"/api/v1/images/{iid}/smart-select"
+    resp = await admin.client.post(url, json={"rect": [40, 20, 80, 80]})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["rle"]["size"] == [120, 160]
+    assert 0.7 * np.pi * 900 < body["area"] < 1.3 * np.pi * 900
+    again = await admin.client.post(url, json={"rect": [40, 20, 80, 80], "previous": body["rle"],
+                                               "background": [[[80, 60], [82, 60]]]})
+    assert again.status_code == 200
+    for bad in ({"rect": [0, 0, 500, 10]}, {"rect": [1, 2]}, {"rect": [-5, 0, 10, 10]}, {},
+                {"rect": [40, 20, 80, 80], "previous": {"size": [3, 3], "counts": "zz"}}):
+        assert (await admin.client.post(url, json=bad)).status_code == 422, bad
+    viewer = await users("viewer")
+    await add_member(admin, pid, viewer, privileges=["view"])
+    assert (await viewer.client.post(url, json={"rect": [40, 20, 80, 80]})).status_code == 403
+    await add_member(admin, pid, labeler := await users("lab"), privileges=["view", "label"])
+    assert (await labeler.client.post(url, json={"rect": [40, 20, 80, 80]})).status_code == 200
