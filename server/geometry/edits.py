@@ -1,0 +1,101 @@
+"""Image-level edits: one entry point for every op, including multi-object ones."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import ops as o
+from .errors import GeometryError
+from .policy import Policy
+from .shapes import LabelObject
+from .transforms import apply_exact, invert, rasterize_object
+
+
+@dataclass(frozen=True)
+class EditResult:
+    """What an op changed and how to undo it.
+
+    ``changes`` maps object id to its new state (None = deleted); ``inverse`` applied with
+    ``edit()`` to the new state restores the old one exactly.
+    """
+
+    changes: dict[str, LabelObject | None] = field(default_factory=dict)
+    inverse: Any = None
+
+
+class _Overlay:
+    """The image's objects with the edit's changes laid over them."""
+
+    def __init__(self, base: Mapping[str, LabelObject]) -> None:
+        self.base = base
+        self.changes: dict[str, LabelObject | None] = {}
+
+    def get(self, oid: str) -> LabelObject | None:
+        if oid in self.changes:
+            return self.changes[oid]
+        return self.base.get(oid)
+
+    def count(self) -> int:
+        added = sum(1 for k, v in self.changes.items() if v is not None and k not in self.base)
+        removed = sum(1 for k, v in self.changes.items() if v is None and k in self.base)
+        return len(self.base) + added - removed
+
+    def ids(self) -> list[str]:
+        seen = [k for k in self.base if k not in self.changes] + [
+            k for k, v in self.changes.items() if v is not None
+        ]
+        return seen
+
+
+def _step(view: _Overlay, op: Any, policy: Policy) -> list[Any]:
+    """Apply one non-batch op to the overlay; return its inverse ops (in undo order)."""
+    if isinstance(op, o.RasterizeAll):
+        inverses = []
+        for oid in view.ids():
+            cur = view.get(oid)
+            if cur is None or cur.type not in ("bbox", "polygon"):
+                continue
+            view.changes[oid] = rasterize_object(cur, policy)
+            inverses.append(o.Replace(object_id=oid, object=cur))
+        return inverses[::-1]
+    if isinstance(op, o.Create):
+        oid = op.object.id
+        if view.get(oid) is not None:
+            raise GeometryError("op.object.id", f"object {oid!r} already exists")
+        if view.count() >= policy.max_objects:
+            raise GeometryError("op", f"an image holds at most {policy.max_objects} objects")
+        new, _ = apply_exact(None, op, policy)
+        view.changes[oid] = new
+        return [o.Delete(object_id=oid)]
+    cur = view.get(op.object_id)
+    if cur is None:
+        raise GeometryError("op.object_id", f"no object {op.object_id!r}")
+    new, exact = apply_exact(cur, op, policy)
+    view.changes[cur.id] = new
+    return [invert(cur, op) if exact else o.Replace(object_id=cur.id, object=cur)]
+
+
+def edit(objects: Mapping[str, LabelObject], op: Any, policy: Policy) -> EditResult:
+    """Apply ``op`` (a model or its JSON) to an image's ``objects`` (id -> object)."""
+    op = o.parse_op(op)
+    view = _Overlay(objects)
+    if isinstance(op, o.Batch):
+        if len(op.ops) > policy.max_batch_ops:
+            raise GeometryError("op.ops", f"more than {policy.max_batch_ops} ops")
+        undo: list[Any] = []
+        for i, sub in enumerate(op.ops):
+            try:
+                undo = _step(view, sub, policy) + undo
+            except GeometryError as exc:
+                rest = exc.field.removeprefix("op").lstrip(".")
+                raise GeometryError(
+                    f"op.ops.{i}" + (f".{rest}" if rest else ""), exc.message
+                ) from None
+        return EditResult(view.changes, o.Batch(ops=undo))
+    undo = _step(view, op, policy)
+    inverse = (
+        undo[0] if len(undo) == 1 and not isinstance(op, o.RasterizeAll) else o.Batch(ops=undo)
+    )
+    return EditResult(view.changes, inverse)

@@ -1,0 +1,37 @@
+"""The geometry core stays pure: no asyncio, web or database code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import server.geometry as geometry
+
+FORBIDDEN = ("asyncio", "starlette", "sqlalchemy", "uvicorn", "websockets", "aiosqlite", "asyncpg")
+
+
+def test_geometry_imports_no_async_web_or_database_code() -> None:
+    code = (
+        "import json, sys\n"
+        "import server.geometry\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    loaded = json.loads(out.stdout)
+    bad = [m for m in loaded if m.split(".")[0] in FORBIDDEN]
+    assert bad == []
+    assert not any(m.startswith("server.") and not m.startswith("server.geometry") for m in loaded)
+
+
+def test_public_names_exist() -> None:
+    for name in (
+        "parse_object", "parse_op", "validate", "apply", "invert", "edit", "rasterize",
+        "vectorize", "rle_encode", "rle_decode", "rle_area", "rle_bbox", "rle_iou",
+        "smart_select", "GeometryError", "Policy", "LabelObject", "Op", "EditResult",
+        "object_to_dict",
+    ):  # fmt: skip
+        assert name in geometry.__all__
+        assert getattr(geometry, name) is not None
