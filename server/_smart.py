@@ -10,7 +10,7 @@ from starlette.requests import Request
 
 from server._web import read_body
 from server.errors import ApiError, invalid
-from server.geometry.errors import GeometryError
+from server.geometry import GeometryError, smart_select
 from server.geometry.rle import rle_decode, rle_encode
 from server.storage import ImageRejected, ImageStore
 
@@ -22,7 +22,7 @@ Point = tuple[float, float]
 class SmartSelectIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    rect: tuple[float, float, float, float] | None = None
+    rect: tuple[float, float, float, float]
     foreground: list[list[Point]] = Field(default_factory=list)
     background: list[list[Point]] = Field(default_factory=list)
     brush_radius: int = Field(default=5, ge=1, le=200)
@@ -37,23 +37,17 @@ class SmartSelectIn(BaseModel):
 
 
 async def read_request(request: Request) -> SmartSelectIn:
-    body = await read_body(request, SmartSelectIn)
-    if body.rect is None and not body.foreground and body.previous is None:
-        raise invalid("give a rect, foreground strokes or a previous mask")
-    return body
+    return await read_body(request, SmartSelectIn)
 
 
 def _check(body: SmartSelectIn, width: int, height: int) -> None:
-    if body.rect is not None:
-        x, y, w, h = body.rect
-        if w < 2 or h < 2 or x < 0 or y < 0 or x + w > width + 0.5 or y + h > height + 0.5:
-            raise ApiError(422, "invalid", f"rect must be at least 2x2 and lie inside the "
-                           f"{width}x{height} image", {"field": "rect"})
+    x, y, w, h = body.rect
+    if w < 2 or h < 2 or x < 0 or y < 0 or x + w > width + 0.5 or y + h > height + 0.5:
+        raise ApiError(422, "invalid", f"rect must be at least 2x2 and lie inside the "
+                       f"{width}x{height} image", [{"field": "rect", "message": "outside the image"}])
 
 
 def _run(store: ImageStore, sha: str, body: SmartSelectIn, width: int, height: int) -> dict[str, Any]:
-    from server.geometry.smart import smart_select  # built beside this module
-
     previous = None
     if body.previous is not None:
         try:

@@ -13,6 +13,7 @@ from sqlalchemy import update
 from starlette.applications import Starlette
 
 from server.db import transaction
+from server.geometry import smart_select
 from server.models import Image, ImageLock, LabelObjectRow, utcnow
 from server.settings import Settings
 from tests.conftest import Api, add_member, make_project
@@ -317,7 +318,10 @@ async def test_filters_sort_and_pagination(app: Starlette, admin: Api, users: An
 
 
 async def test_smart_select(admin: Api, users: Any) -> None:
-    pytest.importorskip("server.geometry.smart")
+    try:  # the geometry core's GrabCut lands separately
+        smart_select(np.zeros((8, 8, 3), np.uint8), (1, 1, 5, 5))
+    except NotImplementedError:
+        pytest.skip("server.geometry.smart_select is not implemented yet")
     pid = await make_project(admin)
     img = np.full((120, 160, 3), 40, np.uint8)
     cv2.circle(img, (80, 60), 30, (30, 200, 250), -1)
