@@ -34,11 +34,10 @@ def check_ring(ring: Ring, field: str) -> None:
     arr = ring.array
     if len(np.unique(arr, axis=0)) < 3:
         raise GeometryError(field, "a ring needs at least 3 distinct vertices")
+    if not shapely.is_simple(shapely.linearrings(arr)):
+        raise GeometryError(field, "ring crosses or touches itself")
     if ring_area(arr) == 0.0:
         raise GeometryError(field, "ring has zero area")
-    lr = shapely.linearrings(arr)
-    if not shapely.is_simple(lr):
-        raise GeometryError(field, "ring crosses or touches itself")
 
 
 def check_part(part: PolygonPart, field: str) -> None:

@@ -12,11 +12,7 @@ FORBIDDEN = ("asyncio", "starlette", "sqlalchemy", "uvicorn", "websockets", "aio
 
 
 def test_geometry_imports_no_async_web_or_database_code() -> None:
-    code = (
-        "import json, sys\n"
-        "import server.geometry\n"
-        "print(json.dumps(sorted(sys.modules)))\n"
-    )
+    code = "import json, sys\nimport server.geometry\nprint(json.dumps(sorted(sys.modules)))\n"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
