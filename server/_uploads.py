@@ -79,7 +79,7 @@ def clean_name(raw: str | None) -> str:
 def parse_labels(raw: str | None) -> list[str]:
     names: list[str] = []
     for part in (raw or "").split(","):
-        name = part.strip()
+        name = "".join(ch for ch in part if ch >= " " and ch != "\x7f").strip()
         if not name:
             continue
         if len(name) > 200:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Select, exists, or_, select
@@ -26,6 +26,7 @@ from server.models import (
     utcnow,
 )
 
+DbId = Annotated[int, Field(ge=1, le=2**31 - 1)]  # a 32-bit id column
 Sort = Literal["name", "-name", "uploaded_at", "-uploaded_at", "id", "-id"]
 _SORT_COLUMNS = {"name": Image.name, "uploaded_at": Image.uploaded_at, "id": Image.id}
 
@@ -38,11 +39,11 @@ class ImageFilter(BaseModel):
     labeled: bool | None = None
     label: str | None = Field(default=None, min_length=1, max_length=200)
     object_label: str | None = Field(default=None, min_length=1, max_length=200)
-    uploaded_by: int | None = None
+    uploaded_by: DbId | None = None
     auto_labeled: bool | None = None
-    labeled_by: int | None = None
+    labeled_by: DbId | None = None
     locked: bool | None = None
-    ids: list[int] | None = Field(default=None, max_length=10_000)
+    ids: list[DbId] | None = Field(default=None, max_length=10_000)
     sort: Sort = "id"
 
     @field_validator("ids", mode="before")
@@ -51,6 +52,14 @@ class ImageFilter(BaseModel):
         # "1,2,3" from a query string, or a JSON list from a message.
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("label", "object_label")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        # PostgreSQL refuses NUL in text; no label name holds control characters anyway.
+        if value is not None and any(ch < " " or ch == "\x7f" for ch in value):
+            raise ValueError("must not contain control characters")
         return value
 
     @classmethod

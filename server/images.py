@@ -38,6 +38,16 @@ from server.storage import THUMB_MIME, ImageRejected, ImageStore
 CACHE_CONTROL = "private, max-age=31536000, immutable"
 
 
+MAX_ID = 2**31 - 1  # ids are 32-bit integers; past that PostgreSQL refuses the parameter
+
+
+def path_id(request: Request, name: str) -> int:
+    value = path_int(request, name)
+    if not 1 <= value <= MAX_ID:
+        raise not_found(name.removesuffix("_id"))
+    return value
+
+
 def image_store(request: Request) -> ImageStore:
     return ImageStore(request.app.state.settings.image_dir)
 
@@ -85,7 +95,7 @@ async def _save(request: Request, project_id: int, staged: list[Staged]) -> Resp
 
 
 async def upload_images(request: Request) -> Response:
-    project_id = path_int(request, "project_id")
+    project_id = path_id(request, "project_id")
     form, limit = await _read_form(request, project_id)
     store = image_store(request)
     staged: list[Staged] = []
@@ -109,7 +119,7 @@ async def upload_images(request: Request) -> Response:
 
 
 async def upload_zip(request: Request) -> Response:
-    project_id = path_int(request, "project_id")
+    project_id = path_id(request, "project_id")
     form, limit = await _read_form(request, project_id)
     store = image_store(request)
     staged: list[Staged] = []
@@ -130,7 +140,7 @@ async def upload_zip(request: Request) -> Response:
 
 
 async def list_images(request: Request) -> Response:
-    project_id = path_int(request, "project_id")
+    project_id = path_id(request, "project_id")
     offset = query_int(request, "offset", 0, 0, 10**9)
     limit = query_int(request, "limit", 100, 1, 500)
     flt = parse_as(ImageFilter, ImageFilter.from_query(request.query_params))
@@ -161,14 +171,14 @@ async def image_access(session: AsyncSession, user: User, image_id: int,
 
 
 async def get_image(request: Request) -> Response:
-    image_id = path_int(request, "image_id")
+    image_id = path_id(request, "image_id")
     async with unit_of_work(request) as (session, user):
         image = await image_access(session, user, image_id, Privilege.VIEW)
         return JSONResponse((await image_items(session, [image]))[0])
 
 
 async def _bytes(request: Request, thumb: bool) -> Response:
-    image_id = path_int(request, "image_id")
+    image_id = path_id(request, "image_id")
     async with unit_of_work(request) as (session, user):
         image = await image_access(session, user, image_id, Privilege.VIEW)
         sha, mime, name = image.sha256, image.mime, image.name
@@ -195,7 +205,7 @@ async def image_thumbnail(request: Request) -> Response:
 
 
 async def delete_image(request: Request) -> Response:
-    image_id = path_int(request, "image_id")
+    image_id = path_id(request, "image_id")
     store = image_store(request)
     async with unit_of_work(request) as (session, user):
         image = await image_access(session, user, image_id, Privilege.DELETE)
@@ -212,7 +222,7 @@ async def delete_image(request: Request) -> Response:
 
 
 async def smart_select(request: Request) -> Response:
-    image_id = path_int(request, "image_id")
+    image_id = path_id(request, "image_id")
     body = await _smart.read_request(request)
     async with unit_of_work(request) as (session, user):
         image = await image_access(session, user, image_id, Privilege.LABEL)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import time
 import zipfile
 from datetime import timedelta
 from pathlib import Path
@@ -9,12 +10,13 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from sqlalchemy import update
+from sqlalchemy import insert, select, update
 from starlette.applications import Starlette
 
+from server._uploads import clean_name
 from server.db import transaction
 from server.geometry import smart_select
-from server.models import Image, ImageLock, LabelObjectRow, utcnow
+from server.models import Image, ImageLabel, ImageLock, LabelDef, LabelObjectRow, utcnow
 from server.settings import Settings
 from tests.conftest import Api, add_member, make_project
 
@@ -344,3 +346,54 @@ async def test_smart_select(admin: Api, users: Any) -> None:
     assert (await viewer.client.post(url, json={"rect": [40, 20, 80, 80]})).status_code == 403
     await add_member(admin, pid, labeler := await users("lab"), privileges=["view", "label"])
     assert (await labeler.client.post(url, json={"rect": [40, 20, 80, 80]})).status_code == 200
+
+
+async def test_list_stays_fast_with_10000_images(app: Starlette, admin: Api) -> None:
+    pid = await make_project(admin)
+    await upload(admin, pid, files(("seed.png", png(1))), labels="cat")
+    async with transaction(app.state.sessions) as session:
+        await session.execute(insert(Image), [
+            {"project_id": pid, "name": f"img-{i:05d}.png", "sha256": f"{i:064x}", "mime": "image/png",
+             "size_bytes": 1, "width": 10, "height": 10, "auto_labeled": i % 7 == 0,
+             "object_count": i % 3} for i in range(10_000)])
+        label_id = (await session.execute(select(LabelDef.id).where(LabelDef.project_id == pid))).scalar_one()
+        image_ids = (await session.execute(select(Image.id).where(Image.project_id == pid))).scalars().all()
+        await session.execute(insert(ImageLabel), [
+            {"image_id": iid, "label_id": label_id, "is_default": True, "source": "manual"}
+            for iid in image_ids[1::2]])
+    for query in ("limit=500", "labeled=false&limit=500", "label=cat&sort=-name&offset=4000&limit=500",
+                  "locked=false&auto_labeled=true&limit=500", f"labeled_by={admin.user['id']}&limit=500"):
+        started = time.perf_counter()
+        resp = await admin.client.get(f"/api/v1/projects/{pid}/images?{query}")
+        elapsed = time.perf_counter() - started
+        assert resp.status_code == 200 and resp.json()["images"], query
+        assert elapsed < 1.5, (query, elapsed)
+
+
+def test_clean_name() -> None:
+    assert clean_name("a\x00b.png") == "ab.png"
+    assert clean_name("C:\\photos\\..\\x.png") == "photos/x.png"
+    assert clean_name("/etc/./passwd") == "etc/passwd"
+    assert clean_name("../..") == "unnamed" and clean_name(None) == "unnamed"
+
+
+async def test_out_of_range_and_odd_input_is_4xx(admin: Api) -> None:
+    pid = await make_project(admin)
+    resp = await upload(admin, pid, files(("a.png", png(1))), labels="ok,x\x00y, ,ok")
+    assert resp.status_code == 201
+    assert [lab["name"] for lab in resp.json()["results"][0]["image"]["labels"]] == ["ok", "xy"]
+    big = 99_999_999_999
+    for path in (f"/api/v1/images/{big}", f"/api/v1/images/{big}/file", "/api/v1/images/0",
+                 f"/api/v1/projects/{big}/images"):
+        assert (await admin.client.get(path)).status_code == 404, path
+    assert (await admin.client.delete(f"/api/v1/images/{big}")).status_code == 404
+    for query in (f"ids={big}", f"uploaded_by={big}", "labeled_by=-1", "label=a%00b", "label=" + "x" * 201):
+        assert (await admin.client.get(f"/api/v1/projects/{pid}/images?{query}")).status_code == 422
+    resp = await admin.client.post(f"/api/v1/projects/{pid}/images", content=b"garbage",
+                                   headers={"content-type": "multipart/form-data; boundary=zz"})
+    assert resp.status_code == 400
+    assert (await admin.client.post(f"/api/v1/projects/{pid}/images", json={})).status_code == 422
+    resp = await upload(admin, pid, files(("a.png", png(1))), labels="x" * 201)
+    assert resp.status_code == 422
+    resp = await upload_zip(admin, pid, make_zip({"a.png": png(1)}), labels_from_folders="maybe")
+    assert resp.status_code == 422
