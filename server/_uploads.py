@@ -11,17 +11,18 @@ import re
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import IO, Any
 
 from sqlalchemy import select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import Message
 
+from server._label_store import ensure_label_defs
 from server.errors import ApiError, invalid
-from server.models import Image, ImageLabel, LabelDef
+from server.models import Image, ImageLabel, utcnow
 from server.storage import ImageRejected, ImageStore, StagedImage
 
 MAX_FILES = 10_000
@@ -31,9 +32,6 @@ RATIO_FLOOR = 1 << 20  # small entries may compress well without being a threat
 UNZIP_FACTOR = 4  # the archive may expand to this many times the upload limit
 _CHUNK = 1 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")
-PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
-           "#bfef45", "#469990", "#9a6324", "#800000", "#808000", "#000075", "#ffe119"]
-
 
 def too_large(limit: int) -> ApiError:
     return ApiError(413, "too_large", f"the request body is larger than {limit} bytes",
@@ -180,7 +178,10 @@ def stage_zip(store: ImageStore, stream: IO[bytes], max_total: int, max_file: in
                 name = clean_name(info.filename)
                 own = list(labels)
                 if folder_labels:
-                    own += [p for p in name.split("/")[:-1] if p not in own]
+                    for folder in name.split("/")[:-1]:
+                        folder = folder[:200].strip()  # a label name is at most 200 characters
+                        if folder and folder not in own:
+                            own.append(folder)
                 if info.file_size > max_file:
                     out.append(Staged(name, own, error=ImageRejected(
                         "too_large", f"the file is larger than {max_file} bytes")))
@@ -217,26 +218,6 @@ async def _lock_sha(session: AsyncSession, sha: str) -> None:
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": int(sha[:15], 16)})
 
 
-async def label_ids(session: AsyncSession, project_id: int, names: Sequence[str]) -> dict[str, int]:
-    """Label definitions by name, created as needed (concurrent creators do not collide)."""
-    if not names:
-        return {}
-    existing = dict((await session.execute(
-        select(LabelDef.name, LabelDef.id).where(LabelDef.project_id == project_id))).all())
-    missing = [n for n in names if n not in existing]
-    if missing:
-        dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        rows = [{"project_id": project_id, "name": n,
-                 "color": PALETTE[(len(existing) + i) % len(PALETTE)]}
-                for i, n in enumerate(missing)]
-        await session.execute(insert(LabelDef).values(rows).on_conflict_do_nothing())
-        existing.update(dict((await session.execute(
-            select(LabelDef.name, LabelDef.id).where(LabelDef.project_id == project_id,
-                                                     LabelDef.name.in_(missing)))).all()))
-    return {n: existing[n] for n in names}
-
-
 async def apply_labels(session: AsyncSession, image_id: int, ids: Sequence[int], user_id: int,
                        *, fresh: bool) -> None:
     """Add classification labels; the first one an unlabeled image gets becomes its default."""
@@ -246,11 +227,14 @@ async def apply_labels(session: AsyncSession, image_id: int, ids: Sequence[int],
             select(ImageLabel.label_id, ImageLabel.is_default)
             .where(ImageLabel.image_id == image_id))).all())
     has_default = any(have.values())
-    for label_id in ids:
+    # Labels list in the order they were added (created_at, see server/_label_store.py).
+    now = utcnow()
+    for i, label_id in enumerate(ids):
         if label_id in have:
             continue
         session.add(ImageLabel(image_id=image_id, label_id=label_id, is_default=not has_default,
-                               source="manual", created_by=user_id))
+                               source="manual", created_by=user_id,
+                               created_at=now + timedelta(microseconds=i)))
         have[label_id] = not has_default
         has_default = True
 
@@ -259,7 +243,7 @@ async def save_staged(session: AsyncSession, store: ImageStore, project_id: int,
                       items: Sequence[Staged]) -> list[tuple[Staged, Image | None, bool]]:
     """Insert rows for the staged images, dedupe by content, label them, place their files."""
     names = [n for item in items if item.image is not None for n in item.labels]
-    ids = await label_ids(session, project_id, list(dict.fromkeys(names)))
+    ids = await ensure_label_defs(session, project_id, names)
     seen: dict[str, Image] = {}
     out: list[tuple[Staged, Image | None, bool]] = []
     to_place: list[StagedImage] = []

@@ -178,7 +178,7 @@ async def image_items(session: AsyncSession, images: Sequence[Image],
                    ImageLabel.source)
             .join(LabelDef, LabelDef.id == ImageLabel.label_id)
             .where(ImageLabel.image_id.in_(ids))
-            .order_by(ImageLabel.image_id, ImageLabel.is_default.desc(), LabelDef.name)
+            .order_by(ImageLabel.image_id, ImageLabel.created_at, ImageLabel.label_id)
         )
         for image_id, name, color, is_default, source in rows:
             labels[image_id].append(LabelOut(name=name, color=color, is_default=is_default,

@@ -131,6 +131,10 @@ async def test_zip_with_folder_labels(admin: Api) -> None:
     assert results["cats/b.jpg"]["image"]["mime"] == "image/jpeg"
     dogs = (await admin.client.get(f"/api/v1/projects/{pid}/images?label=dogs")).json()
     assert [i["name"] for i in dogs["images"]] == ["dogs/a.png"]
+    long = await upload_zip(admin, pid, make_zip({"f" * 300 + "/e.png": png(8)}),
+                            labels_from_folders="true")
+    assert long.status_code == 201
+    assert long.json()["results"][0]["image"]["labels"][0]["name"] == "f" * 200
     plain = await upload_zip(admin, pid, make_zip({"x/d.png": png(9)}), labels_from_folders="false")
     assert plain.json()["results"][0]["image"]["labels"] == []
 
