@@ -52,6 +52,9 @@ def _finite_angle(value: float) -> float:
 Angle = Annotated[float, AfterValidator(_finite_angle)]
 
 
+_NUMBER = (int, float, np.integer, np.floating)
+
+
 class Ring:
     """An immutable list of ``[x, y]`` vertices (a ring is implicitly closed)."""
 
@@ -115,7 +118,7 @@ class Ring:
                 if not isinstance(p, list | tuple) or len(p) != 2:
                     raise ValueError(f"point {i} must be [x, y]")
                 for v in p:
-                    if type(v) is not float and type(v) is not int:
+                    if isinstance(v, bool | np.bool_) or not isinstance(v, _NUMBER):
                         raise ValueError(f"point {i} must hold two numbers")
             try:
                 arr = np.array(value, dtype=np.float64).reshape(-1, 2)
