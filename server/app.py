@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from server import accounts, images, labels, preferences, projects
+from server import accounts, formats, images, labels, preferences, projects
 from server.auth import TokenSigner
 from server.db import make_engine, make_sessionmaker, transaction
 from server.errors import exception_handlers
@@ -29,7 +29,7 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "client" / "web"
 
 # Feature modules: each has ``routes`` and may have ``lifespan(app)``, an async context
 # manager run at start-up (after the database is ready) and left at shutdown.
-FEATURES: list[ModuleType] = [accounts, projects, images, labels, preferences]
+FEATURES: list[ModuleType] = [accounts, projects, images, labels, preferences, formats]
 
 
 async def healthz(_request: Request) -> Response:

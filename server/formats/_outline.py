@@ -1,0 +1,57 @@
+"""Exact pixel outlines of a mask: polygons whose corners sit on pixel corners.
+
+Rasterizing these outlines (with Labelhub's pixel-center rule, or with pycocotools' polygon
+rasterizer) gives back exactly the mask, so COCO polygon lists and YOLO segments made from them
+describe the very pixels Labelhub has. Traced with OpenCV on the mask scaled up 2x: a boundary
+sub-pixel at ``2k`` lies on pixel corner ``k``, one at ``2k + 1`` on corner ``k + 1``.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+Ring = list[list[int]]
+
+
+def _simplify(points: npt.NDArray[np.int64]) -> Ring:
+    out: Ring
+    # Drop repeated and collinear vertices (the outline is rectilinear).
+    pts = points[np.any(points != np.roll(points, 1, axis=0), axis=1)]
+    if len(pts) < 3:
+        out = pts.tolist()
+        return out
+    prev, nxt = np.roll(pts, 1, axis=0), np.roll(pts, -1, axis=0)
+    cross = (pts[:, 0] - prev[:, 0]) * (nxt[:, 1] - pts[:, 1]) - (pts[:, 1] - prev[:, 1]) * (nxt[:, 0] - pts[:, 0])
+    out = pts[cross != 0].tolist()
+    return out
+
+
+def outline(mask: npt.NDArray[np.bool_], offset: tuple[int, int] = (0, 0)) -> list[tuple[Ring, list[Ring]]]:
+    """``[(exterior, [holes])]`` of the mask's 8-connected components, in pixel-corner coords
+    shifted by ``offset`` (x, y)."""
+    if not mask.any():
+        return []
+    big: npt.NDArray[np.uint8] = np.repeat(np.repeat(mask.astype(np.uint8), 2, axis=0), 2, axis=1)
+    contours, hierarchy = cv2.findContours(big, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    ox, oy = offset
+    rings = [_simplify((c.reshape(-1, 2).astype(np.int64) + 1) // 2 + (ox, oy)) for c in contours]
+    out: list[tuple[Ring, list[Ring]]] = []
+    index: dict[int, int] = {}
+    for i, (_nxt, _prv, _child, parent) in enumerate(hierarchy[0]):
+        if parent < 0:
+            index[i] = len(out)
+            out.append((rings[i], []))
+    for i, (_nxt, _prv, _child, parent) in enumerate(hierarchy[0]):
+        if parent >= 0:
+            out[index[parent]][1].append(rings[i])
+    return out
+
+
+def crop(mask: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.bool_], tuple[int, int]]:
+    """The mask cut to its bounding box, and the (x, y) of that box."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return mask[:0, :0], (0, 0)
+    return mask[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1], (int(cols[0]), int(rows[0]))

@@ -1,0 +1,114 @@
+"""``GET /projects/{id}/export`` and ``POST /projects/{id}/import`` (privilege ``import_export``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from types import ModuleType
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from server import _label_store as store
+from server._web import parse_as, path_int, project_access, query_bool, unit_of_work
+from server.errors import ApiError, invalid
+from server.formats import coco, masks, native, table, voc, yolo
+from server.formats._importing import ImportFileError, Incoming, run_import
+from server.formats._source import ExportJob
+from server.image_query import ImageFilter
+from server.models import LabelDef
+from server.permissions import Privilege
+from server.preferences import effective_settings
+
+EXPORTERS: dict[str, ModuleType] = {"json": native, "csv": table, "coco": coco, "yolo": yolo,
+                                    "voc": voc, "masks": masks}
+IMPORTERS: dict[str, Callable[[bytes], list[Incoming]]] = {
+    "json": lambda body: native.parse(body)[0], "csv": table.parse, "coco": coco.parse, "masks": masks.parse,
+}
+_OPTIONS = {"task": {"detect", "segment"}}
+
+
+def _format(request: Request, allowed: Any) -> str:
+    fmt = request.query_params.get("format", "json")
+    if fmt not in allowed:
+        raise invalid(f"format must be one of {', '.join(allowed)}",
+                      [{"field": "format", "message": "unknown format"}])
+    return fmt
+
+
+async def export(request: Request) -> Response:
+    project_id = path_int(request, "project_id")
+    fmt = _format(request, EXPORTERS)
+    flt = parse_as(ImageFilter, ImageFilter.from_query(request.query_params))
+    options = {k: v for k, v in request.query_params.items() if k in ("task", "types")}
+    for key, values in _OPTIONS.items():
+        if key in options and options[key] not in values:
+            raise invalid(f"{key} must be one of {', '.join(sorted(values))}")
+    async with unit_of_work(request) as (session, user):
+        project, _ = await project_access(session, user, project_id, Privilege.IMPORT_EXPORT)
+        filename = f"project-{project.id}-{fmt}.{EXPORTERS[fmt].SUFFIX}"
+    job = ExportJob(request.app.state.sessions, project_id, flt, options)
+    body: AsyncIterator[bytes] = EXPORTERS[fmt].export(job)
+    return StreamingResponse(body, media_type=EXPORTERS[fmt].MEDIA_TYPE,
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+async def import_labels(request: Request) -> Response:
+    project_id = path_int(request, "project_id")
+    fmt = _format(request, IMPORTERS)
+    dry_run = query_bool(request, "dry_run", False)
+    mode = request.query_params.get("mode")
+    if mode not in (None, "", "replace", "merge"):
+        raise invalid("mode must be replace or merge (default: the project's override setting)")
+    limit = request.app.state.settings.max_upload_bytes
+    if int(request.headers.get("content-length") or 0) > limit:
+        raise ApiError(413, "too_large", f"the file is larger than {limit} bytes")
+    body = await request.body()
+    if len(body) > limit:
+        raise ApiError(413, "too_large", f"the file is larger than {limit} bytes")
+    try:
+        records = IMPORTERS[fmt](body)
+        defs = native.parse(body)[1] if fmt == "json" else []
+    except ImportFileError as exc:
+        raise ApiError(400, "bad_file", str(exc)) from None
+    async with unit_of_work(request) as (session, user):
+        await project_access(session, user, project_id, Privilege.IMPORT_EXPORT, lock=True)
+        settings = await effective_settings(session, project_id, user.id)
+        replace = settings.override_labels_on_import if not mode else mode == "replace"
+        report = await run_import(session, project_id, user.id, records, settings,
+                                  replace=replace, dry_run=dry_run)
+        if report.refused and not dry_run:
+            raise ApiError(422, "import_refused",
+                           f"{report.refused} of {report.rows} rows were refused; nothing was imported",
+                           report.to_dict())
+        if defs and not dry_run:
+            await _label_defs(session, project_id, defs)
+        return JSONResponse(report.to_dict())
+
+
+async def _label_defs(session: AsyncSession, project_id: int, defs: list[dict[str, Any]]) -> None:
+    """Colors and shortcuts from a native file (labels are created; existing ones recolored)."""
+    ids = await store.ensure_label_defs(session, project_id, [d["name"].strip() for d in defs if d["name"].strip()])
+    for d in defs:
+        name = d["name"].strip()
+        if name not in ids:
+            continue
+        values: dict[str, Any] = {}
+        if isinstance(d.get("color"), str) and len(d["color"]) <= 16:
+            values["color"] = d["color"]
+        if isinstance(d.get("shortcut"), int) and 1 <= d["shortcut"] <= 9:
+            taken = (await session.execute(select(LabelDef.id).where(
+                LabelDef.project_id == project_id, LabelDef.shortcut == d["shortcut"]))).scalar_one_or_none()
+            if taken is None or taken == ids[name]:
+                values["shortcut"] = d["shortcut"]
+        if values:
+            await session.execute(update(LabelDef).where(LabelDef.id == ids[name]).values(**values))
+
+
+routes = [
+    Route("/api/v1/projects/{project_id}/export", export, methods=["GET"]),
+    Route("/api/v1/projects/{project_id}/import", import_labels, methods=["POST"]),
+]

@@ -1,0 +1,72 @@
+"""A ZIP archive written straight into a streaming response, a bounded chunk at a time.
+
+``zipfile`` accepts an unseekable sink (it then writes data descriptors), so each member is
+compressed into a small buffer that the response drains between members.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+from typing import Any
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def drain(self) -> bytes:
+        out = b"".join(self.parts)
+        self.parts.clear()
+        return out
+
+
+class ZipStream:
+    """``add(name, data)`` then ``drain()`` the bytes produced so far; ``close()`` at the end."""
+
+    def __init__(self) -> None:
+        self._sink = _Sink()
+        sink: Any = self._sink  # write-only, unseekable: zipfile then writes data descriptors
+        self._zip = zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED,
+                                    compresslevel=6)
+
+    def add(self, name: str, data: bytes | str) -> None:
+        info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+        info.compress_type = zipfile.ZIP_DEFLATED
+        self._zip.writestr(info, data)
+
+    def drain(self) -> bytes:
+        return self._sink.drain()
+
+    def close(self) -> bytes:
+        self._zip.close()
+        return self._sink.drain()
+
+
+def member_name(name: str) -> str:
+    """An image name made safe as a ZIP path component (no directories, no traversal)."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].strip() or "image"
+    return "_" + base if base in {".", ".."} else base
+
+
+def stem(name: str) -> str:
+    base = member_name(name)
+    return base.rsplit(".", 1)[0] if "." in base[1:] else base
+
+
+def unique_stems(names: Iterator[str] | list[str], seen: dict[str, int]) -> list[str]:
+    """Stems made unique across the archive (``a``, ``a_2``, ...): two images may share a name."""
+    out = []
+    for name in names:
+        s = stem(name)
+        n = seen.get(s, 0) + 1
+        seen[s] = n
+        out.append(s if n == 1 else f"{s}_{n}")
+    return out

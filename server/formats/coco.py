@@ -1,0 +1,217 @@
+"""COCO instances (with keypoints).
+
+Export: one category per object label (ids 1.. in name order; a category lists the keypoint
+names its objects use). Per object:
+
+* ``bbox`` -> ``bbox`` as drawn; ``segmentation`` is the rectangle of pixels the box covers;
+* ``polygon`` -> ``segmentation`` as polygon lists: the exact pixel outline of the polygon as
+  Labelhub rasterizes it, so ``annToMask`` gives the same pixels (``bbox`` is the vertex extent);
+* polygons with holes and ``bitmap`` -> ``segmentation`` as compressed RLE with ``iscrowd: 1``
+  (COCO's convention for RLE); all others ``iscrowd: 0``;
+* ``area`` is the pixel count; points, polylines and rpy objects are not COCO instances and are
+  left out. Each annotation carries ``labelhub: {"id", "type"}``, ``attributes`` and
+  ``occluded`` (extra keys COCO readers ignore; the importer uses them).
+
+Import reads the same (and plain COCO): polygon lists -> polygons, RLE -> bitmaps, an empty
+segmentation -> a box from ``bbox``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from server.db import transaction
+from server.formats._importing import ImportFileError, Incoming
+from server.formats._outline import crop, outline
+from server.formats._source import ExportJob, iter_images
+from server.geometry.raster import rasterize_polygon
+from server.geometry.rle import counts_to_string, rle_area, rle_bbox, rle_encode
+from server.geometry.shapes import PolygonGeometry, PolygonPart, Ring
+from server.models import LabelObjectRow
+
+MEDIA_TYPE = "application/json"
+SUFFIX = "json"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+async def _categories(job: ExportJob) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """Category ids by label, and each category's keypoint names (first-seen order)."""
+    names: set[str] = set()
+    keypoints: dict[str, list[str]] = {}
+    async with transaction(job.sessions) as session:
+        stream = await session.stream(select(LabelObjectRow.label, LabelObjectRow.type, LabelObjectRow.keypoints)
+                                      .where(LabelObjectRow.project_id == job.project_id))
+        async for label, kind, kps in stream:
+            if kind not in ("bbox", "polygon", "bitmap"):
+                continue
+            names.add(label)
+            known = keypoints.setdefault(label, [])
+            for kp in kps or []:
+                if kp["name"] not in known:
+                    known.append(kp["name"])
+    return {n: i for i, n in enumerate(sorted(names), start=1)}, keypoints
+
+
+def _window(arr: np.ndarray, w: int, h: int) -> tuple[int, int, int, int]:
+    x0 = max(0, math.floor(float(arr[:, 0].min())))
+    y0 = max(0, math.floor(float(arr[:, 1].min())))
+    x1 = min(w, math.ceil(float(arr[:, 0].max())))
+    y1 = min(h, math.ceil(float(arr[:, 1].max())))
+    return x0, y0, x1, y1
+
+
+def _polygon_mask(geometry: dict[str, Any], w: int, h: int) -> tuple[np.ndarray, tuple[int, int], list[float]]:
+    """The polygon's pixels within its (image-clipped) extent, that extent's origin, vertex bbox."""
+    parts = geometry["parts"]
+    allpts = np.concatenate([np.asarray(p["exterior"], dtype=np.float64).reshape(-1, 2) for p in parts])
+    x0, y0, x1, y1 = _window(allpts, w, h)
+    bx0, by0 = max(0.0, float(allpts[:, 0].min())), max(0.0, float(allpts[:, 1].min()))
+    bx1, by1 = min(float(w), float(allpts[:, 0].max())), min(float(h), float(allpts[:, 1].max()))
+    bbox = [bx0, by0, max(0.0, bx1 - bx0), max(0.0, by1 - by0)]
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((0, 0), dtype=bool), (x0, y0), bbox
+    shift = np.array([x0, y0], dtype=np.float64)
+    geo = PolygonGeometry(parts=[PolygonPart(
+        exterior=Ring(np.asarray(p["exterior"], dtype=np.float64).reshape(-1, 2) - shift),
+        holes=[Ring(np.asarray(hole, dtype=np.float64).reshape(-1, 2) - shift) for hole in p.get("holes", [])],
+    ) for p in parts])
+    return rasterize_polygon(geo, y1 - y0, x1 - x0), (x0, y0), bbox
+
+
+def annotation(obj: dict[str, Any], w: int, h: int) -> dict[str, Any] | None:
+    """The COCO fields of one object (without ids/category), or None if it is not an instance."""
+    g, kind = obj["geometry"], obj["type"]
+    if kind == "bbox":
+        c0, c1 = (int(np.clip(np.ceil(v - 0.5), 0, w)) for v in (g["x"], g["x"] + g["w"]))
+        r0, r1 = (int(np.clip(np.ceil(v - 0.5), 0, h)) for v in (g["y"], g["y"] + g["h"]))
+        rect: list[list[int]] = [[c0, r0, c1, r0, c1, r1, c0, r1]] if c1 > c0 and r1 > r0 else []
+        return {"segmentation": rect, "area": (c1 - c0) * (r1 - r0), "bbox": [g["x"], g["y"], g["w"], g["h"]],
+                "iscrowd": 0}
+    if kind == "bitmap":
+        rle = g["rle"]
+        return {"segmentation": {"size": rle["size"], "counts": rle["counts"]}, "area": rle_area(rle),
+                "bbox": rle_bbox(rle), "iscrowd": 1}
+    if kind != "polygon":
+        return None
+    mask, (x0, y0), bbox = _polygon_mask(g, w, h)
+    area = int(mask.sum())
+    if area == 0:
+        return None
+    small, (cx, cy) = crop(mask)
+    rings = outline(small, (x0 + cx, y0 + cy))
+    if any(holes for _ext, holes in rings):
+        full = np.zeros((h, w), dtype=bool)
+        full[y0 : y0 + mask.shape[0], x0 : x0 + mask.shape[1]] = mask
+        return {"segmentation": rle_encode(full), "area": area, "bbox": bbox, "iscrowd": 1}
+    seg: list[list[float]] = [[float(v) for pt in ext for v in pt] for ext, _holes in rings]
+    return {"segmentation": seg, "area": area, "bbox": bbox, "iscrowd": 0}
+
+
+async def export(job: ExportJob) -> AsyncIterator[bytes]:
+    cats, kp_names = await _categories(job)
+    yield b'{"info":{"description":"Labelhub export","version":"1.0"},"licenses":[],"images":['
+    first = True
+    async for batch in iter_images(job.sessions, job.project_id, job.flt, labels=False, objects=False):
+        chunk = ",".join(_dumps({"id": im.id, "file_name": im.name, "width": im.width, "height": im.height})
+                         for im in batch)
+        yield (("" if first else ",") + chunk).encode()
+        first = first and not chunk
+    yield b'],"annotations":['
+    ann_id, first = 0, True
+    async for batch in iter_images(job.sessions, job.project_id, job.flt, labels=False):
+        out: list[str] = []
+        for im in batch:
+            for obj in im.objects:
+                ann = annotation(obj, im.width, im.height)
+                if ann is None:
+                    continue
+                ann_id += 1
+                ann.update(id=ann_id, image_id=im.id, category_id=cats[obj["label"]],
+                           labelhub={"id": obj["id"], "type": obj["type"]},
+                           attributes=obj["attributes"], occluded=obj["occluded"])
+                names = kp_names.get(obj["label"], [])
+                if names:
+                    by_name = {k["name"]: k for k in obj["keypoints"]}
+                    flat: list[float] = []
+                    for n in names:
+                        k = by_name.get(n)
+                        flat += [k["x"], k["y"], 2 if k["visible"] else 1] if k else [0, 0, 0]
+                    ann["keypoints"], ann["num_keypoints"] = flat, len(by_name)
+                out.append(_dumps(ann))
+        if out:
+            yield (("" if first else ",") + ",".join(out)).encode()
+            first = False
+    categories = [{"id": i, "name": n, "supercategory": "", **({"keypoints": kp_names[n], "skeleton": []}
+                                                                 if kp_names.get(n) else {})}
+                  for n, i in cats.items()]
+    yield f'],"categories":{_dumps(categories)}}}\n'.encode()
+
+
+def _object(ann: dict[str, Any], cat: dict[str, Any], width: int, height: int) -> dict[str, Any]:
+    meta: dict[str, Any] = ann["labelhub"] if isinstance(ann.get("labelhub"), dict) else {}
+    seg = ann.get("segmentation")
+    obj: dict[str, Any] = {"id": str(meta.get("id") or f"coco-{ann.get('id')}"), "label": cat.get("name", "")}
+    if meta.get("type") == "bbox" or not seg:
+        x, y, w, h = ann.get("bbox") or [0, 0, 0, 0]
+        obj.update(type="bbox", geometry={"x": x, "y": y, "w": w, "h": h})
+    elif isinstance(seg, list):
+        parts = [{"exterior": [[p[i], p[i + 1]] for i in range(0, len(p) - 1, 2)]} for p in seg if isinstance(p, list)]
+        obj.update(type="polygon", geometry={"parts": parts})
+    elif isinstance(seg, dict):
+        counts = seg.get("counts")
+        if isinstance(counts, list):  # uncompressed RLE
+            counts = counts_to_string(np.asarray(counts, dtype=np.int64))
+        obj.update(type="bitmap", geometry={"rle": {"size": seg.get("size"), "counts": counts}})
+    else:
+        raise ValueError("segmentation must be a list of polygons or an RLE object")
+    names = cat.get("keypoints") or []
+    kps = ann.get("keypoints") or []
+    if names and kps and obj["type"] in ("bbox", "polygon"):
+        obj["keypoints"] = [{"name": n, "x": kps[3 * i], "y": kps[3 * i + 1], "visible": kps[3 * i + 2] == 2}
+                            for i, n in enumerate(names) if 3 * i + 2 < len(kps) and kps[3 * i + 2] > 0]
+    if isinstance(ann.get("attributes"), dict):
+        obj["attributes"] = ann["attributes"]
+    if isinstance(ann.get("occluded"), bool):
+        obj["occluded"] = ann["occluded"]
+    return obj
+
+
+def parse(body: bytes) -> list[Incoming]:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ImportFileError(f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
+            or not isinstance(data.get("annotations", []), list):
+        raise ImportFileError("a COCO file is an object with images, annotations and categories lists")
+    cats = {c.get("id"): c for c in data.get("categories", []) if isinstance(c, dict)}
+    images: dict[Any, Incoming] = {}
+    sizes: dict[Any, tuple[int, int]] = {}
+    for n, im in enumerate(data["images"], start=1):
+        if not isinstance(im, dict) or not isinstance(im.get("file_name"), str):
+            images[f"bad-{n}"] = Incoming(n, "", error=(f"images.{n - 1}", "needs a file_name"))
+            continue
+        images[im.get("id")] = Incoming(n, im["file_name"], objects=[], has_objects=True)
+        sizes[im.get("id")] = (int(im.get("width") or 0), int(im.get("height") or 0))
+    for n, ann in enumerate(data.get("annotations", [])):
+        rec = images.get(ann.get("image_id")) if isinstance(ann, dict) else None
+        if rec is None or rec.error is not None:
+            raise ImportFileError(f"annotations.{n}: image_id does not name an image of the file")
+        cat = cats.get(ann.get("category_id"))
+        if cat is None:
+            rec.error = (f"annotations.{n}.category_id", "no such category")
+            continue
+        try:
+            rec.objects.append(_object(ann, cat, *sizes[ann["image_id"]]))
+        except (ValueError, TypeError, IndexError, KeyError) as exc:
+            rec.error = (f"annotations.{n}.segmentation", str(exc) or "invalid")
+    return list(images.values())

@@ -1,0 +1,105 @@
+"""Masks as PNG files in a ZIP, one per object: ``<image stem>/<object id>.png``, 8-bit
+grayscale, 255 where the object is and 0 elsewhere, image-sized. Bitmaps by default;
+``?types=bitmap,polygon,bbox`` rasterizes those types too. ``index.csv`` lists
+``image,object_id,label,file``.
+
+Import (``format=masks``): a ZIP of ``<image name>/<label>.png`` (or ``.bmp``) files, or of the
+exported layout with its ``index.csv``; every nonzero pixel is the object. Each file becomes one
+bitmap object.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from collections.abc import AsyncIterator
+from typing import Any
+
+import cv2
+import numpy as np
+
+from server.formats._importing import ImportFileError, Incoming
+from server.formats._source import ExportJob, iter_images
+from server.formats._zip import ZipStream, unique_stems
+from server.geometry.raster import rasterize
+from server.geometry.rle import rle_encode
+from server.geometry.validation import parse_object
+
+MEDIA_TYPE = "application/zip"
+SUFFIX = "zip"
+MAX_MASK_PIXELS = 1 << 28
+
+
+def png(mask: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".png", mask.astype(np.uint8) * 255)
+    assert ok
+    return bytes(data)
+
+
+async def export(job: ExportJob) -> AsyncIterator[bytes]:
+    types = set(job.options.get("types", "bitmap").split(","))
+    z = ZipStream()
+    index = io.StringIO()
+    writer = csv.writer(index, lineterminator="\n")
+    writer.writerow(["image", "object_id", "label", "file"])
+    seen: dict[str, int] = {}
+    async for batch in iter_images(job.sessions, job.project_id, job.flt, labels=False):
+        for img, st in zip(batch, unique_stems([im.name for im in batch], seen), strict=True):
+            for obj in img.objects:
+                if obj["type"] not in types or obj["type"] not in ("bitmap", "polygon", "bbox"):
+                    continue
+                path = f"{st}/{obj['id']}.png"
+                z.add(path, png(rasterize(parse_object(obj), img.height, img.width)))
+                writer.writerow([img.name, obj["id"], obj["label"], path])
+            yield z.drain()
+    z.add("index.csv", index.getvalue())
+    yield z.close()
+
+
+def _decode(data: bytes, where: str) -> np.ndarray:
+    arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise ValueError(f"{where}: not a PNG or BMP image")
+    if arr.ndim == 3:
+        arr = arr[..., :3].max(axis=2) if arr.shape[2] >= 3 else arr[..., 0]
+    return arr != 0
+
+
+def parse(body: bytes) -> list[Incoming]:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(body))
+    except zipfile.BadZipFile:
+        raise ImportFileError("masks are uploaded as a ZIP of <image name>/<label>.png files") from None
+    index: dict[str, tuple[str, str, str]] = {}
+    names = archive.namelist()
+    if "index.csv" in names:
+        rows = csv.DictReader(io.StringIO(archive.read("index.csv").decode("utf-8-sig")))
+        index = {r["file"]: (r["image"], r["object_id"], r["label"]) for r in rows}
+    records: dict[str, Incoming] = {}
+    row = 0
+    for path in sorted(names):
+        if path.endswith("/") or not path.lower().endswith((".png", ".bmp")):
+            continue
+        row += 1
+        if path in index:
+            image, oid, label = index[path]
+        else:
+            folder, _, file = path.rpartition("/")
+            image, label = folder.rsplit("/", 1)[-1], file.rsplit(".", 1)[0].split("#", 1)[0]
+            oid = f"mask-{file.rsplit('.', 1)[0]}"
+        rec = records.setdefault(image, Incoming(row, image, objects=[], has_objects=True))
+        info = archive.getinfo(path)
+        if info.file_size > MAX_MASK_PIXELS * 4:
+            rec.error = (path, "mask file too large")
+            continue
+        try:
+            obj: dict[str, Any] = {"id": oid, "type": "bitmap", "label": label,
+                                   "geometry": {"rle": rle_encode(_decode(archive.read(path), path))}}
+        except ValueError as exc:
+            rec.error = (path, str(exc))
+            continue
+        rec.objects.append(obj)
+    if not records:
+        raise ImportFileError("the ZIP holds no .png or .bmp masks")
+    return list(records.values())

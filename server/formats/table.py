@@ -1,0 +1,92 @@
+"""CSV: one row per image with its classification labels and the default one.
+
+    image,labels,default_label
+    a.jpg,cat;dog,dog
+    b.jpg,cat,cat
+
+``labels`` is a ``;``-separated list (a ``;`` or ``\\`` inside a name is escaped with ``\\``).
+On import ``default_label`` may be empty (then the first label is the default), an image may
+appear on several rows (their labels are combined), and the first label list wins on replace.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+
+from server.formats._importing import ImportFileError, Incoming
+from server.formats._source import ExportJob, iter_images
+
+MEDIA_TYPE = "text/csv; charset=utf-8"
+SUFFIX = "csv"
+HEADER = ["image", "labels", "default_label"]
+
+
+def escape(name: str) -> str:
+    return name.replace("\\", "\\\\").replace(";", "\\;")
+
+
+def split_labels(cell: str) -> list[str]:
+    out, cur, i = [], [], 0
+    while i < len(cell):
+        ch = cell[i]
+        if ch == "\\" and i + 1 < len(cell):
+            cur.append(cell[i + 1])
+            i += 2
+            continue
+        if ch == ";":
+            out.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+        i += 1
+    out.append("".join(cur))
+    return [s.strip() for s in out if s.strip()]
+
+
+async def export(job: ExportJob) -> AsyncIterator[bytes]:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(HEADER)
+    async for batch in iter_images(job.sessions, job.project_id, job.flt, objects=False):
+        for img in batch:
+            default = next((s.label for s in img.labels if s.is_default), "")
+            writer.writerow([img.name, ";".join(escape(s.label) for s in img.labels), default])
+        yield buf.getvalue().encode()
+        buf.seek(0)
+        buf.truncate()
+    if buf.tell():
+        yield buf.getvalue().encode()
+
+
+def parse(body: bytes) -> list[Incoming]:
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ImportFileError(f"CSV must be UTF-8: {exc}") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except StopIteration:
+        raise ImportFileError("the CSV file is empty") from None
+    except csv.Error as exc:
+        raise ImportFileError(f"bad CSV: {exc}") from None
+    if "image" not in header or "labels" not in header:
+        raise ImportFileError("the CSV header must have the columns image, labels[, default_label]")
+    at_image, at_labels = header.index("image"), header.index("labels")
+    at_default = header.index("default_label") if "default_label" in header else None
+    out: list[Incoming] = []
+    try:
+        for n, row in enumerate(reader, start=2):
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) < len(header):
+                out.append(Incoming(n, row[0] if row else "", error=("row", f"expected {len(header)} columns")))
+                continue
+            default = row[at_default].strip() if at_default is not None else ""
+            out.append(Incoming(n, row[at_image].strip(), labels=split_labels(row[at_labels]),
+                                has_labels=True, default=default or None))
+    except csv.Error as exc:
+        raise ImportFileError(f"bad CSV at line {reader.line_num}: {exc}") from None
+    return out

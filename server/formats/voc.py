@@ -1,0 +1,76 @@
+"""Pascal VOC as a ZIP: ``Annotations/<image stem>.xml`` per image and
+``ImageSets/Main/default.txt``. Boxes, polygons and bitmaps become ``<object>`` with a
+``bndbox`` of the pixels they cover, in VOC's 1-based inclusive pixel indices
+(``xmin = first column + 1``, ``xmax = last column + 1``). Attributes go to ``<attributes>``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from typing import Any
+from xml.sax.saxutils import escape
+
+import numpy as np
+
+from server.formats._source import ExportJob, ImageRecord, iter_images
+from server.formats._zip import ZipStream, member_name, unique_stems
+from server.geometry.rle import rle_bbox
+
+MEDIA_TYPE = "application/zip"
+SUFFIX = "zip"
+
+
+def pixel_box(obj: dict[str, Any], w: int, h: int) -> tuple[int, int, int, int] | None:
+    """(first column, first row, end column, end row) of the pixels the object covers (0-based, end exclusive)."""
+    g = obj["geometry"]
+    if obj["type"] == "bbox":
+        x0, y0, x1, y1 = g["x"], g["y"], g["x"] + g["w"], g["y"] + g["h"]
+    elif obj["type"] == "polygon":
+        pts = np.concatenate([np.asarray(p["exterior"], dtype=np.float64).reshape(-1, 2) for p in g["parts"]])
+        x0, y0 = float(pts[:, 0].min()), float(pts[:, 1].min())
+        x1, y1 = float(pts[:, 0].max()), float(pts[:, 1].max())
+    elif obj["type"] == "bitmap":
+        bx, by, bw, bh = rle_bbox(g["rle"])
+        if not bw or not bh:
+            return None
+        return int(bx), int(by), int(bx + bw), int(by + bh)
+    else:
+        return None
+    c0, c1 = (min(max(math.ceil(v - 0.5), 0), w) for v in (x0, x1))
+    r0, r1 = (min(max(math.ceil(v - 0.5), 0), h) for v in (y0, y1))
+    return (c0, r0, c1, r1) if c1 > c0 and r1 > r0 else None
+
+
+def xml_for(img: ImageRecord) -> str:
+    out = ["<annotation>", "  <folder>images</folder>", f"  <filename>{escape(member_name(img.name))}</filename>",
+           "  <source><database>Labelhub</database></source>",
+           f"  <size><width>{img.width}</width><height>{img.height}</height><depth>3</depth></size>",
+           f"  <segmented>{int(any(o['type'] != 'bbox' for o in img.objects))}</segmented>"]
+    for obj in img.objects:
+        box = pixel_box(obj, img.width, img.height)
+        if box is None:
+            continue
+        c0, r0, c1, r1 = box
+        attrs = "".join(f"<attribute><name>{escape(str(k))}</name><value>{escape(str(v))}</value></attribute>"
+                        for k, v in obj["attributes"].items())
+        out += ["  <object>", f"    <name>{escape(obj['label'])}</name>", "    <pose>Unspecified</pose>",
+                "    <truncated>0</truncated>", "    <difficult>0</difficult>",
+                f"    <occluded>{int(obj['occluded'])}</occluded>",
+                f"    <bndbox><xmin>{c0 + 1}</xmin><ymin>{r0 + 1}</ymin><xmax>{c1}</xmax><ymax>{r1}</ymax></bndbox>",
+                f"    <attributes>{attrs}</attributes>", "  </object>"]
+    out.append("</annotation>")
+    return "\n".join(out) + "\n"
+
+
+async def export(job: ExportJob) -> AsyncIterator[bytes]:
+    z = ZipStream()
+    seen: dict[str, int] = {}
+    listing: list[str] = []
+    async for batch in iter_images(job.sessions, job.project_id, job.flt, labels=False):
+        for img, st in zip(batch, unique_stems([im.name for im in batch], seen), strict=True):
+            z.add(f"Annotations/{st}.xml", xml_for(img))
+            listing.append(st)
+        yield z.drain()
+    z.add("ImageSets/Main/default.txt", "\n".join(listing) + "\n")
+    yield z.close()
