@@ -41,11 +41,17 @@ def parse_as(model: type[M], data: Any) -> M:
         raise ApiError(422, "invalid", f"{where}: {first['message']}", details) from None
 
 
+MAX_ID = 2**31 - 1  # ids are 32-bit columns; larger numbers can name nothing
+
+
 def path_int(request: HTTPConnection, name: str) -> int:
     try:
-        return int(request.path_params[name])
+        value = int(request.path_params[name])
     except (KeyError, ValueError):
         raise ApiError(404, "not_found", f"bad {name} in path") from None
+    if not 0 < value <= MAX_ID:
+        raise ApiError(404, "not_found", f"no such {name.removesuffix('_id')}")
+    return value
 
 
 def query_int(request: HTTPConnection, name: str, default: int, lo: int, hi: int) -> int:

@@ -69,3 +69,10 @@ async def test_view_privilege_gates_the_project(users: UserFactory) -> None:
     assert (await member.client.get(f"/api/v1/projects/{pid}")).status_code == 200
     await owner.client.delete(f"/api/v1/projects/{pid}/members/{member.user['id']}")
     assert (await member.client.get(f"/api/v1/projects/{pid}")).status_code == 404
+
+
+async def test_out_of_range_ids_are_404_not_500(admin: Api) -> None:
+    for path in ("/api/v1/projects/99999999999", "/api/v1/projects/-1", "/api/v1/projects/abc",
+                 "/api/v1/projects/99999999999/members"):
+        resp = await admin.client.get(path)
+        assert resp.status_code == 404, path
