@@ -84,8 +84,11 @@ def fit_box(g: BBoxGeometry, w: int, h: int, aspect: float | None = None) -> BBo
     return BBoxGeometry(x=x0, y=y0, w=x1 - x0, h=y1 - y0)
 
 
-def _ring_of(coords: np.ndarray) -> Ring:
-    return Ring(coords[:-1] if len(coords) > 1 and (coords[0] == coords[-1]).all() else coords)
+def _ring_of(coords: np.ndarray, w: int, h: int, closed: bool = True) -> Ring:
+    """Ring from shapely coordinates, pinned onto the frame (GEOS may leave tiny overshoots)."""
+    if closed and len(coords) > 1 and (coords[0] == coords[-1]).all():
+        coords = coords[:-1]
+    return Ring(np.clip(coords, 0.0, [float(w), float(h)]))
 
 
 def fit_polygon(g: PolygonGeometry, w: int, h: int) -> PolygonGeometry:
@@ -104,8 +107,8 @@ def fit_polygon(g: PolygonGeometry, w: int, h: int) -> PolygonGeometry:
                 continue
             parts.append(
                 PolygonPart(
-                    exterior=_ring_of(np.asarray(piece.exterior.coords)[:, :2]),
-                    holes=[_ring_of(np.asarray(r.coords)[:, :2]) for r in piece.interiors],
+                    exterior=_ring_of(np.asarray(piece.exterior.coords)[:, :2], w, h),
+                    holes=[_ring_of(np.asarray(r.coords)[:, :2], w, h) for r in piece.interiors],
                 )
             )
     if not parts:
@@ -123,7 +126,7 @@ def fit_polyline(g: PolylineGeometry, w: int, h: int) -> PolylineGeometry:
     if not lines:
         raise GeometryError("object.geometry", "polyline lies outside the image")
     longest = max(lines, key=lambda p: p.length)
-    return PolylineGeometry(points=Ring(np.asarray(longest.coords)[:, :2]))
+    return PolylineGeometry(points=_ring_of(np.asarray(longest.coords)[:, :2], w, h, closed=False))
 
 
 def fit_bitmap(g: BitmapGeometry, w: int, h: int) -> BitmapGeometry:

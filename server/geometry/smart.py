@@ -89,7 +89,7 @@ def smart_select(
     cx1, cy1 = min(math.ceil(rx1) + margin, w), min(math.ceil(ry1) + margin, h)
     crop = img[cy0:cy1, cx0:cx1]
     crop_inside = inside[cy0:cy1, cx0:cx1]
-    gc = np.where(crop_inside, cv2.GC_PR_FGD, cv2.GC_BGD).astype(np.uint8)
+    gc: npt.NDArray[Any] = np.where(crop_inside, cv2.GC_PR_FGD, cv2.GC_BGD).astype(np.uint8)
     if previous is not None:
         prev = np.asarray(previous, dtype=bool)[cy0:cy1, cx0:cx1]
         gc[crop_inside & ~prev] = cv2.GC_PR_BGD
@@ -104,6 +104,7 @@ def smart_select(
         gc = cv2.resize(gc, size, interpolation=cv2.INTER_NEAREST)
     else:
         work = np.ascontiguousarray(crop)
+    work = np.asarray(work)
     sx, sy = gc.shape[1] / cw, gc.shape[0] / ch
     thickness = max(1, round(2 * brush_radius * min(sx, sy)))
     for strokes, value in ((bg, cv2.GC_BGD), (fg, cv2.GC_FGD)):
@@ -119,7 +120,7 @@ def smart_select(
     if has_fg and has_bg:
         bgd = np.zeros((1, 65), np.float64)
         fgd = np.zeros((1, 65), np.float64)
-        cv2.grabCut(work, gc, None, bgd, fgd, ITERATIONS, cv2.GC_INIT_WITH_MASK)
+        cv2.grabCut(work, gc, (0, 0, 0, 0), bgd, fgd, ITERATIONS, cv2.GC_INIT_WITH_MASK)
     selected = ((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).astype(np.uint8)
     if scale < 1.0:
         selected = cv2.resize(selected * 255, (cw, ch), interpolation=cv2.INTER_LINEAR) >= 128

@@ -48,11 +48,15 @@ def _geometry(obj: LabelObject, cls: type, what: str) -> Any:
     return obj.geometry
 
 
-def _finish(naive: LabelObject, policy: Policy | None) -> LabelObject:
+#: Ops that create or resize a box, so the fixed aspect ratio applies.
+_SNAPPING = (o.Create, o.ReplaceGeometry, o.MoveBox)
+
+
+def _finish(naive: LabelObject, policy: Policy | None, op: Any) -> LabelObject:
     if policy is None:
         check_shape(naive)
         return naive
-    return validate(naive, policy)
+    return validate(naive, policy, snap=isinstance(op, _SNAPPING))
 
 
 def _mask_of(obj: LabelObject) -> np.ndarray:
@@ -109,7 +113,7 @@ def apply_exact(
     if isinstance(op, o.Create):
         if obj is not None:
             raise GeometryError("op.object.id", f"object {obj.id!r} already exists")
-        new = _finish(op.object, policy)
+        new = _finish(op.object, policy, op)
         return new, new is op.object
     if isinstance(op, o.RasterizeAll | o.Batch):
         raise GeometryError("op.kind", f"{op.kind} works on a whole image: use edit()")
@@ -119,7 +123,7 @@ def apply_exact(
     if isinstance(op, o.MoveVertex | o.InsertVertex | o.RemoveVertex):
         return edit_vertex(cur, op, policy), True
     naive = _naive(cur, op, policy)
-    result = _finish(naive, policy)
+    result = _finish(naive, policy, op)
     exact = result is naive or isinstance(op, _CLAMP_SAFE)
     return result, exact
 

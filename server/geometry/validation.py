@@ -98,11 +98,13 @@ def check_shape(obj: LabelObject, field: str = "object") -> None:
         check_polyline(g.points, f"{field}.geometry.points")
 
 
-def apply_policy(obj: LabelObject, policy: Policy, field: str = "object") -> LabelObject:
+def apply_policy(
+    obj: LabelObject, policy: Policy, field: str = "object", snap: bool = True
+) -> LabelObject:
     """Snap boxes and clip or reject off-image shapes; the same object if nothing changed."""
     w, h = policy.image_width, policy.image_height
     g = obj.geometry
-    if isinstance(g, BBoxGeometry) and policy.bbox_aspect is not None:
+    if isinstance(g, BBoxGeometry) and policy.bbox_aspect is not None and snap:
         snapped = snap_box(g, policy.bbox_aspect)
         if policy.fit_to_image:
             snapped = fit_box(snapped, w, h, policy.bbox_aspect)
@@ -121,8 +123,13 @@ def apply_policy(obj: LabelObject, policy: Policy, field: str = "object") -> Lab
     return obj
 
 
-def validate(obj: LabelObject, policy: Policy, field: str = "object") -> LabelObject:
-    """Check ``obj`` fully; return it, or a clipped/snapped copy when the policy says so."""
+def validate(
+    obj: LabelObject, policy: Policy, field: str = "object", snap: bool = True
+) -> LabelObject:
+    """Check ``obj`` fully; return it, or a clipped/snapped copy when the policy says so.
+
+    ``snap=False`` leaves a box's aspect ratio alone (edits that neither create nor resize it).
+    """
     check_limits(obj, policy, field)
     check_shape(obj, field)
-    return apply_policy(obj, policy, field)
+    return apply_policy(obj, policy, field, snap)
