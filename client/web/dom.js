@@ -1,0 +1,60 @@
+// Tiny DOM builder: h("button", {class: "x", onclick}, "text", child). No global state.
+
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith("on") && typeof value === "function") {
+      el.addEventListener(key.slice(2).toLowerCase(), value);
+    } else if (key === "class") {
+      el.className = value;
+    } else if (key === "style" && typeof value === "object") {
+      for (const [prop, v] of Object.entries(value)) {
+        if (prop.startsWith("--")) el.style.setProperty(prop, v); else el.style[prop] = v;
+      }
+    } else if (key === "dataset") {
+      Object.assign(el.dataset, value);
+    } else if (value === true) {
+      el.setAttribute(key, "");
+    } else if (key in el && typeof value !== "string") {
+      el[key] = value;
+    } else {
+      el.setAttribute(key, String(value));
+    }
+  }
+  append(el, children);
+  return el;
+}
+
+export function append(el, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+export function clear(el) {
+  while (el.firstChild) el.removeChild(el.firstChild);
+  return el;
+}
+
+/** A modal dialog built on <dialog>; resolves when closed. Focus goes to the first field. */
+export function modal(root, title, body, { onClose } = {}) {
+  const dlg = h("dialog", { class: "modal", "aria-label": title },
+    h("header", {}, h("h2", {}, title),
+      h("button", { type: "button", class: "icon", "aria-label": "Close", onclick: () => dlg.close() }, "×")),
+    body);
+  root.append(dlg);
+  dlg.addEventListener("close", () => { dlg.remove(); onClose?.(); });
+  dlg.showModal();
+  const first = dlg.querySelector("input, select, textarea, button:not(.icon)");
+  first?.focus();
+  return dlg;
+}
+
+export function fmtDuration(seconds) {
+  const s = Math.round(seconds || 0);
+  const hh = Math.floor(s / 3600), mm = Math.floor((s % 3600) / 60), ss = s % 60;
+  return hh ? `${hh}h ${String(mm).padStart(2, "0")}m` : mm ? `${mm}m ${String(ss).padStart(2, "0")}s` : `${ss}s`;
+}

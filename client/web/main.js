@@ -1,0 +1,115 @@
+// Boot, routing and the one place where the hub socket is wired to the views.
+import { createApi } from "./api.js";
+import { clear, h } from "./dom.js";
+import { HubClient } from "./socket.js";
+import { href, parseRoute } from "./router.js";
+import { KEYS, shortcutOverlay } from "./tool/keys.js";
+import * as login from "./views/login.js";
+import * as projects from "./views/projects.js";
+import * as dashboard from "./views/dashboard.js";
+import * as members from "./views/members.js";
+import * as supervisor from "./views/supervisor.js";
+import * as tool from "./views/tool.js";
+
+const VIEWS = { login, projects, dashboard, members, supervisor, tool };
+const CONN_TEXT = { connecting: "Connecting…", online: "Live", reconnecting: "Reconnecting…", offline: "Offline" };
+
+const main = document.getElementById("main");
+const overlayRoot = document.getElementById("overlay-root");
+const connEl = document.getElementById("conn");
+let current = null;      // the mounted view
+let hub = null;          // HubClient of the open project
+const listeners = new Set();
+
+const api = createApi({ onUnauthorized: () => { if (!location.hash.startsWith("#/login")) go(href("login")); } });
+
+function go(hash) { if (location.hash === hash) route(); else location.hash = hash; }
+
+function toast(message, kind = "error") {
+  const el = h("div", { class: `toast ${kind}` }, message,
+    h("button", { type: "button", class: "icon", "aria-label": "Dismiss", onclick: () => el.remove() }, "×"));
+  document.getElementById("toasts").append(el);
+  setTimeout(() => el.remove(), kind === "error" ? 9000 : 4000);
+}
+
+function showConn(state, detail) {
+  connEl.dataset.state = state;
+  connEl.textContent = CONN_TEXT[state] + (detail ? ` — ${detail}` : "");
+  for (const fn of listeners) fn({ type: "_conn", state, detail });
+}
+
+function hubFor(project) {
+  if (hub && hub.project === project) return hub;
+  hub?.close();
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  hub = new HubClient({
+    url: `${proto}//${location.host}/api/v1/ws`,
+    project,
+    onEvent: (msg) => { for (const fn of listeners) fn(msg); },
+    onState: showConn,
+    onResume: async (client) => { for (const fn of listeners) await fn({ type: "_resumed", client }); },
+  });
+  hub.connect();
+  return hub;
+}
+
+function dropHub() {
+  hub?.close();
+  hub = null;
+  showConn("offline");
+}
+
+function setCrumbs(items) {
+  const nav = clear(document.getElementById("crumbs"));
+  items.forEach((item, i) => {
+    if (i) nav.append(h("span", { class: "sep", "aria-hidden": "true" }, "›"));
+    nav.append(item.href ? h("a", { href: item.href }, item.text) : h("span", { "aria-current": "page" }, item.text));
+  });
+}
+
+async function whoAmI() {
+  try { return await api.get("/api/v1/me"); } catch { return null; }
+}
+
+let me = null;
+async function route() {
+  const r = parseRoute(location.hash);
+  if (r.name !== "login" && !me) {
+    me = await whoAmI();
+    if (!me) { go(href("login")); return; }
+  }
+  document.getElementById("who").textContent = me ? me.name || me.email : "";
+  document.getElementById("logout").hidden = !me;
+  const project = r.params.project;
+  if (project === undefined) dropHub();
+  try { await current?.unmount?.(); } catch { /* a view failing to clean up must not block navigation */ }
+  listeners.clear();
+  clear(main);
+  setCrumbs([]);
+  const view = VIEWS[r.name];
+  if (!view) { main.append(h("p", { class: "empty" }, "This page does not exist. ", h("a", { href: "#/" }, "Go to your projects"))); return; }
+  const ctx = {
+    api, me, route: r, navigate: go, toast, overlayRoot, setCrumbs,
+    hub: project !== undefined && r.name !== "login" ? hubFor(project) : null,
+    onHub: (fn) => { listeners.add(fn); return () => listeners.delete(fn); },
+    loggedIn: (user) => { me = user; },
+  };
+  current = await view.mount(main, ctx);
+  if (!main.contains(document.activeElement)) main.focus({ preventScroll: true });
+}
+
+document.getElementById("logout").addEventListener("click", async () => {
+  await api.post("/api/v1/auth/logout", {}).catch(() => null);
+  me = null; dropHub(); go(href("login"));
+});
+document.getElementById("help-btn").addEventListener("click", () => shortcutOverlay(overlayRoot, KEYS));
+document.addEventListener("keydown", (e) => {
+  const typing = e.target.closest?.("input, textarea, select, [contenteditable]");
+  if (e.key === "?" && !typing && !overlayRoot.querySelector("dialog")) {
+    e.preventDefault();
+    shortcutOverlay(overlayRoot, KEYS);
+  }
+});
+window.addEventListener("hashchange", route);
+window.addEventListener("beforeunload", () => hub?.close());
+route();

@@ -1,0 +1,41 @@
+// Hash routes, parsed and built by pure functions.
+//   #/login  #/  #/p/7  #/p/7/members  #/p/7/supervisor  #/p/7/label?ids=1,2&label=cat  #/p/7/label/12
+
+export function parseRoute(hash) {
+  const raw = (hash || "").replace(/^#/, "");
+  const [path, qs = ""] = raw.split("?");
+  const query = Object.fromEntries(new URLSearchParams(qs));
+  const parts = path.split("/").filter(Boolean);
+  if (parts[0] === "login") return { name: "login", params: {}, query };
+  if (parts[0] === "p" && /^\d+$/.test(parts[1] || "")) {
+    const project = Number(parts[1]);
+    const sub = parts[2];
+    if (!sub) return { name: "dashboard", params: { project }, query };
+    if (sub === "members" || sub === "supervisor" || sub === "settings") {
+      return { name: sub, params: { project }, query };
+    }
+    if (sub === "label") {
+      const image = /^\d+$/.test(parts[3] || "") ? Number(parts[3]) : null;
+      return { name: "tool", params: { project, image }, query };
+    }
+  }
+  if (parts.length === 0 || parts[0] === "projects") return { name: "projects", params: {}, query };
+  return { name: "notfound", params: {}, query };
+}
+
+export function href(name, params = {}, query = {}) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) {
+    if (v !== undefined && v !== null && v !== "") q.set(k, Array.isArray(v) ? v.join(",") : String(v));
+  }
+  const qs = q.toString() ? "?" + q.toString() : "";
+  switch (name) {
+    case "login": return "#/login";
+    case "projects": return "#/";
+    case "dashboard": return `#/p/${params.project}${qs}`;
+    case "members": case "supervisor": case "settings":
+      return `#/p/${params.project}/${name}`;
+    case "tool": return `#/p/${params.project}/label${params.image ? "/" + params.image : ""}${qs}`;
+    default: return "#/";
+  }
+}

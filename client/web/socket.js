@@ -1,0 +1,207 @@
+// A small client of the hub protocol (docs/protocol.md). No DOM access: main.js wires it.
+//  - hello first (with `since` = the last seq seen, so a reconnect resumes);
+//  - every request gets a promise settled by its ack / error;
+//  - ops carry a client_op_id and stay queued until acked; after a reconnect they are sent again
+//    with the same client_op_id (the server applies each at most once);
+//  - the connection state is reported on every change.
+
+export const STATES = ["connecting", "online", "reconnecting", "offline"];
+
+export function newId() {
+  const b = new Uint8Array(12);
+  globalThis.crypto.getRandomValues(b);
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+export class HubClient {
+  constructor({ url, project, WebSocketImpl = globalThis.WebSocket, onEvent, onState,
+                onResume, heartbeatMs = 15000, requestTimeoutMs = 20000 }) {
+    Object.assign(this, { url, project, WebSocketImpl, onEvent, onState, onResume,
+                          heartbeatMs, requestTimeoutMs });
+    this.seq = null;           // last project seq seen
+    this.state = "offline";
+    this.user = null;
+    this.privileges = [];
+    this.ws = null;
+    this.nextId = 1;
+    this.requests = new Map(); // id -> {resolve, reject, msg, timer}
+    this.outbox = [];          // unacked ops: {msg, resolve, reject}
+    this.tokens = new Map();   // image -> lock token
+    this.watched = new Set();  // images subscribed
+    this.closed = false;
+    this.attempt = 0;
+    this.idleWaiters = [];
+  }
+
+  setState(state, detail) {
+    if (this.state === state && !detail) return;
+    this.state = state;
+    this.onState?.(state, detail);
+  }
+
+  connect() {
+    this.closed = false;
+    this.setState(this.attempt ? "reconnecting" : "connecting");
+    const ws = new this.WebSocketImpl(this.url);
+    this.ws = ws;
+    ws.onopen = () => this.handshake(ws);
+    ws.onmessage = (e) => this.receive(e.data);
+    ws.onclose = (e) => this.dropped(ws, e);
+    ws.onerror = () => {};
+  }
+
+  async handshake(ws) {
+    try {
+      const hello = { project: this.project };
+      if (this.seq !== null) hello.since = this.seq;
+      const ack = await this.raw("hello", hello, ws);
+      if (this.seq === null || typeof ack.seq === "number" && ack.seq < this.seq) this.seq = ack.seq ?? 0;
+      this.user = ack.user; this.privileges = ack.privileges || [];
+      this.attempt = 0;
+      for (const image of this.watched) await this.raw("subscribe", { image }, ws).catch(() => {});
+      const resumed = this.attemptedBefore;
+      this.attemptedBefore = true;
+      if (resumed) await this.onResume?.(this);
+      this.setState("online");
+      this.startHeartbeat();
+      for (const item of this.outbox) this.transmit(item.msg);
+    } catch (err) {
+      this.setState("offline", err.message);
+      ws.close();
+    }
+  }
+
+  dropped(ws, event) {
+    if (ws !== this.ws) return;
+    for (const [id, req] of this.requests) {
+      if (req.msg.type !== "op") { clearTimeout(req.timer); req.reject(hubError("disconnected", "The connection was lost before the server answered.")); this.requests.delete(id); }
+    }
+    if (this.closed) { this.setState("offline"); return; }
+    if (event && (event.code === 4401 || event.code === 4403)) {
+      this.setState("offline", event.code === 4401 ? "Please log in again." : "You have no access to this project.");
+      return;
+    }
+    this.attempt += 1;
+    this.setState("reconnecting");
+    const delay = Math.min(10000, 250 * 2 ** Math.min(this.attempt, 6));
+    setTimeout(() => { if (!this.closed) this.connect(); }, delay);
+  }
+
+  close() {
+    this.closed = true;
+    clearInterval(this.beat);
+    this.ws?.close(1000, "bye");
+  }
+
+  startHeartbeat() {
+    clearInterval(this.beat);
+    this.beat = setInterval(() => { if (this.state === "online") this.request("heartbeat", {}).catch(() => {}); }, this.heartbeatMs);
+  }
+
+  receive(text) {
+    let msg;
+    try { msg = JSON.parse(text); } catch { return; }
+    if ((msg.type === "ack" || msg.type === "error") && this.requests.has(msg.id)) {
+      const req = this.requests.get(msg.id);
+      this.requests.delete(msg.id);
+      clearTimeout(req.timer);
+      if (typeof msg.seq === "number" && req.msg.type !== "hello") this.bump(msg.seq);
+      if (msg.type === "ack") req.resolve(msg); else req.reject(hubError(msg.code, msg.message, msg));
+      this.checkIdle();
+      return;
+    }
+    if (typeof msg.seq === "number" && msg.type !== "snapshot") this.bump(msg.seq);
+    this.onEvent?.(msg);
+  }
+
+  bump(seq) { if (this.seq === null || seq > this.seq) this.seq = seq; }
+
+  transmit(msg) {
+    if (this.ws && this.ws.readyState === 1) this.ws.send(JSON.stringify(msg));
+  }
+
+  raw(type, fields, ws = this.ws) {
+    const msg = { type, id: this.nextId++, ...fields };
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.requests.delete(msg.id);
+        reject(hubError("timeout", "The server did not answer in time."));
+      }, this.requestTimeoutMs);
+      this.requests.set(msg.id, { resolve, reject, msg, timer });
+      if (ws && ws.readyState === 1) ws.send(JSON.stringify(msg));
+    });
+  }
+
+  /** A request that needs the session (anything after hello). */
+  request(type, fields = {}) {
+    if (this.state !== "online") return Promise.reject(hubError("offline", "Not connected to the server right now."));
+    return this.raw(type, fields);
+  }
+
+  async subscribe(image) { this.watched.add(image); return this.request("subscribe", { image }); }
+  async unsubscribe(image) { this.watched.delete(image); return this.request("unsubscribe", { image }).catch(() => null); }
+
+  async openImage(image) {
+    this.watched.add(image);
+    const ack = await this.request("open_image", { image });
+    if (ack.lock?.token !== undefined) this.tokens.set(image, ack.lock.token);
+    return ack;
+  }
+
+  async releaseImage(image) {
+    this.tokens.delete(image);
+    return this.request("release_image", { image }).catch(() => null);
+  }
+
+  async nextImage(fields) {
+    const ack = await this.request("next_image", fields);
+    const image = ack.image && typeof ack.image === "object" ? ack.image.id : ack.image;
+    if (image && ack.lock?.token !== undefined) this.tokens.set(image, ack.lock.token);
+    if (image) this.watched.add(image);
+    return ack;
+  }
+
+  /** Send an edit; resolves with its ack. Queued (and resent after a reconnect) until acked. */
+  sendOp(image, op, clientOpId = newId()) {
+    return new Promise((resolve, reject) => {
+      const msg = { type: "op", id: this.nextId++, image, token: this.tokens.get(image), client_op_id: clientOpId, op };
+      const item = { msg, resolve, reject };
+      this.outbox.push(item);
+      const settle = (fn) => (value) => {
+        this.outbox = this.outbox.filter((x) => x !== item);
+        fn(value);
+        this.checkIdle();
+      };
+      this.requests.set(msg.id, { msg, resolve: settle(resolve), reject: settle(reject), timer: null });
+      if (this.state === "online") this.transmit(msg);
+    });
+  }
+
+  /** After a reconnect the lock token may have changed: update it in queued ops. */
+  retoken(image, token) {
+    this.tokens.set(image, token);
+    for (const item of this.outbox) if (item.msg.image === image) item.msg.token = token;
+  }
+
+  get pending() { return this.outbox.length; }
+
+  /** Resolves once every op sent so far is acknowledged (or refused). */
+  whenIdle() {
+    if (!this.outbox.length) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  checkIdle() {
+    if (this.outbox.length) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    waiters.forEach((w) => w());
+  }
+}
+
+function hubError(code, message, msg) {
+  const err = new Error(message || code);
+  err.code = code;
+  err.detail = msg;
+  return err;
+}

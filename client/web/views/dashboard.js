@@ -1,0 +1,201 @@
+// The project dashboard: image grid (paged), filters, selection, label panel, and the dialogs.
+import { h } from "../dom.js";
+import { href } from "../router.js";
+import { clickSelect, emptySelection, filterFromQuery, isSelected, selectAll, selectionCount, target, FILTER_KEYS } from "./selection.js";
+import { tile } from "./tiles.js";
+import { labelPanel } from "./labelpanel.js";
+import { openUpload } from "./upload.js";
+import { openSettings } from "./settings.js";
+import { openExport, openImport } from "./transfer.js";
+
+const PAGE = 60;
+
+export async function mount(root, ctx) {
+  const pid = ctx.route.params.project;
+  const project = await ctx.api.get(`/api/v1/projects/${pid}`).catch((err) => { ctx.toast(err.message); return null; });
+  if (!project) { root.append(h("p", { class: "empty" }, "This project cannot be opened. ", h("a", { href: "#/" }, "Back to projects"))); return {}; }
+  const can = new Set(project.privileges);
+  ctx.setCrumbs([{ text: "Projects", href: "#/" }, { text: project.name }]);
+
+  const state = { filter: filterFromQuery(ctx.route.query), page: Number(ctx.route.query.page || 0), images: [], total: 0,
+                  sel: emptySelection(), labels: [], members: [], presence: new Map() };
+  const grid = h("ul", { class: "grid", role: "listbox", "aria-multiselectable": "true", "aria-label": "Images", tabindex: "0" });
+  const status = h("span", { class: "sel-count", "aria-live": "polite" });
+  const pager = h("span", { class: "pager" });
+  const filters = h("form", { class: "filters", "aria-label": "Filters", onchange: () => setFilter(readFilters()) });
+  const panel = labelPanel({ ctx, pid, can, getTarget: () => target(state.sel, state.filter), countSelected: () => selectionCount(state.sel, state.total), reload: () => reload() });
+
+  function setFilter(filter) {
+    ctx.navigate(href("dashboard", { project: pid }, { ...filter }));
+  }
+
+  function readFilters() {
+    const out = {};
+    for (const el of filters.elements) if (el.name && el.value !== "") out[el.name] = el.value;
+    return out;
+  }
+
+  function renderFilters() {
+    const f = state.filter;
+    const tri = (name, text, yes, no) => h("label", {}, text, h("select", { name },
+      h("option", { value: "" }, "any"),
+      h("option", { value: "true", selected: f[name] === true }, yes),
+      h("option", { value: "false", selected: f[name] === false }, no)));
+    filters.replaceChildren(
+      h("h3", {}, "Filter"),
+      tri("labeled", "Labeled", "labeled", "unlabeled"),
+      h("label", {}, "Label", h("select", { name: "label" }, h("option", { value: "" }, "any"),
+        state.labels.map((l) => h("option", { value: l.name, selected: f.label === l.name }, l.name)))),
+      tri("auto_labeled", "Auto-labeled", "yes", "no"),
+      h("label", {}, "Labeled by", h("select", { name: "labeled_by" }, h("option", { value: "" }, "anyone"),
+        state.members.map((m) => h("option", { value: m.user_id, selected: f.labeled_by === m.user_id }, m.name || m.email)))),
+      tri("locked", "Being labeled", "now", "not now"),
+      Object.keys(f).length ? h("button", { type: "button", onclick: () => setFilter({}) }, "Clear filters") : "");
+  }
+
+  function renderGrid() {
+    const me = ctx.me;
+    grid.replaceChildren(...state.images.map((img) => tile(img, {
+      selected: isSelected(state.sel, img.id), me,
+      presence: [...(state.presence.get(img.id) || [])],
+      onChip: (image, label) => makeDefault(image, label),
+    })));
+    if (!state.images.length) grid.append(h("li", { class: "empty" }, state.total === 0 && !Object.keys(state.filter).length
+      ? "No images yet. Use Upload to add some." : "No images match this filter."));
+    const pages = Math.max(1, Math.ceil(state.total / PAGE));
+    pager.replaceChildren(
+      h("button", { type: "button", disabled: state.page <= 0, onclick: () => goPage(state.page - 1), "aria-label": "Previous page" }, "‹"),
+      ` Page ${state.page + 1} of ${pages} (${state.total} images) `,
+      h("button", { type: "button", disabled: state.page + 1 >= pages, onclick: () => goPage(state.page + 1), "aria-label": "Next page" }, "›"));
+    const n = selectionCount(state.sel, state.total);
+    status.textContent = n ? `${n} selected${state.sel.all ? " (all matching)" : ""}` : "Nothing selected";
+    panel.refreshCounts();
+  }
+
+  async function makeDefault(image, label) {
+    if (label.is_default || !can.has("label")) return;
+    try {
+      await ctx.api.post(`/api/v1/projects/${pid}/labels/apply`, { op: { kind: "set_default_label", label: label.name }, image_ids: [image.id] });
+      await reload();
+    } catch (err) { ctx.toast(err.message); }
+  }
+
+  async function goPage(page) { state.page = page; await reload(); grid.focus(); }
+
+  async function reload() {
+    try {
+      const res = await ctx.api.get(`/api/v1/projects/${pid}/images`, { ...state.filter, offset: state.page * PAGE, limit: PAGE });
+      state.images = res.images; state.total = res.total;
+      if (state.page > 0 && !res.images.length && res.total) { state.page = 0; return reload(); }
+    } catch (err) { ctx.toast(err.message); }
+    renderGrid();
+  }
+
+  async function loadLabels() {
+    state.labels = await panel.load();
+    renderFilters();
+  }
+
+  function openTool() {
+    const query = state.sel.all || !state.sel.ids.size ? { ...state.filter } : { ids: [...state.sel.ids].join(",") };
+    ctx.navigate(href("tool", { project: pid }, query));
+  }
+
+  grid.addEventListener("click", (e) => {
+    const li = e.target.closest("li.tile");
+    if (!li) return;
+    const id = Number(li.dataset.id);
+    state.sel = clickSelect(state.sel, state.images.map((i) => i.id), id, { shift: e.shiftKey, ctrl: e.ctrlKey || e.metaKey });
+    renderGrid();
+    grid.querySelector(`li[data-id="${id}"]`)?.focus();
+  });
+  grid.addEventListener("dblclick", (e) => {
+    const li = e.target.closest("li.tile");
+    if (li) ctx.navigate(href("tool", { project: pid, image: Number(li.dataset.id) }, state.filter));
+  });
+  grid.addEventListener("keydown", (e) => {
+    const tiles = [...grid.querySelectorAll("li.tile")];
+    if (!tiles.length) return;
+    const at = Math.max(0, tiles.indexOf(document.activeElement));
+    const cols = Math.max(1, Math.round(grid.clientWidth / (tiles[0].offsetWidth || 1)));
+    const move = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: cols, ArrowUp: -cols }[e.key];
+    if (move !== undefined) {
+      e.preventDefault();
+      const next = tiles[Math.min(tiles.length - 1, Math.max(0, at + move))];
+      next.focus();
+      if (e.shiftKey) { state.sel = clickSelect(state.sel, state.images.map((i) => i.id), Number(next.dataset.id), { shift: true }); renderGrid(); grid.querySelector(`li[data-id="${next.dataset.id}"]`)?.focus(); }
+    } else if (e.key === " ") {
+      e.preventDefault();
+      const id = Number(tiles[at].dataset.id);
+      state.sel = clickSelect(state.sel, state.images.map((i) => i.id), id, { ctrl: true });
+      renderGrid(); grid.querySelector(`li[data-id="${id}"]`)?.focus();
+    } else if (e.key === "Enter") {
+      ctx.navigate(href("tool", { project: pid, image: Number(tiles[at].dataset.id) }, state.filter));
+    } else if (e.key === "a" && (e.ctrlKey || e.metaKey)) {
+      e.preventDefault(); state.sel = selectAll(); renderGrid();
+    } else if (e.key === "Escape") {
+      state.sel = emptySelection(); renderGrid();
+    }
+  });
+  grid.addEventListener("focus", () => { if (document.activeElement === grid) grid.querySelector("li.tile")?.focus(); });
+
+  const actions = h("div", { class: "actions" },
+    h("button", { type: "button", class: "primary", id: "label-images", onclick: openTool, title: "Open the labeling tool on the selection, else the filter, else all images" }, "Label images"),
+    can.has("upload") ? h("button", { type: "button", id: "upload-btn", onclick: () => openUpload({ ctx, pid, labels: state.labels, done: async () => { await loadLabels(); await reload(); } }) }, "Upload") : null,
+    can.has("import_export") ? h("button", { type: "button", id: "import-btn", onclick: () => openImport({ ctx, pid, done: async () => { await loadLabels(); await reload(); } }) }, "Import labels") : null,
+    can.has("import_export") ? h("button", { type: "button", id: "export-btn", onclick: () => openExport({ ctx, pid, filter: state.filter, sel: state.sel }) }, "Export labels") : null,
+    h("button", { type: "button", id: "settings-btn", onclick: () => openSettings({ ctx, pid, can, labels: state.labels, done: loadLabels }) }, "Settings"),
+    can.has("manage_members") || can.has("view") ? h("a", { class: "button", href: href("members", { project: pid }) }, "Members") : null,
+    can.has("view_stats") ? h("a", { class: "button", href: href("supervisor", { project: pid }) }, "Supervisor view") : null);
+
+  const toolbar = h("div", { class: "toolbar" },
+    status,
+    h("button", { type: "button", onclick: () => { state.sel = selectAll(); renderGrid(); } , title: "Ctrl+A" }, "Select all"),
+    h("button", { type: "button", onclick: () => { state.sel = emptySelection(); renderGrid(); }, title: "Esc" }, "Clear selection"),
+    can.has("delete") ? h("button", { type: "button", class: "danger", onclick: deleteSelected }, "Delete") : null,
+    h("span", { class: "spacer" }), pager);
+
+  async function deleteSelected() {
+    const ids = state.sel.all ? state.images.map((i) => i.id) : [...state.sel.ids];
+    if (!ids.length) { ctx.toast("Select some images first.", "info"); return; }
+    if (!confirm(`Delete ${ids.length} image(s) with their labels? This cannot be undone.`)) return;
+    for (const id of ids) await ctx.api.del(`/api/v1/images/${id}`).catch((err) => ctx.toast(err.message));
+    state.sel = emptySelection();
+    await reload();
+  }
+
+  root.append(h("div", { class: "dashboard" },
+    h("aside", { class: "sidebar", "aria-label": "Project actions" }, h("h1", { class: "project-name" }, project.name), actions, panel.el, filters),
+    h("section", { class: "content" }, toolbar, grid)));
+
+  // Live: locks, presence and progress from the hub.
+  let refreshTimer = null;
+  const softReload = () => { clearTimeout(refreshTimer); refreshTimer = setTimeout(reload, 400); };
+  const off = ctx.onHub((msg) => {
+    if (msg.type === "lock" || msg.type === "progress" || msg.type === "_resumed") softReload();
+    if (msg.type === "presence") {
+      state.presence = presenceMap(msg, ctx.me);
+      renderGrid();
+    }
+  });
+
+  ctx.api.get(`/api/v1/projects/${pid}/members`).then((r) => { state.members = r.members; renderFilters(); }).catch(() => {});
+  await loadLabels();
+  await reload();
+  return { unmount() { off(); clearTimeout(refreshTimer); } };
+}
+
+/** image id -> names of other people looking at it, from a presence event. */
+export function presenceMap(msg, me) {
+  const map = new Map();
+  for (const p of msg.users || msg.presence || []) {
+    if (me && (p.user?.id ?? p.user_id) === me.id) continue;
+    const image = p.image ?? p.image_id;
+    if (!image) continue;
+    if (!map.has(image)) map.set(image, new Set());
+    map.get(image).add(p.user?.name || p.name || "someone");
+  }
+  return map;
+}
+
+export { FILTER_KEYS };

@@ -1,0 +1,2 @@
+import { h } from "../dom.js";
+export async function mount(root) { root.append(h("p", {}, "Supervisor view is coming.")); return {}; }
