@@ -108,8 +108,8 @@ async def project_access(
     if project is None:
         raise not_found("project")
     actor = await actor_for(session, user, project_id)
-    if not allowed(actor, Privilege.VIEW):
-        raise not_found("project")
+    if actor.privileges is None and not actor.is_admin:
+        raise not_found("project")  # non-members do not learn that the project exists
     if not allowed(actor, needed):
         raise forbidden(f"this needs the '{needed.name.lower() if needed.name else needed}' privilege")
     return project, actor
