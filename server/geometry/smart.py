@@ -21,7 +21,7 @@ from .raster import rasterize_box
 from .shapes import BBoxGeometry
 
 #: Pixels GrabCut works on at most; bigger crops are scaled down to this.
-MAX_WORK_PIXELS = 120_000
+MAX_WORK_PIXELS = 100_000
 ITERATIONS = 4
 MAX_STROKES = 200
 MAX_STROKE_POINTS = 10_000

@@ -117,28 +117,39 @@ def locally_valid(
     # New edges: from vertex-1 to vertex (and vertex to vertex+1) for move/insert; one edge
     # (vertex-1 -> vertex) after a removal.
     starts = [(vertex - 1) % n] if new_edges == 1 else [(vertex - 1) % n, vertex % n]
+    ends = [ring[s] for s in starts] + [ring[(s + 1) % n] for s in starts]
+    lo, hi = np.min(ends, axis=0), np.max(ends, axis=0)
     for s in starts:
-        p0, p1 = ring[s], ring[(s + 1) % n]
-        if p0[0] == p1[0] and p0[1] == p1[1]:
+        if (ring[s] == ring[(s + 1) % n]).all() or _adjacent_overlap(ring, s):
             return False
-        for r_i, other in enumerate(rings):
-            q = other.array
-            q0, q1 = q, np.roll(q, -1, axis=0)
-            hit = _touches(p0, p1, q0, q1)
+    for r_i, other in enumerate(rings):
+        q0 = other.array
+        q1 = np.concatenate((q0[1:], q0[:1]))
+        # Only edges whose bounding box meets the new edges' bounding box can touch them.
+        near = np.flatnonzero(
+            (np.minimum(q0[:, 0], q1[:, 0]) <= hi[0])
+            & (np.maximum(q0[:, 0], q1[:, 0]) >= lo[0])
+            & (np.minimum(q0[:, 1], q1[:, 1]) <= hi[1])
+            & (np.maximum(q0[:, 1], q1[:, 1]) >= lo[1])
+        )
+        if near.size == 0:
+            continue
+        for s in starts:
+            cand = near
             if r_i == ring_index + 1:
-                # Adjacent edges share an endpoint with p0p1: they may only meet it there.
-                for adj in {s, (s - 1) % n, (s + 1) % n}:
-                    hit[adj] = False
-                if _adjacent_overlap(ring, s):
-                    return False
-            if hit.any():
+                # Edges sharing an endpoint with edge s may only meet it there (checked above).
+                skip = {(s - 1) % n, s, (s + 1) % n}
+                cand = np.array([i for i in near.tolist() if i not in skip], dtype=np.int64)
+            if cand.size and _touches(ring[s], ring[(s + 1) % n], q0[cand], q1[cand]).any():
                 return False
     # A ring lying wholly in the swept area would have changed sides without any crossing.
     firsts = np.array([r.array[0] for i, r in enumerate(rings) if i != ring_index + 1])
     for tri in swept:
         if firsts.size and _in_triangle(firsts, tri[0], tri[1], tri[2]).any():
             return False
-    return abs(ring_area(ring)) > 0.0
+    # A simple ring (no edge touches another but its neighbours at their shared vertex) with
+    # no folded-back edges has a non-zero area.
+    return True
 
 
 def _adjacent_overlap(ring: Array, s: int) -> bool:
