@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from server import accounts, formats, images, labels, preferences, projects
-from server.auth import TokenSigner
+from server.auth import TokenSigner, configure_password_hashing
 from server.db import make_engine, make_sessionmaker, transaction
 from server.errors import exception_handlers
 from server.models import User
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     app = Starlette(routes=routes, exception_handlers=exception_handlers, lifespan=lifespan)
     app.state.settings = settings
+    configure_password_hashing(settings.password_time_cost, settings.password_memory_kib)
     app.state.signer = TokenSigner(settings.resolved_secret_key(), settings.token_ttl_hours * 3600)
     return app
 

@@ -21,6 +21,13 @@ API_TOKEN_PREFIX = "lh_"
 _hasher = PasswordHasher()
 
 
+def configure_password_hashing(time_cost: int, memory_kib: int) -> None:
+    """Set argon2's cost for new hashes (old hashes carry their own parameters and still verify)."""
+    global _hasher
+    _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib,
+                             parallelism=1 if memory_kib < 8 * 1024 else 4)
+
+
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
 

@@ -55,10 +55,12 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 async def _add_user(settings: Settings, email: str, password: str, name: str, admin: bool) -> int:
     from server.accounts import create_user_row
+    from server.auth import configure_password_hashing
     from server.db import make_engine, make_sessionmaker, transaction
     from server.errors import ApiError
     from server.schemas import UserIn
 
+    configure_password_hashing(settings.password_time_cost, settings.password_memory_kib)
     engine = make_engine(settings.resolved_database_url)
     try:
         async with transaction(make_sessionmaker(engine)) as session:

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     idle_limit_seconds: float = 120.0
     op_retention: int = 100_000
     development: bool = False
+    # argon2 cost; the defaults are argon2-cffi's recommended ones. Tests lower them for speed.
+    password_time_cost: int = Field(default=3, ge=1)
+    password_memory_kib: int = Field(default=65536, ge=8)
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

@@ -67,6 +67,8 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
         "secret_key": "test-secret-key",
         "admin_email": ADMIN_EMAIL,
         "admin_password": ADMIN_PASSWORD,
+        "password_time_cost": 1,  # cheap argon2: the suite creates hundreds of users
+        "password_memory_kib": 1024,
     }
     values.update(overrides)
     return Settings(**values)
