@@ -18,9 +18,9 @@ export function tile(image, { selected, presence = [], me, onChip } = {}) {
     image.labeled ? h("span", { class: "badge ok", title: "Labeled" }, "✓") : null,
     image.auto_labeled ? h("span", { class: "badge auto", title: "Auto-labeled" }, "auto") : null,
     lockedBy ? h("span", { class: "badge lock", title: `Being labeled by ${lockedBy.name}` },
-      "🔒 " + (me && lockedBy.id === me.id ? "you" : lockedBy.name)) : null,
-    presence.length ? h("span", { class: "badge presence", title: "Watching: " + presence.join(", ") }, "👁 " + presence.length) : null,
-    image.object_count ? h("span", { class: "badge", title: "Objects" }, `◻ ${image.object_count}`) : null);
+      "locked: " + (me && lockedBy.id === me.id ? "you" : lockedBy.name)) : null,
+    presence.length ? h("span", { class: "badge presence", title: "Watching: " + presence.join(", ") }, "viewing: " + presence.join(", ")) : null,
+    image.object_count ? h("span", { class: "badge", title: "Objects" }, `${image.object_count} obj`) : null);
   return h("li", {
     class: "tile" + (selected ? " selected" : ""),
     role: "option",

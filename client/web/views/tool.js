@@ -1,2 +1,195 @@
-import { h } from "../dom.js";
-export async function mount(root) { root.append(h("p", {}, "Labeling tool is coming.")); return {}; }
+// The labeling tool: one image at a time, live over the hub. Edits go out as ops as they happen.
+import { h, icon } from "../dom.js";
+import { href } from "../router.js";
+import { commandFor } from "../tool/keys.js";
+import * as O from "../tool/ops.js";
+import * as T from "../tool/tools.js";
+import { viewFilter } from "../tool/canvas.js";
+import { createStage } from "./toolstage.js";
+import { createPanel } from "./toolpanel.js";
+import { createImageSession } from "./toolsession.js";
+
+const TOOL_BUTTONS = [
+  ["select", "M4 3 L4 16 L8 12 L11 18 L13 17 L10 11 L15 11 Z", "Select and move (V)"],
+  ["bbox", "M3 5 H17 V15 H3 Z", "Bounding box (B)"],
+  ["polygon", "M10 2 L18 8 L15 17 L5 17 L2 8 Z", "Polygon (P)"],
+  ["polyline", "M2 15 L7 6 L12 13 L18 4", "Polyline (L)"],
+  ["point", "M10 7 A3 3 0 1 1 9.99 7 Z", "Point (O)"],
+  ["brush", "M4 16 C6 16 7 14 8 12 L15 3 L17 5 L10 13 C8 14 7 17 4 16 Z", "Bitmap brush (M)"],
+  ["smart", "M3 17 L12 8 M13 2 L13 5 M16 5 L18 3 M16 8 L19 8 M10 5 L8 3", "Smart selection (W)"],
+  ["keypoint", "M10 2 V18 M2 10 H18 M10 6 A4 4 0 1 1 9.99 6", "Keypoints (K)"],
+  ["ruler", "M2 14 L14 2 L18 6 L6 18 Z M6 10 L8 12 M9 7 L11 9 M12 4 L14 6", "Ruler (T)"],
+];
+
+export async function mount(root, ctx) {
+  const pid = ctx.route.params.project;
+  const [project, labelsRes, settingsRes] = await Promise.all([
+    ctx.api.get(`/api/v1/projects/${pid}`), ctx.api.get(`/api/v1/projects/${pid}/labels`), ctx.api.get(`/api/v1/projects/${pid}/settings`),
+  ]).catch((err) => { ctx.toast(err.message); return []; });
+  if (!project) { root.append(h("p", { class: "empty" }, "The labeling tool cannot open this project. ", h("a", { href: "#/" }, "Back to projects"))); return {}; }
+  ctx.setCrumbs([{ text: "Projects", href: "#/" }, { text: project.name, href: href("dashboard", { project: pid }) }, { text: "Labeling tool" }]);
+
+  const settings = settingsRes.effective;
+  const labels = labelsRes.labels;
+  const colors = Object.fromEntries(labels.map((l) => [l.name, l.color]));
+  const byShortcut = Object.fromEntries(labels.filter((l) => l.shortcut).map((l) => [String(l.shortcut), l.name]));
+  const ui = { st: T.initialState(), currentLabel: "", lastLabel: null, view: { brightness: 100, contrast: 100, saturation: 100, invert: false, noSmoothing: !!settings.disable_smoothing_when_zoomed }, keypointName: "" };
+
+  const session = createImageSession({ ctx, pid, project, settings, query: ctx.route.query, onChange: render, say: (t) => ctx.toast(t, "info") });
+  const stage = createStage({
+    scene: () => session.image && {
+      image: session.imageEl, imgW: session.image.width, imgH: session.image.height, objects: O.ordered(session.objects),
+      colors, selectedId: ui.st.selected, st: ui.st, label: ui.currentLabel, filter: viewFilter(ui.view), noSmoothing: ui.view.noSmoothing,
+      bitmapFor: (o) => session.bitmapCanvas(o, colors), cursors: session.cursorList(), smartPreview: session.smartCanvas,
+    },
+    onPointer,
+    onCursor: (p) => session.sendCursor(p),
+  });
+  const panel = createPanel({
+    pickLabel: (name) => { ui.currentLabel = name; const s = selected(); if (s && s.label !== name) send(O.setLabel(s.id, name)); render(); },
+    selectObject: (id) => { ui.st = { ...ui.st, selected: id }; const o = selected(); if (o) { ui.currentLabel = o.label; if (!session.readOnly) bringToFront(o); } render(); },
+    save: () => doSave(), next: () => session.next(), prev: () => session.prev(),
+    setAttributes: (id, attrs) => send(O.setAttributes(id, attrs)),
+    setOccluded: (id, v) => send(O.setOccluded(id, v)),
+    setRpy: (o, rpy) => send(o.type === "rpy" ? { kind: "replace_geometry", object_id: o.id, geometry: rpy } : O.setRpy(o.id, rpy)),
+    removeKeypoint: (id, name) => send(O.removeKeypoint(id, name)),
+    rasterize: (id) => send(O.rasterize(id)), vectorize: (id) => send(O.vectorize(id)), rasterizeAll: () => send(O.rasterizeAll()),
+    toFront: (id) => bringToFront(session.objects.find((o) => o.id === id), true),
+    deleteObject: (id) => { ui.st = { ...ui.st, selected: null }; send(O.remove(id)); },
+    addRpy: () => send(O.create(O.objectOf("rpy", { roll: 0, pitch: 0, yaw: 0 }, ui.currentLabel))),
+    classToggle: (name) => session.classToggle(name), classDefault: (name) => session.classDefault(name),
+    setView: (patch) => { Object.assign(ui.view, patch); stage.redraw(); },
+  });
+  const toolbox = h("nav", { class: "toolbox", "aria-label": "Tools" }, TOOL_BUTTONS.map(([tool, path, title]) =>
+    h("button", { type: "button", class: "toolbtn", dataset: { tool }, title, "aria-label": title, onclick: () => useTool(tool) }, icon(path))));
+  const modeLine = h("div", { class: "toolbar tool-top", "aria-live": "polite" });
+  const layout = h("div", { class: "tool" }, toolbox, h("div", { class: "stage-col" }, modeLine, stage.el), panel.el);
+  root.append(layout);
+
+  function selected() { return session.objects.find((o) => o.id === ui.st.selected) || null; }
+  function labelForNew() {
+    if (ui.currentLabel) return ui.currentLabel;
+    if (!settings.use_previous_label_name) return "";
+    return ui.lastLabel ?? (session.imageLabels.find((l) => l.is_default)?.label || "");
+  }
+  function env() {
+    const img = session.image;
+    return { objects: O.ordered(session.objects), tol: stage.tol(), label: labelForNew(), aspect: settings.fixed_bbox_aspect_ratio || null,
+             size: img ? [img.width, img.height] : [1, 1], masks: (o) => session.mask(o), nextKeypoint: ui.keypointName };
+  }
+  function send(op) { if (session.readOnly) { ctx.toast(session.readOnlyReason || "This image is read-only.", "info"); return; } session.send(op); }
+  function bringToFront(o, always = false) {
+    if (!o) return;
+    const top = Math.max(0, ...session.objects.map((x) => x.z || 0));
+    if (always || (o.z || 0) < top || session.objects.some((x) => x !== o && (x.z || 0) === top && x.type === o.type)) {
+      if ((o.z || 0) !== top + 1 && ((o.z || 0) < top || always)) send(O.setZ(o.id, top + 1));
+    }
+  }
+  function apply(result) {
+    ui.st = result.st;
+    for (const op of result.ops) {
+      if (op.kind === "create") ui.lastLabel = op.object.label;
+      if (op.kind === "batch" && op.ops[0]?.kind === "create") ui.lastLabel = op.ops[0].object.label;
+      send(op);
+    }
+    for (const eff of result.effects) {
+      if (eff.type === "say") ctx.toast(eff.text, "info");
+      if (eff.type === "selected") { const o = selected(); if (o) ui.currentLabel = o.label; }
+      if (eff.type === "smart-run") session.smartRun(ui.st.smart, ui.st.brushRadius).then((rle) => { if (ui.st.smart) ui.st = { ...ui.st, smart: { ...ui.st.smart, rle } }; render(); });
+      if (eff.type === "smart-erase") { const rle = session.smartErase(ui.st.smart?.rle, eff.points, eff.radius); ui.st = { ...ui.st, smart: { ...ui.st.smart, rle } }; }
+    }
+    render();
+  }
+  function onPointer(kind, p, opts) {
+    if (!session.image) return;
+    if (session.readOnly && ui.st.tool !== "ruler") { if (kind === "down") ctx.toast(session.readOnlyReason, "info"); return; }
+    if (kind === "move" && !ui.st.draft && !ui.st.hover && !(ui.st.mode === "edit")) return;
+    apply(T[kind](ui.st, env(), p, opts));
+  }
+  function useTool(tool) { ui.st = T.setTool(ui.st, tool); render(); }
+
+  async function doSave() {
+    const n = session.pending();
+    await session.flush();
+    ctx.toast(n ? "Saved: the server has every edit." : "Everything was already saved.", "info");
+  }
+
+  function smartAccept() {
+    const sm = ui.st.smart;
+    if (!sm?.rle) { ctx.toast("Mark some foreground first.", "info"); return; }
+    const obj = O.objectOf("bitmap", { rle: sm.rle }, labelForNew());
+    send(O.create(obj));
+    ui.st = { ...ui.st, smart: null, selected: obj.id };
+    session.smartCanvas = null;
+    render();
+  }
+
+  function onKey(e) {
+    if (e.target.closest("input, textarea, select, dialog, [contenteditable]")) return;
+    if (e.target.closest("#class-list") && e.key === "Enter") return;
+    const cmd = commandFor(e);
+    if (!cmd) return;
+    e.preventDefault();
+    if (cmd.startsWith("tool:")) return useTool(cmd.slice(5));
+    if (cmd.startsWith("label:")) {
+      const name = byShortcut[cmd.slice(6)];
+      if (!name) { ctx.toast(`No label has the shortcut ${cmd.slice(6)} (set them in Settings).`, "info"); return; }
+      ui.currentLabel = name;
+      const s = selected();
+      if (s && s.label !== name) send(O.setLabel(s.id, name));
+      return render();
+    }
+    switch (cmd) {
+      case "undo": return session.undo();
+      case "redo": return session.redo();
+      case "save": return doSave();
+      case "next": return session.next();
+      case "prev": return session.prev();
+      case "fit": return stage.fit();
+      case "zoom-in": return stage.zoom(1.25);
+      case "zoom-out": return stage.zoom(0.8);
+      case "invert": ui.view.invert = !ui.view.invert; return render();
+      case "finish": if (ui.st.tool === "smart" && ui.st.smart) return smartAccept(); break;
+      default: break;
+    }
+    if (session.readOnly && ["finish", "new", "delete", "edit", "group", "hole", "remove"].includes(cmd)) return;
+    apply(T.command(ui.st, env(), cmd));
+  }
+  document.addEventListener("keydown", onKey);
+
+  function render() {
+    if (ui.st.selected && !selected()) ui.st = { ...ui.st, selected: null };
+    for (const b of toolbox.querySelectorAll("button")) b.setAttribute("aria-pressed", String(b.dataset.tool === ui.st.tool));
+    const mode = { draw: "", edit: "Edit vertices (E)", remove: "Remove points (R)", group: "New polygon in group (G)", hole: "New hole (H)",
+      erase: "Erase (R)", fill: "Fill (G)", background: "Background strokes (G)" }[ui.st.mode] || "";
+    modeLine.replaceChildren(
+      h("strong", {}, TOOL_BUTTONS.find((t) => t[0] === ui.st.tool)?.[2] || ui.st.tool),
+      mode ? h("span", { class: "badge" }, mode) : "",
+      ui.st.forceNew ? h("span", { class: "badge" }, "New object (N)") : "",
+      ui.st.tool === "brush" || ui.st.tool === "smart" ? h("label", {}, " Brush ", h("input", { type: "range", min: 1, max: 100, value: ui.st.brushRadius, "aria-label": "Brush size",
+        oninput: (e) => { ui.st = { ...ui.st, brushRadius: Number(e.target.value) }; } })) : "",
+      ui.st.tool === "keypoint" ? h("label", {}, " Keypoint name ", h("input", { value: ui.keypointName, placeholder: "auto", size: 10, oninput: (e) => { ui.keypointName = e.target.value; } })) : "",
+      ui.st.tool === "smart" ? h("span", { class: "muted" }, ui.st.smart?.rect ? " Paint foreground; Shift or right button = background; R = erase; Enter or ✓ makes the bitmap." : " Drag a rectangle around the object.") : "",
+      ui.st.tool === "smart" && ui.st.smart?.rle ? h("button", { type: "button", class: "primary", onclick: smartAccept, id: "smart-accept" }, "✓") : "",
+      h("span", { class: "spacer" }),
+      h("button", { type: "button", onclick: () => stage.fit(), title: "Fit (F)" }, "Fit"),
+      h("button", { type: "button", onclick: () => session.undo(), title: "Undo (Ctrl+Z)", disabled: session.readOnly }, "Undo"),
+      h("button", { type: "button", onclick: () => session.redo(), title: "Redo (Ctrl+Shift+Z)", disabled: session.readOnly }, "Redo"),
+      h("a", { class: "button", href: href("dashboard", { project: pid }) }, "Close"));
+    stage.say(session.banner());
+    panel.update({ objects: O.ordered(session.objects), selectedId: ui.st.selected, labels, colors, currentLabel: ui.currentLabel, readOnly: session.readOnly,
+      imageLabels: session.imageLabels, imageName: session.image?.name, pending: session.pending(), view: ui.view });
+    stage.redraw();
+  }
+  session.onImage = () => { ui.st = { ...T.initialState(), tool: ui.st.tool, brushRadius: ui.st.brushRadius }; ui.lastLabel = null; stage.fitted = false; stage.fit(); render(); };
+  render();
+  await session.start(ctx.route.params.image);
+  stage.el.querySelector("canvas").focus();
+  return {
+    async unmount() {
+      document.removeEventListener("keydown", onKey);
+      stage.destroy();
+      await session.close();
+    },
+  };
+}

@@ -1,0 +1,110 @@
+// The labeling tool's right-hand panel: label picker, object list, properties, classification, view.
+import { h } from "../dom.js";
+import { colorOf } from "../tool/canvas.js";
+
+const TYPE_TEXT = { bbox: "Box", polygon: "Polygon", polyline: "Polyline", point: "Point", bitmap: "Bitmap", rpy: "RPY" };
+
+export function attrsToText(attrs) { return Object.entries(attrs || {}).map(([k, v]) => `${k}=${v}`).join("\n"); }
+
+/** "a=1\nb=x\nc=true" -> {a: 1, b: "x", c: true} (pure). */
+export function textToAttrs(text) {
+  const out = {};
+  for (const line of text.split("\n")) {
+    const i = line.indexOf("=");
+    if (i <= 0) continue;
+    const k = line.slice(0, i).trim(), raw = line.slice(i + 1).trim();
+    if (!k) continue;
+    out[k] = raw === "true" ? true : raw === "false" ? false : raw !== "" && !isNaN(Number(raw)) ? Number(raw) : raw;
+  }
+  return out;
+}
+
+export function createPanel(a) {
+  const el = h("aside", { class: "side", "aria-label": "Labeling panel" });
+  let openSection = null;
+
+  function update(m) {
+    const colors = m.colors;
+    const labelSel = h("select", { id: "current-label", "aria-label": "Label for new and selected objects", disabled: m.readOnly,
+      onchange: (e) => a.pickLabel(e.target.value) },
+    h("option", { value: "" }, "(no label)"),
+    m.labels.map((l) => h("option", { value: l.name, selected: m.currentLabel === l.name }, (l.shortcut ? `${l.shortcut} · ` : "") + l.name)));
+
+    const objects = h("ul", { class: "objects", role: "listbox", "aria-label": "Objects on this image", id: "object-list" },
+      m.objects.map((o, i) => h("li", { role: "option", tabindex: "0", "aria-selected": o.id === m.selectedId ? "true" : "false", dataset: { id: o.id, type: o.type },
+        onclick: () => a.selectObject(o.id), onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); a.selectObject(o.id); } } },
+      h("span", { class: "swatch", style: { background: colorOf(colors, o.label) } }),
+      `${i + 1}. ${TYPE_TEXT[o.type] || o.type}`, h("span", { class: "muted" }, o.label || "(no label)"),
+      o.occluded ? h("span", { class: "badge" }, "occluded") : null)));
+    if (!m.objects.length) objects.append(h("li", { class: "muted" }, "No objects yet."));
+
+    const sel = m.objects.find((o) => o.id === m.selectedId);
+    const props = sel ? properties(sel, m) : h("p", { class: "muted" }, "Select an object to see its properties.");
+
+    const cls = h("ul", { class: "objects", id: "class-list", role: "listbox", "aria-label": "Classification labels" },
+      m.labels.map((l) => {
+        const on = m.imageLabels.find((x) => (x.label || x.name) === l.name);
+        return h("li", { role: "option", tabindex: "0", "aria-selected": on ? "true" : "false", dataset: { name: l.name },
+          title: on ? (on.is_default ? "Default label" : "Click to make it the default; Enter removes") : "Press Enter to apply",
+          onclick: () => on ? a.classDefault(l.name) : a.classToggle(l.name),
+          onkeydown: (e) => { if (e.key === "Enter") { e.preventDefault(); e.stopPropagation(); a.classToggle(l.name); } } },
+        h("span", { class: "swatch", style: { background: l.color } }), l.name,
+        on ? h("span", { class: "badge" + (on.is_default ? " ok" : "") }, on.is_default ? "default" : "on") : null);
+      }));
+
+    el.replaceChildren(
+      h("div", { class: "row" }, h("strong", { title: m.imageName }, m.imageName || "…")),
+      h("div", { class: "row" },
+        h("button", { type: "button", onclick: a.prev, title: "Previous image (A)" }, "‹ Prev"),
+        h("button", { type: "button", onclick: a.save, id: "save-btn", title: "Save (S)", disabled: m.readOnly }, "Save"),
+        h("button", { type: "button", onclick: a.next, id: "next-btn", title: "Next image (D)" }, "Next ›"),
+        h("span", { class: "saved", id: "save-state", dataset: { state: m.pending ? "saving" : "saved" } }, m.pending ? `Saving ${m.pending}…` : "All saved")),
+      h("h3", {}, "Label"), labelSel,
+      h("h3", {}, `Objects (${m.objects.length})`), objects,
+      h("h3", {}, "Selected object"), props,
+      h("div", { class: "row" },
+        h("button", { type: "button", disabled: m.readOnly, onclick: a.rasterizeAll, title: "Turn every box and polygon into a bitmap" }, "Rasterize all"),
+        h("button", { type: "button", disabled: m.readOnly, onclick: a.addRpy, title: "Add a roll/pitch/yaw object for the image" }, "Add RPY")),
+      h("h3", {}, "Classification"), cls,
+      viewControls(m.view, a.setView));
+    if (openSection) el.querySelector(openSection)?.focus();
+  }
+
+  function properties(o, m) {
+    const ro = m.readOnly;
+    const attrs = h("textarea", { rows: 3, "aria-label": "Attributes, one name=value per line", disabled: ro, value: attrsToText(o.attributes) });
+    attrs.addEventListener("change", () => a.setAttributes(o.id, textToAttrs(attrs.value)));
+    const decorated = o.type === "bbox" || o.type === "polygon";
+    const rpy = o.type === "rpy" ? o.geometry : o.rpy;
+    const rpyFields = (decorated || o.type === "rpy") ? h("fieldset", { class: "props" }, h("legend", {}, "Roll / pitch / yaw (°)"),
+      ["roll", "pitch", "yaw"].map((k) => h("label", {}, k, h("input", { type: "number", step: "any", disabled: ro, value: rpy ? rpy[k] : "", "aria-label": k,
+        onchange: (e) => {
+          const cur = { roll: 0, pitch: 0, yaw: 0, ...(rpy || {}) };
+          cur[k] = Number(e.target.value || 0);
+          a.setRpy(o, cur);
+        } }))),
+      decorated && rpy ? h("button", { type: "button", disabled: ro, onclick: () => a.setRpy(o, null) }, "Remove RPY") : null) : null;
+    return h("div", { class: "props", id: "props" },
+      h("label", {}, "Occluded", h("input", { type: "checkbox", checked: !!o.occluded, disabled: ro, onchange: (e) => a.setOccluded(o.id, e.target.checked) })),
+      h("label", { class: "col" }, "Attributes"), attrs,
+      rpyFields,
+      decorated ? h("div", {}, h("small", { class: "muted" }, "Keypoints (K, then click): "),
+        (o.keypoints || []).map((k) => h("button", { type: "button", class: "chip", style: { "--chip": "#555" }, disabled: ro, title: "Remove keypoint", onclick: () => a.removeKeypoint(o.id, k.name) }, `${k.name} ×`))) : null,
+      h("div", { class: "row" },
+        decorated ? h("button", { type: "button", disabled: ro, onclick: () => a.rasterize(o.id) }, "Rasterize") : null,
+        o.type === "bitmap" ? h("button", { type: "button", disabled: ro, onclick: () => a.vectorize(o.id) }, "Convert to polygon") : null,
+        h("button", { type: "button", disabled: ro, onclick: () => a.toFront(o.id) }, "Bring to front"),
+        h("button", { type: "button", class: "danger", disabled: ro, onclick: () => a.deleteObject(o.id) }, "Delete")));
+  }
+
+  function viewControls(v, set) {
+    const slider = (key, text) => h("label", {}, text, h("input", { type: "range", min: 0, max: 300, value: v[key], "aria-label": text, oninput: (e) => set({ [key]: Number(e.target.value) }) }));
+    return h("details", { class: "view-adjust" }, h("summary", {}, "View (not saved)"),
+      slider("brightness", "Brightness"), slider("contrast", "Contrast"), slider("saturation", "Saturation"),
+      h("label", {}, "Invert", h("input", { type: "checkbox", checked: v.invert, onchange: (e) => set({ invert: e.target.checked }) })),
+      h("label", {}, "Sharp pixels", h("input", { type: "checkbox", checked: v.noSmoothing, onchange: (e) => set({ noSmoothing: e.target.checked }) })),
+      h("button", { type: "button", onclick: () => set({ brightness: 100, contrast: 100, saturation: 100, invert: false }) }, "Reset"));
+  }
+
+  return { el, update };
+}

@@ -1,0 +1,268 @@
+// One labeling session over the hub: open / lock an image, snapshot + live ops, send edits, undo,
+// next / previous image, cursors, smart selection. Calls onChange() whenever something shows.
+import { applyOp, isLocal } from "../tool/ops.js";
+import { decodeMask, encodeMask, paintMask } from "../tool/rle.js";
+import { maskCanvas } from "../tool/canvas.js";
+import { newId } from "../socket.js";
+
+const LABEL_KINDS = new Set(["add_label", "remove_label", "set_default_label", "set_labels"]);
+const CURSOR_COLORS = ["#e91e63", "#9c27b0", "#00bcd4", "#ff5722", "#8bc34a", "#3f51b5"];
+
+/** Classification state after a label op (mirrors server/classification.py). Pure. */
+export function applyLabelOp(labels, op) {
+  const has = labels.some((l) => l.label === op.label);
+  const setDefault = (list, name) => list.map((l) => ({ ...l, is_default: l.label === name }));
+  switch (op.kind) {
+    case "add_label": return has ? setDefault(labels, op.label) : setDefault([...labels, { label: op.label, is_default: true, source: op.source || "manual" }], labels.length ? op.label : op.label);
+    case "remove_label": {
+      const rest = labels.filter((l) => l.label !== op.label);
+      const wasDefault = labels.find((l) => l.label === op.label)?.is_default;
+      return wasDefault && rest.length ? setDefault(rest, rest[0].label) : rest;
+    }
+    case "set_default_label": return has ? setDefault(labels, op.label) : labels;
+    case "set_labels": return op.labels.map((l) => ({ ...l }));
+    default: return labels;
+  }
+}
+
+/** Labels of a snapshot, in one shape: [{label, is_default, source}]. */
+export function normalizeLabels(list) {
+  return (list || []).map((l) => ({ label: l.label ?? l.name, is_default: !!l.is_default, source: l.source || "manual" }));
+}
+
+export function createImageSession({ ctx, pid, project, settings, query, onChange, say }) {
+  const hub = ctx.hub;
+  const canLabel = project.privileges.includes("label");
+  const filter = {};
+  for (const k of ["labeled", "label", "auto_labeled", "labeled_by", "locked"]) if (query[k] !== undefined && query[k] !== "") filter[k] = k === "labeled_by" ? Number(query[k]) : ["labeled", "auto_labeled", "locked"].includes(k) ? query[k] === "true" : query[k];
+  const images = query.ids ? query.ids.split(",").map(Number).filter(Boolean) : null;
+  const s = {
+    image: null, imageEl: null, objects: [], imageLabels: [], readOnly: true, readOnlyReason: "", holder: null,
+    seq: -1, mine: new Set(), history: [], at: -1, cursors: new Map(), masks: new Map(), smartCanvas: null,
+    onImage: null, ended: false, lastCursor: 0,
+  };
+
+  const token = () => hub.tokens.get(s.image?.id);
+
+  s.banner = () => {
+    if (!s.image) return s.ended ? "No more images to label with this selection." : "Loading…";
+    return s.readOnly ? s.readOnlyReason : "";
+  };
+  s.pending = () => hub.pending;
+  s.flush = () => hub.whenIdle();
+  s.cursorList = () => [...s.cursors.values()].filter((c) => c.image === s.image?.id);
+
+  async function online() {
+    if (hub.state === "online") return;
+    await new Promise((resolve) => {
+      const off = ctx.onHub((m) => { if (m.type === "_conn" && m.state === "online") { off(); resolve(); } });
+    });
+  }
+
+  async function show(id, ack) {
+    const item = await ctx.api.get(`/api/v1/images/${id}`);
+    const img = new Image();
+    img.src = item.file_url;
+    await img.decode().catch(() => say("The image file could not be loaded."));
+    s.image = item; s.imageEl = img; s.objects = []; s.imageLabels = normalizeLabels(item.labels); s.masks.clear(); s.smartCanvas = null;
+    if (s.history[s.at] !== id) { s.history = s.history.slice(0, s.at + 1); s.history.push(id); s.at = s.history.length - 1; }
+    const hashNow = `#/p/${pid}/label/${id}`;
+    if (!location.hash.startsWith(hashNow)) history.replaceState(null, "", hashNow + location.hash.slice(location.hash.indexOf("?") >= 0 ? location.hash.indexOf("?") : location.hash.length));
+    setLock(ack);
+    s.onImage?.();
+  }
+
+  function setLock(ack, holder) {
+    if (!canLabel) { s.readOnly = true; s.readOnlyReason = "Read-only: you can view this project but not label it."; return; }
+    if (ack && ack.lock) { s.readOnly = false; s.readOnlyReason = ""; s.holder = null; return; }
+    const who = holder?.name || holder?.email || "someone else";
+    s.readOnly = true; s.holder = holder;
+    s.readOnlyReason = `Read-only: ${who} is labeling this image right now.`;
+  }
+
+  async function release() {
+    if (!s.image) return;
+    const id = s.image.id;
+    await hub.whenIdle();
+    if (hub.tokens.has(id)) await hub.releaseImage(id); else await hub.unsubscribe(id);
+  }
+
+  s.openImage = async (id) => {
+    await online();
+    await release();
+    if (!canLabel) { await hub.subscribe(id).catch((e) => say(e.message)); return show(id, null); }
+    try {
+      const ack = await hub.openImage(id);
+      await show(id, ack);
+    } catch (err) {
+      if (err.code !== "locked") { say(err.message); return; }
+      await hub.subscribe(id).catch(() => null);
+      await show(id, null);
+      setLock(null, err.detail?.holder);
+      onChange();
+    }
+  };
+
+  s.start = async (id) => {
+    await online();
+    if (id) return s.openImage(id);
+    return s.next();
+  };
+
+  s.next = async () => {
+    await online();
+    if (s.at < s.history.length - 1) return s.openImage(s.history[s.at + 1]).then(() => { s.at = s.history.indexOf(s.image.id); });
+    await release();
+    const fields = {};
+    if (images) fields.images = images; else if (Object.keys(filter).length) fields.filter = filter;
+    const visited = s.history.filter((x) => x !== s.image?.id);
+    if (visited.length) fields.exclude = visited;
+    if (!canLabel) return say("Moving to the next image needs the label privilege; open images from the dashboard.");
+    try {
+      const ack = await hub.nextImage(fields);
+      const id = ack.image && typeof ack.image === "object" ? ack.image.id : ack.image;
+      if (!id) { s.ended = true; if (s.image) await s.openImage(s.image.id); say("No more images to label with this selection."); onChange(); return; }
+      s.at = s.history.length - 1;
+      await show(id, ack);
+    } catch (err) { say(err.message); }
+  };
+
+  s.prev = async () => {
+    if (s.at <= 0) { say("This is the first image of this session."); return; }
+    const id = s.history[s.at - 1];
+    await s.openImage(id);
+    s.at = s.history.indexOf(id);
+  };
+
+  s.close = async () => {
+    await Promise.race([release(), new Promise((r) => setTimeout(r, 3000))]);
+  };
+
+  s.send = (op) => {
+    if (!s.image) return;
+    const id = s.image.id;
+    const clientOpId = newId();
+    s.mine.add(clientOpId);
+    if (LABEL_KINDS.has(op.kind)) s.imageLabels = applyLabelOp(s.imageLabels, op);
+    else if (isLocal(op)) s.objects = applyOp(s.objects, op);
+    onChange();
+    hub.sendOp(id, op, clientOpId).then((ack) => {
+      if (ack.seq > s.seq && s.image?.id === id) s.seq = ack.seq;
+      if (!LABEL_KINDS.has(op.kind) && !isLocal(op)) resync(id);
+      else if (ack.object || ack.objects) resync(id);
+      onChange();
+    }, (err) => {
+      say(plain(err));
+      if (err.code === "forbidden" || err.code === "no_privilege") { s.readOnly = true; s.readOnlyReason = "Read-only: you can no longer label in this project."; }
+      if (err.code === "lock_lost" || err.code === "stale_token" || err.code === "not_locked") { s.readOnly = true; s.readOnlyReason = "Read-only: you no longer hold this image."; }
+      resync(id);
+    });
+  };
+
+  async function resync(id) {
+    // A fresh snapshot (the server sends one after every subscribe).
+    if (hub.state === "online" && s.image?.id === id) await hub.request("subscribe", { image: id }).catch(() => null);
+  }
+
+  s.undo = () => history("undo");
+  s.redo = () => history("redo");
+  async function history(kind) {
+    if (!s.image || s.readOnly) return;
+    const id = s.image.id;
+    await hub.whenIdle();
+    try {
+      await hub.request(kind, { image: id, token: token() });
+      await resync(id);
+    } catch (err) { say(err.code === "nothing" || err.code === "empty" ? `Nothing to ${kind}.` : plain(err)); }
+  }
+
+  s.classToggle = (name) => {
+    if (s.readOnly) { say(s.readOnlyReason); return; }
+    const has = s.imageLabels.some((l) => l.label === name);
+    s.send(has ? { kind: "remove_label", label: name } : { kind: "add_label", label: name, source: "manual" });
+  };
+  s.classDefault = (name) => { if (s.readOnly) { say(s.readOnlyReason); return; } s.send({ kind: "set_default_label", label: name }); };
+
+  s.sendCursor = (p) => {
+    const now = performance.now();
+    if (!s.image || hub.state !== "online" || now - s.lastCursor < 100) return;
+    s.lastCursor = now;
+    hub.request("cursor", { image: s.image.id, x: Math.round(p[0] * 10) / 10, y: Math.round(p[1] * 10) / 10 }).catch(() => null);
+  };
+
+  s.mask = (o) => {
+    const key = o.geometry.rle.counts;
+    let e = s.masks.get(o.id);
+    if (!e || e.key !== key) { e = { key, mask: decodeMask(o.geometry.rle), canvas: null, color: null }; s.masks.set(o.id, e); }
+    return e.mask;
+  };
+  s.bitmapCanvas = (o, colors) => {
+    const mask = s.mask(o), e = s.masks.get(o.id), color = colors[o.label] || "#ffcc00";
+    if (!e.canvas || e.color !== color) { const [hh, ww] = o.geometry.rle.size; e.canvas = maskCanvas(mask, hh, ww, color); e.color = color; }
+    return e.canvas;
+  };
+
+  s.smartRun = async (smart, radius) => {
+    if (!smart || !s.image) return null;
+    try {
+      const res = await ctx.api.post(`/api/v1/images/${s.image.id}/smart-select`, {
+        rect: smart.rect.map(Math.round), foreground: smart.fg, background: smart.bg, brush_radius: Math.max(1, Math.round(radius)), previous: smart.rle || null });
+      s.smartCanvas = maskCanvas(decodeMask(res.rle), res.rle.size[0], res.rle.size[1], "#00e676");
+      return res.rle;
+    } catch (err) { say(err.message); return smart.rle; }
+  };
+  s.smartErase = (rle, points, radius) => {
+    if (!rle) return rle;
+    const [hh, ww] = rle.size;
+    const mask = paintMask(decodeMask(rle), hh, ww, points, radius, 0);
+    s.smartCanvas = maskCanvas(mask, hh, ww, "#00e676");
+    return encodeMask(mask, hh, ww);
+  };
+
+  ctx.onHub((msg) => {
+    const cur = s.image?.id;
+    if (msg.type === "snapshot" && msg.image === cur) {
+      s.objects = msg.objects || []; s.imageLabels = normalizeLabels(msg.labels); s.seq = msg.seq ?? s.seq; onChange();
+    } else if (msg.type === "op" && msg.image === cur) {
+      if (msg.client_op_id && s.mine.has(msg.client_op_id)) return;
+      if (typeof msg.seq === "number" && msg.seq <= s.seq) return;
+      s.seq = msg.seq ?? s.seq;
+      const op = msg.op;
+      if (LABEL_KINDS.has(op.kind)) s.imageLabels = applyLabelOp(s.imageLabels, op);
+      else if (isLocal(op) && !msg.undo) s.objects = applyOp(s.objects, op);
+      else resync(cur);
+      onChange();
+    } else if (msg.type === "lock" && msg.image === cur) {
+      const holder = msg.holder;
+      const mineNow = holder && ctx.me && holder.id === ctx.me.id;
+      if (!s.readOnly && holder && !mineNow) { hub.tokens.delete(cur); setLock(null, holder); say(`${holder.name || "Someone"} took over this image; it is read-only now.`); onChange(); }
+      else if (s.readOnly && canLabel && !holder && s.holder) { s.openImage(cur); }
+    } else if (msg.type === "presence") {
+      for (const p of msg.users || msg.presence || (msg.user ? [msg] : [])) {
+        const uid = p.user?.id ?? p.user_id;
+        if (uid === undefined || (ctx.me && uid === ctx.me.id)) continue;
+        if (p.x === undefined && p.cursor === undefined) { if (p.image !== cur) s.cursors.delete(uid); continue; }
+        const c = p.cursor || p;
+        s.cursors.set(uid, { image: p.image, x: c.x, y: c.y, name: p.user?.name || p.name || "someone", color: CURSOR_COLORS[uid % CURSOR_COLORS.length] });
+      }
+      onChange();
+    } else if (msg.type === "privileges" || msg.type === "member") {
+      const privs = msg.privileges || [];
+      if (!privs.includes("label")) { s.readOnly = true; s.readOnlyReason = "Read-only: your role changed and you can no longer label here."; onChange(); }
+    } else if (msg.type === "_resumed" && cur) {
+      (async () => {
+        if (!s.readOnly && canLabel) {
+          try { const ack = await hub.request("open_image", { image: cur }); hub.retoken(cur, ack.lock.token); }
+          catch (err) { if (err.code === "locked") { setLock(null, err.detail?.holder); onChange(); } }
+        }
+        await resync(cur);
+      })();
+    }
+  });
+  return s;
+}
+
+function plain(err) {
+  const m = err.message || String(err);
+  return m.charAt(0).toUpperCase() + m.slice(1);
+}
