@@ -40,6 +40,8 @@ def _strokes(value: Any, field: str) -> list[npt.NDArray[np.float64]]:
             arr = np.asarray(stroke, dtype=np.float64)
         except (TypeError, ValueError):
             raise GeometryError(f"{field}.{i}", "must be a list of [x, y] points") from None
+        if arr.size == 0:
+            continue  # an empty stroke marks nothing
         if arr.ndim != 2 or arr.shape[1] != 2 or not 0 < len(arr) <= MAX_STROKE_POINTS:
             raise GeometryError(f"{field}.{i}", "must be a list of [x, y] points")
         if not np.isfinite(arr).all():
