@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import String, cast, select
 
 from server.db import transaction
 from server.formats._importing import ImportFileError, Incoming
@@ -45,15 +45,16 @@ def _dumps(value: Any) -> str:
 
 async def _categories(job: ExportJob) -> tuple[dict[str, int], dict[str, list[str]]]:
     """Category ids by label, and each category's keypoint names (first-seen order)."""
-    names: set[str] = set()
     keypoints: dict[str, list[str]] = {}
+    col = LabelObjectRow
     async with transaction(job.sessions) as session:
-        stream = await session.stream(select(LabelObjectRow.label, LabelObjectRow.type, LabelObjectRow.keypoints)
-                                      .where(LabelObjectRow.project_id == job.project_id))
-        async for label, kind, kps in stream:
-            if kind not in ("bbox", "polygon", "bitmap"):
-                continue
-            names.add(label)
+        names = set((await session.execute(select(col.label).distinct().where(
+            col.project_id == job.project_id, col.type.in_(("bbox", "polygon", "bitmap"))))).scalars())
+        # Only the (usually few) objects that have keypoints are read in full.
+        rows = await session.execute(select(col.label, col.keypoints).where(
+            col.project_id == job.project_id, col.type.in_(("bbox", "polygon")),
+            cast(col.keypoints, String) != "[]").order_by(col.image_id, col.z, col.id))
+        for label, kps in rows:
             known = keypoints.setdefault(label, [])
             for kp in kps or []:
                 if kp["name"] not in known:
@@ -91,8 +92,8 @@ def annotation(obj: dict[str, Any], w: int, h: int) -> dict[str, Any] | None:
     """The COCO fields of one object (without ids/category), or None if it is not an instance."""
     g, kind = obj["geometry"], obj["type"]
     if kind == "bbox":
-        c0, c1 = (int(np.clip(np.ceil(v - 0.5), 0, w)) for v in (g["x"], g["x"] + g["w"]))
-        r0, r1 = (int(np.clip(np.ceil(v - 0.5), 0, h)) for v in (g["y"], g["y"] + g["h"]))
+        c0, c1 = (min(max(math.ceil(v - 0.5), 0), w) for v in (g["x"], g["x"] + g["w"]))
+        r0, r1 = (min(max(math.ceil(v - 0.5), 0), h) for v in (g["y"], g["y"] + g["h"]))
         rect: list[list[int]] = [[c0, r0, c1, r0, c1, r1, c0, r1]] if c1 > c0 and r1 > r0 else []
         return {"segmentation": rect, "area": (c1 - c0) * (r1 - r0), "bbox": [g["x"], g["y"], g["w"], g["h"]],
                 "iscrowd": 0}

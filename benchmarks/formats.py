@@ -1,0 +1,182 @@
+"""Import/export at scale: ``python -m benchmarks.formats`` (also run by ``make bench``).
+
+* CSV import of 200,000 classification labels (100,000 images x 2 labels) through the real
+  import path (parse, match by name, default-label rules, bulk write, op log), against a
+  baseline measured in the same run: a raw ``executemany`` insert of the same 200,000
+  ``image_labels`` rows.
+* COCO export of 10,000 images / 200,000 objects (180,000 boxes, 20,000 polygons), streamed;
+  peak Python memory by tracemalloc (a second, traced run) next to the size of the output.
+
+On SQLite (a temporary file) and on PostgreSQL (``LABELHUB_TEST_POSTGRES_URL`` or the local
+default) when it is reachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import os
+import random
+import tempfile
+import time
+import tracemalloc
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from sqlalchemy import delete, insert, select
+
+from server.cli import _alembic_upgrade
+from server.db import make_engine, make_sessionmaker, transaction
+from server.formats import coco, table
+from server.formats._importing import run_import
+from server.formats._source import ExportJob
+from server.models import Image, ImageLabel, LabelObjectRow, Project
+from server.preferences import DEFAULTS
+from server.settings import Settings
+
+IMPORT_IMAGES, LABELS_PER_IMAGE = 100_000, 2
+EXPORT_IMAGES, OBJECTS_PER_IMAGE = 10_000, 20
+VOCAB = [f"class_{i:02d}" for i in range(50)]
+PG_DEFAULT = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+
+
+async def _project(sessions: Any, name: str) -> int:
+    async with transaction(sessions) as s:
+        p = Project(name=name, description="", seq=0, settings={})
+        s.add(p)
+        await s.flush()
+        return p.id
+
+
+async def _images(sessions: Any, pid: int, n: int) -> list[int]:
+    rows = [{"project_id": pid, "name": f"img_{i:06d}.jpg", "sha256": hashlib.sha256(f"{pid}/{i}".encode()).hexdigest(),
+             "mime": "image/jpeg", "size_bytes": 1, "width": 640, "height": 480, "object_count": 0,
+             "auto_labeled": False} for i in range(n)]
+    async with transaction(sessions) as s:
+        conn = await s.connection()
+        for i in range(0, n, 5_000):
+            await conn.execute(insert(Image.__table__), rows[i : i + 5_000])
+        return list((await s.execute(select(Image.id).where(Image.project_id == pid).order_by(Image.id))).scalars())
+
+
+async def bench_import(sessions: Any) -> dict[str, float]:
+    pid = await _project(sessions, "import")
+    await _images(sessions, pid, IMPORT_IMAGES)
+    rng = random.Random(1)
+    lines = ["image,labels,default_label"]
+    for i in range(IMPORT_IMAGES):
+        a, b = rng.sample(VOCAB, LABELS_PER_IMAGE)
+        lines.append(f"img_{i:06d}.jpg,{a};{b},{b}")
+    body = ("\n".join(lines) + "\n").encode()
+    t0 = time.perf_counter()
+    records = table.parse(body)
+    async with transaction(sessions) as s:
+        report = await run_import(s, pid, None, records, DEFAULTS, replace=False, dry_run=False)
+    t_import = time.perf_counter() - t0
+    assert report.refused == 0 and report.labels_changed == IMPORT_IMAGES
+    # Baseline: the same 200,000 rows by a raw executemany, nothing else.
+    async with transaction(sessions) as s:
+        rows = [dict(r._mapping) for r in await s.execute(select(ImageLabel.__table__))]
+        await s.execute(delete(ImageLabel))
+    t0 = time.perf_counter()
+    async with transaction(sessions) as s:
+        conn = await s.connection()
+        for i in range(0, len(rows), 10_000):
+            await conn.execute(insert(ImageLabel.__table__), rows[i : i + 10_000])
+    t_base = time.perf_counter() - t0
+    return {"labels": len(rows), "import_s": t_import, "baseline_s": t_base}
+
+
+def _objects(pid: int, ids: list[int]) -> list[dict[str, Any]]:
+    rng = random.Random(2)
+    out = []
+    for image_id in ids:
+        for k in range(OBJECTS_PER_IMAGE):
+            x, y = rng.uniform(0, 560), rng.uniform(0, 400)
+            if k < OBJECTS_PER_IMAGE - 2:
+                kind, geo = "bbox", {"x": x, "y": y, "w": rng.uniform(5, 80), "h": rng.uniform(5, 80)}
+            else:
+                pts = [[x + rng.uniform(0, 70), y + rng.uniform(0, 70)] for _ in range(8)]
+                cx, cy = x + 35, y + 35  # sorted by angle: a simple (star-shaped) polygon
+                pts.sort(key=lambda p: math.atan2(p[1] - cy, p[0] - cx))
+                kind, geo = "polygon", {"parts": [{"exterior": pts, "holes": []}]}
+            out.append({"image_id": image_id, "id": f"o{k}", "project_id": pid, "type": kind,
+                        "label": VOCAB[k % len(VOCAB)], "geometry": geo, "keypoints": [], "attributes": {},
+                        "rpy": None, "occluded": False, "z": 0, "version": 1, "source": "import"})
+    return out
+
+
+async def bench_export(sessions: Any) -> dict[str, float]:
+    pid = await _project(sessions, "export")
+    ids = await _images(sessions, pid, EXPORT_IMAGES)
+    rows = _objects(pid, ids)
+    async with transaction(sessions) as s:
+        conn = await s.connection()
+        for i in range(0, len(rows), 10_000):
+            await conn.execute(insert(LabelObjectRow.__table__), rows[i : i + 10_000])
+    job = ExportJob(sessions, pid, None, {})
+    t0 = time.perf_counter()
+    size = 0
+    async for chunk in coco.export(job):
+        size += len(chunk)
+    elapsed = time.perf_counter() - t0
+    tracemalloc.start()
+    async for _chunk in coco.export(job):
+        pass
+    _cur, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"objects": len(rows), "export_s": elapsed, "bytes": size, "peak_mb": peak / 2**20}
+
+
+async def run(url: str) -> tuple[dict[str, float], dict[str, float]]:
+    await asyncio.to_thread(_alembic_upgrade, Settings(database_url=url))
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    try:
+        return await bench_import(sessions), await bench_export(sessions)
+    finally:
+        await engine.dispose()
+
+
+async def _pg_admin(base: str, sql: str) -> None:
+    conn = await asyncpg.connect(base.replace("postgresql+asyncpg://", "postgresql://"), timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def main_async() -> None:
+    results: list[tuple[str, dict[str, float], dict[str, float]]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        imp, exp = await run(f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}")
+        results.append(("sqlite", imp, exp))
+    base = os.environ.get("LABELHUB_TEST_POSTGRES_URL") or PG_DEFAULT
+    name = f"lh_bench_{uuid.uuid4().hex[:8]}"
+    try:
+        await _pg_admin(base, f'CREATE DATABASE "{name}"')
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"PostgreSQL skipped: {exc}")
+    else:
+        try:
+            imp, exp = await run(base.rsplit("/", 1)[0] + f"/{name}")
+            results.append(("postgresql", imp, exp))
+        finally:
+            await _pg_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    print("| database | CSV import 200k labels | baseline raw executemany | ratio | COCO export 10k img / 200k obj | output | peak Python memory |")
+    print("|---|---|---|---|---|---|---|")
+    for db, imp, exp in results:
+        print(f"| {db} | {imp['import_s']:.1f} s (limit 60 s) | {imp['baseline_s']:.1f} s | "
+              f"{imp['import_s'] / imp['baseline_s']:.1f}x | {exp['export_s']:.1f} s (limit 20 s) | "
+              f"{exp['bytes'] / 2**20:.0f} MB | {exp['peak_mb']:.1f} MB |")
+
+
+def main() -> None:
+    asyncio.run(main_async())
+
+
+if __name__ == "__main__":
+    main()
