@@ -5,18 +5,21 @@ user_id, kind, op, inverse, client_op_id None, origin). The seqs are taken as on
 ``UPDATE projects SET seq = seq + n ... RETURNING seq`` in the caller's transaction, which also
 serializes concurrent writers of the same project and keeps seq gap-free.
 
-Live clients learn about the rows after commit: :func:`notify_after_commit` registers the block
-on the session and the hub's after-commit hook (if the hub is loaded) wakes its subscribers.
+Live clients learn about the rows after commit: :func:`notify_after_commit` records the block on
+the session; once the transaction commits, every callback registered with :func:`on_ops_committed`
+is called with ``(project_id, last_seq)`` (the hub registers one that wakes its subscribers, who
+read the new rows from the op log). A rollback drops the record.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import event, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from server.models import OpLogEntry, Project, utcnow
 
@@ -67,5 +70,28 @@ async def append_ops(
 
 
 def notify_after_commit(session: AsyncSession, project_id: int, last_seq: int) -> None:
-    """Remember that ops up to ``last_seq`` exist; delivered by the hub once the commit lands."""
+    """Remember that ops up to ``last_seq`` exist; announced once the commit lands."""
     session.info.setdefault(PENDING_KEY, []).append((project_id, last_seq))
+
+
+_listeners: list[Callable[[int, int], None]] = []
+
+
+def on_ops_committed(callback: Callable[[int, int], None]) -> Callable[[], None]:
+    """Call ``callback(project_id, last_seq)`` after each commit that appended ops; returns an
+    unregister function. Callbacks run synchronously in the committing task: keep them cheap
+    (e.g. set an ``asyncio.Event``)."""
+    _listeners.append(callback)
+    return lambda: _listeners.remove(callback) if callback in _listeners else None
+
+
+@event.listens_for(Session, "after_commit")
+def _announce(session: Session) -> None:
+    for project_id, last_seq in session.info.pop(PENDING_KEY, []):
+        for callback in list(_listeners):
+            callback(project_id, last_seq)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget(session: Session) -> None:
+    session.info.pop(PENDING_KEY, None)

@@ -203,3 +203,19 @@ async def test_label_privileges(admin: Api, users: UserFactory, app: Starlette) 
     cat = (await viewer.client.get(f"/api/v1/projects/{pid}/labels")).json()["labels"][0]
     resp = await labeler.client.patch(f"/api/v1/projects/{pid}/labels/{cat['id']}", json={"name": "x"})
     assert resp.status_code == 403
+
+
+async def test_committed_ops_are_announced_and_rollbacks_are_not(admin: Api, app: Starlette) -> None:
+    from server._oplog import on_ops_committed
+    pid = await make_project(admin)
+    [img] = await make_images(app, pid, ["a.png"])
+    seen: list[tuple[int, int]] = []
+    unregister = on_ops_committed(lambda p, s: seen.append((p, s)))
+    try:
+        await apply(admin, pid, {"kind": "add_label", "label": "cat"}, [img])
+        bad = await admin.client.post(f"/api/v1/projects/{pid}/labels/apply",
+                                      json={"op": {"kind": "add_label", "label": "x"}, "image_ids": [img, 99999]})
+        assert bad.status_code == 404
+    finally:
+        unregister()
+    assert seen == [(pid, 1)]
