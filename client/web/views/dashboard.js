@@ -23,7 +23,8 @@ export async function mount(root, ctx) {
   const status = h("span", { class: "sel-count", "aria-live": "polite" });
   const pager = h("span", { class: "pager" });
   const filters = h("form", { class: "filters", "aria-label": "Filters", onchange: () => setFilter(readFilters()) });
-  const panel = labelPanel({ ctx, pid, can, getTarget: () => target(state.sel, state.filter), countSelected: () => selectionCount(state.sel, state.total), reload: () => reload() });
+  const panel = labelPanel({ ctx, pid, can, getTarget: () => target(state.sel, state.filter), countSelected: () => selectionCount(state.sel, state.total), reload: () => reload(),
+    onLabels: (labels) => { state.labels = labels; renderFilters(); } });
 
   function setFilter(filter) {
     ctx.navigate(href("dashboard", { project: pid }, { ...filter }));

@@ -1,7 +1,7 @@
 // The dashboard's label panel: create, + / − on the selection, rename inline, color, star, delete.
 import { h } from "../dom.js";
 
-export function labelPanel({ ctx, pid, can, getTarget, countSelected, reload }) {
+export function labelPanel({ ctx, pid, can, getTarget, countSelected, reload, onLabels }) {
   const list = h("ul", { class: "labels", "aria-label": "Labels" });
   const input = h("input", { id: "new-label", placeholder: "New label", maxlength: 200, "aria-label": "New label name" });
   const form = h("form", { class: "row", onsubmit: async (e) => {
@@ -97,6 +97,7 @@ export function labelPanel({ ctx, pid, can, getTarget, countSelected, reload }) 
     } catch (err) { ctx.toast(err.message); }
     list.replaceChildren(...labels.map(row));
     if (!labels.length) list.append(h("li", { class: "muted" }, "No labels yet."));
+    onLabels?.(labels);
     return labels;
   }
 

@@ -1,2 +1,96 @@
-import { h } from "../dom.js";
-export async function mount(root) { root.append(h("p", {}, "Supervisor view is coming.")); return {}; }
+// Supervisor view (view_stats): progress, time per user per day, objects per hour, who holds what.
+import { fmtDuration, h } from "../dom.js";
+import { href } from "../router.js";
+import { barChart, stackedDays, toCsv } from "./charts.js";
+
+/** Normalize the stats response into rows {user_id, name, day, active_seconds, images, objects_created, objects_edited, ops}. */
+export function statRows(stats) {
+  const rows = [];
+  const users = new Map((stats.users || []).map((u) => [u.user_id ?? u.id, u]));
+  for (const r of stats.per_day || stats.days || stats.rows || []) {
+    const uid = r.user_id ?? r.user?.id;
+    const u = users.get(uid) || r.user || {};
+    rows.push({
+      user_id: uid, name: u.name || u.email || r.name || `user ${uid}`, day: r.day || r.date,
+      active_seconds: r.active_seconds ?? r.seconds ?? r.time_seconds ?? 0,
+      images: r.images_labeled ?? r.images ?? 0, objects_created: r.objects_created ?? 0,
+      objects_edited: r.objects_edited ?? 0, ops: r.ops ?? 0,
+    });
+  }
+  return rows;
+}
+
+export function perUser(rows) {
+  const m = new Map();
+  for (const r of rows) {
+    const u = m.get(r.user_id) || { user_id: r.user_id, name: r.name, active_seconds: 0, images: 0, objects_created: 0, objects_edited: 0, ops: 0 };
+    for (const k of ["active_seconds", "images", "objects_created", "objects_edited", "ops"]) u[k] += r[k] || 0;
+    m.set(r.user_id, u);
+  }
+  return [...m.values()];
+}
+
+export async function mount(root, ctx) {
+  const pid = ctx.route.params.project;
+  const project = await ctx.api.get(`/api/v1/projects/${pid}`).catch((err) => { ctx.toast(err.message); return null; });
+  if (!project) return {};
+  ctx.setCrumbs([{ text: "Projects", href: "#/" }, { text: project.name, href: href("dashboard", { project: pid }) }, { text: "Supervisor view" }]);
+  const kpis = h("div", { class: "kpis", id: "kpis", "aria-live": "polite" });
+  const charts = h("div", { class: "row", style: { alignItems: "flex-start" } });
+  const holders = h("table", { class: "data", id: "holders" });
+  const timeTable = h("table", { class: "data", id: "time-table" });
+  const error = h("p", { class: "error", role: "alert" });
+  let rows = [];
+
+  const count = async (q) => (await ctx.api.get(`/api/v1/projects/${pid}/images`, { ...q, limit: 1 })).total;
+
+  async function loadCounts() {
+    const [total, labeled, locked, lockedUnlabeled] = await Promise.all([count({}), count({ labeled: true }), count({ locked: true }), count({ locked: true, labeled: false })]);
+    const untouched = total - labeled - lockedUnlabeled;
+    kpis.replaceChildren(
+      h("div", { class: "kpi", dataset: { k: "labeled" } }, h("b", {}, String(labeled)), "images labeled"),
+      h("div", { class: "kpi", dataset: { k: "progress" } }, h("b", {}, String(locked)), "being labeled now"),
+      h("div", { class: "kpi", dataset: { k: "untouched" } }, h("b", {}, String(Math.max(0, untouched))), "untouched"),
+      h("div", { class: "kpi" }, h("b", {}, total ? `${Math.round((100 * labeled) / total)}%` : "–"), `done of ${total}`));
+    const held = (await ctx.api.get(`/api/v1/projects/${pid}/images`, { locked: true, limit: 200 })).images;
+    holders.replaceChildren(h("thead", {}, h("tr", {}, h("th", {}, "Who"), h("th", {}, "Holds image"), h("th", {}, "Until"))),
+      h("tbody", {}, held.length ? held.map((i) => h("tr", {}, h("td", {}, i.lock?.holder?.name || "?"),
+        h("td", {}, h("a", { href: href("tool", { project: pid, image: i.id }) }, i.name)), h("td", {}, new Date(i.lock?.expires_at).toLocaleTimeString())))
+        : h("tr", {}, h("td", { colspan: 3, class: "muted" }, "Nobody is labeling right now."))));
+  }
+
+  async function loadStats() {
+    try {
+      rows = statRows(await ctx.api.get(`/api/v1/projects/${pid}/stats`));
+      error.textContent = "";
+    } catch (err) { error.textContent = `Labeling statistics are not available: ${err.message}`; rows = []; }
+    const users = perUser(rows);
+    const days = [...new Set(rows.map((r) => r.day))].sort();
+    const series = users.map((u) => ({ label: u.name, values: Object.fromEntries(rows.filter((r) => r.user_id === u.user_id).map((r) => [r.day, r.active_seconds / 3600])) }));
+    charts.replaceChildren(
+      stackedDays(days, series, { title: "Labeling time per day (hours)", fmt: (v) => v.toFixed(1) }),
+      barChart(users.map((u) => ({ label: u.name, value: u.images })), { title: "Images labeled per user" }),
+      barChart(users.map((u) => ({ label: u.name, value: u.active_seconds ? (u.objects_created / (u.active_seconds / 3600)) : 0 })), { title: "Objects per hour", fmt: (v) => v.toFixed(1) }));
+    timeTable.replaceChildren(h("thead", {}, h("tr", {}, ["Day", "User", "Active time", "Images", "Objects created", "Objects edited", "Edits"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, rows.map((r) => h("tr", {}, h("td", {}, r.day), h("td", {}, r.name), h("td", {}, fmtDuration(r.active_seconds)), h("td", {}, r.images),
+        h("td", {}, r.objects_created), h("td", {}, r.objects_edited), h("td", {}, r.ops)))));
+  }
+
+  function downloadCsv() {
+    const csv = toCsv(["day", "user", "active_seconds", "images_labeled", "objects_created", "objects_edited", "ops"],
+      rows.map((r) => [r.day, r.name, Math.round(r.active_seconds), r.images, r.objects_created, r.objects_edited, r.ops]));
+    const a = h("a", { href: URL.createObjectURL(new Blob([csv], { type: "text/csv" })), download: `labelhub-project-${pid}-time.csv` });
+    document.body.append(a); a.click(); a.remove();
+  }
+
+  root.append(h("section", { class: "page wide" }, h("h1", {}, `Supervisor view — ${project.name}`), error,
+    h("h2", {}, "Progress"), kpis, h("h2", {}, "Charts"), charts,
+    h("h2", {}, "Who holds which image now"), holders,
+    h("h2", {}, "Time per user per day ", h("button", { type: "button", id: "csv-btn", onclick: downloadCsv }, "Download CSV")), h("div", { class: "scroll-x" }, timeTable)));
+
+  let timer = null;
+  const refresh = () => { clearTimeout(timer); timer = setTimeout(() => { loadCounts().catch(() => {}); loadStats(); }, 300); };
+  const off = ctx.onHub((msg) => { if (msg.type === "progress" || msg.type === "lock" || msg.type === "_resumed") refresh(); });
+  await Promise.all([loadCounts().catch((err) => { error.textContent = err.message; }), loadStats()]);
+  return { unmount() { off(); clearTimeout(timer); } };
+}

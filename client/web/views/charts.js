@@ -1,0 +1,68 @@
+// Small SVG charts (bar and grouped-by-day stacked bars) and the CSV of the time table. Pure builders.
+const NS = "http://www.w3.org/2000/svg";
+const PALETTE = ["#1f6feb", "#e6194b", "#3cb44b", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324"];
+
+function el(tag, attrs = {}, text) {
+  const e = document.createElementNS(NS, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+export function colorFor(i) { return PALETTE[i % PALETTE.length]; }
+
+/** Horizontal bars: [{label, value}] -> <svg>. */
+export function barChart(rows, { title = "", unit = "", width = 460, fmt = (v) => String(v) } = {}) {
+  const rowH = 24, left = 130, top = title ? 24 : 6;
+  const max = Math.max(1e-9, ...rows.map((r) => r.value));
+  const svg = el("svg", { class: "chart", width, height: top + rows.length * rowH + 8, role: "img", "aria-label": title });
+  if (title) svg.append(el("text", { x: 6, y: 16, "font-weight": "600" }, title));
+  rows.forEach((r, i) => {
+    const y = top + i * rowH;
+    const w = ((width - left - 70) * r.value) / max;
+    svg.append(el("text", { x: 6, y: y + 15 }, r.label.length > 18 ? r.label.slice(0, 17) + "…" : r.label));
+    svg.append(el("rect", { x: left, y: y + 3, width: Math.max(0, w), height: rowH - 8, fill: colorFor(i), rx: 3 }));
+    svg.append(el("text", { x: left + w + 6, y: y + 15 }, fmt(r.value) + unit));
+  });
+  if (!rows.length) svg.append(el("text", { x: 6, y: top + 16 }, "No data yet."));
+  return svg;
+}
+
+/** Stacked columns per day: days = ["2025-01-01", ...], series = [{label, values: {day: number}}]. */
+export function stackedDays(days, series, { title = "", width = 640, height = 220, fmt = (v) => String(v) } = {}) {
+  const left = 46, bottom = 36, top = 26, right = 120;
+  const totals = days.map((d) => series.reduce((s, x) => s + (x.values[d] || 0), 0));
+  const max = Math.max(1e-9, ...totals);
+  const svg = el("svg", { class: "chart", width, height, role: "img", "aria-label": title });
+  svg.append(el("text", { x: 6, y: 16, "font-weight": "600" }, title));
+  const plotW = width - left - right, plotH = height - top - bottom;
+  const colW = days.length ? plotW / days.length : plotW;
+  svg.append(el("line", { x1: left, y1: top + plotH, x2: left + plotW, y2: top + plotH, stroke: "#999" }));
+  svg.append(el("text", { x: 4, y: top + 10 }, fmt(max)));
+  days.forEach((d, i) => {
+    let y = top + plotH;
+    series.forEach((s, j) => {
+      const v = s.values[d] || 0;
+      const hgt = (plotH * v) / max;
+      y -= hgt;
+      if (hgt > 0) svg.append(el("rect", { x: left + i * colW + colW * 0.15, y, width: colW * 0.7, height: hgt, fill: colorFor(j) }, undefined));
+    });
+    svg.append(el("text", { x: left + i * colW + colW / 2, y: top + plotH + 14, "text-anchor": "middle" }, d.slice(5)));
+  });
+  series.forEach((s, j) => {
+    svg.append(el("rect", { x: width - right + 10, y: top + j * 16, width: 10, height: 10, fill: colorFor(j) }));
+    svg.append(el("text", { x: width - right + 24, y: top + j * 16 + 9 }, s.label.slice(0, 14)));
+  });
+  if (!days.length) svg.append(el("text", { x: left + 10, y: top + 30 }, "No labeling time recorded yet."));
+  return svg;
+}
+
+function csvCell(v) {
+  const s = String(v ?? "");
+  return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/** CSV text from a header and rows. */
+export function toCsv(header, rows) {
+  return [header, ...rows].map((r) => r.map(csvCell).join(",")).join("\n") + "\n";
+}
