@@ -1,0 +1,107 @@
+"""The browser app's pure modules, imported and checked inside Chromium."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.web.conftest import Live
+
+pytestmark = pytest.mark.browser
+
+CHECKS = r"""
+async () => {
+  const vp = await import("/tool/viewport.js");
+  const rle = await import("/tool/rle.js");
+  const ops = await import("/tool/ops.js");
+  const geom = await import("/tool/geom.js");
+  const tools = await import("/tool/tools.js");
+  const keys = await import("/tool/keys.js");
+  const sel = await import("/views/selection.js");
+  const router = await import("/router.js");
+  const session = await import("/views/toolsession.js");
+  const out = {};
+  // viewport: fit centers, zoomAt keeps the point under the cursor, round trip.
+  const f = vp.fit(200, 100, 420, 232, 10);
+  out.fit = [f.scale, f.x, f.y];
+  const z = vp.zoomAt(f, 2, 100, 50);
+  out.zoomFixed = vp.toImage(z, 100, 50).map((v) => +v.toFixed(6)).join() === vp.toImage(f, 100, 50).map((v) => +v.toFixed(6)).join();
+  // RLE: pycocotools' string for a known mask, round trip, empty mask.
+  const m = new Uint8Array([0, 1, 1, 1, 0, 0]);  // 2 x 3 row-major
+  const enc = rle.encodeMask(m, 2, 3);
+  out.rle = enc;
+  out.rleBack = Array.from(rle.decodeMask(enc)).join("");
+  out.empty = rle.emptyRle(480, 640);
+  out.counts = rle.decodeCounts(rle.encodeCounts([5, 120000, 3, 7, 0, 65536]));
+  // ops: local application of vertex edits and holes.
+  let objs = [{ id: "a", type: "polygon", label: "", geometry: ops.polygonGeometry([[0, 0], [10, 0], [10, 10], [0, 10]]) }];
+  objs = ops.applyOp(objs, ops.insertVertex("a", { part: 0, hole: null, index: 1 }, [5, -1]));
+  objs = ops.applyOp(objs, ops.addHole("a", 0, [[2, 2], [4, 2], [4, 4]]));
+  objs = ops.applyOp(objs, ops.translate("a", 1, 1));
+  out.poly = objs[0].geometry;
+  out.box = ops.bboxFrom([10, 10], [0, 4], 2);
+  // tools: a bbox drag creates one create op; a polygon with Enter; N forces a new object.
+  const env = { objects: [], tol: 2, label: "car", aspect: null, size: [100, 100], masks: () => null };
+  let st = tools.initialState();
+  let r = tools.down(st, env, [10, 10]); r = tools.move(r.st, env, [30, 25]); r = tools.up(r.st, env, [30, 25]);
+  out.bboxOp = [r.ops[0].kind, r.ops[0].object.type, r.ops[0].object.geometry, r.ops[0].object.label];
+  st = tools.setTool(tools.initialState(), "polygon");
+  for (const p of [[1, 1], [20, 1], [20, 20]]) st = tools.down(st, env, p).st;
+  r = tools.command(st, env, "finish");
+  out.polyOp = r.ops[0].object.geometry;
+  out.hit = geom.topHit([{ id: "b", type: "bbox", geometry: { x: 0, y: 0, w: 5, h: 5 } }], [3, 3], 1)?.id;
+  // keys, selection, router, classification rules.
+  out.keys = [keys.commandFor({ key: "z", ctrlKey: true }), keys.commandFor({ key: "Z", ctrlKey: true, shiftKey: true }), keys.commandFor({ key: "3" }), keys.commandFor({ key: "h" })];
+  let s = sel.emptySelection();
+  s = sel.clickSelect(s, [1, 2, 3, 4], 2); s = sel.clickSelect(s, [1, 2, 3, 4], 4, { shift: true });
+  out.sel = [...s.ids];
+  out.route = [router.parseRoute("#/p/7/label/12?ids=1,2"), router.href("tool", { project: 7 }, { ids: [1, 2] })];
+  let labels = [];
+  for (const op of [{ kind: "add_label", label: "a" }, { kind: "add_label", label: "b" }, { kind: "remove_label", label: "b" }, { kind: "add_label", label: "c" }, { kind: "set_default_label", label: "a" }]) {
+    labels = session.applyLabelOp(labels, op);
+  }
+  out.labels = labels.map((l) => l.label + (l.is_default ? "*" : ""));
+  return out;
+}
+"""
+
+
+def test_pure_modules_in_the_page(browser: Any, live: Live) -> None:
+    context = browser.new_context()
+    live.closers.append(context.close)
+    page = context.new_page()
+    page.goto(live.url + "/#/login")
+    out = page.evaluate(CHECKS)
+    assert out["fit"] == [2, 10, 16]
+    assert out["zoomFixed"] is True
+    # Column-major runs of [[0,1,1],[1,0,0]] are 1,2,1,1,1: the same string as pycocotools.
+    assert out["rle"] == {"size": [2, 3], "counts": _pycoco_mask()}
+    assert out["rleBack"] == "011100"
+    assert out["empty"] == {"size": [480, 640], "counts": _pycoco_empty(480 * 640)}
+    assert out["counts"] == [5, 120000, 3, 7, 0, 65536]
+    assert out["poly"] == {"parts": [{"exterior": [[1, 1], [6, 0], [11, 1], [11, 11], [1, 11]],
+                                      "holes": [[[3, 3], [5, 3], [5, 5]]]}]}
+    assert out["box"] == {"x": -2, "y": 4, "w": 12, "h": 6}  # anchored at the first corner
+    assert out["bboxOp"] == ["create", "bbox", {"x": 10, "y": 10, "w": 20, "h": 15}, "car"]
+    assert out["polyOp"] == {"parts": [{"exterior": [[1, 1], [20, 1], [20, 20]], "holes": []}]}
+    assert out["hit"] == "b"
+    assert out["keys"] == ["undo", "redo", "label:3", "hole"]
+    assert out["sel"] == [2, 3, 4]
+    assert out["route"][0] == {"name": "tool", "params": {"project": 7, "image": 12}, "query": {"ids": "1,2"}}
+    assert out["route"][1] == "#/p/7/label?ids=1%2C2"
+    assert out["labels"] == ["a*", "c"]
+
+
+def _pycoco_empty(n: int) -> str:
+    from server.geometry.rle import counts_to_string
+
+    return counts_to_string([n])
+
+
+def _pycoco_mask() -> str:
+    import numpy as np
+
+    from server.geometry.rle import counts_to_string, mask_counts
+
+    return counts_to_string(mask_counts(np.array([[0, 1, 1], [1, 0, 0]])))
