@@ -126,7 +126,7 @@ export function move(st, env, p) {
 
 export function up(st, env, p) {
   const d = st.draft;
-  if (!d) return out(st);
+  if (!d || d.kind === "ring") return out(st);  // rings grow click by click until finished
   const done = { ...st, draft: null };
   switch (d.kind) {
     case "ruler": return out({ ...st, draft: { ...d, b: p, done: true } });
