@@ -23,6 +23,12 @@ def _email(value: str) -> str:
     return value
 
 
+def _known_role(value: str | None) -> str | None:
+    if value is not None and value not in PRESETS:
+        raise ValueError(f"unknown role; one of {', '.join(PRESETS)}")
+    return value
+
+
 class LoginIn(_In):
     email: str
     password: str = Field(min_length=1, max_length=1000)
@@ -107,25 +113,14 @@ class MemberIn(_In):
     privileges: list[str] | None = None
 
     _check_email = field_validator("email")(_email)
-
-    @field_validator("role")
-    @classmethod
-    def _known_role(cls, value: str | None) -> str | None:
-        if value is not None and value not in PRESETS:
-            raise ValueError(f"unknown role; one of {', '.join(PRESETS)}")
-        return value
+    _check_role = field_validator("role")(_known_role)
 
 
 class MemberPatch(_In):
     role: str | None = None
     privileges: list[str] | None = None
 
-    @field_validator("role")
-    @classmethod
-    def _known_role(cls, value: str | None) -> str | None:
-        if value is not None and value not in PRESETS:
-            raise ValueError(f"unknown role; one of {', '.join(PRESETS)}")
-        return value
+    _check_role = field_validator("role")(_known_role)
 
 
 class MemberOut(BaseModel):
