@@ -31,7 +31,11 @@ export class HubClient {
     this.closed = false;
     this.attempt = 0;
     this.idleWaiters = [];
+    this.lastActivity = 0;
   }
+
+  /** Called on pointer and key input, so heartbeats can say whether the person is active. */
+  touch() { this.lastActivity = Date.now(); }
 
   setState(state, detail) {
     if (this.state === state && !detail) return;
@@ -54,15 +58,16 @@ export class HubClient {
     try {
       const hello = { project: this.project };
       if (this.seq !== null) hello.since = this.seq;
+      // On a resume the server re-subscribes these images and replays what we missed.
+      if (this.watched.size) hello.images = [...this.watched].slice(0, 100);
       const ack = await this.raw("hello", hello, ws);
-      if (this.seq === null || typeof ack.seq === "number" && ack.seq < this.seq) this.seq = ack.seq ?? 0;
+      if (this.seq === null && typeof ack.seq === "number") this.seq = ack.seq;
       this.user = ack.user; this.privileges = ack.privileges || [];
       this.attempt = 0;
-      for (const image of this.watched) await this.raw("subscribe", { image }, ws).catch(() => {});
       const resumed = this.attemptedBefore;
       this.attemptedBefore = true;
-      if (resumed) await this.onResume?.(this);
       this.setState("online");
+      if (resumed) await this.onResume?.(this);
       this.startHeartbeat();
       for (const item of this.outbox) this.transmit(item.msg);
     } catch (err) {
@@ -95,7 +100,12 @@ export class HubClient {
 
   startHeartbeat() {
     clearInterval(this.beat);
-    this.beat = setInterval(() => { if (this.state === "online") this.request("heartbeat", {}).catch(() => {}); }, this.heartbeatMs);
+    this.beat = setInterval(() => {
+      if (this.state !== "online") return;
+      // `active` feeds labeling time: only when the person did something since the last beat.
+      const active = this.lastActivity > Date.now() - this.heartbeatMs;
+      this.request("heartbeat", { active }).catch(() => {});
+    }, this.heartbeatMs);
   }
 
   receive(text) {
@@ -156,6 +166,7 @@ export class HubClient {
   async nextImage(fields) {
     const ack = await this.request("next_image", fields);
     const image = ack.image && typeof ack.image === "object" ? ack.image.id : ack.image;
+    if (fields.after && fields.release !== false && image !== fields.after) this.tokens.delete(fields.after);
     if (image && ack.lock?.token !== undefined) this.tokens.set(image, ack.lock.token);
     if (image) this.watched.add(image);
     return ack;

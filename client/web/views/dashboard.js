@@ -18,7 +18,7 @@ export async function mount(root, ctx) {
   ctx.setCrumbs([{ text: "Projects", href: "#/" }, { text: project.name }]);
 
   const state = { filter: filterFromQuery(ctx.route.query), page: Number(ctx.route.query.page || 0), images: [], total: 0,
-                  sel: emptySelection(), labels: [], members: [], presence: new Map() };
+                  sel: emptySelection(), labels: [], members: [], presence: new Map(), where: new Map() };
   const grid = h("ul", { class: "grid", role: "listbox", "aria-multiselectable": "true", "aria-label": "Images", tabindex: "0" });
   const status = h("span", { class: "sel-count", "aria-live": "polite" });
   const pager = h("span", { class: "pager" });
@@ -175,7 +175,7 @@ export async function mount(root, ctx) {
   const off = ctx.onHub((msg) => {
     if (msg.type === "lock" || msg.type === "progress" || msg.type === "_resumed") softReload();
     if (msg.type === "presence") {
-      state.presence = presenceMap(msg, ctx.me);
+      state.presence = presenceMap(state.where, msg, ctx.me);
       renderGrid();
     }
   });
@@ -186,15 +186,18 @@ export async function mount(root, ctx) {
   return { unmount() { off(); clearTimeout(refreshTimer); } };
 }
 
-/** image id -> names of other people looking at it, from a presence event. */
-export function presenceMap(msg, me) {
+/** Track where each other person is (`where`: user id -> {name, image}) from one presence
+ * event; returns image id -> names of people looking at it. */
+export function presenceMap(where, msg, me) {
+  const uid = msg.user?.id;
+  if (uid !== undefined && !(me && uid === me.id)) {
+    if (msg.online === false || !msg.image) where.delete(uid);
+    else where.set(uid, { name: msg.user.name || "someone", image: msg.image });
+  }
   const map = new Map();
-  for (const p of msg.users || msg.presence || []) {
-    if (me && (p.user?.id ?? p.user_id) === me.id) continue;
-    const image = p.image ?? p.image_id;
-    if (!image) continue;
+  for (const { name, image } of where.values()) {
     if (!map.has(image)) map.set(image, new Set());
-    map.get(image).add(p.user?.name || p.name || "someone");
+    map.get(image).add(name);
   }
   return map;
 }

@@ -44,14 +44,17 @@ export async function mount(root, ctx) {
 
   const count = async (q) => (await ctx.api.get(`/api/v1/projects/${pid}/images`, { ...q, limit: 1 })).total;
 
-  async function loadCounts() {
-    const [total, labeled, locked, lockedUnlabeled] = await Promise.all([count({}), count({ labeled: true }), count({ locked: true }), count({ locked: true, labeled: false })]);
-    const untouched = total - labeled - lockedUnlabeled;
+  function showProgress({ total, labeled, in_progress: locked, untouched }) {
     kpis.replaceChildren(
       h("div", { class: "kpi", dataset: { k: "labeled" } }, h("b", {}, String(labeled)), "images labeled"),
       h("div", { class: "kpi", dataset: { k: "progress" } }, h("b", {}, String(locked)), "being labeled now"),
       h("div", { class: "kpi", dataset: { k: "untouched" } }, h("b", {}, String(Math.max(0, untouched))), "untouched"),
       h("div", { class: "kpi" }, h("b", {}, total ? `${Math.round((100 * labeled) / total)}%` : "–"), `done of ${total}`));
+  }
+
+  async function loadCounts() {
+    const [total, labeled, locked, lockedUnlabeled] = await Promise.all([count({}), count({ labeled: true }), count({ locked: true }), count({ locked: true, labeled: false })]);
+    showProgress({ total, labeled, in_progress: locked, untouched: total - labeled - lockedUnlabeled });
     const held = (await ctx.api.get(`/api/v1/projects/${pid}/images`, { locked: true, limit: 200 })).images;
     holders.replaceChildren(h("thead", {}, h("tr", {}, h("th", {}, "Who"), h("th", {}, "Holds image"), h("th", {}, "Until"))),
       h("tbody", {}, held.length ? held.map((i) => h("tr", {}, h("td", {}, i.lock?.holder?.name || "?"),
@@ -90,7 +93,10 @@ export async function mount(root, ctx) {
 
   let timer = null;
   const refresh = () => { clearTimeout(timer); timer = setTimeout(() => { loadCounts().catch(() => {}); loadStats(); }, 300); };
-  const off = ctx.onHub((msg) => { if (msg.type === "progress" || msg.type === "lock" || msg.type === "_resumed") refresh(); });
+  const off = ctx.onHub((msg) => {
+    if (msg.type === "progress") showProgress(msg);
+    if (msg.type === "progress" || msg.type === "lock" || msg.type === "_resumed") refresh();
+  });
   await Promise.all([loadCounts().catch((err) => { error.textContent = err.message; }), loadStats()]);
   return { unmount() { off(); clearTimeout(timer); } };
 }

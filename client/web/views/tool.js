@@ -102,6 +102,7 @@ export async function mount(root, ctx) {
   }
   function onPointer(kind, p, opts) {
     if (!session.image) return;
+    ctx.hub.touch();
     if (session.readOnly && ui.st.tool !== "ruler") { if (kind === "down") ctx.toast(session.readOnlyReason, "info"); return; }
     if (kind === "move" && !ui.st.draft && !ui.st.hover && !(ui.st.mode === "edit")) return;
     apply(T[kind](ui.st, env(), p, opts));
@@ -129,6 +130,7 @@ export async function mount(root, ctx) {
     if (e.target.closest("#class-list") && e.key === "Enter") return;
     const cmd = commandFor(e);
     if (!cmd) return;
+    ctx.hub.touch();
     e.preventDefault();
     if (cmd.startsWith("tool:")) return useTool(cmd.slice(5));
     if (cmd.startsWith("label:")) {

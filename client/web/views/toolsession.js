@@ -32,13 +32,13 @@ export function normalizeLabels(list) {
 
 export function createImageSession({ ctx, pid, project, settings, query, onChange, say }) {
   const hub = ctx.hub;
-  const canLabel = project.privileges.includes("label");
+  let canLabel = project.privileges.includes("label");
   const filter = {};
   for (const k of ["labeled", "label", "auto_labeled", "labeled_by", "locked"]) if (query[k] !== undefined && query[k] !== "") filter[k] = k === "labeled_by" ? Number(query[k]) : ["labeled", "auto_labeled", "locked"].includes(k) ? query[k] === "true" : query[k];
   const images = query.ids ? query.ids.split(",").map(Number).filter(Boolean) : null;
   const s = {
     image: null, imageEl: null, objects: [], imageLabels: [], readOnly: true, readOnlyReason: "", holder: null,
-    seq: -1, mine: new Set(), history: [], at: -1, cursors: new Map(), masks: new Map(), smartCanvas: null,
+    seq: -1, mine: new Set(), cursors: new Map(), masks: new Map(), smartCanvas: null,
     onImage: null, ended: false, lastCursor: 0,
   };
 
@@ -65,7 +65,6 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
     img.src = item.file_url;
     await img.decode().catch(() => say("The image file could not be loaded."));
     s.image = item; s.imageEl = img; s.objects = []; s.imageLabels = normalizeLabels(item.labels); s.masks.clear(); s.smartCanvas = null;
-    if (s.history[s.at] !== id) { s.history = s.history.slice(0, s.at + 1); s.history.push(id); s.at = s.history.length - 1; }
     const hashNow = `#/p/${pid}/label/${id}`;
     if (!location.hash.startsWith(hashNow)) history.replaceState(null, "", hashNow + location.hash.slice(location.hash.indexOf("?") >= 0 ? location.hash.indexOf("?") : location.hash.length));
     setLock(ack);
@@ -109,30 +108,29 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
     return s.next();
   };
 
-  s.next = async () => {
+  /** Next / previous through the hub's next_image (skip settings, the selection or filter). */
+  async function step(direction) {
     await online();
-    if (s.at < s.history.length - 1) return s.openImage(s.history[s.at + 1]).then(() => { s.at = s.history.indexOf(s.image.id); });
-    await release();
-    const fields = {};
+    if (!canLabel) return say("Moving between images needs the label privilege; open images from the dashboard.");
+    await hub.whenIdle();
+    const fields = { direction, release: false };
+    if (s.image) fields.after = s.image.id;
     if (images) fields.images = images; else if (Object.keys(filter).length) fields.filter = filter;
-    const visited = s.history.filter((x) => x !== s.image?.id);
-    if (visited.length) fields.exclude = visited;
-    if (!canLabel) return say("Moving to the next image needs the label privilege; open images from the dashboard.");
     try {
       const ack = await hub.nextImage(fields);
       const id = ack.image && typeof ack.image === "object" ? ack.image.id : ack.image;
-      if (!id) { s.ended = true; if (s.image) await s.openImage(s.image.id); say("No more images to label with this selection."); onChange(); return; }
-      s.at = s.history.length - 1;
+      if (!id) {
+        if (!s.image) s.ended = true;
+        say(direction === "next" ? "No more images to label with this selection." : "There is no earlier image in this selection.");
+        onChange();
+        return;
+      }
+      if (id !== s.image?.id) await release();
       await show(id, ack);
-    } catch (err) { say(err.message); }
-  };
-
-  s.prev = async () => {
-    if (s.at <= 0) { say("This is the first image of this session."); return; }
-    const id = s.history[s.at - 1];
-    await s.openImage(id);
-    s.at = s.history.indexOf(id);
-  };
+    } catch (err) { say(plain(err)); }
+  }
+  s.next = () => step("next");
+  s.prev = () => step("previous");
 
   s.close = async () => {
     await Promise.race([release(), new Promise((r) => setTimeout(r, 3000))]);
@@ -148,8 +146,8 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
     onChange();
     hub.sendOp(id, op, clientOpId).then((ack) => {
       if (ack.seq > s.seq && s.image?.id === id) s.seq = ack.seq;
-      if (!LABEL_KINDS.has(op.kind) && !isLocal(op)) resync(id);
-      else if (ack.object || ack.objects) resync(id);
+      // The server may adjust an edit (snapping, clipping, brush results): then take its state.
+      if (!LABEL_KINDS.has(op.kind) && (!isLocal(op) || (ack.op && JSON.stringify(ack.op) !== JSON.stringify(op)))) resync(id);
       onChange();
     }, (err) => {
       say(plain(err));
@@ -164,15 +162,17 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
     if (hub.state === "online" && s.image?.id === id) await hub.request("subscribe", { image: id }).catch(() => null);
   }
 
-  s.undo = () => history("undo");
-  s.redo = () => history("redo");
-  async function history(kind) {
+  s.undo = () => undoRedo("undo");
+  s.redo = () => undoRedo("redo");
+  async function undoRedo(kind) {
     if (!s.image || s.readOnly) return;
     const id = s.image.id;
     await hub.whenIdle();
     try {
-      await hub.request(kind, { image: id, token: token() });
-      await resync(id);
+      const ack = await hub.request(kind, { image: id, token: token() });
+      if (ack.op && LABEL_KINDS.has(ack.op.kind)) { s.imageLabels = applyLabelOp(s.imageLabels, ack.op); onChange(); }
+      else if (ack.op && isLocal(ack.op)) { s.objects = applyOp(s.objects, ack.op); onChange(); }
+      else await resync(id);
     } catch (err) { say(err.code === "nothing" || err.code === "empty" ? `Nothing to ${kind}.` : plain(err)); }
   }
 
@@ -222,7 +222,10 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
   ctx.onHub((msg) => {
     const cur = s.image?.id;
     if (msg.type === "snapshot" && msg.image === cur) {
-      s.objects = msg.objects || []; s.imageLabels = normalizeLabels(msg.labels); s.seq = msg.seq ?? s.seq; onChange();
+      s.objects = msg.objects || []; s.imageLabels = normalizeLabels(msg.labels); s.seq = msg.seq ?? s.seq;
+      const holder = msg.lock?.holder;
+      if (s.readOnly && canLabel && holder && !(ctx.me && holder.id === ctx.me.id)) setLock(null, holder);
+      onChange();
     } else if (msg.type === "op" && msg.image === cur) {
       if (msg.client_op_id && s.mine.has(msg.client_op_id)) return;
       if (typeof msg.seq === "number" && msg.seq <= s.seq) return;
@@ -233,21 +236,20 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
       else resync(cur);
       onChange();
     } else if (msg.type === "lock" && msg.image === cur) {
-      const holder = msg.holder;
+      const holder = msg.state === "released" || msg.state === "expired" ? null : msg.holder;
       const mineNow = holder && ctx.me && holder.id === ctx.me.id;
       if (!s.readOnly && holder && !mineNow) { hub.tokens.delete(cur); setLock(null, holder); say(`${holder.name || "Someone"} took over this image; it is read-only now.`); onChange(); }
-      else if (s.readOnly && canLabel && !holder && s.holder) { s.openImage(cur); }
+      else if (s.readOnly && holder && !mineNow) { setLock(null, holder); onChange(); }
+      else if (s.readOnly && canLabel && !holder && s.holder) { s.holder = null; s.readOnlyReason = "Read-only: the image is free now — reload it (F5) or press D / A to take the next one."; onChange(); }
     } else if (msg.type === "presence") {
-      for (const p of msg.users || msg.presence || (msg.user ? [msg] : [])) {
-        const uid = p.user?.id ?? p.user_id;
-        if (uid === undefined || (ctx.me && uid === ctx.me.id)) continue;
-        if (p.x === undefined && p.cursor === undefined) { if (p.image !== cur) s.cursors.delete(uid); continue; }
-        const c = p.cursor || p;
-        s.cursors.set(uid, { image: p.image, x: c.x, y: c.y, name: p.user?.name || p.name || "someone", color: CURSOR_COLORS[uid % CURSOR_COLORS.length] });
-      }
+      const uid = msg.user?.id;
+      if (uid === undefined || (ctx.me && uid === ctx.me.id)) return;
+      if (msg.online === false || msg.image !== cur || msg.x === undefined || msg.x === null) s.cursors.delete(uid);
+      else s.cursors.set(uid, { image: msg.image, x: msg.x, y: msg.y, name: msg.user.name || "someone", color: CURSOR_COLORS[uid % CURSOR_COLORS.length] });
       onChange();
     } else if (msg.type === "privileges" || msg.type === "member") {
       const privs = msg.privileges || [];
+      canLabel = privs.includes("label");
       if (!privs.includes("label")) { s.readOnly = true; s.readOnlyReason = "Read-only: your role changed and you can no longer label here."; onChange(); }
     } else if (msg.type === "_resumed" && cur) {
       (async () => {
