@@ -15,7 +15,7 @@ export function colorFor(i) { return PALETTE[i % PALETTE.length]; }
 export function barChart(rows, { title = "", unit = "", width = 460, fmt = (v) => String(v) } = {}) {
   const rowH = 24, left = 130, top = title ? 24 : 6;
   const max = Math.max(1e-9, ...rows.map((r) => r.value));
-  const svg = el("svg", { class: "chart", width, height: top + rows.length * rowH + 8, role: "img", "aria-label": title });
+  const svg = el("svg", { class: "chart", width, height: top + Math.max(1, rows.length) * rowH + 8, role: "img", "aria-label": title });
   if (title) svg.append(el("text", { x: 6, y: 16, "font-weight": "600" }, title));
   rows.forEach((r, i) => {
     const y = top + i * rowH;
