@@ -67,7 +67,7 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
     s.image = item; s.imageEl = img; s.objects = []; s.imageLabels = normalizeLabels(item.labels); s.masks.clear(); s.smartCanvas = null;
     const hashNow = `#/p/${pid}/label/${id}`;
     if (!location.hash.startsWith(hashNow)) history.replaceState(null, "", hashNow + location.hash.slice(location.hash.indexOf("?") >= 0 ? location.hash.indexOf("?") : location.hash.length));
-    setLock(ack);
+    setLock(ack, ack?.holder);
     s.onImage?.();
   }
 
@@ -152,7 +152,7 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
     }, (err) => {
       say(plain(err));
       if (err.code === "forbidden" || err.code === "no_privilege") { s.readOnly = true; s.readOnlyReason = "Read-only: you can no longer label in this project."; }
-      if (err.code === "lock_lost" || err.code === "stale_token" || err.code === "not_locked") { s.readOnly = true; s.readOnlyReason = "Read-only: you no longer hold this image."; }
+      if (err.code === "no_lock" || err.code === "stale_token" || err.code === "lock_expired") { s.readOnly = true; s.readOnlyReason = "Read-only: you no longer hold this image."; }
       resync(id);
     });
   };
@@ -173,7 +173,7 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
       if (ack.op && LABEL_KINDS.has(ack.op.kind)) { s.imageLabels = applyLabelOp(s.imageLabels, ack.op); onChange(); }
       else if (ack.op && isLocal(ack.op)) { s.objects = applyOp(s.objects, ack.op); onChange(); }
       else await resync(id);
-    } catch (err) { say(err.code === "nothing" || err.code === "empty" ? `Nothing to ${kind}.` : plain(err)); }
+    } catch (err) { say(err.code === `nothing_to_${kind}` ? `Nothing to ${kind}.` : plain(err)); }
   }
 
   s.classToggle = (name) => {
