@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event, insert, update
+from sqlalchemy import event, insert, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -36,8 +36,18 @@ class PendingOp:
     inverse: dict[str, Any] | None
 
 
+#: PostgreSQL channel of the payload-free doorbell other processes LISTEN on.
+DOORBELL_CHANNEL = "labelhub_ops"
+
+
 async def reserve_seqs(session: AsyncSession, project_id: int, n: int) -> int:
-    """Take ``n`` consecutive seqs for the project; returns the first one."""
+    """Take ``n`` consecutive seqs for the project; returns the first one.
+
+    On PostgreSQL this also rings the doorbell; NOTIFY is delivered only if the transaction
+    commits, so other processes never hear of an op that did not happen.
+    """
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        await session.execute(text(f"SELECT pg_notify('{DOORBELL_CHANNEL}', '')"))
     last = (await session.execute(
         update(Project).where(Project.id == project_id).values(seq=Project.seq + n)
         .returning(Project.seq)

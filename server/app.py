@@ -16,10 +16,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from server import accounts, formats, images, labels, preferences, projects
+from server import accounts, formats, images, labels, preferences, projects, stats
 from server.auth import TokenSigner, configure_password_hashing
 from server.db import make_engine, make_sessionmaker, transaction
 from server.errors import exception_handlers
+from server.hub import endpoint as hub_endpoint
 from server.models import User
 from server.schemas import UserIn
 from server.settings import Settings, get_settings
@@ -29,7 +30,7 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "client" / "web"
 
 # Feature modules: each has ``routes`` and may have ``lifespan(app)``, an async context
 # manager run at start-up (after the database is ready) and left at shutdown.
-FEATURES: list[ModuleType] = [accounts, projects, images, labels, preferences, formats]
+FEATURES: list[ModuleType] = [accounts, projects, images, labels, preferences, formats, stats, hub_endpoint]
 
 
 async def healthz(_request: Request) -> Response:

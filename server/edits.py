@@ -1,0 +1,247 @@
+"""The one commit path for edits: check, apply, write state and the op-log row — in one transaction.
+
+Used by the socket hub, REST routes and imports. The caller owns the transaction; nobody hears of
+an op before it commits (``server._oplog`` announces committed seqs to the hub after commit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, null, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server import _label_store as label_store
+from server._oplog import notify_after_commit, reserve_seqs
+from server.classification import (
+    LABEL_OP_KINDS,
+    ClassificationError,
+    apply_label_op,
+    parse_label_op,
+    sync_label_ops,
+)
+from server.geometry import GeometryError, LabelObject, Policy, edit, object_to_dict, parse_object
+from server.geometry import op_to_dict as geometry_op_to_dict
+from server.geometry import parse_op as parse_geometry_op
+from server.hub.locks import Lease, check_token
+from server.models import Image, ImageLock, LabelObjectRow, OpLogEntry, utcnow
+from server.preferences import LabelingSettings
+
+
+class EditError(Exception):
+    """An op that cannot be applied; nothing was written. ``code`` is on the wire."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.field = code, message, field
+
+
+@dataclass(frozen=True)
+class Committed:
+    seq: int
+    op: dict[str, Any]
+    inverse: dict[str, Any] | None
+    duplicate: bool = False
+
+
+def row_to_dict(row: Any) -> dict[str, Any]:
+    """The wire form of an object row (what ``parse_object`` accepts)."""
+    return {"id": row.id, "type": row.type, "label": row.label, "geometry": row.geometry,
+            "keypoints": row.keypoints or [], "attributes": row.attributes or {},
+            "rpy": row.rpy, "occluded": row.occluded, "z": row.z}
+
+
+def op_to_dict(op: Any) -> dict[str, Any]:
+    if isinstance(op, dict):
+        return op
+    to_dict = getattr(op, "to_dict", None)
+    if callable(to_dict):
+        return dict(to_dict())
+    return geometry_op_to_dict(op)
+
+
+def _object_ids(op: Any) -> set[str] | None:
+    """Ids an op reads; ``None`` when it needs every object of the image."""
+    kind = getattr(op, "kind", None)
+    if kind == "rasterize_all":
+        return None
+    if kind == "batch":
+        ids: set[str] = set()
+        for sub in op.ops:
+            sub_ids = _object_ids(sub)
+            if sub_ids is None:
+                return None
+            ids |= sub_ids
+        return ids
+    if kind == "create":
+        return {op.object.id}
+    return {op.object_id}
+
+
+class _Objects(Mapping[str, LabelObject]):
+    """The objects an op touches, loaded on demand, with the image's true object count.
+
+    Loading all 10,000 objects of a busy image for every vertex move would cost far more than
+    the edit itself.
+    """
+
+    def __init__(self, loaded: dict[str, LabelObject], count: int) -> None:
+        self._loaded, self._count = loaded, count
+
+    def __getitem__(self, key: str) -> LabelObject:
+        return self._loaded[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._loaded)
+
+    def __len__(self) -> int:
+        return self._count
+
+
+async def load_objects(session: AsyncSession, image_id: int, ids: set[str] | None) -> dict[str, Any]:
+    stmt = select(LabelObjectRow).where(LabelObjectRow.image_id == image_id)
+    if ids is not None:
+        if not ids:
+            return {}
+        stmt = stmt.where(LabelObjectRow.id.in_(sorted(ids)))
+    return {row.id: row for row in (await session.execute(stmt)).scalars()}
+
+
+async def check_lock(session: AsyncSession, image_id: int, user_id: int, token: int,
+                     now: datetime) -> None:
+    """The op's fencing token must be the image's current, unexpired lease held by this user.
+
+    ``FOR UPDATE`` keeps a take-over from slipping in between this check and the commit.
+    """
+    row = (await session.execute(
+        select(ImageLock).where(ImageLock.image_id == image_id).with_for_update()
+    )).scalar_one_or_none()
+    lease = Lease.of(row) if row is not None else None
+    problem = check_token(lease, user_id, token, now)
+    if problem is not None:
+        raise EditError(problem[0], problem[1])
+
+
+async def append(session: AsyncSession, *, project_id: int, image_id: int | None,
+                 user_id: int | None, kind: str, op: dict[str, Any], inverse: dict[str, Any] | None,
+                 client_op_id: str | None, origin: str, reverts_seq: int | None = None) -> int:
+    seq = await reserve_seqs(session, project_id, 1)
+    await session.execute(insert(OpLogEntry).values(
+        project_id=project_id, seq=seq, image_id=image_id, user_id=user_id, kind=kind, op=op,
+        # SQL NULL, not JSON null, so "has an inverse" is a plain IS NOT NULL.
+        inverse=inverse if inverse is not None else null(), client_op_id=client_op_id, reverts_seq=reverts_seq, origin=origin,
+        created_at=utcnow()))
+    notify_after_commit(session, project_id, seq)
+    return seq
+
+
+async def find_duplicate(session: AsyncSession, user_id: int, client_op_id: str) -> Committed | None:
+    row = (await session.execute(
+        select(OpLogEntry.seq, OpLogEntry.op, OpLogEntry.inverse).where(
+            OpLogEntry.user_id == user_id, OpLogEntry.client_op_id == client_op_id)
+    )).first()
+    if row is None:
+        return None
+    return Committed(seq=row.seq, op=row.op, inverse=row.inverse, duplicate=True)
+
+
+async def commit_op(
+    session: AsyncSession, *, project_id: int, image: Image, user_id: int,
+    op_data: Any, settings: LabelingSettings, client_op_id: str | None = None,
+    origin: str = "edit", reverts_seq: int | None = None,
+) -> Committed:
+    """Apply one op to ``image`` and log it. Raises :class:`EditError`; writes nothing then."""
+    if client_op_id is not None:
+        dup = await find_duplicate(session, user_id, client_op_id)
+        if dup is not None:
+            return dup
+    kind = op_data.get("kind") if isinstance(op_data, dict) else None
+    if kind in LABEL_OP_KINDS:
+        op, inverse = await _apply_label(session, project_id, image.id, user_id, op_data)
+    else:
+        op, inverse, new_labels = await _apply_objects(session, project_id, image, user_id,
+                                                       op_data, settings, origin)
+        if new_labels and settings.synchronize_labels:
+            await _sync(session, project_id, image.id, user_id, new_labels)
+    seq = await append(session, project_id=project_id, image_id=image.id, user_id=user_id,
+                       kind=str(op.get("kind")), op=op, inverse=inverse,
+                       client_op_id=client_op_id, origin=origin, reverts_seq=reverts_seq)
+    await session.execute(update(Image).where(Image.id == image.id)
+                          .values(labeled_at=utcnow(), labeled_by=user_id))
+    return Committed(seq=seq, op=op, inverse=inverse)
+
+
+async def _apply_label(session: AsyncSession, project_id: int, image_id: int, user_id: int,
+                       op_data: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    try:
+        op = parse_label_op(op_data)
+    except ClassificationError as exc:
+        raise EditError("invalid_op", str(exc), getattr(exc, "field", None)) from None
+    state = await label_store.read_image_labels(session, image_id)
+    new_state, inverse = apply_label_op(state, op, user_id)
+    if inverse is not None:
+        await label_store.write_image_labels(session, project_id, image_id, new_state)
+    return op_to_dict(op), op_to_dict(inverse) if inverse is not None else None
+
+
+async def _sync(session: AsyncSession, project_id: int, image_id: int, user_id: int,
+                labels: set[str]) -> None:
+    """Label sync: each new object label also becomes a classification label (source sync)."""
+    state = await label_store.read_image_labels(session, image_id)
+    for name in sorted(labels):
+        for op in sync_label_ops(name, state):
+            state, inverse = apply_label_op(state, op, user_id)
+            if inverse is None:
+                continue
+            await label_store.write_image_labels(session, project_id, image_id, state)
+            await append(session, project_id=project_id, image_id=image_id, user_id=user_id,
+                         kind=op.kind, op=op_to_dict(op), inverse=op_to_dict(inverse),
+                         client_op_id=None, origin="sync")
+
+
+async def _apply_objects(
+    session: AsyncSession, project_id: int, image: Image, user_id: int, op_data: Any,
+    settings: LabelingSettings, origin: str,
+) -> tuple[dict[str, Any], dict[str, Any], set[str]]:
+    try:
+        op = parse_geometry_op(op_data)
+        rows = await load_objects(session, image.id, _object_ids(op))
+        objects = _Objects({oid: parse_object(row_to_dict(r)) for oid, r in rows.items()},
+                           image.object_count)
+        policy = Policy.from_settings(settings.model_dump(), image.width, image.height)
+        result = edit(objects, op, policy)
+    except GeometryError as exc:
+        raise EditError("invalid_op", str(exc), exc.field) from None
+    now = utcnow()
+    new_labels: set[str] = set()
+    count = image.object_count
+    for oid, obj in result.changes.items():
+        row = rows.get(oid)
+        if obj is None:
+            if row is not None:
+                await session.execute(delete(LabelObjectRow).where(
+                    LabelObjectRow.image_id == image.id, LabelObjectRow.id == oid))
+                count -= 1
+            continue
+        data = object_to_dict(obj)
+        values = {k: data[k] for k in ("type", "label", "geometry", "keypoints", "attributes",
+                                       "rpy", "occluded", "z")}
+        if obj.label and (row is None or row.label != obj.label):
+            new_labels.add(obj.label)
+        if row is None:
+            await session.execute(insert(LabelObjectRow).values(
+                image_id=image.id, id=oid, project_id=project_id, version=1,
+                source="import" if origin == "import" else "manual", created_by=user_id,
+                updated_by=user_id, created_at=now, updated_at=now, **values))
+            count += 1
+        else:
+            await session.execute(update(LabelObjectRow).where(
+                LabelObjectRow.image_id == image.id, LabelObjectRow.id == oid).values(
+                version=row.version + 1, updated_by=user_id, updated_at=now, **values))
+    if count != image.object_count:
+        await session.execute(update(Image).where(Image.id == image.id).values(object_count=count))
+        image.object_count = count
+    return op_to_dict(op), op_to_dict(result.inverse), new_labels

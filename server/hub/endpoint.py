@@ -1,0 +1,256 @@
+"""``/api/v1/ws``: origin and auth at the handshake, then one message at a time per connection.
+
+Bad input never closes the socket: it gets an ``error`` naming the request. Only failed
+authentication (4401) or a lost account (4403) closes it, and a client too slow to keep up (4008).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from server import _oplog
+from server.auth import authenticate
+from server.db import is_sqlite, transaction
+from server.edits import EditError
+from server.errors import ApiError
+from server.hub import leases
+from server.hub.bus import PgBus, asyncpg_dsn
+from server.hub.connection import Connection
+from server.hub.handlers import Handlers, RequestError
+from server.hub.hub import Hub
+from server.models import utcnow
+from server.protocol import (
+    CLOSE_FORBIDDEN,
+    CLOSE_UNAUTHORIZED,
+    Cursor,
+    Error,
+    Heartbeat,
+    Hello,
+    NextImage,
+    Op,
+    OpenImage,
+    PresenceEvent,
+    Redo,
+    ReleaseImage,
+    Subscribe,
+    Undo,
+    Unsubscribe,
+    UserRef,
+    client_message,
+    encode,
+)
+
+log = logging.getLogger("labelhub.ws")
+MAX_MESSAGE_BYTES = 64 * 1024
+
+
+def origin_allowed(websocket: WebSocket) -> bool:
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True  # not a browser; auth still applies
+    host = websocket.headers.get("host", "")
+    own = {f"http://{host}", f"https://{host}"}
+    return origin in own or origin in websocket.app.state.settings.allowed_origins
+
+
+def _error(request_id: Any, code: str, message: str, holder: UserRef | None = None) -> str:
+    rid = request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None
+    return encode(Error(id=rid, code=code, message=message, holder=holder))
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    if not origin_allowed(websocket):
+        await websocket.close(code=CLOSE_FORBIDDEN)  # before accept: the handshake is refused
+        return
+    state = websocket.app.state
+    try:
+        async with transaction(state.sessions) as session:
+            user = await authenticate(websocket, session)
+            user_id, name, is_admin = user.id, user.name or user.email, user.is_admin
+    except ApiError:
+        await websocket.accept()
+        await websocket.close(code=CLOSE_UNAUTHORIZED, reason="authentication required")
+        return
+    await websocket.accept()
+    conn = Connection(websocket, user_id, name, is_admin)
+    writer = asyncio.create_task(conn.writer(), name=f"ws-writer-{conn.id}")
+    handlers: Handlers = state.handlers
+    try:
+        await _serve(conn, handlers, websocket, writer)
+    finally:
+        state.hub.leave(conn)
+        conn.stop()
+        writer.cancel()
+        with suppress(asyncio.CancelledError):
+            await writer
+        await _release_all(state, conn)
+
+
+async def _serve(conn: Connection, handlers: Handlers, websocket: WebSocket,
+                 writer: asyncio.Task[None]) -> None:
+    while not conn.dropped:
+        receive = asyncio.create_task(websocket.receive())
+        done, _ = await asyncio.wait({receive, writer}, return_when=asyncio.FIRST_COMPLETED)
+        if receive not in done:
+            receive.cancel()
+            with suppress(asyncio.CancelledError, Exception):
+                await receive
+            return  # the writer stopped: the client was dropped or the socket failed
+        message = receive.result()
+        if message["type"] == "websocket.disconnect":
+            return
+        text = message.get("text")
+        if text is None:
+            conn.send(_error(None, "binary_frame", "send JSON text frames"))
+            continue
+        if await _handle(conn, handlers, text) == "close":
+            with suppress(RuntimeError, WebSocketDisconnect):
+                await websocket.close(code=CLOSE_FORBIDDEN, reason="account no longer active")
+            return
+
+
+async def _handle(conn: Connection, handlers: Handlers, text: str) -> str | None:
+    if len(text.encode()) > MAX_MESSAGE_BYTES:
+        conn.send(_error(None, "too_large", f"messages are limited to {MAX_MESSAGE_BYTES} bytes"))
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        conn.send(_error(None, "bad_json", f"not valid JSON: {exc}"))
+        return None
+    request_id = data.get("id") if isinstance(data, dict) else None
+    if not conn.limiter.allow():
+        conn.send(_error(request_id, "rate_limited", "too many messages; slow down"))
+        return None
+    try:
+        msg = client_message.validate_python(data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in err["loc"]) or "message"
+        conn.send(_error(request_id, "invalid", f"{where}: {err['msg']}"))
+        return None
+    if conn.project_id is None and not isinstance(msg, Hello):
+        conn.send(_error(msg.id, "hello_first", "send hello first"))
+        return None
+    try:
+        await _dispatch(conn, handlers, msg)
+    except RequestError as exc:
+        conn.send(_error(msg.id, exc.code, exc.message, exc.holder))
+        if exc.code == "unauthorized":
+            return "close"
+    except EditError as exc:
+        message = exc.message if not exc.field or exc.field in exc.message else f"{exc.field}: {exc.message}"
+        conn.send(_error(msg.id, exc.code, message))
+    return None
+
+
+async def _dispatch(conn: Connection, handlers: Handlers, msg: Any) -> None:
+    match msg:
+        case Hello():
+            await handlers.hello(conn, msg)
+        case Subscribe():
+            await handlers.subscribe(conn, msg)
+        case Unsubscribe():
+            await handlers.unsubscribe(conn, msg)
+        case OpenImage():
+            await handlers.open_image(conn, msg)
+        case ReleaseImage():
+            await handlers.release_image(conn, msg)
+        case Heartbeat():
+            await handlers.heartbeat(conn, msg)
+        case NextImage():
+            await handlers.next_image(conn, msg)
+        case Op():
+            await handlers.op(conn, msg)
+        case Undo() | Redo():
+            await handlers.undo_redo(conn, msg)
+        case Cursor():
+            await handlers.cursor(conn, msg, time.monotonic())
+
+
+async def _release_all(state: Any, conn: Connection) -> None:
+    """A clean close releases this connection's leases at once."""
+    try:
+        async with transaction(state.sessions) as session:
+            await leases.release_connection(session, user_id=conn.user_id, connection_id=conn.id,
+                                            now=utcnow(), idle_limit=state.settings.idle_limit_seconds)
+    except Exception:  # the lease will expire on its own
+        log.exception("releasing the leases of connection %s failed", conn.id)
+
+
+async def _sweep(state: Any) -> None:
+    """Free lapsed leases now and then (any process may; row locks keep it once-only)."""
+    interval = max(0.5, min(5.0, state.settings.lock_ttl_seconds / 3))
+    while True:
+        await asyncio.sleep(interval)  # a timer, not a wait for an event
+        try:
+            async with transaction(state.sessions) as session:
+                await leases.expire_due(session, now=utcnow(),
+                                        idle_limit=state.settings.idle_limit_seconds)
+        except Exception:
+            log.exception("lease sweep failed")
+
+
+@asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    state = app.state
+    engine = state.engine
+    url = state.settings.resolved_database_url
+    if is_sqlite(url):
+        state.snapshot_sessions = state.sessions
+    else:
+        # Snapshot seq and objects must come from one view of the database.
+        state.snapshot_sessions = async_sessionmaker(
+            engine.execution_options(isolation_level="REPEATABLE READ"), expire_on_commit=False)
+    hub = Hub(state.sessions)
+    state.hub = hub
+    state.handlers = Handlers(state, hub)
+    unregister = _oplog.on_ops_committed(lambda project_id, _seq: hub.poke(project_id))
+    bus: PgBus | None = None
+    if not is_sqlite(url):
+        bus = PgBus(asyncpg_dsn(url), ring=lambda: hub.poke(None),
+                    on_presence=lambda m: _deliver_presence(hub, m))
+        bus.start()
+        state.bus = bus
+
+        async def publish(conn: Connection, image: int | None, x: float | None, y: float | None) -> None:
+            assert bus is not None
+            await bus.publish_presence({"project": conn.project_id, "user": conn.user_id,
+                                        "name": conn.user_name, "image": image, "x": x, "y": y})
+
+        state.publish_presence = publish
+    sweeper = asyncio.create_task(_sweep(state), name="lease-sweeper")
+    try:
+        yield
+    finally:
+        sweeper.cancel()
+        with suppress(asyncio.CancelledError):
+            await sweeper
+        unregister()
+        if bus is not None:
+            await bus.stop()
+        await hub.close()
+
+
+def _deliver_presence(hub: Hub, message: dict[str, Any]) -> None:
+    room = hub.rooms.get(int(message.get("project") or 0))
+    if room is None:
+        return
+    frame = encode(PresenceEvent(user=UserRef(id=int(message["user"]), name=str(message["name"])),
+                                 image=message.get("image"), x=message.get("x"), y=message.get("y")))
+    hub.send_to(room.connections, frame)
+
+
+routes: list[BaseRoute] = [WebSocketRoute("/api/v1/ws", websocket_endpoint)]

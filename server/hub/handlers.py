@@ -1,0 +1,280 @@
+"""What each client message does. One transaction per message; ack after commit.
+
+Privileges are read from the database inside the message's transaction, so a demoted member's
+next op is refused even before the ``privileges`` event reaches their other connections.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import State
+
+from server import _label_store as label_store
+from server import undo as undo_log
+from server._web import actor_for
+from server.db import transaction
+from server.edits import EditError, check_lock, commit_op, row_to_dict
+from server.hub import leases
+from server.hub.connection import Connection
+from server.hub.hub import Hub
+from server.hub.skip import SkipRules
+from server.image_query import ImageFilter
+from server.models import Image, ImageLock, LabelObjectRow, Project, utcnow
+from server.permissions import ALL, Privilege, allowed, to_names
+from server.preferences import effective_settings
+from server.protocol import (
+    Ack,
+    Cursor,
+    Heartbeat,
+    Hello,
+    ImageLabelOut,
+    LockInfo,
+    NextImage,
+    Op,
+    OpenImage,
+    Redo,
+    ReleaseImage,
+    ResetEvent,
+    Snapshot,
+    Subscribe,
+    Undo,
+    Unsubscribe,
+    UserRef,
+    encode,
+)
+
+CURSOR_INTERVAL = 0.05  # seconds between relayed cursor positions of one connection
+
+
+class RequestError(Exception):
+    def __init__(self, code: str, message: str, holder: UserRef | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.holder = code, message, holder
+
+
+class Handlers:
+    def __init__(self, state: State, hub: Hub) -> None:
+        self.state, self.hub = state, hub
+        self.settings = state.settings
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    async def _require(self, session: AsyncSession, conn: Connection, needed: Privilege) -> None:
+        if conn.project_id is None:
+            raise RequestError("hello_first", "send hello first")
+        actor = await actor_for_id(session, conn)
+        conn.privileges = int(ALL) if actor.is_admin else int(actor.privileges or 0)
+        if not allowed(actor, needed):
+            raise RequestError("forbidden", f"this needs the '{(needed.name or '').lower()}' privilege")
+
+    async def _image(self, session: AsyncSession, conn: Connection, image_id: int) -> Image:
+        image = await session.get(Image, image_id)
+        if image is None or image.project_id != conn.project_id:
+            raise RequestError("not_found", f"no image {image_id} in this project")
+        return image
+
+    def _lock_info(self, token: int, expires_at: datetime | None) -> LockInfo:
+        return LockInfo(token=token, expires_at=leases.iso(expires_at) or "")
+
+    async def snapshot(self, session: AsyncSession, image: Image) -> Snapshot:
+        seq = (await session.execute(select(Project.seq).where(Project.id == image.project_id))).scalar_one()
+        rows = (await session.execute(select(LabelObjectRow).where(LabelObjectRow.image_id == image.id)
+                                      .order_by(LabelObjectRow.z, LabelObjectRow.created_at))).scalars()
+        labels = await label_store.read_image_labels(session, image.id)
+        lock_row = await session.get(ImageLock, image.id)
+        lock = None
+        if lock_row is not None and lock_row.holder_id is not None and lock_row.expires_at \
+                and lock_row.expires_at > utcnow():
+            who = await leases.holder(session, lock_row.holder_id)
+            assert who is not None
+            lock = {"holder": {"id": who.id, "name": who.name},
+                    "expires_at": leases.iso(lock_row.expires_at)}
+        return Snapshot(image=image.id, seq=int(seq), objects=[row_to_dict(r) for r in rows],
+                        labels=[ImageLabelOut(label=s.label, is_default=s.is_default, source=s.source)
+                                for s in labels], lock=lock)
+
+    async def subscribe_image(self, conn: Connection, image_id: int) -> Snapshot:
+        """Take a consistent snapshot and start delivering the image's ops after it."""
+        room = self.hub.rooms.get(conn.project_id or 0)
+        assert room is not None
+        async with room.lock, self.state.snapshot_sessions() as session, session.begin():
+            image = await self._image(session, conn, image_id)
+            snap = await self.snapshot(session, image)
+            conn.subscriptions[image_id] = snap.seq
+        return snap
+
+    # --- messages ----------------------------------------------------------------------------
+
+    async def hello(self, conn: Connection, msg: Hello) -> None:
+        if conn.project_id is not None:
+            raise RequestError("already_joined", "hello was already sent on this connection")
+        async with transaction(self.state.sessions) as session:
+            project = await session.get(Project, msg.project)
+            conn.project_id = msg.project
+            try:
+                if project is None:
+                    raise RequestError("not_found", f"no project {msg.project}")
+                await self._require(session, conn, Privilege.VIEW)
+                for image_id in msg.images:
+                    await self._image(session, conn, image_id)
+            finally:
+                conn.project_id = None
+        for image_id in msg.images:
+            conn.subscriptions[image_id] = msg.since or 0
+        seq, reset = await self.hub.join(conn, msg.project, msg.since)
+        conn.send(encode(Ack(id=msg.id, seq=seq, user=UserRef(id=conn.user_id, name=conn.user_name),
+                             privileges=to_names(conn.privileges))))
+        if reset:
+            conn.send(encode(ResetEvent(seq=seq, reason="resume point is older than the kept log")))
+            for image_id in list(conn.subscriptions):
+                conn.send(encode(await self.subscribe_image(conn, image_id)))
+        self.hub.broadcast_presence(conn, None, None, None)
+
+    async def subscribe(self, conn: Connection, msg: Subscribe) -> None:
+        async with transaction(self.state.sessions) as session:
+            await self._require(session, conn, Privilege.VIEW)
+        snap = await self.subscribe_image(conn, msg.image)
+        conn.send(encode(Ack(id=msg.id, seq=snap.seq)))
+        conn.send(encode(snap))
+
+    async def unsubscribe(self, conn: Connection, msg: Unsubscribe) -> None:
+        conn.subscriptions.pop(msg.image, None)
+        conn.send(encode(Ack(id=msg.id)))
+
+    async def open_image(self, conn: Connection, msg: OpenImage) -> None:
+        async with transaction(self.state.sessions) as session:
+            await self._require(session, conn, Privilege.LABEL)
+            if msg.take_over:
+                await self._require(session, conn, Privilege.REVIEW)
+            image = await self._image(session, conn, msg.image)
+            result = await leases.open_image(
+                session, image, user_id=conn.user_id, connection_id=conn.id,
+                ttl=self.settings.lock_ttl_seconds, take_over=msg.take_over, now=utcnow(),
+                idle_limit=self.settings.idle_limit_seconds)
+            assert result is not None
+        if not result.granted:
+            who = result.holder
+            raise RequestError("locked", f"{who.name if who else 'someone'} is labeling this image",
+                               UserRef(id=who.id, name=who.name) if who else None)
+        snap = await self.subscribe_image(conn, msg.image)
+        conn.send(encode(Ack(id=msg.id, seq=snap.seq, image=msg.image,
+                             lock=self._lock_info(result.token, result.expires_at))))
+        conn.send(encode(snap))
+
+    async def release_image(self, conn: Connection, msg: ReleaseImage) -> None:
+        async with transaction(self.state.sessions) as session:
+            await self._require(session, conn, Privilege.VIEW)
+            image = await self._image(session, conn, msg.image)
+            await leases.release_image(session, image, user_id=conn.user_id, connection_id=conn.id,
+                                       now=utcnow(), idle_limit=self.settings.idle_limit_seconds)
+        conn.send(encode(Ack(id=msg.id)))
+
+    async def heartbeat(self, conn: Connection, msg: Heartbeat) -> None:
+        async with transaction(self.state.sessions) as session:
+            await leases.renew(session, user_id=conn.user_id, connection_id=conn.id, now=utcnow(),
+                               ttl=self.settings.lock_ttl_seconds, active=msg.active,
+                               idle_limit=self.settings.idle_limit_seconds)
+        conn.send(encode(Ack(id=msg.id)))
+
+    async def next_image(self, conn: Connection, msg: NextImage) -> None:
+        try:
+            flt = ImageFilter.model_validate(msg.filter) if msg.filter is not None else None
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise RequestError("invalid", f"filter.{where}: {err['msg']}") from None
+        async with transaction(self.state.sessions) as session:
+            await self._require(session, conn, Privilege.LABEL)
+            assert conn.project_id is not None
+            prefs = await effective_settings(session, conn.project_id, conn.user_id)
+            now = utcnow()
+            if msg.after is not None and msg.release:
+                current = await session.get(Image, msg.after)
+                if current is not None and current.project_id == conn.project_id:
+                    await leases.release_image(session, current, user_id=conn.user_id,
+                                               connection_id=conn.id, now=now,
+                                               idle_limit=self.settings.idle_limit_seconds)
+            chosen = await leases.next_image(
+                session, project_id=conn.project_id, user_id=conn.user_id, connection_id=conn.id,
+                after=msg.after, direction=msg.direction, images=msg.images, flt=flt,
+                rules=SkipRules(prefs.skip_other_users_images, prefs.skip_images_being_labeled),
+                ttl=self.settings.lock_ttl_seconds, now=now,
+                idle_limit=self.settings.idle_limit_seconds)
+        if chosen is None:
+            conn.send(encode(Ack(id=msg.id, image=None)))
+            return
+        image, result = chosen
+        snap = await self.subscribe_image(conn, image.id)
+        holder = UserRef(id=result.holder.id, name=result.holder.name) if result.holder else None
+        lock = self._lock_info(result.token, result.expires_at) if result.granted else None
+        conn.send(encode(Ack(id=msg.id, image=image.id, seq=snap.seq, lock=lock, holder=holder)))
+        conn.send(encode(snap))
+
+    async def op(self, conn: Connection, msg: Op) -> None:
+        conn.own_ops.append(msg.client_op_id)  # before commit, so the tail never echoes it
+        async with transaction(self.state.sessions) as session:
+            await self._require(session, conn, Privilege.LABEL)
+            image = await self._image(session, conn, msg.image)
+            now = utcnow()
+            await check_lock(session, image.id, conn.user_id, msg.token, now)
+            assert conn.project_id is not None
+            prefs = await effective_settings(session, conn.project_id, conn.user_id)
+            done = await commit_op(session, project_id=conn.project_id, image=image,
+                                   user_id=conn.user_id, op_data=msg.op, settings=prefs,
+                                   client_op_id=msg.client_op_id)
+            if not done.duplicate:
+                await leases.touch(session, image.id, msg.token, now, self.settings.idle_limit_seconds)
+        conn.send(encode(Ack(id=msg.id, seq=done.seq, duplicate=done.duplicate or None)))
+
+    async def undo_redo(self, conn: Connection, msg: Undo | Redo) -> None:
+        which = msg.type
+        client_op_id = f"{which}:{uuid.uuid4().hex}"
+        conn.own_ops.append(client_op_id)
+        async with transaction(self.state.sessions) as session:
+            await self._require(session, conn, Privilege.LABEL)
+            image = await self._image(session, conn, msg.image)
+            now = utcnow()
+            await check_lock(session, image.id, conn.user_id, msg.token, now)
+            assert conn.project_id is not None
+            prefs = await effective_settings(session, conn.project_id, conn.user_id)
+            row = await undo_log.target(session, image_id=image.id, user_id=conn.user_id,
+                                        depth=prefs.undo_history_length, which=which)
+            if row is None:
+                raise RequestError(f"nothing_to_{which}", f"there is nothing to {which}")
+            op_data: Any = row.inverse if which == "undo" else row.op
+            done = await commit_op(session, project_id=conn.project_id, image=image,
+                                   user_id=conn.user_id, op_data=op_data, settings=prefs,
+                                   client_op_id=client_op_id, origin=which, reverts_seq=row.seq)
+            await leases.touch(session, image.id, msg.token, now, self.settings.idle_limit_seconds)
+        conn.send(encode(Ack(id=msg.id, seq=done.seq, op=done.op)))
+
+    async def cursor(self, conn: Connection, msg: Cursor, now: float) -> None:
+        if msg.image not in conn.subscriptions:
+            raise RequestError("not_subscribed", f"subscribe to image {msg.image} first")
+        conn.send(encode(Ack(id=msg.id)))
+        if now - conn.last_cursor < CURSOR_INTERVAL:
+            return  # throttled: presence is best effort
+        conn.last_cursor = now
+        self.hub.broadcast_presence(conn, msg.image, msg.x, msg.y)
+        publish = getattr(self.state, "publish_presence", None)
+        if publish is not None:
+            await publish(conn, msg.image, msg.x, msg.y)
+
+
+async def actor_for_id(session: AsyncSession, conn: Connection) -> Any:
+    from server.models import User
+
+    user = await session.get(User, conn.user_id)
+    if user is None or not user.is_active:
+        raise RequestError("unauthorized", "this account is no longer active")
+    assert conn.project_id is not None
+    return await actor_for(session, user, conn.project_id)
+
+
+__all__ = ["EditError", "Handlers", "RequestError"]

@@ -1,0 +1,261 @@
+"""The hub: per-project rooms that tail the op log and fan committed events out to connections.
+
+Nothing that matters lives only here: ops and leases are in the database, and each process's
+rooms read the log by seq. A room wakes when its own process commits (an in-process callback)
+or another process does (the bus doorbell), and on a slow poll as a safety net.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from server.hub.connection import Connection
+from server.models import Image, ImageLabel, ImageLock, Membership, OpLogEntry, Project, utcnow
+from server.protocol import (
+    LockEvent,
+    OpEvent,
+    PresenceEvent,
+    PrivilegesEvent,
+    ProgressEvent,
+    UserRef,
+    encode,
+)
+
+log = logging.getLogger("labelhub.hub")
+TAIL_BATCH = 500
+PROGRESS_INTERVAL = 1.0  # seconds between progress events of one project
+PROJECT_WIDE = frozenset({"rename_label", "delete_label", "members"})
+
+
+@dataclass(eq=False)
+class Room:
+    project_id: int
+    seq: int
+    connections: set[Connection] = field(default_factory=set)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    progress_due: float = 0.0
+    progress_task: asyncio.Task[None] | None = None
+
+
+def op_event(row: Any) -> str:
+    return encode(OpEvent(seq=row.seq, image=row.image_id, user=row.user_id, op=row.op,
+                          client_op_id=row.client_op_id, origin=row.origin))
+
+
+def lock_event(row: Any) -> str:
+    op = row.op
+    who = op.get("holder")
+    return encode(LockEvent(seq=row.seq, image=row.image_id, state=op["state"],
+                            holder=UserRef(**who) if who else None, expires_at=op.get("expires_at")))
+
+
+class Hub:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], poll_interval: float = 1.0) -> None:
+        self.sessions = sessions
+        self.rooms: dict[int, Room] = {}
+        self.poll_interval = poll_interval
+        self._closing = False
+
+    # --- rooms and membership ----------------------------------------------------------------
+
+    async def join(self, conn: Connection, project_id: int, since: int | None) -> tuple[int, bool]:
+        """Add a connection to its project's room and replay what it missed.
+
+        Returns ``(current seq, reset)``; ``reset`` when ``since`` is older than the log keeps.
+        """
+        room = await self._room(project_id)
+        async with room.lock:
+            reset = False
+            if since is not None and since < room.seq:
+                reset = not await self._replay(conn, room, since)
+            conn.project_id = project_id
+            room.connections.add(conn)
+            return room.seq, reset
+
+    def leave(self, conn: Connection) -> None:
+        if conn.project_id is None:
+            return
+        room = self.rooms.get(conn.project_id)
+        if room is None:
+            return
+        room.connections.discard(conn)
+        self.broadcast_presence(conn, None, None, None, online=False)
+
+    async def _room(self, project_id: int) -> Room:
+        room = self.rooms.get(project_id)
+        if room is None:
+            async with self.sessions() as session:
+                seq = (await session.execute(
+                    select(Project.seq).where(Project.id == project_id))).scalar_one()
+            room = self.rooms.get(project_id)
+            if room is None:
+                room = self.rooms[project_id] = Room(project_id, int(seq))
+                room.task = asyncio.create_task(self._tail(room), name=f"tail-{project_id}")
+        return room
+
+    async def _replay(self, conn: Connection, room: Room, since: int) -> bool:
+        """Send ``conn`` the events after ``since`` up to the room's position; False if pruned."""
+        async with self.sessions() as session:
+            oldest = (await session.execute(select(func.min(OpLogEntry.seq)).where(
+                OpLogEntry.project_id == room.project_id))).scalar_one_or_none()
+            if oldest is not None and oldest > since + 1:
+                return False
+            stmt = (select(OpLogEntry).where(OpLogEntry.project_id == room.project_id,
+                                             OpLogEntry.seq > since, OpLogEntry.seq <= room.seq)
+                    .order_by(OpLogEntry.seq))
+            for row in (await session.execute(stmt)).scalars():
+                frame = self._frame_for(conn, row, replay=True)
+                if frame is not None:
+                    conn.send(frame)
+        return True
+
+    # --- the tail ----------------------------------------------------------------------------
+
+    def poke(self, project_id: int | None = None) -> None:
+        """Wake one room (a local commit) or all (a doorbell from another process)."""
+        rooms = self.rooms.values() if project_id is None else filter(None, [self.rooms.get(project_id)])
+        for room in rooms:
+            room.wake.set()
+
+    async def _tail(self, room: Room) -> None:
+        while not self._closing:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(room.wake.wait(), timeout=self.poll_interval)
+            room.wake.clear()
+            try:
+                await self._advance(room)
+            except Exception:  # keep tailing; the next wake or poll retries
+                log.exception("tail of project %s failed", room.project_id)
+            if not room.connections and not room.wake.is_set():
+                # Nobody watches: stop tailing; the next join starts again from the database.
+                self.rooms.pop(room.project_id, None)
+                return
+
+    async def _advance(self, room: Room) -> None:
+        while True:
+            async with self.sessions() as session:
+                rows = (await session.execute(
+                    select(OpLogEntry).where(OpLogEntry.project_id == room.project_id,
+                                             OpLogEntry.seq > room.seq)
+                    .order_by(OpLogEntry.seq).limit(TAIL_BATCH))).scalars().all()
+            if not rows:
+                return
+            async with room.lock:
+                for row in rows:
+                    if row.seq != room.seq + 1:
+                        # A gap means a transaction holding that seq has not committed yet;
+                        # seq is gap-free once it does, so wait for it rather than skip.
+                        return
+                    room.seq = row.seq
+                    await self._dispatch(room, row)
+            self._schedule_progress(room)
+            if len(rows) < TAIL_BATCH:
+                return
+
+    async def _dispatch(self, room: Room, row: OpLogEntry) -> None:
+        if row.kind == "members":
+            await self._refresh_privileges(room, int(row.op.get("user_id", 0)))
+        for conn in list(room.connections):
+            frame = self._frame_for(conn, row, replay=False)
+            if frame is not None:
+                conn.send(frame)
+
+    def _frame_for(self, conn: Connection, row: OpLogEntry, *, replay: bool) -> str | None:
+        if row.kind == "lock":
+            return lock_event(row)
+        if row.kind in PROJECT_WIDE or row.image_id is None:
+            return op_event(row)
+        snapshot_seq = conn.subscriptions.get(row.image_id)
+        if snapshot_seq is None or row.seq <= snapshot_seq:
+            return None
+        if not replay and row.client_op_id is not None and row.client_op_id in conn.own_ops \
+                and row.user_id == conn.user_id:
+            return None  # the sender already has its ack
+        return op_event(row)
+
+    # --- privileges, presence, progress ------------------------------------------------------
+
+    async def _refresh_privileges(self, room: Room, user_id: int) -> None:
+        from server.permissions import to_names
+
+        targets = [c for c in room.connections if c.user_id == user_id]
+        if not targets:
+            return
+        async with self.sessions() as session:
+            privileges = (await session.execute(select(Membership.privileges).where(
+                Membership.project_id == room.project_id, Membership.user_id == user_id))
+            ).scalar_one_or_none()
+        for conn in targets:
+            conn.privileges = int(privileges or 0)
+            names = to_names(conn.privileges) if not conn.is_admin else to_names(-1 & 0x1FF)
+            conn.send(encode(PrivilegesEvent(privileges=names)))
+
+    def broadcast_presence(self, conn: Connection, image: int | None, x: float | None,
+                           y: float | None, *, online: bool = True) -> None:
+        if conn.project_id is None:
+            return
+        room = self.rooms.get(conn.project_id)
+        if room is None:
+            return
+        frame = encode(PresenceEvent(user=UserRef(id=conn.user_id, name=conn.user_name),
+                                     image=image, x=x, y=y, online=online))
+        self.send_to(room.connections, frame, skip=conn)
+
+    @staticmethod
+    def send_to(connections: Iterable[Connection], frame: str, skip: Connection | None = None) -> None:
+        for other in list(connections):
+            if other is not skip:
+                other.send(frame)
+
+    def _schedule_progress(self, room: Room) -> None:
+        if room.progress_task is not None and not room.progress_task.done():
+            return
+        delay = max(0.0, room.progress_due - time.monotonic())
+        room.progress_task = asyncio.create_task(self._progress(room, delay))
+
+    async def _progress(self, room: Room, delay: float) -> None:
+        if delay:
+            await asyncio.sleep(delay)  # throttle: one progress event per interval
+        room.progress_due = time.monotonic() + PROGRESS_INTERVAL
+        try:
+            event = await self.progress(room.project_id, room.seq)
+        except Exception:
+            log.exception("progress of project %s failed", room.project_id)
+            return
+        self.send_to(room.connections, encode(event))
+
+    async def progress(self, project_id: int, seq: int) -> ProgressEvent:
+        now = utcnow()
+        labeled = or_(Image.object_count > 0,
+                      select(ImageLabel.image_id).where(ImageLabel.image_id == Image.id).exists())
+        locked = select(ImageLock.image_id).where(
+            ImageLock.image_id == Image.id, ImageLock.holder_id.is_not(None),
+            ImageLock.expires_at > now).exists()
+        async with self.sessions() as session:
+            total, done, busy = (await session.execute(
+                select(func.count(), func.count().filter(labeled),
+                       func.count().filter(locked & ~labeled))
+                .select_from(Image).where(Image.project_id == project_id))).one()
+        return ProgressEvent(project=project_id, seq=seq, total=total, labeled=done,
+                             in_progress=busy, untouched=total - done - busy)
+
+    async def close(self) -> None:
+        self._closing = True
+        tasks = [t for r in self.rooms.values() for t in (r.task, r.progress_task) if t]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with suppress(asyncio.CancelledError, Exception):
+                await task
+        self.rooms.clear()

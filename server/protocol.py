@@ -1,0 +1,244 @@
+"""The WebSocket wire protocol — public API, documented in ``docs/protocol.md``.
+
+JSON text frames. Every client message has ``type`` and ``id``; the server answers each with an
+``ack`` or an ``error`` carrying the same ``id``. Server events (``snapshot``, ``op``, ``lock``,
+``presence``, ``progress``, ``privileges``, ``reset``) have no ``id``. Fields that are ``null``
+are left out of server frames.
+
+Change this module, the doc and the Python client (``client/``) together.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+ImageId = Annotated[int, Field(gt=0, le=2**31 - 1)]
+ProjectId = Annotated[int, Field(gt=0, le=2**31 - 1)]
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Request(_Msg):
+    id: Annotated[str, Field(min_length=1, max_length=64)] | Annotated[int, Field(ge=0)]
+
+
+# --- client → server -------------------------------------------------------------------------
+
+
+class Hello(_Request):
+    """Must come first. ``since``: the last seq this client saw, to resume from;
+    ``images``: the images it was subscribed to, re-subscribed from ``since``."""
+
+    type: Literal["hello"]
+    project: ProjectId
+    since: Annotated[int, Field(ge=0)] | None = None
+    images: list[ImageId] = Field(default_factory=list, max_length=100)
+
+
+class Subscribe(_Request):
+    type: Literal["subscribe"]
+    image: ImageId
+
+
+class Unsubscribe(_Request):
+    type: Literal["unsubscribe"]
+    image: ImageId
+
+
+class OpenImage(_Request):
+    """Lock an image for editing (and subscribe to it). ``take_over`` needs ``review``."""
+
+    type: Literal["open_image"]
+    image: ImageId
+    take_over: bool = False
+
+
+class ReleaseImage(_Request):
+    type: Literal["release_image"]
+    image: ImageId
+
+
+class Heartbeat(_Request):
+    """Renews this connection's leases; ``active`` counts toward labeling time."""
+
+    type: Literal["heartbeat"]
+    active: bool = True
+
+
+class NextImage(_Request):
+    """Choose and lock the next image to label, honouring the skip settings.
+
+    ``after``: the image the tool is on now (the next one after it in id order, else the first);
+    ``direction``: ``next`` or ``previous``; ``images``: the selection the tool was opened with;
+    ``filter``: the dashboard filter (the keys of the image list's query parameters).
+    """
+
+    type: Literal["next_image"]
+    after: ImageId | None = None
+    direction: Literal["next", "previous"] = "next"
+    images: list[ImageId] | None = Field(default=None, max_length=10_000)
+    filter: dict[str, Any] | None = None
+    release: bool = True  # release the image given in ``after`` if I hold it
+
+
+class Op(_Request):
+    """One edit: an object op (docs/geometry.md) or a classification op."""
+
+    type: Literal["op"]
+    image: ImageId
+    token: int
+    client_op_id: Annotated[str, Field(min_length=1, max_length=64)]
+    op: dict[str, Any]
+
+
+class Undo(_Request):
+    type: Literal["undo"]
+    image: ImageId
+    token: int
+
+
+class Redo(_Request):
+    type: Literal["redo"]
+    image: ImageId
+    token: int
+
+
+class Cursor(_Request):
+    """Where my pointer is (image pixels); relayed as ``presence``, throttled."""
+
+    type: Literal["cursor"]
+    image: ImageId
+    x: float
+    y: float
+
+
+ClientMessage = Annotated[
+    Hello | Subscribe | Unsubscribe | OpenImage | ReleaseImage | Heartbeat | NextImage | Op
+    | Undo | Redo | Cursor,
+    Field(discriminator="type"),
+]
+client_message: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
+
+
+# --- server → client -------------------------------------------------------------------------
+
+
+class UserRef(_Msg):
+    id: int
+    name: str
+
+
+class LockInfo(_Msg):
+    token: int
+    expires_at: str  # ISO 8601, UTC
+
+
+class Ack(_Msg):
+    """The answer to a request. Which optional fields are set depends on the request."""
+
+    type: Literal["ack"] = "ack"
+    id: str | int
+    seq: int | None = None
+    user: UserRef | None = None
+    privileges: list[str] | None = None
+    lock: LockInfo | None = None
+    image: int | None = None
+    holder: UserRef | None = None
+    op: dict[str, Any] | None = None
+    duplicate: bool | None = None
+
+
+class Error(_Msg):
+    type: Literal["error"] = "error"
+    id: str | int | None = None
+    code: str
+    message: str
+    holder: UserRef | None = None
+
+
+class ImageLabelOut(_Msg):
+    label: str
+    is_default: bool
+    source: str
+
+
+class Snapshot(_Msg):
+    type: Literal["snapshot"] = "snapshot"
+    image: int
+    seq: int
+    objects: list[dict[str, Any]]
+    labels: list[ImageLabelOut]
+    lock: dict[str, Any] | None = None  # {"holder": UserRef, "expires_at": str} or absent
+
+
+class OpEvent(_Msg):
+    type: Literal["op"] = "op"
+    seq: int
+    image: int | None = None
+    user: int | None = None
+    op: dict[str, Any]
+    client_op_id: str | None = None
+    origin: str
+
+
+class LockEvent(_Msg):
+    type: Literal["lock"] = "lock"
+    seq: int
+    image: int
+    state: Literal["granted", "released", "expired", "taken_over"]
+    holder: UserRef | None = None
+    expires_at: str | None = None
+
+
+class PresenceEvent(_Msg):
+    type: Literal["presence"] = "presence"
+    user: UserRef
+    image: int | None = None
+    x: float | None = None
+    y: float | None = None
+    online: bool = True
+
+
+class ProgressEvent(_Msg):
+    type: Literal["progress"] = "progress"
+    project: int
+    seq: int
+    total: int
+    labeled: int
+    in_progress: int
+    untouched: int
+
+
+class PrivilegesEvent(_Msg):
+    type: Literal["privileges"] = "privileges"
+    privileges: list[str]
+
+
+class ResetEvent(_Msg):
+    """``since`` was older than the kept log: drop local state; snapshots follow."""
+
+    type: Literal["reset"] = "reset"
+    seq: int
+    reason: str
+
+
+ServerMessage = Annotated[
+    Ack | Error | Snapshot | OpEvent | LockEvent | PresenceEvent | ProgressEvent
+    | PrivilegesEvent | ResetEvent,
+    Field(discriminator="type"),
+]
+server_message: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
+
+#: Close codes (4000–4999 are the application's).
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_TOO_SLOW = 4008
+
+
+def encode(message: BaseModel) -> str:
+    """One JSON text frame; ``None`` fields of the envelope are left out."""
+    return message.model_dump_json(exclude_none=True)

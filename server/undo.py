@@ -1,0 +1,67 @@
+"""Undo and redo per user per image, derived from the op log so they survive reloads.
+
+An undo applies the reverted row's stored ``inverse``; a redo applies the reverted row's ``op``.
+Both go through the normal commit path as new log rows (origin ``undo`` / ``redo``, with
+``reverts_seq``), so everyone sees them live and nothing is ever rewritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.models import OpLogEntry
+
+UNDOABLE_ORIGINS = ("edit", "undo", "redo")
+
+
+@dataclass(frozen=True)
+class LogStep:
+    seq: int
+    origin: str
+    reverts_seq: int | None
+    has_inverse: bool
+
+
+def stacks(steps: Iterable[LogStep], depth: int) -> tuple[list[int], list[int]]:
+    """Replay one user's steps on one image (oldest first) into (undo, redo) stacks of seqs."""
+    undo: list[int] = []
+    redo: list[int] = []
+    for step in steps:
+        if step.origin == "edit":
+            if step.has_inverse:
+                undo.append(step.seq)
+                redo.clear()
+        elif step.origin == "undo":
+            if undo and undo[-1] == step.reverts_seq:
+                undo.pop()
+                redo.append(step.reverts_seq)
+        elif step.origin == "redo" and redo and redo[-1] == step.reverts_seq:
+            redo.pop()
+            undo.append(step.seq)
+        del undo[:-depth]
+    return undo, redo
+
+
+async def target(session: AsyncSession, *, image_id: int, user_id: int, depth: int,
+                 which: Literal["undo", "redo"]) -> OpLogEntry | None:
+    """The log row an undo (or redo) would revert (or restore) now, if any."""
+    window = max(4 * depth, 200)
+    rows = (await session.execute(
+        select(OpLogEntry.seq, OpLogEntry.origin, OpLogEntry.reverts_seq,
+               OpLogEntry.inverse.is_not(None))
+        .where(OpLogEntry.image_id == image_id, OpLogEntry.user_id == user_id,
+               OpLogEntry.origin.in_(UNDOABLE_ORIGINS))
+        .order_by(OpLogEntry.seq.desc()).limit(window))).all()
+    steps = [LogStep(int(seq), origin, reverts, bool(has_inv))
+             for seq, origin, reverts, has_inv in reversed(rows)]
+    undo, redo = stacks(steps, depth)
+    chosen = undo if which == "undo" else redo
+    if not chosen:
+        return None
+    return (await session.execute(select(OpLogEntry).where(
+        OpLogEntry.image_id == image_id, OpLogEntry.seq == chosen[-1]))).scalar_one_or_none()
