@@ -1,0 +1,88 @@
+"""A real server for socket tests: uvicorn in the test's event loop, on a free loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import pytest
+import uvicorn
+
+from server.app import create_app
+from server.settings import Settings
+from tests.conftest import Api, UserFactory, login, make_project
+from tests.hub._ws import WsClient
+
+FRAME_LIMIT = 1024 * 1024  # the transport's hard cap; the app refuses past 64 KiB with an error
+
+
+@dataclass
+class LiveServer:
+    app: object
+    port: int
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/api/v1/ws"
+
+    async def connect(self, api: Api, **kwargs: object) -> WsClient:
+        return await WsClient.open(self.ws_url, api.token, **kwargs)
+
+
+@pytest.fixture
+async def server(settings: Settings) -> AsyncIterator[LiveServer]:
+    app = create_app(settings)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", ws="websockets-sansio",
+                            ws_max_size=FRAME_LIMIT, ws_per_message_deflate=False)
+    srv = uvicorn.Server(config)
+    task = asyncio.create_task(srv.serve(sockets=[sock]))
+    while not srv.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)  # uvicorn exposes no start event; poll its flag
+    try:
+        yield LiveServer(app, port)
+    finally:
+        srv.should_exit = True
+        await task
+        sock.close()
+
+
+def png(seed: int, size: tuple[int, int] = (64, 48)) -> bytes:
+    img = np.full((size[1], size[0], 3), 30 + seed * 7 % 200, np.uint8)
+    cv2.rectangle(img, (5, 5), (20 + seed % 20, 25), (0, 0, 255), -1)
+    ok, buf = cv2.imencode(".png", img)
+    assert ok
+    return buf.tobytes()
+
+
+async def upload_images(api: Api, project_id: int, count: int) -> list[int]:
+    files = [("files", (f"img{i:03d}.png", png(i), "image/png")) for i in range(count)]
+    resp = await api.client.post(f"/api/v1/projects/{project_id}/images", files=files)
+    assert resp.status_code == 201, resp.text
+    return sorted(r["image"]["id"] for r in resp.json()["results"])
+
+
+@dataclass
+class Team:
+    owner: Api
+    project_id: int
+    images: list[int]
+
+
+@pytest.fixture
+async def team(server: LiveServer, users: UserFactory) -> Team:
+    owner = await users("owner")
+    pid = await make_project(owner)
+    images = await upload_images(owner, pid, 4)
+    return Team(owner, pid, images)
+
+
+__all__ = ["LiveServer", "Team", "login", "upload_images"]

@@ -1,0 +1,128 @@
+"""The socket endpoint end to end: handshake, hello, locks, ops, broadcast, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from tests.conftest import UserFactory, add_member
+from tests.hub.conftest import LiveServer, Team
+
+BOX = {"kind": "create", "object": {"id": "b1", "type": "bbox", "label": "car",
+                                    "geometry": {"x": 2, "y": 3, "w": 10, "h": 8}}}
+
+
+async def test_auth_at_handshake(server: LiveServer, team: Team) -> None:
+    async with connect(server.ws_url + "?token=forged") as ws:
+        with pytest.raises(Exception):
+            await ws.recv()
+        assert ws.close_code == 4401
+    with pytest.raises(InvalidStatus):
+        async with connect(server.ws_url + f"?token={team.owner.token}",
+                           origin="http://evil.example"):  # type: ignore[arg-type]
+            pass
+
+
+async def test_hello_ack_and_hello_first(server: LiveServer, team: Team) -> None:
+    c = await server.connect(team.owner)
+    err = await c.request("subscribe", image=team.images[0])
+    assert err["type"] == "error" and err["code"] == "hello_first"
+    ack = await c.request("hello", project=team.project_id)
+    assert ack["type"] == "ack" and ack["user"]["id"] == team.owner.user["id"]
+    assert "label" in ack["privileges"] and isinstance(ack["seq"], int)
+    await c.close()
+
+
+async def test_lock_op_broadcast_and_exclusive_lock(server: LiveServer, team: Team, users: UserFactory) -> None:
+    bob = await users("bob")
+    await add_member(team.owner, team.project_id, bob, role="labeler")
+    image = team.images[0]
+    alice = await server.connect(team.owner)
+    watcher = await server.connect(bob)
+    await alice.request("hello", project=team.project_id)
+    await watcher.request("hello", project=team.project_id)
+    opened = await alice.request("open_image", image=image)
+    assert opened["type"] == "ack" and opened["lock"]["token"] >= 1
+    snap = await alice.event("snapshot", image=image)
+    assert snap["objects"] == []
+    refused = await watcher.request("open_image", image=image)
+    assert refused["type"] == "error" and refused["code"] == "locked"
+    assert refused["holder"]["id"] == team.owner.user["id"]
+    sub = await watcher.request("subscribe", image=image)
+    assert sub["type"] == "ack"
+    await watcher.event("snapshot", image=image)
+    ack = await alice.request("op", image=image, token=opened["lock"]["token"], client_op_id="c1", op=BOX)
+    assert ack["type"] == "ack" and ack["seq"] > sub["seq"]
+    seen = await watcher.event("op", image=image)
+    assert seen["seq"] == ack["seq"] and seen["op"]["object"]["id"] == "b1"
+    assert seen["user"] == team.owner.user["id"] and seen["client_op_id"] == "c1"
+    # The same client_op_id again: the original ack, nothing applied.
+    again = await alice.request("op", image=image, token=opened["lock"]["token"], client_op_id="c1", op=BOX)
+    assert again["seq"] == ack["seq"] and again["duplicate"] is True
+    # A watcher without the lock cannot edit.
+    denied = await watcher.request("op", image=image, token=opened["lock"]["token"], client_op_id="w1", op=BOX)
+    assert denied["type"] == "error" and denied["code"] == "no_lock"
+    await alice.close()
+    await watcher.close()
+
+
+async def test_stale_token_and_release(server: LiveServer, team: Team) -> None:
+    image = team.images[1]
+    c = await server.connect(team.owner)
+    await c.request("hello", project=team.project_id)
+    first = await c.request("open_image", image=image)
+    assert (await c.request("release_image", image=image))["type"] == "ack"
+    second = await c.request("open_image", image=image)
+    assert second["lock"]["token"] > first["lock"]["token"]
+    stale = await c.request("op", image=image, token=first["lock"]["token"], client_op_id="s1", op=BOX)
+    assert stale["code"] == "stale_token"
+    await c.close()
+
+
+async def test_bad_input_gets_errors_and_keeps_the_socket(server: LiveServer, team: Team) -> None:
+    c = await server.connect(team.owner)
+    await c.request("hello", project=team.project_id)
+    await c.send_raw("{not json")
+    assert (await c.event("error"))["code"] == "bad_json"
+    assert (await c.request("fly", image=1))["code"] == "invalid"
+    assert (await c.request("subscribe", image="x"))["code"] == "invalid"
+    assert (await c.request("subscribe"))["code"] == "invalid"
+    await c.send_raw(json.dumps({"type": "subscribe", "id": "big", "pad": "x" * 70_000}))
+    assert (await c.event("error"))["code"] == "too_large"
+    assert (await c.request("subscribe", image=999_999))["code"] == "not_found"
+    opened = await c.request("open_image", image=team.images[2])
+    bad = await c.request("op", image=team.images[2], token=opened["lock"]["token"], client_op_id="x1",
+                          op={"kind": "create", "object": {"id": "p", "type": "polygon", "geometry": {"parts": []}}})
+    assert bad["code"] == "invalid_op" and "parts" in bad["message"]
+    # Still open and working.
+    assert (await c.request("heartbeat"))["type"] == "ack"
+    await c.close()
+
+
+async def test_other_projects_images_are_not_found(server: LiveServer, team: Team, users: UserFactory) -> None:
+    from tests.conftest import make_project
+    from tests.hub.conftest import upload_images
+
+    other = await make_project(team.owner, "Other")
+    foreign = (await upload_images(team.owner, other, 1))[0]
+    c = await server.connect(team.owner)
+    await c.request("hello", project=team.project_id)
+    assert (await c.request("open_image", image=foreign))["code"] == "not_found"
+    await c.close()
+
+
+async def test_privileges_are_checked_per_message(server: LiveServer, team: Team, users: UserFactory) -> None:
+    viewer = await users("viewer")
+    await add_member(team.owner, team.project_id, viewer, role="viewer")
+    c = await server.connect(viewer)
+    await c.request("hello", project=team.project_id)
+    assert (await c.request("open_image", image=team.images[0]))["code"] == "forbidden"
+    assert (await c.request("subscribe", image=team.images[0]))["type"] == "ack"
+    stranger = await users("stranger")
+    s = await server.connect(stranger)
+    assert (await s.request("hello", project=team.project_id))["code"] == "forbidden"
+    await c.close()
+    await s.close()
