@@ -9,8 +9,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from server._web import path_int, project_access, read_body, unit_of_work
+from server.edits import append
 from server.errors import ApiError, invalid, not_found
-from server.models import Membership, Project, User
+from server.hub import leases
+from server.models import Image, ImageLock, Membership, Project, User, utcnow
 from server.permissions import (
     ALL,
     PRESETS,
@@ -98,6 +100,24 @@ def _privileges_of(role: str | None, names: list[str] | None) -> tuple[str, int]
     return role, int(PRESETS[role])
 
 
+async def announce_member_change(session: AsyncSession, project_id: int, user_id: int,
+                                 idle_limit: float) -> None:
+    """Tell every process (through the op log) that a member's privileges changed; a member who
+    may no longer label loses their image locks at once."""
+    privileges = (await session.execute(select(Membership.privileges).where(
+        Membership.project_id == project_id, Membership.user_id == user_id))).scalar_one_or_none()
+    if not (privileges or 0) & Privilege.LABEL:
+        held = (await session.execute(select(Image).join(ImageLock, ImageLock.image_id == Image.id)
+                                      .where(ImageLock.project_id == project_id,
+                                             ImageLock.holder_id == user_id))).scalars().all()
+        for image in held:
+            await leases.release_image(session, image, user_id=user_id, connection_id=None,
+                                       now=utcnow(), idle_limit=idle_limit)
+    await append(session, project_id=project_id, image_id=None, user_id=user_id, kind="members",
+                 op={"kind": "members", "user_id": user_id}, inverse=None, client_op_id=None,
+                 origin="members")
+
+
 async def _owner_count(session: AsyncSession, project_id: int) -> int:
     return (
         await session.execute(
@@ -152,6 +172,8 @@ async def patch_member(request: Request) -> Response:
         except MemberRuleError as exc:
             raise ApiError(409, "last_owner", str(exc)) from None
         m.role, m.privileges = role, flags
+        await announce_member_change(session, project_id, user_id,
+                                     request.app.state.settings.idle_limit_seconds)
         return JSONResponse(MemberOut.of(m, target).model_dump())
 
 
@@ -168,6 +190,8 @@ async def remove_member(request: Request) -> Response:
         except MemberRuleError as exc:
             raise ApiError(409, "last_owner", str(exc)) from None
         await session.delete(m)
+        await announce_member_change(session, project_id, user_id,
+                                     request.app.state.settings.idle_limit_seconds)
         return Response(status_code=204)
 
 

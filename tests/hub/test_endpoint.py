@@ -126,3 +126,23 @@ async def test_privileges_are_checked_per_message(server: LiveServer, team: Team
     assert (await s.request("hello", project=team.project_id))["code"] == "forbidden"
     await c.close()
     await s.close()
+
+
+async def test_demoted_labeler_gets_privileges_event_and_loses_the_lock(
+        server: LiveServer, team: Team, users: UserFactory) -> None:
+    lab = await users("lab")
+    await add_member(team.owner, team.project_id, lab, role="labeler")
+    c = await server.connect(lab)
+    await c.request("hello", project=team.project_id)
+    opened = await c.request("open_image", image=team.images[0])
+    resp = await team.owner.client.patch(
+        f"/api/v1/projects/{team.project_id}/members/{lab.user['id']}", json={"role": "viewer"})
+    assert resp.status_code == 200
+    released = await c.event("lock", image=team.images[0], state="released")
+    assert released["seq"] > 0
+    event = await c.event("privileges")
+    assert event["privileges"] == ["view"]
+    denied = await c.request("op", image=team.images[0], token=opened["lock"]["token"],
+                             client_op_id="d1", op=BOX)
+    assert denied["code"] == "forbidden"
+    await c.close()
