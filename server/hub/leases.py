@@ -208,8 +208,12 @@ async def next_image(
                                      ImageLabel.created_by != mine)
     locked_other = exists().where(ImageLock.image_id == Image.id, ImageLock.holder_id.is_not(None),
                                   ImageLock.holder_id != mine, ImageLock.expires_at > now)
+    # An image open in another tab of mine is never handed out again.
+    mine_elsewhere = exists().where(ImageLock.image_id == Image.id, ImageLock.holder_id == mine,
+                                    ImageLock.connection_id != connection_id,
+                                    ImageLock.expires_at > now)
     stmt = select(Image.id, or_(by_other_objects, by_other_labels), locked_other).where(
-        Image.project_id == project_id)
+        Image.project_id == project_id, ~mine_elsewhere)
     if flt is not None:
         stmt = apply_filter(stmt, flt, now)
     if images is not None:
