@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from server._web import path_int, project_access, query_int, unit_of_work
 from server.errors import forbidden
+from server.hub.hub import progress
 from server.hub.leases import iso
 from server.hub.timing import Span, touch
 from server.models import Image, ImageLock, LabelingSession, OpLogEntry, User, utcnow
@@ -95,10 +96,8 @@ async def stats(request: Request) -> Response:
     async with unit_of_work(request) as (session, user):
         await project_access(session, user, project_id, Privilege.VIEW_STATS)
         body = await project_stats(session, project_id, request.app.state.settings.idle_limit_seconds)
-        progress = await request.app.state.hub.progress(project_id, 0) \
-            if hasattr(request.app.state, "hub") else None
-        if progress is not None:
-            body["progress"] = progress.model_dump(exclude={"type", "seq"})
+        counts = await progress(session, project_id, 0)
+        body["progress"] = counts.model_dump(exclude={"type", "seq"})
         return JSONResponse(body)
 
 

@@ -236,19 +236,8 @@ class Hub:
         self.send_to(room.connections, encode(event))
 
     async def progress(self, project_id: int, seq: int) -> ProgressEvent:
-        now = utcnow()
-        labeled = or_(Image.object_count > 0,
-                      select(ImageLabel.image_id).where(ImageLabel.image_id == Image.id).exists())
-        locked = select(ImageLock.image_id).where(
-            ImageLock.image_id == Image.id, ImageLock.holder_id.is_not(None),
-            ImageLock.expires_at > now).exists()
         async with self.sessions() as session:
-            total, done, busy = (await session.execute(
-                select(func.count(), func.count().filter(labeled),
-                       func.count().filter(locked & ~labeled))
-                .select_from(Image).where(Image.project_id == project_id))).one()
-        return ProgressEvent(project=project_id, seq=seq, total=total, labeled=done,
-                             in_progress=busy, untouched=total - done - busy)
+            return await progress(session, project_id, seq)
 
     async def close(self) -> None:
         self._closing = True
@@ -259,3 +248,18 @@ class Hub:
             with suppress(asyncio.CancelledError, Exception):
                 await task
         self.rooms.clear()
+
+
+async def progress(session: AsyncSession, project_id: int, seq: int) -> ProgressEvent:
+    """Project counts for dashboards: labeled, in progress (locked, not labeled), untouched."""
+    now = utcnow()
+    labeled = or_(Image.object_count > 0,
+                  select(ImageLabel.image_id).where(ImageLabel.image_id == Image.id).exists())
+    locked = select(ImageLock.image_id).where(
+        ImageLock.image_id == Image.id, ImageLock.holder_id.is_not(None),
+        ImageLock.expires_at > now).exists()
+    total, done, busy = (await session.execute(
+        select(func.count(), func.count().filter(labeled), func.count().filter(locked & ~labeled))
+        .select_from(Image).where(Image.project_id == project_id))).one()
+    return ProgressEvent(project=project_id, seq=seq, total=total, labeled=done,
+                         in_progress=busy, untouched=total - done - busy)
