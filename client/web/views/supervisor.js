@@ -7,14 +7,14 @@ import { barChart, stackedDays, toCsv } from "./charts.js";
 export function statRows(stats) {
   const rows = [];
   const users = new Map((stats.users || []).map((u) => [u.user_id ?? u.id, u]));
-  for (const r of stats.per_day || stats.days || stats.rows || []) {
+  for (const r of stats.per_user_day || stats.per_day || []) {
     const uid = r.user_id ?? r.user?.id;
     const u = users.get(uid) || r.user || {};
     rows.push({
       user_id: uid, name: u.name || u.email || r.name || `user ${uid}`, day: r.day || r.date,
       active_seconds: r.active_seconds ?? r.seconds ?? r.time_seconds ?? 0,
       images: r.images_labeled ?? r.images ?? 0, objects_created: r.objects_created ?? 0,
-      objects_edited: r.objects_edited ?? 0, ops: r.ops ?? 0,
+      objects_edited: r.objects_edited ?? 0, ops: r.ops ?? 0, objects_per_hour: r.objects_per_hour ?? null,
     });
   }
   return rows;
@@ -47,14 +47,15 @@ export async function mount(root, ctx) {
   function showProgress({ total, labeled, in_progress: locked, untouched }) {
     kpis.replaceChildren(
       h("div", { class: "kpi", dataset: { k: "labeled" } }, h("b", {}, String(labeled)), "images labeled"),
-      h("div", { class: "kpi", dataset: { k: "progress" } }, h("b", {}, String(locked)), "being labeled now"),
+      h("div", { class: "kpi", dataset: { k: "progress" } }, h("b", {}, String(locked)), "in progress"),
       h("div", { class: "kpi", dataset: { k: "untouched" } }, h("b", {}, String(Math.max(0, untouched))), "untouched"),
       h("div", { class: "kpi" }, h("b", {}, total ? `${Math.round((100 * labeled) / total)}%` : "–"), `done of ${total}`));
   }
 
   async function loadCounts() {
-    const [total, labeled, locked, lockedUnlabeled] = await Promise.all([count({}), count({ labeled: true }), count({ locked: true }), count({ locked: true, labeled: false })]);
-    showProgress({ total, labeled, in_progress: locked, untouched: total - labeled - lockedUnlabeled });
+    const [total, labeled, lockedUnlabeled] = await Promise.all([count({}), count({ labeled: true }), count({ locked: true, labeled: false })]);
+    // Same definitions as the hub's progress events: in progress = held now and not labeled yet.
+    showProgress({ total, labeled, in_progress: lockedUnlabeled, untouched: total - labeled - lockedUnlabeled });
     const held = (await ctx.api.get(`/api/v1/projects/${pid}/images`, { locked: true, limit: 200 })).images;
     holders.replaceChildren(h("thead", {}, h("tr", {}, h("th", {}, "Who"), h("th", {}, "Holds image"), h("th", {}, "Until"))),
       h("tbody", {}, held.length ? held.map((i) => h("tr", {}, h("td", {}, i.lock?.holder?.name || "?"),
@@ -74,14 +75,14 @@ export async function mount(root, ctx) {
       stackedDays(days, series, { title: "Labeling time per day (hours)", fmt: (v) => v.toFixed(1) }),
       barChart(users.map((u) => ({ label: u.name, value: u.images })), { title: "Images labeled per user" }),
       barChart(users.map((u) => ({ label: u.name, value: u.active_seconds ? (u.objects_created / (u.active_seconds / 3600)) : 0 })), { title: "Objects per hour", fmt: (v) => v.toFixed(1) }));
-    timeTable.replaceChildren(h("thead", {}, h("tr", {}, ["Day", "User", "Active time", "Images", "Objects created", "Objects edited", "Edits"].map((t) => h("th", {}, t)))),
-      h("tbody", {}, rows.map((r) => h("tr", {}, h("td", {}, r.day), h("td", {}, r.name), h("td", {}, fmtDuration(r.active_seconds)), h("td", {}, r.images),
-        h("td", {}, r.objects_created), h("td", {}, r.objects_edited), h("td", {}, r.ops)))));
+    timeTable.replaceChildren(h("thead", {}, h("tr", {}, ["Day", "User", "Active time", "Images", "Objects created", "Objects edited", "Edits", "Objects / hour"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, rows.map((r) => h("tr", { dataset: { user: String(r.user_id), day: r.day } }, h("td", {}, r.day), h("td", {}, r.name), h("td", {}, fmtDuration(r.active_seconds)), h("td", {}, r.images),
+        h("td", { class: "created" }, r.objects_created), h("td", {}, r.objects_edited), h("td", {}, r.ops), h("td", {}, r.objects_per_hour ?? "–")))));
   }
 
   function downloadCsv() {
-    const csv = toCsv(["day", "user", "active_seconds", "images_labeled", "objects_created", "objects_edited", "ops"],
-      rows.map((r) => [r.day, r.name, Math.round(r.active_seconds), r.images, r.objects_created, r.objects_edited, r.ops]));
+    const csv = toCsv(["day", "user", "active_seconds", "images_labeled", "objects_created", "objects_edited", "ops", "objects_per_hour"],
+      rows.map((r) => [r.day, r.name, Math.round(r.active_seconds), r.images, r.objects_created, r.objects_edited, r.ops, r.objects_per_hour ?? ""]));
     const a = h("a", { href: URL.createObjectURL(new Blob([csv], { type: "text/csv" })), download: `labelhub-project-${pid}-time.csv` });
     document.body.append(a); a.click(); a.remove();
   }

@@ -38,7 +38,7 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
   const images = query.ids ? query.ids.split(",").map(Number).filter(Boolean) : null;
   const s = {
     image: null, imageEl: null, objects: [], imageLabels: [], readOnly: true, readOnlyReason: "", holder: null,
-    seq: -1, mine: new Set(), cursors: new Map(), masks: new Map(), smartCanvas: null,
+    seq: -1, mine: new Set(), early: new Map(), cursors: new Map(), masks: new Map(), smartCanvas: null,
     onImage: null, ended: false, lastCursor: 0,
   };
 
@@ -65,6 +65,9 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
     img.src = item.file_url;
     await img.decode().catch(() => say("The image file could not be loaded."));
     s.image = item; s.imageEl = img; s.objects = []; s.imageLabels = normalizeLabels(item.labels); s.masks.clear(); s.smartCanvas = null;
+    s.seq = -1;
+    for (const msg of s.early.get(id) || []) take(msg);
+    s.early.clear();
     const hashNow = `#/p/${pid}/label/${id}`;
     if (!location.hash.startsWith(hashNow)) history.replaceState(null, "", hashNow + location.hash.slice(location.hash.indexOf("?") >= 0 ? location.hash.indexOf("?") : location.hash.length));
     setLock(ack, ack?.holder);
@@ -219,21 +222,33 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
     return encodeMask(mask, hh, ww);
   };
 
-  ctx.onHub((msg) => {
+  function take(msg) {
     const cur = s.image?.id;
-    if (msg.type === "snapshot" && msg.image === cur) {
+    if (msg.type === "snapshot") {
       s.objects = msg.objects || []; s.imageLabels = normalizeLabels(msg.labels); s.seq = msg.seq ?? s.seq;
       const holder = msg.lock?.holder;
       if (s.readOnly && canLabel && holder && !(ctx.me && holder.id === ctx.me.id)) setLock(null, holder);
-      onChange();
-    } else if (msg.type === "op" && msg.image === cur) {
-      if (msg.client_op_id && s.mine.has(msg.client_op_id)) return;
-      if (typeof msg.seq === "number" && msg.seq <= s.seq) return;
-      s.seq = msg.seq ?? s.seq;
-      const op = msg.op;
-      if (LABEL_KINDS.has(op.kind)) s.imageLabels = applyLabelOp(s.imageLabels, op);
-      else if (isLocal(op) && !msg.undo) s.objects = applyOp(s.objects, op);
-      else resync(cur);
+      return;
+    }
+    if (msg.client_op_id && s.mine.has(msg.client_op_id)) return;
+    if (typeof msg.seq === "number" && msg.seq <= s.seq) return;
+    s.seq = msg.seq ?? s.seq;
+    const op = msg.op;
+    if (LABEL_KINDS.has(op.kind)) s.imageLabels = applyLabelOp(s.imageLabels, op);
+    else if (isLocal(op)) s.objects = applyOp(s.objects, op);
+    else resync(cur);
+  }
+
+  ctx.onHub((msg) => {
+    const cur = s.image?.id;
+    if ((msg.type === "snapshot" || msg.type === "op") && msg.image && msg.image !== cur) {
+      // Snapshots and ops may arrive before the image is on screen (open/subscribe race): keep them.
+      if (msg.type === "snapshot") s.early.set(msg.image, [msg]);
+      else s.early.get(msg.image)?.push(msg);
+      return;
+    }
+    if (msg.type === "snapshot" || msg.type === "op") {
+      take(msg);
       onChange();
     } else if (msg.type === "lock" && msg.image === cur) {
       const holder = msg.state === "released" || msg.state === "expired" ? null : msg.holder;
