@@ -115,12 +115,12 @@ export class HubClient {
       const req = this.requests.get(msg.id);
       this.requests.delete(msg.id);
       clearTimeout(req.timer);
-      if (typeof msg.seq === "number" && req.msg.type !== "hello") this.bump(msg.seq);
       if (msg.type === "ack") req.resolve(msg); else req.reject(hubError(msg.code, msg.message, msg));
       this.checkIdle();
       return;
     }
-    if (typeof msg.seq === "number" && msg.type !== "snapshot") this.bump(msg.seq);
+    // Resume point: op and lock events only (an ack's seq may run ahead of events from other processes).
+    if (typeof msg.seq === "number" && (msg.type === "op" || msg.type === "lock")) this.bump(msg.seq);
     this.onEvent?.(msg);
   }
 
