@@ -109,7 +109,7 @@ def login(browser: Any, live: Live, email: str = ADMIN_EMAIL, password: str = AD
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.js_errors = errors  # type: ignore[attr-defined]
+    page.js_errors = errors
     page.goto(live.url + "/#/login")
     page.fill("#login-email", email)
     page.fill("#login-password", password)

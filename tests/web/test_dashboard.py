@@ -65,7 +65,7 @@ def test_upload_label_panel_and_filters(browser: Any, live: Live, tmp_path: Path
     pid = int(page.url.split("/p/")[1].split("?")[0].split("/")[0])
     names = [[lab["name"] for lab in i["labels"]] for i in api.get(f"/api/v1/projects/{pid}/images").json()["images"]]
     assert names == [["cat", "dog"], ["cat", "dog"]]
-    assert page.js_errors == []  # type: ignore[attr-defined]
+    assert page.js_errors == []
 
 
 def test_members_page_changes_roles(browser: Any, live: Live) -> None:

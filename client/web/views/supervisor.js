@@ -30,6 +30,11 @@ export function perUser(rows) {
   return [...m.values()];
 }
 
+/** Objects created per active hour; 0 until a minute of labeling time makes the rate meaningful. */
+export function objectsPerHour(u) {
+  return u.active_seconds >= 60 ? u.objects_created / (u.active_seconds / 3600) : 0;
+}
+
 export async function mount(root, ctx) {
   const pid = ctx.route.params.project;
   const project = await ctx.api.get(`/api/v1/projects/${pid}`).catch((err) => { ctx.toast(err.message); return null; });
@@ -70,11 +75,11 @@ export async function mount(root, ctx) {
     } catch (err) { error.textContent = `Labeling statistics are not available: ${err.message}`; rows = []; }
     const users = perUser(rows);
     const days = [...new Set(rows.map((r) => r.day))].sort();
-    const series = users.map((u) => ({ label: u.name, values: Object.fromEntries(rows.filter((r) => r.user_id === u.user_id).map((r) => [r.day, r.active_seconds / 3600])) }));
+    const series = users.map((u) => ({ label: u.name, values: Object.fromEntries(rows.filter((r) => r.user_id === u.user_id).map((r) => [r.day, r.active_seconds / 60])) }));
     charts.replaceChildren(
-      stackedDays(days, series, { title: "Labeling time per day (hours)", fmt: (v) => v.toFixed(1) }),
+      stackedDays(days, series, { title: "Labeling time per day (minutes)", fmt: (v) => v.toFixed(1) }),
       barChart(users.map((u) => ({ label: u.name, value: u.images })), { title: "Images labeled per user" }),
-      barChart(users.map((u) => ({ label: u.name, value: u.active_seconds ? (u.objects_created / (u.active_seconds / 3600)) : 0 })), { title: "Objects per hour", fmt: (v) => v.toFixed(1) }));
+      barChart(users.map((u) => ({ label: u.name, value: objectsPerHour(u) })), { title: "Objects per hour of labeling (after a minute of work)", fmt: (v) => v.toFixed(1) }));
     timeTable.replaceChildren(h("thead", {}, h("tr", {}, ["Day", "User", "Active time", "Images", "Objects created", "Objects edited", "Edits", "Objects / hour"].map((t) => h("th", {}, t)))),
       h("tbody", {}, rows.map((r) => h("tr", { dataset: { user: String(r.user_id), day: r.day } }, h("td", {}, r.day), h("td", {}, r.name), h("td", {}, fmtDuration(r.active_seconds)), h("td", {}, r.images),
         h("td", { class: "created" }, r.objects_created), h("td", {}, r.objects_edited), h("td", {}, r.ops), h("td", {}, r.objects_per_hour ?? "–")))));

@@ -1,0 +1,162 @@
+"""The issue's end-to-end scenario in Chromium, against a live server with the real hub.
+
+Set LABELHUB_SCREENSHOTS=docs/screenshots to also save the dashboard, tool and supervisor
+screenshots used by the README.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.web._images import scene
+from tests.web.conftest import Live, login, make_user
+
+pytestmark = pytest.mark.browser
+SHOTS = os.environ.get("LABELHUB_SCREENSHOTS")
+
+
+def shot(page: Any, name: str) -> None:
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SHOTS) / name))
+
+
+class Canvas:
+    """Image pixels -> page pixels for the tool's canvas (the view is fitted with a 16 px margin)."""
+
+    def __init__(self, page: Any, width: int, height: int) -> None:
+        box = page.locator("#tool-canvas").bounding_box()
+        self.page = page
+        self.scale = min((box["width"] - 32) / width, (box["height"] - 32) / height)
+        self.x0 = box["x"] + (box["width"] - width * self.scale) / 2
+        self.y0 = box["y"] + (box["height"] - height * self.scale) / 2
+
+    def at(self, x: float, y: float) -> tuple[float, float]:
+        return self.x0 + x * self.scale, self.y0 + y * self.scale
+
+    def click(self, x: float, y: float) -> None:
+        self.page.mouse.click(*self.at(x, y))
+
+    def drag(self, points: list[tuple[float, float]]) -> None:
+        self.page.mouse.move(*self.at(*points[0]))
+        self.page.mouse.down()
+        for p in points[1:]:
+            self.page.mouse.move(*self.at(*p), steps=4)
+        self.page.mouse.up()
+
+
+def objects_of(live: Live, pid: int, image_id: int) -> list[dict[str, Any]]:
+    resp = live.api().get(f"/api/v1/projects/{pid}/export", params={"format": "json", "ids": str(image_id)})
+    assert resp.status_code == 200, resp.text
+    return json.loads(resp.content)["images"][0]["objects"]
+
+
+def object_count(page: Any, n: int) -> None:
+    page.wait_for_function(f"document.querySelectorAll('#object-list li[data-id]').length === {n}")
+
+
+def open_tool(page: Any, live: Live, pid: int, image: int | None = None) -> None:
+    page.goto(f"{live.url}/#/p/{pid}/label" + (f"/{image}" if image else ""))
+    page.wait_for_selector("#conn[data-state=online]")
+    page.wait_for_function("document.querySelector('.side strong')?.textContent.endsWith('.png')")
+
+
+def test_live_labeling_scenario(browser: Any, live: Live, tmp_path: Path) -> None:
+    api = live.api()
+    bob_email, bob_password, bob_id = make_user(api, "bob")
+    pid = api.post("/api/v1/projects", json={"name": "Street scenes"}).json()["id"]
+    admin_id = api.get("/api/v1/me").json()["id"]
+    assert api.post(f"/api/v1/projects/{pid}/members", json={"email": bob_email, "role": "labeler"}).status_code == 201
+
+    # Upload two images with labels through the dashboard.
+    admin = login(browser, live)
+    admin.goto(f"{live.url}/#/p/{pid}")
+    admin.click("#upload-btn")
+    admin.set_input_files("#upload-files", [str(scene(tmp_path / "a.png", 1)), str(scene(tmp_path / "b.png", 2))])
+    admin.fill("#upload-labels", "street")
+    admin.click("dialog button[type=submit]")
+    admin.wait_for_selector("dialog p:has-text('Done: 2 uploaded')")
+    admin.click("dialog [aria-label=Close]")
+    admin.wait_for_selector(".tile >> nth=1")
+    shot(admin, "dashboard.png")
+    first, second = (i["id"] for i in api.get(f"/api/v1/projects/{pid}/images").json()["images"])
+
+    # Draw a box, a polygon with a hole, a polyline, a point and a brush mask; save.
+    open_tool(admin, live, pid, first)
+    canvas = Canvas(admin, 320, 240)
+    admin.keyboard.press("b")
+    canvas.drag([(20, 20), (60, 50), (80, 70)])
+    object_count(admin, 1)
+    admin.keyboard.press("p")
+    for p in [(120, 20), (220, 20), (220, 120), (120, 120)]:
+        canvas.click(*p)
+    admin.keyboard.press("Enter")
+    object_count(admin, 2)
+    admin.keyboard.press("h")
+    for p in [(150, 50), (190, 50), (170, 90)]:
+        canvas.click(*p)
+    admin.keyboard.press("Enter")
+    admin.keyboard.press("l")
+    for p in [(20, 200), (80, 160), (140, 210)]:
+        canvas.click(*p)
+    admin.keyboard.press("Enter")
+    admin.keyboard.press("o")
+    canvas.click(250, 200)
+    admin.keyboard.press("m")
+    canvas.drag([(260, 40), (280, 60), (300, 80)])
+    object_count(admin, 5)
+    admin.keyboard.press("s")
+    admin.wait_for_selector("#save-state[data-state=saved]")
+    admin.reload()
+    admin.wait_for_selector("#conn[data-state=online]")
+    object_count(admin, 5)
+    objs = {o["type"]: o for o in objects_of(live, pid, first)}
+    assert sorted(objs) == ["bbox", "bitmap", "point", "polygon", "polyline"]
+    assert objs["bbox"]["geometry"] == pytest.approx({"x": 20, "y": 20, "w": 60, "h": 50}, abs=1)
+    part = objs["polygon"]["geometry"]["parts"][0]
+    assert len(part["exterior"]) == 4 and len(part["holes"]) == 1
+    assert len(objs["polyline"]["geometry"]["points"]) == 3
+    assert objs["point"]["geometry"] == pytest.approx({"x": 250, "y": 200}, abs=1)
+    assert objs["bitmap"]["geometry"]["rle"]["size"] == [240, 320]
+    shot(admin, "tool.png")
+
+    # Bob opens the tool without a selection: the image the admin holds is skipped.
+    bob = login(browser, live, bob_email, bob_password)
+    open_tool(bob, live, pid)
+    assert bob.inner_text(".side strong") == "b.png"
+    # Bob watches the admin's image: read-only, says who holds it, sees a new box appear live.
+    open_tool(bob, live, pid, first)
+    bob.wait_for_selector(".banner:has-text('Admin is labeling this image')")
+    object_count(bob, 5)
+    admin.keyboard.press("b")
+    canvas.drag([(30, 150), (70, 190)])
+    object_count(admin, 6)
+    object_count(bob, 6)
+    # Undo goes through the server: the box disappears in both.
+    admin.keyboard.press("Control+z")
+    object_count(admin, 5)
+    object_count(bob, 5)
+
+    # Bob back on his own image, then a manager makes him a viewer: his tool turns read-only.
+    open_tool(bob, live, pid, second)
+    assert bob.locator(".banner").is_hidden()
+    assert api.patch(f"/api/v1/projects/{pid}/members/{bob_id}", json={"role": "viewer"}).status_code == 200
+    bob.wait_for_selector(".banner:has-text('Read-only')")
+
+    # The supervisor view's counts follow edits live.
+    sup = login(browser, live)
+    sup.goto(f"{live.url}/#/p/{pid}/supervisor")
+    cell = f"#time-table tr[data-user='{admin_id}'] td.created"
+    sup.wait_for_selector(cell)
+    before = int(sup.inner_text(cell))
+    admin.keyboard.press("b")
+    canvas.drag([(100, 150), (140, 200)])
+    sup.wait_for_function(f"Number(document.querySelector(\"{cell}\").textContent) === {before + 1}")
+    assert sup.inner_text(".kpi[data-k=labeled] b") == "2"
+    shot(sup, "supervisor.png")
+    assert admin.js_errors == [] and bob.js_errors == []
