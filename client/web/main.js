@@ -110,6 +110,8 @@ document.addEventListener("keydown", (e) => {
     shortcutOverlay(overlayRoot, KEYS);
   }
 });
+// A read-only handle for debugging from the console and for the browser tests.
+Object.defineProperty(window, "labelhub", { value: Object.freeze({ get hub() { return hub; } }) });
 window.addEventListener("hashchange", route);
 window.addEventListener("beforeunload", () => hub?.close());
 route();

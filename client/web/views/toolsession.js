@@ -267,12 +267,14 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
       canLabel = privs.includes("label");
       if (!privs.includes("label")) { s.readOnly = true; s.readOnlyReason = "Read-only: your role changed and you can no longer label here."; onChange(); }
     } else if (msg.type === "_resumed" && cur) {
-      (async () => {
+      // Awaited by the socket before queued ops are resent: they need the new lock token.
+      return (async () => {
         if (!s.readOnly && canLabel) {
           try { const ack = await hub.request("open_image", { image: cur }); hub.retoken(cur, ack.lock.token); }
           catch (err) { if (err.code === "locked") { setLock(null, err.detail?.holder); onChange(); } }
         }
-        await resync(cur);
+        // The fresh snapshot predates the resent ops: take the server's state once they land.
+        if (hub.pending) hub.whenIdle().then(() => resync(cur)); else await resync(cur);
       })();
     }
   });
