@@ -14,7 +14,11 @@ const byId = (env, id) => env.objects.find((o) => o.id === id) || null;
 const selectedOf = (st, env) => (st.selected ? byId(env, st.selected) : null);
 
 export function setTool(st, tool) {
-  return { ...st, tool, mode: "draw", draft: null, forceNew: false, hover: null, smart: tool === "smart" ? st.smart : null };
+  // Keypoints go on the selected object; other tools start fresh (a number key then only picks
+  // the label for the next object instead of relabeling the last one).
+  const keep = tool === "keypoint" || tool === "select";
+  return { ...st, tool, mode: "draw", draft: null, forceNew: false, hover: null, selected: keep ? st.selected : null,
+           smart: tool === "smart" ? st.smart : null };
 }
 
 function grab(st, env, p) {
