@@ -1,0 +1,143 @@
+"""Small REST helpers used by tests, benchmarks and scripts (docs/api.md has every endpoint)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import httpx
+
+from client.errors import TransportError, error_for
+
+
+def _raise_for(resp: httpx.Response) -> None:
+    if resp.is_success:
+        return
+    try:
+        body = resp.json()["error"]
+        code, message, details = str(body["code"]), str(body["message"]), body.get("details")
+    except (ValueError, KeyError, TypeError):
+        code, message, details = f"http_{resp.status_code}", resp.text[:200], None
+    raise error_for(code, message, status=resp.status_code, details=details)
+
+
+class RestClient:
+    """An ``httpx.AsyncClient`` bound to one server, bearer-authenticated once logged in."""
+
+    def __init__(self, base_url: str, *, token: str | None = None,
+                 http: httpx.AsyncClient | None = None, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._own_http = http is None
+        self.http = http or httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
+        self.token = token
+        if token:
+            self.http.headers["Authorization"] = f"Bearer {token}"
+
+    async def aclose(self) -> None:
+        if self._own_http:
+            await self.http.aclose()
+
+    async def __aenter__(self) -> RestClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One call; the decoded JSON body (``None`` for 204). Raises ``RequestError``."""
+        try:
+            resp = await self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise TransportError(f"{method} {path}: {exc!r}") from exc
+        _raise_for(resp)
+        return None if resp.status_code == 204 or not resp.content else resp.json()
+
+    # --- accounts ----------------------------------------------------------------------------
+
+    async def login(self, email: str, password: str) -> dict[str, Any]:
+        """Log in; later calls (and the socket) use the returned bearer token."""
+        body = await self.request("POST", "/api/v1/auth/login",
+                                  json={"email": email, "password": password})
+        self.token = str(body["token"])
+        self.http.headers["Authorization"] = f"Bearer {self.token}"
+        self.http.cookies.clear()  # the bearer token is the one credential
+        return dict(body["user"])
+
+    async def me(self) -> dict[str, Any]:
+        return dict(await self.request("GET", "/api/v1/me"))
+
+    async def create_user(self, email: str, password: str, name: str | None = None,
+                          is_admin: bool = False) -> dict[str, Any]:
+        """Site admins only."""
+        return dict(await self.request("POST", "/api/v1/users", json={
+            "email": email, "password": password, "name": name or email, "is_admin": is_admin}))
+
+    # --- projects ----------------------------------------------------------------------------
+
+    async def create_project(self, name: str, description: str = "") -> dict[str, Any]:
+        return dict(await self.request("POST", "/api/v1/projects",
+                                       json={"name": name, "description": description}))
+
+    async def projects(self) -> list[dict[str, Any]]:
+        return list((await self.request("GET", "/api/v1/projects"))["projects"])
+
+    async def add_member(self, project_id: int, email: str, role: str = "labeler",
+                         privileges: list[str] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"email": email}
+        if privileges is not None:
+            body["privileges"] = privileges
+        else:
+            body["role"] = role
+        return dict(await self.request("POST", f"/api/v1/projects/{project_id}/members", json=body))
+
+    async def patch_settings(self, project_id: int, **values: Any) -> dict[str, Any]:
+        return dict(await self.request("PATCH", f"/api/v1/projects/{project_id}/settings",
+                                       json=values))
+
+    # --- images ------------------------------------------------------------------------------
+
+    async def upload_images(self, project_id: int, files: Iterable[tuple[str, bytes]],
+                            labels: Iterable[str] = ()) -> list[dict[str, Any]]:
+        """Upload ``(name, content)`` pairs; the image items of the files that were kept."""
+        parts = [("files", (name, content, "application/octet-stream")) for name, content in files]
+        data = {"labels": ",".join(labels)} if labels else None
+        body = await self.request("POST", f"/api/v1/projects/{project_id}/images",
+                                  files=parts, data=data)
+        return [r["image"] for r in body["results"] if r.get("ok")]
+
+    async def list_images(self, project_id: int, *, offset: int = 0, limit: int = 100,
+                          **filters: Any) -> dict[str, Any]:
+        """One page: ``{"total", "offset", "limit", "images"}``; filters as in docs/api.md."""
+        params: dict[str, Any] = {"offset": offset, "limit": limit}
+        params.update({k: _param(v) for k, v in filters.items() if v is not None})
+        return dict(await self.request("GET", f"/api/v1/projects/{project_id}/images",
+                                       params=params))
+
+    async def all_images(self, project_id: int, **filters: Any) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        while True:
+            page = await self.list_images(project_id, offset=len(out), limit=500, **filters)
+            out.extend(page["images"])
+            if not page["images"] or len(out) >= page["total"]:
+                return out
+
+    async def image(self, image_id: int) -> dict[str, Any]:
+        return dict(await self.request("GET", f"/api/v1/images/{image_id}"))
+
+    # --- hub side: audit and stats -----------------------------------------------------------
+
+    async def ops(self, project_id: int, **query: Any) -> dict[str, Any]:
+        """One page of the op log (``since``, ``image``, ``user``, ``limit``)."""
+        params = {k: _param(v) for k, v in query.items() if v is not None}
+        return dict(await self.request("GET", f"/api/v1/projects/{project_id}/ops", params=params))
+
+    async def stats(self, project_id: int) -> dict[str, Any]:
+        return dict(await self.request("GET", f"/api/v1/projects/{project_id}/stats"))
+
+
+def _param(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Iterable) and not isinstance(value, str | bytes | Mapping):
+        return ",".join(str(v) for v in value)
+    return value

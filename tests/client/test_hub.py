@@ -1,0 +1,186 @@
+"""LabelhubClient against a real server: acks, broadcast, locks, undo, resume and resend."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from client import (
+    AuthenticationError,
+    ForbiddenError,
+    LabelhubClient,
+    LockedError,
+    NothingToUndoError,
+)
+from server.protocol import LockEvent, OpEvent, Snapshot
+from tests.client.conftest import Team
+
+
+def box(oid: str, x: float = 2) -> dict[str, object]:
+    return {"kind": "create", "object": {"id": oid, "type": "bbox", "label": "car",
+                                         "geometry": {"x": x, "y": 2, "w": 10, "h": 8}}}
+
+
+async def op_events(hub: LabelhubClient, until_seq: int) -> list[OpEvent]:
+    """Op events in arrival order up to and including ``until_seq``."""
+    out: list[OpEvent] = []
+    while not out or out[-1].seq < until_seq:
+        event = await hub.next_event(OpEvent)
+        assert isinstance(event, OpEvent)
+        out.append(event)
+    return out
+
+
+async def test_op_is_acknowledged_and_reaches_a_watcher(team: Team) -> None:
+    (a_token, a_id), (b_token, _) = await team.member("ana"), await team.member("bo")
+    ana, bo = await team.hub(a_token), await team.hub(b_token)
+    image = team.images[0]
+    opened = await ana.open_image(image)
+    assert opened.lock is not None and opened.snapshot.objects == []
+    snap = await bo.subscribe(image)
+    assert isinstance(snap, Snapshot) and snap.lock is not None
+
+    applied = await ana.op(image, box("b1"))
+    event = await bo.next_event(OpEvent)
+    assert isinstance(event, OpEvent)
+    assert (event.seq, event.user, event.image, event.client_op_id) == (
+        applied.seq, a_id, image, applied.client_op_id)
+    assert event.op["object"]["id"] == "b1"
+    assert not applied.duplicate
+
+
+async def test_lock_is_exclusive_and_names_the_holder(team: Team) -> None:
+    (a_token, a_id), (b_token, _) = await team.member("ana"), await team.member("bo")
+    ana, bo = await team.hub(a_token), await team.hub(b_token)
+    await ana.open_image(team.images[0])
+    with pytest.raises(LockedError) as caught:
+        await bo.open_image(team.images[0])
+    assert caught.value.holder is not None and caught.value.holder.id == a_id
+    await ana.release_image(team.images[0])
+    event = await bo.next_event(LockEvent)
+    assert isinstance(event, LockEvent) and event.image == team.images[0]
+    assert (await bo.open_image(team.images[0])).lock is not None
+
+
+async def test_a_viewer_may_not_edit(team: Team) -> None:
+    token, _ = await team.member("vic", role="viewer")
+    vic = await team.hub(token)
+    with pytest.raises(ForbiddenError):
+        await vic.open_image(team.images[0])
+    with pytest.raises(ForbiddenError):
+        await vic.op(team.images[0], box("x"), token=1)
+
+
+async def test_a_bad_token_is_refused_at_connect(team: Team) -> None:
+    hub = LabelhubClient(team.live.url, team.project, token="not-a-token", timeout=5)
+    with pytest.raises(AuthenticationError):
+        await hub.connect()
+    await hub.close()
+
+
+async def test_undo_and_redo_are_broadcast(team: Team) -> None:
+    (a_token, _), (b_token, _) = await team.member("ana"), await team.member("bo")
+    ana, bo = await team.hub(a_token), await team.hub(b_token)
+    image = team.images[1]
+    await ana.open_image(image)
+    await bo.subscribe(image)
+    with pytest.raises(NothingToUndoError):
+        await ana.undo(image)
+    made = await ana.op(image, box("u1"))
+    undone = await ana.undo(image)
+    redone = await ana.redo(image)
+    seen = await op_events(bo, redone.seq)
+    assert [e.seq for e in seen] == [made.seq, undone.seq, redone.seq]
+    assert [e.origin for e in seen] == ["edit", "undo", "redo"]
+    assert undone.op is not None and undone.op["kind"] == "delete"
+
+
+async def test_next_image_hands_each_image_to_one_labeler(team: Team) -> None:
+    tokens = [(await team.member(f"l{i}"))[0] for i in range(3)]
+    hubs = [await team.hub(t) for t in tokens]
+    got = await asyncio.gather(*(h.next_image() for h in hubs))
+    images = [g.image for g in got if g is not None]
+    assert len(images) == 3 and len(set(images)) == 3
+    rest = [await hubs[0].next_image(after=images[0], release=False) for _ in range(1)]
+    assert rest[0] is not None and rest[0].image not in images
+
+
+async def test_watcher_resumes_after_the_server_drops_it(team: Team) -> None:
+    (a_token, _), (b_token, b_id) = await team.member("ana"), await team.member("bo")
+    ana, bo = await team.hub(a_token), await team.hub(b_token)
+    image = team.images[2]
+    await ana.open_image(image)
+    await bo.subscribe(image)
+    acked = [(await ana.op(image, box(f"w{i}", i))).seq for i in range(5)]
+    first = await op_events(bo, acked[-1])
+    team.live.drop(team.project, b_id)
+    acked += [(await ana.op(image, box(f"w{i}", i))).seq for i in range(5, 15)]
+    rest = await op_events(bo, acked[-1])
+    assert [e.seq for e in first + rest] == acked  # nothing lost, nothing twice
+    assert bo.reconnects == 1
+
+
+async def test_editor_resumes_and_each_op_applies_once(team: Team) -> None:
+    (a_token, a_id), (b_token, _) = await team.member("ana"), await team.member("bo")
+    ana, bo = await team.hub(a_token), await team.hub(b_token)
+    image = team.images[3]
+    opened = await ana.open_image(image)
+    await bo.subscribe(image)
+    first = await ana.op(image, box("e0"))
+    sends = [asyncio.create_task(ana.op(image, box(f"e{i}", i))) for i in range(1, 20)]
+    team.live.drop(team.project, a_id)
+    applied = [first, *await asyncio.gather(*sends)]
+    seqs = [a.seq for a in applied]
+    assert len(set(seqs)) == 20
+    assert ana.reconnects == 1
+    lock = ana.lock(image)
+    assert lock is not None and opened.lock is not None and lock.token > opened.lock.token
+    seen = await op_events(bo, max(seqs))
+    assert sorted(e.seq for e in seen) == sorted(seqs)
+    item = await team.admin.image(image)
+    assert item["object_count"] == 20
+
+
+async def test_an_unacknowledged_op_is_resent_and_applied_once(team: Team) -> None:
+    (a_token, _), (b_token, _) = await team.member("ana"), await team.member("bo")
+    ana, bo = await team.hub(a_token), await team.hub(b_token)
+    image = team.images[4]
+    await ana.open_image(image)
+    await bo.subscribe(image)
+    ws = ana._conn.ws if ana._conn else None
+    assert ws is not None
+    ws.transport.pause_reading()  # the ack will sit unread in the socket
+    sending = asyncio.create_task(ana.op(image, box("r1")))
+    committed = await bo.next_event(OpEvent)
+    assert isinstance(committed, OpEvent)
+    ws.transport.abort()  # the connection dies with the ack unread
+    applied = await sending
+    assert applied.duplicate and applied.seq == committed.seq
+    assert applied.client_op_id == committed.client_op_id
+    log = await team.admin.ops(team.project, image=image)
+    assert [o["client_op_id"] for o in log["ops"]].count(applied.client_op_id) == 1
+    echoes = [e for e in _drain(ana) if isinstance(e, OpEvent)]
+    assert echoes == []  # the replay of my own op is not handed back to me
+
+
+def _drain(hub: LabelhubClient) -> list[object]:
+    out: list[object] = []
+    while not hub._events.empty():
+        out.append(hub._events.get_nowait())
+    return out
+
+
+async def test_close_releases_my_locks(team: Team) -> None:
+    (a_token, _), (b_token, _) = await team.member("ana"), await team.member("bo")
+    ana, bo = await team.hub(a_token), await team.hub(b_token)
+    await ana.open_image(team.images[5])
+    await bo.subscribe(team.images[5])
+    await ana.close()
+    states: list[str] = []
+    while not states or states[-1] != "released":
+        event = await bo.next_event(LockEvent)
+        assert isinstance(event, LockEvent) and event.image == team.images[5]
+        states.append(event.state)
+    assert states == ["granted", "released"]
+    assert (await bo.open_image(team.images[5])).lock is not None
