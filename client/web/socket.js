@@ -151,9 +151,9 @@ export class HubClient {
   async subscribe(image) { this.watched.add(image); return this.request("subscribe", { image }); }
   async unsubscribe(image) { this.watched.delete(image); return this.request("unsubscribe", { image }).catch(() => null); }
 
-  async openImage(image) {
+  async openImage(image, takeOver = false) {
     this.watched.add(image);
-    const ack = await this.request("open_image", { image });
+    const ack = await this.request("open_image", takeOver ? { image, take_over: true } : { image });
     if (ack.lock?.token !== undefined) this.tokens.set(image, ack.lock.token);
     return ack;
   }

@@ -174,6 +174,8 @@ export async function mount(root, ctx) {
       ui.st.tool === "smart" ? h("span", { class: "muted" }, ui.st.smart?.rect ? " Paint foreground; Shift or right button = background; R = erase; Enter or ✓ makes the bitmap." : " Drag a rectangle around the object.") : "",
       ui.st.tool === "smart" && ui.st.smart?.rle ? h("button", { type: "button", class: "primary", onclick: smartAccept, id: "smart-accept" }, "✓") : "",
       h("span", { class: "spacer" }),
+      session.holder && project.privileges.includes("review") ? h("button", { type: "button", id: "take-over", onclick: () => session.takeOver(),
+        title: `Take the image over from ${session.holder.name}` }, "Take over") : "",
       h("button", { type: "button", onclick: () => stage.fit(), title: "Fit (F)" }, "Fit"),
       h("button", { type: "button", onclick: () => session.undo(), title: "Undo (Ctrl+Z)", disabled: session.readOnly }, "Undo"),
       h("button", { type: "button", onclick: () => session.redo(), title: "Redo (Ctrl+Shift+Z)", disabled: session.readOnly }, "Redo"),

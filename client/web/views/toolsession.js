@@ -105,6 +105,17 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
     }
   };
 
+  /** A reviewer takes the lock from its holder (whose next edit then fails with stale_token). */
+  s.takeOver = async () => {
+    if (!s.image) return;
+    try {
+      const ack = await hub.openImage(s.image.id, true);
+      setLock(ack, null);
+      say("You hold this image now.");
+    } catch (err) { say(plain(err)); }
+    onChange();
+  };
+
   s.start = async (id) => {
     await online();
     if (id) return s.openImage(id);
