@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     lock_ttl_seconds: float = 45.0
     idle_limit_seconds: float = 120.0
     op_retention: int = 100_000
+    # Frames queued for one WebSocket client before it counts as too slow and is dropped.
+    ws_send_queue: int = Field(default=1000, ge=2)
     development: bool = False
     # argon2 cost; the defaults are argon2-cffi's recommended ones. Tests lower them for speed.
     password_time_cost: int = Field(default=3, ge=1)

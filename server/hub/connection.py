@@ -19,6 +19,7 @@ from server.protocol import CLOSE_TOO_SLOW
 
 SEND_QUEUE_FRAMES = 1_000
 OWN_OPS_REMEMBERED = 1_000
+CLOSE_TIMEOUT = 5.0  # seconds to get the close frame out to a client that stopped reading
 
 
 class RateLimit:
@@ -55,6 +56,12 @@ class Connection:
     last_cursor: float = 0.0
     dropped: bool = False
     close_reason: str = ""
+    overflowed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    def with_queue(cls, websocket: WebSocket, user_id: int, user_name: str, is_admin: bool,
+                   frames: int) -> Connection:
+        return cls(websocket, user_id, user_name, is_admin, queue=asyncio.Queue(maxsize=frames))
 
     def send(self, frame: str) -> None:
         """Queue a frame without waiting; overflow drops the client."""
@@ -65,25 +72,26 @@ class Connection:
         except asyncio.QueueFull:
             self.dropped = True
             self.close_reason = "too far behind; reconnect and resume from your last seq"
-            # Unblock the writer so it closes the socket.
-            with suppress(asyncio.QueueEmpty):
-                self.queue.get_nowait()
-            self.queue.put_nowait(None)
+            self.overflowed.set()
 
     async def writer(self) -> None:
-        """Drain the queue onto the socket until told to stop or dropped."""
-        ws = self.websocket
+        """Drain the queue onto the socket until told to stop."""
         try:
             while True:
                 frame = await self.queue.get()
                 if frame is None or self.dropped:
-                    break
-                await ws.send_text(frame)
+                    return
+                await self.websocket.send_text(frame)
         except (WebSocketDisconnect, RuntimeError, OSError):
             return
-        if self.dropped and ws.application_state == WebSocketState.CONNECTED:
-            with suppress(RuntimeError, OSError):
-                await ws.close(code=CLOSE_TOO_SLOW, reason=self.close_reason)
+
+    async def close_too_slow(self) -> None:
+        """Tell a dropped client why; give up if it is not even reading the close frame."""
+        if self.websocket.application_state != WebSocketState.CONNECTED:
+            return
+        with suppress(RuntimeError, OSError, TimeoutError, WebSocketDisconnect):
+            await asyncio.wait_for(
+                self.websocket.close(code=CLOSE_TOO_SLOW, reason=self.close_reason), CLOSE_TIMEOUT)
 
     def stop(self) -> None:
         with suppress(asyncio.QueueFull):

@@ -84,7 +84,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await websocket.close(code=CLOSE_UNAUTHORIZED, reason="authentication required")
         return
     await websocket.accept()
-    conn = Connection(websocket, user_id, name, is_admin)
+    conn = Connection.with_queue(websocket, user_id, name, is_admin, state.settings.ws_send_queue)
     writer = asyncio.create_task(conn.writer(), name=f"ws-writer-{conn.id}")
     handlers: Handlers = state.handlers
     try:
@@ -100,25 +100,43 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 
 async def _serve(conn: Connection, handlers: Handlers, websocket: WebSocket,
                  writer: asyncio.Task[None]) -> None:
-    while not conn.dropped:
-        receive = asyncio.create_task(websocket.receive())
-        done, _ = await asyncio.wait({receive, writer}, return_when=asyncio.FIRST_COMPLETED)
-        if receive not in done:
-            receive.cancel()
-            with suppress(asyncio.CancelledError, Exception):
-                await receive
-            return  # the writer stopped: the client was dropped or the socket failed
-        message = receive.result()
-        if message["type"] == "websocket.disconnect":
-            return
-        text = message.get("text")
-        if text is None:
-            conn.send(_error(None, "binary_frame", "send JSON text frames"))
-            continue
-        if await _handle(conn, handlers, text) == "close":
-            with suppress(RuntimeError, WebSocketDisconnect):
-                await websocket.close(code=CLOSE_FORBIDDEN, reason="account no longer active")
-            return
+    overflow = asyncio.create_task(conn.overflowed.wait())
+    try:
+        while True:
+            receive = asyncio.create_task(websocket.receive())
+            done, _ = await asyncio.wait({receive, writer, overflow},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if receive not in done:
+                receive.cancel()
+                with suppress(asyncio.CancelledError, Exception):
+                    await receive
+                if overflow in done:
+                    # The writer may be stuck on a full socket: stop it, then say why we leave.
+                    writer.cancel()
+                    with suppress(asyncio.CancelledError):
+                        await writer
+                    await conn.close_too_slow()
+                return  # the writer stopped: the socket failed
+            if not await _receive_one(conn, handlers, websocket, receive.result()):
+                return
+    finally:
+        overflow.cancel()
+
+
+async def _receive_one(conn: Connection, handlers: Handlers, websocket: WebSocket,
+                       message: Any) -> bool:
+    """Handle one incoming frame; False when the connection should end."""
+    if message["type"] == "websocket.disconnect":
+        return False
+    text = message.get("text")
+    if text is None:
+        conn.send(_error(None, "binary_frame", "send JSON text frames"))
+        return True
+    if await _handle(conn, handlers, text) == "close":
+        with suppress(RuntimeError, WebSocketDisconnect):
+            await websocket.close(code=CLOSE_FORBIDDEN, reason="account no longer active")
+        return False
+    return True
 
 
 async def _handle(conn: Connection, handlers: Handlers, text: str) -> str | None:

@@ -75,6 +75,7 @@ class Hub:
         Returns ``(current seq, reset)``; ``reset`` when ``since`` is older than the log keeps.
         """
         room = await self._room(project_id)
+        await self._advance(room)  # catch up first, so the ack's seq is the project's head
         async with room.lock:
             reset = False
             if since is not None and since < room.seq:
@@ -153,6 +154,8 @@ class Hub:
                 return
             async with room.lock:
                 for row in rows:
+                    if row.seq <= room.seq:
+                        continue  # another catch-up already delivered it
                     if row.seq != room.seq + 1:
                         # A gap means a transaction holding that seq has not committed yet;
                         # seq is gap-free once it does, so wait for it rather than skip.

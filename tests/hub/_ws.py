@@ -21,6 +21,7 @@ class WsClient:
         self._reader = asyncio.create_task(self._read())
         self.closed = asyncio.Event()
         self.close_code: int | None = None
+        self.error: Exception | None = None
 
     @classmethod
     async def open(cls, url: str, token: str, **kwargs: Any) -> WsClient:
@@ -36,8 +37,8 @@ class WsClient:
                     fut.set_result(msg)
                 else:
                     self.events.put_nowait(msg)
-        except Exception:
-            pass
+        except Exception as exc:  # the socket closed; close_code says how
+            self.error = exc
         finally:
             self.close_code = self.ws.close_code
             self.closed.set()

@@ -6,7 +6,7 @@ import json
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conftest import UserFactory, add_member
 from tests.hub.conftest import LiveServer, Team
@@ -17,7 +17,7 @@ BOX = {"kind": "create", "object": {"id": "b1", "type": "bbox", "label": "car",
 
 async def test_auth_at_handshake(server: LiveServer, team: Team) -> None:
     async with connect(server.ws_url + "?token=forged") as ws:
-        with pytest.raises(Exception):
+        with pytest.raises(ConnectionClosed):
             await ws.recv()
         assert ws.close_code == 4401
     with pytest.raises(InvalidStatus):
