@@ -233,7 +233,7 @@ ServerMessage = Annotated[
 ]
 server_message: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
 
-#: Close codes (4000–4999 are the application's).
+#: Close codes (4000-4999 are the application's).
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_SLOW = 4008

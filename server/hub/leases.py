@@ -212,7 +212,7 @@ async def next_image(
     mine_elsewhere = exists().where(ImageLock.image_id == Image.id, ImageLock.holder_id == mine,
                                     ImageLock.connection_id != connection_id,
                                     ImageLock.expires_at > now)
-    stmt = select(Image.id, or_(by_other_objects, by_other_labels), locked_other).where(
+    stmt: Any = select(Image.id, or_(by_other_objects, by_other_labels), locked_other).where(
         Image.project_id == project_id, ~mine_elsewhere)
     if flt is not None:
         stmt = apply_filter(stmt, flt, now)
