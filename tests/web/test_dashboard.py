@@ -114,3 +114,32 @@ def test_settings_panel_saves_project_and_shortcuts(browser: Any, live: Live) ->
     page.keyboard.press("?")
     page.wait_for_selector("#shortcuts")
     assert "Undo" in page.inner_text("#shortcuts")
+
+
+def test_import_and_export_dialogs(browser: Any, live: Live, tmp_path: Path) -> None:
+    api = live.api()
+    pid = api.post("/api/v1/projects", json={"name": "Transfer"}).json()["id"]
+    png = scene(tmp_path / "a.png", 4).read_bytes()
+    assert api.post(f"/api/v1/projects/{pid}/images", files={"files": ("a.png", png)}).status_code == 201
+    csv = tmp_path / "labels.csv"
+    csv.write_text("image,labels,default_label\na.png,cat;dog,dog\nmissing.png,cat,\n")
+    page = login(browser, live)
+    page.goto(f"{live.url}/#/p/{pid}")
+    page.click("#import-btn")
+    page.select_option("#import-format", "csv")
+    page.set_input_files("#import-file", str(csv))
+    page.click("text=Check first (dry run)")
+    page.wait_for_selector("dialog .report li.error")
+    assert "missing.png" in page.inner_text("dialog .report")
+    # Nothing was written by the dry run; a real import of the bad file is refused as a whole.
+    page.click("dialog .report >> xpath=.. >> button.primary")
+    page.wait_for_selector("dialog .report p.error")
+    assert api.get(f"/api/v1/projects/{pid}/images").json()["images"][0]["labels"] == []
+    page.click("dialog [aria-label=Close]")
+    page.click("#export-btn")
+    page.select_option("#export-format", "csv")
+    href = page.get_attribute("#export-download", "href")
+    assert href == f"/api/v1/projects/{pid}/export?format=csv"
+    with page.expect_download() as info:
+        page.click("#export-download")
+    assert info.value.suggested_filename.endswith(".csv")
