@@ -60,7 +60,8 @@ async def project_stats(session: AsyncSession, project_id: int, idle_limit: floa
         .where(OpLogEntry.project_id == project_id, OpLogEntry.user_id.is_not(None),
                OpLogEntry.kind.not_in(NON_EDIT_KINDS)))
     for user_id, created_at, kind, image_id in ops:
-        entry = per[(int(user_id), _day(created_at))]
+        assert user_id is not None  # filtered above
+        entry = per[(user_id, _day(created_at))]
         entry["ops"] += 1
         if image_id is not None:
             entry["images"].add(image_id)
@@ -81,7 +82,7 @@ async def project_stats(session: AsyncSession, project_id: int, idle_limit: floa
         .join(Image, Image.id == ImageLock.image_id)
         .where(ImageLock.project_id == project_id, ImageLock.holder_id.is_not(None),
                ImageLock.expires_at > now))
-    held = [(i, int(h), e, n) for i, h, e, n in holders]
+    held = [(i, h, e, n) for i, h, e, n in holders if h is not None]
     holder_names = await _names(session, {h for _, h, _, _ in held})
     return {
         "per_user_day": rows,
