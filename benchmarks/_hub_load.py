@@ -1,0 +1,265 @@
+"""Load for ``benchmarks.hub``: server processes, raw socket watchers and editors, /proc readings.
+
+The watchers and editors speak the wire protocol on plain ``websockets`` connections (not the
+SDK) so the client side spends as little CPU as possible on the 2 shared cores. The same driver
+runs against Labelhub and against the raw ``websockets.broadcast`` baseline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+ROOT = Path(__file__).resolve().parent.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (fields 14 and 15 of /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+@dataclass
+class Process:
+    proc: subprocess.Popen[str]
+    port: int
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+
+def start(args: list[str], env: dict[str, str], ready: str, port: int) -> Process:
+    """Start a server; return once a line containing ``ready`` appears on its stderr/stdout."""
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines: queue.Queue[str | None] = queue.Queue()
+    log: list[str] = []
+
+    def pump() -> None:  # keeps the pipe drained for the process's whole life
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if len(log) < 200:
+                log.append(line)
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    while True:
+        line = lines.get(timeout=60)
+        if line is None:
+            raise RuntimeError(f"{args} exited:\n" + "".join(log))
+        if ready in line:
+            return Process(proc, port)
+
+
+# --- protocol adapters -----------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    """How to join as a watcher and as an editor on one server."""
+
+    url: str
+    setup_watcher: Callable[[ClientConnection, list[int]], Awaitable[None]]
+    setup_editor: Callable[[ClientConnection, int], Awaitable[tuple[int, str]]]  # token, object
+
+
+async def _request(ws: ClientConnection, msg: dict[str, Any]) -> dict[str, Any]:
+    await ws.send(json.dumps(msg))
+    while True:
+        reply = json.loads(await ws.recv())
+        if reply.get("id") == msg["id"]:
+            if reply["type"] == "error":
+                raise RuntimeError(f"{msg['type']}: {reply}")
+            return dict(reply)
+
+
+def labelhub_target(base: str, token: str, project: int) -> Target:
+    async def watcher(ws: ClientConnection, images: list[int]) -> None:
+        await _request(ws, {"type": "hello", "id": "h", "project": project})
+        for image in images:
+            await _request(ws, {"type": "subscribe", "id": f"s{image}", "image": image})
+
+    async def editor(ws: ClientConnection, image: int) -> tuple[int, str]:
+        await _request(ws, {"type": "hello", "id": "h", "project": project})
+        ack = await _request(ws, {"type": "open_image", "id": "o", "image": image})
+        token_, object_id = int(ack["lock"]["token"]), f"bench{time.time_ns()}"
+        await _request(ws, {"type": "op", "id": "c", "image": image, "token": token_,
+                            "client_op_id": f"setup-{object_id}",
+                            "op": {"kind": "create", "object": {
+                                "id": object_id, "type": "bbox", "label": "car",
+                                "geometry": {"x": 1, "y": 1, "w": 10, "h": 10}}}})
+        return token_, object_id
+
+    return Target(f"{base}/api/v1/ws?token={token}", watcher, editor)
+
+
+def raw_target(port: int) -> Target:
+    async def watcher(_ws: ClientConnection, _images: list[int]) -> None:
+        return None
+
+    async def editor(_ws: ClientConnection, _image: int) -> tuple[int, str]:
+        return 0, "bench"
+
+    return Target(f"ws://127.0.0.1:{port}", watcher, editor)
+
+
+async def open_ws(url: str) -> ClientConnection:
+    return await connect(url, compression=None, max_size=2**24, max_queue=None,
+                         ping_interval=None, open_timeout=60)
+
+
+# --- fan-out and latency ---------------------------------------------------------------------
+
+
+@dataclass
+class Fanout:
+    frames: int = 0
+    cpu: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: int = 0
+    ops: int = 0
+    target: int = 0  # frames expected once the editors are done
+    all_in: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def _watch(ws: ClientConnection, result: Fanout, measure: list[bool], latency: bool) -> None:
+    async for frame in ws:
+        if not measure[0] or not isinstance(frame, str) or '"client_op_id":"t' not in frame:
+            continue
+        result.frames += 1
+        if result.target and result.frames >= result.target:
+            result.all_in.set()
+        if latency:
+            cid = json.loads(frame)["client_op_id"]
+            result.latencies_ms.append((time.perf_counter_ns() - int(cid[1:cid.index("-")])) / 1e6)
+
+
+async def _edit(ws: ClientConnection, image: int, lock: tuple[int, str], rate: float,
+                seconds: float, result: Fanout) -> None:
+    token, object_id = lock
+    ids = itertools.count()
+
+    async def acks() -> None:
+        async for frame in ws:
+            if isinstance(frame, str) and '"type":"error"' in frame:
+                result.errors += 1
+
+    reader = asyncio.create_task(acks())
+    start, interval = time.perf_counter(), 1.0 / rate
+    for n in ids:
+        due = start + n * interval
+        if due - start >= seconds:
+            break
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)  # pacing: a timer, not a wait for an event
+        result.ops += 1
+        await ws.send(json.dumps(separators=(",", ":"), obj={
+            "type": "op", "id": n, "image": image, "token": token,
+            "client_op_id": f"t{time.perf_counter_ns()}-{n}-{image}",
+            "op": {"kind": "move_box", "object_id": object_id, "x": 1 + n % 50, "y": 1, "w": 10,
+                   "h": 10}}))
+    reader.cancel()
+
+
+async def fanout(target: Target, pid: int, *, watchers: int, images: list[int], rate: float,
+                 seconds: float, latency: bool) -> Fanout:
+    """``len(images)`` editors at ``rate`` ops/s each; every watcher watches every image."""
+    result, measure = Fanout(), [False]
+    sockets: list[ClientConnection] = []
+    for start_ in range(0, watchers, 100):
+        sockets += await asyncio.gather(*(open_ws(target.url)
+                                          for _ in range(min(100, watchers - start_))))
+    editors = [await open_ws(target.url) for _ in images]
+    try:
+        for start_ in range(0, len(sockets), 100):
+            await asyncio.gather(*(target.setup_watcher(ws, images)
+                                   for ws in sockets[start_:start_ + 100]))
+        locks = [await target.setup_editor(ws, image) for ws, image in zip(editors, images, strict=True)]
+        readers = [asyncio.create_task(_watch(ws, result, measure, latency)) for ws in sockets]
+        measure[0] = True
+        cpu0 = cpu_seconds(pid)
+        await asyncio.gather(*(_edit(ws, image, lock, rate, seconds, result)
+                               for ws, image, lock in zip(editors, images, locks, strict=True)))
+        result.target = result.ops * watchers
+        if result.frames >= result.target:
+            result.all_in.set()
+        with contextlib.suppress(TimeoutError):  # let the last frames land
+            await asyncio.wait_for(result.all_in.wait(), 5)
+        result.cpu = cpu_seconds(pid) - cpu0
+        measure[0] = False
+        for task in readers:
+            task.cancel()
+    finally:
+        await asyncio.gather(*(ws.close() for ws in sockets + editors), return_exceptions=True)
+    return result
+
+
+# --- idle memory -----------------------------------------------------------------------------
+
+
+async def idle_memory(urls: list[str], pid: int, hello: Callable[[ClientConnection, int], Awaitable[None]] | None,
+                      batch: int = 100) -> tuple[float, int]:
+    """Open one connection per url (joined via ``hello``); (RSS bytes per connection, count)."""
+    before = rss_bytes(pid)
+    sockets: list[ClientConnection] = []
+    try:
+        for start_ in range(0, len(urls), batch):
+            chunk = await asyncio.gather(*(open_ws(u) for u in urls[start_:start_ + batch]))
+            sockets.extend(chunk)
+            if hello is not None:
+                await asyncio.gather(*(hello(ws, start_ + i) for i, ws in enumerate(chunk)))
+        after = rss_bytes(pid)
+        return (after - before) / len(sockets), len(sockets)
+    finally:
+        for start_ in range(0, len(sockets), 500):
+            await asyncio.gather(*(ws.close() for ws in sockets[start_:start_ + 500]),
+                                 return_exceptions=True)
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]

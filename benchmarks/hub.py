@@ -1,0 +1,279 @@
+"""The real-time hub under load: ``python -m benchmarks.hub [--quick] [--write-docs]``.
+
+A real ``labelhub serve`` process on a fresh PostgreSQL database (``LABELHUB_TEST_POSTGRES_URL``
+or the local default) and, in the same run, a bare ``websockets.broadcast`` server as baseline:
+
+* frames delivered per server CPU-second for the same fan-out (CPU time from /proc/<pid>/stat);
+* edit -> peer latency p50/p99 with 10, 50 and 200 watchers at 50 ops/s (commit included);
+* durable ops/s through the hub's op handler over many images and on one hot image, beside a
+  raw asyncpg append loop (UPDATE head RETURNING seq + INSERT) on the same database;
+* idle memory per connection (RSS delta / n) with 5,000 connections, each joined to a project;
+* lock acquire (``open_image``) p50/p99;
+* an image with 10,000 objects: snapshot time (subscribe -> snapshot received) and the server's
+  time per edit (the op handler, in process).
+
+All traffic goes to 127.0.0.1. ``--write-docs`` puts the table under "## Hub" in
+docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import cv2
+import numpy as np
+
+from benchmarks import _hub_load as load
+from benchmarks._hub_inproc import durable_ops, raw_appends, seed_and_time_edits
+from client import LabelhubClient, RestClient
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN = ("admin@example.com", "bench-admin-password")
+SECRET = "bench-secret-key"
+DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+
+
+def _png(seed: int) -> bytes:
+    img = np.full((480, 640, 3), 40 + seed % 200, np.uint8)
+    ok, buf = cv2.imencode(".png", img)
+    assert ok
+    return buf.tobytes()
+
+
+async def _admin_sql(base: str, sql: str) -> None:
+    head, _, _ = base.rpartition("/")
+    conn = await asyncpg.connect(f"{head}/postgres".replace("+asyncpg", ""), timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+class Bench:
+    def __init__(self, quick: bool) -> None:
+        self.quick = quick
+        self.rows: list[tuple[str, str, str, str]] = []  # case, ours, baseline, goal
+
+    def row(self, case: str, ours: str, baseline: str = "", goal: str = "") -> None:
+        self.rows.append((case, ours, baseline, goal))
+        print(f"  {case}: {ours}  {baseline}", flush=True)
+
+    def table(self) -> str:
+        lines = ["| case | Labelhub | baseline (same run) | goal |", "|---|---:|---:|---|"]
+        lines += [f"| {c} | {o} | {b} | {g} |" for c, o, b, g in self.rows]
+        return "\n".join(lines)
+
+
+async def run(quick: bool) -> Bench:
+    bench = Bench(quick)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 5,000 sockets on each side
+    base = os.environ.get("LABELHUB_TEST_POSTGRES_URL") or DEFAULT_PG
+    name = f"lh_bench_{uuid.uuid4().hex[:10]}"
+    head, _, _ = base.rpartition("/")
+    db_url = f"{head}/{name}"
+    await _admin_sql(base, f'CREATE DATABASE "{name}"')
+    data = Path(tempfile.mkdtemp(prefix="lh-bench-"))
+    env = {**os.environ, "LABELHUB_DATABASE_URL": db_url, "LABELHUB_DATA_DIR": str(data),
+           "LABELHUB_SECRET_KEY": SECRET, "LABELHUB_ADMIN_EMAIL": ADMIN[0],
+           "LABELHUB_ADMIN_PASSWORD": ADMIN[1]}
+    procs: list[load.Process] = []
+    try:
+        await asyncio.to_thread(_migrate, env)
+        port = load.free_port()
+        hub_proc = load.start(["-m", "server.cli", "serve", "--host", "127.0.0.1", "--port",
+                               str(port), "--log-level", "info"], env, "Uvicorn running on", port)
+        procs.append(hub_proc)
+        raw_port = load.free_port()
+        raw_proc = load.start(["-m", "benchmarks._raw_broadcast", str(raw_port)], env,
+                              "listening", raw_port)
+        procs.append(raw_proc)
+        url = f"http://127.0.0.1:{port}"
+        async with RestClient(url) as admin:
+            await admin.login(*ADMIN)
+            assert admin.token is not None
+            project = (await admin.create_project("bench"))["id"]
+            items = await admin.upload_images(project, [(f"b{i}.png", _png(i)) for i in range(12)])
+            images = sorted(i["id"] for i in items)
+            await _fanout(bench, url, admin.token, project, images, hub_proc, raw_proc)
+            await _memory(bench, admin, url, hub_proc, raw_proc)
+            await _locks(bench, url, admin.token, project, images[6:])
+            await _durable(bench, env, db_url, project, images)
+            big = images[-1]
+            await _big_image(bench, env, url, admin.token, project, big)
+    finally:
+        for proc in procs:
+            proc.stop()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        await _admin_sql(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return bench
+
+
+def _migrate(env: dict[str, str]) -> None:
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "server.cli", "db", "upgrade"], cwd=ROOT, env=env,
+                   check=True, capture_output=True)
+
+
+async def _fanout(bench: Bench, url: str, token: str, project: int, images: list[int],
+                  hub_proc: load.Process, raw_proc: load.Process) -> None:
+    seconds = 3.0 if bench.quick else 6.0
+    watchers, editors, rate = (200, images[:1], 40) if bench.quick else (500, images[:1], 40)
+    ours_target = load.labelhub_target(url.replace("http", "ws", 1), token, project)
+    raw_target = load.raw_target(raw_proc.port)
+    ours = await load.fanout(ours_target, hub_proc.pid, watchers=watchers, images=editors,
+                             rate=rate, seconds=seconds, latency=False)
+    raw = await load.fanout(raw_target, raw_proc.pid, watchers=watchers, images=editors,
+                            rate=rate, seconds=seconds, latency=False)
+    ours_rate, raw_rate = ours.frames / max(ours.cpu, 1e-9), raw.frames / max(raw.cpu, 1e-9)
+    bench.row(f"fan-out: frames per server CPU-second ({watchers} watchers, 1 editor at {rate} ops/s, "
+              "op commit included)",
+              f"{ours_rate:,.0f} ({ours_rate / raw_rate:.0%} of raw)",
+              f"{raw_rate:,.0f} (websockets.broadcast)", ">= 70% of raw")
+    if ours.errors:
+        bench.row("fan-out: op errors (should be 0)", str(ours.errors))
+    seconds = 2.0 if bench.quick else 5.0
+    for n in (10, 50, 200):
+        lat = await load.fanout(ours_target, hub_proc.pid, watchers=n, images=[images[2]],
+                                rate=50, seconds=seconds, latency=True)
+        raw_lat = await load.fanout(raw_target, raw_proc.pid, watchers=n, images=[images[2]],
+                                    rate=50, seconds=seconds, latency=True)
+        bench.row(f"edit -> peer latency, {n} watchers, 50 ops/s (p50 / p99)",
+                  f"{load.percentile(lat.latencies_ms, 50):.2f} / "
+                  f"{load.percentile(lat.latencies_ms, 99):.2f} ms",
+                  f"{load.percentile(raw_lat.latencies_ms, 50):.2f} / "
+                  f"{load.percentile(raw_lat.latencies_ms, 99):.2f} ms",
+                  "p99 <= 10 ms at 200" if n == 200 else "")
+
+
+async def _memory(bench: Bench, admin: RestClient, url: str, hub_proc: load.Process,
+                  raw_proc: load.Process) -> None:
+    n = 1_000 if bench.quick else 5_000
+    per_project = 100
+    projects = [(await admin.create_project(f"idle {i}"))["id"] for i in range(n // per_project)]
+    ws_url = f"{url.replace('http', 'ws', 1)}/api/v1/ws?token={admin.token}"
+
+    async def hello(ws: Any, i: int) -> None:
+        await ws.send(json.dumps({"type": "hello", "id": "h", "project": projects[i // per_project]}))
+        while json.loads(await ws.recv()).get("id") != "h":
+            pass
+
+    ours, count = await load.idle_memory([ws_url] * n, hub_proc.pid, hello)
+    raw, _ = await load.idle_memory([f"ws://127.0.0.1:{raw_proc.port}"] * n, raw_proc.pid, None)
+    bench.row(f"idle memory per connection ({count:,} connections, {per_project} per project)",
+              f"{ours / 1024:.1f} KiB", f"{raw / 1024:.1f} KiB", "<= 32 KiB")
+
+
+async def _locks(bench: Bench, url: str, token: str, project: int, images: list[int]) -> None:
+    rounds = 50 if bench.quick else 200
+    times: list[float] = []
+    async with LabelhubClient(url, project, token=token) as hub:
+        for i in range(rounds):
+            image = images[i % len(images)]
+            t0 = time.perf_counter()
+            await hub.open_image(image)
+            times.append((time.perf_counter() - t0) * 1000)
+            await hub.release_image(image)
+    bench.row("lock acquire (open_image round trip, p50 / p99)",
+              f"{load.percentile(times, 50):.2f} / {load.percentile(times, 99):.2f} ms")
+
+
+async def _durable(bench: Bench, env: dict[str, str], db_url: str, project: int,
+                   images: list[int]) -> None:
+    seconds = 2.0 if bench.quick else 4.0
+    many = await durable_ops(env, project, images[3:11], seconds)
+    hot = await durable_ops(env, project, images[11:12], seconds)
+    raw8 = await raw_appends(db_url, 8, seconds)
+    raw1 = await raw_appends(db_url, 1, seconds)
+    bench.row("durable ops/s on PostgreSQL, 8 labelers on 8 images (op handler, commit)",
+              f"{many:,.0f}", f"{raw8:,.0f} (raw asyncpg append, 8 connections)")
+    bench.row("durable ops/s on PostgreSQL, one hot image (one lock holder)",
+              f"{hot:,.0f}", f"{raw1:,.0f} (raw asyncpg append, 1 connection)")
+
+
+async def _big_image(bench: Bench, env: dict[str, str], url: str, token: str, project: int,
+                     image: int) -> None:
+    edits = 50 if bench.quick else 200
+    per_edit = await seed_and_time_edits(env, project, image, 10_000, edits)
+    ws_url = f"{url.replace('http', 'ws', 1)}/api/v1/ws?token={token}"
+    times = []
+    for i in range(3 if bench.quick else 5):
+        ws = await load.open_ws(ws_url)
+        try:
+            await ws.send(json.dumps({"type": "hello", "id": "h", "project": project}))
+            t0 = time.perf_counter()
+            await ws.send(json.dumps({"type": "subscribe", "id": f"s{i}", "image": image}))
+            while True:
+                frame = await ws.recv()
+                if isinstance(frame, str) and frame.startswith('{"type":"snapshot"'):
+                    break
+            times.append((time.perf_counter() - t0) * 1000)
+            size = len(frame)
+        finally:
+            await ws.close()
+    bench.row(f"10,000-object image: snapshot (subscribe -> frame received, {size / 1e6:.1f} MB)",
+              f"{load.percentile(times, 50):.0f} ms (median)", "", "< 300 ms")
+    bench.row("10,000-object image: server time per edit (move_box, p50 / p99)",
+              f"{load.percentile(per_edit, 50):.2f} / {load.percentile(per_edit, 99):.2f} ms",
+              "", "< 5 ms")
+
+
+def _machine() -> str:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return (f"{os.cpu_count()} CPUs (`nproc` = {len(os.sched_getaffinity(0))}), {model}, "
+            f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}")
+
+
+def write_docs(table: str, machine: str, quick: bool) -> None:
+    path = ROOT / "docs" / "performance.md"
+    text = path.read_text() if path.exists() else "# Performance\n"
+    section = (
+        "## Hub\n\n"
+        f"`python -m benchmarks.hub{' --quick' if quick else ''}` (also part of `make bench`). "
+        f"Machine: {machine}. The server is one `labelhub serve` process on PostgreSQL; the "
+        "load generator runs on the same 2 cores, so the figures carry its noise. The baseline "
+        "is a bare `websockets.broadcast` server (benchmarks/_raw_broadcast.py) or a raw asyncpg "
+        "loop, measured in the same run.\n\n" + table + "\n")
+    start = text.find("\n## Hub\n")
+    if start == -1:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + 1)
+        text = text[:start + 1] + section + (text[end:] if end != -1 else "")
+    path.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.hub")
+    parser.add_argument("--quick", action="store_true", help="smaller counts, shorter runs")
+    parser.add_argument("--write-docs", action="store_true", help="update docs/performance.md")
+    args = parser.parse_args(argv if argv is not None else [])
+    quick = args.quick or bool(os.environ.get("LABELHUB_BENCH_QUICK"))
+    t0 = time.perf_counter()
+    bench = asyncio.run(run(quick))
+    table, machine = bench.table(), _machine()
+    print(f"\nMachine: {machine}; {time.perf_counter() - t0:.0f} s\n")
+    print(table)
+    if args.write_docs:
+        write_docs(table, machine, quick)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
