@@ -47,7 +47,9 @@ def test_upload_label_panel_and_filters(browser: Any, live: Live, tmp_path: Path
     page.click(".label-row[data-name=bird] .plus")
     page.wait_for_selector(".tile >> nth=1 >> .chip:has-text('bird')")
     page.click(".label-row[data-name=bird] .label-name")
-    page.fill(".label-row input.rename", "parrot")
+    page.wait_for_function("document.activeElement?.classList.contains('rename')")
+    page.keyboard.press("Control+a")
+    page.keyboard.type("parrot")
     page.keyboard.press("Enter")
     page.wait_for_selector(".tile >> nth=1 >> .chip:has-text('parrot')")
     # Filter by label: only the image with "parrot" remains.

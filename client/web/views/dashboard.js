@@ -145,7 +145,7 @@ export async function mount(root, ctx) {
     can.has("upload") ? h("button", { type: "button", id: "upload-btn", onclick: () => openUpload({ ctx, pid, labels: state.labels, done: async () => { await loadLabels(); await reload(); } }) }, "Upload") : null,
     can.has("import_export") ? h("button", { type: "button", id: "import-btn", onclick: () => openImport({ ctx, pid, done: async () => { await loadLabels(); await reload(); } }) }, "Import labels") : null,
     can.has("import_export") ? h("button", { type: "button", id: "export-btn", onclick: () => openExport({ ctx, pid, filter: state.filter, sel: state.sel }) }, "Export labels") : null,
-    h("button", { type: "button", id: "settings-btn", onclick: () => openSettings({ ctx, pid, can, labels: state.labels, done: loadLabels }) }, "Settings"),
+    h("button", { type: "button", id: "settings-btn", onclick: () => openSettings({ ctx, pid, can, done: loadLabels }) }, "Settings"),
     can.has("manage_members") || can.has("view") ? h("a", { class: "button", href: href("members", { project: pid }) }, "Members") : null,
     can.has("view_stats") ? h("a", { class: "button", href: href("supervisor", { project: pid }) }, "Supervisor view") : null);
 

@@ -17,6 +17,7 @@ export function labelPanel({ ctx, pid, can, getTarget, countSelected, reload, on
   const el = h("section", { class: "label-panel", "aria-label": "Label panel" }, h("h3", {}, "Labels"),
     can.has("label") ? form : null, list);
   let labels = [];
+  let stale = false;
 
   async function bulk(op) {
     if (!countSelected()) { ctx.toast("Select some images first (click, Shift+click, Ctrl+click or Select all).", "info"); return; }
@@ -44,6 +45,7 @@ export function labelPanel({ ctx, pid, can, getTarget, countSelected, reload, on
       done = true;
       const value = field.value.trim();
       if (save && value && value !== label.name) await patch(label, { name: value });
+      else if (stale) await refresh();
       else field.replaceWith(nameBtn);
     };
     field.addEventListener("keydown", (e) => {
@@ -95,6 +97,9 @@ export function labelPanel({ ctx, pid, can, getTarget, countSelected, reload, on
     try {
       labels = (await ctx.api.get(`/api/v1/projects/${pid}/labels`)).labels;
     } catch (err) { ctx.toast(err.message); }
+    // Never pull a rename field from under the person typing in it; redraw when they finish.
+    stale = list.contains(document.activeElement) && document.activeElement.classList.contains("rename");
+    if (stale) { onLabels?.(labels); return labels; }
     list.replaceChildren(...labels.map(row));
     if (!labels.length) list.append(h("li", { class: "muted" }, "No labels yet."));
     onLabels?.(labels);

@@ -29,10 +29,11 @@ function readValue(input, kind) {
   return kind === "int" ? parseInt(input.value, 10) : Number(input.value);
 }
 
-export async function openSettings({ ctx, pid, can, labels, done }) {
-  let data, mine;
+export async function openSettings({ ctx, pid, can, done }) {
+  let data, mine, labels;
   try {
-    [data, mine] = await Promise.all([ctx.api.get(`/api/v1/projects/${pid}/settings`), ctx.api.get("/api/v1/me/settings", { project: pid })]);
+    [data, mine, { labels }] = await Promise.all([ctx.api.get(`/api/v1/projects/${pid}/settings`),
+      ctx.api.get("/api/v1/me/settings", { project: pid }), ctx.api.get(`/api/v1/projects/${pid}/labels`)]);
   } catch (err) { ctx.toast(err.message); return; }
   const manage = can.has("manage_labels");
   const userKeys = new Set(data.user_keys);
