@@ -92,6 +92,7 @@ _BY_CODE: dict[str, type[RequestError]] = {
     "invalid_op": InvalidRequestError,
     "bad_json": InvalidRequestError,
     "too_large": InvalidRequestError,
+    "binary_frame": InvalidRequestError,
 }
 _BY_STATUS: dict[int, type[RequestError]] = {
     401: AuthenticationError, 403: ForbiddenError, 404: NotFoundError, 422: InvalidRequestError,

@@ -363,6 +363,12 @@ class LabelhubClient:
         try:
             ws = await connect(self._ws_url(), compression=None, max_size=self.max_frame,
                                open_timeout=self.timeout, max_queue=None)
+        except websockets.InvalidStatus as exc:
+            status = exc.response.status_code
+            if status in (401, 403):  # e.g. an Origin the server does not allow
+                raise error_for("unauthorized" if status == 401 else "forbidden",
+                                f"the handshake was refused ({status})", status=status) from None
+            raise TransportError(f"cannot connect to {self.url}: {exc!r}") from exc
         except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
             raise TransportError(f"cannot connect to {self.url}: {exc!r}") from exc
         self._generation += 1

@@ -184,3 +184,16 @@ async def test_close_releases_my_locks(team: Team) -> None:
         states.append(event.state)
     assert states == ["granted", "released"]
     assert (await bo.open_image(team.images[5])).lock is not None
+
+
+async def test_a_deactivated_account_ends_the_session(team: Team) -> None:
+    token, user_id = await team.member("gone")
+    hub = await team.hub(token)
+    opened = await hub.open_image(team.images[0])
+    await team.admin.request("PATCH", f"/api/v1/users/{user_id}", json={"is_active": False})
+    with pytest.raises((AuthenticationError, ForbiddenError)):
+        await hub.op(opened.image, box("z"))
+    remaining = [event async for event in hub.events()]  # ends: the server closed with 4403
+    assert all(not isinstance(e, OpEvent) for e in remaining)
+    with pytest.raises(ForbiddenError):
+        await hub.subscribe(team.images[1])
