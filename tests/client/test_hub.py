@@ -11,6 +11,7 @@ from client import (
     ForbiddenError,
     LabelhubClient,
     LockedError,
+    LockLostError,
     NothingToUndoError,
 )
 from server.protocol import LockEvent, OpEvent, Snapshot
@@ -197,3 +198,23 @@ async def test_a_deactivated_account_ends_the_session(team: Team) -> None:
     assert all(not isinstance(e, OpEvent) for e in remaining)
     with pytest.raises(ForbiddenError):
         await hub.subscribe(team.images[1])
+
+
+async def test_ops_fail_when_the_image_was_taken_over_while_disconnected(team: Team) -> None:
+    (a_token, _), (m_token, m_id) = await team.member("ana"), await team.member("max", "manager")
+    ana, boss = await team.hub(a_token), await team.hub(m_token)
+    image = team.images[1]
+    await ana.open_image(image)
+    ws = ana._conn.ws if ana._conn else None
+    assert ws is not None
+    ws.transport.pause_reading()  # ana will not hear of the take-over before her socket dies
+    taken = await boss.open_image(image, take_over=True)
+    sending = asyncio.create_task(ana.op(image, box("late")))
+    ws.transport.abort()
+    with pytest.raises(LockLostError):
+        await sending
+    with pytest.raises(LockedError) as caught:
+        await ana.open_image(image)
+    assert caught.value.holder is not None and caught.value.holder.id == m_id
+    assert ana.lock(image) is None and ana.reconnects == 1
+    assert taken.lock is not None
