@@ -27,7 +27,7 @@ from server.classification import (
     normalize_label,
     sync_label_ops,
 )
-from server.formats._source import object_dict
+from server.edits import row_to_dict
 from server.geometry.errors import GeometryError
 from server.geometry.policy import Policy
 from server.geometry.validation import parse_object, validate
@@ -260,7 +260,7 @@ async def _read_objects(session: AsyncSession, image_ids: list[int]) -> dict[int
     for chunk in _chunks(image_ids, 500):
         rows = await session.execute(select(LabelObjectRow).where(LabelObjectRow.image_id.in_(chunk)))
         for (row,) in rows:
-            out[row.image_id][row.id] = {"object": object_dict(row), "version": row.version,
+            out[row.image_id][row.id] = {"object": row_to_dict(row), "version": row.version,
                                          "created_by": row.created_by, "created_at": row.created_at}
     return out
 

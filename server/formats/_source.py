@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server._label_store import read_labels
 from server.classification import ImageLabelState
 from server.db import transaction
+from server.edits import row_to_dict  # the one wire form of an object row
 from server.image_query import ImageFilter, apply_filter
 from server.models import Image, LabelDef, LabelObjectRow
 
@@ -42,13 +43,6 @@ class ImageRecord:
     objects: list[dict[str, Any]] = field(default_factory=list)
 
 
-def object_dict(row: Any) -> dict[str, Any]:
-    """The wire/native form of an object row (what ``parse_object`` accepts)."""
-    return {"id": row.id, "type": row.type, "label": row.label, "geometry": row.geometry,
-            "keypoints": row.keypoints or [], "attributes": row.attributes or {},
-            "rpy": row.rpy, "occluded": row.occluded, "z": row.z}
-
-
 _OBJ_COLS = (LabelObjectRow.image_id, LabelObjectRow.id, LabelObjectRow.type, LabelObjectRow.label,
              LabelObjectRow.geometry, LabelObjectRow.keypoints, LabelObjectRow.attributes,
              LabelObjectRow.rpy, LabelObjectRow.occluded, LabelObjectRow.z)
@@ -62,7 +56,7 @@ async def _objects(session: AsyncSession, ids: list[int], with_objects: bool) ->
     rows = await conn.execute(select(*_OBJ_COLS).where(LabelObjectRow.image_id.in_(ids))
                                  .order_by(LabelObjectRow.image_id, LabelObjectRow.z, LabelObjectRow.id))
     for row in rows:
-        out[row.image_id].append(object_dict(row))
+        out[row.image_id].append(row_to_dict(row))
     return out
 
 
