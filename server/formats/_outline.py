@@ -8,9 +8,16 @@ sub-pixel at ``2k`` lies on pixel corner ``k``, one at ``2k + 1`` on corner ``k 
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import cv2
 import numpy as np
 import numpy.typing as npt
+
+from server.geometry.raster import rasterize_polygon
+from server.geometry.shapes import PolygonGeometry, PolygonPart
+from server.geometry.shapes import Ring as ShapeRing
 
 Ring = list[list[int]]
 
@@ -55,3 +62,29 @@ def crop(mask: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.bool_], tuple[int,
     if rows.size == 0:
         return mask[:0, :0], (0, 0)
     return mask[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1], (int(cols[0]), int(rows[0]))
+
+
+def _window(arr: np.ndarray, w: int, h: int) -> tuple[int, int, int, int]:
+    x0 = max(0, math.floor(float(arr[:, 0].min())))
+    y0 = max(0, math.floor(float(arr[:, 1].min())))
+    x1 = min(w, math.ceil(float(arr[:, 0].max())))
+    y1 = min(h, math.ceil(float(arr[:, 1].max())))
+    return x0, y0, x1, y1
+
+
+def polygon_pixels(geometry: dict[str, Any], w: int, h: int) -> tuple[np.ndarray, tuple[int, int], list[float]]:
+    """The polygon's pixels within its (image-clipped) extent, that extent's origin, vertex bbox."""
+    parts = geometry["parts"]
+    allpts = np.concatenate([np.asarray(p["exterior"], dtype=np.float64).reshape(-1, 2) for p in parts])
+    x0, y0, x1, y1 = _window(allpts, w, h)
+    bx0, by0 = max(0.0, float(allpts[:, 0].min())), max(0.0, float(allpts[:, 1].min()))
+    bx1, by1 = min(float(w), float(allpts[:, 0].max())), min(float(h), float(allpts[:, 1].max()))
+    bbox = [bx0, by0, max(0.0, bx1 - bx0), max(0.0, by1 - by0)]
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((0, 0), dtype=bool), (x0, y0), bbox
+    shift = np.array([x0, y0], dtype=np.float64)
+    geo = PolygonGeometry(parts=[PolygonPart(
+        exterior=ShapeRing(np.asarray(p["exterior"], dtype=np.float64).reshape(-1, 2) - shift),
+        holes=[ShapeRing(np.asarray(hole, dtype=np.float64).reshape(-1, 2) - shift) for hole in p.get("holes", [])],
+    ) for p in parts])
+    return rasterize_polygon(geo, y1 - y0, x1 - x0), (x0, y0), bbox

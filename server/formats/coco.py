@@ -28,11 +28,9 @@ from sqlalchemy import String, cast, select
 
 from server.db import transaction
 from server.formats._importing import ImportFileError, Incoming
-from server.formats._outline import crop, outline
+from server.formats._outline import crop, outline, polygon_pixels
 from server.formats._source import ExportJob, iter_images
-from server.geometry.raster import rasterize_polygon
 from server.geometry.rle import counts_to_string, rle_area, rle_bbox, rle_encode
-from server.geometry.shapes import PolygonGeometry, PolygonPart, Ring
 from server.models import LabelObjectRow
 
 MEDIA_TYPE = "application/json"
@@ -62,32 +60,6 @@ async def _categories(job: ExportJob) -> tuple[dict[str, int], dict[str, list[st
     return {n: i for i, n in enumerate(sorted(names), start=1)}, keypoints
 
 
-def _window(arr: np.ndarray, w: int, h: int) -> tuple[int, int, int, int]:
-    x0 = max(0, math.floor(float(arr[:, 0].min())))
-    y0 = max(0, math.floor(float(arr[:, 1].min())))
-    x1 = min(w, math.ceil(float(arr[:, 0].max())))
-    y1 = min(h, math.ceil(float(arr[:, 1].max())))
-    return x0, y0, x1, y1
-
-
-def _polygon_mask(geometry: dict[str, Any], w: int, h: int) -> tuple[np.ndarray, tuple[int, int], list[float]]:
-    """The polygon's pixels within its (image-clipped) extent, that extent's origin, vertex bbox."""
-    parts = geometry["parts"]
-    allpts = np.concatenate([np.asarray(p["exterior"], dtype=np.float64).reshape(-1, 2) for p in parts])
-    x0, y0, x1, y1 = _window(allpts, w, h)
-    bx0, by0 = max(0.0, float(allpts[:, 0].min())), max(0.0, float(allpts[:, 1].min()))
-    bx1, by1 = min(float(w), float(allpts[:, 0].max())), min(float(h), float(allpts[:, 1].max()))
-    bbox = [bx0, by0, max(0.0, bx1 - bx0), max(0.0, by1 - by0)]
-    if x1 <= x0 or y1 <= y0:
-        return np.zeros((0, 0), dtype=bool), (x0, y0), bbox
-    shift = np.array([x0, y0], dtype=np.float64)
-    geo = PolygonGeometry(parts=[PolygonPart(
-        exterior=Ring(np.asarray(p["exterior"], dtype=np.float64).reshape(-1, 2) - shift),
-        holes=[Ring(np.asarray(hole, dtype=np.float64).reshape(-1, 2) - shift) for hole in p.get("holes", [])],
-    ) for p in parts])
-    return rasterize_polygon(geo, y1 - y0, x1 - x0), (x0, y0), bbox
-
-
 def annotation(obj: dict[str, Any], w: int, h: int) -> dict[str, Any] | None:
     """The COCO fields of one object (without ids/category), or None if it is not an instance."""
     g, kind = obj["geometry"], obj["type"]
@@ -103,7 +75,7 @@ def annotation(obj: dict[str, Any], w: int, h: int) -> dict[str, Any] | None:
                 "bbox": rle_bbox(rle), "iscrowd": 1}
     if kind != "polygon":
         return None
-    mask, (x0, y0), bbox = _polygon_mask(g, w, h)
+    mask, (x0, y0), bbox = polygon_pixels(g, w, h)
     area = int(mask.sum())
     if area == 0:
         return None

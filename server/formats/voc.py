@@ -1,6 +1,6 @@
 """Pascal VOC as a ZIP: ``Annotations/<image stem>.xml`` per image and
 ``ImageSets/Main/default.txt``. Boxes, polygons and bitmaps become ``<object>`` with a
-``bndbox`` of the pixels they cover, in VOC's 1-based inclusive pixel indices
+``bndbox`` of the pixels they cover (as Labelhub rasterizes them), in VOC's 1-based inclusive pixel indices
 (``xmin = first column + 1``, ``xmax = last column + 1``). Attributes go to ``<attributes>``.
 """
 
@@ -11,8 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from xml.sax.saxutils import escape
 
-import numpy as np
-
+from server.formats._outline import crop, polygon_pixels
 from server.formats._source import ExportJob, ImageRecord, iter_images
 from server.formats._zip import ZipStream, member_name, unique_stems
 from server.geometry.rle import rle_bbox
@@ -27,9 +26,12 @@ def pixel_box(obj: dict[str, Any], w: int, h: int) -> tuple[int, int, int, int] 
     if obj["type"] == "bbox":
         x0, y0, x1, y1 = g["x"], g["y"], g["x"] + g["w"], g["y"] + g["h"]
     elif obj["type"] == "polygon":
-        pts = np.concatenate([np.asarray(p["exterior"], dtype=np.float64).reshape(-1, 2) for p in g["parts"]])
-        x0, y0 = float(pts[:, 0].min()), float(pts[:, 1].min())
-        x1, y1 = float(pts[:, 0].max()), float(pts[:, 1].max())
+        # The pixels Labelhub rasterizes (not the vertex extent: a sharp corner covers no pixel).
+        mask, (ox, oy) = polygon_pixels(g, w, h)[:2]
+        small, (cx, cy) = crop(mask)
+        if not small.size:
+            return None
+        return ox + cx, oy + cy, ox + cx + small.shape[1], oy + cy + small.shape[0]
     elif obj["type"] == "bitmap":
         bx, by, bw, bh = rle_bbox(g["rle"])
         if not bw or not bh:

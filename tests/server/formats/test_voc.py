@@ -32,8 +32,5 @@ async def test_voc_xml_boxes_match_rasterized_extent(admin: Api, app: Starlette)
         mask = rasterize(parse_object(obj), 48, 64)
         rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
         box = [int(el.findtext(f"bndbox/{k}") or 0) for k in ("xmin", "ymin", "xmax", "ymax")]
-        if obj["type"] != "polygon":  # polygon boxes are the vertex extent, at least the pixels
-            assert box == [cols[0] + 1, rows[0] + 1, cols[-1] + 1, rows[-1] + 1], obj["id"]
-        else:
-            assert box[0] <= cols[0] + 1 and box[2] >= cols[-1] + 1
+        assert box == [cols[0] + 1, rows[0] + 1, cols[-1] + 1, rows[-1] + 1], obj["id"]
     assert objects[0].findtext("occluded") == "1"
