@@ -10,6 +10,7 @@ rpy objects are left out.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,13 +25,12 @@ MEDIA_TYPE = "application/zip"
 SUFFIX = "zip"
 
 
-def _yaml_str(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def data_yaml(names: list[str]) -> str:
-    lines = ["path: .", "train: train.txt", "val: train.txt", f"nc: {len(names)}", "names:"]
-    lines += [f"  {i}: {_yaml_str(n)}" for i, n in enumerate(names)]
+    # No ``path:`` key: ultralytics then takes the folder of data.yaml as the dataset root (a
+    # relative ``path`` would be resolved against the working directory or its datasets_dir).
+    # Names are JSON strings, which are valid YAML double-quoted scalars.
+    lines = ["train: train.txt", "val: train.txt", f"nc: {len(names)}", "names:"]
+    lines += [f"  {i}: {json.dumps(n, ensure_ascii=False)}" for i, n in enumerate(names)]
     return "\n".join(lines) + "\n"
 
 

@@ -1,47 +1,95 @@
-"""YOLO export follows the ultralytics layout."""
+"""YOLO export follows the ultralytics layout: read back the way ultralytics reads a dataset."""
 
 from __future__ import annotations
 
 import io
+import json
+import os
 import zipfile
+from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pytest
+import yaml
 from starlette.applications import Starlette
 
+from server.formats.yolo import data_yaml
+from server.geometry.raster import rasterize
+from server.geometry.validation import parse_object
 from tests.conftest import Api
 from tests.server.formats._seed import H, W, seeded_project
 from tests.server.formats.test_native import export
 
 
-def _yaml_names(text: str) -> dict[int, str]:
-    lines = text.splitlines()
-    at = lines.index("names:")
-    return {int(k): v.strip().strip('"') for k, v in (ln.strip().split(":", 1) for ln in lines[at + 1:])}
+def load_like_ultralytics(root: Path, data_file: str) -> tuple[dict[str, Any], dict[str, list[list[float]]]]:
+    """The steps of ``ultralytics.data.utils.check_det_dataset`` / ``get_img_files`` /
+    ``img2label_paths`` / ``verify_image_label`` that concern the files we write (ultralytics
+    itself needs torch, too heavy for this suite): data.yaml by ``yaml.safe_load``, the dataset
+    root is the folder of data.yaml when there is no ``path``, ``./`` lines of train.txt are
+    relative to train.txt, ``/images/`` -> ``/labels/`` and the suffix -> ``.txt``."""
+    data = yaml.safe_load((root / data_file).read_text(encoding="utf-8"))
+    assert {"train", "val", "names"} <= set(data) and len(data["names"]) == data["nc"]
+    base = Path(data.get("path") or (root / data_file).parent)
+    listing = base / data["train"]
+    parent = str(listing.parent) + os.sep
+    images = [x.replace("./", parent) if x.startswith("./") else x
+              for x in listing.read_text(encoding="utf-8").strip().splitlines()]
+    sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
+    labels: dict[str, list[list[float]]] = {}
+    for image in images:
+        label_file = Path(sb.join(image.rsplit(sa, 1)).rsplit(".", 1)[0] + ".txt")
+        assert label_file.is_file(), label_file
+        rows = [[float(v) for v in line.split()] for line in label_file.read_text(encoding="utf-8").splitlines()]
+        for row in rows:
+            assert row[0] == int(row[0]) and 0 <= row[0] < data["nc"]
+            assert all(0 <= v <= 1 for v in row[1:])
+        labels[Path(image).name] = rows
+    return data, labels
 
 
-async def test_yolo_detect_layout_and_boxes(admin: Api, app: Starlette) -> None:
+def unzip(blob: bytes, into: Path) -> Path:
+    zipfile.ZipFile(io.BytesIO(blob)).extractall(into)
+    return into
+
+
+async def test_yolo_detect_reads_back_as_ultralytics_does(
+    admin: Api, app: Starlette, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pid = await seeded_project(admin, app)
-    z = zipfile.ZipFile(io.BytesIO(await export(admin, pid, "yolo")))
-    assert {"data.yaml", "train.txt", "labels/train/a.txt", "labels/train/b.txt", "labels/train/c.txt"} <= set(z.namelist())
-    text = z.read("data.yaml").decode()
-    assert "train: train.txt" in text and "nc: 5" in text
-    names = _yaml_names(text)
-    assert names == {0: "blob", 1: "cat", 2: "dog", 3: "dot", 4: "road"}
-    b = z.read("labels/train/b.txt").decode().split()
-    assert b[0] == "1" and [float(v) for v in b[1:]] == [round(45 / W, 6), round(34 / H, 6), round(10 / W, 6), round(8 / H, 6)]
-    lines = z.read("labels/train/a.txt").decode().splitlines()
-    assert len(lines) == 4  # bbox, two polygons, bitmap; no point/polyline
-    for line in lines:
-        cls, *vals = line.split()
-        assert int(cls) in names and len(vals) == 4 and all(0 <= float(v) <= 1 for v in vals)
-    assert z.read("labels/train/c.txt") == b""
+    root = unzip(await export(admin, pid, "yolo"), tmp_path / "export")
+    monkeypatch.chdir(tmp_path)  # `yolo train data=export/data.yaml` from the parent folder
+    data, labels = load_like_ultralytics(Path("export"), "data.yaml")
+    assert data["names"] == {0: "blob", 1: "cat", 2: "dog", 3: "dot", 4: "road"}
+    assert set(labels) == {"a.png", "b.png", "c.png"} and labels["c.png"] == []
+    assert all(len(row) == 5 for rows in labels.values() for row in rows)
+    assert labels["b.png"] == [[1, round(45 / W, 6), round(34 / H, 6), round(10 / W, 6), round(8 / H, 6)]]
+    # One box per instance of a.png in object order; points and polylines are left out. A box
+    # spans the object's extent: it contains every pixel the object covers.
+    native = json.loads(await export(admin, pid))["images"][0]["objects"]
+    instances = [o for o in native if o["type"] in ("bbox", "polygon", "bitmap")]
+    assert [int(r[0]) for r in labels["a.png"]] == [list(data["names"].values()).index(o["label"]) for o in instances]
+    for (_cls, cx, cy, bw, bh), obj in zip(labels["a.png"], instances, strict=True):
+        rows, cols = np.nonzero(rasterize(parse_object(obj), H, W))
+        assert (cx - bw / 2) * W <= cols.min() + 0.5 + 1e-4 and (cx + bw / 2) * W >= cols.max() + 0.5 - 1e-4
+        assert (cy - bh / 2) * H <= rows.min() + 0.5 + 1e-4 and (cy + bh / 2) * H >= rows.max() + 0.5 - 1e-4
+    assert (root / "data.yaml").read_text().count("path:") == 0
 
 
-async def test_yolo_segment_writes_polygons(admin: Api, app: Starlette) -> None:
+async def test_yolo_segment_writes_polygons(admin: Api, app: Starlette, tmp_path: Path) -> None:
     pid = await seeded_project(admin, app)
-    z = zipfile.ZipFile(io.BytesIO(await export(admin, pid, "yolo", task="segment")))
-    lines = z.read("labels/train/a.txt").decode().splitlines()
-    polygon = next(ln for ln in lines if ln.startswith("2 ") and len(ln.split()) == 7)
-    assert [float(v) for v in polygon.split()[1:3]] == [round(30.2 / W, 6), round(20.1 / H, 6)]
-    assert all(len(ln.split()) % 2 == 1 and len(ln.split()) >= 7 for ln in lines)
+    root = unzip(await export(admin, pid, "yolo", task="segment"), tmp_path / "seg")
+    _data, labels = load_like_ultralytics(root, "data.yaml")
+    rows = labels["a.png"]
+    # Segments: class + an even number (>= 6) of coordinates; ultralytics tells them from boxes
+    # by having more than 6 columns.
+    assert all(len(r) % 2 == 1 and len(r) >= 7 for r in rows)
+    polygon = next(r for r in rows if r[0] == 2 and len(r) == 7)
+    assert polygon[1:3] == [round(30.2 / W, 6), round(20.1 / H, 6)]
     bad = await admin.client.get(f"/api/v1/projects/{pid}/export", params={"format": "yolo", "task": "pose"})
     assert bad.status_code == 422
+
+
+def test_data_yaml_quotes_any_label_name() -> None:
+    names = ['a "quoted" name', "back\\slash", "colon: yes", "#hash", "tab\there", "ünï"]
+    assert yaml.safe_load(data_yaml(names))["names"] == dict(enumerate(names))
