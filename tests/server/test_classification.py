@@ -49,12 +49,14 @@ def test_rule_adding_a_label_the_image_has_makes_it_default() -> None:
     assert [s.source for s in state] == ["manual", "auto"]  # the source is kept
 
 
-def test_rule_star_is_set_default_on_images_that_have_the_label() -> None:
-    images = [run([], AddLabel("cat"), AddLabel("dog")), run([], AddLabel("cat")), []]
-    starred = [run(s, SetDefaultLabel("cat")) for s in [run(images[0], SetDefaultLabel("dog"))]]
-    assert default_of(starred[0]) == "cat"
-    # An image without the label is left alone.
-    assert run(images[2], SetDefaultLabel("cat")) == []
+def test_rule_star_makes_label_default_on_every_image_that_has_it() -> None:
+    # Starring is set_default_label applied to every image; the REST route picks the images.
+    images = [run([], AddLabel("cat"), AddLabel("dog")), run([], AddLabel("dog"), AddLabel("cat")),
+              run([], AddLabel("dog")), []]
+    starred = [run(s, SetDefaultLabel("cat")) for s in images]
+    assert [default_of(s) for s in starred] == ["cat", "cat", "dog", None]
+    # Only the default moves: no image gains or loses a label.
+    assert [[x.label for x in s] for s in starred] == [[x.label for x in s] for s in images]
 
 
 def test_rule_clicking_a_label_makes_it_default() -> None:
@@ -65,9 +67,12 @@ def test_rule_clicking_a_label_makes_it_default() -> None:
 
 
 def test_rule_removing_default_promotes_earliest_added_remaining() -> None:
-    state = run([], AddLabel("a"), AddLabel("b"), AddLabel("c"), SetDefaultLabel("c"))
-    assert default_of(run(state, RemoveLabel("c"))) == "a"
-    assert default_of(run(state, RemoveLabel("a"), RemoveLabel("c"))) == "b"
+    # Added c, a, b: the earliest-added remaining label wins, not the alphabetically first.
+    state = run([], AddLabel("c"), AddLabel("a"), AddLabel("b"), SetDefaultLabel("b"))
+    assert default_of(run(state, RemoveLabel("b"))) == "c"
+    assert default_of(run(state, RemoveLabel("c"), RemoveLabel("b"))) == "a"
+    # Removing a label that is not the default never moves the default.
+    assert default_of(run(state, RemoveLabel("c"))) == "b"
 
 
 def test_no_change_gives_no_inverse() -> None:

@@ -2,31 +2,33 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
+from sqlalchemy import Integer, func, select
 from starlette.applications import Starlette
 
+from server._label_store import read_image_labels
 from server.db import transaction
-from server.models import LabelObjectRow
+from server.models import ImageLabel, LabelObjectRow
 from tests.conftest import Api, UserFactory, add_member, make_project
+from tests.hub.conftest import LiveServer
 from tests.server._rows import make_images, op_log
 
 
 async def labels_of(api: Api, pid: int) -> dict[int, list[tuple[str, bool]]]:
     resp = await api.client.get(f"/api/v1/projects/{pid}/images", params={"limit": 100})
     assert resp.status_code == 200, resp.text
-    return {i["id"]: [(lb["name"], lb["is_default"]) for lb in i["labels"]] for i in resp.json()["items"]}
+    return {i["id"]: [(lb["name"], lb["is_default"]) for lb in i["labels"]] for i in resp.json()["images"]}
 
 
 async def default_of(app: Starlette, image_id: int) -> str | None:
-    from server._label_store import read_image_labels
     async with transaction(app.state.sessions) as session:
         state = await read_image_labels(session, image_id)
     return next((s.label for s in state if s.is_default), None)
 
 
 async def names_of(app: Starlette, image_id: int) -> list[str]:
-    from server._label_store import read_image_labels
     async with transaction(app.state.sessions) as session:
         return [s.label for s in await read_image_labels(session, image_id)]
 
@@ -219,3 +221,122 @@ async def test_committed_ops_are_announced_and_rollbacks_are_not(admin: Api, app
     finally:
         unregister()
     assert seen == [(pid, 1)]
+
+
+async def test_removing_default_promotes_earliest_added_not_lowest_id_or_name(admin: Api, app: Starlette) -> None:
+    pid = await make_project(admin)
+    ids = await make_images(app, pid, ["a.png", "b.png"])
+    for name in ("moth", "ant", "zebra"):  # label ids: moth < ant < zebra
+        await admin.client.post(f"/api/v1/projects/{pid}/labels", json={"name": name})
+    # One import writes all three labels in one transaction (the same clock reading).
+    body = "image,labels,default_label\na.png,zebra;moth;ant,ant\nb.png,moth;ant;zebra,zebra\n"
+    resp = await admin.client.post(f"/api/v1/projects/{pid}/import", params={"format": "csv"}, content=body)
+    assert resp.status_code == 200, resp.text
+    assert await names_of(app, ids[0]) == ["zebra", "moth", "ant"]
+    await apply(admin, pid, {"kind": "remove_label", "label": "ant"}, ids[:1])
+    await apply(admin, pid, {"kind": "remove_label", "label": "zebra"}, ids[1:])
+    # Earliest added: zebra on a.png (not moth, the lowest id and first by name), moth on b.png.
+    assert [await default_of(app, i) for i in ids] == ["zebra", "moth"]
+    assert (await labels_of(admin, pid))[ids[0]] == [("zebra", True), ("moth", False)]
+
+
+async def test_every_labeled_image_keeps_exactly_one_default(admin: Api, app: Starlette) -> None:
+    pid = await make_project(admin)
+    ids = await make_images(app, pid, ["a.png", "b.png", "c.png", "d.png"])
+    rng = random.Random(5)
+    kinds = ["add_label", "add_label", "remove_label", "set_default_label"]
+    for _ in range(24):
+        op = {"kind": rng.choice(kinds), "label": rng.choice(["cat", "dog", "owl"])}
+        await apply(admin, pid, op, rng.sample(ids, rng.randint(1, len(ids))))
+        async with transaction(app.state.sessions) as session:
+            rows = (await session.execute(
+                select(ImageLabel.image_id, func.count(), func.sum(func.cast(ImageLabel.is_default, Integer)))
+                .where(ImageLabel.image_id.in_(ids)).group_by(ImageLabel.image_id))).all()
+        assert all(defaults == 1 for _image, _count, defaults in rows), (op, rows)
+
+
+async def test_rename_is_one_transaction_and_refusals_change_nothing(admin: Api, app: Starlette) -> None:
+    pid = await make_project(admin)
+    ids = await make_images(app, pid, ["a.png", "b.png"])
+    await apply(admin, pid, {"kind": "add_label", "label": "cat"}, ids)
+    await add_object(app, pid, ids[0], "o1", "cat")
+    await add_object(app, pid, ids[1], "o2", "cat")
+    await add_object(app, pid, ids[1], "o3", "dog")
+    cat = next(lb for lb in (await admin.client.get(f"/api/v1/projects/{pid}/labels")).json()["labels"]
+               if lb["name"] == "cat")
+    await admin.client.post(f"/api/v1/projects/{pid}/labels", json={"name": "owl"})
+    seq_before = len(await op_log(app, pid))
+    for body, status in (({"name": "owl"}, 409), ({"name": " "}, 422), ({"color": "blue"}, 422)):
+        resp = await admin.client.patch(f"/api/v1/projects/{pid}/labels/{cat['id']}", json=body)
+        assert resp.status_code == status, resp.text
+    assert await object_labels(app, pid) == {"o1": "cat", "o2": "cat", "o3": "dog"}
+    assert len(await op_log(app, pid)) == seq_before
+    resp = await admin.client.patch(f"/api/v1/projects/{pid}/labels/{cat['id']}", json={"name": "kitty"})
+    assert resp.status_code == 200, resp.text
+    assert await object_labels(app, pid) == {"o1": "kitty", "o2": "kitty", "o3": "dog"}
+    assert [await names_of(app, i) for i in ids] == [["kitty"], ["kitty"]]
+    [entry] = (await op_log(app, pid))[seq_before:]
+    assert (entry["image_id"], entry["inverse"]) == (None, {"kind": "rename_label", "from": "kitty", "to": "cat"})
+
+
+async def object_labels(app: Starlette, pid: int) -> dict[str, str]:
+    async with transaction(app.state.sessions) as session:
+        rows = await session.execute(select(LabelObjectRow.id, LabelObjectRow.label)
+                                     .where(LabelObjectRow.project_id == pid))
+        return {oid: label for oid, label in rows}
+
+
+async def test_live_clients_see_rest_label_changes(admin: Api, app: Starlette, live_server: LiveServer) -> None:
+    pid = await make_project(admin)
+    [img] = await make_images(app, pid, ["a.png"])
+    ws = await live_server.connect(admin)
+    try:
+        await ws.request("hello", project=pid)
+        await ws.request("subscribe", image=img)
+        snap = await ws.event("snapshot", image=img)
+        assert snap["labels"] == []
+        out = await apply(admin, pid, {"kind": "add_label", "label": "cat"}, [img])
+        event = await ws.event("op", image=img)
+        assert (event["seq"], event["origin"], event["op"]) == (
+            out["seq"], "rest", {"kind": "add_label", "label": "cat", "source": "manual"})
+        cat = (await admin.client.get(f"/api/v1/projects/{pid}/labels")).json()["labels"][0]
+        await admin.client.patch(f"/api/v1/projects/{pid}/labels/{cat['id']}", json={"name": "kitty"})
+        renamed = await ws.event("op")
+        assert "image" not in renamed and renamed["op"] == {"kind": "rename_label", "from": "cat", "to": "kitty"}
+    finally:
+        await ws.close()
+
+
+async def test_sync_setting_adds_labels_for_new_object_labels(admin: Api, app: Starlette, live_server: LiveServer) -> None:
+    pid = await make_project(admin)
+    [img] = await make_images(app, pid, ["a.png"])
+    await apply(admin, pid, {"kind": "add_label", "label": "street"}, [img])
+    ws = await live_server.connect(admin)
+    try:
+        await ws.request("hello", project=pid)
+        token = (await ws.request("open_image", image=img))["lock"]["token"]
+
+        async def create(oid: str, label: str) -> None:
+            ack = await ws.request("op", image=img, token=token, client_op_id=oid, op={
+                "kind": "create", "object": {"id": oid, "type": "point", "label": label,
+                                             "geometry": {"x": 3, "y": 4}}})
+            assert ack["type"] == "ack", ack
+
+        await create("o1", "car")  # synchronization is off: nothing added
+        assert await names_of(app, img) == ["street"]
+        await admin.client.patch(f"/api/v1/projects/{pid}/settings", json={"synchronize_labels": True})
+        await create("o2", "bus")
+        await create("o3", "bus")  # already there: not added twice
+        await create("o4", "street")  # the image has it: the default does not move
+    finally:
+        await ws.close()
+    async with transaction(app.state.sessions) as session:
+        state = await read_image_labels(session, img)
+    assert [(s.label, s.is_default, s.source) for s in state] == [("street", True, "manual"), ("bus", False, "sync")]
+    # The retroactive action then adds what was drawn before the setting was on, once.
+    first = (await admin.client.post(f"/api/v1/projects/{pid}/labels/sync")).json()
+    again = (await admin.client.post(f"/api/v1/projects/{pid}/labels/sync")).json()
+    assert first["changed"] == 1 and again == {"changed": 0, "seq": None}
+    assert await names_of(app, img) == ["street", "bus", "car"]
+    log = [e for e in await op_log(app, pid) if e["kind"] == "add_label" and e["op"]["source"] == "sync"]
+    assert [(e["op"]["label"], e["origin"]) for e in log] == [("bus", "sync"), ("car", "rest")]

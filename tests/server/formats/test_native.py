@@ -7,6 +7,7 @@ import json
 from starlette.applications import Starlette
 
 from tests.conftest import Api, UserFactory, add_member, make_project
+from tests.hub.conftest import LiveServer
 from tests.server._rows import make_images, op_log
 from tests.server.formats._seed import H, W, seeded_project
 
@@ -113,3 +114,34 @@ async def test_export_needs_import_export_privilege_and_honours_filter(
     labeler = await users("lab")
     await add_member(admin, pid, labeler)
     assert (await labeler.client.get(f"/api/v1/projects/{pid}/export")).status_code == 403
+
+
+async def test_live_clients_see_imports(admin: Api, app: Starlette, live_server: LiveServer) -> None:
+    pid = await make_project(admin)
+    [img] = await make_images(app, pid, ["a.png"], W, H)
+    ws = await live_server.connect(admin)
+    try:
+        await ws.request("hello", project=pid)
+        await ws.request("subscribe", image=img)
+        assert (await ws.event("snapshot", image=img))["objects"] == []
+        box = {"id": "o1", "type": "bbox", "label": "car", "geometry": {"x": 1, "y": 1, "w": 4, "h": 4}}
+        resp = await admin.client.post(f"/api/v1/projects/{pid}/import", params={"format": "json"},
+                                       json={"images": [{"name": "a.png", "labels": ["street"], "objects": [box]}]})
+        assert resp.status_code == 200, resp.text
+        labels, objects = await ws.event("op", image=img), await ws.event("op", image=img)
+    finally:
+        await ws.close()
+    assert {labels["origin"], objects["origin"]} == {"import"}
+    assert labels["op"] == {"kind": "set_labels", "labels": [
+        {"label": "street", "is_default": True, "source": "manual", "user_id": admin.user["id"]}]}
+    assert objects["op"]["kind"] == "batch" and [o["kind"] for o in objects["op"]["ops"]] == ["create"]
+    assert objects["op"]["ops"][0]["object"]["geometry"] == {"x": 1.0, "y": 1.0, "w": 4.0, "h": 4.0}
+
+
+async def test_export_of_a_selection(admin: Api, app: Starlette) -> None:
+    pid = await seeded_project(admin, app)
+    ids = [i["id"] for i in (await admin.client.get(f"/api/v1/projects/{pid}/images")).json()["images"]]
+    picked = json.loads(await export(admin, pid, ids=f"{ids[2]},{ids[1]}"))
+    assert [i["name"] for i in picked["images"]] == ["b.png", "c.png"]
+    csv_rows = (await export(admin, pid, "csv", ids=str(ids[0]))).decode().splitlines()
+    assert csv_rows == ["image,labels,default_label", "a.png,cat;dog,dog"]
