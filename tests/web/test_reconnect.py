@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from tests.web._images import scene
+from tests.web._tool import Canvas, object_count, open_tool
 from tests.web.conftest import Live, login
-from tests.web.test_scenario import Canvas, object_count, open_tool
 
 pytestmark = pytest.mark.browser
 

@@ -22,8 +22,8 @@ export function setTool(st, tool) {
 }
 
 function grab(st, env, p) {
-  // Select / move / resize an existing object (skipped after N: "new object over another").
-  if (st.forceNew) return null;
+  // Select / move / resize an existing object. After N ("new object over another") a click on
+  // another object starts a new one instead, but the selected object's handles still work.
   const sel = selectedOf(st, env);
   if (sel && sel.type === "bbox") {
     const handle = boxHandle(sel.geometry, p, env.tol);
@@ -40,6 +40,7 @@ function grab(st, env, p) {
     if (v) return out(st, [O.removeVertex(sel.id, v)]);
     return out(st);
   }
+  if (st.forceNew) return null;
   const hit = topHit(env.objects, p, env.tol, env.masks);
   if (!hit) return null;
   const allowMove = st.tool === "select" || hit.type === st.tool || (st.tool === "bbox" && hit.type === "bbox");
@@ -197,8 +198,8 @@ export function command(st, env, cmd) {
       if (st.draft) return out({ ...st, draft: null, hover: null });
       if (st.smart) return out({ ...st, smart: null });
       return out({ ...st, selected: null, mode: "draw", forceNew: false }, [], [{ type: "selected", id: null }]);
-    case "edit": return out({ ...st, mode: st.mode === "edit" ? "draw" : "edit" });
-    case "remove": return out({ ...st, mode: st.tool === "brush" || st.tool === "smart" ? (st.mode === "erase" ? "draw" : "erase") : st.mode === "remove" ? "draw" : "remove" });
+    case "edit": return out({ ...st, forceNew: false, mode: st.mode === "edit" ? "draw" : "edit" });
+    case "remove": return out({ ...st, forceNew: false, mode: st.tool === "brush" || st.tool === "smart" ? (st.mode === "erase" ? "draw" : "erase") : st.mode === "remove" ? "draw" : "remove" });
     case "group": {
       if (st.tool === "brush") return out({ ...st, mode: st.mode === "fill" ? "draw" : "fill" });
       if (st.tool === "smart") return out({ ...st, mode: st.mode === "background" ? "draw" : "background" });

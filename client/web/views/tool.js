@@ -47,7 +47,7 @@ export async function mount(root, ctx) {
   });
   const panel = createPanel({
     pickLabel: (name) => { ui.currentLabel = name; const s = selected(); if (s && s.label !== name) send(O.setLabel(s.id, name)); render(); },
-    selectObject: (id) => { ui.st = { ...ui.st, selected: id }; const o = selected(); if (o) { ui.currentLabel = o.label; if (!session.readOnly) bringToFront(o); } render(); },
+    selectObject: (id) => { ui.st = { ...ui.st, selected: id, forceNew: false, draft: null }; const o = selected(); if (o) { ui.currentLabel = o.label; if (!session.readOnly) bringToFront(o); } render(); },
     save: () => doSave(), next: () => session.next(), prev: () => session.prev(),
     setAttributes: (id, attrs) => send(O.setAttributes(id, attrs)),
     setOccluded: (id, v) => send(O.setOccluded(id, v)),
@@ -79,11 +79,12 @@ export async function mount(root, ctx) {
   }
   function send(op) { if (session.readOnly) { ctx.toast(session.readOnlyReason || "This image is read-only.", "info"); return; } session.send(op); }
   function bringToFront(o, always = false) {
-    if (!o) return;
+    // Drawn last = on top: a click in the object list lifts an object that something else covers.
+    if (!o || o.type === "rpy") return;
+    const drawn = O.ordered(session.objects).filter((x) => x.type !== "rpy");
+    if (drawn[drawn.length - 1] === o && !always) return;
     const top = Math.max(0, ...session.objects.map((x) => x.z || 0));
-    if (always || (o.z || 0) < top || session.objects.some((x) => x !== o && (x.z || 0) === top && x.type === o.type)) {
-      if ((o.z || 0) !== top + 1 && ((o.z || 0) < top || always)) send(O.setZ(o.id, top + 1));
-    }
+    send(O.setZ(o.id, top + 1));
   }
   function apply(result) {
     ui.st = result.st;

@@ -19,11 +19,42 @@ export function textToAttrs(text) {
   return out;
 }
 
+const MODEL_KEYS = ["objects", "selectedId", "labels", "currentLabel", "readOnly", "imageLabels", "imageName", "pending"];
+const TYPING = "textarea, input:not([type=checkbox]):not([type=range]):not([type=color]), select";
+
+/** A selector that finds the same control after the panel is rebuilt (null: none to keep). */
+function focusKey(node, root) {
+  if (!node || node === root || !root.contains(node)) return null;
+  if (node.id) return `#${CSS.escape(node.id)}`;
+  const tag = node.tagName.toLowerCase();
+  for (const attr of ["aria-label", "data-id", "data-name", "title"]) {
+    const v = node.getAttribute(attr);
+    if (v) return `${tag}[${attr}="${CSS.escape(v)}"]`;
+  }
+  return null;
+}
+
 export function createPanel(a) {
   const el = h("aside", { class: "side", "aria-label": "Labeling panel" });
-  let openSection = null;
+  let last = null, next = null, timer = 0;
+  // Rebuilt a tick later, coalesced: a change event fired by leaving a field must not pull out the
+  // field the person is moving to. Someone typing in a field keeps it: the rebuild (a remote edit,
+  // an ack) waits until they leave it.
+  const typing = () => el.contains(document.activeElement) && document.activeElement.matches(TYPING);
+  el.addEventListener("focusout", () => { if (next) schedule(); });
+  function schedule() { if (!timer) timer = setTimeout(flush); }
+  function update(m) { next = m; schedule(); }
 
-  function update(m) {
+  function flush() {
+    timer = 0;
+    const m = next;
+    if (!m || typing()) return;
+    next = null;
+    if (last && MODEL_KEYS.every((k) => last[k] === m[k])) return;
+    last = m;
+    const active = document.activeElement;
+    const keep = focusKey(active, el);
+    const viewOpen = el.querySelector("details.view-adjust")?.open;
     const colors = m.colors;
     const labelSel = h("select", { id: "current-label", "aria-label": "Label for new and selected objects", disabled: m.readOnly,
       onchange: (e) => a.pickLabel(e.target.value) },
@@ -66,8 +97,8 @@ export function createPanel(a) {
         h("button", { type: "button", disabled: m.readOnly, onclick: a.rasterizeAll, title: "Turn every box and polygon into a bitmap" }, "Rasterize all"),
         h("button", { type: "button", disabled: m.readOnly, onclick: a.addRpy, title: "Add a roll/pitch/yaw object for the image" }, "Add RPY")),
       h("h3", {}, "Classification"), cls,
-      viewControls(m.view, a.setView));
-    if (openSection) el.querySelector(openSection)?.focus();
+      viewControls(m.view, a.setView, viewOpen));
+    if (keep) el.querySelector(keep)?.focus({ preventScroll: true });
   }
 
   function properties(o, m) {
@@ -97,9 +128,9 @@ export function createPanel(a) {
         h("button", { type: "button", class: "danger", disabled: ro, onclick: () => a.deleteObject(o.id) }, "Delete")));
   }
 
-  function viewControls(v, set) {
+  function viewControls(v, set, open) {
     const slider = (key, text) => h("label", {}, text, h("input", { type: "range", min: 0, max: 300, value: v[key], "aria-label": text, oninput: (e) => set({ [key]: Number(e.target.value) }) }));
-    return h("details", { class: "view-adjust" }, h("summary", {}, "View (not saved)"),
+    return h("details", { class: "view-adjust", open }, h("summary", {}, "View (not saved)"),
       slider("brightness", "Brightness"), slider("contrast", "Contrast"), slider("saturation", "Saturation"),
       h("label", {}, "Invert", h("input", { type: "checkbox", checked: v.invert, onchange: (e) => set({ invert: e.target.checked }) })),
       h("label", {}, "Sharp pixels", h("input", { type: "checkbox", checked: v.noSmoothing, onchange: (e) => set({ noSmoothing: e.target.checked }) })),

@@ -1,0 +1,53 @@
+"""Helpers for driving the labeling tool: canvas coordinates, object counts, the export API."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.web.conftest import Live
+
+
+class Canvas:
+    """Image pixels -> page pixels for the tool's canvas (the view is fitted with a 16 px margin)."""
+
+    def __init__(self, page: Any, width: int, height: int) -> None:
+        box = page.locator("#tool-canvas").bounding_box()
+        self.page = page
+        self.scale = min((box["width"] - 32) / width, (box["height"] - 32) / height)
+        self.x0 = box["x"] + (box["width"] - width * self.scale) / 2
+        self.y0 = box["y"] + (box["height"] - height * self.scale) / 2
+
+    def at(self, x: float, y: float) -> tuple[float, float]:
+        return self.x0 + x * self.scale, self.y0 + y * self.scale
+
+    def click(self, x: float, y: float) -> None:
+        self.page.mouse.click(*self.at(x, y))
+
+    def drag(self, points: list[tuple[float, float]], button: str = "left") -> None:
+        self.page.mouse.move(*self.at(*points[0]))
+        self.page.mouse.down(button=button)
+        for p in points[1:]:
+            self.page.mouse.move(*self.at(*p), steps=4)
+        self.page.mouse.up(button=button)
+
+
+def objects_of(live: Live, pid: int, image_id: int) -> list[dict[str, Any]]:
+    resp = live.api().get(f"/api/v1/projects/{pid}/export", params={"format": "json", "ids": str(image_id)})
+    assert resp.status_code == 200, resp.text
+    return json.loads(resp.content)["images"][0]["objects"]
+
+
+def object_count(page: Any, n: int) -> None:
+    page.wait_for_function(f"document.querySelectorAll('#object-list li[data-id]').length === {n}")
+
+
+def saved(page: Any) -> None:
+    """Every edit sent so far is acknowledged by the server."""
+    page.wait_for_selector("#save-state[data-state=saved]")
+
+
+def open_tool(page: Any, live: Live, pid: int, image: int | None = None) -> None:
+    page.goto(f"{live.url}/#/p/{pid}/label" + (f"/{image}" if image else ""))
+    page.wait_for_selector("#conn[data-state=online]")
+    page.wait_for_function("document.querySelector('.side strong')?.textContent.endsWith('.png')")

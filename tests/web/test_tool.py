@@ -1,0 +1,162 @@
+"""The labeling tool's editing features in Chromium: vertex editing, groups and holes, boxes over
+boxes, keypoints, object properties, rasterize / convert, the smart tool, the brush, the panel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from server.geometry.rle import rle_decode
+from tests.web._images import scene
+from tests.web._tool import Canvas, object_count, objects_of, open_tool, saved
+from tests.web.conftest import Live, login
+
+pytestmark = pytest.mark.browser
+
+
+def area(obj: dict[str, Any]) -> int:
+    return int(np.asarray(rle_decode(obj["geometry"]["rle"])).sum())
+
+
+def by_type(objs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objs if o["type"] == kind]
+
+
+def pick(page: Any, object_id: str) -> None:
+    """Click an object in the object list (which selects it and brings it to front)."""
+    page.click(f"#object-list li[data-id='{object_id}']")
+    page.wait_for_selector(f"#object-list li[data-id='{object_id}'][aria-selected=true]")
+
+
+def setup(live: Live, tmp_path: Path) -> tuple[int, int]:
+    api = live.api()
+    pid = api.post("/api/v1/projects", json={"name": "Tool"}).json()["id"]
+    for name in ("car", "tree"):
+        assert api.post(f"/api/v1/projects/{pid}/labels", json={"name": name}).status_code == 201
+    assert api.patch(f"/api/v1/projects/{pid}/settings", json={"label_shortcuts": {"1": "car", "2": "tree"}}).status_code == 200
+    png = scene(tmp_path / "a.png", 5).read_bytes()
+    resp = api.post(f"/api/v1/projects/{pid}/images", files={"files": ("a.png", png)})
+    assert resp.status_code == 201, resp.text
+    return pid, resp.json()["results"][0]["image"]["id"]
+
+
+def test_polygon_box_and_properties(browser: Any, live: Live, tmp_path: Path) -> None:
+    pid, image = setup(live, tmp_path)
+    page = login(browser, live)
+    open_tool(page, live, pid, image)
+    canvas = Canvas(page, 320, 240)
+
+    # Polygon: click vertices, N finishes.
+    page.keyboard.press("p")
+    for p in [(40, 40), (120, 40), (120, 120), (40, 120)]:
+        canvas.click(*p)
+    page.keyboard.press("n")
+    object_count(page, 1)
+    # E: drag a vertex, click near an edge to insert one.
+    page.click("#object-list li[data-id]")
+    page.keyboard.press("e")
+    canvas.drag([(120, 40), (130, 35), (140, 30)])
+    canvas.click(80, 121)
+    saved(page)
+    ext = by_type(objects_of(live, pid, image), "polygon")[0]["geometry"]["parts"][0]["exterior"]
+    assert [140, 30] in ext and len(ext) == 5 and [80, 120] in [[round(x), round(y)] for x, y in ext]
+    # R: remove a point.
+    page.keyboard.press("r")
+    canvas.click(40, 40)
+    saved(page)
+    ext = by_type(objects_of(live, pid, image), "polygon")[0]["geometry"]["parts"][0]["exterior"]
+    assert len(ext) == 4 and [40, 40] not in ext
+    # G: a new polygon in the group; H: a hole in the first part.
+    page.keyboard.press("g")
+    for p in [(200, 40), (260, 40), (230, 90)]:
+        canvas.click(*p)
+    page.keyboard.press("Enter")
+    page.keyboard.press("h")
+    for p in [(90, 95), (110, 95), (100, 110)]:
+        canvas.click(*p)
+    page.keyboard.press("Enter")
+    saved(page)
+    parts = by_type(objects_of(live, pid, image), "polygon")[0]["geometry"]["parts"]
+    assert len(parts) == 2 and len(parts[0]["holes"]) == 1 and len(parts[1]["exterior"]) == 3
+    object_count(page, 1)
+
+    # Boxes: the number key picks the label, drag an edge to resize, N draws a box over a box.
+    page.keyboard.press("b")
+    page.keyboard.press("1")
+    canvas.drag([(20, 150), (60, 190), (100, 220)])
+    object_count(page, 2)
+    canvas.drag([(100, 185), (115, 185), (130, 185)])
+    page.keyboard.press("n")
+    canvas.drag([(40, 170), (55, 185), (70, 200)])
+    object_count(page, 3)
+    page.keyboard.press("2")
+    saved(page)
+    boxes = {b["label"]: b for b in by_type(objects_of(live, pid, image), "bbox")}
+    assert boxes["car"]["geometry"] == {"x": 20, "y": 150, "w": 110, "h": 70}
+    assert boxes["tree"]["geometry"] == {"x": 40, "y": 170, "w": 30, "h": 30}
+    car, tree = boxes["car"]["id"], boxes["tree"]["id"]
+    # Clicking the covered box in the object list brings it to front: a drag now moves it.
+    pick(page, car)
+    canvas.drag([(55, 185), (60, 190), (65, 195)])
+    saved(page)
+    got = {o["id"]: o for o in objects_of(live, pid, image)}
+    assert got[car]["geometry"] == {"x": 30, "y": 160, "w": 110, "h": 70}
+    assert got[tree]["geometry"] == {"x": 40, "y": 170, "w": 30, "h": 30}
+
+    # Keypoints on the box and on the polygon; occluded, attributes and RPY from the panel.
+    page.keyboard.press("k")
+    canvas.click(100, 180)
+    canvas.click(120, 200)
+    polygon = by_type(list(got.values()), "polygon")[0]["id"]
+    pick(page, polygon)
+    canvas.click(60, 100)
+    pick(page, car)
+    page.check("#props input[type=checkbox]")
+    page.fill("#props textarea", "color=red\nscore=3")
+    page.fill("#props input[aria-label=roll]", "10")
+    page.keyboard.press("Tab")
+    page.click("text=Add RPY")
+    object_count(page, 4)
+    saved(page)
+    got = {o["id"]: o for o in objects_of(live, pid, image)}
+    assert [k["name"] for k in got[car]["keypoints"]] == ["kp1", "kp2"]
+    assert got[car]["keypoints"][0]["x"] == pytest.approx(100, abs=0.5)
+    assert [k["name"] for k in got[polygon]["keypoints"]] == ["kp1"]
+    assert got[car]["occluded"] is True
+    assert got[car]["attributes"] == {"color": "red", "score": 3}
+    assert got[car]["rpy"] == {"roll": 10, "pitch": 0, "yaw": 0}
+    assert len(by_type(list(got.values()), "rpy")) == 1
+
+    # Rasterize one box, convert it back to a polygon, then rasterize all; undo / redo that.
+    page.keyboard.press("v")
+    page.click(f"#object-list li[data-id='{tree}']")
+    page.click("#props >> text=Rasterize")
+    page.wait_for_selector(f"#object-list li[data-id='{tree}'][data-type=bitmap]")
+    page.click("#props >> text=Convert to polygon")
+    page.wait_for_selector(f"#object-list li[data-id='{tree}'][data-type=polygon]")
+    page.click("text=Rasterize all")
+    page.wait_for_function("[...document.querySelectorAll('#object-list li[data-id]')].filter((li) => li.dataset.type === 'bitmap').length === 3")
+    saved(page)
+    types = sorted(o["type"] for o in objects_of(live, pid, image))
+    assert types == ["bitmap", "bitmap", "bitmap", "rpy"]
+    page.keyboard.press("Control+z")
+    page.wait_for_selector("#object-list li[data-type=bbox]")
+    page.keyboard.press("Control+Shift+z")
+    page.wait_for_selector("#object-list li[data-type=bbox]", state="detached")
+
+    # Classification: Enter applies a label, a click makes an applied one the default.
+    page.focus("#class-list li[data-name=car]")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#class-list li[data-name=car][aria-selected=true]")
+    page.focus("#class-list li[data-name=tree]")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#class-list li[data-name=tree][aria-selected=true]")
+    page.click("#class-list li[data-name=tree]")
+    page.wait_for_selector("#class-list li[data-name=tree] .badge.ok")
+    saved(page)
+    labels = live.api().get(f"/api/v1/images/{image}").json()["labels"]
+    assert {(lab["name"], lab["is_default"]) for lab in labels} == {("car", False), ("tree", True)}
+    assert page.js_errors == []
