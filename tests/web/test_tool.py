@@ -160,3 +160,70 @@ def test_polygon_box_and_properties(browser: Any, live: Live, tmp_path: Path) ->
     labels = live.api().get(f"/api/v1/images/{image}").json()["labels"]
     assert {(lab["name"], lab["is_default"]) for lab in labels} == {("car", False), ("tree", True)}
     assert page.js_errors == []
+
+
+def test_smart_tool_brush_and_view(browser: Any, live: Live, tmp_path: Path) -> None:
+    pid, image = setup(live, tmp_path)
+    api = live.api()
+    assert api.patch(f"/api/v1/projects/{pid}/settings", json={"use_previous_label_name": True}).status_code == 200
+    page = login(browser, live)
+    open_tool(page, live, pid, image)
+    canvas = Canvas(page, 320, 240)
+    # The image's default classification label names the first new object ("use previous label name").
+    page.focus("#class-list li[data-name=tree]")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#class-list li[data-name=tree] .badge.ok")
+
+    # Smart tool: a rectangle, a foreground stroke on the white disc (r=30 at 160,120), a background
+    # stroke with the right button, an erase stroke; Enter makes the bitmap.
+    page.keyboard.press("w")
+    canvas.drag([(118, 78), (160, 120), (202, 162)])
+    canvas.drag([(150, 118), (160, 121), (170, 122)])
+    page.wait_for_selector("#smart-accept")
+    page.wait_for_selector("#smart-busy", state="detached")
+    canvas.drag([(122, 82), (160, 82), (198, 84)], button="right")
+    page.wait_for_selector("#smart-busy", state="detached")
+    page.keyboard.press("r")
+    canvas.drag([(160, 85), (160, 100), (160, 150)])
+    page.keyboard.press("Enter")
+    object_count(page, 1)
+    saved(page)
+    (smart,) = objects_of(live, pid, image)
+    assert smart["type"] == "bitmap" and smart["label"] == "tree"
+    disc = area(smart)
+    assert 1500 < disc < 2900, disc  # the disc is ~2,830 px; the erase stroke took a strip out
+
+    # Brush: the selected bitmap grows with a stroke, shrinks with R, and G fills a closed outline.
+    page.keyboard.press("m")
+    page.click(f"#object-list li[data-id='{smart['id']}']")
+    canvas.drag([(20, 20), (40, 20), (60, 20)])
+    saved(page)
+    grown = area(objects_of(live, pid, image)[0])
+    assert grown > disc
+    page.keyboard.press("r")
+    canvas.drag([(10, 20), (40, 20), (70, 20)])
+    saved(page)
+    assert area(objects_of(live, pid, image)[0]) < grown
+    page.keyboard.press("n")
+    page.keyboard.press("[")
+    assert page.input_value("input[aria-label='Brush size']") == "6"
+    canvas.drag([(230, 150), (290, 150), (290, 210), (230, 210), (230, 150)])
+    object_count(page, 2)
+    page.keyboard.press("g")
+    canvas.click(260, 180)
+    saved(page)
+    ring = next(o for o in objects_of(live, pid, image) if o["id"] != smart["id"])
+    assert ring["label"] == "tree"  # the previous object's label
+    assert area(ring) > 60 * 60, page.inner_text("#toasts")
+
+    # View: the wheel zooms at the pointer, F fits, the ruler measures without making an object.
+    page.mouse.move(*canvas.at(160, 120))
+    fitted = page.inner_text(".hud")
+    page.mouse.wheel(0, -400)
+    page.wait_for_function(f"!document.querySelector('.hud').textContent.startsWith({fitted.split('%')[0]!r} + '%')")
+    page.keyboard.press("f")
+    page.wait_for_function(f"document.querySelector('.hud').textContent.startsWith({fitted.split('%')[0]!r} + '%')")
+    page.keyboard.press("t")
+    canvas.drag([(20, 200), (100, 200)])
+    object_count(page, 2)
+    assert page.js_errors == []

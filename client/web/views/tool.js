@@ -33,21 +33,21 @@ export async function mount(root, ctx) {
   const labels = labelsRes.labels;
   const colors = Object.fromEntries(labels.map((l) => [l.name, l.color]));
   const byShortcut = Object.fromEntries(labels.filter((l) => l.shortcut).map((l) => [String(l.shortcut), l.name]));
-  const ui = { st: T.initialState(), currentLabel: "", lastLabel: null, view: { brightness: 100, contrast: 100, saturation: 100, invert: false, noSmoothing: !!settings.disable_smoothing_when_zoomed }, keypointName: "" };
+  const ui = { st: T.initialState(), picked: "", lastLabel: null, view: { brightness: 100, contrast: 100, saturation: 100, invert: false, noSmoothing: !!settings.disable_smoothing_when_zoomed }, keypointName: "" };
 
   const session = createImageSession({ ctx, pid, project, settings, query: ctx.route.query, onChange: render, say: (t) => ctx.toast(t, "info") });
   const stage = createStage({
     scene: () => session.image && {
       image: session.imageEl, imgW: session.image.width, imgH: session.image.height, objects: O.ordered(session.objects),
-      colors, selectedId: ui.st.selected, st: ui.st, label: ui.currentLabel, filter: viewFilter(ui.view), noSmoothing: ui.view.noSmoothing,
+      colors, selectedId: ui.st.selected, st: ui.st, label: labelForNew(), filter: viewFilter(ui.view), noSmoothing: ui.view.noSmoothing,
       bitmapFor: (o) => session.bitmapCanvas(o, colors), cursors: session.cursorList(), smartPreview: session.smartCanvas,
     },
     onPointer,
     onCursor: (p) => session.sendCursor(p),
   });
   const panel = createPanel({
-    pickLabel: (name) => { ui.currentLabel = name; const s = selected(); if (s && s.label !== name) send(O.setLabel(s.id, name)); render(); },
-    selectObject: (id) => { ui.st = { ...ui.st, selected: id, forceNew: false, draft: null }; const o = selected(); if (o) { ui.currentLabel = o.label; if (!session.readOnly) bringToFront(o); } render(); },
+    pickLabel: (name) => { ui.picked = name; const s = selected(); if (s && s.label !== name) send(O.setLabel(s.id, name)); render(); },
+    selectObject: (id) => { ui.st = { ...ui.st, selected: id, forceNew: false, draft: null }; const o = selected(); if (o && !session.readOnly) bringToFront(o); render(); },
     save: () => doSave(), next: () => session.next(), prev: () => session.prev(),
     setAttributes: (id, attrs) => send(O.setAttributes(id, attrs)),
     setOccluded: (id, v) => send(O.setOccluded(id, v)),
@@ -56,7 +56,7 @@ export async function mount(root, ctx) {
     rasterize: (id) => send(O.rasterize(id)), vectorize: (id) => send(O.vectorize(id)), rasterizeAll: () => send(O.rasterizeAll()),
     toFront: (id) => bringToFront(session.objects.find((o) => o.id === id), true),
     deleteObject: (id) => { ui.st = { ...ui.st, selected: null }; send(O.remove(id)); },
-    addRpy: () => send(O.create(O.objectOf("rpy", { roll: 0, pitch: 0, yaw: 0 }, ui.currentLabel))),
+    addRpy: () => send(O.create(O.objectOf("rpy", { roll: 0, pitch: 0, yaw: 0 }, labelForNew()))),
     classToggle: (name) => session.classToggle(name), classDefault: (name) => session.classDefault(name),
     setView: (patch) => { Object.assign(ui.view, patch); stage.redraw(); },
   });
@@ -68,7 +68,9 @@ export async function mount(root, ctx) {
 
   function selected() { return session.objects.find((o) => o.id === ui.st.selected) || null; }
   function labelForNew() {
-    if (ui.currentLabel) return ui.currentLabel;
+    // An explicit pick (label picker, number key) wins; else the seed's "use previous label name":
+    // the label of the previous new object, or the image's default classification label.
+    if (ui.picked) return ui.picked;
     if (!settings.use_previous_label_name) return "";
     return ui.lastLabel ?? (session.imageLabels.find((l) => l.is_default)?.label || "");
   }
@@ -95,7 +97,6 @@ export async function mount(root, ctx) {
     }
     for (const eff of result.effects) {
       if (eff.type === "say") ctx.toast(eff.text, "info");
-      if (eff.type === "selected") { const o = selected(); if (o) ui.currentLabel = o.label; }
       if (eff.type === "smart-run") session.smartRun(ui.st.smart, ui.st.brushRadius).then((rle) => { if (ui.st.smart) ui.st = { ...ui.st, smart: { ...ui.st.smart, rle } }; render(); });
       if (eff.type === "smart-erase") { const rle = session.smartErase(ui.st.smart?.rle, eff.points, eff.radius); ui.st = { ...ui.st, smart: { ...ui.st.smart, rle } }; }
     }
@@ -137,7 +138,7 @@ export async function mount(root, ctx) {
     if (cmd.startsWith("label:")) {
       const name = byShortcut[cmd.slice(6)];
       if (!name) { ctx.toast(`No label has the shortcut ${cmd.slice(6)} (set them in Settings).`, "info"); return; }
-      ui.currentLabel = name;
+      ui.picked = name;
       const s = selected();
       if (s && s.label !== name) send(O.setLabel(s.id, name));
       return render();
@@ -163,7 +164,7 @@ export async function mount(root, ctx) {
   function render() {
     if (ui.st.selected && !selected()) ui.st = { ...ui.st, selected: null };
     for (const b of toolbox.querySelectorAll("button")) b.setAttribute("aria-pressed", String(b.dataset.tool === ui.st.tool));
-    const mode = { draw: "", edit: "Edit vertices (E)", remove: "Remove points (R)", group: "New polygon in group (G)", hole: "New hole (H)",
+    const mode = ui.st.tool === "brush" && ui.st.mode === "edit" ? "Draw (E)" : { draw: "", edit: "Edit vertices (E)", remove: "Remove points (R)", group: "New polygon in group (G)", hole: "New hole (H)",
       erase: "Erase (R)", fill: "Fill (G)", background: "Background strokes (G)" }[ui.st.mode] || "";
     modeLine.replaceChildren(
       h("strong", {}, TOOL_BUTTONS.find((t) => t[0] === ui.st.tool)?.[2] || ui.st.tool),
@@ -173,6 +174,7 @@ export async function mount(root, ctx) {
         oninput: (e) => { ui.st = { ...ui.st, brushRadius: Number(e.target.value) }; } })) : "",
       ui.st.tool === "keypoint" ? h("label", {}, " Keypoint name ", h("input", { value: ui.keypointName, placeholder: "auto", size: 10, oninput: (e) => { ui.keypointName = e.target.value; } })) : "",
       ui.st.tool === "smart" ? h("span", { class: "muted" }, ui.st.smart?.rect ? " Paint foreground; Shift or right button = background; R = erase; Enter or ✓ makes the bitmap." : " Drag a rectangle around the object.") : "",
+      session.smartBusy ? h("span", { class: "badge", id: "smart-busy", role: "status" }, "Extracting the foreground…") : "",
       ui.st.tool === "smart" && ui.st.smart?.rle ? h("button", { type: "button", class: "primary", onclick: smartAccept, id: "smart-accept" }, "✓") : "",
       h("span", { class: "spacer" }),
       session.holder && project.privileges.includes("review") ? h("button", { type: "button", id: "take-over", onclick: () => session.takeOver(),
@@ -182,7 +184,7 @@ export async function mount(root, ctx) {
       h("button", { type: "button", onclick: () => session.redo(), title: "Redo (Ctrl+Shift+Z)", disabled: session.readOnly }, "Redo"),
       h("a", { class: "button", href: href("dashboard", { project: pid }) }, "Close"));
     stage.say(session.banner());
-    panel.update({ objects: O.ordered(session.objects), selectedId: ui.st.selected, labels, colors, currentLabel: ui.currentLabel, readOnly: session.readOnly,
+    panel.update({ objects: O.ordered(session.objects), selectedId: ui.st.selected, labels, colors, currentLabel: selected()?.label ?? labelForNew(), readOnly: session.readOnly,
       imageLabels: session.imageLabels, imageName: session.image?.name, pending: session.pending(), view: ui.view });
     stage.redraw();
   }

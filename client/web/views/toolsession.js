@@ -39,7 +39,7 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
   const s = {
     image: null, imageEl: null, objects: [], imageLabels: [], readOnly: true, readOnlyReason: "", holder: null,
     seq: -1, mine: new Set(), early: new Map(), cursors: new Map(), masks: new Map(), smartCanvas: null,
-    onImage: null, ended: false, lastCursor: 0,
+    onImage: null, ended: false, lastCursor: 0, smartBusy: 0,
   };
 
   const token = () => hub.tokens.get(s.image?.id);
@@ -156,7 +156,9 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
     const clientOpId = newId();
     s.mine.add(clientOpId);
     if (LABEL_KINDS.has(op.kind)) s.imageLabels = applyLabelOp(s.imageLabels, op);
-    else if (isLocal(op)) s.objects = applyOp(s.objects, op);
+    // What can be computed here shows at once (a new bitmap's create, before its first stroke);
+    // the rest comes with the server's snapshot after the ack.
+    else s.objects = applyOp(s.objects, op);
     onChange();
     hub.sendOp(id, op, clientOpId).then((ack) => {
       if (ack.seq > s.seq && s.image?.id === id) s.seq = ack.seq;
@@ -218,12 +220,14 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
 
   s.smartRun = async (smart, radius) => {
     if (!smart || !s.image) return null;
+    s.smartBusy += 1;
+    onChange();
     try {
       const res = await ctx.api.post(`/api/v1/images/${s.image.id}/smart-select`, {
         rect: smart.rect.map(Math.round), foreground: smart.fg, background: smart.bg, brush_radius: Math.max(1, Math.round(radius)), previous: smart.rle || null });
       s.smartCanvas = maskCanvas(decodeMask(res.rle), res.rle.size[0], res.rle.size[1], "#00e676");
       return res.rle;
-    } catch (err) { say(err.message); return smart.rle; }
+    } catch (err) { say(err.message); return smart.rle; } finally { s.smartBusy -= 1; }
   };
   s.smartErase = (rle, points, radius) => {
     if (!rle) return rle;

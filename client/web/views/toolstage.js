@@ -8,7 +8,7 @@ export function createStage({ onPointer, onCursor, scene }) {
   const banner = h("div", { class: "banner", hidden: true, role: "status" });
   const hud = h("div", { class: "hud", "aria-live": "off" });
   const el = h("div", { class: "stage" }, canvas, banner, hud);
-  const stage = { el, canvas, vp: { scale: 1, x: 0, y: 0 }, size: [1, 1], pointer: null, fitted: false };
+  const stage = { el, canvas, vp: { scale: 1, x: 0, y: 0 }, size: [1, 1], pointer: null, fitted: false, autoFit: true };
   let panning = null, spaceDown = false, frame = 0;
 
   function redraw() {
@@ -32,9 +32,10 @@ export function createStage({ onPointer, onCursor, scene }) {
     if (!s || !s.imgW) return;
     stage.vp = fit(s.imgW, s.imgH, stage.size[0], stage.size[1]);
     stage.fitted = true;
+    stage.autoFit = true;  // stays fitted when the window or the panels change size, until a zoom or pan
     redraw();
   };
-  stage.zoom = (factor) => { stage.vp = zoomAt(stage.vp, factor, stage.size[0] / 2, stage.size[1] / 2); redraw(); };
+  stage.zoom = (factor) => { stage.autoFit = false; stage.vp = zoomAt(stage.vp, factor, stage.size[0] / 2, stage.size[1] / 2); redraw(); };
   stage.redraw = redraw;
   stage.say = (text) => { banner.hidden = !text; banner.textContent = text || ""; };
   stage.tol = () => 7 / stage.vp.scale;
@@ -42,7 +43,7 @@ export function createStage({ onPointer, onCursor, scene }) {
   const ro = new ResizeObserver(() => {
     const r = el.getBoundingClientRect();
     stage.size = [Math.max(1, r.width), Math.max(1, r.height)];
-    if (!stage.fitted) stage.fit(); else redraw();
+    if (!stage.fitted || stage.autoFit) stage.fit(); else redraw();
   });
   ro.observe(el);
   stage.destroy = () => { ro.disconnect(); cancelAnimationFrame(frame); window.removeEventListener("keyup", onKeyUp); window.removeEventListener("keydown", onSpace); };
@@ -60,6 +61,7 @@ export function createStage({ onPointer, onCursor, scene }) {
   });
   canvas.addEventListener("pointermove", (e) => {
     if (panning) {
+      stage.autoFit = false;
       stage.vp = pan(stage.vp, e.clientX - panning[0], e.clientY - panning[1]);
       panning = [e.clientX, e.clientY];
       redraw();
@@ -78,6 +80,7 @@ export function createStage({ onPointer, onCursor, scene }) {
   canvas.addEventListener("wheel", (e) => {
     e.preventDefault();
     const r = canvas.getBoundingClientRect();
+    stage.autoFit = false;
     if (e.ctrlKey || !e.shiftKey) stage.vp = zoomAt(stage.vp, wheelFactor(e.deltaY, e.deltaMode), e.clientX - r.left, e.clientY - r.top);
     else stage.vp = pan(stage.vp, -e.deltaY, 0);
     redraw();
