@@ -119,4 +119,26 @@ def test_live_labeling_scenario(browser: Any, live: Live, tmp_path: Path) -> Non
     sup.wait_for_function(f"Number(document.querySelector(\"{cell}\").textContent) === {before + 1}")
     assert sup.inner_text(".kpi[data-k=labeled] b") == "2"
     shot(sup, "supervisor.png")
-    assert admin.js_errors == [] and bob.js_errors == []
+    # The time table downloads as CSV.
+    with sup.expect_download() as info:
+        sup.click("#csv-btn")
+    rows = Path(info.value.path()).read_text().splitlines()
+    assert rows[0].startswith("day,user,active_seconds,images_labeled,objects_created")
+    admin_rows = [r.split(",") for r in rows[1:] if r.split(",")[1] == "Admin"]
+    assert admin_rows and int(admin_rows[0][4]) == before + 1
+
+    # A reviewer takes the image over: the admin's tool turns read-only and says who has it.
+    rita_email, rita_password, _ = make_user(api, "rita")
+    assert api.post(f"/api/v1/projects/{pid}/members", json={"email": rita_email, "role": "manager"}).status_code == 201
+    rita = login(browser, live, rita_email, rita_password)
+    open_tool(rita, live, pid, first)
+    rita.wait_for_selector(".banner:has-text('Admin is labeling this image')")
+    rita.click("#take-over")
+    rita.wait_for_selector(".banner", state="hidden")
+    admin.wait_for_selector(".banner:has-text('Rita is labeling this image')")
+    assert api.get(f"/api/v1/images/{first}").json()["lock"]["holder"]["name"] == "Rita"
+    Canvas(rita, 320, 240).drag([(200, 150), (240, 190)])
+    object_count(rita, 7)
+    object_count(admin, 7)
+    assert admin.locator("#save-btn").is_disabled()
+    assert admin.js_errors == [] and bob.js_errors == [] and rita.js_errors == []
