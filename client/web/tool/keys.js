@@ -6,6 +6,8 @@ export const KEYS = [
   ["?", "help", "Show this list of shortcuts", "Everywhere"],
   ["Ctrl+A", null, "Select all images (matching the filter)", "Dashboard"],
   ["Arrows / Space / Enter", null, "Move, select, open the labeling tool", "Dashboard"],
+  ["Shift+Arrows", null, "Extend the selection", "Dashboard"],
+  ["Page Up / Page Down", null, "Previous / next page of images", "Dashboard"],
   ["Esc", null, "Clear the selection", "Dashboard"],
   ["B", "tool:bbox", "Bounding box tool", "Labeling tool"],
   ["P", "tool:polygon", "Polygon tool", "Labeling tool"],
