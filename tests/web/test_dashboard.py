@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import insert
 
 from server.db import make_engine, make_sessionmaker, transaction
 from server.models import Image
@@ -177,16 +178,16 @@ def _many_images(settings: Settings, pid: int, sha: str, count: int) -> None:
         rows.append({"project_id": pid, "name": f"bulk/img-{i:05d}.png", "sha256": fake, "mime": "image/png",
                      "size_bytes": 1, "width": 320, "height": 240, "auto_labeled": i % 7 == 0})
 
-    async def insert() -> None:
+    async def write() -> None:
         engine = make_engine(settings.database_url)
         try:
             async with transaction(make_sessionmaker(engine)) as session:
-                await session.execute(Image.__table__.insert(), rows)
+                await session.execute(insert(Image), rows)
         finally:
             await engine.dispose()
 
     # Playwright's sync API owns this thread's event loop: insert from another thread.
-    worker = threading.Thread(target=asyncio.run, args=(insert(),))
+    worker = threading.Thread(target=asyncio.run, args=(write(),))
     worker.start()
     worker.join()
 
