@@ -23,15 +23,14 @@ Ring = list[list[int]]
 
 
 def _simplify(points: npt.NDArray[np.int64]) -> Ring:
-    out: Ring
-    # Drop repeated and collinear vertices (the outline is rectilinear).
-    pts = points[np.any(points != np.roll(points, 1, axis=0), axis=1)]
+    """Drop repeated and collinear vertices (the outline is rectilinear)."""
+    pts = points[(points != np.concatenate((points[-1:], points[:-1]))).any(axis=1)]
     if len(pts) < 3:
-        out = pts.tolist()
-        return out
-    prev, nxt = np.roll(pts, 1, axis=0), np.roll(pts, -1, axis=0)
-    cross = (pts[:, 0] - prev[:, 0]) * (nxt[:, 1] - pts[:, 1]) - (pts[:, 1] - prev[:, 1]) * (nxt[:, 0] - pts[:, 0])
-    out = pts[cross != 0].tolist()
+        short: Ring = pts.tolist()
+        return short
+    d1 = pts - np.concatenate((pts[-1:], pts[:-1]))
+    d2 = np.concatenate((pts[1:], pts[:1])) - pts
+    out: Ring = pts[d1[:, 0] * d2[:, 1] != d1[:, 1] * d2[:, 0]].tolist()
     return out
 
 

@@ -1,16 +1,21 @@
 """Reading a project's labels in bounded batches of images, for every exporter.
 
 Each batch runs in its own short transaction (keyset pagination on image id), so an export of a
-huge project never holds one transaction open, and memory stays at one batch.
+huge project never holds one transaction open, and memory stays at two batches (the one being
+converted and the next, read ahead meanwhile). An export is therefore not one snapshot: an edit
+committed while it runs shows up if it touches an image not yet read.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
+from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import Text, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server._label_store import read_labels
@@ -43,43 +48,80 @@ class ImageRecord:
     objects: list[dict[str, Any]] = field(default_factory=list)
 
 
-_OBJ_COLS = (LabelObjectRow.image_id, LabelObjectRow.id, LabelObjectRow.type, LabelObjectRow.label,
-             LabelObjectRow.geometry, LabelObjectRow.keypoints, LabelObjectRow.attributes,
-             LabelObjectRow.rpy, LabelObjectRow.occluded, LabelObjectRow.z)
+class _Row(NamedTuple):
+    id: str
+    type: str
+    label: str
+    geometry: dict[str, Any]
+    keypoints: list[Any]
+    attributes: dict[str, Any]
+    rpy: dict[str, Any] | None
+    occluded: bool
+    z: int
+
+
+def _packed(dialect: str) -> Any:
+    """The object's fields as one JSON array text: one column for the driver and SQLAlchemy to
+    process per row instead of ten (four of them JSON), about 3x faster on a big export."""
+    o = LabelObjectRow
+    if dialect == "postgresql":
+        return cast(func.json_build_array(o.id, o.type, o.label, o.geometry, o.keypoints, o.attributes,
+                                          o.rpy, o.occluded, o.z), Text)
+    return func.json_array(o.id, o.type, o.label, func.json(o.geometry), func.json(o.keypoints),
+                           func.json(o.attributes), func.json(o.rpy), o.occluded, o.z, type_=Text)
 
 
 async def _objects(session: AsyncSession, ids: list[int], with_objects: bool) -> dict[int, list[dict[str, Any]]]:
     out: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
     if not with_objects or not ids:
         return out
-    conn = await session.connection()  # Core rows: no ORM overhead on the hot export path
-    rows = await conn.execute(select(*_OBJ_COLS).where(LabelObjectRow.image_id.in_(ids))
-                                 .order_by(LabelObjectRow.image_id, LabelObjectRow.z, LabelObjectRow.id))
-    for row in rows:
-        out[row.image_id].append(row_to_dict(row))
+    conn = await session.connection()
+    o = LabelObjectRow
+    rows = await conn.execute(select(o.image_id, _packed(conn.dialect.name)).where(o.image_id.in_(ids))
+                              .order_by(o.image_id, o.z, o.id))
+    for image_id, packed in rows:
+        oid, kind, label, geometry, keypoints, attributes, rpy, occluded, z = json.loads(packed)
+        # SQLite's json_array gives booleans as 0/1.
+        out[image_id].append(row_to_dict(_Row(oid, kind, label, geometry, keypoints, attributes, rpy,
+                                              bool(occluded), z)))
     return out
+
+
+async def _read_batch(
+    sessions: async_sessionmaker[AsyncSession], project_id: int, flt: ImageFilter | None, after: int,
+    labels: bool, objects: bool, batch: int,
+) -> list[ImageRecord]:
+    async with transaction(sessions) as session:
+        stmt: Any = select(Image.id, Image.name, Image.width, Image.height).where(
+            Image.project_id == project_id, Image.id > after)
+        if flt is not None:
+            stmt = apply_filter(stmt, flt)
+        rows = (await session.execute(stmt.order_by(Image.id).limit(batch))).all()
+        if not rows:
+            return []
+        ids = [r.id for r in rows]
+        states = await read_labels(session, ids) if labels else {}
+        objs = await _objects(session, ids, objects)
+    return [ImageRecord(r.id, r.name, r.width, r.height, states.get(r.id, []), objs[r.id]) for r in rows]
 
 
 async def iter_images(
     sessions: async_sessionmaker[AsyncSession], project_id: int, flt: ImageFilter | None,
     *, labels: bool = True, objects: bool = True, batch: int = BATCH,
 ) -> AsyncIterator[list[ImageRecord]]:
-    """Batches of images (ordered by id) matching ``flt`` with their labels and objects."""
-    last = 0
-    while True:
-        async with transaction(sessions) as session:
-            stmt: Any = select(Image.id, Image.name, Image.width, Image.height).where(
-                Image.project_id == project_id, Image.id > last)
-            if flt is not None:
-                stmt = apply_filter(stmt, flt)
-            rows = (await session.execute(stmt.order_by(Image.id).limit(batch))).all()
-            if not rows:
-                return
-            ids = [r.id for r in rows]
-            states = await read_labels(session, ids) if labels else {}
-            objs = await _objects(session, ids, objects)
-        yield [ImageRecord(r.id, r.name, r.width, r.height, states.get(r.id, []), objs[r.id]) for r in rows]
-        last = ids[-1]
+    """Batches of images (ordered by id) matching ``flt`` with their labels and objects. The next
+    batch is read while the caller converts this one."""
+    ahead = asyncio.ensure_future(_read_batch(sessions, project_id, flt, 0, labels, objects, batch))
+    try:
+        while records := await ahead:
+            ahead = asyncio.ensure_future(
+                _read_batch(sessions, project_id, flt, records[-1].id, labels, objects, batch))
+            yield records
+    finally:
+        if not ahead.done():  # the client went away: stop reading
+            ahead.cancel()
+            with suppress(asyncio.CancelledError):
+                await ahead
 
 
 async def label_defs(sessions: async_sessionmaker[AsyncSession], project_id: int) -> list[dict[str, Any]]:

@@ -6,8 +6,9 @@ compressed into a small buffer that the response drains between members.
 
 from __future__ import annotations
 
+import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 
@@ -42,12 +43,41 @@ class ZipStream:
         info.compress_type = zipfile.ZIP_DEFLATED
         self._zip.writestr(info, data)
 
+    def add_chunks(self, name: str, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """Write a member piece by piece (a listing spooled to disk), yielding the output so far."""
+        info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with self._zip.open(info, "w") as member:
+            for chunk in chunks:
+                member.write(chunk)
+                yield self.drain()
+        yield self.drain()
+
     def drain(self) -> bytes:
         return self._sink.drain()
 
     def close(self) -> bytes:
         self._zip.close()
         return self._sink.drain()
+
+
+class Spool:
+    """Text that grows with the project (``train.txt``, ``index.csv``): kept on disk past a few
+    MB so an export's memory does not grow with the number of images."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.SpooledTemporaryFile(max_size=4 << 20)
+
+    def write(self, text: str) -> None:
+        self._file.write(text.encode())
+
+    def chunks(self, size: int = 1 << 20) -> Iterator[bytes]:
+        self._file.seek(0)
+        while chunk := self._file.read(size):
+            yield chunk
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def member_name(name: str) -> str:

@@ -18,8 +18,10 @@ segmentation -> a box from ``bbox``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import tempfile
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,7 +31,7 @@ from sqlalchemy import String, cast, select
 from server.db import transaction
 from server.formats._importing import ImportFileError, Incoming
 from server.formats._outline import crop, outline, polygon_pixels
-from server.formats._source import ExportJob, iter_images
+from server.formats._source import ExportJob, ImageRecord, iter_images
 from server.geometry.rle import counts_to_string, rle_area, rle_bbox, rle_encode
 from server.models import LabelObjectRow
 
@@ -37,8 +39,10 @@ MEDIA_TYPE = "application/json"
 SUFFIX = "json"
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_SPOOL_BYTES = 8 << 20
+INSTANCE_TYPES = ("bbox", "polygon", "bitmap")
+# One encoder for the whole export: json.dumps with options builds a new one per call.
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 async def _categories(job: ExportJob) -> tuple[dict[str, int], dict[str, list[str]]]:
@@ -47,7 +51,7 @@ async def _categories(job: ExportJob) -> tuple[dict[str, int], dict[str, list[st
     col = LabelObjectRow
     async with transaction(job.sessions) as session:
         names = set((await session.execute(select(col.label).distinct().where(
-            col.project_id == job.project_id, col.type.in_(("bbox", "polygon", "bitmap"))))).scalars())
+            col.project_id == job.project_id, col.type.in_(INSTANCE_TYPES)))).scalars())
         # Only the (usually few) objects that have keypoints are read in full.
         rows = await session.execute(select(col.label, col.keypoints).where(
             col.project_id == job.project_id, col.type.in_(("bbox", "polygon")),
@@ -60,13 +64,37 @@ async def _categories(job: ExportJob) -> tuple[dict[str, int], dict[str, list[st
     return {n: i for i, n in enumerate(sorted(names), start=1)}, keypoints
 
 
+def box_pixels(g: dict[str, Any], w: int, h: int) -> tuple[int, int, int, int]:
+    """Columns ``c0..c1`` and rows ``r0..r1`` (end exclusive) of the pixels whose centers lie in
+    the box, clipped to the image; an empty box gives ``c0 == c1`` and ``r0 == r1``."""
+    c0, c1 = (min(max(math.ceil(v - 0.5), 0), w) for v in (g["x"], g["x"] + g["w"]))
+    r0, r1 = (min(max(math.ceil(v - 0.5), 0), h) for v in (g["y"], g["y"] + g["h"]))
+    if c1 <= c0 or r1 <= r0:
+        return c0, r0, c0, r0
+    return c0, r0, c1, r1
+
+
+def box_text(obj: dict[str, Any], w: int, h: int, ann_id: int, image_id: int, category_id: int) -> str:
+    """What ``_dumps`` gives for a box's annotation without keypoints, written directly: boxes
+    are most of a big export, and building and encoding a dict each costs three times as much.
+    (JSON writes a number as its ``repr``.)"""
+    g = obj["geometry"]
+    c0, r0, c1, r1 = box_pixels(g, w, h)
+    seg = f"[[{c0},{r0},{c1},{r0},{c1},{r1},{c0},{r1}]]" if c1 > c0 else "[]"
+    attrs = obj["attributes"]
+    return (f'{{"segmentation":{seg},"area":{(c1 - c0) * (r1 - r0)},'
+            f'"bbox":[{g["x"]!r},{g["y"]!r},{g["w"]!r},{g["h"]!r}],"iscrowd":0,"id":{ann_id},'
+            f'"image_id":{image_id},"category_id":{category_id},'
+            f'"labelhub":{{"id":{_dumps(obj["id"])},"type":"bbox"}},'
+            f'"attributes":{_dumps(attrs) if attrs else "{}"},"occluded":{"true" if obj["occluded"] else "false"}}}')
+
+
 def annotation(obj: dict[str, Any], w: int, h: int) -> dict[str, Any] | None:
     """The COCO fields of one object (without ids/category), or None if it is not an instance."""
     g, kind = obj["geometry"], obj["type"]
     if kind == "bbox":
-        c0, c1 = (min(max(math.ceil(v - 0.5), 0), w) for v in (g["x"], g["x"] + g["w"]))
-        r0, r1 = (min(max(math.ceil(v - 0.5), 0), h) for v in (g["y"], g["y"] + g["h"]))
-        rect: list[list[int]] = [[c0, r0, c1, r0, c1, r1, c0, r1]] if c1 > c0 and r1 > r0 else []
+        c0, r0, c1, r1 = box_pixels(g, w, h)
+        rect: list[list[int]] = [[c0, r0, c1, r0, c1, r1, c0, r1]] if c1 > c0 else []
         return {"segmentation": rect, "area": (c1 - c0) * (r1 - r0), "bbox": [g["x"], g["y"], g["w"], g["h"]],
                 "iscrowd": 0}
     if kind == "bitmap":
@@ -89,40 +117,60 @@ def annotation(obj: dict[str, Any], w: int, h: int) -> dict[str, Any] | None:
     return {"segmentation": seg, "area": area, "bbox": bbox, "iscrowd": 0}
 
 
-async def export(job: ExportJob) -> AsyncIterator[bytes]:
-    cats, kp_names = await _categories(job)
-    yield b'{"info":{"description":"Labelhub export","version":"1.0"},"licenses":[],"images":['
-    first = True
-    async for batch in iter_images(job.sessions, job.project_id, job.flt, labels=False, objects=False):
-        chunk = ",".join(_dumps({"id": im.id, "file_name": im.name, "width": im.width, "height": im.height})
-                         for im in batch)
-        yield (("" if first else ",") + chunk).encode()
-        first = first and not chunk
-    yield b'],"annotations":['
-    ann_id, first = 0, True
-    async for batch in iter_images(job.sessions, job.project_id, job.flt, labels=False):
-        out: list[str] = []
-        for im in batch:
-            for obj in im.objects:
-                ann = annotation(obj, im.width, im.height)
-                if ann is None:
-                    continue
+def _convert(batch: list[ImageRecord], cats: dict[str, int], kp_names: dict[str, list[str]],
+             ann_id: int) -> tuple[list[str], list[str], int]:
+    """One batch as JSON texts (annotations, images) and the last annotation id used. Runs in a
+    worker thread: polygons are rasterized and traced here, which must not stall the server."""
+    out: list[str] = []
+    for im in batch:
+        for obj in im.objects:
+            if obj["type"] not in INSTANCE_TYPES:
+                continue
+            if obj["label"] not in cats:  # a label that appeared while the export ran
+                cats[obj["label"]] = len(cats) + 1
+            names = kp_names.get(obj["label"], [])
+            if obj["type"] == "bbox" and not names:
                 ann_id += 1
-                ann.update(id=ann_id, image_id=im.id, category_id=cats[obj["label"]],
-                           labelhub={"id": obj["id"], "type": obj["type"]},
-                           attributes=obj["attributes"], occluded=obj["occluded"])
-                names = kp_names.get(obj["label"], [])
-                if names:
-                    by_name = {k["name"]: k for k in obj["keypoints"]}
-                    flat: list[float] = []
-                    for n in names:
-                        k = by_name.get(n)
-                        flat += [k["x"], k["y"], 2 if k["visible"] else 1] if k else [0, 0, 0]
-                    ann["keypoints"], ann["num_keypoints"] = flat, len(by_name)
-                out.append(_dumps(ann))
-        if out:
-            yield (("" if first else ",") + ",".join(out)).encode()
-            first = False
+                out.append(box_text(obj, im.width, im.height, ann_id, im.id, cats[obj["label"]]))
+                continue
+            ann = annotation(obj, im.width, im.height)
+            if ann is None:
+                continue
+            ann_id += 1
+            ann.update(id=ann_id, image_id=im.id, category_id=cats[obj["label"]],
+                       labelhub={"id": obj["id"], "type": obj["type"]},
+                       attributes=obj["attributes"], occluded=obj["occluded"])
+            if names:
+                by_name = {k["name"]: k for k in obj["keypoints"]}
+                flat: list[float] = []
+                for n in names:
+                    k = by_name.get(n)
+                    flat += [k["x"], k["y"], 2 if k["visible"] else 1] if k else [0, 0, 0]
+                ann["keypoints"], ann["num_keypoints"] = flat, len(by_name)
+            out.append(_dumps(ann))
+    images = [_dumps({"id": im.id, "file_name": im.name, "width": im.width, "height": im.height})
+              for im in batch]
+    return out, images, ann_id
+
+
+async def export(job: ExportJob) -> AsyncIterator[bytes]:
+    """One pass over the images: annotations are streamed, the (much smaller) images list is
+    spooled (to disk past a few MB) and written after them, so every image and its annotations
+    come from the same read. COCO readers do not care about the order of the top-level keys."""
+    cats, kp_names = await _categories(job)
+    yield b'{"info":{"description":"Labelhub export","version":"1.0"},"licenses":[],"annotations":['
+    with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as spool:
+        ann_id, sep = 0, ""
+        async for batch in iter_images(job.sessions, job.project_id, job.flt, labels=False):
+            out, images, ann_id = await asyncio.to_thread(_convert, batch, cats, kp_names, ann_id)
+            if out:
+                yield (sep + ",".join(out)).encode()
+                sep = ","
+            spool.write((b"," if spool.tell() else b"") + ",".join(images).encode())
+        yield b'],"images":['
+        spool.seek(0)
+        while chunk := spool.read(1 << 20):
+            yield chunk
     categories = [{"id": i, "name": n, "supercategory": "", **({"keypoints": kp_names[n], "skeleton": []}
                                                                  if kp_names.get(n) else {})}
                   for n, i in cats.items()]

@@ -10,6 +10,7 @@ bitmap object.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import zipfile
@@ -20,8 +21,8 @@ import cv2
 import numpy as np
 
 from server.formats._importing import ImportFileError, Incoming
-from server.formats._source import ExportJob, iter_images
-from server.formats._zip import ZipStream, unique_stems
+from server.formats._source import ExportJob, ImageRecord, iter_images
+from server.formats._zip import Spool, ZipStream, unique_stems
 from server.geometry.raster import rasterize
 from server.geometry.rle import rle_encode
 from server.geometry.validation import parse_object
@@ -37,23 +38,40 @@ def png(mask: np.ndarray) -> bytes:
     return bytes(data)
 
 
+def _csv_row(*values: str) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(values)
+    return buf.getvalue()
+
+
+def _write_batch(z: ZipStream, batch: list[ImageRecord], stems: list[str], types: set[str]) -> str:
+    """Rasterize and add the batch's masks (in a worker thread); returns its index.csv rows."""
+    rows = []
+    for img, st in zip(batch, stems, strict=True):
+        for obj in img.objects:
+            if obj["type"] not in types or obj["type"] not in ("bitmap", "polygon", "bbox"):
+                continue
+            path = f"{st}/{obj['id']}.png"
+            z.add(path, png(rasterize(parse_object(obj), img.height, img.width)))
+            rows.append(_csv_row(img.name, obj["id"], obj["label"], path))
+    return "".join(rows)
+
+
 async def export(job: ExportJob) -> AsyncIterator[bytes]:
     types = set(job.options.get("types", "bitmap").split(","))
     z = ZipStream()
-    index = io.StringIO()
-    writer = csv.writer(index, lineterminator="\n")
-    writer.writerow(["image", "object_id", "label", "file"])
+    index = Spool()
+    index.write(_csv_row("image", "object_id", "label", "file"))
     seen: dict[str, int] = {}
-    async for batch in iter_images(job.sessions, job.project_id, job.flt, labels=False):
-        for img, st in zip(batch, unique_stems([im.name for im in batch], seen), strict=True):
-            for obj in img.objects:
-                if obj["type"] not in types or obj["type"] not in ("bitmap", "polygon", "bbox"):
-                    continue
-                path = f"{st}/{obj['id']}.png"
-                z.add(path, png(rasterize(parse_object(obj), img.height, img.width)))
-                writer.writerow([img.name, obj["id"], obj["label"], path])
+    try:
+        async for batch in iter_images(job.sessions, job.project_id, job.flt, labels=False):
+            stems = unique_stems([im.name for im in batch], seen)
+            index.write(await asyncio.to_thread(_write_batch, z, batch, stems, types))
             yield z.drain()
-    z.add("index.csv", index.getvalue())
+        for chunk in z.add_chunks("index.csv", index.chunks()):
+            yield chunk
+    finally:
+        index.close()
     yield z.close()
 
 

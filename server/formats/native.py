@@ -14,35 +14,36 @@ Import also accepts a bare list of images. In an image, ``labels`` may be a list
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 from server.formats._importing import ImportFileError, Incoming
-from server.formats._source import ExportJob, iter_images, label_defs
+from server.formats._source import ExportJob, ImageRecord, iter_images, label_defs
 
 MEDIA_TYPE = "application/json"
 SUFFIX = "json"
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+def _image_texts(batch: list[ImageRecord]) -> list[str]:
+    return [_dumps({"name": img.name, "width": img.width, "height": img.height,
+                    "labels": [{"label": s.label, "is_default": s.is_default, "source": s.source}
+                               for s in img.labels],
+                    "objects": img.objects}) for img in batch]
 
 
 async def export(job: ExportJob) -> AsyncIterator[bytes]:
     labels = await label_defs(job.sessions, job.project_id)
     yield f'{{"format":"labelhub","version":1,"labels":{_dumps(labels)},"images":['.encode()
-    first = True
+    sep = "\n"
     async for batch in iter_images(job.sessions, job.project_id, job.flt):
-        parts = []
-        for img in batch:
-            item = {"name": img.name, "width": img.width, "height": img.height,
-                    "labels": [{"label": s.label, "is_default": s.is_default, "source": s.source}
-                               for s in img.labels],
-                    "objects": img.objects}
-            parts.append(("\n" if first else ",\n") + _dumps(item))
-            first = False
-        yield "".join(parts).encode()
+        texts = await asyncio.to_thread(_image_texts, batch)  # big bitmaps: off the event loop
+        yield (sep + ",\n".join(texts)).encode()
+        sep = ",\n"
     yield b"\n]}\n"
 
 

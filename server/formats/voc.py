@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,7 +14,7 @@ from xml.sax.saxutils import escape
 
 from server.formats._outline import crop, polygon_pixels
 from server.formats._source import ExportJob, ImageRecord, iter_images
-from server.formats._zip import ZipStream, member_name, unique_stems
+from server.formats._zip import Spool, ZipStream, member_name, unique_stems
 from server.geometry.rle import rle_bbox
 
 MEDIA_TYPE = "application/zip"
@@ -65,14 +66,23 @@ def xml_for(img: ImageRecord) -> str:
     return "\n".join(out) + "\n"
 
 
+def _write_batch(z: ZipStream, batch: list[ImageRecord], stems: list[str]) -> str:
+    for img, st in zip(batch, stems, strict=True):
+        z.add(f"Annotations/{st}.xml", xml_for(img))
+    return "".join(f"{st}\n" for st in stems)
+
+
 async def export(job: ExportJob) -> AsyncIterator[bytes]:
     z = ZipStream()
     seen: dict[str, int] = {}
-    listing: list[str] = []
-    async for batch in iter_images(job.sessions, job.project_id, job.flt, labels=False):
-        for img, st in zip(batch, unique_stems([im.name for im in batch], seen), strict=True):
-            z.add(f"Annotations/{st}.xml", xml_for(img))
-            listing.append(st)
-        yield z.drain()
-    z.add("ImageSets/Main/default.txt", "\n".join(listing) + "\n")
+    listing = Spool()
+    try:
+        async for batch in iter_images(job.sessions, job.project_id, job.flt, labels=False):
+            stems = unique_stems([im.name for im in batch], seen)
+            listing.write(await asyncio.to_thread(_write_batch, z, batch, stems))  # off the event loop
+            yield z.drain()
+        for chunk in z.add_chunks("ImageSets/Main/default.txt", listing.chunks()):
+            yield chunk
+    finally:
+        listing.close()
     yield z.close()

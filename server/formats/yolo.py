@@ -10,6 +10,7 @@ rpy objects are left out.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from server.formats._outline import crop, outline
-from server.formats._source import ExportJob, iter_images, object_labels
-from server.formats._zip import ZipStream, member_name, unique_stems
+from server.formats._source import ExportJob, ImageRecord, iter_images, object_labels
+from server.formats._zip import Spool, ZipStream, member_name, unique_stems
 from server.geometry.rle import rle_bbox, rle_decode
 
 MEDIA_TYPE = "application/zip"
@@ -73,21 +74,37 @@ def lines_for(obj: dict[str, Any], cls: int, w: int, h: int, task: str) -> list[
     return [f"{cls} " + " ".join(f"{_f(x / w)} {_f(y / h)}" for x, y in ring) for ring in rings if len(ring) >= 3]
 
 
+def _write_batch(z: ZipStream, batch: list[ImageRecord], stems: list[str], classes: dict[str, int],
+                 task: str) -> str:
+    """Add the batch's label files to the ZIP (in a worker thread); returns its train.txt lines."""
+    listing = []
+    for im, st in zip(batch, stems, strict=True):
+        lines = []
+        for obj in im.objects:
+            if obj["label"] not in classes:  # a label that appeared while the export ran
+                classes[obj["label"]] = len(classes)
+            lines += lines_for(obj, classes[obj["label"]], im.width, im.height, task)
+        z.add(f"labels/train/{st}.txt", "\n".join(lines) + ("\n" if lines else ""))
+        ext = member_name(im.name).rsplit(".", 1)[-1] if "." in member_name(im.name) else "jpg"
+        listing.append(f"./images/train/{st}.{ext}\n")
+    return "".join(listing)
+
+
 async def export(job: ExportJob) -> AsyncIterator[bytes]:
     task = job.options.get("task", "detect")
-    names = await object_labels(job.sessions, job.project_id)
-    classes = {n: i for i, n in enumerate(names)}
+    classes = {n: i for i, n in enumerate(await object_labels(job.sessions, job.project_id))}
     z = ZipStream()
-    z.add("data.yaml", data_yaml(names))
     seen: dict[str, int] = {}
-    listing: list[str] = []
-    async for batch in iter_images(job.sessions, job.project_id, job.flt, labels=False):
-        stems = unique_stems([im.name for im in batch], seen)
-        for im, st in zip(batch, stems, strict=True):
-            lines = [ln for obj in im.objects for ln in lines_for(obj, classes[obj["label"]], im.width, im.height, task)]
-            z.add(f"labels/train/{st}.txt", "\n".join(lines) + ("\n" if lines else ""))
-            ext = member_name(im.name).rsplit(".", 1)[-1] if "." in member_name(im.name) else "jpg"
-            listing.append(f"./images/train/{st}.{ext}")
-        yield z.drain()
-    z.add("train.txt", "\n".join(listing) + "\n")
+    listing = Spool()
+    try:
+        async for batch in iter_images(job.sessions, job.project_id, job.flt, labels=False):
+            stems = unique_stems([im.name for im in batch], seen)
+            listing.write(await asyncio.to_thread(_write_batch, z, batch, stems, classes, task))
+            yield z.drain()
+        for chunk in z.add_chunks("train.txt", listing.chunks()):
+            yield chunk
+    finally:
+        listing.close()
+    # Last, so that it names every class used (a ZIP's member order does not matter).
+    z.add("data.yaml", data_yaml(list(classes)))
     yield z.close()
