@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from starlette.applications import Starlette
+
+from server.db import transaction
 from server.geometry.policy import Policy
+from server.models import LabelObjectRow
 from server.preferences import DEFAULTS, USER_KEYS, LabelingSettings, merge
 from tests.conftest import Api, UserFactory, add_member, make_project
+from tests.hub._ws import WsClient
+from tests.hub.conftest import LiveServer
+from tests.server._rows import make_images
 
 
 def test_merge_layers_in_order_and_ignores_stale_values() -> None:
@@ -86,3 +95,45 @@ async def test_user_settings_override_project_defaults(admin: Api, users: UserFa
     other = await make_project(admin, "Other")
     hidden = await alice.client.get("/api/v1/me/settings", params={"project": other})
     assert hidden.status_code == 404
+
+
+async def test_the_hub_enforces_undo_depth_and_geometry_settings(
+    admin: Api, app: Starlette, live_server: LiveServer
+) -> None:
+    pid = await make_project(admin)
+    [img] = await make_images(app, pid, ["a.png"], 64, 48)
+    url = f"/api/v1/projects/{pid}/settings"
+    await admin.client.patch(url, json={"undo_history_length": 2})
+
+    async def session() -> tuple[WsClient, int]:
+        ws = await live_server.connect(admin)
+        await ws.request("hello", project=pid)
+        return ws, int((await ws.request("open_image", image=img))["lock"]["token"])
+
+    def box(oid: str, x: float) -> dict[str, Any]:
+        return {"kind": "create", "object": {"id": oid, "type": "bbox", "label": "",
+                                             "geometry": {"x": x, "y": 2, "w": 10, "h": 10}}}
+
+    ws, token = await session()
+    try:
+        for i in range(3):
+            ack = await ws.request("op", image=img, token=token, client_op_id=f"b{i}", op=box(f"b{i}", 2 + i))
+            assert ack["type"] == "ack", ack
+        undos = [(await ws.request("undo", image=img, token=token)) for _ in range(3)]
+        assert [u["type"] for u in undos] == ["ack", "ack", "error"]
+        assert undos[2]["code"] == "nothing_to_undo"
+        # Shapes off the image are refused by default (allow outside / fit are off).
+        off = await ws.request("op", image=img, token=token, client_op_id="off1", op=box("off", 60))
+        assert off["type"] == "error" and off["code"] == "invalid_op"
+    finally:
+        await ws.close()
+    await admin.client.patch(url, json={"fit_labels_to_image": True})
+    ws, token = await session()
+    try:
+        fitted = await ws.request("op", image=img, token=token, client_op_id="off2", op=box("off", 60))
+        assert fitted["type"] == "ack", fitted
+    finally:
+        await ws.close()
+    async with transaction(app.state.sessions) as s:
+        row = await s.get(LabelObjectRow, (img, "off"))
+        assert row is not None and row.geometry["x"] + row.geometry["w"] <= 64
