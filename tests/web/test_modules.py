@@ -62,6 +62,24 @@ async () => {
     labels = session.applyLabelOp(labels, op);
   }
   out.labels = labels.map((l) => l.label + (l.is_default ? "*" : ""));
+  // The `?` overlay lists every key the tool answers to, in the row of the command it runs.
+  const shown = { ArrowRight: "→", ArrowLeft: "←", Escape: "Esc", "-": "−" };
+  const combos = [...Object.keys(keys.SIMPLE).map((k) => [k, keys.SIMPLE[k]]), ...[..."123456789"].map((d) => [d, `label:${d}`]),
+    ["Ctrl+Z", "undo"], ["Ctrl+Shift+Z", "redo"], ["Ctrl+Y", "redo"], ["Ctrl+S", "save"]];
+  out.undocumented = combos.filter(([key, cmd]) => {
+    const row = keys.KEYS.find(([, c]) => c && (cmd === c || cmd.startsWith(c + "-") || cmd.startsWith(c + ":")));
+    if (!row) return true;
+    const parts = row[0].toLowerCase().split(" / ");
+    const name = (shown[key] || key).toLowerCase();
+    return !(parts.includes(name) || (/^[1-9]$/.test(key) && parts.includes("1 … 9")));
+  }).map(([key, cmd]) => `${key} (${cmd})`);
+  const handled = combos.map(([, cmd]) => cmd);
+  out.unhandled = keys.KEYS.filter(([, c]) => c && !["help", "pan", "zoom"].includes(c) && !handled.some((cmd) => cmd === c || cmd.startsWith(c + "-") || cmd.startsWith(c + ":"))).map(([k]) => k);
+  const root = document.createElement("div");
+  document.body.append(root);
+  keys.shortcutOverlay(root, keys.KEYS);
+  out.overlayRows = root.querySelectorAll("#shortcuts tr").length;
+  out.keyRows = keys.KEYS.length;
   return out;
 }
 """
@@ -91,6 +109,8 @@ def test_pure_modules_in_the_page(browser: Any, live: Live) -> None:
     assert out["route"][0] == {"name": "tool", "params": {"project": 7, "image": 12}, "query": {"ids": "1,2"}}
     assert out["route"][1] == "#/p/7/label?ids=1%2C2"
     assert out["labels"] == ["a*", "c"]
+    assert out["undocumented"] == [] and out["unhandled"] == []
+    assert out["overlayRows"] == out["keyRows"]
 
 
 def _pycoco_empty(n: int) -> str:

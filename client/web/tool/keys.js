@@ -7,6 +7,8 @@ export const KEYS = [
   ["Ctrl+A", null, "Select all images (matching the filter)", "Dashboard"],
   ["Arrows / Space / Enter", null, "Move, select, open the labeling tool", "Dashboard"],
   ["Shift+Arrows", null, "Extend the selection", "Dashboard"],
+  ["Click / Shift+click / Ctrl+click", null, "Select an image / a range / add or remove one", "Dashboard"],
+  ["Double-click", null, "Open the image in the labeling tool", "Dashboard"],
   ["Page Up / Page Down", null, "Previous / next page of images", "Dashboard"],
   ["Esc", null, "Clear the selection", "Dashboard"],
   ["B", "tool:bbox", "Bounding box tool", "Labeling tool"],
@@ -24,22 +26,23 @@ export const KEYS = [
   ["G", "group", "New polygon in group (polygon) / fill (bitmap)", "Labeling tool"],
   ["H", "hole", "New hole in the selected polygon", "Labeling tool"],
   ["R", "remove", "Remove points (polygon, polyline) / erase (bitmap)", "Labeling tool"],
-  ["[ / ]", "brush-size", "Smaller / bigger brush", "Labeling tool"],
+  ["[ / ]", "brush", "Smaller / bigger brush", "Labeling tool"],
+  ["Shift+drag / right drag", null, "Background strokes (smart tool); erase (brush)", "Labeling tool"],
   ["1 … 9", "label", "Give the selected object the label with that number", "Labeling tool"],
-  ["Delete", "delete", "Delete the selected object", "Labeling tool"],
+  ["Delete / Backspace", "delete", "Delete the selected object", "Labeling tool"],
   ["Esc", "cancel", "Cancel the current drawing / deselect", "Labeling tool"],
   ["Ctrl+Z", "undo", "Undo (through the server, everyone sees it)", "Labeling tool"],
   ["Ctrl+Shift+Z / Ctrl+Y", "redo", "Redo", "Labeling tool"],
-  ["S", "save", "Save (waits until the server has every edit)", "Labeling tool"],
+  ["S / Ctrl+S", "save", "Save (waits until the server has every edit)", "Labeling tool"],
   ["D / →", "next", "Save and go to the next image", "Labeling tool"],
   ["A / ←", "prev", "Save and go to the previous image", "Labeling tool"],
   ["F", "fit", "Fit the image to the window", "Labeling tool"],
-  ["+ / − / wheel", "zoom", "Zoom in / out", "Labeling tool"],
+  ["+ / = / − / wheel", "zoom", "Zoom in / out", "Labeling tool"],
   ["Space+drag / middle drag", "pan", "Pan", "Labeling tool"],
   ["I", "invert", "Invert colors (view only)", "Labeling tool"],
 ];
 
-const SIMPLE = {
+export const SIMPLE = {
   b: "tool:bbox", p: "tool:polygon", l: "tool:polyline", o: "tool:point", m: "tool:brush", w: "tool:smart",
   k: "tool:keypoint", v: "tool:select", t: "tool:ruler", n: "new", e: "edit", g: "group", h: "hole", r: "remove",
   s: "save", d: "next", a: "prev", f: "fit", i: "invert", "[": "brush-smaller", "]": "brush-bigger",
@@ -69,8 +72,11 @@ export function shortcutOverlay(root, keys = KEYS) {
     if (!groups.has(where)) groups.set(where, []);
     groups.get(where).push([combo, text]);
   }
-  const body = h("div", { class: "shortcuts-list", id: "shortcuts" }, [...groups].map(([where, rows]) => h("section", {},
-    h("h3", {}, where), h("table", {}, h("tbody", {}, rows.map(([combo, text]) => h("tr", {},
-      h("th", { scope: "row" }, combo.split(" / ").map((c, i) => [i ? " / " : "", h("kbd", {}, c)])), h("td", {}, text))))))));
+  const table = (rows) => h("table", {}, h("tbody", {}, rows.map(([combo, text]) => h("tr", {},
+    h("th", { scope: "row" }, combo.split(" / ").map((c, i) => [i ? " / " : "", h("kbd", {}, c)])), h("td", {}, text)))));
+  // A long group (the tool's) spans the dialog in two columns instead of one tall narrow one.
+  const body = h("div", { class: "shortcuts-list", id: "shortcuts" }, [...groups].map(([where, rows]) => rows.length > 10
+    ? h("section", { class: "wide" }, h("h3", {}, where), table(rows.slice(0, Math.ceil(rows.length / 2))), table(rows.slice(Math.ceil(rows.length / 2))))
+    : h("section", {}, h("h3", {}, where), table(rows))));
   return modal(root, "Keyboard shortcuts", body);
 }
