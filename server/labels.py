@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -116,12 +116,27 @@ async def _take_shortcut(session: AsyncSession, project_id: int, digit: int) -> 
                                                  LabelDef.shortcut == digit).values(shortcut=None))
 
 
+async def _adopt_object_labels(session: AsyncSession, project_id: int) -> None:
+    """Give a definition (palette color) to object labels that have none yet: objects drawn in
+    the tool or imported name labels freely, and the vocabulary must list them so that they can
+    be renamed, recolored, deleted and given a shortcut."""
+    missing = list((await session.execute(
+        select(LabelObjectRow.label).distinct().where(
+            LabelObjectRow.project_id == project_id, LabelObjectRow.label != "",
+            ~exists().where(LabelDef.project_id == project_id, LabelDef.name == LabelObjectRow.label))
+    )).scalars())
+    if missing:
+        await store.ensure_label_defs(session, project_id, missing)
+
+
 async def list_labels(request: Request) -> Response:
-    """All labels of the project (the suggestions of upload dialogs); ``?q=`` filters by prefix."""
+    """All labels of the project, classification and object labels alike (the suggestions of
+    upload dialogs); ``?q=`` filters by prefix."""
     project_id = path_int(request, "project_id")
     prefix = request.query_params.get("q", "").strip()
     async with unit_of_work(request) as (session, user):
         await project_access(session, user, project_id, Privilege.VIEW)
+        await _adopt_object_labels(session, project_id)
         stmt = select(LabelDef).where(LabelDef.project_id == project_id)
         if prefix:
             stmt = stmt.where(LabelDef.name.startswith(prefix, autoescape=True))

@@ -340,3 +340,18 @@ async def test_sync_setting_adds_labels_for_new_object_labels(admin: Api, app: S
     assert await names_of(app, img) == ["street", "bus", "car"]
     log = [e for e in await op_log(app, pid) if e["kind"] == "add_label" and e["op"]["source"] == "sync"]
     assert [(e["op"]["label"], e["origin"]) for e in log] == [("bus", "sync"), ("car", "rest")]
+
+
+async def test_object_labels_join_the_vocabulary(admin: Api, app: Starlette) -> None:
+    pid = await make_project(admin)
+    [img] = await make_images(app, pid, ["a.png"])
+    await add_object(app, pid, img, "o1", "car")  # drawn in the tool: no label definition yet
+    await add_object(app, pid, img, "o2", "")
+    labels = (await admin.client.get(f"/api/v1/projects/{pid}/labels")).json()["labels"]
+    assert [(lb["name"], lb["image_count"], lb["object_count"]) for lb in labels] == [("car", 0, 1)]
+    again = (await admin.client.get(f"/api/v1/projects/{pid}/labels")).json()["labels"]
+    assert again == labels  # adopted once, with a stable id and color
+    resp = await admin.client.patch(f"/api/v1/projects/{pid}/labels/{labels[0]['id']}",
+                                    json={"name": "truck", "shortcut": 4})
+    assert resp.status_code == 200, resp.text
+    assert await object_labels(app, pid) == {"o1": "truck", "o2": ""}
