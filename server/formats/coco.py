@@ -12,6 +12,9 @@ names its objects use). Per object:
   left out. Each annotation carries ``labelhub: {"id", "type"}``, ``attributes`` and
   ``occluded`` (extra keys COCO readers ignore; the importer uses them).
 
+The file is written in one pass: ``annotations`` stream out as the images are read, the images
+list is spooled and follows them (key order means nothing to JSON readers).
+
 Import reads the same (and plain COCO): polygon lists -> polygons, RLE -> bitmaps, an empty
 segmentation -> a box from ``bbox``.
 """

@@ -5,8 +5,9 @@
     b.jpg,cat,cat
 
 ``labels`` is a ``;``-separated list (a ``;`` or ``\\`` inside a name is escaped with ``\\``).
-On import ``default_label`` may be empty (then the first label is the default), an image may
-appear on several rows (their labels are combined), and the first label list wins on replace.
+On import ``default_label`` may be empty (then the first label is the default of an image that
+had none), and an image may appear on several rows: their labels are combined, in both the
+replace and the merge mode.
 """
 
 from __future__ import annotations
