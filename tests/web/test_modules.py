@@ -63,7 +63,7 @@ async () => {
   }
   out.labels = labels.map((l) => l.label + (l.is_default ? "*" : ""));
   // The `?` overlay lists every key the tool answers to, in the row of the command it runs.
-  const shown = { ArrowRight: "→", ArrowLeft: "←", Escape: "Esc", "-": "−" };
+  const shown = { ArrowRight: "→", ArrowLeft: "←", Escape: "Esc", "-": "\u2212" };
   const combos = [...Object.keys(keys.SIMPLE).map((k) => [k, keys.SIMPLE[k]]), ...[..."123456789"].map((d) => [d, `label:${d}`]),
     ["Ctrl+Z", "undo"], ["Ctrl+Shift+Z", "redo"], ["Ctrl+Y", "redo"], ["Ctrl+S", "save"]];
   out.undocumented = combos.filter(([key, cmd]) => {

@@ -161,6 +161,30 @@ export async function mount(root, ctx) {
   }
   document.addEventListener("keydown", onKey);
 
+  /** One line telling a first-time user what the current tool does next (no docs needed). */
+  function hint() {
+    if (session.readOnly) return "";
+    const st = ui.st, sel = selected();
+    if (st.draft?.kind === "ring") return st.tool === "polygon" ? "Click to add vertices; Enter, N or a click on the first vertex finishes." : "Click to add points; Enter or N finishes.";
+    if (st.mode === "edit" && st.tool !== "brush") return "Drag a vertex to move it; click near an edge to add one. E again to stop.";
+    if (st.mode === "remove") return "Click vertices to remove them. R again to stop.";
+    if (st.mode === "group") return "Click the vertices of the new part; Enter finishes.";
+    if (st.mode === "hole") return "Click the vertices of the hole inside the polygon; Enter finishes.";
+    const label = labelForNew() ? "" : " Pick a label on the right (or 1–9) to name new objects.";
+    switch (st.tool) {
+      case "bbox": return "Drag to draw a box; drag an edge to resize; N draws a box over a box." + label;
+      case "polygon": return (sel?.type === "polygon" ? "E edit vertices, G add a part, H cut a hole, R remove points. " : "Click on the image to start a polygon.") + label;
+      case "polyline": return "Click on the image to start a line." + label;
+      case "point": return "Click on the image to place a point." + label;
+      case "brush": return (sel?.type === "bitmap" ? "Paint to add to the selected bitmap; R erases, G fills, [ ] size, N starts a new one." : "Paint on the image (right button erases); [ ] change the size.") + label;
+      case "smart": return st.smart?.rect ? "Paint the object (foreground); Shift or right button marks background; R erases; Enter or ✓ makes the bitmap." : "Drag a rectangle around the object.";
+      case "keypoint": return sel && (sel.type === "bbox" || sel.type === "polygon") ? "Click to add keypoints to the selected object." : "Select a box or polygon first (in the list on the right).";
+      case "select": return sel ? "Drag to move the selected object; Delete removes it." : "Click an object to select it.";
+      case "ruler": return "Drag to measure a distance in image pixels.";
+      default: return "";
+    }
+  }
+
   function render() {
     if (ui.st.selected && !selected()) ui.st = { ...ui.st, selected: null };
     for (const b of toolbox.querySelectorAll("button")) b.setAttribute("aria-pressed", String(b.dataset.tool === ui.st.tool));
@@ -173,10 +197,11 @@ export async function mount(root, ctx) {
       ui.st.tool === "brush" || ui.st.tool === "smart" ? h("label", {}, " Brush ", h("input", { type: "range", min: 1, max: 100, value: ui.st.brushRadius, "aria-label": "Brush size",
         oninput: (e) => { ui.st = { ...ui.st, brushRadius: Number(e.target.value) }; } })) : "",
       ui.st.tool === "keypoint" ? h("label", {}, " Keypoint name ", h("input", { value: ui.keypointName, placeholder: "auto", size: 10, oninput: (e) => { ui.keypointName = e.target.value; } })) : "",
-      ui.st.tool === "smart" ? h("span", { class: "muted" }, ui.st.smart?.rect ? " Paint foreground; Shift or right button = background; R = erase; Enter or ✓ makes the bitmap." : " Drag a rectangle around the object.") : "",
+      session.readOnly ? "" : h("span", { class: "badge", id: "new-label", title: "The label new objects get (pick another on the right or with 1–9)" },
+        labelForNew() ? `New: ${labelForNew()}` : "New: no label"),
+      h("span", { class: "muted", id: "tool-hint", title: hint() }, hint()),
       session.smartBusy ? h("span", { class: "badge", id: "smart-busy", role: "status" }, "Extracting the foreground…") : "",
       ui.st.tool === "smart" && ui.st.smart?.rle ? h("button", { type: "button", class: "primary", onclick: smartAccept, id: "smart-accept" }, "✓") : "",
-      h("span", { class: "spacer" }),
       session.holder && project.privileges.includes("review") ? h("button", { type: "button", id: "take-over", onclick: () => session.takeOver(),
         title: `Take the image over from ${session.holder.name}` }, "Take over") : "",
       h("button", { type: "button", onclick: () => stage.fit(), title: "Fit (F)" }, "Fit"),
