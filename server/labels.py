@@ -4,6 +4,10 @@ Privileges: listing needs ``view``; creating a label, applying/removing/starring
 images and label sync need ``label``; renaming, recoloring, shortcuts and deleting need
 ``manage_labels``. Every change to images goes through the op log (``server/_oplog.py``) so
 live clients see it.
+
+Every route that writes label state locks the project row first (``project_access(...,
+lock=True)``), so writers of one project's labels take turns: a bulk op reads the images'
+states and writes the new ones, and two doing that at once would lose each other's labels.
 """
 
 from __future__ import annotations
@@ -256,7 +260,9 @@ async def apply_labels(request: Request) -> Response:
     if op.kind not in _BULK_KINDS:
         raise invalid(f"op.kind: one of {', '.join(sorted(_BULK_KINDS))}")
     async with unit_of_work(request) as (session, user):
-        await project_access(session, user, project_id, Privilege.LABEL)
+        # The project row lock first, as every writer of label state here does: two bulk ops
+        # reading the same images concurrently would each drop the other's labels (PostgreSQL).
+        await project_access(session, user, project_id, Privilege.LABEL, lock=True)
         ids = await _target_images(session, project_id, body)
         changed, last = await apply_bulk(session, project_id, user.id, op, ids, "rest")
         return JSONResponse({"images": len(ids), "changed": changed, "seq": last})
@@ -266,7 +272,7 @@ async def star_label(request: Request) -> Response:
     """Make the label the default on every image that has it."""
     project_id, label_id = path_int(request, "project_id"), path_int(request, "label_id")
     async with unit_of_work(request) as (session, user):
-        await project_access(session, user, project_id, Privilege.LABEL)
+        await project_access(session, user, project_id, Privilege.LABEL, lock=True)
         row = await _get_label(session, project_id, label_id)
         ids = list((await session.execute(select(ImageLabel.image_id).where(
             ImageLabel.label_id == row.id, ImageLabel.is_default.is_(False)).order_by(ImageLabel.image_id))).scalars())

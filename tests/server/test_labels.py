@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Any
 
@@ -355,3 +356,19 @@ async def test_object_labels_join_the_vocabulary(admin: Api, app: Starlette) -> 
                                     json={"name": "truck", "shortcut": 4})
     assert resp.status_code == 200, resp.text
     assert await object_labels(app, pid) == {"o1": "truck", "o2": ""}
+
+
+async def test_concurrent_bulk_ops_keep_one_default(admin: Api, app: Starlette) -> None:
+    pid = await make_project(admin)
+    ids = await make_images(app, pid, [f"{i}.png" for i in range(4)])
+    url = f"/api/v1/projects/{pid}/labels/apply"
+    bodies = [{"op": {"kind": "add_label", "label": f"l{k}"}, "image_ids": ids} for k in range(8)]
+    responses = await asyncio.gather(*(admin.client.post(url, json=b) for b in bodies))
+    assert [r.status_code for r in responses] == [200] * 8
+    for image_id in ids:
+        labels = await names_of(app, image_id)
+        assert sorted(labels) == [f"l{k}" for k in range(8)]
+        async with transaction(app.state.sessions) as session:
+            defaults = (await session.execute(select(func.count()).select_from(ImageLabel).where(
+                ImageLabel.image_id == image_id, ImageLabel.is_default.is_(True)))).scalar_one()
+        assert defaults == 1 and await default_of(app, image_id) == labels[0]
