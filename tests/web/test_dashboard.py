@@ -7,6 +7,7 @@ import hashlib
 import os
 import threading
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from server.models import Image
 from server.settings import Settings
 from server.storage import ImageStore
 from tests.web._images import scene
+from tests.web._tool import open_tool
 from tests.web.conftest import Live, login, make_user
 
 pytestmark = pytest.mark.browser
@@ -233,3 +235,74 @@ def test_ten_thousand_images_page_smoothly(browser: Any, live: Live, settings: S
     thumbs = page.evaluate("performance.getEntriesByType('resource').filter((e) => e.name.includes('/thumbnail')).length")
     assert thumbs <= 4 * 60, thumbs
     assert page.js_errors == []
+
+
+def test_live_badges_selection_and_label_tools(browser: Any, live: Live, tmp_path: Path) -> None:
+    api = live.api()
+    bob_email, bob_password, _ = make_user(api, "bob")
+    pid = api.post("/api/v1/projects", json={"name": "Live"}).json()["id"]
+    assert api.post(f"/api/v1/projects/{pid}/members", json={"email": bob_email, "role": "labeler"}).status_code == 201
+    # A ZIP upload labels each image with its folder's name.
+    archive = tmp_path / "shots.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i, folder in enumerate(["cats", "cats", "dogs", "dogs"]):
+            zf.write(scene(tmp_path / f"{i}.png", 10 + i), f"{folder}/{i}.png")
+    page = login(browser, live)
+    page.goto(f"{live.url}/#/p/{pid}")
+    page.click("#upload-btn")
+    page.select_option("#upload-mode", "zip")
+    page.set_input_files("#upload-files", str(archive))
+    page.check("#upload-folders")
+    page.click("dialog button[type=submit]")
+    page.wait_for_selector("dialog p:has-text('Done: 4 uploaded')")
+    page.click("dialog [aria-label=Close]")
+    page.wait_for_selector(".tile >> nth=3")
+    ids = [i["id"] for i in api.get(f"/api/v1/projects/{pid}/images").json()["images"]]
+    names = {i["id"]: [lab["name"] for lab in i["labels"]] for i in api.get(f"/api/v1/projects/{pid}/images").json()["images"]}
+    assert [names[i] for i in ids] == [["cats"], ["cats"], ["dogs"], ["dogs"]]
+
+    # Bob opens the first image: its tile shows the lock, then Bob's cursor, live.
+    bob = login(browser, live, bob_email, bob_password)
+    open_tool(bob, live, pid, ids[0])
+    tile = page.locator(f".tile[data-id='{ids[0]}']")
+    tile.locator(".badge.lock:has-text('Bob')").wait_for()
+    # The admin watches the same image: read-only, and sees where Bob points.
+    watcher = login(browser, live)
+    open_tool(watcher, live, pid, ids[0])
+    box = bob.locator("#tool-canvas").bounding_box()
+    bob.mouse.move(box["x"] + 200, box["y"] + 200)
+    bob.mouse.move(box["x"] + 220, box["y"] + 210, steps=3)
+    watcher.wait_for_selector("#here:has-text('Bob')")
+    tile.locator(".badge.presence:has-text('Bob')").wait_for()
+    # Filter "being labeled now" finds it.
+    page.select_option("select[name=locked]", "true")
+    page.wait_for_function("document.querySelectorAll('.tile').length === 1")
+    page.click("text=Clear filters")
+    page.wait_for_function("document.querySelectorAll('.tile').length === 4")
+
+    # Shift+click selects a range; "Label images" opens the tool on just the selection.
+    page.locator(".tile").nth(1).click()
+    page.locator(".tile").nth(2).click(modifiers=["Shift"])
+    assert "2 selected" in page.inner_text(".sel-count")
+    page.click("#label-images")
+    page.wait_for_function("document.querySelector('.side strong')?.textContent === 'cats/1.png'")
+    page.keyboard.press("d")
+    page.wait_for_function("document.querySelector('.side strong')?.textContent === 'dogs/2.png'")
+    page.keyboard.press("d")
+    page.wait_for_selector("#toasts:has-text('No more images to label with this selection')")
+    assert page.inner_text(".side strong") == "dogs/2.png"
+
+    # Label panel: the color picker recolors a label; the star makes it the default everywhere.
+    page.goto(f"{live.url}/#/p/{pid}")
+    page.wait_for_selector(".tile >> nth=3")
+    page.locator(".tile").nth(3).click()
+    page.click(".label-row[data-name=cats] .plus")
+    page.wait_for_selector(f".tile[data-id='{ids[3]}'] .chip:has-text('cats')")
+    page.locator(".label-row[data-name=cats] input[type=color]").fill("#123456")
+    page.wait_for_function("document.querySelector('.label-row[data-name=cats] input[type=color]')?.value === '#123456'")
+    page.click(".label-row[data-name=cats] .more")
+    page.click("text=★ Default everywhere")
+    page.wait_for_selector(f".tile[data-id='{ids[3]}'] .chip.default:has-text('cats')")
+    labels = {lab["name"]: lab for lab in api.get(f"/api/v1/projects/{pid}/labels").json()["labels"]}
+    assert labels["cats"]["color"] == "#123456"
+    assert page.js_errors == [] and bob.js_errors == [] and watcher.js_errors == []

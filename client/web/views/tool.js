@@ -202,6 +202,8 @@ export async function mount(root, ctx) {
       h("span", { class: "muted", id: "tool-hint", title: hint() }, hint()),
       session.smartBusy ? h("span", { class: "badge", id: "smart-busy", role: "status" }, "Extracting the foreground…") : "",
       ui.st.tool === "smart" && ui.st.smart?.rle ? h("button", { type: "button", class: "primary", onclick: smartAccept, id: "smart-accept" }, "✓") : "",
+      session.cursorList().length ? h("span", { class: "badge presence", id: "here", title: "Others looking at this image (their cursors show on it)" },
+        "Here: " + session.cursorList().map((c) => c.name).join(", ")) : "",
       session.holder && project.privileges.includes("review") ? h("button", { type: "button", id: "take-over", onclick: () => session.takeOver(),
         title: `Take the image over from ${session.holder.name}` }, "Take over") : "",
       h("button", { type: "button", onclick: () => stage.fit(), title: "Fit (F)" }, "Fit"),
