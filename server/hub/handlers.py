@@ -19,7 +19,7 @@ from server import _label_store as label_store
 from server import undo as undo_log
 from server._web import actor_for
 from server.db import transaction
-from server.edits import EditError, check_lock, commit_op, row_to_dict
+from server.edits import EditError, check_lock, commit_op, find_duplicate, row_to_dict
 from server.hub import leases
 from server.hub.connection import Connection
 from server.hub.hub import Hub
@@ -221,6 +221,11 @@ class Handlers:
         async with transaction(self.state.sessions) as session:
             await self._require(session, conn, Privilege.LABEL)
             image = await self._image(session, conn, msg.image)
+            # A resend of an op that already landed gets its original ack, lock or not.
+            dup = await find_duplicate(session, conn.user_id, msg.client_op_id)
+            if dup is not None:
+                conn.send(encode(Ack(id=msg.id, seq=dup.seq, duplicate=True)))
+                return
             now = utcnow()
             await check_lock(session, image.id, conn.user_id, msg.token, now)
             assert conn.project_id is not None

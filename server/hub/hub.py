@@ -46,6 +46,7 @@ class Room:
     task: asyncio.Task[None] | None = None
     progress_due: float = 0.0
     progress_task: asyncio.Task[None] | None = None
+    joining: int = 0  # joins in flight: the tail must not retire a room one is about to enter
 
 
 def op_event(row: Any) -> str:
@@ -75,14 +76,18 @@ class Hub:
         Returns ``(current seq, reset)``; ``reset`` when ``since`` is older than the log keeps.
         """
         room = await self._room(project_id)
-        await self._advance(room)  # catch up first, so the ack's seq is the project's head
-        async with room.lock:
-            reset = False
-            if since is not None and since < room.seq:
-                reset = not await self._replay(conn, room, since)
-            conn.project_id = project_id
-            room.connections.add(conn)
-            return room.seq, reset
+        room.joining += 1
+        try:
+            await self._advance(room)  # catch up first, so the ack's seq is the project's head
+            async with room.lock:
+                reset = False
+                if since is not None and since < room.seq:
+                    reset = not await self._replay(conn, room, since)
+                conn.project_id = project_id
+                room.connections.add(conn)
+                return room.seq, reset
+        finally:
+            room.joining -= 1
 
     def leave(self, conn: Connection) -> None:
         if conn.project_id is None:
@@ -138,7 +143,7 @@ class Hub:
                 await self._advance(room)
             except Exception:  # keep tailing; the next wake or poll retries
                 log.exception("tail of project %s failed", room.project_id)
-            if not room.connections and not room.wake.is_set():
+            if not room.connections and not room.joining and not room.wake.is_set():
                 # Nobody watches: stop tailing; the next join starts again from the database.
                 self.rooms.pop(room.project_id, None)
                 return
