@@ -176,7 +176,10 @@ async def run_import(
     settings: LabelingSettings, *, replace: bool, dry_run: bool,
 ) -> Report:
     report = Report(dry_run=dry_run, mode="replace" if replace else "merge", rows=len(records))
-    found = await _images_by_name(session, project_id, {r.image for r in records if r.image})
+    for rec in records:
+        if rec.error is None and (not isinstance(rec.image, str) or "\x00" in rec.image):
+            rec.error = ("image", "must be a file name")  # PostgreSQL text cannot hold NUL
+    found = await _images_by_name(session, project_id, {r.image for r in records if r.image and r.error is None})
     plans: dict[int, _Plan] = {}
     base = settings.model_dump()
     listed = 0

@@ -180,7 +180,7 @@ async def export(job: ExportJob) -> AsyncIterator[bytes]:
     yield f'],"categories":{_dumps(categories)}}}\n'.encode()
 
 
-def _object(ann: dict[str, Any], cat: dict[str, Any], width: int, height: int) -> dict[str, Any]:
+def _object(ann: dict[str, Any], cat: dict[str, Any]) -> dict[str, Any]:
     meta: dict[str, Any] = ann["labelhub"] if isinstance(ann.get("labelhub"), dict) else {}
     seg = ann.get("segmentation")
     obj: dict[str, Any] = {"id": str(meta.get("id") or f"coco-{ann.get('id')}"), "label": cat.get("name", "")}
@@ -209,33 +209,36 @@ def _object(ann: dict[str, Any], cat: dict[str, Any], width: int, height: int) -
     return obj
 
 
+def _id(value: Any) -> int | str | None:
+    """An id usable as a key (COCO ids are integers; strings are tolerated)."""
+    return value if isinstance(value, int | str) and not isinstance(value, bool) else None
+
+
 def parse(body: bytes) -> list[Incoming]:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ImportFileError(f"not valid JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
-            or not isinstance(data.get("annotations", []), list):
+            or not isinstance(data.get("annotations", []), list) or not isinstance(data.get("categories", []), list):
         raise ImportFileError("a COCO file is an object with images, annotations and categories lists")
-    cats = {c.get("id"): c for c in data.get("categories", []) if isinstance(c, dict)}
+    cats = {_id(c.get("id")): c for c in data.get("categories", []) if isinstance(c, dict)}
     images: dict[Any, Incoming] = {}
-    sizes: dict[Any, tuple[int, int]] = {}
     for n, im in enumerate(data["images"], start=1):
-        if not isinstance(im, dict) or not isinstance(im.get("file_name"), str):
-            images[f"bad-{n}"] = Incoming(n, "", error=(f"images.{n - 1}", "needs a file_name"))
+        if not isinstance(im, dict) or not isinstance(im.get("file_name"), str) or _id(im.get("id")) is None:
+            images[f"bad-{n}"] = Incoming(n, "", error=(f"images.{n - 1}", "needs an id and a file_name"))
             continue
-        images[im.get("id")] = Incoming(n, im["file_name"], objects=[], has_objects=True)
-        sizes[im.get("id")] = (int(im.get("width") or 0), int(im.get("height") or 0))
+        images[_id(im["id"])] = Incoming(n, im["file_name"], objects=[], has_objects=True)
     for n, ann in enumerate(data.get("annotations", [])):
-        rec = images.get(ann.get("image_id")) if isinstance(ann, dict) else None
+        rec = images.get(_id(ann.get("image_id"))) if isinstance(ann, dict) else None
         if rec is None or rec.error is not None:
             raise ImportFileError(f"annotations.{n}: image_id does not name an image of the file")
-        cat = cats.get(ann.get("category_id"))
+        cat = cats.get(_id(ann.get("category_id")))
         if cat is None:
             rec.error = (f"annotations.{n}.category_id", "no such category")
             continue
         try:
-            rec.objects.append(_object(ann, cat, *sizes[ann["image_id"]]))
-        except (ValueError, TypeError, IndexError, KeyError) as exc:
+            rec.objects.append(_object(ann, cat))
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError, OverflowError) as exc:
             rec.error = (f"annotations.{n}.segmentation", str(exc) or "invalid")
     return list(images.values())

@@ -14,6 +14,7 @@ import asyncio
 import csv
 import io
 import zipfile
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -30,6 +31,7 @@ from server.geometry.validation import parse_object
 MEDIA_TYPE = "application/zip"
 SUFFIX = "zip"
 MAX_MASK_PIXELS = 1 << 28
+MAX_INDEX_BYTES = 64 << 20
 
 
 def png(mask: np.ndarray) -> bytes:
@@ -76,7 +78,10 @@ async def export(job: ExportJob) -> AsyncIterator[bytes]:
 
 
 def _decode(data: bytes, where: str) -> np.ndarray:
-    arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    try:  # OpenCV refuses images past OPENCV_IO_MAX_IMAGE_PIXELS (server/__init__.py) unallocated
+        arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        raise ValueError(f"{where}: not a PNG or BMP image, or too large") from None
     if arr is None:
         raise ValueError(f"{where}: not a PNG or BMP image")
     if arr.ndim == 3:
@@ -92,8 +97,13 @@ def parse(body: bytes) -> list[Incoming]:
     index: dict[str, tuple[str, str, str]] = {}
     names = archive.namelist()
     if "index.csv" in names:
-        rows = csv.DictReader(io.StringIO(archive.read("index.csv").decode("utf-8-sig")))
-        index = {r["file"]: (r["image"], r["object_id"], r["label"]) for r in rows}
+        if archive.getinfo("index.csv").file_size > MAX_INDEX_BYTES:
+            raise ImportFileError("index.csv is too large")
+        try:
+            rows = csv.DictReader(io.StringIO(archive.read("index.csv").decode("utf-8-sig")))
+            index = {r["file"]: (r["image"], r["object_id"], r["label"]) for r in rows}
+        except (KeyError, UnicodeDecodeError, csv.Error, zipfile.BadZipFile) as exc:
+            raise ImportFileError(f"index.csv must be UTF-8 with the columns image, object_id, label, file ({exc})") from None
     records: dict[str, Incoming] = {}
     row = 0
     for path in sorted(names):
@@ -112,8 +122,13 @@ def parse(body: bytes) -> list[Incoming]:
             rec.error = (path, "mask file too large")
             continue
         try:
+            data = archive.read(path)
+        except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError) as exc:
+            rec.error = (path, f"cannot be read from the ZIP: {exc}")
+            continue
+        try:
             obj: dict[str, Any] = {"id": oid, "type": "bitmap", "label": label,
-                                   "geometry": {"rle": rle_encode(_decode(archive.read(path), path))}}
+                                   "geometry": {"rle": rle_encode(_decode(data, path))}}
         except ValueError as exc:
             rec.error = (path, str(exc))
             continue

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 
 from starlette.applications import Starlette
 
@@ -145,3 +147,33 @@ async def test_export_of_a_selection(admin: Api, app: Starlette) -> None:
     assert [i["name"] for i in picked["images"]] == ["b.png", "c.png"]
     csv_rows = (await export(admin, pid, "csv", ids=str(ids[0]))).decode().splitlines()
     assert csv_rows == ["image,labels,default_label", "a.png,cat;dog,dog"]
+
+
+async def test_malformed_files_are_refused_not_crashed(admin: Api, app: Starlette) -> None:
+    pid = await make_project(admin)
+    await make_images(app, pid, ["a.png"], W, H)
+    url = f"/api/v1/projects/{pid}/import"
+
+    def zipped(files: dict[str, bytes]) -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            for name, data in files.items():
+                z.writestr(name, data)
+        return buf.getvalue()
+
+    cases = [
+        ("json", json.dumps({"images": [{"name": "a\x00.png", "labels": ["x"]}]}).encode(), 422),
+        ("coco", json.dumps({"images": [], "categories": True}).encode(), 400),
+        ("coco", json.dumps({"images": [{"id": [1], "file_name": "a.png"}]}).encode(), 422),
+        ("coco", json.dumps({"images": [{"id": 1, "file_name": "a.png"}], "categories": [{"id": 1, "name": "c"}],
+                             "annotations": [{"image_id": 1, "category_id": 1,
+                                              "segmentation": {"size": [H, W], "counts": [2**70]}}]}).encode(), 422),
+        ("masks", zipped({"index.csv": b"nope\n1\n", "a.png/c.png": b"x"}), 400),
+        ("masks", zipped({"a.png/c.png": b"not a png"}), 422),
+        ("csv", b"image,labels\n\x00,cat\n", 422),
+    ]
+    for fmt, body, status in cases:
+        resp = await admin.client.post(url, params={"format": fmt}, content=body)
+        assert resp.status_code == status, (fmt, body[:80], resp.text)
+        assert resp.json()["error"]["code"] in ("bad_file", "import_refused")
+    assert await op_log(app, pid) == []
