@@ -226,4 +226,38 @@ def test_smart_tool_brush_and_view(browser: Any, live: Live, tmp_path: Path) -> 
     page.keyboard.press("t")
     canvas.drag([(20, 200), (100, 200)])
     object_count(page, 2)
+
+    # View adjustments change only what is shown: brightness, invert (I), sharp pixels when zoomed.
+    before = pixel(page, canvas, 160, 120)  # the white disc
+    page.click("text=View (not saved)")
+    page.locator("input[aria-label=Brightness]").fill("50")
+    page.wait_for_function(f"({PIXEL})({canvas.at(160, 120)[0]}, {canvas.at(160, 120)[1]})[0] < {before[0] - 60}")
+    page.click("text=Reset")
+    page.keyboard.press("i")
+    page.wait_for_function(f"({PIXEL})({canvas.at(160, 120)[0]}, {canvas.at(160, 120)[1]})[0] < 40")
+    page.wait_for_selector("label:has-text('Invert') input:checked")  # the panel follows the key
+    page.keyboard.press("i")
+    page.mouse.move(*canvas.at(130, 120))  # the disc's left edge
+    for _ in range(4):
+        page.mouse.wheel(0, -600)
+    page.check("label:has-text('Sharp pixels') input")
+    x, y = canvas.at(130, 120)
+    page.wait_for_function(f"({LEVELS})({x}, {y}) <= 10")  # pixel blocks: a few flat colors
+    page.uncheck("label:has-text('Sharp pixels') input")
+    page.wait_for_function(f"({LEVELS})({x}, {y}) > 20")  # smoothed: a gradient across each edge
+    saved(page)
+    assert len(objects_of(live, pid, image)) == 2  # none of it was an edit
     assert page.js_errors == []
+
+
+# The canvas pixel [r, g, b] under a page point, and the number of distinct colors on a
+# 60-pixel horizontal line through it (few when zoomed pixels are drawn sharp).
+PIXEL = """(x, y) => { const c = document.querySelector('#tool-canvas'), r = c.getBoundingClientRect(), k = c.width / r.width;
+  return Array.from(c.getContext('2d').getImageData(Math.round((x - r.left) * k), Math.round((y - r.top) * k), 1, 1).data.slice(0, 3)); }"""
+LEVELS = """(x, y) => { const c = document.querySelector('#tool-canvas'), r = c.getBoundingClientRect(), k = c.width / r.width;
+  const d = c.getContext('2d').getImageData(Math.round((x - r.left) * k) - 30, Math.round((y - r.top) * k), 60, 1).data;
+  const seen = new Set(); for (let i = 0; i < d.length; i += 4) seen.add(d[i] + ',' + d[i + 1] + ',' + d[i + 2]); return seen.size; }"""
+
+
+def pixel(page: Any, canvas: Canvas, x: float, y: float) -> list[int]:
+    return list(page.evaluate(f"({PIXEL})({canvas.at(x, y)[0]}, {canvas.at(x, y)[1]})"))

@@ -212,7 +212,7 @@ export async function mount(root, ctx) {
       h("a", { class: "button", href: href("dashboard", { project: pid }) }, "Close"));
     stage.say(session.banner());
     panel.update({ objects: O.ordered(session.objects), selectedId: ui.st.selected, labels, colors, currentLabel: selected()?.label ?? labelForNew(), readOnly: session.readOnly,
-      imageLabels: session.imageLabels, imageName: session.image?.name, pending: session.pending(), view: ui.view });
+      imageLabels: session.imageLabels, imageName: session.image?.name, pending: session.pending(), view: ui.view, viewKey: JSON.stringify(ui.view) });
     stage.redraw();
   }
   session.onImage = () => { ui.st = { ...T.initialState(), tool: ui.st.tool, brushRadius: ui.st.brushRadius }; ui.lastLabel = null; stage.fitted = false; stage.fit(); render(); };

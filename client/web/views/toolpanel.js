@@ -19,7 +19,7 @@ export function textToAttrs(text) {
   return out;
 }
 
-const MODEL_KEYS = ["objects", "selectedId", "labels", "currentLabel", "readOnly", "imageLabels", "imageName", "pending"];
+const MODEL_KEYS = ["objects", "selectedId", "labels", "currentLabel", "readOnly", "imageLabels", "imageName", "pending", "viewKey"];
 const TYPING = "textarea, input:not([type=checkbox]):not([type=range]):not([type=color]), select";
 
 /** A selector that finds the same control after the panel is rebuilt (null: none to keep). */
