@@ -298,10 +298,11 @@ def test_live_badges_selection_and_label_tools(browser: Any, live: Live, tmp_pat
     page.locator(".tile").nth(3).click()
     page.click(".label-row[data-name=cats] .plus")
     page.wait_for_selector(f".tile[data-id='{ids[3]}'] .chip:has-text('cats')")
-    page.locator(".label-row[data-name=cats] input[type=color]").fill("#123456")
-    page.wait_for_function("document.querySelector('.label-row[data-name=cats] input[type=color]')?.value === '#123456'")
+    # The panel redraws its rows after a change, then reloads the grid: wait for that reload.
+    with page.expect_response(lambda r: r.request.method == "GET" and f"/projects/{pid}/images" in r.url):
+        page.locator(".label-row[data-name=cats] input[type=color]").fill("#123456")
     page.click(".label-row[data-name=cats] .more")
-    page.click("text=★ Default everywhere")
+    page.click(".label-row[data-name=cats] .menu >> text=★ Default everywhere")
     page.wait_for_selector(f".tile[data-id='{ids[3]}'] .chip.default:has-text('cats')")
     labels = {lab["name"]: lab for lab in api.get(f"/api/v1/projects/{pid}/labels").json()["labels"]}
     assert labels["cats"]["color"] == "#123456"
