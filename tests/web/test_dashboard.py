@@ -121,6 +121,10 @@ def test_settings_panel_saves_project_and_shortcuts(browser: Any, live: Live) ->
     page = login(browser, live)
     page.goto(f"{live.url}/#/p/{pid}")
     page.click("#settings-btn")
+    # Every labeling setting the server knows has a field.
+    keys = set(api.get(f"/api/v1/projects/{pid}/settings").json()["project"]) - {"label_shortcuts"}
+    missing = [k for k in sorted(keys) if not page.locator(f"#ps-{k}").count()]
+    assert keys and missing == []
     page.check("#ps-synchronize_labels")
     page.fill("#ps-fixed_bbox_aspect_ratio", "1.5")
     page.select_option("select[aria-label='Label for key 3']", "car")

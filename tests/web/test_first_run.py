@@ -40,8 +40,16 @@ def test_new_user_labels_a_demo_image(browser: Any, live: Live, settings: Settin
 
     page.goto(live.url)  # the address `make run` prints
     page.get_by_label("Email").fill(ADMIN_EMAIL)
+    page.get_by_label("Password").fill("not-the-password")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("alert").first).to_have_text("That email and password do not match an account.")
     page.get_by_label("Password").fill(ADMIN_PASSWORD)
     page.get_by_role("button", name="Log in").click()
+    # Keyboard focus is always visible.
+    page.get_by_role("link", name="Demo project").wait_for()
+    page.keyboard.press("Tab")
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle + ' ' + getComputedStyle(document.activeElement).outlineWidth")
+    assert not outline.startswith("none") and not outline.endswith(" 0px"), outline
     page.get_by_role("link", name="Demo project").click()
     page.get_by_role("button", name="Label images").click()
     page.wait_for_selector("#conn[data-state=online]")

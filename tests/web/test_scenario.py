@@ -118,6 +118,8 @@ def test_live_labeling_scenario(browser: Any, live: Live, tmp_path: Path) -> Non
     canvas.drag([(100, 150), (140, 200)])
     sup.wait_for_function(f"Number(document.querySelector(\"{cell}\").textContent) === {before + 1}")
     assert sup.inner_text(".kpi[data-k=labeled] b") == "2"
+    assert sup.locator("svg.chart").count() == 3  # time per day, images per user, objects per hour
+    assert "a.png" in sup.inner_text("#holders tr:has-text('Admin')")
     shot(sup, "supervisor.png")
     # The time table downloads as CSV.
     with sup.expect_download() as info:
