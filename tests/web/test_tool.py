@@ -247,6 +247,19 @@ def test_smart_tool_brush_and_view(browser: Any, live: Live, tmp_path: Path) -> 
     page.wait_for_function(f"({LEVELS})({x}, {y}) > 20")  # smoothed: a gradient across each edge
     saved(page)
     assert len(objects_of(live, pid, image)) == 2  # none of it was an edit
+
+    # A fixed aspect ratio from the settings shapes new boxes.
+    assert api.patch(f"/api/v1/projects/{pid}/settings", json={"fixed_bbox_aspect_ratio": 2}).status_code == 200
+    page.reload()
+    page.wait_for_selector("#conn[data-state=online]")
+    object_count(page, 2)
+    canvas = Canvas(page, 320, 240)
+    page.keyboard.press("b")
+    canvas.drag([(20, 150), (50, 160), (80, 170)])
+    object_count(page, 3)
+    saved(page)
+    (box,) = by_type(objects_of(live, pid, image), "bbox")
+    assert box["geometry"] == {"x": 20, "y": 150, "w": 60, "h": 30}
     assert page.js_errors == []
 
 
