@@ -76,7 +76,10 @@ class Bench:
         return "\n".join(lines)
 
 
-async def run(quick: bool) -> Bench:
+PHASES = ("fanout", "memory", "locks", "durable", "big")
+
+
+async def run(quick: bool, only: frozenset[str] = frozenset(PHASES)) -> Bench:
     bench = Bench(quick)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 5,000 sockets on each side
@@ -107,12 +110,16 @@ async def run(quick: bool) -> Bench:
             project = (await admin.create_project("bench"))["id"]
             items = await admin.upload_images(project, [(f"b{i}.png", _png(i)) for i in range(12)])
             images = sorted(i["id"] for i in items)
-            await _fanout(bench, url, admin.token, project, images, hub_proc, raw_proc)
-            await _memory(bench, admin, url, hub_proc, raw_proc)
-            await _locks(bench, url, admin.token, project, images[6:])
-            await _durable(bench, env, db_url, project, images)
-            big = images[-1]
-            await _big_image(bench, env, url, admin.token, project, big)
+            if "fanout" in only:
+                await _fanout(bench, url, admin.token, project, images, hub_proc, raw_proc)
+            if "memory" in only:
+                await _memory(bench, admin, url, hub_proc, raw_proc)
+            if "locks" in only:
+                await _locks(bench, url, admin.token, project, images[6:])
+            if "durable" in only:
+                await _durable(bench, env, db_url, project, images)
+            if "big" in only:
+                await _big_image(bench, env, url, admin.token, project, images[-1])
     finally:
         for proc in procs:
             proc.stop()
@@ -272,10 +279,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.hub")
     parser.add_argument("--quick", action="store_true", help="smaller counts, shorter runs")
     parser.add_argument("--write-docs", action="store_true", help="update docs/performance.md")
+    parser.add_argument("--only", default=",".join(PHASES),
+                        help=f"comma-separated phases to run (default all: {','.join(PHASES)})")
     args = parser.parse_args(argv if argv is not None else [])
+    only = frozenset(p.strip() for p in args.only.split(",") if p.strip())
+    if not only <= set(PHASES):
+        parser.error(f"unknown phase in --only; choose from {', '.join(PHASES)}")
+    if args.write_docs and only != set(PHASES):
+        parser.error("--write-docs needs every phase")
     quick = args.quick or bool(os.environ.get("LABELHUB_BENCH_QUICK"))
     t0, load_before = time.perf_counter(), _loadavg()
-    bench = asyncio.run(run(quick))
+    bench = asyncio.run(run(quick, only))
     table = bench.table()
     machine = f"{_machine()}; 1-minute load average {load_before} before the run, {_loadavg()} after"
     print(f"\nMachine: {machine}; {time.perf_counter() - t0:.0f} s\n")

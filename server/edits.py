@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, null, select, update
+from sqlalchemy import and_, delete, insert, null, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import _label_store as label_store
-from server._oplog import notify_after_commit, reserve_seqs
+from server._oplog import LoggedOp, notify_after_commit, reserve_seqs
 from server.classification import (
     LABEL_OP_KINDS,
     ClassificationError,
@@ -26,8 +26,9 @@ from server.classification import (
 from server.geometry import GeometryError, LabelObject, Policy, edit, object_to_dict, parse_object
 from server.geometry import op_to_dict as geometry_op_to_dict
 from server.geometry import parse_op as parse_geometry_op
+from server.hub import timing
 from server.hub.locks import Lease, check_token
-from server.models import Image, ImageLock, LabelObjectRow, OpLogEntry, utcnow
+from server.models import Image, ImageLock, LabelingSession, LabelObjectRow, OpLogEntry, utcnow
 from server.preferences import LabelingSettings
 
 
@@ -37,6 +38,17 @@ class EditError(Exception):
     def __init__(self, code: str, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.code, self.message, self.field = code, message, field
+
+
+@dataclass
+class ImageRef:
+    """The image columns an edit reads (and the object count it keeps up to date)."""
+
+    id: int
+    project_id: int
+    width: int
+    height: int
+    object_count: int
 
 
 @dataclass(frozen=True)
@@ -101,28 +113,71 @@ class _Objects(Mapping[str, LabelObject]):
         return self._count
 
 
+_OBJECT_COLUMNS = (LabelObjectRow.id, LabelObjectRow.type, LabelObjectRow.label, LabelObjectRow.geometry,
+                   LabelObjectRow.keypoints, LabelObjectRow.attributes, LabelObjectRow.rpy,
+                   LabelObjectRow.occluded, LabelObjectRow.z, LabelObjectRow.version)
+
+
 async def load_objects(session: AsyncSession, image_id: int, ids: set[str] | None) -> dict[str, Any]:
-    stmt = select(LabelObjectRow).where(LabelObjectRow.image_id == image_id)
+    """Object rows (plain column tuples, not ORM instances: cheaper on the hot path) by id."""
+    stmt = select(*_OBJECT_COLUMNS).where(LabelObjectRow.image_id == image_id)
     if ids is not None:
         if not ids:
             return {}
         stmt = stmt.where(LabelObjectRow.id.in_(sorted(ids)))
-    return {row.id: row for row in (await session.execute(stmt)).scalars()}
+    return {row.id: row for row in (await session.execute(stmt))}
+
+
+@dataclass(frozen=True)
+class OpenSpan:
+    """The labeling session of the lease an op runs under (for labeling time)."""
+
+    id: int
+    span: timing.Span
 
 
 async def check_lock(session: AsyncSession, image_id: int, user_id: int, token: int,
-                     now: datetime) -> None:
+                     now: datetime) -> OpenSpan | None:
     """The op's fencing token must be the image's current, unexpired lease held by this user.
 
-    ``FOR UPDATE`` keeps a take-over from slipping in between this check and the commit.
+    ``FOR UPDATE`` keeps a take-over from slipping in between this check and the commit. The
+    lease's open labeling session comes back from the same statement.
     """
     row = (await session.execute(
-        select(ImageLock).where(ImageLock.image_id == image_id).with_for_update()
-    )).scalar_one_or_none()
+        select(ImageLock.holder_id, ImageLock.connection_id, ImageLock.token, ImageLock.expires_at,
+               LabelingSession.id.label("span_id"), LabelingSession.started_at,
+               LabelingSession.last_activity_at, LabelingSession.active_seconds)
+        .outerjoin(LabelingSession, and_(LabelingSession.image_id == ImageLock.image_id,
+                                         LabelingSession.lock_token == ImageLock.token,
+                                         LabelingSession.ended_at.is_(None)))
+        .where(ImageLock.image_id == image_id)
+        .with_for_update(of=ImageLock)
+    )).first()
     lease = Lease.of(row) if row is not None else None
     problem = check_token(lease, user_id, token, now)
     if problem is not None:
         raise EditError(problem[0], problem[1])
+    if row is None or row.span_id is None:
+        return None
+    return OpenSpan(row.span_id, timing.Span(row.started_at, row.last_activity_at,
+                                             float(row.active_seconds or 0.0)))
+
+
+#: Activity closer than this to the last recorded one is not written (the next write counts the
+#: whole gap, so only a gap straddling the idle limit can be misjudged, by at most this much).
+TOUCH_RESOLUTION = 1.0
+
+
+async def touch(session: AsyncSession, open_span: OpenSpan | None, now: datetime,
+                idle_limit: float) -> None:
+    """Record activity on the lease's labeling session (see ``server.hub.timing``)."""
+    if open_span is None:
+        return
+    if (now - open_span.span.last_activity_at).total_seconds() < TOUCH_RESOLUTION:
+        return
+    span = timing.touch(open_span.span, now, idle_limit)
+    await session.execute(update(LabelingSession).where(LabelingSession.id == open_span.id).values(
+        last_activity_at=span.last_activity_at, active_seconds=span.active_seconds))
 
 
 async def append(session: AsyncSession, *, project_id: int, image_id: int | None,
@@ -134,30 +189,22 @@ async def append(session: AsyncSession, *, project_id: int, image_id: int | None
         # SQL NULL, not JSON null, so "has an inverse" is a plain IS NOT NULL.
         inverse=inverse if inverse is not None else null(), client_op_id=client_op_id, reverts_seq=reverts_seq, origin=origin,
         created_at=utcnow()))
-    notify_after_commit(session, project_id, seq)
+    notify_after_commit(session, project_id, seq, LoggedOp(
+        seq=seq, image_id=image_id, user_id=user_id, kind=kind, op=op, client_op_id=client_op_id,
+        origin=origin))
     return seq
 
 
-async def find_duplicate(session: AsyncSession, user_id: int, client_op_id: str) -> Committed | None:
-    row = (await session.execute(
-        select(OpLogEntry.seq, OpLogEntry.op, OpLogEntry.inverse).where(
-            OpLogEntry.user_id == user_id, OpLogEntry.client_op_id == client_op_id)
-    )).first()
-    if row is None:
-        return None
-    return Committed(seq=row.seq, op=row.op, inverse=row.inverse, duplicate=True)
-
-
 async def commit_op(
-    session: AsyncSession, *, project_id: int, image: Image, user_id: int,
+    session: AsyncSession, *, project_id: int, image: ImageRef, user_id: int,
     op_data: Any, settings: LabelingSettings, client_op_id: str | None = None,
     origin: str = "edit", reverts_seq: int | None = None,
 ) -> Committed:
-    """Apply one op to ``image`` and log it. Raises :class:`EditError`; writes nothing then."""
-    if client_op_id is not None:
-        dup = await find_duplicate(session, user_id, client_op_id)
-        if dup is not None:
-            return dup
+    """Apply one op to ``image`` and log it. Raises :class:`EditError`; writes nothing then.
+
+    The caller has checked that ``client_op_id`` is not a resend (``server.hub._context``).
+    """
+    count = image.object_count
     kind = op_data.get("kind") if isinstance(op_data, dict) else None
     if kind in LABEL_OP_KINDS:
         op, inverse = await _apply_label(session, project_id, image.id, user_id, op_data)
@@ -169,8 +216,10 @@ async def commit_op(
     seq = await append(session, project_id=project_id, image_id=image.id, user_id=user_id,
                        kind=str(op.get("kind")), op=op, inverse=inverse,
                        client_op_id=client_op_id, origin=origin, reverts_seq=reverts_seq)
-    await session.execute(update(Image).where(Image.id == image.id)
-                          .values(labeled_at=utcnow(), labeled_by=user_id))
+    values: dict[str, Any] = {"labeled_at": utcnow(), "labeled_by": user_id}
+    if image.object_count != count:
+        values["object_count"] = image.object_count
+    await session.execute(update(Image).where(Image.id == image.id).values(**values))
     return Committed(seq=seq, op=op, inverse=inverse)
 
 
@@ -203,7 +252,7 @@ async def _sync(session: AsyncSession, project_id: int, image_id: int, user_id: 
 
 
 async def _apply_objects(
-    session: AsyncSession, project_id: int, image: Image, user_id: int, op_data: Any,
+    session: AsyncSession, project_id: int, image: ImageRef, user_id: int, op_data: Any,
     settings: LabelingSettings, origin: str,
 ) -> tuple[dict[str, Any], dict[str, Any], set[str]]:
     try:
@@ -241,7 +290,6 @@ async def _apply_objects(
             await session.execute(update(LabelObjectRow).where(
                 LabelObjectRow.image_id == image.id, LabelObjectRow.id == oid).values(
                 version=row.version + 1, updated_by=user_id, updated_at=now, **values))
-    if count != image.object_count:
-        await session.execute(update(Image).where(Image.id == image.id).values(object_count=count))
-        image.object_count = count
+    # The caller writes the new count with the image's other columns, in one statement.
+    image.object_count = count
     return op_to_dict(op), op_to_dict(result.inverse), new_labels

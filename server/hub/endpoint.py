@@ -235,7 +235,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     hub = Hub(state.sessions)
     state.hub = hub
     state.handlers = Handlers(state, hub)
-    unregister = _oplog.on_ops_committed(lambda project_id, _seq: hub.poke(project_id))
+    unregister = _oplog.on_ops_committed(hub.committed)
     bus: PgBus | None = None
     if not is_sqlite(url):
         bus = PgBus(asyncpg_dsn(url), ring=lambda: hub.poke(None),

@@ -19,8 +19,8 @@ from server import _label_store as label_store
 from server import undo as undo_log
 from server._web import actor_for
 from server.db import transaction
-from server.edits import EditError, check_lock, commit_op, find_duplicate, row_to_dict
-from server.hub import leases
+from server.edits import EditError, check_lock, commit_op, row_to_dict, touch
+from server.hub import _context, leases
 from server.hub.connection import Connection
 from server.hub.hub import Hub
 from server.hub.skip import SkipRules
@@ -62,6 +62,7 @@ class Handlers:
     def __init__(self, state: State, hub: Hub) -> None:
         self.state, self.hub = state, hub
         self.settings = state.settings
+        self.settings_cache = _context.SettingsCache()
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -216,47 +217,58 @@ class Handlers:
         conn.send(encode(Ack(id=msg.id, image=image.id, seq=snap.seq, lock=lock, holder=holder)))
         conn.send(encode(snap))
 
+    async def _edit_context(self, session: AsyncSession, conn: Connection, image_id: int,
+                            client_op_id: str | None) -> _context.OpContext:
+        """Account, privilege, settings, image and duplicate check for an edit: one statement."""
+        if conn.project_id is None:
+            raise RequestError("hello_first", "send hello first")
+        ctx = await _context.load(session, user_id=conn.user_id, project_id=conn.project_id,
+                                  image_id=image_id, client_op_id=client_op_id,
+                                  cache=self.settings_cache)
+        if ctx is None or not ctx.active:
+            raise RequestError("unauthorized", "this account is no longer active")
+        conn.privileges = int(ALL) if ctx.actor.is_admin else int(ctx.actor.privileges or 0)
+        if not allowed(ctx.actor, Privilege.LABEL):
+            raise RequestError("forbidden", "this needs the 'label' privilege")
+        if ctx.image is None:
+            raise RequestError("not_found", f"no image {image_id} in this project")
+        return ctx
+
     async def op(self, conn: Connection, msg: Op) -> None:
         conn.own_ops.append(msg.client_op_id)  # before commit, so the tail never echoes it
         async with transaction(self.state.sessions) as session:
-            await self._require(session, conn, Privilege.LABEL)
-            image = await self._image(session, conn, msg.image)
-            # A resend of an op that already landed gets its original ack, lock or not.
-            dup = await find_duplicate(session, conn.user_id, msg.client_op_id)
-            if dup is not None:
-                conn.send(encode(Ack(id=msg.id, seq=dup.seq, duplicate=True)))
+            ctx = await self._edit_context(session, conn, msg.image, msg.client_op_id)
+            if ctx.duplicate_seq is not None:
+                # A resend of an op that already landed gets its original ack, lock or not.
+                conn.send(encode(Ack(id=msg.id, seq=ctx.duplicate_seq, duplicate=True)))
                 return
+            assert ctx.image is not None and conn.project_id is not None
             now = utcnow()
-            await check_lock(session, image.id, conn.user_id, msg.token, now)
-            assert conn.project_id is not None
-            prefs = await effective_settings(session, conn.project_id, conn.user_id)
-            done = await commit_op(session, project_id=conn.project_id, image=image,
-                                   user_id=conn.user_id, op_data=msg.op, settings=prefs,
+            span = await check_lock(session, ctx.image.id, conn.user_id, msg.token, now)
+            done = await commit_op(session, project_id=conn.project_id, image=ctx.image,
+                                   user_id=conn.user_id, op_data=msg.op, settings=ctx.settings,
                                    client_op_id=msg.client_op_id)
-            if not done.duplicate:
-                await leases.touch(session, image.id, msg.token, now, self.settings.idle_limit_seconds)
-        conn.send(encode(Ack(id=msg.id, seq=done.seq, duplicate=done.duplicate or None)))
+            await touch(session, span, now, self.settings.idle_limit_seconds)
+        conn.send(encode(Ack(id=msg.id, seq=done.seq)))
 
     async def undo_redo(self, conn: Connection, msg: Undo | Redo) -> None:
         which = msg.type
         client_op_id = f"{which}:{uuid.uuid4().hex}"
         conn.own_ops.append(client_op_id)
         async with transaction(self.state.sessions) as session:
-            await self._require(session, conn, Privilege.LABEL)
-            image = await self._image(session, conn, msg.image)
+            ctx = await self._edit_context(session, conn, msg.image, None)
+            assert ctx.image is not None and conn.project_id is not None
             now = utcnow()
-            await check_lock(session, image.id, conn.user_id, msg.token, now)
-            assert conn.project_id is not None
-            prefs = await effective_settings(session, conn.project_id, conn.user_id)
-            row = await undo_log.target(session, image_id=image.id, user_id=conn.user_id,
-                                        depth=prefs.undo_history_length, which=which)
+            span = await check_lock(session, ctx.image.id, conn.user_id, msg.token, now)
+            row = await undo_log.target(session, image_id=ctx.image.id, user_id=conn.user_id,
+                                        depth=ctx.settings.undo_history_length, which=which)
             if row is None:
                 raise RequestError(f"nothing_to_{which}", f"there is nothing to {which}")
             op_data: Any = row.inverse if which == "undo" else row.op
-            done = await commit_op(session, project_id=conn.project_id, image=image,
-                                   user_id=conn.user_id, op_data=op_data, settings=prefs,
+            done = await commit_op(session, project_id=conn.project_id, image=ctx.image,
+                                   user_id=conn.user_id, op_data=op_data, settings=ctx.settings,
                                    client_op_id=client_op_id, origin=which, reverts_seq=row.seq)
-            await leases.touch(session, image.id, msg.token, now, self.settings.idle_limit_seconds)
+            await touch(session, span, now, self.settings.idle_limit_seconds)
         conn.send(encode(Ack(id=msg.id, seq=done.seq, op=done.op)))
 
     async def cursor(self, conn: Connection, msg: Cursor, now: float) -> None:

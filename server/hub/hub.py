@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from server._oplog import LoggedOp
 from server.hub.connection import Connection
 from server.models import Image, ImageLabel, ImageLock, Membership, OpLogEntry, Project, utcnow
 from server.protocol import (
@@ -128,6 +129,32 @@ class Hub:
 
     # --- the tail ----------------------------------------------------------------------------
 
+    def committed(self, project_id: int, last_seq: int, entries: list[LoggedOp] | None) -> None:
+        """A commit in this process appended ops (called synchronously after the commit).
+
+        Deliver the rows this process already holds without reading them back, right after the
+        committing task sends its ack; anything out of order falls back to the tail.
+        """
+        if project_id not in self.rooms:
+            return
+        if entries is None:
+            self.poke(project_id)
+            return
+        asyncio.get_running_loop().call_soon(self._deliver, project_id, entries)
+
+    def _deliver(self, project_id: int, entries: list[LoggedOp]) -> None:
+        room = self.rooms.get(project_id)
+        if room is None:
+            return
+        if (room.lock.locked() or entries[0].seq != room.seq + 1
+                or any(e.kind == "members" for e in entries)):
+            room.wake.set()  # a snapshot or catch-up is in flight, or a gap: let the tail read
+            return
+        for entry in entries:
+            room.seq = entry.seq
+            self._fan_out(room, entry)
+        self._schedule_progress(room)
+
     def poke(self, project_id: int | None = None) -> None:
         """Wake one room (a local commit) or all (a doorbell from another process)."""
         rooms = self.rooms.values() if project_id is None else filter(None, [self.rooms.get(project_id)])
@@ -174,23 +201,33 @@ class Hub:
     async def _dispatch(self, room: Room, row: OpLogEntry) -> None:
         if row.kind == "members":
             await self._refresh_privileges(room, int(row.op.get("user_id", 0)))
+        self._fan_out(room, row)
+
+    def _fan_out(self, room: Room, row: OpLogEntry | LoggedOp) -> None:
+        """Send one committed row to every connection of the room that should see it."""
+        frame: str | None = None  # encoded once, shared by every receiver
         for conn in list(room.connections):
-            frame = self._frame_for(conn, row, replay=False)
-            if frame is not None:
-                conn.send(frame)
+            if not self._wants(conn, row, replay=False):
+                continue
+            if frame is None:
+                frame = lock_event(row) if row.kind == "lock" else op_event(row)
+            conn.send(frame)
 
     def _frame_for(self, conn: Connection, row: OpLogEntry, *, replay: bool) -> str | None:
-        if row.kind == "lock":
-            return lock_event(row)
-        if row.kind in PROJECT_WIDE or row.image_id is None:
-            return op_event(row)
+        if not self._wants(conn, row, replay=replay):
+            return None
+        return lock_event(row) if row.kind == "lock" else op_event(row)
+
+    @staticmethod
+    def _wants(conn: Connection, row: OpLogEntry | LoggedOp, *, replay: bool) -> bool:
+        if row.kind == "lock" or row.kind in PROJECT_WIDE or row.image_id is None:
+            return True
         snapshot_seq = conn.subscriptions.get(row.image_id)
         if snapshot_seq is None or row.seq <= snapshot_seq:
-            return None
-        if not replay and row.client_op_id is not None and row.client_op_id in conn.own_ops \
-                and row.user_id == conn.user_id:
-            return None  # the sender already has its ack
-        return op_event(row)
+            return False
+        # The sender already has its ack (user first: the own-ops scan is the dearer test).
+        return replay or row.user_id != conn.user_id or row.client_op_id is None \
+            or row.client_op_id not in conn.own_ops
 
     # --- privileges, presence, progress ------------------------------------------------------
 

@@ -213,7 +213,7 @@ async def test_committed_ops_are_announced_and_rollbacks_are_not(admin: Api, app
     pid = await make_project(admin)
     [img] = await make_images(app, pid, ["a.png"])
     seen: list[tuple[int, int]] = []
-    unregister = on_ops_committed(lambda p, s: seen.append((p, s)))
+    unregister = on_ops_committed(lambda p, s, _entries: seen.append((p, s)))
     try:
         await apply(admin, pid, {"kind": "add_label", "label": "cat"}, [img])
         bad = await admin.client.post(f"/api/v1/projects/{pid}/labels/apply",
