@@ -121,6 +121,7 @@ def test_settings_panel_saves_project_and_shortcuts(browser: Any, live: Live) ->
     page = login(browser, live)
     page.goto(f"{live.url}/#/p/{pid}")
     page.click("#settings-btn")
+    page.wait_for_selector("#settings-save")
     # Every labeling setting the server knows has a field.
     keys = set(api.get(f"/api/v1/projects/{pid}/settings").json()["project"]) - {"label_shortcuts"}
     missing = [k for k in sorted(keys) if not page.locator(f"#ps-{k}").count()]
