@@ -43,8 +43,9 @@ def object_count(page: Any, n: int) -> None:
 
 
 def saved(page: Any) -> None:
-    """Every edit sent so far is acknowledged by the server."""
-    page.wait_for_selector("#save-state[data-state=saved]")
+    """Every edit sent so far is acknowledged by the server (the hub's outbox is the truth: the
+    panel's "All saved" is redrawn a tick later)."""
+    page.wait_for_function("window.labelhub.hub?.pending === 0 && document.querySelector('#save-state')?.dataset.state === 'saved'")
 
 
 def open_tool(page: Any, live: Live, pid: int, image: int | None = None) -> None:

@@ -62,6 +62,16 @@ async () => {
     labels = session.applyLabelOp(labels, op);
   }
   out.labels = labels.map((l) => l.label + (l.is_default ? "*" : ""));
+  // server/classification.py's rules: the first label is the default, a second one is not;
+  // adding one the image has makes it the default; removing the default promotes the earliest.
+  const rules = [];
+  let cls = [];
+  for (const op of [{ kind: "add_label", label: "x" }, { kind: "add_label", label: "y" }, { kind: "add_label", label: "z" },
+    { kind: "add_label", label: "y" }, { kind: "remove_label", label: "y" }]) {
+    cls = session.applyLabelOp(cls, op);
+    rules.push(cls.map((l) => l.label + (l.is_default ? "*" : "")).join(" "));
+  }
+  out.rules = rules;
   // The `?` overlay lists every key the tool answers to, in the row of the command it runs.
   const shown = { ArrowRight: "→", ArrowLeft: "←", Escape: "Esc", "-": "\u2212" };
   const combos = [...Object.keys(keys.SIMPLE).map((k) => [k, keys.SIMPLE[k]]), ...[..."123456789"].map((d) => [d, `label:${d}`]),
@@ -109,6 +119,7 @@ def test_pure_modules_in_the_page(browser: Any, live: Live) -> None:
     assert out["route"][0] == {"name": "tool", "params": {"project": 7, "image": 12}, "query": {"ids": "1,2"}}
     assert out["route"][1] == "#/p/7/label?ids=1%2C2"
     assert out["labels"] == ["a*", "c"]
+    assert out["rules"] == ["x*", "x* y", "x* y z", "x y* z", "x* z"]
     assert out["undocumented"] == [] and out["unhandled"] == []
     assert out["overlayRows"] == out["keyRows"]
 

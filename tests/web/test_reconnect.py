@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.web._images import scene
-from tests.web._tool import Canvas, object_count, open_tool
+from tests.web._tool import Canvas, object_count, open_tool, saved
 from tests.web.conftest import Live, login
 
 pytestmark = pytest.mark.browser
@@ -29,20 +29,20 @@ def test_edit_while_offline_is_sent_after_reconnect(browser: Any, live: Live, tm
     canvas = Canvas(page, 320, 240)
     page.keyboard.press("b")
     canvas.drag([(10, 10), (50, 40)])
-    page.wait_for_selector("#save-state[data-state=saved]")
+    saved(page)
     # Drop the socket (as a network blip would) and draw while it is down.
     page.evaluate("window.labelhub.hub.ws.close()")
     page.wait_for_selector("#conn[data-state=reconnecting]")
     canvas.drag([(100, 100), (160, 150)])
     object_count(page, 2)
     page.wait_for_selector("#conn[data-state=online]")
-    page.wait_for_selector("#save-state[data-state=saved]")
+    saved(page)
     body = json.loads(api.get(f"/api/v1/projects/{pid}/export", params={"format": "json"}).content)
     boxes = sorted((o["geometry"]["x"], o["geometry"]["y"]) for o in body["images"][0]["objects"])
     assert boxes == [(10, 10), (100, 100)]
     # Still the editor after the resume: one more edit goes through.
     canvas.drag([(200, 150), (240, 200)])
-    page.wait_for_selector("#save-state[data-state=saved]")
+    saved(page)
     body = json.loads(api.get(f"/api/v1/projects/{pid}/export", params={"format": "json"}).content)
     assert len(body["images"][0]["objects"]) == 3
     assert page.js_errors == []

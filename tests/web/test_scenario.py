@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.web._images import scene
-from tests.web._tool import Canvas, object_count, objects_of, open_tool
+from tests.web._tool import Canvas, object_count, objects_of, open_tool, saved
 from tests.web.conftest import Live, login, make_user
 
 pytestmark = pytest.mark.browser
@@ -71,7 +71,7 @@ def test_live_labeling_scenario(browser: Any, live: Live, tmp_path: Path) -> Non
     canvas.drag([(260, 40), (280, 60), (300, 80)])
     object_count(admin, 5)
     admin.keyboard.press("s")
-    admin.wait_for_selector("#save-state[data-state=saved]")
+    saved(admin)
     admin.reload()
     admin.wait_for_selector("#conn[data-state=online]")
     object_count(admin, 5)

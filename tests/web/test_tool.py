@@ -154,6 +154,7 @@ def test_polygon_box_and_properties(browser: Any, live: Live, tmp_path: Path) ->
     page.focus("#class-list li[data-name=tree]")
     page.keyboard.press("Enter")
     page.wait_for_selector("#class-list li[data-name=tree][aria-selected=true]")
+    assert page.locator("#class-list li[data-name=car] .badge.ok").count() == 1  # the first stays the default
     page.click("#class-list li[data-name=tree]")
     page.wait_for_selector("#class-list li[data-name=tree] .badge.ok")
     saved(page)

@@ -13,7 +13,8 @@ export function applyLabelOp(labels, op) {
   const has = labels.some((l) => l.label === op.label);
   const setDefault = (list, name) => list.map((l) => ({ ...l, is_default: l.label === name }));
   switch (op.kind) {
-    case "add_label": return has ? setDefault(labels, op.label) : setDefault([...labels, { label: op.label, is_default: true, source: op.source || "manual" }], labels.length ? op.label : op.label);
+    // The first label becomes the default; adding one the image has makes it the default.
+    case "add_label": return has ? setDefault(labels, op.label) : [...labels, { label: op.label, is_default: !labels.length, source: op.source || "manual" }];
     case "remove_label": {
       const rest = labels.filter((l) => l.label !== op.label);
       const wasDefault = labels.find((l) => l.label === op.label)?.is_default;
