@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, null, select, update
+from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import _label_store as label_store
@@ -113,19 +113,45 @@ class _Objects(Mapping[str, LabelObject]):
         return self._count
 
 
+# The hot path's statements are built once with bind parameters: building a statement costs
+# more CPU than PostgreSQL spends running it.
 _OBJECT_COLUMNS = (LabelObjectRow.id, LabelObjectRow.type, LabelObjectRow.label, LabelObjectRow.geometry,
                    LabelObjectRow.keypoints, LabelObjectRow.attributes, LabelObjectRow.rpy,
                    LabelObjectRow.occluded, LabelObjectRow.z, LabelObjectRow.version)
+_ALL_OBJECTS = select(*_OBJECT_COLUMNS).where(LabelObjectRow.image_id == bindparam("image_id"))
+_SOME_OBJECTS = _ALL_OBJECTS.where(LabelObjectRow.id.in_(bindparam("ids", expanding=True)))
+_OBJECT_TABLE: Any = LabelObjectRow.__table__
+_INSERT_OBJECT = insert(_OBJECT_TABLE)
+_UPDATE_OBJECT = update(_OBJECT_TABLE).where(
+    _OBJECT_TABLE.c.image_id == bindparam("b_image_id"), _OBJECT_TABLE.c.id == bindparam("b_id"))
+_DELETE_OBJECT = delete(_OBJECT_TABLE).where(
+    _OBJECT_TABLE.c.image_id == bindparam("b_image_id"), _OBJECT_TABLE.c.id == bindparam("b_id"))
+_LOG_TABLE: Any = OpLogEntry.__table__
+_INSERT_LOG = insert(_LOG_TABLE)
+_IMAGE_TABLE: Any = Image.__table__
+_LABELED = update(_IMAGE_TABLE).where(_IMAGE_TABLE.c.id == bindparam("b_id"))
+_LOCK_AND_SPAN = (
+    select(ImageLock.holder_id, ImageLock.connection_id, ImageLock.token, ImageLock.expires_at,
+           LabelingSession.id.label("span_id"), LabelingSession.started_at,
+           LabelingSession.last_activity_at, LabelingSession.active_seconds)
+    .outerjoin(LabelingSession, and_(LabelingSession.image_id == ImageLock.image_id,
+                                     LabelingSession.lock_token == ImageLock.token,
+                                     LabelingSession.ended_at.is_(None)))
+    .where(ImageLock.image_id == bindparam("image_id"))
+    .with_for_update(of=ImageLock))
+_SPAN_TABLE: Any = LabelingSession.__table__
+_TOUCH = update(_SPAN_TABLE).where(_SPAN_TABLE.c.id == bindparam("b_id"))
 
 
 async def load_objects(session: AsyncSession, image_id: int, ids: set[str] | None) -> dict[str, Any]:
     """Object rows (plain column tuples, not ORM instances: cheaper on the hot path) by id."""
-    stmt = select(*_OBJECT_COLUMNS).where(LabelObjectRow.image_id == image_id)
-    if ids is not None:
-        if not ids:
-            return {}
-        stmt = stmt.where(LabelObjectRow.id.in_(sorted(ids)))
-    return {row.id: row for row in (await session.execute(stmt))}
+    if ids is None:
+        result = await session.execute(_ALL_OBJECTS, {"image_id": image_id})
+    elif not ids:
+        return {}
+    else:
+        result = await session.execute(_SOME_OBJECTS, {"image_id": image_id, "ids": sorted(ids)})
+    return {row.id: row for row in result}
 
 
 @dataclass(frozen=True)
@@ -143,16 +169,7 @@ async def check_lock(session: AsyncSession, image_id: int, user_id: int, token: 
     ``FOR UPDATE`` keeps a take-over from slipping in between this check and the commit. The
     lease's open labeling session comes back from the same statement.
     """
-    row = (await session.execute(
-        select(ImageLock.holder_id, ImageLock.connection_id, ImageLock.token, ImageLock.expires_at,
-               LabelingSession.id.label("span_id"), LabelingSession.started_at,
-               LabelingSession.last_activity_at, LabelingSession.active_seconds)
-        .outerjoin(LabelingSession, and_(LabelingSession.image_id == ImageLock.image_id,
-                                         LabelingSession.lock_token == ImageLock.token,
-                                         LabelingSession.ended_at.is_(None)))
-        .where(ImageLock.image_id == image_id)
-        .with_for_update(of=ImageLock)
-    )).first()
+    row = (await session.execute(_LOCK_AND_SPAN, {"image_id": image_id})).first()
     lease = Lease.of(row) if row is not None else None
     problem = check_token(lease, user_id, token, now)
     if problem is not None:
@@ -176,19 +193,21 @@ async def touch(session: AsyncSession, open_span: OpenSpan | None, now: datetime
     if (now - open_span.span.last_activity_at).total_seconds() < TOUCH_RESOLUTION:
         return
     span = timing.touch(open_span.span, now, idle_limit)
-    await session.execute(update(LabelingSession).where(LabelingSession.id == open_span.id).values(
-        last_activity_at=span.last_activity_at, active_seconds=span.active_seconds))
+    await session.execute(_TOUCH, {"b_id": open_span.id, "last_activity_at": span.last_activity_at,
+                                   "active_seconds": span.active_seconds})
 
 
 async def append(session: AsyncSession, *, project_id: int, image_id: int | None,
                  user_id: int | None, kind: str, op: dict[str, Any], inverse: dict[str, Any] | None,
                  client_op_id: str | None, origin: str, reverts_seq: int | None = None) -> int:
     seq = await reserve_seqs(session, project_id, 1)
-    await session.execute(insert(OpLogEntry).values(
-        project_id=project_id, seq=seq, image_id=image_id, user_id=user_id, kind=kind, op=op,
-        # SQL NULL, not JSON null, so "has an inverse" is a plain IS NOT NULL.
-        inverse=inverse if inverse is not None else null(), client_op_id=client_op_id, reverts_seq=reverts_seq, origin=origin,
-        created_at=utcnow()))
+    row = {"project_id": project_id, "seq": seq, "image_id": image_id, "user_id": user_id,
+           "kind": kind, "op": op, "client_op_id": client_op_id, "reverts_seq": reverts_seq,
+           "origin": origin, "created_at": utcnow()}
+    if inverse is not None:
+        # Left out otherwise: SQL NULL, not JSON null, so "has an inverse" is a plain IS NOT NULL.
+        row["inverse"] = inverse
+    await session.execute(_INSERT_LOG, row)
     notify_after_commit(session, project_id, seq, LoggedOp(
         seq=seq, image_id=image_id, user_id=user_id, kind=kind, op=op, client_op_id=client_op_id,
         origin=origin))
@@ -219,7 +238,8 @@ async def commit_op(
     values: dict[str, Any] = {"labeled_at": utcnow(), "labeled_by": user_id}
     if image.object_count != count:
         values["object_count"] = image.object_count
-    await session.execute(update(Image).where(Image.id == image.id).values(**values))
+    values["b_id"] = image.id
+    await session.execute(_LABELED, values)
     return Committed(seq=seq, op=op, inverse=inverse)
 
 
@@ -271,8 +291,7 @@ async def _apply_objects(
         row = rows.get(oid)
         if obj is None:
             if row is not None:
-                await session.execute(delete(LabelObjectRow).where(
-                    LabelObjectRow.image_id == image.id, LabelObjectRow.id == oid))
+                await session.execute(_DELETE_OBJECT, {"b_image_id": image.id, "b_id": oid})
                 count -= 1
             continue
         data = object_to_dict(obj)
@@ -281,15 +300,15 @@ async def _apply_objects(
         if obj.label and (row is None or row.label != obj.label):
             new_labels.add(obj.label)
         if row is None:
-            await session.execute(insert(LabelObjectRow).values(
-                image_id=image.id, id=oid, project_id=project_id, version=1,
-                source="import" if origin == "import" else "manual", created_by=user_id,
-                updated_by=user_id, created_at=now, updated_at=now, **values))
+            await session.execute(_INSERT_OBJECT, {
+                "image_id": image.id, "id": oid, "project_id": project_id, "version": 1,
+                "source": "import" if origin == "import" else "manual", "created_by": user_id,
+                "updated_by": user_id, "created_at": now, "updated_at": now, **values})
             count += 1
         else:
-            await session.execute(update(LabelObjectRow).where(
-                LabelObjectRow.image_id == image.id, LabelObjectRow.id == oid).values(
-                version=row.version + 1, updated_by=user_id, updated_at=now, **values))
+            await session.execute(_UPDATE_OBJECT, {
+                "b_image_id": image.id, "b_id": oid, "version": row.version + 1,
+                "updated_by": user_id, "updated_at": now, **values})
     # The caller writes the new count with the image's other columns, in one statement.
     image.object_count = count
     return op_to_dict(op), op_to_dict(result.inverse), new_labels

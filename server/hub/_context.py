@@ -12,7 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.edits import ImageRef
@@ -53,27 +53,32 @@ def _user_keys(layer: dict[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (layer or {}).items() if k in USER_KEYS}
 
 
+_USER: Any = bindparam("user_id")
+_PROJECT: Any = bindparam("project_id")
+_IMAGE: Any = bindparam("image_id")
+# Built once (building a statement costs more CPU than running it); a NULL client_op_id matches
+# nothing, so undo and redo use the same statement.
+_CONTEXT = (
+    select(User.is_active, User.is_admin, User.settings.label("user_settings"),
+           Membership.privileges, Membership.settings.label("member_settings"),
+           Project.settings.label("project_settings"),
+           Image.id.label("image_id"), Image.width, Image.height, Image.object_count,
+           select(OpLogEntry.seq).where(OpLogEntry.user_id == _USER,
+                                        OpLogEntry.client_op_id == bindparam("client_op_id"))
+           .scalar_subquery().label("duplicate_seq"))
+    .select_from(User)
+    .join(Project, Project.id == _PROJECT)
+    .outerjoin(Membership, and_(Membership.project_id == _PROJECT, Membership.user_id == _USER))
+    .outerjoin(Image, and_(Image.id == _IMAGE, Image.project_id == _PROJECT))
+    .where(User.id == _USER))
+
+
 async def load(session: AsyncSession, *, user_id: int, project_id: int, image_id: int,
                client_op_id: str | None, cache: SettingsCache) -> OpContext | None:
     """``None`` when the user no longer exists."""
-    duplicate = (select(OpLogEntry.seq).where(OpLogEntry.user_id == user_id,
-                                              OpLogEntry.client_op_id == client_op_id)
-                 .scalar_subquery() if client_op_id is not None else None)
-    image = (select(Image.id, Image.project_id, Image.width, Image.height, Image.object_count)
-             .where(Image.id == image_id, Image.project_id == project_id).subquery())
-    columns: list[Any] = [User.is_active, User.is_admin, User.settings.label("user_settings"),
-                          Membership.privileges, Membership.settings.label("member_settings"),
-                          Project.settings.label("project_settings"),
-                          image.c.id.label("image_id"), image.c.width, image.c.height,
-                          image.c.object_count]
-    if duplicate is not None:
-        columns.append(duplicate.label("duplicate_seq"))
-    row = (await session.execute(
-        select(*columns).select_from(User)
-        .join(Project, Project.id == project_id)
-        .outerjoin(Membership, and_(Membership.project_id == project_id, Membership.user_id == user_id))
-        .outerjoin(image, image.c.id == image_id)
-        .where(User.id == user_id))).first()
+    row = (await session.execute(_CONTEXT, {"user_id": user_id, "project_id": project_id,
+                                            "image_id": image_id,
+                                            "client_op_id": client_op_id})).first()
     if row is None:
         return None
     ref = (ImageRef(row.image_id, project_id, row.width, row.height, row.object_count)
@@ -82,5 +87,4 @@ async def load(session: AsyncSession, *, user_id: int, project_id: int, image_id
                             _user_keys(row.member_settings))
     return OpContext(image=ref, active=bool(row.is_active),
                      actor=Actor(user_id=user_id, is_admin=bool(row.is_admin), privileges=row.privileges),
-                     settings=settings,
-                     duplicate_seq=getattr(row, "duplicate_seq", None))
+                     settings=settings, duplicate_seq=row.duplicate_seq)

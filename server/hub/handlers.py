@@ -7,6 +7,7 @@ next op is refused even before the ``privileges`` event reaches their other conn
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,13 +20,13 @@ from server import _label_store as label_store
 from server import undo as undo_log
 from server._web import actor_for
 from server.db import transaction
-from server.edits import EditError, check_lock, commit_op, row_to_dict, touch
-from server.hub import _context, leases
+from server.edits import EditError, check_lock, commit_op, touch
+from server.hub import _context, _snapshot, leases
 from server.hub.connection import Connection
 from server.hub.hub import Hub
 from server.hub.skip import SkipRules
 from server.image_query import ImageFilter
-from server.models import Image, ImageLock, LabelObjectRow, Project, utcnow
+from server.models import Image, ImageLock, Project, utcnow
 from server.permissions import ALL, Privilege, allowed, to_names
 from server.preferences import effective_settings
 from server.protocol import (
@@ -50,6 +51,14 @@ from server.protocol import (
 )
 
 CURSOR_INTERVAL = 0.05  # seconds between relayed cursor positions of one connection
+
+
+@dataclass(frozen=True)
+class SnapshotFrame:
+    """A snapshot ready to send: its seq and its encoded frame."""
+
+    seq: int
+    frame: str
 
 
 class RequestError(Exception):
@@ -83,10 +92,9 @@ class Handlers:
     def _lock_info(self, token: int, expires_at: datetime | None) -> LockInfo:
         return LockInfo(token=token, expires_at=leases.iso(expires_at) or "")
 
-    async def snapshot(self, session: AsyncSession, image: Image) -> Snapshot:
+    async def snapshot(self, session: AsyncSession, image: Image) -> SnapshotFrame:
         seq = (await session.execute(select(Project.seq).where(Project.id == image.project_id))).scalar_one()
-        rows = (await session.execute(select(LabelObjectRow).where(LabelObjectRow.image_id == image.id)
-                                      .order_by(LabelObjectRow.z, LabelObjectRow.created_at))).scalars()
+        objects = await _snapshot.objects_json(session, image.id)
         labels = await label_store.read_image_labels(session, image.id)
         lock_row = await session.get(ImageLock, image.id)
         lock = None
@@ -96,11 +104,12 @@ class Handlers:
             assert who is not None
             lock = {"holder": {"id": who.id, "name": who.name},
                     "expires_at": leases.iso(lock_row.expires_at)}
-        return Snapshot(image=image.id, seq=int(seq), objects=[row_to_dict(r) for r in rows],
+        head = Snapshot(image=image.id, seq=int(seq), objects=[],
                         labels=[ImageLabelOut(label=s.label, is_default=s.is_default, source=s.source)
                                 for s in labels], lock=lock)
+        return SnapshotFrame(seq=int(seq), frame=_snapshot.frame(head, objects))
 
-    async def subscribe_image(self, conn: Connection, image_id: int) -> Snapshot:
+    async def subscribe_image(self, conn: Connection, image_id: int) -> SnapshotFrame:
         """Take a consistent snapshot and start delivering the image's ops after it."""
         room = self.hub.rooms.get(conn.project_id or 0)
         assert room is not None
@@ -134,7 +143,7 @@ class Handlers:
         if reset:
             conn.send(encode(ResetEvent(seq=seq, reason="resume point is older than the kept log")))
             for image_id in list(conn.subscriptions):
-                conn.send(encode(await self.subscribe_image(conn, image_id)))
+                conn.send((await self.subscribe_image(conn, image_id)).frame)
         self.hub.broadcast_presence(conn, None, None, None)
 
     async def subscribe(self, conn: Connection, msg: Subscribe) -> None:
@@ -142,7 +151,7 @@ class Handlers:
             await self._require(session, conn, Privilege.VIEW)
         snap = await self.subscribe_image(conn, msg.image)
         conn.send(encode(Ack(id=msg.id, seq=snap.seq)))
-        conn.send(encode(snap))
+        conn.send(snap.frame)
 
     async def unsubscribe(self, conn: Connection, msg: Unsubscribe) -> None:
         conn.subscriptions.pop(msg.image, None)
@@ -166,7 +175,7 @@ class Handlers:
         snap = await self.subscribe_image(conn, msg.image)
         conn.send(encode(Ack(id=msg.id, seq=snap.seq, image=msg.image,
                              lock=self._lock_info(result.token, result.expires_at))))
-        conn.send(encode(snap))
+        conn.send(snap.frame)
 
     async def release_image(self, conn: Connection, msg: ReleaseImage) -> None:
         async with transaction(self.state.sessions) as session:
@@ -215,7 +224,7 @@ class Handlers:
         holder = UserRef(id=result.holder.id, name=result.holder.name) if result.holder else None
         lock = self._lock_info(result.token, result.expires_at) if result.granted else None
         conn.send(encode(Ack(id=msg.id, image=image.id, seq=snap.seq, lock=lock, holder=holder)))
-        conn.send(encode(snap))
+        conn.send(snap.frame)
 
     async def _edit_context(self, session: AsyncSession, conn: Connection, image_id: int,
                             client_op_id: str | None) -> _context.OpContext:
