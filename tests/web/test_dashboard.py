@@ -79,6 +79,14 @@ def test_upload_label_panel_and_filters(browser: Any, live: Live, tmp_path: Path
     pid = int(page.url.split("/p/")[1].split("?")[0].split("/")[0])
     names = [[lab["name"] for lab in i["labels"]] for i in api.get(f"/api/v1/projects/{pid}/images").json()["images"]]
     assert names == [["cat", "dog"], ["cat", "dog"]]
+    # Keyboard only: arrows move, Space selects, Enter opens the labeling tool on that image.
+    page.focus(".grid")
+    page.keyboard.press("Escape")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press(" ")
+    assert "1 selected" in page.inner_text(".sel-count")
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelector('.side strong')?.textContent === 'b.png'")
     assert page.js_errors == []
 
 

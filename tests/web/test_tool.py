@@ -222,6 +222,20 @@ def test_smart_tool_brush_and_view(browser: Any, live: Live, tmp_path: Path) -> 
     fitted = page.inner_text(".hud")
     page.mouse.wheel(0, -400)
     page.wait_for_function(f"!document.querySelector('.hud').textContent.startsWith({fitted.split('%')[0]!r} + '%')")
+    # Space+drag pans: the image point under the same screen point moves.
+    px, py = canvas.at(160, 120)
+    page.mouse.move(px + 1, py)
+    page.mouse.move(px, py)
+    under = hud_point(page)
+    page.keyboard.down(" ")
+    page.mouse.down()
+    page.mouse.move(px + 120, py, steps=4)
+    page.mouse.up()
+    page.keyboard.up(" ")
+    page.mouse.move(px, py)
+    panned = hud_point(page)
+    assert panned[0] < under[0] - 10 and abs(panned[1] - under[1]) <= 1, (under, panned)
+    object_count(page, 2)  # panning drew nothing
     page.keyboard.press("f")
     page.wait_for_function(f"document.querySelector('.hud').textContent.startsWith({fitted.split('%')[0]!r} + '%')")
     page.keyboard.press("t")
@@ -271,6 +285,13 @@ PIXEL = """(x, y) => { const c = document.querySelector('#tool-canvas'), r = c.g
 LEVELS = """(x, y) => { const c = document.querySelector('#tool-canvas'), r = c.getBoundingClientRect(), k = c.width / r.width;
   const d = c.getContext('2d').getImageData(Math.round((x - r.left) * k) - 30, Math.round((y - r.top) * k), 60, 1).data;
   const seen = new Set(); for (let i = 0; i < d.length; i += 4) seen.add(d[i] + ',' + d[i + 1] + ',' + d[i + 2]); return seen.size; }"""
+
+
+def hud_point(page: Any) -> tuple[int, int]:
+    """The image point under the pointer, as the zoom display says it: "306%  x 160, y 119"."""
+    text = page.inner_text(".hud")
+    x, y = text.split("x ")[1].split(", y ")
+    return int(x), int(y)
 
 
 def pixel(page: Any, canvas: Canvas, x: float, y: float) -> list[int]:

@@ -56,11 +56,14 @@ export async function mount(root, ctx) {
 
   function renderGrid() {
     const me = ctx.me;
+    // Keyboard users keep their place: the focused tile is focused again after the redraw.
+    const focused = grid.contains(document.activeElement) ? document.activeElement.closest("li.tile")?.dataset.id : null;
     grid.replaceChildren(...state.images.map((img) => tile(img, {
       selected: isSelected(state.sel, img.id), me,
       presence: [...(state.presence.get(img.id) || [])],
       onChip: (image, label) => makeDefault(image, label),
     })));
+    if (focused) (grid.querySelector(`li.tile[data-id="${focused}"]`) || grid.querySelector("li.tile") || grid).focus({ preventScroll: true });
     if (!state.images.length) grid.append(h("li", { class: "empty" }, state.total === 0 && !Object.keys(state.filter).length
       ? "No images yet. Use Upload to add some." : "No images match this filter."));
     const pages = Math.max(1, Math.ceil(state.total / PAGE));
