@@ -37,10 +37,8 @@ async def _app(env: dict[str, str]) -> AsyncIterator[Any]:
 
 def _drain(conn: Connection) -> list[dict[str, Any]]:
     frames = []
-    while not conn.queue.empty():
-        frame = conn.queue.get_nowait()
-        if frame is not None:
-            frames.append(json.loads(frame))
+    while conn.backlog:  # no websocket: every frame stays in the backlog
+        frames.append(json.loads(conn.backlog.popleft()))
     return frames
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -21,6 +22,7 @@ from server.auth import TokenSigner, configure_password_hashing
 from server.db import make_engine, make_sessionmaker, transaction
 from server.errors import exception_handlers
 from server.hub import endpoint as hub_endpoint
+from server.hub.connection import CaptureSend
 from server.models import User
 from server.schemas import UserIn
 from server.settings import Settings, get_settings
@@ -74,7 +76,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     if WEB_DIR.is_dir():
         routes.append(Mount("/", app=StaticFiles(directory=WEB_DIR, html=True), name="web"))
 
-    app = Starlette(routes=routes, exception_handlers=exception_handlers, lifespan=lifespan)
+    # CaptureSend lets the hub write frames without a task switch (server/hub/connection.py).
+    app = Starlette(routes=routes, exception_handlers=exception_handlers, lifespan=lifespan,
+                    middleware=[Middleware(CaptureSend)])
     app.state.settings = settings
     configure_password_hashing(settings.password_time_cost, settings.password_memory_kib)
     app.state.signer = TokenSigner(settings.resolved_secret_key(), settings.token_ttl_hours * 3600)

@@ -1,7 +1,10 @@
-"""One client connection: who it is, what it watches, and a bounded queue of frames to send.
+"""One client connection: who it is, what it watches, and a bounded backlog of frames to send.
 
-The hub only ever calls :meth:`Connection.send`, which never waits: a client that lets its queue
-fill up is dropped (close code 4008) and resumes from its last seq on a new connection.
+The hub only ever calls :meth:`Connection.send`, which never waits. A frame goes straight onto
+the socket when the socket can take it (the common case: no task, no queue, like
+``websockets.broadcast``); otherwise it joins a bounded backlog that a writer task drains, and a
+client whose backlog fills up is dropped (close code 4008) and resumes from its last seq on a
+new connection. An idle connection holds no task of its own.
 """
 
 from __future__ import annotations
@@ -10,9 +13,12 @@ import asyncio
 import time
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
+from typing import Any
 
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from server.protocol import CLOSE_TOO_SLOW
@@ -20,6 +26,8 @@ from server.protocol import CLOSE_TOO_SLOW
 SEND_QUEUE_FRAMES = 1_000
 OWN_OPS_REMEMBERED = 1_000
 CLOSE_TIMEOUT = 5.0  # seconds to get the close frame out to a client that stopped reading
+RAW_SEND_KEY = "labelhub.raw_send"
+_SEND_ERRORS = (WebSocketDisconnect, RuntimeError, OSError)
 
 
 class RateLimit:
@@ -39,9 +47,62 @@ class RateLimit:
         return False
 
 
+class CaptureSend:
+    """ASGI middleware: keep the server's own ``send`` of a websocket in its scope.
+
+    Starlette wraps ``send`` on the way in; :class:`DirectSend` needs the server's callable to
+    know whether a write can finish without waiting.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            scope[RAW_SEND_KEY] = send
+        await self.app(scope, receive, send)
+
+
+class DirectSend:
+    """Write a frame synchronously when uvicorn's socket is writable.
+
+    uvicorn's sans-I/O websocket ``send`` waits only on its ``writable`` event, before it writes
+    anything; when that event is set the coroutine runs to its end in one step, so we drive it by
+    hand instead of paying for a task switch per frame per watcher. Other servers get no direct
+    path (``for_scope`` returns ``None``) and every frame goes through the writer task.
+    """
+
+    def __init__(self, send: Callable[[Any], Awaitable[None]], writable: asyncio.Event) -> None:
+        self._send, self._writable = send, writable
+
+    @classmethod
+    def for_scope(cls, scope: Scope) -> DirectSend | None:
+        send = scope.get(RAW_SEND_KEY)
+        protocol = getattr(send, "__self__", None)
+        writable = getattr(protocol, "writable", None)
+        if send is None or not isinstance(writable, asyncio.Event) \
+                or type(protocol).__module__ != "uvicorn.protocols.websockets.websockets_sansio_impl":
+            return None
+        return cls(send, writable)
+
+    def try_send(self, frame: str) -> bool | None:
+        """True: written. False: the socket is backed up, nothing written. None: it failed."""
+        if not self._writable.is_set():
+            return False
+        step = self._send({"type": "websocket.send", "text": frame})
+        try:
+            step.send(None)  # type: ignore[attr-defined]
+        except StopIteration:
+            return True
+        except _SEND_ERRORS:
+            return None
+        step.close()  # type: ignore[attr-defined]  # it stopped before writing: queue the frame
+        return False
+
+
 @dataclass(eq=False)
 class Connection:
-    websocket: WebSocket
+    websocket: WebSocket | None  # None for in-process drivers (benchmarks): frames stay queued
     user_id: int
     user_name: str
     is_admin: bool
@@ -49,50 +110,102 @@ class Connection:
     project_id: int | None = None
     privileges: int = 0
     subscriptions: dict[int, int] = field(default_factory=dict)  # image -> snapshot seq
-    queue: asyncio.Queue[str | None] = field(
-        default_factory=lambda: asyncio.Queue(maxsize=SEND_QUEUE_FRAMES))
+    limit: int = SEND_QUEUE_FRAMES
+    backlog: deque[str] = field(default_factory=deque)
+    direct: DirectSend | None = None
     own_ops: deque[str] = field(default_factory=lambda: deque(maxlen=OWN_OPS_REMEMBERED))
     limiter: RateLimit = field(default_factory=lambda: RateLimit(rate=100.0, burst=300.0))
     last_cursor: float = 0.0
     dropped: bool = False
     close_reason: str = ""
     overflowed: asyncio.Event = field(default_factory=asyncio.Event)
+    _writer: asyncio.Task[None] | None = None
+    _reader: asyncio.Task[Any] | None = None  # set while the reader waits for a message
 
     @classmethod
-    def with_queue(cls, websocket: WebSocket, user_id: int, user_name: str, is_admin: bool,
+    def with_queue(cls, websocket: WebSocket | None, user_id: int, user_name: str, is_admin: bool,
                    frames: int) -> Connection:
-        return cls(websocket, user_id, user_name, is_admin, queue=asyncio.Queue(maxsize=frames))
+        direct = DirectSend.for_scope(websocket.scope) if websocket is not None else None
+        return cls(websocket, user_id, user_name, is_admin, limit=frames, direct=direct)
 
     def send(self, frame: str) -> None:
-        """Queue a frame without waiting; overflow drops the client."""
+        """Send or queue a frame without waiting; overflow drops the client."""
         if self.dropped:
             return
-        try:
-            self.queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            self.dropped = True
-            self.close_reason = "too far behind; reconnect and resume from your last seq"
-            self.overflowed.set()
-
-    async def writer(self) -> None:
-        """Drain the queue onto the socket until told to stop."""
-        try:
-            while True:
-                frame = await self.queue.get()
-                if frame is None or self.dropped:
-                    return
-                await self.websocket.send_text(frame)
-        except (WebSocketDisconnect, RuntimeError, OSError):
+        if self.direct is not None and self._writer is None and not self.backlog:
+            sent = self.direct.try_send(frame)
+            if sent:
+                return
+            if sent is None:
+                self._lost()
+                return
+        if len(self.backlog) >= self.limit:
+            self.drop("too far behind; reconnect and resume from your last seq")
             return
+        self.backlog.append(frame)
+        if self._writer is None and self.websocket is not None:
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    def drop(self, reason: str) -> None:
+        """Stop sending and end the connection with 4008 and ``reason``."""
+        if self.dropped:
+            return
+        self.dropped, self.close_reason = True, reason
+        self.overflowed.set()
+        if self._writer is not None:
+            self._writer.cancel()  # it may be stuck on a socket that does not drain
+        self._wake_reader()
+
+    def _lost(self) -> None:
+        """The socket failed under a write: stop; the reader sees the disconnect."""
+        self.dropped = True
+        self.backlog.clear()
+        self._wake_reader()
+
+    def _wake_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+
+    async def receive(self) -> Any:
+        """The next ASGI message; ``None`` once the connection was dropped or lost."""
+        assert self.websocket is not None
+        if self.dropped:
+            return None
+        self._reader = asyncio.current_task()
+        try:
+            return await self.websocket.receive()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not self.dropped or task is None:
+                raise
+            task.uncancel()  # our own wake-up, not a shutdown
+            return None
+        finally:
+            self._reader = None
+
+    async def _write(self) -> None:
+        """Drain the backlog onto the socket (waiting while the socket is backed up)."""
+        assert self.websocket is not None
+        try:
+            while self.backlog and not self.dropped:
+                await self.websocket.send_text(self.backlog.popleft())
+        except _SEND_ERRORS:
+            self._lost()
+        finally:
+            self._writer = None
 
     async def close_too_slow(self) -> None:
         """Tell a dropped client why; give up if it is not even reading the close frame."""
-        if self.websocket.application_state != WebSocketState.CONNECTED:
+        if self.websocket is None or self.websocket.application_state != WebSocketState.CONNECTED:
             return
         with suppress(RuntimeError, OSError, TimeoutError, WebSocketDisconnect):
             await asyncio.wait_for(
                 self.websocket.close(code=CLOSE_TOO_SLOW, reason=self.close_reason), CLOSE_TIMEOUT)
 
-    def stop(self) -> None:
-        with suppress(asyncio.QueueFull):
-            self.queue.put_nowait(None)
+    async def stop(self) -> None:
+        """Stop the writer (the connection is over)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.cancel()
+            with suppress(asyncio.CancelledError):
+                await writer

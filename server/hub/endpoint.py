@@ -70,6 +70,12 @@ def _error(request_id: Any, code: str, message: str, holder: UserRef | None = No
     return encode(Error(id=rid, code=code, message=message, holder=holder))
 
 
+#: Close codes after which a connection's leases are kept until they expire: the connection was
+#: lost without a closing handshake (uvicorn reports 1005 or 1006) or the server is restarting
+#: (1012). The labeler is probably coming back, and resumes holding the image.
+VANISHED = frozenset({1005, 1006, 1012})
+
+
 async def websocket_endpoint(websocket: WebSocket) -> None:
     if not origin_allowed(websocket):
         await websocket.close(code=CLOSE_FORBIDDEN)  # before accept: the handshake is refused
@@ -85,58 +91,35 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         return
     await websocket.accept()
     conn = Connection.with_queue(websocket, user_id, name, is_admin, state.settings.ws_send_queue)
-    writer = asyncio.create_task(conn.writer(), name=f"ws-writer-{conn.id}")
     handlers: Handlers = state.handlers
+    release = False
     try:
-        await _serve(conn, handlers, websocket, writer)
+        release = await _serve(conn, handlers, websocket)
     finally:
         state.hub.leave(conn)
-        conn.stop()
-        writer.cancel()
-        with suppress(asyncio.CancelledError):
-            await writer
-        await _release_all(state, conn)
+        await conn.stop()
+        if release:
+            await _release_all(state, conn)
 
 
-async def _serve(conn: Connection, handlers: Handlers, websocket: WebSocket,
-                 writer: asyncio.Task[None]) -> None:
-    overflow = asyncio.create_task(conn.overflowed.wait())
-    try:
-        while True:
-            receive = asyncio.create_task(websocket.receive())
-            done, _ = await asyncio.wait({receive, writer, overflow},
-                                         return_when=asyncio.FIRST_COMPLETED)
-            if receive not in done:
-                receive.cancel()
-                with suppress(asyncio.CancelledError, Exception):
-                    await receive
-                if overflow in done:
-                    # The writer may be stuck on a full socket: stop it, then say why we leave.
-                    writer.cancel()
-                    with suppress(asyncio.CancelledError):
-                        await writer
-                    await conn.close_too_slow()
-                return  # the writer stopped: the socket failed
-            if not await _receive_one(conn, handlers, websocket, receive.result()):
-                return
-    finally:
-        overflow.cancel()
-
-
-async def _receive_one(conn: Connection, handlers: Handlers, websocket: WebSocket,
-                       message: Any) -> bool:
-    """Handle one incoming frame; False when the connection should end."""
-    if message["type"] == "websocket.disconnect":
-        return False
-    text = message.get("text")
-    if text is None:
-        conn.send(_error(None, "binary_frame", "send JSON text frames"))
-        return True
-    if await _handle(conn, handlers, text) == "close":
-        with suppress(RuntimeError, WebSocketDisconnect):
-            await websocket.close(code=CLOSE_FORBIDDEN, reason="account no longer active")
-        return False
-    return True
+async def _serve(conn: Connection, handlers: Handlers, websocket: WebSocket) -> bool:
+    """Handle messages until the connection ends; True when its leases go at once (clean close)."""
+    while True:
+        message = await conn.receive()
+        if message is None:  # dropped as too slow, or the socket failed under a write
+            if conn.close_reason:
+                await conn.close_too_slow()
+            return False
+        if message["type"] == "websocket.disconnect":
+            return message.get("code") not in VANISHED
+        text = message.get("text")
+        if text is None:
+            conn.send(_error(None, "binary_frame", "send JSON text frames"))
+            continue
+        if await _handle(conn, handlers, text) == "close":
+            with suppress(RuntimeError, WebSocketDisconnect):
+                await websocket.close(code=CLOSE_FORBIDDEN, reason="account no longer active")
+            return True
 
 
 async def _handle(conn: Connection, handlers: Handlers, text: str) -> str | None:
@@ -199,7 +182,7 @@ async def _dispatch(conn: Connection, handlers: Handlers, msg: Any) -> None:
 
 
 async def _release_all(state: Any, conn: Connection) -> None:
-    """A clean close releases this connection's leases at once."""
+    """A clean close releases this connection's leases at once (a vanished one's expire)."""
     try:
         async with transaction(state.sessions) as session:
             await leases.release_connection(session, user_id=conn.user_id, connection_id=conn.id,

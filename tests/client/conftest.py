@@ -58,9 +58,7 @@ class Live:
         conns = self.server_side(project, user_id)
         assert conns, "no server connection to drop"
         for conn in conns:
-            conn.dropped = True
-            conn.close_reason = "dropped by the test"
-            conn.queue.put_nowait(None)
+            conn.drop("dropped by the test")
 
 
 @pytest.fixture

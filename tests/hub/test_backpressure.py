@@ -82,6 +82,6 @@ def test_the_send_queue_is_bounded_and_overflow_marks_the_client() -> None:
     assert not conn.dropped
     conn.send("one too many")
     assert conn.dropped and conn.overflowed.is_set() and "resume" in conn.close_reason
-    assert conn.queue.qsize() == 3  # nothing more is queued once dropped
+    assert len(conn.backlog) == 3  # nothing more is queued once dropped
     conn.send("later")
-    assert conn.queue.qsize() == 3
+    assert len(conn.backlog) == 3

@@ -146,3 +146,41 @@ async def test_demoted_labeler_gets_privileges_event_and_loses_the_lock(
                              client_op_id="d1", op=BOX)
     assert denied["code"] == "forbidden"
     await c.close()
+
+
+async def test_clean_close_releases_at_once_a_vanished_client_keeps_its_lease(
+        server: LiveServer, team: Team, users: UserFactory) -> None:
+    bob = await users("bob")
+    await add_member(team.owner, team.project_id, bob, role="labeler")
+    clean, lost = team.images[2], team.images[3]
+    other = await server.connect(bob)
+    await other.request("hello", project=team.project_id)
+    # A closing handshake: the lease goes at once.
+    first = await server.connect(team.owner)
+    await first.request("hello", project=team.project_id)
+    assert (await first.request("open_image", image=clean))["type"] == "ack"
+    await other.request("subscribe", image=clean)
+    await first.close()
+    released = await other.event("lock", image=clean, state="released")
+    assert "holder" not in released
+    assert (await other.request("open_image", image=clean))["type"] == "ack"
+    # The network drops (no close frame): the lease stays until it expires, so a blip does not
+    # hand the image to someone else; its holder gets it back on reconnecting.
+    second = await server.connect(team.owner)
+    await second.request("hello", project=team.project_id)
+    held = await second.request("open_image", image=lost)
+    assert held["type"] == "ack"
+    second.ws.transport.abort()
+    await second.closed.wait()
+    # The server noticed (it tells the room the owner went offline); the lease is still held.
+    gone = await other.event("presence", online=False)
+    assert gone["user"]["id"] == team.owner.user["id"]
+    refused = await other.request("open_image", image=lost)
+    assert refused["type"] == "error" and refused["code"] == "locked"
+    back = await server.connect(team.owner)
+    await back.request("hello", project=team.project_id)
+    again = await back.request("open_image", image=lost)
+    assert again["type"] == "ack" and again["lock"]["token"] > held["lock"]["token"]
+    await back.close()
+    await other.close()
+
