@@ -179,6 +179,22 @@ def test_import_and_export_dialogs(browser: Any, live: Live, tmp_path: Path) -> 
     with page.expect_download() as info:
         page.click("#export-download")
     assert info.value.suggested_filename.endswith(".csv")
+    page.click("dialog [aria-label=Close]")
+
+    # A folder upload keeps the folder in the names and applies the typed labels.
+    folder = tmp_path / "street"
+    folder.mkdir()
+    scene(folder / "x.png", 7)
+    scene(folder / "y.png", 8)
+    page.click("#upload-btn")
+    page.select_option("#upload-mode", "folder")
+    page.set_input_files("#upload-files", str(folder))
+    page.fill("#upload-labels", "street")
+    page.click("dialog button[type=submit]")
+    page.wait_for_selector("dialog p:has-text('Done: 2 uploaded')")
+    got = {i["name"]: [lab["name"] for lab in i["labels"]] for i in api.get(f"/api/v1/projects/{pid}/images").json()["images"]}
+    assert got == {"a.png": [], "street/x.png": ["street"], "street/y.png": ["street"]}
+    assert page.js_errors == []
 
 
 def _many_images(settings: Settings, pid: int, sha: str, count: int) -> None:
