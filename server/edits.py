@@ -199,8 +199,11 @@ async def touch(session: AsyncSession, open_span: OpenSpan | None, now: datetime
 
 async def append(session: AsyncSession, *, project_id: int, image_id: int | None,
                  user_id: int | None, kind: str, op: dict[str, Any], inverse: dict[str, Any] | None,
-                 client_op_id: str | None, origin: str, reverts_seq: int | None = None) -> int:
-    seq = await reserve_seqs(session, project_id, 1)
+                 client_op_id: str | None, origin: str, reverts_seq: int | None = None,
+                 seq: int | None = None) -> int:
+    """Write one log row (with ``seq`` when the caller reserved it already)."""
+    if seq is None:
+        seq = await reserve_seqs(session, project_id, 1)
     row = {"project_id": project_id, "seq": seq, "image_id": image_id, "user_id": user_id,
            "kind": kind, "op": op, "client_op_id": client_op_id, "reverts_seq": reverts_seq,
            "origin": origin, "created_at": utcnow()}
@@ -223,18 +226,23 @@ async def commit_op(
 
     The caller has checked that ``client_op_id`` is not a resend (``server.hub._context``).
     """
+    # The seq first: it locks the project row before any state is read, the order every other
+    # writer of the project (bulk labels, imports) follows, so none of them can commit between
+    # this read and this write, and none can deadlock with it.
+    seq = await reserve_seqs(session, project_id, 1)
     count = image.object_count
     kind = op_data.get("kind") if isinstance(op_data, dict) else None
+    new_labels: set[str] = set()
     if kind in LABEL_OP_KINDS:
         op, inverse = await _apply_label(session, project_id, image.id, user_id, op_data)
     else:
         op, inverse, new_labels = await _apply_objects(session, project_id, image, user_id,
                                                        op_data, settings, origin)
-        if new_labels and settings.synchronize_labels:
-            await _sync(session, project_id, image.id, user_id, new_labels)
-    seq = await append(session, project_id=project_id, image_id=image.id, user_id=user_id,
-                       kind=str(op.get("kind")), op=op, inverse=inverse,
-                       client_op_id=client_op_id, origin=origin, reverts_seq=reverts_seq)
+    await append(session, project_id=project_id, image_id=image.id, user_id=user_id,
+                 kind=str(op.get("kind")), op=op, inverse=inverse, client_op_id=client_op_id,
+                 origin=origin, reverts_seq=reverts_seq, seq=seq)
+    if new_labels and settings.synchronize_labels:
+        await _sync(session, project_id, image.id, user_id, new_labels)
     values: dict[str, Any] = {"labeled_at": utcnow(), "labeled_by": user_id}
     if image.object_count != count:
         values["object_count"] = image.object_count
