@@ -320,6 +320,13 @@ def test_live_badges_selection_and_label_tools(browser: Any, live: Live, tmp_pat
     page.keyboard.press("d")
     page.wait_for_selector("#toasts:has-text('No more images to label with this selection')")
     assert page.inner_text(".side strong") == "dogs/2.png"
+    # With no selection, "Label images" follows the filter.
+    page.goto(f"{live.url}/#/p/{pid}?label=dogs")
+    page.wait_for_function("document.querySelectorAll('.tile').length === 2")
+    page.click("#label-images")
+    page.wait_for_function("document.querySelector('.side strong')?.textContent === 'dogs/2.png'")
+    page.keyboard.press("d")
+    page.wait_for_function("document.querySelector('.side strong')?.textContent === 'dogs/3.png'")
 
     # Label panel: the color picker recolors a label; the star makes it the default everywhere.
     page.goto(f"{live.url}/#/p/{pid}")
@@ -327,9 +334,10 @@ def test_live_badges_selection_and_label_tools(browser: Any, live: Live, tmp_pat
     page.locator(".tile").nth(3).click()
     page.click(".label-row[data-name=cats] .plus")
     page.wait_for_selector(f".tile[data-id='{ids[3]}'] .chip:has-text('cats')")
-    # The panel redraws its rows after a change, then reloads the grid: wait for that reload.
-    with page.expect_response(lambda r: r.request.method == "GET" and f"/projects/{pid}/images" in r.url):
-        page.locator(".label-row[data-name=cats] input[type=color]").fill("#123456")
+    # The panel redraws its rows after a change: wait for the redraw.
+    page.evaluate("document.querySelector('.label-row[data-name=cats]').dataset.old = 'yes'")
+    page.locator(".label-row[data-name=cats] input[type=color]").fill("#123456")
+    page.wait_for_function("document.querySelector('.label-row[data-name=cats]')?.dataset.old === undefined")
     page.click(".label-row[data-name=cats] .more")
     page.click(".label-row[data-name=cats] .menu >> text=★ Default everywhere")
     page.wait_for_selector(f".tile[data-id='{ids[3]}'] .chip.default:has-text('cats')")

@@ -100,7 +100,11 @@ export function labelPanel({ ctx, pid, can, getTarget, countSelected, reload, on
     // Never pull a rename field from under the person typing in it; redraw when they finish.
     stale = list.contains(document.activeElement) && document.activeElement.classList.contains("rename");
     if (stale) { onLabels?.(labels); return labels; }
+    // A row's open menu stays open across a redraw (a live refresh must not close it under the pointer).
+    const open = list.querySelector(".menu:not([hidden])")?.closest(".label-row")?.dataset.name;
     list.replaceChildren(...labels.map(row));
+    const again = open && [...list.querySelectorAll(".label-row")].find((r) => r.dataset.name === open);
+    if (again) { again.querySelector(".menu").hidden = false; again.querySelector(".more").setAttribute("aria-expanded", "true"); }
     if (!labels.length) list.append(h("li", { class: "muted" }, "No labels yet."));
     onLabels?.(labels);
     return labels;
