@@ -10,6 +10,7 @@ from types import ModuleType
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -20,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 from server import accounts, formats, images, labels, preferences, projects, stats
 from server.auth import TokenSigner, configure_password_hashing
 from server.db import make_engine, make_sessionmaker, transaction
-from server.errors import exception_handlers
+from server.errors import ApiError, exception_handlers
 from server.hub import endpoint as hub_endpoint
 from server.hub.connection import CaptureSend
 from server.models import User
@@ -44,14 +45,19 @@ async def ensure_admin(app: Starlette) -> None:
     settings: Settings = app.state.settings
     if not settings.admin_email or not settings.admin_password:
         return
-    async with transaction(app.state.sessions) as session:
-        count = (await session.execute(select(func.count()).select_from(User))).scalar_one()
-        if count == 0:
-            await accounts.create_user_row(
-                session, UserIn(email=settings.admin_email, password=settings.admin_password,
-                                name="Admin", is_admin=True)
-            )
-            log.info("created site admin %s", settings.admin_email)
+    try:
+        async with transaction(app.state.sessions) as session:
+            count = (await session.execute(select(func.count()).select_from(User))).scalar_one()
+            if count == 0:
+                await accounts.create_user_row(
+                    session, UserIn(email=settings.admin_email, password=settings.admin_password,
+                                    name="Admin", is_admin=True)
+                )
+                log.info("created site admin %s", settings.admin_email)
+    except (ApiError, IntegrityError):
+        # Two processes started on an empty database at once and the other one won: its row
+        # stands (the email is unique), and that is all this wanted.
+        log.info("site admin %s was created by another process", settings.admin_email)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
