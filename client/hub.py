@@ -44,6 +44,7 @@ from server.protocol import (
     LockInfo,
     OpEvent,
     PresenceEvent,
+    Present,
     PrivilegesEvent,
     ProgressEvent,
     ResetEvent,
@@ -117,6 +118,7 @@ class LabelhubClient:
         self.active = True  # heartbeats say whether the user is working (labeling time)
         self.user: UserRef | None = None
         self.privileges: list[str] = []
+        self.present: list[Present] = []  # who else was in the project when we (re)joined
         self.reconnects = 0
         self._email, self._password = email, password
         self._ids = RequestIds()
@@ -390,6 +392,7 @@ class LabelhubClient:
             await conn.reader
             raise
         self.user, self.privileges = ack.user, list(ack.privileges or [])
+        self.present = list(ack.present or [])
         self._tracker.user_id = ack.user.id if ack.user else None
         self._tracker.joined(ack.seq)
         if resume:

@@ -137,6 +137,13 @@ class LockInfo(_Msg):
     expires_at: str  # ISO 8601, UTC
 
 
+class Present(BaseModel):
+    """Someone in the project right now (the hello ack lists them), and the image they are on."""
+
+    user: UserRef
+    image: int | None = None
+
+
 class Ack(_Msg):
     """The answer to a request. Which optional fields are set depends on the request."""
 
@@ -150,6 +157,7 @@ class Ack(_Msg):
     holder: UserRef | None = None
     op: dict[str, Any] | None = None
     duplicate: bool | None = None
+    present: list[Present] | None = None
 
 
 class Error(_Msg):

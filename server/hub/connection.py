@@ -116,6 +116,7 @@ class Connection:
     own_ops: deque[str] = field(default_factory=lambda: deque(maxlen=OWN_OPS_REMEMBERED))
     limiter: RateLimit = field(default_factory=lambda: RateLimit(rate=100.0, burst=300.0))
     last_cursor: float = 0.0
+    viewing: int | None = None  # the image this connection last opened or pointed at
     dropped: bool = False
     close_reason: str = ""
     overflowed: asyncio.Event = field(default_factory=asyncio.Event)

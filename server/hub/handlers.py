@@ -139,7 +139,7 @@ class Handlers:
             conn.subscriptions[image_id] = msg.since or 0
         seq, reset = await self.hub.join(conn, msg.project, msg.since)
         conn.send(encode(Ack(id=msg.id, seq=seq, user=UserRef(id=conn.user_id, name=conn.user_name),
-                             privileges=to_names(conn.privileges))))
+                             privileges=to_names(conn.privileges), present=self.hub.present(conn))))
         if reset:
             conn.send(encode(ResetEvent(seq=seq, reason="resume point is older than the kept log")))
             for image_id in list(conn.subscriptions):
@@ -173,6 +173,7 @@ class Handlers:
             raise RequestError("locked", f"{who.name if who else 'someone'} is labeling this image",
                                UserRef(id=who.id, name=who.name) if who else None)
         snap = await self.subscribe_image(conn, msg.image)
+        conn.viewing = msg.image
         conn.send(encode(Ack(id=msg.id, seq=snap.seq, image=msg.image,
                              lock=self._lock_info(result.token, result.expires_at))))
         conn.send(snap.frame)
@@ -287,6 +288,7 @@ class Handlers:
         if now - conn.last_cursor < CURSOR_INTERVAL:
             return  # throttled: presence is best effort
         conn.last_cursor = now
+        conn.viewing = msg.image
         self.hub.broadcast_presence(conn, msg.image, msg.x, msg.y)
         publish = getattr(self.state, "publish_presence", None)
         if publish is not None:

@@ -25,6 +25,7 @@ from server.protocol import (
     LockEvent,
     OpEvent,
     PresenceEvent,
+    Present,
     PrivilegesEvent,
     ProgressEvent,
     UserRef,
@@ -90,6 +91,19 @@ class Hub:
                 return room.seq, reset
         finally:
             room.joining -= 1
+
+    def present(self, conn: Connection) -> list[Present]:
+        """Who else is in ``conn``'s project on this process, one entry per user."""
+        room = self.rooms.get(conn.project_id or 0)
+        seen: dict[int, Present] = {}
+        for other in list(room.connections) if room else ():
+            if other.user_id == conn.user_id:
+                continue
+            known = seen.get(other.user_id)
+            if known is None or (known.image is None and other.viewing is not None):
+                seen[other.user_id] = Present(user=UserRef(id=other.user_id, name=other.user_name),
+                                              image=other.viewing)
+        return sorted(seen.values(), key=lambda p: p.user.id)
 
     def leave(self, conn: Connection) -> None:
         if conn.project_id is None:

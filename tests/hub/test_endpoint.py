@@ -36,6 +36,21 @@ async def test_hello_ack_and_hello_first(server: LiveServer, team: Team) -> None
     await c.close()
 
 
+async def test_hello_lists_who_is_present(server: LiveServer, team: Team, users: UserFactory) -> None:
+    bob = await users("bob")
+    await add_member(team.owner, team.project_id, bob, role="labeler")
+    alice = await server.connect(team.owner)
+    first = await alice.request("hello", project=team.project_id)
+    assert first["present"] == []
+    assert (await alice.request("open_image", image=team.images[0]))["type"] == "ack"
+    watcher = await server.connect(bob)
+    ack = await watcher.request("hello", project=team.project_id)
+    assert ack["present"] == [{"user": {"id": team.owner.user["id"], "name": team.owner.user["name"]},
+                               "image": team.images[0]}]
+    await alice.close()
+    await watcher.close()
+
+
 async def test_lock_op_broadcast_and_exclusive_lock(server: LiveServer, team: Team, users: UserFactory) -> None:
     bob = await users("bob")
     await add_member(team.owner, team.project_id, bob, role="labeler")
