@@ -63,6 +63,8 @@ export class HubClient {
       const ack = await this.raw("hello", hello, ws);
       if (this.seq === null && typeof ack.seq === "number") this.seq = ack.seq;
       this.user = ack.user; this.privileges = ack.privileges || [];
+      // Who was already here: told as presence events, so views treat them like any other.
+      for (const p of ack.present || []) this.onEvent?.({ type: "presence", user: p.user, image: p.image ?? null, online: true });
       this.attempt = 0;
       const resumed = this.attemptedBefore;
       this.attemptedBefore = true;

@@ -119,6 +119,12 @@ class Handlers:
             conn.subscriptions[image_id] = snap.seq
         return snap
 
+    def _now_viewing(self, conn: Connection, image_id: int) -> None:
+        """Tell the project who is on which image (without waiting for a cursor move)."""
+        if conn.viewing != image_id:
+            conn.viewing = image_id
+            self.hub.broadcast_presence(conn, image_id, None, None)
+
     # --- messages ----------------------------------------------------------------------------
 
     async def hello(self, conn: Connection, msg: Hello) -> None:
@@ -173,7 +179,7 @@ class Handlers:
             raise RequestError("locked", f"{who.name if who else 'someone'} is labeling this image",
                                UserRef(id=who.id, name=who.name) if who else None)
         snap = await self.subscribe_image(conn, msg.image)
-        conn.viewing = msg.image
+        self._now_viewing(conn, msg.image)
         conn.send(encode(Ack(id=msg.id, seq=snap.seq, image=msg.image,
                              lock=self._lock_info(result.token, result.expires_at))))
         conn.send(snap.frame)
@@ -222,6 +228,7 @@ class Handlers:
             return
         image, result = chosen
         snap = await self.subscribe_image(conn, image.id)
+        self._now_viewing(conn, image.id)
         holder = UserRef(id=result.holder.id, name=result.holder.name) if result.holder else None
         lock = self._lock_info(result.token, result.expires_at) if result.granted else None
         conn.send(encode(Ack(id=msg.id, image=image.id, seq=snap.seq, lock=lock, holder=holder)))

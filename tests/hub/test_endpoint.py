@@ -47,6 +47,10 @@ async def test_hello_lists_who_is_present(server: LiveServer, team: Team, users:
     ack = await watcher.request("hello", project=team.project_id)
     assert ack["present"] == [{"user": {"id": team.owner.user["id"], "name": team.owner.user["name"]},
                                "image": team.images[0]}]
+    # Opening another image tells the project at once, without waiting for a cursor move.
+    assert (await alice.request("open_image", image=team.images[1]))["type"] == "ack"
+    moved = await watcher.event("presence", image=team.images[1])
+    assert moved["user"]["id"] == team.owner.user["id"] and moved["online"] is True
     await alice.close()
     await watcher.close()
 
