@@ -7,8 +7,6 @@ with circles, squares, stars and rings (a polygon with a hole).
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import math
 from typing import Any
 
@@ -184,17 +182,3 @@ async def seed_with_settings(settings: Settings) -> int | None:
         return await seed_demo(make_sessionmaker(engine), settings)
     finally:
         await engine.dispose()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="labelhub demo",
-                                     description="Create the demo project when the database has none.")
-    parser.parse_args(argv)
-    project_id = asyncio.run(seed_with_settings(get_settings()))
-    print(f"demo project created (id {project_id})" if project_id is not None else
-          "no demo project: the database already has a project, or no site admin yet")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
