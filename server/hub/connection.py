@@ -117,6 +117,7 @@ class Connection:
     limiter: RateLimit = field(default_factory=lambda: RateLimit(rate=100.0, burst=300.0))
     last_cursor: float = 0.0
     viewing: int | None = None  # the image this connection last opened or pointed at
+    ever_locked: bool = False  # was granted a lease: only then do heartbeats renew anything
     dropped: bool = False
     close_reason: str = ""
     overflowed: asyncio.Event = field(default_factory=asyncio.Event)

@@ -174,6 +174,7 @@ class Handlers:
                 ttl=self.settings.lock_ttl_seconds, take_over=msg.take_over, now=utcnow(),
                 idle_limit=self.settings.idle_limit_seconds)
             assert result is not None
+        conn.ever_locked |= result.granted
         if not result.granted:
             who = result.holder
             raise RequestError("locked", f"{who.name if who else 'someone'} is labeling this image",
@@ -193,6 +194,9 @@ class Handlers:
         conn.send(encode(Ack(id=msg.id)))
 
     async def heartbeat(self, conn: Connection, msg: Heartbeat) -> None:
+        if not conn.ever_locked:  # a watcher: nothing to renew, no transaction
+            conn.send(encode(Ack(id=msg.id)))
+            return
         async with transaction(self.state.sessions) as session:
             await leases.renew(session, user_id=conn.user_id, connection_id=conn.id, now=utcnow(),
                                ttl=self.settings.lock_ttl_seconds, active=msg.active,
@@ -230,6 +234,7 @@ class Handlers:
         snap = await self.subscribe_image(conn, image.id)
         self._now_viewing(conn, image.id)
         holder = UserRef(id=result.holder.id, name=result.holder.name) if result.holder else None
+        conn.ever_locked |= result.granted
         lock = self._lock_info(result.token, result.expires_at) if result.granted else None
         conn.send(encode(Ack(id=msg.id, image=image.id, seq=snap.seq, lock=lock, holder=holder)))
         conn.send(snap.frame)
