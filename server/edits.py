@@ -23,6 +23,7 @@ from server.classification import (
     parse_label_op,
     sync_label_ops,
 )
+from server.db import run
 from server.geometry import GeometryError, LabelObject, Policy, edit, object_to_dict, parse_object
 from server.geometry import op_to_dict as geometry_op_to_dict
 from server.geometry import parse_op as parse_geometry_op
@@ -146,11 +147,11 @@ _TOUCH = update(_SPAN_TABLE).where(_SPAN_TABLE.c.id == bindparam("b_id"))
 async def load_objects(session: AsyncSession, image_id: int, ids: set[str] | None) -> dict[str, Any]:
     """Object rows (plain column tuples, not ORM instances: cheaper on the hot path) by id."""
     if ids is None:
-        result = await session.execute(_ALL_OBJECTS, {"image_id": image_id})
+        result = await run(session, _ALL_OBJECTS, {"image_id": image_id})
     elif not ids:
         return {}
     else:
-        result = await session.execute(_SOME_OBJECTS, {"image_id": image_id, "ids": sorted(ids)})
+        result = await run(session, _SOME_OBJECTS, {"image_id": image_id, "ids": sorted(ids)})
     return {row.id: row for row in result}
 
 
@@ -169,7 +170,7 @@ async def check_lock(session: AsyncSession, image_id: int, user_id: int, token: 
     ``FOR UPDATE`` keeps a take-over from slipping in between this check and the commit. The
     lease's open labeling session comes back from the same statement.
     """
-    row = (await session.execute(_LOCK_AND_SPAN, {"image_id": image_id})).first()
+    row = (await run(session, _LOCK_AND_SPAN, {"image_id": image_id})).first()
     lease = Lease.of(row) if row is not None else None
     problem = check_token(lease, user_id, token, now)
     if problem is not None:
@@ -193,7 +194,7 @@ async def touch(session: AsyncSession, open_span: OpenSpan | None, now: datetime
     if (now - open_span.span.last_activity_at).total_seconds() < TOUCH_RESOLUTION:
         return
     span = timing.touch(open_span.span, now, idle_limit)
-    await session.execute(_TOUCH, {"b_id": open_span.id, "last_activity_at": span.last_activity_at,
+    await run(session, _TOUCH, {"b_id": open_span.id, "last_activity_at": span.last_activity_at,
                                    "active_seconds": span.active_seconds})
 
 
@@ -210,7 +211,7 @@ async def append(session: AsyncSession, *, project_id: int, image_id: int | None
     if inverse is not None:
         # Left out otherwise: SQL NULL, not JSON null, so "has an inverse" is a plain IS NOT NULL.
         row["inverse"] = inverse
-    await session.execute(_INSERT_LOG, row)
+    await run(session, _INSERT_LOG, row)
     notify_after_commit(session, project_id, seq, LoggedOp(
         seq=seq, image_id=image_id, user_id=user_id, kind=kind, op=op, client_op_id=client_op_id,
         origin=origin))
@@ -247,7 +248,7 @@ async def commit_op(
     if image.object_count != count:
         values["object_count"] = image.object_count
     values["b_id"] = image.id
-    await session.execute(_LABELED, values)
+    await run(session, _LABELED, values)
     return Committed(seq=seq, op=op, inverse=inverse)
 
 
@@ -299,7 +300,7 @@ async def _apply_objects(
         row = rows.get(oid)
         if obj is None:
             if row is not None:
-                await session.execute(_DELETE_OBJECT, {"b_image_id": image.id, "b_id": oid})
+                await run(session, _DELETE_OBJECT, {"b_image_id": image.id, "b_id": oid})
                 count -= 1
             continue
         data = object_to_dict(obj)
@@ -308,13 +309,13 @@ async def _apply_objects(
         if obj.label and (row is None or row.label != obj.label):
             new_labels.add(obj.label)
         if row is None:
-            await session.execute(_INSERT_OBJECT, {
+            await run(session, _INSERT_OBJECT, {
                 "image_id": image.id, "id": oid, "project_id": project_id, "version": 1,
                 "source": "import" if origin == "import" else "manual", "created_by": user_id,
                 "updated_by": user_id, "created_at": now, "updated_at": now, **values})
             count += 1
         else:
-            await session.execute(_UPDATE_OBJECT, {
+            await run(session, _UPDATE_OBJECT, {
                 "b_image_id": image.id, "b_id": oid, "version": row.version + 1,
                 "updated_by": user_id, "updated_at": now, **values})
     # The caller writes the new count with the image's other columns, in one statement.

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.db import run
 from server.edits import ImageRef
 from server.models import Image, Membership, OpLogEntry, Project, User
 from server.permissions import Actor
@@ -76,7 +77,7 @@ _CONTEXT = (
 async def load(session: AsyncSession, *, user_id: int, project_id: int, image_id: int,
                client_op_id: str | None, cache: SettingsCache) -> OpContext | None:
     """``None`` when the user no longer exists."""
-    row = (await session.execute(_CONTEXT, {"user_id": user_id, "project_id": project_id,
+    row = (await run(session, _CONTEXT, {"user_id": user_id, "project_id": project_id,
                                             "image_id": image_id,
                                             "client_op_id": client_op_id})).first()
     if row is None:

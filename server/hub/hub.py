@@ -19,6 +19,7 @@ from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server._oplog import LoggedOp
+from server.db import run
 from server.hub.connection import Connection
 from server.models import Image, ImageLabel, ImageLock, Membership, OpLogEntry, Project, utcnow
 from server.protocol import (
@@ -195,7 +196,7 @@ class Hub:
             async with self.sessions() as session:
                 # Most wakes find nothing new (the doorbell rings for this process's own commits
                 # too): a primary-key read of the head is cheaper than the log query.
-                head = (await session.execute(_HEAD, {"project_id": room.project_id})).scalar()
+                head = (await run(session, _HEAD, {"project_id": room.project_id})).scalar()
                 if head is None or head <= room.seq:
                     return
                 rows = (await session.execute(
