@@ -50,6 +50,8 @@ class ImageRef:
     width: int
     height: int
     object_count: int
+    labeled_by: int | None = None
+    labeled_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,8 @@ _LOG_TABLE: Any = OpLogEntry.__table__
 _INSERT_LOG = insert(_LOG_TABLE)
 _IMAGE_TABLE: Any = Image.__table__
 _LABELED = update(_IMAGE_TABLE).where(_IMAGE_TABLE.c.id == bindparam("b_id"))
-_LOCK_AND_SPAN = (
+#: An image's lease and its open labeling session, locked (``server.hub._context`` embeds it).
+LEASE_AND_SPAN = (
     select(ImageLock.holder_id, ImageLock.connection_id, ImageLock.token, ImageLock.expires_at,
            LabelingSession.id.label("span_id"), LabelingSession.started_at,
            LabelingSession.last_activity_at, LabelingSession.active_seconds)
@@ -163,15 +166,14 @@ class OpenSpan:
     span: timing.Span
 
 
-async def check_lock(session: AsyncSession, image_id: int, user_id: int, token: int,
-                     now: datetime) -> OpenSpan | None:
+def check_lease(row: Any, user_id: int, token: int, now: datetime) -> OpenSpan | None:
     """The op's fencing token must be the image's current, unexpired lease held by this user.
 
-    ``FOR UPDATE`` keeps a take-over from slipping in between this check and the commit. The
-    lease's open labeling session comes back from the same statement.
+    ``row`` has the columns of ``LEASE_AND_SPAN`` (all ``None`` when the image never had a
+    lease), read ``FOR UPDATE`` in the op's transaction so a take-over cannot slip in between
+    this check and the commit. Returns the lease's open labeling session.
     """
-    row = (await run(session, _LOCK_AND_SPAN, {"image_id": image_id})).first()
-    lease = Lease.of(row) if row is not None else None
+    lease = Lease.of(row) if row is not None and row.token is not None else None
     problem = check_token(lease, user_id, token, now)
     if problem is not None:
         raise EditError(problem[0], problem[1])
@@ -244,11 +246,17 @@ async def commit_op(
                  origin=origin, reverts_seq=reverts_seq, seq=seq)
     if new_labels and settings.synchronize_labels:
         await _sync(session, project_id, image.id, user_id, new_labels)
-    values: dict[str, Any] = {"labeled_at": utcnow(), "labeled_by": user_id}
+    values: dict[str, Any] = {}
     if image.object_count != count:
         values["object_count"] = image.object_count
-    values["b_id"] = image.id
-    await run(session, _LABELED, values)
+    now = utcnow()
+    if image.labeled_by != user_id or image.labeled_at is None \
+            or (now - image.labeled_at).total_seconds() >= TOUCH_RESOLUTION:
+        # "Last labeled" to the second: a burst of one labeler's edits writes it once.
+        values.update(labeled_at=now, labeled_by=user_id)
+    if values:
+        values["b_id"] = image.id
+        await run(session, _LABELED, values)
     return Committed(seq=seq, op=op, inverse=inverse)
 
 

@@ -12,11 +12,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import and_, bindparam, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db import run
-from server.edits import ImageRef
+from server.edits import LEASE_AND_SPAN, ImageRef
 from server.models import Image, Membership, OpLogEntry, Project, User
 from server.permissions import Actor
 from server.preferences import USER_KEYS, LabelingSettings, merge
@@ -29,6 +29,7 @@ class OpContext:
     actor: Actor
     settings: LabelingSettings
     duplicate_seq: int | None
+    lease: Any  # the image's lease and open labeling session (``server.edits.check_lease``)
 
 
 class SettingsCache:
@@ -59,18 +60,24 @@ _PROJECT: Any = bindparam("project_id")
 _IMAGE: Any = bindparam("image_id")
 # Built once (building a statement costs more CPU than running it); a NULL client_op_id matches
 # nothing, so undo and redo use the same statement.
+# The image's lease is read FOR UPDATE here too (a locking CTE), so the fencing-token check
+# needs no statement of its own.
+_LEASE = LEASE_AND_SPAN.cte("lease")
 _CONTEXT = (
     select(User.is_active, User.is_admin, User.settings.label("user_settings"),
            Membership.privileges, Membership.settings.label("member_settings"),
            Project.settings.label("project_settings"),
            Image.id.label("image_id"), Image.width, Image.height, Image.object_count,
+           Image.labeled_by, Image.labeled_at,
            select(OpLogEntry.seq).where(OpLogEntry.user_id == _USER,
                                         OpLogEntry.client_op_id == bindparam("client_op_id"))
-           .scalar_subquery().label("duplicate_seq"))
+           .scalar_subquery().label("duplicate_seq"),
+           *_LEASE.c)
     .select_from(User)
     .join(Project, Project.id == _PROJECT)
     .outerjoin(Membership, and_(Membership.project_id == _PROJECT, Membership.user_id == _USER))
     .outerjoin(Image, and_(Image.id == _IMAGE, Image.project_id == _PROJECT))
+    .outerjoin(_LEASE, true())
     .where(User.id == _USER))
 
 
@@ -82,10 +89,11 @@ async def load(session: AsyncSession, *, user_id: int, project_id: int, image_id
                                             "client_op_id": client_op_id})).first()
     if row is None:
         return None
-    ref = (ImageRef(row.image_id, project_id, row.width, row.height, row.object_count)
+    ref = (ImageRef(row.image_id, project_id, row.width, row.height, row.object_count,
+                    row.labeled_by, row.labeled_at)
            if row.image_id is not None else None)
     settings = cache.merged(row.project_settings, _user_keys(row.user_settings),
                             _user_keys(row.member_settings))
     return OpContext(image=ref, active=bool(row.is_active),
                      actor=Actor(user_id=user_id, is_admin=bool(row.is_admin), privileges=row.privileges),
-                     settings=settings, duplicate_seq=row.duplicate_seq)
+                     settings=settings, duplicate_seq=row.duplicate_seq, lease=row)

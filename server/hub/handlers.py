@@ -20,7 +20,7 @@ from server import _label_store as label_store
 from server import undo as undo_log
 from server._web import actor_for
 from server.db import transaction
-from server.edits import EditError, check_lock, commit_op, touch
+from server.edits import EditError, check_lease, commit_op, touch
 from server.hub import _context, _snapshot, leases
 from server.hub.connection import Connection
 from server.hub.hub import Hub
@@ -266,7 +266,7 @@ class Handlers:
                 return
             assert ctx.image is not None and conn.project_id is not None
             now = utcnow()
-            span = await check_lock(session, ctx.image.id, conn.user_id, msg.token, now)
+            span = check_lease(ctx.lease, conn.user_id, msg.token, now)
             done = await commit_op(session, project_id=conn.project_id, image=ctx.image,
                                    user_id=conn.user_id, op_data=msg.op, settings=ctx.settings,
                                    client_op_id=msg.client_op_id)
@@ -281,7 +281,7 @@ class Handlers:
             ctx = await self._edit_context(session, conn, msg.image, None)
             assert ctx.image is not None and conn.project_id is not None
             now = utcnow()
-            span = await check_lock(session, ctx.image.id, conn.user_id, msg.token, now)
+            span = check_lease(ctx.lease, conn.user_id, msg.token, now)
             row = await undo_log.target(session, image_id=ctx.image.id, user_id=conn.user_id,
                                         depth=ctx.settings.undo_history_length, which=which)
             if row is None:
