@@ -36,8 +36,10 @@ class PgBus:
     """LISTENs for the doorbell and presence; publishes presence."""
 
     def __init__(self, dsn: str, ring: Callable[[], None],
-                 on_presence: Callable[[dict[str, Any]], None], retry: float = 1.0) -> None:
+                 on_presence: Callable[[dict[str, Any]], None], retry: float = 1.0,
+                 resync: Callable[[], None] | None = None) -> None:
         self.dsn, self.ring, self.on_presence, self.retry = dsn, ring, on_presence, retry
+        self.resync = resync  # on (re)connecting, instead of a ring: rings may have been missed
         self.process_id = uuid.uuid4().hex[:12]
         self._task: asyncio.Task[None] | None = None
         self._publisher: Any = None
@@ -63,7 +65,7 @@ class PgBus:
             await conn.add_listener(DOORBELL_CHANNEL, lambda *_args: self.ring())
             await conn.add_listener(PRESENCE_CHANNEL, self._presence)
             self.connected.set()
-            self.ring()  # catch up on whatever rang while we were away
+            (self.resync or self.ring)()  # catch up on whatever rang while we were away
             await closed.wait()
         finally:
             self.connected.clear()

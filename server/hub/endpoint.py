@@ -221,7 +221,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     unregister = _oplog.on_ops_committed(hub.committed)
     bus: PgBus | None = None
     if not is_sqlite(url):
-        bus = PgBus(asyncpg_dsn(url), ring=lambda: hub.poke(None),
+        hub.counts_own_rings = True
+        bus = PgBus(asyncpg_dsn(url), ring=hub.doorbell, resync=hub.resync_rings,
                     on_presence=lambda m: _deliver_presence(hub, m))
         bus.start()
         state.bus = bus

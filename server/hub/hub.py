@@ -71,6 +71,10 @@ class Hub:
         self.rooms: dict[int, Room] = {}
         self.poll_interval = poll_interval
         self._closing = False
+        # Doorbells this process rang itself and has not heard back yet (PostgreSQL rings every
+        # commit's doorbell to every listener, the committer's own included).
+        self.own_rings = 0
+        self.counts_own_rings = False
 
     # --- rooms and membership ----------------------------------------------------------------
 
@@ -151,6 +155,8 @@ class Hub:
         Deliver the rows this process already holds without reading them back, right after the
         committing task sends its ack; anything out of order falls back to the tail.
         """
+        if self.counts_own_rings:
+            self.own_rings += 1
         if project_id not in self.rooms:
             return
         if entries is None:
@@ -170,6 +176,20 @@ class Hub:
             room.seq = entry.seq
             self._fan_out(room, entry)
         self._schedule_progress(room)
+
+    def doorbell(self) -> None:
+        """Some process committed ops. Our own commits were delivered already: skip as many
+        rings as we caused (if one from elsewhere is skipped instead, ours still arrives later
+        and wakes the tails then; the poll covers the rest)."""
+        if self.own_rings > 0:
+            self.own_rings -= 1
+            return
+        self.poke(None)
+
+    def resync_rings(self) -> None:
+        """The listener (re)connected: rings sent meanwhile are lost; read everything."""
+        self.own_rings = 0
+        self.poke(None)
 
     def poke(self, project_id: int | None = None) -> None:
         """Wake one room (a local commit) or all (a doorbell from another process)."""
