@@ -258,7 +258,7 @@ def write_docs(table: str, machine: str, quick: bool) -> None:
     section = (
         "## Hub\n\n"
         f"`python -m benchmarks.hub{' --quick' if quick else ''}` (also part of `make bench`). "
-        f"Machine: {machine} (other engineers' test suites share the 2 cores). The server is one "
+        f"Machine: {machine}. The server is one "
         "`labelhub serve` process on PostgreSQL 15; the load generator runs on the same cores, so "
         "the figures carry its noise. The baseline "
         "is a bare `websockets.broadcast` server (benchmarks/_raw_broadcast.py) or a raw asyncpg "
