@@ -7,9 +7,9 @@ Both go through the normal commit path as new log rows (origin ``undo`` / ``redo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -65,3 +65,41 @@ async def target(session: AsyncSession, *, image_id: int, user_id: int, depth: i
         return None
     return (await session.execute(select(OpLogEntry).where(
         OpLogEntry.image_id == image_id, OpLogEntry.seq == chosen[-1]))).scalar_one_or_none()
+
+
+def follow_renames(op: Any, renames: Sequence[tuple[str, str]]) -> Any:
+    """``op`` with label names carried through the renames made after it was logged, so undoing
+    an edit made before a rename acts on the label under its new name. Pure."""
+    if not renames or not isinstance(op, dict):
+        return op
+
+    def name(value: Any) -> Any:
+        for old, new in renames:
+            if value == old:
+                value = new
+        return value
+
+    def obj(o: Any) -> Any:
+        return {**o, "label": name(o.get("label"))} if isinstance(o, dict) and "label" in o else o
+
+    out = dict(op)
+    if "label" in out:
+        out["label"] = name(out["label"])
+    if isinstance(out.get("labels"), list):
+        out["labels"] = [obj(item) for item in out["labels"]]
+    if "object" in out:
+        out["object"] = obj(out["object"])
+    if isinstance(out.get("objects"), list):
+        out["objects"] = [obj(item) for item in out["objects"]]
+    if isinstance(out.get("ops"), list):
+        out["ops"] = [follow_renames(sub, renames) for sub in out["ops"]]
+    return out
+
+
+async def renames_after(session: AsyncSession, project_id: int, seq: int) -> list[tuple[str, str]]:
+    """The label renames logged in the project after ``seq``, oldest first."""
+    rows = (await session.execute(
+        select(OpLogEntry.op).where(OpLogEntry.project_id == project_id,
+                                    OpLogEntry.kind == "rename_label", OpLogEntry.seq > seq)
+        .order_by(OpLogEntry.seq))).scalars()
+    return [(str(op.get("from")), str(op.get("to"))) for op in rows if isinstance(op, dict)]

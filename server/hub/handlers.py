@@ -287,6 +287,8 @@ class Handlers:
             if row is None:
                 raise RequestError(f"nothing_to_{which}", f"there is nothing to {which}")
             op_data: Any = row.inverse if which == "undo" else row.op
+            op_data = undo_log.follow_renames(
+                op_data, await undo_log.renames_after(session, conn.project_id, row.seq))
             done = await commit_op(session, project_id=conn.project_id, image=ctx.image,
                                    user_id=conn.user_id, op_data=op_data, settings=ctx.settings,
                                    client_op_id=client_op_id, origin=which, reverts_seq=row.seq)
