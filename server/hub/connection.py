@@ -116,7 +116,6 @@ class Connection:
     own_ops: deque[str] = field(default_factory=lambda: deque(maxlen=OWN_OPS_REMEMBERED))
     limiter: RateLimit = field(default_factory=lambda: RateLimit(rate=100.0, burst=300.0))
     last_cursor: float = 0.0
-    viewing: int | None = None  # the image this connection last opened or pointed at
     ever_locked: bool = False  # was granted a lease: only then do heartbeats renew anything
     dropped: bool = False
     close_reason: str = ""

@@ -96,8 +96,12 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     try:
         release = await _serve(conn, handlers, websocket)
     finally:
-        state.hub.leave(conn)
+        was_viewing = state.hub.leave(conn)
         await conn.stop()
+        publish = getattr(state, "publish_presence", None)
+        if was_viewing and publish is not None:  # the other processes' rooms drop my badge too
+            with suppress(Exception):
+                await publish(conn, None, None, None, online=False)
         if release:
             await _release_all(state, conn)
 
@@ -227,10 +231,12 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         bus.start()
         state.bus = bus
 
-        async def publish(conn: Connection, image: int | None, x: float | None, y: float | None) -> None:
+        async def publish(conn: Connection, image: int | None, x: float | None, y: float | None,
+                          online: bool = True) -> None:
             assert bus is not None
             await bus.publish_presence({"project": conn.project_id, "user": conn.user_id,
-                                        "name": conn.user_name, "image": image, "x": x, "y": y})
+                                        "name": conn.user_name, "image": image, "x": x, "y": y,
+                                        "online": online})
 
         state.publish_presence = publish
     sweeper = asyncio.create_task(_sweep(state), name="lease-sweeper")
@@ -251,7 +257,8 @@ def _deliver_presence(hub: Hub, message: dict[str, Any]) -> None:
     if room is None:
         return
     frame = encode(PresenceEvent(user=UserRef(id=int(message["user"]), name=str(message["name"])),
-                                 image=message.get("image"), x=message.get("x"), y=message.get("y")))
+                                 image=message.get("image"), x=message.get("x"), y=message.get("y"),
+                                 online=bool(message.get("online", True))))
     hub.send_to(room.connections, frame)
 
 

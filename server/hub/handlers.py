@@ -119,11 +119,13 @@ class Handlers:
             conn.subscriptions[image_id] = snap.seq
         return snap
 
-    def _now_viewing(self, conn: Connection, image_id: int) -> None:
+    async def _now_viewing(self, conn: Connection, image_id: int) -> None:
         """Tell the project who is on which image (without waiting for a cursor move)."""
-        if conn.viewing != image_id:
-            conn.viewing = image_id
+        if self.hub.viewing(conn, image_id):
             self.hub.broadcast_presence(conn, image_id, None, None)
+            publish = getattr(self.state, "publish_presence", None)
+            if publish is not None:
+                await publish(conn, image_id, None, None)
 
     # --- messages ----------------------------------------------------------------------------
 
@@ -150,7 +152,6 @@ class Handlers:
             conn.send(encode(ResetEvent(seq=seq, reason="resume point is older than the kept log")))
             for image_id in list(conn.subscriptions):
                 conn.send((await self.subscribe_image(conn, image_id)).frame)
-        self.hub.broadcast_presence(conn, None, None, None)
 
     async def subscribe(self, conn: Connection, msg: Subscribe) -> None:
         async with transaction(self.state.sessions) as session:
@@ -180,7 +181,7 @@ class Handlers:
             raise RequestError("locked", f"{who.name if who else 'someone'} is labeling this image",
                                UserRef(id=who.id, name=who.name) if who else None)
         snap = await self.subscribe_image(conn, msg.image)
-        self._now_viewing(conn, msg.image)
+        await self._now_viewing(conn, msg.image)
         conn.send(encode(Ack(id=msg.id, seq=snap.seq, image=msg.image,
                              lock=self._lock_info(result.token, result.expires_at))))
         conn.send(snap.frame)
@@ -232,7 +233,7 @@ class Handlers:
             return
         image, result = chosen
         snap = await self.subscribe_image(conn, image.id)
-        self._now_viewing(conn, image.id)
+        await self._now_viewing(conn, image.id)
         holder = UserRef(id=result.holder.id, name=result.holder.name) if result.holder else None
         conn.ever_locked |= result.granted
         lock = self._lock_info(result.token, result.expires_at) if result.granted else None
@@ -302,7 +303,7 @@ class Handlers:
         if now - conn.last_cursor < CURSOR_INTERVAL:
             return  # throttled: presence is best effort
         conn.last_cursor = now
-        conn.viewing = msg.image
+        self.hub.viewing(conn, msg.image)
         self.hub.broadcast_presence(conn, msg.image, msg.x, msg.y)
         publish = getattr(self.state, "publish_presence", None)
         if publish is not None:

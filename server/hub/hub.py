@@ -51,6 +51,8 @@ class Room:
     progress_due: float = 0.0
     progress_task: asyncio.Task[None] | None = None
     joining: int = 0  # joins in flight: the tail must not retire a room one is about to enter
+    # Connections that are on an image (opened it or pointed at it): the ones presence is about.
+    viewers: dict[Connection, int] = field(default_factory=dict)
 
 
 def op_event(row: Any) -> str:
@@ -98,26 +100,37 @@ class Hub:
             room.joining -= 1
 
     def present(self, conn: Connection) -> list[Present]:
-        """Who else is in ``conn``'s project on this process, one entry per user."""
+        """Who else is on an image of ``conn``'s project on this process, one entry per user."""
         room = self.rooms.get(conn.project_id or 0)
         seen: dict[int, Present] = {}
-        for other in list(room.connections) if room else ():
-            if other.user_id == conn.user_id:
-                continue
-            known = seen.get(other.user_id)
-            if known is None or (known.image is None and other.viewing is not None):
+        for other, image in list(room.viewers.items()) if room else ():
+            if other.user_id != conn.user_id and other.user_id not in seen:
                 seen[other.user_id] = Present(user=UserRef(id=other.user_id, name=other.user_name),
-                                              image=other.viewing)
+                                              image=image)
         return sorted(seen.values(), key=lambda p: p.user.id)
 
-    def leave(self, conn: Connection) -> None:
+    def viewing(self, conn: Connection, image: int) -> bool:
+        """``conn`` is on ``image`` now; True when that is news (tell the project)."""
+        room = self.rooms.get(conn.project_id or 0)
+        if room is None or room.viewers.get(conn) == image:
+            return False
+        room.viewers[conn] = image
+        return True
+
+    def leave(self, conn: Connection) -> bool:
+        """Take ``conn`` out of its room; True when it was on an image (others were told)."""
         if conn.project_id is None:
-            return
+            return False
         room = self.rooms.get(conn.project_id)
         if room is None:
-            return
+            return False
         room.connections.discard(conn)
+        if room.viewers.pop(conn, None) is None:
+            # Joining and leaving without ever opening an image tells nobody: a room of N
+            # dashboards would otherwise cost N^2 presence frames as they come and go.
+            return False
         self.broadcast_presence(conn, None, None, None, online=False)
+        return True
 
     async def _room(self, project_id: int) -> Room:
         room = self.rooms.get(project_id)

@@ -53,9 +53,11 @@ async def test_op_is_acknowledged_and_reaches_a_watcher(team: Team) -> None:
 
 async def test_lock_is_exclusive_and_names_the_holder(team: Team) -> None:
     (a_token, a_id), (b_token, _) = await team.member("ana"), await team.member("bo")
-    ana, bo = await team.hub(a_token), await team.hub(b_token)
-    assert ana.present == [] and [p.user.id for p in bo.present] == [a_id]  # who was there on join
+    ana = await team.hub(a_token)
     await ana.open_image(team.images[0])
+    bo = await team.hub(b_token)
+    # Who was on which image when bo joined.
+    assert ana.present == [] and [(p.user.id, p.image) for p in bo.present] == [(a_id, team.images[0])]
     with pytest.raises(LockedError) as caught:
         await bo.open_image(team.images[0])
     assert caught.value.holder is not None and caught.value.holder.id == a_id

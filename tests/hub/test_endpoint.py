@@ -36,6 +36,26 @@ async def test_hello_ack_and_hello_first(server: LiveServer, team: Team) -> None
     await c.close()
 
 
+async def test_presence_is_about_images(server: LiveServer, team: Team, users: UserFactory) -> None:
+    bob = await users("bob")
+    await add_member(team.owner, team.project_id, bob, role="labeler")
+    watcher = await server.connect(bob)
+    await watcher.request("hello", project=team.project_id)
+    # A dashboard that comes and goes without opening an image tells nobody (no N^2 storm)...
+    idle = await server.connect(team.owner)
+    await idle.request("hello", project=team.project_id)
+    await idle.close()
+    # ...one that opens an image is announced, and so is its leaving.
+    busy = await server.connect(team.owner)
+    await busy.request("hello", project=team.project_id)
+    await busy.request("open_image", image=team.images[2])
+    await busy.close()
+    seen = [await watcher.event("presence"), await watcher.event("presence")]
+    assert [(e["image"] if "image" in e else None, e["online"]) for e in seen] == [
+        (team.images[2], True), (None, False)]
+    await watcher.close()
+
+
 async def test_hello_lists_who_is_present(server: LiveServer, team: Team, users: UserFactory) -> None:
     bob = await users("bob")
     await add_member(team.owner, team.project_id, bob, role="labeler")
@@ -180,6 +200,7 @@ async def test_clean_close_releases_at_once_a_vanished_client_keeps_its_lease(
     assert (await first.request("open_image", image=clean))["type"] == "ack"
     await other.request("subscribe", image=clean)
     await first.close()
+    await other.event("presence", online=False)  # it left its image (told before the release)
     released = await other.event("lock", image=clean, state="released")
     assert "holder" not in released
     assert (await other.request("open_image", image=clean))["type"] == "ack"
