@@ -1,0 +1,74 @@
+"""The hub's in-process delivery: committed rows fanned out in order, gaps left to the tail,
+and a process's own doorbells not read twice. No database: rooms and connections are real
+objects, frames stay in each connection's backlog (no websocket)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from server._oplog import LoggedOp
+from server.hub.connection import Connection
+from server.hub.hub import Hub, Room
+
+
+def _op(seq: int, image: int = 7, user: int = 2, client_op_id: str | None = None) -> LoggedOp:
+    return LoggedOp(seq=seq, image_id=image, user_id=user, kind="delete",
+                    op={"kind": "delete", "object_id": "a"}, client_op_id=client_op_id, origin="edit")
+
+
+def _watcher(project: int, image: int, since: int, user: int = 1) -> Connection:
+    conn = Connection(websocket=None, user_id=user, user_name="w", is_admin=False)
+    conn.project_id = project
+    conn.subscriptions[image] = since
+    return conn
+
+
+async def _after_scheduled_callbacks() -> None:
+    """Until the callbacks scheduled so far have run (the loop runs them in order)."""
+    ran = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(ran.set_result, None)
+    await ran
+
+
+def _frames(conn: Connection) -> list[dict[str, object]]:
+    return [json.loads(f) for f in conn.backlog]
+
+
+async def test_committed_rows_are_fanned_out_in_order_and_gaps_wake_the_tail() -> None:
+    hub = Hub(sessions=None)  # type: ignore[arg-type]  # the tail never runs here
+    room = hub.rooms[3] = Room(project_id=3, seq=5)
+    watcher, other_image, sender = _watcher(3, 7, 5), _watcher(3, 8, 0), _watcher(3, 7, 5, user=2)
+    sender.own_ops.append("mine")
+    room.connections |= {watcher, other_image, sender}
+
+    hub.committed(3, 7, [_op(6), _op(7, client_op_id="mine")])
+    await _after_scheduled_callbacks()  # delivery runs right after the committing step
+    assert room.seq == 7 and not room.wake.is_set()
+    assert [f["seq"] for f in _frames(watcher)] == [6, 7]
+    assert _frames(other_image) == []  # not subscribed to image 7
+    assert [f["seq"] for f in _frames(sender)] == [6]  # its own op came back as an ack
+
+    hub.committed(3, 9, [_op(9)])  # seq 8 is not here yet: the tail reads it from the log
+    await _after_scheduled_callbacks()
+    assert room.seq == 7 and room.wake.is_set()
+    assert [f["seq"] for f in _frames(watcher)] == [6, 7]
+
+
+async def test_own_doorbells_are_skipped_and_a_reconnect_reads_everything() -> None:
+    hub = Hub(sessions=None)  # type: ignore[arg-type]
+    hub.counts_own_rings = True
+    room = hub.rooms[3] = Room(project_id=3, seq=0)
+    hub.committed(4, 1, None)  # a commit in a project nobody here watches still rang
+    hub.committed(3, 1, None)
+    assert hub.own_rings == 2 and room.wake.is_set()  # a bulk block: read by the tail
+    room.wake.clear()
+    hub.doorbell()
+    hub.doorbell()
+    assert hub.own_rings == 0 and not room.wake.is_set()  # both were ours
+    hub.doorbell()
+    assert room.wake.is_set()  # another process's
+    room.wake.clear()
+    hub.committed(4, 2, None)
+    hub.resync_rings()  # the listener reconnected: rings may be lost, read everything
+    assert hub.own_rings == 0 and room.wake.is_set()
