@@ -23,7 +23,8 @@ Exceptions (``client.errors``)::
         ├── LockedError             ``locked`` (``.holder`` says who)
         ├── LockLostError           ``no_lock``, ``stale_token``, ``lock_expired``, ``lock_lost``
         ├── NothingToUndoError      ``nothing_to_undo``, ``nothing_to_redo``
-        └── RateLimitedError        ``rate_limited``
+        ├── RateLimitedError        ``rate_limited``
+        └── UnavailableError        ``unavailable``, 503: the server lost its database connection; retry
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from client.errors import (
     RequestError,
     RequestTimeout,
     TransportError,
+    UnavailableError,
 )
 from client.hub import Applied, Event, LabelhubClient, Opened
 from client.rest import RestClient
@@ -65,4 +67,5 @@ __all__ = [
     "RequestTimeout",
     "RestClient",
     "TransportError",
+    "UnavailableError",
 ]

@@ -75,6 +75,11 @@ class RateLimitedError(RequestError):
     """Too many messages; slow down."""
 
 
+class UnavailableError(RequestError):
+    """The server's database connection broke under the request; nothing was applied. Retry
+    (an op with the same ``client_op_id`` is applied at most once)."""
+
+
 _BY_CODE: dict[str, type[RequestError]] = {
     "unauthorized": AuthenticationError,
     "bad_credentials": AuthenticationError,
@@ -88,6 +93,7 @@ _BY_CODE: dict[str, type[RequestError]] = {
     "nothing_to_undo": NothingToUndoError,
     "nothing_to_redo": NothingToUndoError,
     "rate_limited": RateLimitedError,
+    "unavailable": UnavailableError,
     "invalid": InvalidRequestError,
     "invalid_op": InvalidRequestError,
     "bad_json": InvalidRequestError,
@@ -96,7 +102,7 @@ _BY_CODE: dict[str, type[RequestError]] = {
 }
 _BY_STATUS: dict[int, type[RequestError]] = {
     401: AuthenticationError, 403: ForbiddenError, 404: NotFoundError, 422: InvalidRequestError,
-    429: RateLimitedError,
+    429: RateLimitedError, 503: UnavailableError,
 }
 
 

@@ -6,9 +6,12 @@ import logging
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+
+from server.db import connection_lost
 
 log = logging.getLogger("labelhub")
 
@@ -87,9 +90,19 @@ async def _unexpected(_request: Request, exc: Exception) -> Response:
     return error_response(500, "internal", "internal server error")
 
 
+async def _database_error(request: Request, exc: Exception) -> Response:
+    if not connection_lost(exc):
+        return await _unexpected(request, exc)
+    # The pool was invalidated with the connection; the next request gets a fresh one.
+    log.warning("database connection lost: %s", exc)
+    return error_response(503, "unavailable", "the database connection was lost; nothing was "
+                                              "changed, please retry")
+
+
 exception_handlers: dict[Any, Any] = {
     ApiError: _api_error,
     HTTPException: _http_error,
     ValidationError: _validation_error,
+    DBAPIError: _database_error,
     Exception: _unexpected,
 }

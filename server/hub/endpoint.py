@@ -22,7 +22,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server import _oplog
 from server.auth import authenticate
-from server.db import is_sqlite, transaction
+from server.db import connection_lost, is_sqlite, transaction
 from server.edits import EditError
 from server.errors import ApiError
 from server.hub import leases
@@ -158,6 +158,12 @@ async def _handle(conn: Connection, handlers: Handlers, text: str) -> str | None
     except EditError as exc:
         message = exc.message if not exc.field or exc.field in exc.message else f"{exc.field}: {exc.message}"
         conn.send(_error(msg.id, exc.code, message))
+    except Exception as exc:
+        if not connection_lost(exc):
+            raise
+        log.warning("database connection lost: %s", exc)
+        conn.send(_error(msg.id, "unavailable", "the database connection was lost; nothing was "
+                                                "applied, send it again"))
     return None
 
 

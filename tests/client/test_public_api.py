@@ -11,7 +11,7 @@ def test_all_is_pinned() -> None:
         "Applied", "AuthenticationError", "ConnectionClosed", "Event", "ForbiddenError",
         "InvalidRequestError", "LabelhubClient", "LabelhubError", "LockLostError", "LockedError",
         "NotFoundError", "NothingToUndoError", "Opened", "RateLimitedError", "RequestError",
-        "RequestTimeout", "RestClient", "TransportError",
+        "RequestTimeout", "RestClient", "TransportError", "UnavailableError",
     ]
     assert all(hasattr(client, name) for name in client.__all__)
 
@@ -22,7 +22,7 @@ def test_exception_tree_matches_the_docstring() -> None:
     assert issubclass(client.TransportError, client.LabelhubError)
     for cls in (client.AuthenticationError, client.ForbiddenError, client.NotFoundError,
                 client.InvalidRequestError, client.LockedError, client.LockLostError,
-                client.NothingToUndoError, client.RateLimitedError):
+                client.NothingToUndoError, client.RateLimitedError, client.UnavailableError):
         assert issubclass(cls, client.RequestError)
         assert cls.__name__ in (client.__doc__ or "")
     assert issubclass(client.RequestError, client.LabelhubError)
@@ -31,6 +31,8 @@ def test_exception_tree_matches_the_docstring() -> None:
 def test_error_codes_pick_the_subclass() -> None:
     assert isinstance(errors.error_for("stale_token", "x"), client.LockLostError)
     assert isinstance(errors.error_for("locked", "x"), client.LockedError)
+    assert isinstance(errors.error_for("unavailable", "x"), client.UnavailableError)
+    assert isinstance(errors.error_for("whatever", "x", status=503), client.UnavailableError)
     assert isinstance(errors.error_for("whatever", "x", status=404), client.NotFoundError)
     plain = errors.error_for("whatever", "went wrong")
     assert type(plain) is client.RequestError and (plain.code, plain.message) == ("whatever", "went wrong")
