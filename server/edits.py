@@ -59,7 +59,6 @@ class Committed:
     seq: int
     op: dict[str, Any]
     inverse: dict[str, Any] | None
-    duplicate: bool = False
 
 
 def row_to_dict(row: Any) -> dict[str, Any]:

@@ -78,14 +78,20 @@ async def effective_settings(session: AsyncSession, project_id: int, user_id: in
     project = await session.get(Project, project_id)
     if project is None:
         raise not_found("project")
-    user_layer: dict[str, Any] = {}
-    member_layer: dict[str, Any] = {}
+    user_layer: dict[str, Any] | None = None
+    member_layer: dict[str, Any] | None = None
     if user_id is not None:
         user = await session.get(User, user_id)
         member = await session.get(Membership, (project_id, user_id))
-        user_layer = _user_keys(user.settings if user else None)
-        member_layer = _user_keys(member.settings if member else None)
-    return merge(project.settings, user_layer, member_layer)
+        user_layer, member_layer = (user.settings if user else None), (member.settings if member else None)
+    return merge_layers(project.settings, user_layer, member_layer)
+
+
+def merge_layers(project: dict[str, Any] | None, user: dict[str, Any] | None,
+                 member: dict[str, Any] | None) -> LabelingSettings:
+    """Stored layers to the settings in force: the project's, then the user's own and their
+    per-project overrides (only keys a user may set count from those two)."""
+    return merge(project, _user_keys(user), _user_keys(member))
 
 
 def _user_keys(layer: dict[str, Any] | None) -> dict[str, Any]:

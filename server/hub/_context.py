@@ -19,7 +19,7 @@ from server.db import run
 from server.edits import LEASE_AND_SPAN, ImageRef
 from server.models import Image, Membership, OpLogEntry, Project, User
 from server.permissions import Actor
-from server.preferences import USER_KEYS, LabelingSettings, merge
+from server.preferences import LabelingSettings, merge_layers
 
 
 @dataclass(frozen=True)
@@ -39,20 +39,17 @@ class SettingsCache:
         self._size = size
         self._cache: OrderedDict[str, LabelingSettings] = OrderedDict()
 
-    def merged(self, *layers: dict[str, Any] | None) -> LabelingSettings:
-        key = json.dumps(layers, sort_keys=True, default=str)
+    def merged(self, project: dict[str, Any] | None, user: dict[str, Any] | None,
+               member: dict[str, Any] | None) -> LabelingSettings:
+        key = json.dumps([project, user, member], sort_keys=True, default=str)
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
-        value = self._cache[key] = merge(*layers)
+        value = self._cache[key] = merge_layers(project, user, member)
         if len(self._cache) > self._size:
             self._cache.popitem(last=False)
         return value
-
-
-def _user_keys(layer: dict[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in (layer or {}).items() if k in USER_KEYS}
 
 
 _USER: Any = bindparam("user_id")
@@ -92,8 +89,7 @@ async def load(session: AsyncSession, *, user_id: int, project_id: int, image_id
     ref = (ImageRef(row.image_id, project_id, row.width, row.height, row.object_count,
                     row.labeled_by, row.labeled_at)
            if row.image_id is not None else None)
-    settings = cache.merged(row.project_settings, _user_keys(row.user_settings),
-                            _user_keys(row.member_settings))
+    settings = cache.merged(row.project_settings, row.user_settings, row.member_settings)
     return OpContext(image=ref, active=bool(row.is_active),
                      actor=Actor(user_id=user_id, is_admin=bool(row.is_admin), privileges=row.privileges),
                      settings=settings, duplicate_seq=row.duplicate_seq, lease=row)
