@@ -122,10 +122,14 @@ class Handlers:
     async def _now_viewing(self, conn: Connection, image_id: int) -> None:
         """Tell the project who is on which image (without waiting for a cursor move)."""
         if self.hub.viewing(conn, image_id):
-            self.hub.broadcast_presence(conn, image_id, None, None)
-            publish = getattr(self.state, "publish_presence", None)
-            if publish is not None:
-                await publish(conn, image_id, None, None)
+            await self._presence(conn, image_id, None, None)
+
+    async def _presence(self, conn: Connection, image: int, x: float | None, y: float | None) -> None:
+        """Tell this process's room, and the other processes' (PostgreSQL), where ``conn`` is."""
+        self.hub.broadcast_presence(conn, image, x, y)
+        publish = getattr(self.state, "publish_presence", None)
+        if publish is not None:
+            await publish(conn, image, x, y)
 
     # --- messages ----------------------------------------------------------------------------
 
@@ -304,10 +308,7 @@ class Handlers:
             return  # throttled: presence is best effort
         conn.last_cursor = now
         self.hub.viewing(conn, msg.image)
-        self.hub.broadcast_presence(conn, msg.image, msg.x, msg.y)
-        publish = getattr(self.state, "publish_presence", None)
-        if publish is not None:
-            await publish(conn, msg.image, msg.x, msg.y)
+        await self._presence(conn, msg.image, msg.x, msg.y)
 
 
 async def actor_for_id(session: AsyncSession, conn: Connection) -> Any:

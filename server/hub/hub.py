@@ -67,6 +67,11 @@ def lock_event(row: Any) -> str:
                             holder=UserRef(**who) if who else None, expires_at=op.get("expires_at")))
 
 
+def row_event(row: Any) -> str:
+    """The event frame of one op-log row: a ``lock`` event or an ``op`` event."""
+    return lock_event(row) if row.kind == "lock" else op_event(row)
+
+
 class Hub:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], poll_interval: float = 1.0) -> None:
         self.sessions = sessions
@@ -264,13 +269,11 @@ class Hub:
             if not self._wants(conn, row, replay=False):
                 continue
             if frame is None:
-                frame = lock_event(row) if row.kind == "lock" else op_event(row)
+                frame = row_event(row)
             conn.send(frame)
 
     def _frame_for(self, conn: Connection, row: OpLogEntry, *, replay: bool) -> str | None:
-        if not self._wants(conn, row, replay=replay):
-            return None
-        return lock_event(row) if row.kind == "lock" else op_event(row)
+        return row_event(row) if self._wants(conn, row, replay=replay) else None
 
     @staticmethod
     def _wants(conn: Connection, row: OpLogEntry | LoggedOp, *, replay: bool) -> bool:
