@@ -232,6 +232,7 @@ async def fanout(target: Target, pid: int, *, watchers: int, images: list[int], 
         readers = [asyncio.create_task(_watch(ws, result, measure, latency)) for ws in sockets]
         await settle(pid)  # joins announce presence to everyone in the room
         measure[0] = True
+        profiler = _profiler(pid, seconds)
         cpu0 = cpu_seconds(pid)
         await asyncio.gather(*(_edit(ws, image, lock, rate, seconds, result)
                                for ws, image, lock in zip(editors, images, locks, strict=True)))
@@ -242,11 +243,25 @@ async def fanout(target: Target, pid: int, *, watchers: int, images: list[int], 
             await asyncio.wait_for(result.all_in.wait(), 5)
         result.cpu = cpu_seconds(pid) - cpu0
         measure[0] = False
+        if profiler is not None:
+            await asyncio.to_thread(profiler.wait)
         for task in readers:
             task.cancel()
     finally:
         await asyncio.gather(*(ws.close() for ws in sockets + editors), return_exceptions=True)
     return result
+
+
+def _profiler(pid: int, seconds: float) -> subprocess.Popen[bytes] | None:
+    """With ``LABELHUB_BENCH_PYSPY=DIR``, record the server with py-spy (installed by hand; not a
+    dependency) over each measured window, as collapsed stacks in DIR."""
+    out = os.environ.get("LABELHUB_BENCH_PYSPY")
+    if not out:
+        return None
+    path = Path(out) / f"fanout-{pid}-{time.time_ns()}.txt"
+    return subprocess.Popen(["py-spy", "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "250",
+                             "-f", "raw", "-o", str(path)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
 
 
 # --- idle memory -----------------------------------------------------------------------------

@@ -20,6 +20,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
 from server.protocol import CLOSE_TOO_SLOW
 
@@ -27,6 +29,10 @@ SEND_QUEUE_FRAMES = 1_000
 OWN_OPS_REMEMBERED = 1_000
 CLOSE_TIMEOUT = 5.0  # seconds to get the close frame out to a client that stopped reading
 RAW_SEND_KEY = "labelhub.raw_send"
+_SANSIO_MODULE = "uvicorn.protocols.websockets.websockets_sansio_impl"
+# What the direct path reads on uvicorn's protocol; without any of it, no direct path.
+_SANSIO_STATE = ("send", "conn", "transport", "handshake_complete", "close_sent", "disconnected",
+                 "initial_response")
 _SEND_ERRORS = (WebSocketDisconnect, RuntimeError, OSError)
 
 
@@ -63,32 +69,53 @@ class CaptureSend:
         await self.app(scope, receive, send)
 
 
+def wire_frame(text: str) -> bytes:
+    """One unmasked, unfragmented server text frame: built once per fan-out, written to every
+    receiver whose connection uses no extension (the server never negotiates one)."""
+    return Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
+
+
 class DirectSend:
     """Write a frame synchronously when uvicorn's socket is writable.
 
     uvicorn's sans-I/O websocket ``send`` waits only on its ``writable`` event, before it writes
     anything; when that event is set the coroutine runs to its end in one step, so we drive it by
-    hand instead of paying for a task switch per frame per watcher. Other servers get no direct
-    path (``for_scope`` returns ``None``) and every frame goes through the writer task.
+    hand instead of paying for a task switch per frame per watcher. A frame already serialized
+    (:func:`wire_frame`) goes to the transport as is when the connection is open and has no
+    extension: what ``send`` would have written, without framing it once per receiver (as
+    ``websockets.broadcast`` still does). Other servers get no direct path (``for_scope``
+    returns ``None``) and every frame goes through the writer task.
     """
 
-    def __init__(self, send: Callable[[Any], Awaitable[None]], writable: asyncio.Event) -> None:
-        self._send, self._writable = send, writable
+    def __init__(self, protocol: Any) -> None:
+        self._protocol = protocol
+        self._send: Callable[[Any], Awaitable[None]] = protocol.send
+        self._writable: asyncio.Event = protocol.writable
 
     @classmethod
     def for_scope(cls, scope: Scope) -> DirectSend | None:
         send = scope.get(RAW_SEND_KEY)
         protocol = getattr(send, "__self__", None)
-        writable = getattr(protocol, "writable", None)
-        if send is None or not isinstance(writable, asyncio.Event) \
-                or type(protocol).__module__ != "uvicorn.protocols.websockets.websockets_sansio_impl":
+        if send is None or type(protocol).__module__ != _SANSIO_MODULE \
+                or not isinstance(getattr(protocol, "writable", None), asyncio.Event) \
+                or not all(hasattr(protocol, name) for name in _SANSIO_STATE):
             return None
-        return cls(send, writable)
+        return cls(protocol)
 
-    def try_send(self, frame: str) -> bool | None:
+    def _open_plain(self) -> bool:
+        """Open, handshake done, no close under way, no extension: raw frames may go out."""
+        p = self._protocol
+        return (p.handshake_complete and not p.close_sent and not p.disconnected
+                and p.initial_response is None and p.conn.state is State.OPEN
+                and not p.conn.extensions and not p.transport.is_closing())
+
+    def try_send(self, frame: str, wire: bytes | None = None) -> bool | None:
         """True: written. False: the socket is backed up, nothing written. None: it failed."""
         if not self._writable.is_set():
             return False
+        if wire is not None and self._open_plain():
+            self._protocol.transport.write(wire)
+            return True
         step = self._send({"type": "websocket.send", "text": frame})
         try:
             step.send(None)  # type: ignore[attr-defined]
@@ -129,12 +156,13 @@ class Connection:
         direct = DirectSend.for_scope(websocket.scope) if websocket is not None else None
         return cls(websocket, user_id, user_name, is_admin, limit=frames, direct=direct)
 
-    def send(self, frame: str) -> None:
-        """Send or queue a frame without waiting; overflow drops the client."""
+    def send(self, frame: str, wire: bytes | None = None) -> None:
+        """Send or queue a frame without waiting; overflow drops the client. ``wire``: the same
+        frame serialized by :func:`wire_frame`, shared by a fan-out's receivers."""
         if self.dropped:
             return
         if self.direct is not None and self._writer is None and not self.backlog:
-            sent = self.direct.try_send(frame)
+            sent = self.direct.try_send(frame, wire)
             if sent:
                 return
             if sent is None:

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server._oplog import LoggedOp
 from server.db import run
-from server.hub.connection import Connection
+from server.hub.connection import Connection, wire_frame
 from server.models import Image, ImageLabel, ImageLock, Membership, OpLogEntry, Project, utcnow
 from server.protocol import (
     LockEvent,
@@ -50,6 +50,7 @@ class Room:
     task: asyncio.Task[None] | None = None
     progress_due: float = 0.0
     progress_task: asyncio.Task[None] | None = None
+    progress_counts: tuple[int, int, int, int] | None = None  # what the last progress event said
     joining: int = 0  # joins in flight: the tail must not retire a room one is about to enter
     # Connections that are on an image (opened it or pointed at it): the ones presence is about.
     viewers: dict[Connection, int] = field(default_factory=dict)
@@ -264,13 +265,15 @@ class Hub:
 
     def _fan_out(self, room: Room, row: OpLogEntry | LoggedOp) -> None:
         """Send one committed row to every connection of the room that should see it."""
-        frame: str | None = None  # encoded once, shared by every receiver
+        frame: str | None = None  # encoded and framed once, shared by every receiver
+        wire = b""
         for conn in list(room.connections):
             if not self._wants(conn, row, replay=False):
                 continue
             if frame is None:
                 frame = row_event(row)
-            conn.send(frame)
+                wire = wire_frame(frame)
+            conn.send(frame, wire)
 
     def _frame_for(self, conn: Connection, row: OpLogEntry, *, replay: bool) -> str | None:
         return row_event(row) if self._wants(conn, row, replay=replay) else None
@@ -335,7 +338,14 @@ class Hub:
         except Exception:
             log.exception("progress of project %s failed", room.project_id)
             return
-        self.send_to(room.connections, encode(event))
+        counts = (event.total, event.labeled, event.in_progress, event.untouched)
+        if counts == room.progress_counts:
+            return  # a dashboard needs changes; most edits (a moved vertex) change no count
+        room.progress_counts = counts
+        frame = encode(event)
+        wire = wire_frame(frame)
+        for conn in list(room.connections):
+            conn.send(frame, wire)
 
     async def progress(self, project_id: int, seq: int) -> ProgressEvent:
         async with self.sessions() as session:

@@ -25,7 +25,8 @@ class WsClient:
 
     @classmethod
     async def open(cls, url: str, token: str, **kwargs: Any) -> WsClient:
-        ws = await connect(f"{url}?token={token}", compression=None, max_size=2**24, **kwargs)
+        options: dict[str, Any] = {"compression": None, "max_size": 2**24, **kwargs}
+        ws = await connect(f"{url}?token={token}", **options)
         return cls(ws)
 
     async def _read(self) -> None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 import pytest
 import uvicorn
+from starlette.applications import Starlette
 
 from server.app import create_app
 from server.settings import Settings
@@ -22,7 +25,7 @@ FRAME_LIMIT = 1024 * 1024  # the transport's hard cap; the app refuses past 64 K
 
 @dataclass
 class LiveServer:
-    app: object
+    app: Starlette
     port: int
 
     @property
@@ -33,15 +36,16 @@ class LiveServer:
         return await WsClient.open(self.ws_url, api.token, **kwargs)
 
 
-@pytest.fixture
-async def server(settings: Settings) -> AsyncIterator[LiveServer]:
+@asynccontextmanager
+async def serve(settings: Settings, **config: Any) -> AsyncIterator[LiveServer]:
+    """Serve a fresh app with uvicorn's sans-I/O websockets (as ``labelhub serve`` does)."""
     app = create_app(settings)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", ws="websockets-sansio",
-                            ws_max_size=FRAME_LIMIT, ws_per_message_deflate=False)
-    srv = uvicorn.Server(config)
+    options: dict[str, Any] = {"ws_max_size": FRAME_LIMIT, "ws_per_message_deflate": False, **config}
+    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on",
+                                        ws="websockets-sansio", **options))
     task = asyncio.create_task(srv.serve(sockets=[sock]))
     while not srv.started:
         if task.done():
@@ -53,6 +57,12 @@ async def server(settings: Settings) -> AsyncIterator[LiveServer]:
         srv.should_exit = True
         await task
         sock.close()
+
+
+@pytest.fixture
+async def server(settings: Settings) -> AsyncIterator[LiveServer]:
+    async with serve(settings) as live:
+        yield live
 
 
 def png(seed: int, size: tuple[int, int] = (64, 48)) -> bytes:
@@ -85,4 +95,4 @@ async def team(server: LiveServer, users: UserFactory) -> Team:
     return Team(owner, pid, images)
 
 
-__all__ = ["LiveServer", "Team", "login", "upload_images"]
+__all__ = ["LiveServer", "Team", "login", "serve", "upload_images"]

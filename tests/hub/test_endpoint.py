@@ -224,3 +224,27 @@ async def test_clean_close_releases_at_once_a_vanished_client_keeps_its_lease(
     await back.close()
     await other.close()
 
+
+
+async def test_progress_is_sent_when_the_counts_change(server: LiveServer, team: Team) -> None:
+    image = team.images[0]
+    editor = await server.connect(team.owner)
+    dashboard = await server.connect(team.owner)
+    await dashboard.request("hello", project=team.project_id)
+    await editor.request("hello", project=team.project_id)
+    lock = (await editor.request("open_image", image=image))["lock"]
+    first = await dashboard.event("progress")
+    assert (first["total"], first["labeled"], first["in_progress"]) == (4, 0, 1)
+    await editor.request("op", image=image, token=lock["token"], client_op_id="c1", op=BOX)
+    labeled = await dashboard.event("progress")
+    assert (labeled["labeled"], labeled["in_progress"]) == (1, 0)
+    # Moving the box changes no count; deleting it does: the next progress event is the delete's.
+    for n in range(3):
+        await editor.request("op", image=image, token=lock["token"], client_op_id=f"m{n}",
+                             op={"kind": "move_box", "object_id": "b1", "x": 3 + n, "y": 3, "w": 9, "h": 9})
+    await editor.request("op", image=image, token=lock["token"], client_op_id="d1",
+                         op={"kind": "delete", "object_id": "b1"})
+    after = await dashboard.event("progress")
+    assert (after["labeled"], after["in_progress"]) == (0, 1) and after["seq"] > labeled["seq"]
+    await editor.close()
+    await dashboard.close()
