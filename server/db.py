@@ -10,11 +10,13 @@ from typing import Any
 from sqlalchemy import Executable, Result, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 
 
 def is_sqlite(url: str) -> bool:
@@ -64,11 +66,25 @@ def connection_lost(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
+_CONNECTION_KEY = "labelhub.connection"
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_connection(session: Session, transaction: Any) -> None:
+    # The next transaction may run on another pooled connection.
+    session.info.pop(_CONNECTION_KEY, None)
+
+
 async def run(session: AsyncSession, statement: Executable, params: Any = None) -> Result[Any]:
     """Execute on the session's connection, skipping the ORM's execution layer: for hot-path
     statements built once (``select`` of columns, Core ``insert``/``update``), where that layer
-    costs more CPU than the database spends on them."""
-    return await (await session.connection()).execute(statement, params)
+    costs more CPU than the database spends on them. The connection is remembered for the
+    rest of the transaction (asking the session for it each time cost ~80 us of CPU)."""
+    info = session.sync_session.info
+    connection: AsyncConnection | None = info.get(_CONNECTION_KEY)
+    if connection is None:
+        connection = info[_CONNECTION_KEY] = await session.connection()
+    return await connection.execute(statement, params)
 
 
 @asynccontextmanager

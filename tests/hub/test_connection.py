@@ -30,7 +30,7 @@ def test_rate_limit_allows_bursts_then_the_rate() -> None:
     limit = RateLimit(rate=10.0, burst=3.0)
     now = limit.stamp
     assert [limit.allow(now) for _ in range(4)] == [True, True, True, False]
-    assert limit.allow(now + 0.1) and not limit.allow(now + 0.1)
+    assert limit.allow(now + 0.15) and not limit.allow(now + 0.15)  # 1.5 tokens: one message
 
 
 def _connections(live: LiveServer, project_id: int) -> list[Connection]:
