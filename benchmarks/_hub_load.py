@@ -1,8 +1,11 @@
-"""Load for ``benchmarks.hub``: server processes, raw socket watchers and editors, /proc readings.
+"""Load for ``benchmarks.hub``: server processes, watchers and editors, /proc readings.
 
-The watchers and editors speak the wire protocol on plain ``websockets`` connections (not the
-SDK) so the client side spends as little CPU as possible on the 2 shared cores. The same driver
-runs against Labelhub and against the raw ``websockets.broadcast`` baseline.
+The editors speak the wire protocol on plain ``websockets`` connections (not the SDK) so the
+client side spends as little CPU as possible on the 2 shared cores. The fan-out's watchers live in
+a process of their own (benchmarks/_watchers.py: plain sockets under a ``selectors`` loop, frames
+timestamped at ``recv()``), so neither the frame count nor the latency is dominated by the load
+generator's own cost per frame. The same driver runs against Labelhub and against the raw
+``websockets.broadcast`` baseline.
 """
 
 from __future__ import annotations
@@ -111,7 +114,9 @@ class Target:
     """How to join as a watcher and as an editor on one server."""
 
     url: str
-    setup_watcher: Callable[[ClientConnection, list[int]], Awaitable[None]]
+    # The messages a watcher sends, in order, each awaiting the reply with its "id", to watch
+    # these images (run by benchmarks/_watchers.py).
+    watcher_setup: Callable[[list[int]], list[dict[str, Any]]]
     setup_editor: Callable[[ClientConnection, int], Awaitable[tuple[int, str]]]  # token, object
 
 
@@ -126,10 +131,9 @@ async def _request(ws: ClientConnection, msg: dict[str, Any]) -> dict[str, Any]:
 
 
 def labelhub_target(base: str, token: str, project: int) -> Target:
-    async def watcher(ws: ClientConnection, images: list[int]) -> None:
-        await _request(ws, {"type": "hello", "id": "h", "project": project})
-        for image in images:
-            await _request(ws, {"type": "subscribe", "id": f"s{image}", "image": image})
+    def watcher(images: list[int]) -> list[dict[str, Any]]:
+        return [{"type": "hello", "id": "h", "project": project},
+                *({"type": "subscribe", "id": f"s{image}", "image": image} for image in images)]
 
     async def editor(ws: ClientConnection, image: int) -> tuple[int, str]:
         await _request(ws, {"type": "hello", "id": "h", "project": project})
@@ -146,8 +150,8 @@ def labelhub_target(base: str, token: str, project: int) -> Target:
 
 
 def raw_target(port: int) -> Target:
-    async def watcher(_ws: ClientConnection, _images: list[int]) -> None:
-        return None
+    def watcher(_images: list[int]) -> list[dict[str, Any]]:
+        return []
 
     async def editor(_ws: ClientConnection, _image: int) -> tuple[int, str]:
         return 0, "bench"
@@ -174,16 +178,53 @@ class Fanout:
     all_in: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-async def _watch(ws: ClientConnection, result: Fanout, measure: list[bool], latency: bool) -> None:
-    async for frame in ws:
-        if not measure[0] or not isinstance(frame, str) or '"client_op_id":"t' not in frame:
-            continue
-        result.frames += 1
-        if result.target and result.frames >= result.target:
-            result.all_in.set()
+class _Watchers:
+    """The watcher process (benchmarks/_watchers.py), driven line by line over its stdin/stdout."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(cls, target: Target, count: int, images: list[int], latency: bool) -> _Watchers:
+        args = ["-m", "benchmarks._watchers", target.url, str(count),
+                "--setup", json.dumps(target.watcher_setup(images))]
         if latency:
-            cid = json.loads(frame)["client_op_id"]
-            result.latencies_ms.append((time.perf_counter_ns() - int(cid[1:cid.index("-")])) / 1e6)
+            args.append("--latency")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, *args, cwd=ROOT, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, limit=2**26)  # the latencies come as one JSON line
+        return cls(proc)
+
+    async def line(self) -> str:
+        assert self.proc.stdout is not None
+        raw = await self.proc.stdout.readline()
+        if not raw:
+            code = await self.proc.wait()
+            raise RuntimeError(f"benchmarks._watchers exited ({code}); see its stderr above")
+        return raw.decode().strip()
+
+    async def wait_for(self, expected: str) -> None:
+        while (line := await self.line()) != expected:
+            if line.startswith("{"):
+                raise RuntimeError(f"benchmarks._watchers: unexpected report {line[:200]}")
+
+    async def tell(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{line}\n".encode())
+        await self.proc.stdin.drain()
+
+    async def report(self) -> dict[str, Any]:
+        """``stop``: the watcher process prints its counts and exits."""
+        await self.tell("stop")
+        while not (line := await self.line()).startswith("{"):
+            pass  # a "done" that came after its deadline
+        await self.proc.wait()
+        return dict(json.loads(line))
+
+    async def close(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
 
 
 async def _edit(ws: ClientConnection, image: int, lock: tuple[int, str], rate: float,
@@ -216,39 +257,38 @@ async def _edit(ws: ClientConnection, image: int, lock: tuple[int, str], rate: f
 
 async def fanout(target: Target, pid: int, *, watchers: int, images: list[int], rate: float,
                  seconds: float, latency: bool) -> Fanout:
-    """``len(images)`` editors at ``rate`` ops/s each; every watcher watches every image."""
-    result, measure = Fanout(), [False]
+    """``len(images)`` editors at ``rate`` ops/s each; every watcher watches every image.
+
+    The watchers are a separate process (benchmarks/_watchers.py); only ``pid``'s CPU is measured.
+    """
+    result = Fanout()
     await settle(pid)
-    sockets: list[ClientConnection] = []
-    for start_ in range(0, watchers, 100):
-        sockets += await asyncio.gather(*(open_ws(target.url)
-                                          for _ in range(min(100, watchers - start_))))
-    editors = [await open_ws(target.url) for _ in images]
+    watch = await _Watchers.start(target, watchers, images, latency)
+    editors: list[ClientConnection] = []
     try:
-        for start_ in range(0, len(sockets), 100):
-            await asyncio.gather(*(target.setup_watcher(ws, images)
-                                   for ws in sockets[start_:start_ + 100]))
+        await watch.wait_for("ready")
+        editors = [await open_ws(target.url) for _ in images]
         locks = [await target.setup_editor(ws, image) for ws, image in zip(editors, images, strict=True)]
-        readers = [asyncio.create_task(_watch(ws, result, measure, latency)) for ws in sockets]
         await settle(pid)  # joins announce presence to everyone in the room
-        measure[0] = True
         profiler = _profiler(pid, seconds)
+        await watch.tell("go")
         cpu0 = cpu_seconds(pid)
         await asyncio.gather(*(_edit(ws, image, lock, rate, seconds, result)
                                for ws, image, lock in zip(editors, images, locks, strict=True)))
         result.target = result.ops * watchers
-        if result.frames >= result.target:
-            result.all_in.set()
+        await watch.tell(f"expect {result.target}")
         with contextlib.suppress(TimeoutError):  # let the last frames land
-            await asyncio.wait_for(result.all_in.wait(), 5)
+            await asyncio.wait_for(watch.wait_for("done"), 5)
+            result.all_in.set()
         result.cpu = cpu_seconds(pid) - cpu0
-        measure[0] = False
+        report = await watch.report()
+        result.frames = int(report["frames"])
+        result.latencies_ms = [float(v) for v in report["latencies_ms"]] if latency else []
         if profiler is not None:
             await asyncio.to_thread(profiler.wait)
-        for task in readers:
-            task.cancel()
     finally:
-        await asyncio.gather(*(ws.close() for ws in sockets + editors), return_exceptions=True)
+        await watch.close()
+        await asyncio.gather(*(ws.close() for ws in editors), return_exceptions=True)
     return result
 
 
