@@ -7,7 +7,7 @@ an op before it commits (``server._oplog`` announces committed seqs to the hub a
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +15,7 @@ from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import _label_store as label_store
+from server import _pg_writes
 from server._oplog import LoggedOp, notify_after_commit, reserve_seqs
 from server.classification import (
     LABEL_OP_KINDS,
@@ -55,10 +56,84 @@ class ImageRef:
 
 
 @dataclass(frozen=True)
+class Prepared:
+    """An object op whose seq is taken and whose objects are read already (on PostgreSQL,
+    ``server.hub._context.begin_op`` does both in one round trip)."""
+
+    seq: int
+    op: Any  # the parsed geometry op
+    rows: Mapping[str, Any]  # object rows by id, as ``load_objects`` returns them
+
+
+def parse_object_op(op_data: Any) -> Any | None:
+    """The parsed geometry op; ``None`` for a classification op. Raises :class:`EditError`."""
+    kind = op_data.get("kind") if isinstance(op_data, dict) else None
+    if kind in LABEL_OP_KINDS:
+        return None
+    try:
+        return parse_geometry_op(op_data)
+    except GeometryError as exc:
+        raise EditError("invalid_op", str(exc), exc.field) from None
+
+
+@dataclass(frozen=True)
 class Committed:
     seq: int
     op: dict[str, Any]
     inverse: dict[str, Any] | None
+
+
+OBJECT_VALUES = ("type", "label", "geometry", "keypoints", "attributes", "rpy", "occluded", "z")
+
+
+@dataclass
+class ObjectWrites:
+    """What an object op changes in the objects table (each id at most once)."""
+
+    image_id: int
+    project_id: int
+    user_id: int
+    source: str
+    now: datetime
+    deletes: list[str] = field(default_factory=list)
+    inserts: list[dict[str, Any]] = field(default_factory=list)  # id, version, OBJECT_VALUES
+    updates: list[dict[str, Any]] = field(default_factory=list)  # id, new version, OBJECT_VALUES
+
+    async def run(self, session: AsyncSession) -> None:
+        """Statement by statement (SQLite; PostgreSQL fuses them, see ``server._pg_writes``)."""
+        for oid in self.deletes:
+            await run(session, _DELETE_OBJECT, {"b_image_id": self.image_id, "b_id": oid})
+        for values in self.inserts:
+            await run(session, _INSERT_OBJECT, {
+                "image_id": self.image_id, "project_id": self.project_id, "source": self.source,
+                "created_by": self.user_id, "updated_by": self.user_id, "created_at": self.now,
+                "updated_at": self.now, **values})
+        for values in self.updates:
+            await run(session, _UPDATE_OBJECT, {
+                "b_image_id": self.image_id, "b_id": values["id"], "updated_by": self.user_id,
+                "updated_at": self.now, **{k: v for k, v in values.items() if k != "id"}})
+
+
+@dataclass(frozen=True)
+class LogRow:
+    """One op-log row to write."""
+
+    project_id: int
+    seq: int
+    image_id: int | None
+    user_id: int | None
+    kind: str
+    op: dict[str, Any]
+    inverse: dict[str, Any] | None
+    client_op_id: str | None
+    origin: str
+    reverts_seq: int | None
+    created_at: datetime
+
+    def logged(self) -> LoggedOp:
+        return LoggedOp(seq=self.seq, image_id=self.image_id, user_id=self.user_id,
+                        kind=self.kind, op=self.op, client_op_id=self.client_op_id,
+                        origin=self.origin)
 
 
 def row_to_dict(row: Any) -> dict[str, Any]:
@@ -77,7 +152,7 @@ def op_to_dict(op: Any) -> dict[str, Any]:
     return geometry_op_to_dict(op)
 
 
-def _object_ids(op: Any) -> set[str] | None:
+def object_ids(op: Any) -> set[str] | None:
     """Ids an op reads; ``None`` when it needs every object of the image."""
     kind = getattr(op, "kind", None)
     if kind == "rasterize_all":
@@ -85,7 +160,7 @@ def _object_ids(op: Any) -> set[str] | None:
     if kind == "batch":
         ids: set[str] = set()
         for sub in op.ops:
-            sub_ids = _object_ids(sub)
+            sub_ids = object_ids(sub)
             if sub_ids is None:
                 return None
             ids |= sub_ids
@@ -219,10 +294,27 @@ async def append(session: AsyncSession, *, project_id: int, image_id: int | None
     return seq
 
 
+def _labeled_values(image: ImageRef, count_before: int, user_id: int,
+                    now: datetime) -> dict[str, Any]:
+    """The image columns an edit changes: its object count, and "last labeled" to the second
+    (a burst of one labeler's edits writes it once)."""
+    values: dict[str, Any] = {}
+    if image.object_count != count_before:
+        values["object_count"] = image.object_count
+    if image.labeled_by != user_id or image.labeled_at is None \
+            or (now - image.labeled_at).total_seconds() >= TOUCH_RESOLUTION:
+        values.update(labeled_at=now, labeled_by=user_id)
+    return values
+
+
+def _is_postgresql(session: AsyncSession) -> bool:
+    return session.bind is not None and session.bind.dialect.name == "postgresql"
+
+
 async def commit_op(
     session: AsyncSession, *, project_id: int, image: ImageRef, user_id: int,
     op_data: Any, settings: LabelingSettings, client_op_id: str | None = None,
-    origin: str = "edit", reverts_seq: int | None = None,
+    origin: str = "edit", reverts_seq: int | None = None, prepared: Prepared | None = None,
 ) -> Committed:
     """Apply one op to ``image`` and log it. Raises :class:`EditError`; writes nothing then.
 
@@ -230,32 +322,35 @@ async def commit_op(
     """
     # The seq first: it locks the project row before any state is read, the order every other
     # writer of the project (bulk labels, imports) follows, so none of them can commit between
-    # this read and this write, and none can deadlock with it.
-    seq = await reserve_seqs(session, project_id, 1)
+    # this read and this write, and none can deadlock with it. (``prepared``: done so already.)
+    seq = prepared.seq if prepared is not None else await reserve_seqs(session, project_id, 1)
     count = image.object_count
     kind = op_data.get("kind") if isinstance(op_data, dict) else None
     new_labels: set[str] = set()
+    writes: ObjectWrites | None = None
     if kind in LABEL_OP_KINDS:
         op, inverse = await _apply_label(session, project_id, image.id, user_id, op_data)
     else:
-        op, inverse, new_labels = await _apply_objects(session, project_id, image, user_id,
-                                                       op_data, settings, origin)
-    await append(session, project_id=project_id, image_id=image.id, user_id=user_id,
+        op, inverse, new_labels, writes = await _apply_objects(
+            session, project_id, image, user_id, op_data, settings, origin, prepared)
+    log = LogRow(project_id=project_id, seq=seq, image_id=image.id, user_id=user_id,
                  kind=str(op.get("kind")), op=op, inverse=inverse, client_op_id=client_op_id,
-                 origin=origin, reverts_seq=reverts_seq, seq=seq)
+                 origin=origin, reverts_seq=reverts_seq, created_at=utcnow())
+    labeled = _labeled_values(image, count, user_id, log.created_at)
+    if writes is not None and _is_postgresql(session):
+        # Objects, the log row and the image's columns in one statement (server/_pg_writes.py).
+        await _pg_writes.write(session, writes, log, labeled)
+        notify_after_commit(session, project_id, seq, log.logged())
+    else:
+        if writes is not None:
+            await writes.run(session)
+        await append(session, project_id=project_id, image_id=image.id, user_id=user_id,
+                     kind=log.kind, op=op, inverse=inverse, client_op_id=client_op_id,
+                     origin=origin, reverts_seq=reverts_seq, seq=seq)
+        if labeled:
+            await run(session, _LABELED, {"b_id": image.id, **labeled})
     if new_labels and settings.synchronize_labels:
         await _sync(session, project_id, image.id, user_id, new_labels)
-    values: dict[str, Any] = {}
-    if image.object_count != count:
-        values["object_count"] = image.object_count
-    now = utcnow()
-    if image.labeled_by != user_id or image.labeled_at is None \
-            or (now - image.labeled_at).total_seconds() >= TOUCH_RESOLUTION:
-        # "Last labeled" to the second: a burst of one labeler's edits writes it once.
-        values.update(labeled_at=now, labeled_by=user_id)
-    if values:
-        values["b_id"] = image.id
-        await run(session, _LABELED, values)
     return Committed(seq=seq, op=op, inverse=inverse)
 
 
@@ -289,42 +384,41 @@ async def _sync(session: AsyncSession, project_id: int, image_id: int, user_id: 
 
 async def _apply_objects(
     session: AsyncSession, project_id: int, image: ImageRef, user_id: int, op_data: Any,
-    settings: LabelingSettings, origin: str,
-) -> tuple[dict[str, Any], dict[str, Any], set[str]]:
+    settings: LabelingSettings, origin: str, prepared: Prepared | None = None,
+) -> tuple[dict[str, Any], dict[str, Any], set[str], ObjectWrites]:
+    """The op applied in memory: its dict, inverse, new object labels and the writes to make."""
     try:
-        op = parse_geometry_op(op_data)
-        rows = await load_objects(session, image.id, _object_ids(op))
+        if prepared is not None:
+            op, rows = prepared.op, prepared.rows
+        else:
+            op = parse_geometry_op(op_data)
+            rows = await load_objects(session, image.id, object_ids(op))
         objects = _Objects({oid: parse_object(row_to_dict(r)) for oid, r in rows.items()},
                            image.object_count)
         policy = Policy.from_settings(settings.model_dump(), image.width, image.height)
         result = edit(objects, op, policy)
     except GeometryError as exc:
         raise EditError("invalid_op", str(exc), exc.field) from None
-    now = utcnow()
+    writes = ObjectWrites(image_id=image.id, project_id=project_id, user_id=user_id,
+                          source="import" if origin == "import" else "manual", now=utcnow())
     new_labels: set[str] = set()
     count = image.object_count
     for oid, obj in result.changes.items():
         row = rows.get(oid)
         if obj is None:
             if row is not None:
-                await run(session, _DELETE_OBJECT, {"b_image_id": image.id, "b_id": oid})
+                writes.deletes.append(oid)
                 count -= 1
             continue
         data = object_to_dict(obj)
-        values = {k: data[k] for k in ("type", "label", "geometry", "keypoints", "attributes",
-                                       "rpy", "occluded", "z")}
+        values = {k: data[k] for k in OBJECT_VALUES}
         if obj.label and (row is None or row.label != obj.label):
             new_labels.add(obj.label)
         if row is None:
-            await run(session, _INSERT_OBJECT, {
-                "image_id": image.id, "id": oid, "project_id": project_id, "version": 1,
-                "source": "import" if origin == "import" else "manual", "created_by": user_id,
-                "updated_by": user_id, "created_at": now, "updated_at": now, **values})
+            writes.inserts.append({"id": oid, "version": 1, **values})
             count += 1
         else:
-            await run(session, _UPDATE_OBJECT, {
-                "b_image_id": image.id, "b_id": oid, "version": row.version + 1,
-                "updated_by": user_id, "updated_at": now, **values})
+            writes.updates.append({"id": oid, "version": row.version + 1, **values})
     # The caller writes the new count with the image's other columns, in one statement.
     image.object_count = count
-    return op_to_dict(op), op_to_dict(result.inverse), new_labels
+    return op_to_dict(op), op_to_dict(result.inverse), new_labels, writes

@@ -50,3 +50,17 @@ async def test_postgres_upgrade_check_downgrade(pg_template: PgTemplate) -> None
         await _roundtrip(with_database(pg_base_url(), name))
     finally:
         await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_the_op_function_rings_the_hubs_doorbell() -> None:
+    """labelhub_op_begin takes a seq, so it must ring the channel the hub listens on."""
+    import importlib.util
+
+    from server._oplog import DOORBELL_CHANNEL
+
+    path = Path(__file__).resolve().parent.parent / "migrations" / "versions" / "0002_op_begin_function.py"
+    spec = importlib.util.spec_from_file_location("migration_0002", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert f"pg_notify('{DOORBELL_CHANNEL}', '')" in module.FUNCTION

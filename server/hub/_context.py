@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, bindparam, select, true
+from sqlalchemy import ARRAY, String, and_, bindparam, select, text, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db import run
@@ -86,6 +86,56 @@ async def load(session: AsyncSession, *, user_id: int, project_id: int, image_id
                                             "client_op_id": client_op_id})).first()
     if row is None:
         return None
+    return _to_context(row, user_id, project_id, cache)
+
+
+class ObjectRow(NamedTuple):
+    """An object's stored columns, as ``server.edits.load_objects`` returns them."""
+
+    id: str
+    type: str
+    label: str
+    geometry: Any
+    keypoints: Any
+    attributes: Any
+    rpy: Any
+    occluded: bool
+    z: int
+    version: int
+
+
+@dataclass(frozen=True)
+class BegunOp:
+    context: OpContext
+    seq: int | None  # taken only when the op can go ahead (see the function's migration)
+    objects: dict[str, ObjectRow]
+
+
+# PostgreSQL only (migrations/versions/0002): lease lock, context, seq and objects in one call.
+_BEGIN_OP = text("SELECT * FROM labelhub_op_begin(:user_id, :project_id, :image_id, "
+                 ":client_op_id, :ids)").bindparams(bindparam("ids", type_=ARRAY(String())))
+
+
+async def begin_op(session: AsyncSession, *, user_id: int, project_id: int, image_id: int,
+                   client_op_id: str | None, object_ids: set[str] | None,
+                   cache: SettingsCache) -> BegunOp | None:
+    """What :func:`load` reads, plus — when the op can go ahead — the project's next seq (the
+    project row locked) and the objects ``object_ids`` names (all of them for ``None``), read
+    after that lock. ``None`` when the user no longer exists. On PostgreSQL only."""
+    rows = (await run(session, _BEGIN_OP, {
+        "user_id": user_id, "project_id": project_id, "image_id": image_id,
+        "client_op_id": client_op_id,
+        "ids": None if object_ids is None else sorted(object_ids)})).all()
+    if not rows:
+        return None
+    first = rows[0]
+    objects = {r.o_id: ObjectRow(r.o_id, r.o_type, r.o_label, r.o_geometry, r.o_keypoints,
+                                 r.o_attributes, r.o_rpy, r.o_occluded, r.o_z, r.o_version)
+               for r in rows if r.o_id is not None}
+    return BegunOp(_to_context(first, user_id, project_id, cache), first.seq, objects)
+
+
+def _to_context(row: Any, user_id: int, project_id: int, cache: SettingsCache) -> OpContext:
     ref = (ImageRef(row.image_id, project_id, row.width, row.height, row.object_count,
                     row.labeled_by, row.labeled_at)
            if row.image_id is not None else None)

@@ -20,7 +20,15 @@ from server import _label_store as label_store
 from server import undo as undo_log
 from server._web import actor_for
 from server.db import transaction
-from server.edits import EditError, check_lease, commit_op, touch
+from server.edits import (
+    EditError,
+    Prepared,
+    check_lease,
+    commit_op,
+    object_ids,
+    parse_object_op,
+    touch,
+)
 from server.hub import _context, _snapshot, leases
 from server.hub.connection import Connection
 from server.hub.hub import Hub
@@ -72,6 +80,7 @@ class Handlers:
         self.state, self.hub = state, hub
         self.settings = state.settings
         self.settings_cache = _context.SettingsCache()
+        self.postgresql = state.engine.dialect.name == "postgresql"
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -252,6 +261,10 @@ class Handlers:
         ctx = await _context.load(session, user_id=conn.user_id, project_id=conn.project_id,
                                   image_id=image_id, client_op_id=client_op_id,
                                   cache=self.settings_cache)
+        return self._check_context(conn, ctx, image_id)
+
+    def _check_context(self, conn: Connection, ctx: _context.OpContext | None,
+                       image_id: int) -> _context.OpContext:
         if ctx is None or not ctx.active:
             raise RequestError("unauthorized", "this account is no longer active")
         conn.privileges = int(ALL) if ctx.actor.is_admin else int(ctx.actor.privileges or 0)
@@ -261,10 +274,30 @@ class Handlers:
             raise RequestError("not_found", f"no image {image_id} in this project")
         return ctx
 
+    async def _begin_op(self, session: AsyncSession, conn: Connection,
+                        msg: Op) -> tuple[_context.OpContext, Prepared | None]:
+        """The edit's context and, on PostgreSQL for an object op, its seq and objects (one
+        round trip: ``server.hub._context.begin_op``)."""
+        try:
+            parsed = parse_object_op(msg.op) if self.postgresql else None
+        except EditError:
+            parsed = None  # reported by commit_op, after the privilege and lease checks
+        if parsed is None:
+            return await self._edit_context(session, conn, msg.image, msg.client_op_id), None
+        if conn.project_id is None:
+            raise RequestError("hello_first", "send hello first")
+        begun = await _context.begin_op(
+            session, user_id=conn.user_id, project_id=conn.project_id, image_id=msg.image,
+            client_op_id=msg.client_op_id, object_ids=object_ids(parsed), cache=self.settings_cache)
+        ctx = self._check_context(conn, begun.context if begun else None, msg.image)
+        assert begun is not None
+        prepared = Prepared(begun.seq, parsed, begun.objects) if begun.seq is not None else None
+        return ctx, prepared
+
     async def op(self, conn: Connection, msg: Op) -> None:
         conn.own_ops.append(msg.client_op_id)  # before commit, so the tail never echoes it
         async with transaction(self.state.sessions) as session:
-            ctx = await self._edit_context(session, conn, msg.image, msg.client_op_id)
+            ctx, prepared = await self._begin_op(session, conn, msg)
             if ctx.duplicate_seq is not None:
                 # A resend of an op that already landed gets its original ack, lock or not.
                 conn.send(encode(Ack(id=msg.id, seq=ctx.duplicate_seq, duplicate=True)))
@@ -274,7 +307,7 @@ class Handlers:
             span = check_lease(ctx.lease, conn.user_id, msg.token, now)
             done = await commit_op(session, project_id=conn.project_id, image=ctx.image,
                                    user_id=conn.user_id, op_data=msg.op, settings=ctx.settings,
-                                   client_op_id=msg.client_op_id)
+                                   client_op_id=msg.client_op_id, prepared=prepared)
             await touch(session, span, now, self.settings.idle_limit_seconds)
         conn.send(encode(Ack(id=msg.id, seq=done.seq)))
 

@@ -226,7 +226,7 @@ async def test_clean_close_releases_at_once_a_vanished_client_keeps_its_lease(
 
 
 
-async def test_progress_is_sent_when_the_counts_change(server: LiveServer, team: Team) -> None:
+async def test_progress_follows_edits(server: LiveServer, team: Team) -> None:
     image = team.images[0]
     editor = await server.connect(team.owner)
     dashboard = await server.connect(team.owner)
@@ -238,13 +238,62 @@ async def test_progress_is_sent_when_the_counts_change(server: LiveServer, team:
     await editor.request("op", image=image, token=lock["token"], client_op_id="c1", op=BOX)
     labeled = await dashboard.event("progress")
     assert (labeled["labeled"], labeled["in_progress"]) == (1, 0)
-    # Moving the box changes no count; deleting it does: the next progress event is the delete's.
-    for n in range(3):
-        await editor.request("op", image=image, token=lock["token"], client_op_id=f"m{n}",
-                             op={"kind": "move_box", "object_id": "b1", "x": 3 + n, "y": 3, "w": 9, "h": 9})
-    await editor.request("op", image=image, token=lock["token"], client_op_id="d1",
-                         op={"kind": "delete", "object_id": "b1"})
+    # A move changes no count, yet a progress event follows it: the supervisor view reloads
+    # per-user statistics on it.
+    moved = await editor.request("op", image=image, token=lock["token"], client_op_id="m1",
+                                 op={"kind": "move_box", "object_id": "b1", "x": 3, "y": 3, "w": 9, "h": 9})
+    after_move = await dashboard.event("progress")
+    assert after_move["seq"] >= moved["seq"] and after_move["labeled"] == 1
+    deleted = await editor.request("op", image=image, token=lock["token"], client_op_id="d1",
+                                   op={"kind": "delete", "object_id": "b1"})
     after = await dashboard.event("progress")
-    assert (after["labeled"], after["in_progress"]) == (0, 1) and after["seq"] > labeled["seq"]
+    assert after["seq"] >= deleted["seq"] and (after["labeled"], after["in_progress"]) == (0, 1)
     await editor.close()
     await dashboard.close()
+
+
+async def test_one_op_deleting_creating_and_updating_objects_and_its_undo(server: LiveServer, team: Team) -> None:
+    """On PostgreSQL an edit's writes are one statement (server/_pg_writes.py): a batch that
+    deletes, creates and updates in one op, then its undo, leave what SQLite leaves."""
+    image = team.images[1]
+    editor = await server.connect(team.owner)
+    await editor.request("hello", project=team.project_id)
+    token = (await editor.request("open_image", image=image))["lock"]["token"]
+    assert (await editor.event("snapshot", image=image))["objects"] == []
+    box = {"type": "bbox", "label": "car", "geometry": {"x": 1, "y": 1, "w": 5, "h": 5}}
+    for n, oid in enumerate(["a", "b"]):
+        ack = await editor.request("op", image=image, token=token, client_op_id=f"s{n}",
+                                   op={"kind": "create", "object": {"id": oid, **box}})
+        assert ack["type"] == "ack", ack
+    batch = {"kind": "batch", "ops": [
+        {"kind": "delete", "object_id": "a"},
+        {"kind": "move_box", "object_id": "b", "x": 7, "y": 8, "w": 9, "h": 10},
+        {"kind": "set_rpy", "object_id": "b", "rpy": {"roll": 0, "pitch": 5, "yaw": 90}},
+        {"kind": "create", "object": {"id": "c", "type": "point", "label": "dog",
+                                      "geometry": {"x": 3, "y": 4}, "attributes": {"k": "v"}}}]}
+    ack = await editor.request("op", image=image, token=token, client_op_id="batch", op=batch)
+    assert ack["type"] == "ack", ack
+
+    async def state() -> tuple[dict[str, dict[str, object]], int]:
+        await editor.request("subscribe", image=image)
+        snap = await editor.event("snapshot", image=image)
+        images = (await team.owner.client.get(f"/api/v1/projects/{team.project_id}/images")).json()
+        count = next(i["object_count"] for i in images["images"] if i["id"] == image)
+        return {o["id"]: o for o in snap["objects"]}, count
+
+    objects, count = await state()
+    assert set(objects) == {"b", "c"} and count == 2
+    assert objects["b"]["geometry"] == {"x": 7, "y": 8, "w": 9, "h": 10}
+    assert objects["b"]["rpy"] == {"roll": 0, "pitch": 5, "yaw": 90}
+    assert objects["c"]["rpy"] is None and objects["c"]["attributes"] == {"k": "v"}
+    log = (await team.owner.client.get(f"/api/v1/projects/{team.project_id}/ops",
+                                       params={"image": image})).json()
+    row = next(r for r in log["ops"] if r["seq"] == ack["seq"])
+    assert row["kind"] == "batch" and row["client_op_id"] == "batch"
+
+    undone = await editor.request("undo", image=image, token=token)
+    assert undone["type"] == "ack", undone
+    objects, count = await state()
+    assert set(objects) == {"a", "b"} and count == 2
+    assert objects["b"]["geometry"] == {"x": 1, "y": 1, "w": 5, "h": 5} and objects["b"]["rpy"] is None
+    await editor.close()
