@@ -91,6 +91,7 @@ class DirectSend:
         self._protocol = protocol
         self._send: Callable[[Any], Awaitable[None]] = protocol.send
         self._writable: asyncio.Event = protocol.writable
+        self._plain: bool | None = None  # no extension negotiated; known once the handshake is done
 
     @classmethod
     def for_scope(cls, scope: Scope) -> DirectSend | None:
@@ -105,9 +106,11 @@ class DirectSend:
     def _open_plain(self) -> bool:
         """Open, handshake done, no close under way, no extension: raw frames may go out."""
         p = self._protocol
-        return (p.handshake_complete and not p.close_sent and not p.disconnected
-                and p.initial_response is None and p.conn.state is State.OPEN
-                and not p.conn.extensions and not p.transport.is_closing())
+        if self._plain is None:  # checked per frame until the handshake is done, then once
+            if not p.handshake_complete or p.initial_response is not None:
+                return False
+            self._plain = not p.conn.extensions
+        return self._plain and not (p.close_sent or p.disconnected) and p.conn.state is State.OPEN
 
     def try_send(self, frame: str, wire: bytes | None = None) -> bool | None:
         """True: written. False: the socket is backed up, nothing written. None: it failed."""

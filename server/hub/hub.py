@@ -50,7 +50,6 @@ class Room:
     task: asyncio.Task[None] | None = None
     progress_due: float = 0.0
     progress_task: asyncio.Task[None] | None = None
-    progress_counts: tuple[int, int, int, int] | None = None  # what the last progress event said
     joining: int = 0  # joins in flight: the tail must not retire a room one is about to enter
     # Connections that are on an image (opened it or pointed at it): the ones presence is about.
     viewers: dict[Connection, int] = field(default_factory=dict)
@@ -265,10 +264,11 @@ class Hub:
 
     def _fan_out(self, room: Room, row: OpLogEntry | LoggedOp) -> None:
         """Send one committed row to every connection of the room that should see it."""
+        wants = self._wants
         frame: str | None = None  # encoded and framed once, shared by every receiver
         wire = b""
         for conn in list(room.connections):
-            if not self._wants(conn, row, replay=False):
+            if not wants(conn, row, replay=False):
                 continue
             if frame is None:
                 frame = row_event(row)
@@ -338,10 +338,8 @@ class Hub:
         except Exception:
             log.exception("progress of project %s failed", room.project_id)
             return
-        counts = (event.total, event.labeled, event.in_progress, event.untouched)
-        if counts == room.progress_counts:
-            return  # a dashboard needs changes; most edits (a moved vertex) change no count
-        room.progress_counts = counts
+        # Sent after every change, counts moved or not: the supervisor view takes it as its cue
+        # to reload per-user statistics (objects created and edited), which every edit moves.
         frame = encode(event)
         wire = wire_frame(frame)
         for conn in list(room.connections):
