@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -141,17 +142,25 @@ async def _fanout(bench: Bench, url: str, token: str, project: int, images: list
     watchers, editors, rate = (200, images[:1], 40) if bench.quick else (500, images[:1], 40)
     ours_target = load.labelhub_target(url.replace("http", "ws", 1), token, project)
     raw_target = load.raw_target(raw_proc.port)
-    ours = await load.fanout(ours_target, hub_proc.pid, watchers=watchers, images=editors,
-                             rate=rate, seconds=seconds, latency=False)
-    raw = await load.fanout(raw_target, raw_proc.pid, watchers=watchers, images=editors,
-                            rate=rate, seconds=seconds, latency=False)
-    ours_rate, raw_rate = ours.frames / max(ours.cpu, 1e-9), raw.frames / max(raw.cpu, 1e-9)
+    # Alternating rounds, the median ratio: one pair swings by +-15 points on a 2-core VM.
+    rounds, ratios, ours_rates, raw_rates, errors = (1 if bench.quick else 3), [], [], [], 0
+    for _ in range(rounds):
+        ours = await load.fanout(ours_target, hub_proc.pid, watchers=watchers, images=editors,
+                                 rate=rate, seconds=seconds, latency=False)
+        raw = await load.fanout(raw_target, raw_proc.pid, watchers=watchers, images=editors,
+                                rate=rate, seconds=seconds, latency=False)
+        ours_rates.append(ours.frames / max(ours.cpu, 1e-9))
+        raw_rates.append(raw.frames / max(raw.cpu, 1e-9))
+        ratios.append(ours_rates[-1] / raw_rates[-1])
+        errors += ours.errors
+    ours_rate, raw_rate = statistics.median(ours_rates), statistics.median(raw_rates)
+    spread = f"; rounds {', '.join(f'{r:.0%}' for r in ratios)}" if rounds > 1 else ""
     bench.row(f"fan-out: frames per server CPU-second ({watchers} watchers, 1 editor at {rate} ops/s, "
               "op commit included)",
-              f"{ours_rate:,.0f} ({ours_rate / raw_rate:.0%} of raw)",
+              f"{ours_rate:,.0f} ({statistics.median(ratios):.0%} of raw{spread})",
               f"{raw_rate:,.0f} (websockets.broadcast)", ">= 70% of raw")
-    if ours.errors:
-        bench.row("fan-out: op errors (should be 0)", str(ours.errors))
+    if errors:
+        bench.row("fan-out: op errors (should be 0)", str(errors))
     seconds = 2.0 if bench.quick else 4.0
     for n in (10, 50, 200):
         lat = await load.fanout(ours_target, hub_proc.pid, watchers=n, images=[images[2]],

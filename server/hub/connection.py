@@ -104,13 +104,16 @@ class DirectSend:
         return cls(protocol)
 
     def _open_plain(self) -> bool:
-        """Open, handshake done, no close under way, no extension: raw frames may go out."""
+        """Open, handshake done, no close under way, no extension: raw frames may go out.
+
+        Whenever uvicorn leaves the open state it sets ``close_sent`` or closes the transport
+        (the test uvicorn itself uses before a ping), so two reads per frame suffice."""
         p = self._protocol
         if self._plain is None:  # checked per frame until the handshake is done, then once
             if not p.handshake_complete or p.initial_response is not None:
                 return False
-            self._plain = not p.conn.extensions
-        return self._plain and not (p.close_sent or p.disconnected) and p.conn.state is State.OPEN
+            self._plain = not p.conn.extensions and p.conn.state is State.OPEN
+        return self._plain and not p.close_sent and not p.transport.is_closing()
 
     def try_send(self, frame: str, wire: bytes | None = None) -> bool | None:
         """True: written. False: the socket is backed up, nothing written. None: it failed."""
