@@ -31,7 +31,7 @@ from sqlalchemy import select
 
 from server.app import create_app
 from server.db import make_engine, make_sessionmaker
-from server.models import ImageLock, OpLogEntry
+from server.models import ImageLock, OpLogEntry, Project
 from tests._db import PgTemplate, SqliteTemplate, pg_base_url, with_database
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, make_settings
 from tests.hub._ws import WsClient
@@ -161,11 +161,34 @@ class HubMachine(RuleBasedStateMachine):
         if client is None:
             return
         self._drain(user)
+        held = {self.images[k[1]] for k in self.tokens if k[0] == user}
+        head = self.run(self._head())
         self.run(client.close())
         self.clients[user] = None
-        # The clean close released my leases.
+        # The clean close releases my leases, once the server has seen the close: wait for the
+        # released events (replayed from the log to an observer) before anyone tries to open them.
+        self.run(self._await_released(held, head))
         for key in [k for k in self.tokens if k[0] == user]:
             del self.tokens[key]
+
+    async def _head(self) -> int:
+        async with self.sessions() as session:
+            return int((await session.execute(
+                select(Project.seq).where(Project.id == self.project))).scalar_one())
+
+    async def _await_released(self, images: set[int], since: int) -> None:
+        if not images:
+            return
+        observer = await WsClient.open(f"ws://127.0.0.1:{self.server.port}/api/v1/ws", self.people[0][1])
+        try:
+            ack = await observer.request("hello", project=self.project, since=since, images=[])
+            assert ack["type"] == "ack", ack
+            while images:
+                event = await observer.event("lock")
+                if event["state"] != "granted":
+                    images.discard(event["image"])
+        finally:
+            await observer.close()
 
     @rule(user=st.integers(0, USERS - 1), image=st.integers(0, IMAGES - 1))
     def open_image(self, user: int, image: int) -> None:
