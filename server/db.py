@@ -54,6 +54,9 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     # invalidates the whole pool, and the request gets "unavailable" (HTTP 503 / socket error)
     # instead of a 500 — safe to retry (server/errors.py, server/hub/endpoint.py).
     kwargs.setdefault("pool_recycle", 1800)
+    # Most recently used first: a steady trickle of edits stays on a few warm connections (each
+    # backend plans the op functions once) instead of cycling through the whole pool.
+    kwargs.setdefault("pool_use_lifo", True)
     return create_async_engine(url, pool_pre_ping=False, **kwargs)
 
 
