@@ -45,9 +45,7 @@ RETURNS TABLE (
     seq bigint,
     o_id varchar, o_type varchar, o_label varchar, o_geometry jsonb, o_keypoints jsonb,
     o_attributes jsonb, o_rpy jsonb, o_occluded boolean, o_z integer, o_version integer)
-LANGUAGE plpgsql VOLATILE
-SET plan_cache_mode = force_generic_plan  -- plan once per connection, not five times first
-AS $fn$
+LANGUAGE plpgsql VOLATILE AS $fn$
 #variable_conflict use_column
 DECLARE
     lease record;
@@ -134,9 +132,7 @@ CREATE OR REPLACE FUNCTION labelhub_op_write(
     p_seq bigint, p_kind varchar, p_op jsonb, p_inverse jsonb, p_client_op_id varchar,
     p_reverts_seq bigint, p_origin varchar, p_logged_at timestamptz)
 RETURNS void
-LANGUAGE plpgsql VOLATILE
-SET plan_cache_mode = force_generic_plan  -- plan once per connection, not five times first
-AS $fn$
+LANGUAGE plpgsql VOLATILE AS $fn$
 DECLARE
     oid varchar;
     o record;
