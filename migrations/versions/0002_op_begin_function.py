@@ -88,34 +88,23 @@ BEGIN
         PERFORM pg_notify('labelhub_ops', '');
     END IF;
 
-    -- Two branches, not "p_ids IS NULL OR id = ANY (p_ids)": the plan cached for the function
-    -- would then read every object of the image to find the one an edit touches.
-    IF p_ids IS NULL THEN
-        RETURN QUERY
-        SELECT ctx.is_active, ctx.is_admin, ctx.user_settings, ctx.privileges, ctx.member_settings,
-               ctx.project_settings, ctx.image_id, ctx.width, ctx.height, ctx.object_count,
-               ctx.labeled_by, ctx.labeled_at, ctx.duplicate_seq,
-               lease.holder_id, lease.connection_id, lease.token, lease.expires_at,
-               lease.span_id, lease.started_at, lease.last_activity_at, lease.active_seconds,
-               next_seq,
-               objects.id, objects.type, objects.label, objects.geometry, objects.keypoints,
-               objects.attributes, objects.rpy, objects.occluded, objects.z, objects.version
-          FROM (VALUES (1)) AS one (x)
-          LEFT JOIN objects ON next_seq IS NOT NULL AND objects.image_id = p_image;
-    ELSE
-        RETURN QUERY
-        SELECT ctx.is_active, ctx.is_admin, ctx.user_settings, ctx.privileges, ctx.member_settings,
-               ctx.project_settings, ctx.image_id, ctx.width, ctx.height, ctx.object_count,
-               ctx.labeled_by, ctx.labeled_at, ctx.duplicate_seq,
-               lease.holder_id, lease.connection_id, lease.token, lease.expires_at,
-               lease.span_id, lease.started_at, lease.last_activity_at, lease.active_seconds,
-               next_seq,
-               objects.id, objects.type, objects.label, objects.geometry, objects.keypoints,
-               objects.attributes, objects.rpy, objects.occluded, objects.z, objects.version
-          FROM (VALUES (1)) AS one (x)
-          LEFT JOIN objects ON next_seq IS NOT NULL AND objects.image_id = p_image
-                           AND objects.id = ANY (p_ids);
+    -- One array of ids, never "p_ids IS NULL OR id = ANY (p_ids)": the plan cached for that
+    -- would read every object of the image to find the one an edit touches.
+    IF p_ids IS NULL AND next_seq IS NOT NULL THEN
+        SELECT array_agg(objects.id) INTO p_ids FROM objects WHERE objects.image_id = p_image;
     END IF;
+    RETURN QUERY
+    SELECT ctx.is_active, ctx.is_admin, ctx.user_settings, ctx.privileges, ctx.member_settings,
+           ctx.project_settings, ctx.image_id, ctx.width, ctx.height, ctx.object_count,
+           ctx.labeled_by, ctx.labeled_at, ctx.duplicate_seq,
+           lease.holder_id, lease.connection_id, lease.token, lease.expires_at,
+           lease.span_id, lease.started_at, lease.last_activity_at, lease.active_seconds,
+           next_seq,
+           objects.id, objects.type, objects.label, objects.geometry, objects.keypoints,
+           objects.attributes, objects.rpy, objects.occluded, objects.z, objects.version
+      FROM (VALUES (1)) AS one (x)
+      LEFT JOIN objects ON next_seq IS NOT NULL AND objects.image_id = p_image
+                       AND objects.id = ANY (p_ids);
 END
 $fn$
 """

@@ -296,4 +296,11 @@ async def test_one_op_deleting_creating_and_updating_objects_and_its_undo(server
     objects, count = await state()
     assert set(objects) == {"a", "b"} and count == 2
     assert objects["b"]["geometry"] == {"x": 1, "y": 1, "w": 5, "h": 5} and objects["b"]["rpy"] is None
+
+    # An op that reads every object of the image (no ids named) rasterizes both boxes.
+    ack = await editor.request("op", image=image, token=token, client_op_id="all",
+                               op={"kind": "rasterize_all"})
+    assert ack["type"] == "ack", ack
+    objects, count = await state()
+    assert count == 2 and {o["type"] for o in objects.values()} == {"bitmap"}
     await editor.close()
