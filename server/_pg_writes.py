@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.db import run
 
 if TYPE_CHECKING:
-    from server.edits import LogRow, ObjectWrites
+    from server._object_store import ObjectWrites
+    from server.edits import LogRow
 
 # migrations/versions/0002 defines the function; JSON goes as text, cast once here.
 _WRITE = text(

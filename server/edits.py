@@ -7,15 +7,16 @@ an op before it commits (``server._oplog`` announces committed seqs to the hub a
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, insert, select, update
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import _label_store as label_store
 from server import _pg_writes
+from server._object_store import OBJECT_VALUES, ObjectWrites, load_objects, row_to_dict
 from server._oplog import LoggedOp, notify_after_commit, reserve_seqs
 from server.classification import (
     LABEL_OP_KINDS,
@@ -30,7 +31,7 @@ from server.geometry import op_to_dict as geometry_op_to_dict
 from server.geometry import parse_op as parse_geometry_op
 from server.hub import timing
 from server.hub.locks import Lease, check_token
-from server.models import Image, ImageLock, LabelingSession, LabelObjectRow, OpLogEntry, utcnow
+from server.models import Image, ImageLock, LabelingSession, OpLogEntry, utcnow
 from server.preferences import LabelingSettings
 
 
@@ -83,37 +84,6 @@ class Committed:
     inverse: dict[str, Any] | None
 
 
-OBJECT_VALUES = ("type", "label", "geometry", "keypoints", "attributes", "rpy", "occluded", "z")
-
-
-@dataclass
-class ObjectWrites:
-    """What an object op changes in the objects table (each id at most once)."""
-
-    image_id: int
-    project_id: int
-    user_id: int
-    source: str
-    now: datetime
-    deletes: list[str] = field(default_factory=list)
-    inserts: list[dict[str, Any]] = field(default_factory=list)  # id, version, OBJECT_VALUES
-    updates: list[dict[str, Any]] = field(default_factory=list)  # id, new version, OBJECT_VALUES
-
-    async def run(self, session: AsyncSession) -> None:
-        """Statement by statement (SQLite; PostgreSQL fuses them, see ``server._pg_writes``)."""
-        for oid in self.deletes:
-            await run(session, _DELETE_OBJECT, {"b_image_id": self.image_id, "b_id": oid})
-        for values in self.inserts:
-            await run(session, _INSERT_OBJECT, {
-                "image_id": self.image_id, "project_id": self.project_id, "source": self.source,
-                "created_by": self.user_id, "updated_by": self.user_id, "created_at": self.now,
-                "updated_at": self.now, **values})
-        for values in self.updates:
-            await run(session, _UPDATE_OBJECT, {
-                "b_image_id": self.image_id, "b_id": values["id"], "updated_by": self.user_id,
-                "updated_at": self.now, **{k: v for k, v in values.items() if k != "id"}})
-
-
 @dataclass(frozen=True)
 class LogRow:
     """One op-log row to write."""
@@ -134,13 +104,6 @@ class LogRow:
         return LoggedOp(seq=self.seq, image_id=self.image_id, user_id=self.user_id,
                         kind=self.kind, op=self.op, client_op_id=self.client_op_id,
                         origin=self.origin)
-
-
-def row_to_dict(row: Any) -> dict[str, Any]:
-    """The wire form of an object row (what ``parse_object`` accepts)."""
-    return {"id": row.id, "type": row.type, "label": row.label, "geometry": row.geometry,
-            "keypoints": row.keypoints or [], "attributes": row.attributes or {},
-            "rpy": row.rpy, "occluded": row.occluded, "z": row.z}
 
 
 def op_to_dict(op: Any) -> dict[str, Any]:
@@ -191,18 +154,7 @@ class _Objects(Mapping[str, LabelObject]):
 
 
 # The hot path's statements are built once with bind parameters: building a statement costs
-# more CPU than PostgreSQL spends running it.
-_OBJECT_COLUMNS = (LabelObjectRow.id, LabelObjectRow.type, LabelObjectRow.label, LabelObjectRow.geometry,
-                   LabelObjectRow.keypoints, LabelObjectRow.attributes, LabelObjectRow.rpy,
-                   LabelObjectRow.occluded, LabelObjectRow.z, LabelObjectRow.version)
-_ALL_OBJECTS = select(*_OBJECT_COLUMNS).where(LabelObjectRow.image_id == bindparam("image_id"))
-_SOME_OBJECTS = _ALL_OBJECTS.where(LabelObjectRow.id.in_(bindparam("ids", expanding=True)))
-_OBJECT_TABLE: Any = LabelObjectRow.__table__
-_INSERT_OBJECT = insert(_OBJECT_TABLE)
-_UPDATE_OBJECT = update(_OBJECT_TABLE).where(
-    _OBJECT_TABLE.c.image_id == bindparam("b_image_id"), _OBJECT_TABLE.c.id == bindparam("b_id"))
-_DELETE_OBJECT = delete(_OBJECT_TABLE).where(
-    _OBJECT_TABLE.c.image_id == bindparam("b_image_id"), _OBJECT_TABLE.c.id == bindparam("b_id"))
+# more CPU than PostgreSQL spends running it (the objects' own: ``server._object_store``).
 _LOG_TABLE: Any = OpLogEntry.__table__
 _INSERT_LOG = insert(_LOG_TABLE)
 _IMAGE_TABLE: Any = Image.__table__
@@ -219,17 +171,6 @@ LEASE_AND_SPAN = (
     .with_for_update(of=ImageLock))
 _SPAN_TABLE: Any = LabelingSession.__table__
 _TOUCH = update(_SPAN_TABLE).where(_SPAN_TABLE.c.id == bindparam("b_id"))
-
-
-async def load_objects(session: AsyncSession, image_id: int, ids: set[str] | None) -> dict[str, Any]:
-    """Object rows (plain column tuples, not ORM instances: cheaper on the hot path) by id."""
-    if ids is None:
-        result = await run(session, _ALL_OBJECTS, {"image_id": image_id})
-    elif not ids:
-        return {}
-    else:
-        result = await run(session, _SOME_OBJECTS, {"image_id": image_id, "ids": sorted(ids)})
-    return {row.id: row for row in result}
 
 
 @dataclass(frozen=True)

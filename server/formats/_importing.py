@@ -16,6 +16,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import _label_store as store
+from server._object_store import row_to_dict
 from server._oplog import PendingOp, append_ops
 from server.classification import (
     AddLabel,
@@ -27,7 +28,6 @@ from server.classification import (
     normalize_label,
     sync_label_ops,
 )
-from server.edits import row_to_dict
 from server.geometry.errors import GeometryError
 from server.geometry.policy import Policy
 from server.geometry.validation import parse_object, validate

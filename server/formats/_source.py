@@ -19,9 +19,9 @@ from sqlalchemy import Text, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server._label_store import read_labels
+from server._object_store import row_to_dict  # the one wire form of an object row
 from server.classification import ImageLabelState
 from server.db import transaction
-from server.edits import row_to_dict  # the one wire form of an object row
 from server.image_query import ImageFilter, apply_filter
 from server.models import Image, LabelDef, LabelObjectRow
 

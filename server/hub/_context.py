@@ -90,7 +90,7 @@ async def load(session: AsyncSession, *, user_id: int, project_id: int, image_id
 
 
 class ObjectRow(NamedTuple):
-    """An object's stored columns, as ``server.edits.load_objects`` returns them."""
+    """An object's stored columns, as ``server._object_store.load_objects`` returns them."""
 
     id: str
     type: str

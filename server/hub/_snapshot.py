@@ -2,7 +2,7 @@
 
 A snapshot of a busy image is the biggest frame the hub sends (10,000 objects: ~1.5 MB). Decoding
 every JSON column into Python and encoding it again costs most of the time, so the database
-aggregates the rows into the wire form (``server.edits.row_to_dict``'s keys, in z order) and the
+aggregates the rows into the wire form (``server._object_store.row_to_dict``'s keys, in z order) and the
 hub splices that text into the frame unparsed.
 """
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from server.edits import row_to_dict
+from server._object_store import row_to_dict
 from server.hub import _snapshot
 from server.models import LabelObjectRow
 from server.protocol import ImageLabelOut, Snapshot
