@@ -22,7 +22,7 @@ from sqlalchemy import BigInteger, bindparam, event, func, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from server.db import run
+from server.db import is_postgresql, run
 from server.models import OpLogEntry, Project, utcnow
 
 _BATCH = 2_000
@@ -69,8 +69,7 @@ async def reserve_seqs(session: AsyncSession, project_id: int, n: int) -> int:
     On PostgreSQL this also rings the doorbell; NOTIFY is delivered only if the transaction
     commits, so other processes never hear of an op that did not happen.
     """
-    postgresql = session.bind is not None and session.bind.dialect.name == "postgresql"
-    stmt = _RESERVE_NOTIFY if postgresql else _RESERVE
+    stmt = _RESERVE_NOTIFY if is_postgresql(session) else _RESERVE
     last = (await run(session, stmt, {"b_id": project_id, "n": n})).first()
     assert last is not None, f"no project {project_id}"
     return int(last[0]) - n + 1

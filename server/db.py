@@ -64,6 +64,10 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+def is_postgresql(session: AsyncSession) -> bool:
+    return session.bind is not None and session.bind.dialect.name == "postgresql"
+
+
 def connection_lost(exc: BaseException) -> bool:
     """The database connection broke under a statement (the pool has been invalidated)."""
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)

@@ -25,7 +25,7 @@ from server.classification import (
     parse_label_op,
     sync_label_ops,
 )
-from server.db import run
+from server.db import is_postgresql, run
 from server.geometry import GeometryError, LabelObject, Policy, edit, object_to_dict, parse_object
 from server.geometry import op_to_dict as geometry_op_to_dict
 from server.geometry import parse_op as parse_geometry_op
@@ -215,6 +215,17 @@ async def touch(session: AsyncSession, open_span: OpenSpan | None, now: datetime
                                    "active_seconds": span.active_seconds})
 
 
+async def _write_log(session: AsyncSession, log: LogRow) -> None:
+    row = {"project_id": log.project_id, "seq": log.seq, "image_id": log.image_id,
+           "user_id": log.user_id, "kind": log.kind, "op": log.op, "client_op_id": log.client_op_id,
+           "reverts_seq": log.reverts_seq, "origin": log.origin, "created_at": log.created_at}
+    if log.inverse is not None:
+        # Left out otherwise: SQL NULL, not JSON null, so "has an inverse" is a plain IS NOT NULL.
+        row["inverse"] = log.inverse
+    await run(session, _INSERT_LOG, row)
+    notify_after_commit(session, log.project_id, log.seq, log.logged())
+
+
 async def append(session: AsyncSession, *, project_id: int, image_id: int | None,
                  user_id: int | None, kind: str, op: dict[str, Any], inverse: dict[str, Any] | None,
                  client_op_id: str | None, origin: str, reverts_seq: int | None = None,
@@ -222,16 +233,10 @@ async def append(session: AsyncSession, *, project_id: int, image_id: int | None
     """Write one log row (with ``seq`` when the caller reserved it already)."""
     if seq is None:
         seq = await reserve_seqs(session, project_id, 1)
-    row = {"project_id": project_id, "seq": seq, "image_id": image_id, "user_id": user_id,
-           "kind": kind, "op": op, "client_op_id": client_op_id, "reverts_seq": reverts_seq,
-           "origin": origin, "created_at": utcnow()}
-    if inverse is not None:
-        # Left out otherwise: SQL NULL, not JSON null, so "has an inverse" is a plain IS NOT NULL.
-        row["inverse"] = inverse
-    await run(session, _INSERT_LOG, row)
-    notify_after_commit(session, project_id, seq, LoggedOp(
-        seq=seq, image_id=image_id, user_id=user_id, kind=kind, op=op, client_op_id=client_op_id,
-        origin=origin))
+    await _write_log(session, LogRow(
+        project_id=project_id, seq=seq, image_id=image_id, user_id=user_id, kind=kind, op=op,
+        inverse=inverse, client_op_id=client_op_id, origin=origin, reverts_seq=reverts_seq,
+        created_at=utcnow()))
     return seq
 
 
@@ -246,10 +251,6 @@ def _labeled_values(image: ImageRef, count_before: int, user_id: int,
             or (now - image.labeled_at).total_seconds() >= TOUCH_RESOLUTION:
         values.update(labeled_at=now, labeled_by=user_id)
     return values
-
-
-def _is_postgresql(session: AsyncSession) -> bool:
-    return session.bind is not None and session.bind.dialect.name == "postgresql"
 
 
 async def commit_op(
@@ -278,16 +279,14 @@ async def commit_op(
                  kind=str(op.get("kind")), op=op, inverse=inverse, client_op_id=client_op_id,
                  origin=origin, reverts_seq=reverts_seq, created_at=utcnow())
     labeled = _labeled_values(image, count, user_id, log.created_at)
-    if writes is not None and _is_postgresql(session):
+    if writes is not None and is_postgresql(session):
         # Objects, the log row and the image's columns in one statement (server/_pg_writes.py).
         await _pg_writes.write(session, writes, log, labeled)
         notify_after_commit(session, project_id, seq, log.logged())
     else:
         if writes is not None:
             await writes.run(session)
-        await append(session, project_id=project_id, image_id=image.id, user_id=user_id,
-                     kind=log.kind, op=op, inverse=inverse, client_op_id=client_op_id,
-                     origin=origin, reverts_seq=reverts_seq, seq=seq)
+        await _write_log(session, log)
         if labeled:
             await run(session, _LABELED, {"b_id": image.id, **labeled})
     if new_labels and settings.synchronize_labels:

@@ -319,9 +319,10 @@ class Hub:
 
     @staticmethod
     def send_to(connections: Iterable[Connection], frame: str, skip: Connection | None = None) -> None:
+        wire = wire_frame(frame)  # framed once for every receiver
         for other in list(connections):
             if other is not skip:
-                other.send(frame)
+                other.send(frame, wire)
 
     def _schedule_progress(self, room: Room) -> None:
         if room.progress_task is not None and not room.progress_task.done():
@@ -340,10 +341,7 @@ class Hub:
             return
         # Sent after every change, counts moved or not: the supervisor view takes it as its cue
         # to reload per-user statistics (objects created and edited), which every edit moves.
-        frame = encode(event)
-        wire = wire_frame(frame)
-        for conn in list(room.connections):
-            conn.send(frame, wire)
+        self.send_to(room.connections, encode(event))
 
     async def progress(self, project_id: int, seq: int) -> ProgressEvent:
         async with self.sessions() as session:
