@@ -124,11 +124,16 @@ def on_ops_committed(callback: Listener) -> Callable[[], None]:
     return lambda: _listeners.remove(callback) if callback in _listeners else None
 
 
+def announce(project_id: int, last_seq: int, entries: list[LoggedOp] | None) -> None:
+    """Tell the listeners about committed ops (for a commit made outside a session)."""
+    for callback in list(_listeners):
+        callback(project_id, last_seq, entries)
+
+
 @event.listens_for(Session, "after_commit")
 def _announce(session: Session) -> None:
     for project_id, last_seq, entries in session.info.pop(PENDING_KEY, []):
-        for callback in list(_listeners):
-            callback(project_id, last_seq, entries)
+        announce(project_id, last_seq, entries)
 
 
 @event.listens_for(Session, "after_rollback")

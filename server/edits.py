@@ -206,13 +206,20 @@ TOUCH_RESOLUTION = 1.0
 async def touch(session: AsyncSession, open_span: OpenSpan | None, now: datetime,
                 idle_limit: float) -> None:
     """Record activity on the lease's labeling session (see ``server.hub.timing``)."""
-    if open_span is None:
+    span = touched(open_span, now, idle_limit)
+    if open_span is None or span is None:
         return
-    if (now - open_span.span.last_activity_at).total_seconds() < TOUCH_RESOLUTION:
-        return
-    span = timing.touch(open_span.span, now, idle_limit)
     await run(session, _TOUCH, {"b_id": open_span.id, "last_activity_at": span.last_activity_at,
                                    "active_seconds": span.active_seconds})
+
+
+def touched(open_span: OpenSpan | None, now: datetime, idle_limit: float) -> timing.Span | None:
+    """The labeling session after activity at ``now``; ``None`` when there is nothing to write."""
+    if open_span is None:
+        return None
+    if (now - open_span.span.last_activity_at).total_seconds() < TOUCH_RESOLUTION:
+        return None
+    return timing.touch(open_span.span, now, idle_limit)
 
 
 async def _write_log(session: AsyncSession, log: LogRow) -> None:
@@ -240,7 +247,7 @@ async def append(session: AsyncSession, *, project_id: int, image_id: int | None
     return seq
 
 
-def _labeled_values(image: ImageRef, count_before: int, user_id: int,
+def labeled_values(image: ImageRef, count_before: int, user_id: int,
                     now: datetime) -> dict[str, Any]:
     """The image columns an edit changes: its object count, and "last labeled" to the second
     (a burst of one labeler's edits writes it once)."""
@@ -278,7 +285,7 @@ async def commit_op(
     log = LogRow(project_id=project_id, seq=seq, image_id=image.id, user_id=user_id,
                  kind=str(op.get("kind")), op=op, inverse=inverse, client_op_id=client_op_id,
                  origin=origin, reverts_seq=reverts_seq, created_at=utcnow())
-    labeled = _labeled_values(image, count, user_id, log.created_at)
+    labeled = labeled_values(image, count, user_id, log.created_at)
     if writes is not None and is_postgresql(session):
         # Objects, the log row and the image's columns in one statement (server/_pg_writes.py).
         await _pg_writes.write(session, writes, log, labeled)
@@ -327,12 +334,25 @@ async def _apply_objects(
     settings: LabelingSettings, origin: str, prepared: Prepared | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], set[str], ObjectWrites]:
     """The op applied in memory: its dict, inverse, new object labels and the writes to make."""
-    try:
-        if prepared is not None:
-            op, rows = prepared.op, prepared.rows
-        else:
+    if prepared is not None:
+        op, rows = prepared.op, prepared.rows
+    else:
+        try:
             op = parse_geometry_op(op_data)
-            rows = await load_objects(session, image.id, object_ids(op))
+        except GeometryError as exc:
+            raise EditError("invalid_op", str(exc), exc.field) from None
+        rows = await load_objects(session, image.id, object_ids(op))
+    return apply_object_op(op, rows, project_id=project_id, image=image, user_id=user_id,
+                           settings=settings, origin=origin)
+
+
+def apply_object_op(
+    op: Any, rows: Mapping[str, Any], *, project_id: int, image: ImageRef, user_id: int,
+    settings: LabelingSettings, origin: str,
+) -> tuple[dict[str, Any], dict[str, Any], set[str], ObjectWrites]:
+    """A parsed geometry op applied to the object ``rows`` it reads (no I/O): its dict, inverse,
+    new object labels and the writes to make; ``image.object_count`` becomes the new count."""
+    try:
         objects = _Objects({oid: parse_object(row_to_dict(r)) for oid, r in rows.items()},
                            image.object_count)
         policy = Policy.from_settings(settings.model_dump(), image.width, image.height)

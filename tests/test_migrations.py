@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -52,15 +53,26 @@ async def test_postgres_upgrade_check_downgrade(pg_template: PgTemplate) -> None
         await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def test_the_op_function_rings_the_hubs_doorbell() -> None:
-    """labelhub_op_begin takes a seq, so it must ring the channel the hub listens on."""
+def _migration(filename: str) -> Any:
     import importlib.util
 
-    from server._oplog import DOORBELL_CHANNEL
-
-    path = Path(__file__).resolve().parent.parent / "migrations" / "versions" / "0002_op_begin_function.py"
-    spec = importlib.util.spec_from_file_location("migration_0002", path)
+    path = Path(__file__).resolve().parent.parent / "migrations" / "versions" / filename
+    spec = importlib.util.spec_from_file_location(f"migration_{path.stem}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert f"pg_notify('{DOORBELL_CHANNEL}', '')" in module.FUNCTION
+    return module
+
+
+def test_the_op_functions_ring_the_hubs_doorbell() -> None:
+    """labelhub_op_begin and labelhub_op_commit take a seq, so they must ring the channel the
+    hub listens on; the commit's conflict SQLSTATE is the one the server looks for."""
+    from server._oplog import DOORBELL_CHANNEL
+    from server.hub._fast_op import CONFLICT_SQLSTATE
+
+    ring = f"pg_notify('{DOORBELL_CHANNEL}', '')"
+    assert ring in _migration("0002_op_begin_function.py").FUNCTION
+    commit = _migration("0003_op_commit_function.py")
+    assert ring in commit.COMMIT_FUNCTION
+    assert commit.CONFLICT_SQLSTATE == CONFLICT_SQLSTATE
+    assert f"ERRCODE = '{CONFLICT_SQLSTATE}'" in commit.COMMIT_FUNCTION

@@ -86,7 +86,7 @@ async def load(session: AsyncSession, *, user_id: int, project_id: int, image_id
                                             "client_op_id": client_op_id})).first()
     if row is None:
         return None
-    return _to_context(row, user_id, project_id, cache)
+    return to_context(row, user_id, project_id, cache)
 
 
 class ObjectRow(NamedTuple):
@@ -137,10 +137,10 @@ async def begin_op(session: AsyncSession, *, user_id: int, project_id: int, imag
     objects = {r.o_id: ObjectRow(r.o_id, r.o_type, r.o_label, r.o_geometry, r.o_keypoints,
                                  r.o_attributes, r.o_rpy, r.o_occluded, r.o_z, r.o_version)
                for r in rows if r.o_id is not None}
-    return BegunOp(_to_context(first, user_id, project_id, cache), first.seq, objects)
+    return BegunOp(to_context(first, user_id, project_id, cache), first.seq, objects)
 
 
-def _to_context(row: Any, user_id: int, project_id: int, cache: SettingsCache) -> OpContext:
+def to_context(row: Any, user_id: int, project_id: int, cache: SettingsCache) -> OpContext:
     ref = (ImageRef(row.image_id, project_id, row.width, row.height, row.object_count,
                     row.labeled_by, row.labeled_at)
            if row.image_id is not None else None)

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import cv2
+import numpy as np
 import pytest
 
 from server.app import create_app
@@ -24,6 +27,19 @@ async def _kill_backends(database: str) -> int:
             "AND pid <> pg_backend_pid()", database))
     finally:
         await admin.close()
+
+
+async def _image(admin: Any, project_id: int) -> int:
+    files = [("files", ("a.png", _png(), "image/png"))]
+    resp = await admin.client.post(f"/api/v1/projects/{project_id}/images", files=files)
+    assert resp.status_code == 201, resp.text
+    return int(resp.json()["results"][0]["image"]["id"])
+
+
+def _png() -> bytes:
+    ok, buf = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))
+    assert ok
+    return buf.tobytes()
 
 
 @pytest.mark.postgres
@@ -50,6 +66,34 @@ async def test_a_lost_connection_is_unavailable_once_then_the_pool_recovers(
             await _handle(conn, app.state.handlers, hello.replace("h1", "h2"))
             ack = json.loads(conn.backlog.popleft())
             assert (ack["type"], ack["id"]) == ("ack", "h2")
+
+            # An edit (on PostgreSQL it runs on the driver connection, server/hub/_fast_op.py).
+            image = await _image(admin, pid)
+            await _handle(conn, app.state.handlers, json.dumps(
+                {"type": "open_image", "id": "o", "image": image}))
+            token = next(f for f in map(json.loads, conn.backlog) if f.get("id") == "o")["lock"]["token"]
+            conn.backlog.clear()
+
+            def op(rid: str, x: int) -> str:
+                return json.dumps({"type": "op", "id": rid, "image": image, "token": token,
+                                   "client_op_id": rid, "op": {"kind": "create", "object": {
+                                       "id": rid, "type": "point", "label": "p",
+                                       "geometry": {"x": x, "y": 1}}}})
+
+            assert await _kill_backends(name) >= 1
+            assert await _handle(conn, app.state.handlers, op("e1", 1)) is None
+            replies = [json.loads(f) for f in conn.backlog]
+            conn.backlog.clear()
+            assert [(r["type"], r["id"], r.get("code")) for r in replies if r.get("id") == "e1"] \
+                == [("error", "e1", "unavailable")]
+            await _handle(conn, app.state.handlers, op("e2", 2))
+            replies = [json.loads(f) for f in conn.backlog]
+            assert [(r["type"], r["id"]) for r in replies if r.get("id") == "e2"] == [("ack", "e2")]
+            conn.backlog.clear()
+            await _handle(conn, app.state.handlers, json.dumps(
+                {"type": "subscribe", "id": "s", "image": image}))
+            snapshot = next(f for f in map(json.loads, conn.backlog) if f["type"] == "snapshot")
+            assert [o["id"] for o in snapshot["objects"]] == ["e2"]  # the lost one left nothing
             await admin.client.aclose()
     finally:
         await PgTemplate.drop(name)

@@ -1,0 +1,99 @@
+"""An object edit on PostgreSQL as two autocommitted statements (migrations/versions/0003).
+
+``read`` fetches what the op needs (context, lease, the objects it touches with their versions)
+without locking anything; the hub checks and applies the op in memory; ``commit`` then checks the
+lease, the resend and the versions again and writes everything, in one statement and therefore
+one transaction. The project row is locked only for that statement, not while the server works
+between two round trips, and there is no BEGIN or COMMIT to send. Both run on the pooled
+connection's asyncpg connection (``server.db.driver_connection``): through SQLAlchemy's execution
+layer each call cost more client CPU than PostgreSQL spends on it.
+
+Everything variable travels as text (JSON for ids and objects): no parameter or column has a
+type asyncpg must look up on a fresh connection.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from types import SimpleNamespace
+from typing import Any
+
+import asyncpg
+
+from server._object_store import ObjectWrites
+from server.edits import LogRow
+from server.hub._context import BegunOp, ObjectRow, SettingsCache, to_context
+
+#: SQLSTATE raised by labelhub_op_commit when an object changed since the read.
+CONFLICT_SQLSTATE = "LH409"
+
+_JSON_COLUMNS = ("user_settings", "member_settings", "project_settings", "o_geometry",
+                 "o_keypoints", "o_attributes", "o_rpy")
+_COLUMNS = (
+    "is_active", "is_admin", "user_settings", "privileges", "member_settings", "project_settings",
+    "image_id", "width", "height", "object_count", "labeled_by", "labeled_at", "duplicate_seq",
+    "holder_id", "connection_id", "token", "expires_at", "span_id", "started_at",
+    "last_activity_at", "active_seconds", "o_id", "o_type", "o_label", "o_geometry",
+    "o_keypoints", "o_attributes", "o_rpy", "o_occluded", "o_z", "o_version")
+_READ = (
+    "SELECT " + ", ".join(f"{c}::text" if c in _JSON_COLUMNS else c for c in _COLUMNS)
+    + " FROM labelhub_op_read($1, $2, $3, $4, "
+    "ARRAY(SELECT jsonb_array_elements_text($5::text::jsonb))::varchar[])")
+_COMMIT = (
+    "SELECT status, seq FROM labelhub_op_commit($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8, "
+    "$9::text::jsonb, $10::text::jsonb, $11::text::jsonb, $12, $13, $14, $15, "
+    "$16::text::jsonb, $17::text::jsonb, $18, $19, $20, $21, $22, $23)")
+
+
+def _loads(value: str | None) -> Any:
+    return None if value is None else json.loads(value)
+
+
+async def read(driver: Any, *, user_id: int, project_id: int, image_id: int,
+               client_op_id: str | None, object_ids: set[str],
+               cache: SettingsCache) -> BegunOp | None:
+    """The op's context and objects (``seq`` is ``None``: ``commit`` takes it). ``None`` when
+    the user no longer exists."""
+    records = await driver.fetch(_READ, user_id, project_id, image_id, client_op_id,
+                                 json.dumps(sorted(object_ids)))
+    if not records:
+        return None
+    rows = [SimpleNamespace(**{k: _loads(v) if k in _JSON_COLUMNS else v
+                               for k, v in record.items()}) for record in records]
+    objects = {r.o_id: ObjectRow(r.o_id, r.o_type, r.o_label, r.o_geometry, r.o_keypoints,
+                                 r.o_attributes, r.o_rpy, r.o_occluded, r.o_z, r.o_version)
+               for r in rows if r.o_id is not None}
+    return BegunOp(to_context(rows[0], user_id, project_id, cache), None, objects)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """``status``: ``ok`` (committed as ``seq``), ``duplicate`` (the resend landed as ``seq``),
+    ``lease`` (the lease changed since the read) or ``conflict`` (an object did)."""
+
+    status: str
+    seq: int | None
+
+
+async def commit(driver: Any, *, token: int, now: datetime, writes: ObjectWrites,
+                 expected: dict[str, int | None], count_delta: int, labeled: dict[str, Any],
+                 log: LogRow, span_id: int | None, span_last_activity: datetime | None,
+                 span_active_seconds: float | None) -> Outcome:
+    """Check the lease, the resend and the objects' versions (``expected``: the version read, or
+    ``None`` for an id that did not exist) again, then write the objects, the image's count and
+    "last labeled", the log row and the labeling session, in one statement."""
+    try:
+        record = await driver.fetchrow(
+            _COMMIT, writes.user_id, writes.project_id, writes.image_id, token, now,
+            log.client_op_id, json.dumps(expected), writes.source, json.dumps(writes.deletes),
+            json.dumps(writes.updates), json.dumps(writes.inserts), count_delta,
+            labeled.get("labeled_at"), labeled.get("labeled_by"), log.kind, json.dumps(log.op),
+            None if log.inverse is None else json.dumps(log.inverse), log.reverts_seq,
+            log.origin, log.created_at, span_id, span_last_activity, span_active_seconds)
+    except asyncpg.PostgresError as exc:
+        if getattr(exc, "sqlstate", None) == CONFLICT_SQLSTATE:
+            return Outcome("conflict", None)
+        raise
+    return Outcome(str(record["status"]), record["seq"])
