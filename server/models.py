@@ -227,8 +227,9 @@ class OpLogEntry(Base):
     image_id: Mapped[int | None] = mapped_column(
         ForeignKey("images.id", ondelete="SET NULL"), nullable=True
     )
+    # No index of its own: the unique (user_id, client_op_id) one leads with it (migration 0003).
     user_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), nullable=True, index=True
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
     kind: Mapped[str] = mapped_column(String(32))  # op kind, e.g. create, move_vertex, add_label
     op: Mapped[dict[str, Any]] = mapped_column(JSONType)
