@@ -4,7 +4,9 @@ A real ``labelhub serve`` process on a fresh PostgreSQL database (``LABELHUB_TES
 or the local default) and, in the same run, a bare ``websockets.broadcast`` server as baseline:
 
 * frames delivered per server CPU-second for the same fan-out (CPU time from /proc/<pid>/stat);
-* edit -> peer latency p50/p99 with 10, 50 and 200 watchers at 50 ops/s (commit included);
+* edit -> peer latency p50/p99 with 10, 50 and 200 watchers at 50 ops/s (commit included), from
+  the editor's send to the frame's arrival on the watcher's socket (kernel receive timestamp), and
+  to the watcher process's read of it (benchmarks/_watchers.py);
 * durable ops/s through the hub's op handler over many images and on one hot image, beside a
   raw asyncpg append loop (UPDATE head RETURNING seq + INSERT) on the same database;
 * idle memory per connection (RSS delta / n) with 5,000 connections, each joined to a project;
@@ -167,12 +169,15 @@ async def _fanout(bench: Bench, url: str, token: str, project: int, images: list
                                 rate=50, seconds=seconds, latency=True)
         raw_lat = await load.fanout(raw_target, raw_proc.pid, watchers=n, images=[images[2]],
                                     rate=50, seconds=seconds, latency=True)
-        bench.row(f"edit -> peer latency, {n} watchers, 50 ops/s (p50 / p99)",
-                  f"{load.percentile(lat.latencies_ms, 50):.2f} / "
-                  f"{load.percentile(lat.latencies_ms, 99):.2f} ms",
-                  f"{load.percentile(raw_lat.latencies_ms, 50):.2f} / "
-                  f"{load.percentile(raw_lat.latencies_ms, 99):.2f} ms",
-                  "p99 <= 10 ms at 200" if n == 200 else "")
+        bench.row(f"edit -> peer latency, {n} watchers, 50 ops/s (p50 / p99 at the frame's "
+                  "arrival; in brackets, when the watcher process read it)",
+                  _latency(lat), _latency(raw_lat), "p99 <= 10 ms at 200" if n == 200 else "")
+
+
+def _latency(run: load.Fanout) -> str:
+    def pair(values: list[float]) -> str:
+        return f"{load.percentile(values, 50):.2f} / {load.percentile(values, 99):.2f}"
+    return f"{pair(run.latencies_ms)} ms ({pair(run.read_latencies_ms)})"
 
 
 async def _memory(bench: Bench, admin: RestClient, url: str, hub_proc: load.Process,
@@ -248,6 +253,16 @@ async def _big_image(bench: Bench, env: dict[str, str], url: str, token: str, pr
               "", "< 5 ms")
 
 
+def _event_loop_runner() -> Any:
+    """uvloop's runner when installed, as ``labelhub serve`` uses it: the in-process phases time
+    the op handler on the loop the server runs on."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return uvloop.run
+
+
 def _loadavg() -> str:
     return Path("/proc/loadavg").read_text().split()[0]
 
@@ -271,7 +286,8 @@ def write_docs(table: str, machine: str, quick: bool) -> None:
         f"Machine: {machine}. The server is one "
         "`labelhub serve` process on PostgreSQL 15; the load generator runs on the same cores, so "
         "the figures carry its noise. The watchers live in a process of their own "
-        "(benchmarks/_watchers.py) and timestamp a frame as its bytes leave recv(). The baseline "
+        "(benchmarks/_watchers.py); a frame's latency is taken at its arrival on the socket (the "
+        "kernel's receive timestamp) and, in brackets, when that process read it. The baseline "
         "is a bare `websockets.broadcast` server (benchmarks/_raw_broadcast.py) or a raw asyncpg "
         "loop, measured in the same run. Durable ops/s and the time per edit run the hub's op "
         "handler in process (the socket's 100 messages/s rate limit and one lock holder per image "
@@ -300,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--write-docs needs every phase")
     quick = args.quick or bool(os.environ.get("LABELHUB_BENCH_QUICK"))
     t0, load_before = time.perf_counter(), _loadavg()
-    bench = asyncio.run(run(quick, only))
+    bench = _event_loop_runner()(run(quick, only))
     table = bench.table()
     machine = f"{_machine()}; 1-minute load average {load_before} before the run, {_loadavg()} after"
     print(f"\nMachine: {machine}; {time.perf_counter() - t0:.0f} s\n")

@@ -44,6 +44,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app,
         host=args.host or settings.host,
         port=args.port or settings.port,
+        loop="auto",  # uvloop (a dependency on Linux and macOS), else asyncio's own loop
         ws="websockets-sansio",
         ws_max_size=MAX_FRAME,
         ws_per_message_deflate=False,
