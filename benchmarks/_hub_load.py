@@ -171,7 +171,8 @@ async def open_ws(url: str) -> ClientConnection:
 class Fanout:
     frames: int = 0
     cpu: float = 0.0
-    latencies_ms: list[float] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)  # frame arrival at the watcher
+    read_latencies_ms: list[float] = field(default_factory=list)  # the watcher's recv()
     errors: int = 0
     ops: int = 0
     target: int = 0  # frames expected once the editors are done
@@ -249,7 +250,7 @@ async def _edit(ws: ClientConnection, image: int, lock: tuple[int, str], rate: f
         result.ops += 1
         await ws.send(json.dumps(separators=(",", ":"), obj={
             "type": "op", "id": n, "image": image, "token": token,
-            "client_op_id": f"t{time.perf_counter_ns()}-{n}-{image}",
+            "client_op_id": f"t{time.time_ns()}-{n}-{image}",  # the watchers' clock
             "op": {"kind": "move_box", "object_id": object_id, "x": 1 + n % 50, "y": 1, "w": 10,
                    "h": 10}}))
     reader.cancel()
@@ -284,6 +285,8 @@ async def fanout(target: Target, pid: int, *, watchers: int, images: list[int], 
         report = await watch.report()
         result.frames = int(report["frames"])
         result.latencies_ms = [float(v) for v in report["latencies_ms"]] if latency else []
+        result.read_latencies_ms = ([float(v) for v in report["read_latencies_ms"]]
+                                    if latency else [])
         if profiler is not None:
             await asyncio.to_thread(profiler.wait)
     finally:

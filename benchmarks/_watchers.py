@@ -9,9 +9,14 @@ timestamp milliseconds after the first and the "edit -> peer" latency measures t
 rather than the server. Here the connections are plain non-blocking sockets under one
 ``selectors`` loop, and a frame is timestamped the moment its bytes come out of ``recv()``: after
 setup no WebSocket parsing happens at all. Server frames are unmasked, so the editor's
-``"client_op_id":"t<perf_counter_ns>-..."`` appears verbatim in the bytes; each occurrence is one
-frame, and the latency is the recv time minus that number (``perf_counter_ns`` is
-CLOCK_MONOTONIC, shared by the processes of the machine).
+``"client_op_id":"t<time_ns>-..."`` appears verbatim in the bytes; each occurrence is one frame.
+Two latencies per frame, both against that send time (CLOCK_REALTIME, shared by the processes of
+the machine): *arrival*, the kernel's receive timestamp of the bytes on the watcher's socket
+(``SO_TIMESTAMPNS``), which is when a peer has the frame whatever it does next; and *read*, when
+this process got to ``recv()`` it. With 200 sockets becoming readable at once the last one is
+read milliseconds after it arrived, on a core the server also needs: that part measures this
+process. (A recv that returns several frames carries the first one's arrival time; at 50 ops/s
+the frames of one socket are 20 ms apart.)
 
 The handshake and the setup messages (``--setup``: JSON messages sent in order on each
 connection, each waiting for the reply with the same ``"id"``) go through websockets' sans-I/O
@@ -19,8 +24,8 @@ connection, each waiting for the reply with the same ``"id"``) go through websoc
 
 Control, line by line: prints ``ready`` once every connection is set up; then reads from stdin
 ``go`` (start counting), ``expect TOTAL`` (print ``done`` once TOTAL frames are counted) and
-``stop`` (print ``{"frames": N, "latencies_ms": [...]}`` and exit; the latencies only with
-``--latency``). Pings are not answered (runs are far shorter than the server's ping interval);
+``stop`` (print ``{"frames": N, "latencies_ms": [...], "read_latencies_ms": [...]}`` and exit;
+``latencies_ms`` is the arrival latency; the latencies only with ``--latency``). Pings are not answered (runs are far shorter than the server's ping interval);
 a connection the server closes is dropped. What remains per frame (a wake-up from ``epoll``, one
 ``recv`` and a byte search, roughly 15-20 us on a small VM) runs beside the server on another
 core instead of inside the editors' event loop.
@@ -35,6 +40,7 @@ import os
 import select
 import selectors
 import socket
+import struct
 import sys
 import time
 from dataclasses import dataclass, field
@@ -49,7 +55,10 @@ from websockets.uri import parse_uri
 MARKER = b'"client_op_id":"t'
 MARKER_LEN = len(MARKER)
 TAIL = MARKER_LEN - 1  # bytes that may hold the start of a marker split across two recv()s
-MAX_DIGITS = 20  # perf_counter_ns() fits in 20 decimal digits
+MAX_DIGITS = 20  # time_ns() fits in 20 decimal digits
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; the constant is not always exported
+TIMESPEC = struct.Struct("qq")
+ANCILLARY_SIZE = socket.CMSG_SPACE(TIMESPEC.size)
 RECV_SIZE = 1 << 18
 # One receive buffer for every socket: ``recv(RECV_SIZE)`` would allocate (mmap) and shrink a
 # fresh 256 KiB object per call, which costs more than everything else done per frame.
@@ -77,7 +86,8 @@ class Conn:
 class Stats:
     latency: bool
     frames: int = 0
-    latencies_ms: list[float] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)  # arrival (kernel timestamp)
+    read_latencies_ms: list[float] = field(default_factory=list)  # recv() in this process
 
 
 def _send(sock: socket.socket, chunks: list[bytes]) -> None:
@@ -134,6 +144,7 @@ def _open(url: str, setup: list[dict[str, Any]], sel: selectors.BaseSelector) ->
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setblocking(False)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)  # arrival times (see the docstring)
     err = sock.connect_ex((uri.host, uri.port))
     if err not in (0, errno.EINPROGRESS):
         raise SetupError(f"connect: {os.strerror(err)}")
@@ -192,7 +203,7 @@ def set_up(url: str, count: int, setup: list[dict[str, Any]],
     return conns
 
 
-def scan(conn: Conn, data: bytes, now_ns: int, stats: Stats) -> None:
+def scan(conn: Conn, data: bytes, now_ns: int, arrived_ns: int, stats: Stats) -> None:
     """Count the markers in ``data`` (after what was left of the previous recv()), exactly once.
 
     A marker whose digits are complete (followed by ``-``) is counted and consumed. What is kept
@@ -213,11 +224,21 @@ def scan(conn: Conn, data: bytes, now_ns: int, stats: Stats) -> None:
         if dash != -1 and buf[digits:dash].isdigit():
             stats.frames += 1
             if stats.latency:
-                stats.latencies_ms.append((now_ns - int(buf[digits:dash])) / 1e6)
+                sent_ns = int(buf[digits:dash])
+                stats.latencies_ms.append((arrived_ns - sent_ns) / 1e6)
+                stats.read_latencies_ms.append((now_ns - sent_ns) / 1e6)
         after = digits if dash == -1 else dash
         keep_from = max(keep_from, after)
         pos = buf.find(MARKER, after)
     conn.tail = buf[keep_from:]
+
+
+def _arrival(ancillary: list[tuple[int, int, bytes]], default: int) -> int:
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= TIMESPEC.size:
+            seconds, nanoseconds = TIMESPEC.unpack_from(data)
+            return int(seconds * 1_000_000_000 + nanoseconds)
+    return default
 
 
 def measure(sel: selectors.BaseSelector, stats: Stats) -> None:
@@ -248,7 +269,8 @@ def measure(sel: selectors.BaseSelector, stats: Stats) -> None:
                     elif words[0] == "expect":
                         expected = int(words[1])
                     elif words[0] == "stop":
-                        out = {"frames": stats.frames, "latencies_ms": stats.latencies_ms}
+                        out = {"frames": stats.frames, "latencies_ms": stats.latencies_ms,
+                               "read_latencies_ms": stats.read_latencies_ms}
                         sys.stdout.write(json.dumps(out, separators=(",", ":")) + "\n")
                         sys.stdout.flush()
                         return
@@ -260,17 +282,20 @@ def measure(sel: selectors.BaseSelector, stats: Stats) -> None:
                 _drain(sel, conn)
                 continue
             try:
-                size = conn.sock.recv_into(BUFFER)
+                if stats.latency:
+                    size, ancillary, _flags, _addr = conn.sock.recvmsg_into([BUFFER], ANCILLARY_SIZE)
+                else:
+                    size, ancillary = conn.sock.recv_into(BUFFER), []
             except (BlockingIOError, InterruptedError):
                 continue
             except OSError:
                 size = 0
-            now_ns = time.perf_counter_ns()
+            now_ns = time.time_ns()
             if not size:
                 sel.unregister(conn.sock)
                 conn.sock.close()
                 continue
-            scan(conn, bytes(VIEW[:size]), now_ns, stats)
+            scan(conn, bytes(VIEW[:size]), now_ns, _arrival(ancillary, now_ns), stats)
             if expected >= 0 and not done and stats.frames >= expected:
                 done = True
                 print("done", flush=True)
