@@ -44,13 +44,11 @@ def test_strokes_are_hard_labels_and_refine() -> None:
     assert third[42, 42]
 
 
-def test_large_rects_are_downscaled_and_fast_enough() -> None:
-    import time
-
+def test_large_rects_are_downscaled_and_still_follow_the_object() -> None:
+    # Speed: benchmarks/geometry.py ("smart select, 1000x1000 rect").
     img = scene(1200)
-    t = time.perf_counter()
     m = smart_select(img, (0, 0, 1200, 1200), [], [])
-    assert time.perf_counter() - t < 5.0
+    assert m.shape == (1200, 1200)
     assert iou(m, disc(1200)) > 0.85
 
 
