@@ -27,7 +27,7 @@ run: migrate
 	$(BIN)/labelhub serve
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses=4
 
 bench: install
 	$(BIN)/python -m benchmarks
