@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import async_sessionmaker
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -217,14 +216,7 @@ async def _sweep(state: Any) -> None:
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     state = app.state
-    engine = state.engine
     url = state.settings.resolved_database_url
-    if is_sqlite(url):
-        state.snapshot_sessions = state.sessions
-    else:
-        # Snapshot seq and objects must come from one view of the database.
-        state.snapshot_sessions = async_sessionmaker(
-            engine.execution_options(isolation_level="REPEATABLE READ"), expire_on_commit=False)
     hub = Hub(state.sessions)
     state.hub = hub
     state.handlers = Handlers(state, hub)

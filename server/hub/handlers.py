@@ -127,11 +127,29 @@ class Handlers:
         """Take a consistent snapshot and start delivering the image's ops after it."""
         room = self.hub.rooms.get(conn.project_id or 0)
         assert room is not None
-        async with room.lock, self.state.snapshot_sessions() as session, session.begin():
+        if self.postgresql:
+            async with room.lock, driver_connection(self.state.engine) as driver:
+                row = await _snapshot.read_pg(driver, image_id)
+                if row is None or row.project_id != conn.project_id:
+                    raise RequestError("not_found", f"no image {image_id} in this project")
+                conn.subscriptions[image_id] = row.seq
+            return self._snapshot_frame(image_id, row)
+        # SQLite: one writer at a time, so the snapshot's reads in one transaction agree.
+        async with room.lock, self.state.sessions() as session, session.begin():
             image = await self._image(session, conn, image_id)
             snap = await self.snapshot(session, image)
             conn.subscriptions[image_id] = snap.seq
         return snap
+
+    def _snapshot_frame(self, image_id: int, row: _snapshot.SnapshotRow) -> SnapshotFrame:
+        lock = None
+        if row.holder_id is not None and row.expires_at and row.expires_at > utcnow():
+            lock = {"holder": {"id": row.holder_id, "name": row.holder_name or f"user {row.holder_id}"},
+                    "expires_at": leases.iso(row.expires_at)}
+        head = Snapshot(image=image_id, seq=row.seq, objects=[],
+                        labels=[ImageLabelOut.model_validate(label) for label in row.labels],
+                        lock=lock)
+        return SnapshotFrame(seq=row.seq, frame=_snapshot.frame(head, row.objects))
 
     async def _now_viewing(self, conn: Connection, image_id: int) -> None:
         """Tell the project who is on which image (without waiting for a cursor move)."""

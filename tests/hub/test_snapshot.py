@@ -58,3 +58,42 @@ def test_frame_splices_the_objects_into_the_encoded_head() -> None:
     assert frame["objects"] == [{"id": "a"}]
     assert frame["labels"][0]["label"] == '"objects":[]'
     assert frame["type"] == "snapshot" and frame["seq"] == 9
+
+
+async def test_a_snapshot_carries_labels_lock_and_seq(server: LiveServer, team: Team) -> None:
+    """On PostgreSQL the snapshot is one statement (``_snapshot.read_pg``); on SQLite one
+    transaction of reads (``Handlers.snapshot``). Both give this; on PostgreSQL both paths run
+    and must give the same frame."""
+    image = team.images[0]
+    ws = await server.connect(team.owner)
+    await ws.request("hello", project=team.project_id)
+    token = (await ws.request("open_image", image=image))["lock"]["token"]
+    for i, op in enumerate([{"kind": "add_label", "label": "cat"}, {"kind": "add_label", "label": "dog"},
+                            {"kind": "create", "object": _objects()[1]}]):
+        assert (await ws.request("op", image=image, token=token, client_op_id=f"l{i}", op=op))["type"] == "ack"
+    watcher = await server.connect(team.owner)
+    await watcher.request("hello", project=team.project_id)
+    ack = await watcher.request("subscribe", image=image)
+    snap = await watcher.event("snapshot")
+    assert snap["seq"] == ack["seq"] and snap["image"] == image
+    assert [(lab["label"], lab["is_default"]) for lab in snap["labels"]] == [("cat", True), ("dog", False)]  # the first label added is the default
+    assert snap["lock"]["holder"] == {"id": team.owner.user["id"], "name": team.owner.user["name"]}
+    assert [o["id"] for o in snap["objects"]] == ["rich"]
+    assert (await watcher.request("subscribe", image=10_000))["code"] == "not_found"
+
+    app = server.app
+    if app.state.handlers.postgresql:
+        from server.db import driver_connection
+        from server.models import Image
+
+        async with driver_connection(app.state.engine) as driver:
+            row = await _snapshot.read_pg(driver, image)
+        assert row is not None
+        one_statement = json.loads(app.state.handlers._snapshot_frame(image, row).frame)
+        async with app.state.sessions() as session, session.begin():
+            image_row = await session.get(Image, image)
+            assert image_row is not None
+            reads = json.loads((await app.state.handlers.snapshot(session, image_row)).frame)
+        assert one_statement == reads == snap
+    await ws.close()
+    await watcher.close()
