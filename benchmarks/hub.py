@@ -106,6 +106,11 @@ async def run(quick: bool, only: frozenset[str] = frozenset(PHASES)) -> Bench:
         raw_proc = load.start(["-m", "benchmarks._raw_broadcast", str(raw_port)], env,
                               "listening", raw_port)
         procs.append(raw_proc)
+        commit_port = load.free_port()
+        commit_proc = load.start(["-m", "benchmarks._raw_broadcast", str(commit_port), "--commit",
+                                  db_url.replace("postgresql+asyncpg://", "postgresql://", 1)],
+                                 env, "listening", commit_port)
+        procs.append(commit_proc)
         url = f"http://127.0.0.1:{port}"
         async with RestClient(url) as admin:
             await admin.login(*ADMIN)
@@ -114,7 +119,8 @@ async def run(quick: bool, only: frozenset[str] = frozenset(PHASES)) -> Bench:
             items = await admin.upload_images(project, [(f"b{i}.png", _png(i)) for i in range(12)])
             images = sorted(i["id"] for i in items)
             if "fanout" in only:
-                await _fanout(bench, url, admin.token, project, images, hub_proc, raw_proc)
+                await _fanout(bench, url, admin.token, project, images, hub_proc, raw_proc,
+                              commit_proc)
             if "memory" in only:
                 await _memory(bench, admin, url, hub_proc, raw_proc)
             if "locks" in only:
@@ -139,7 +145,8 @@ def _migrate(env: dict[str, str]) -> None:
 
 
 async def _fanout(bench: Bench, url: str, token: str, project: int, images: list[int],
-                  hub_proc: load.Process, raw_proc: load.Process) -> None:
+                  hub_proc: load.Process, raw_proc: load.Process,
+                  commit_proc: load.Process) -> None:
     seconds = 3.0 if bench.quick else 5.0
     watchers, editors, rate = (200, images[:1], 40) if bench.quick else (500, images[:1], 40)
     ours_target = load.labelhub_target(url.replace("http", "ws", 1), token, project)
@@ -169,9 +176,13 @@ async def _fanout(bench: Bench, url: str, token: str, project: int, images: list
                                 rate=50, seconds=seconds, latency=True)
         raw_lat = await load.fanout(raw_target, raw_proc.pid, watchers=n, images=[images[2]],
                                     rate=50, seconds=seconds, latency=True)
+        commit_lat = await load.fanout(load.raw_target(commit_proc.port), commit_proc.pid,
+                                       watchers=n, images=[images[2]], rate=50, seconds=seconds,
+                                       latency=True)
         bench.row(f"edit -> peer latency, {n} watchers, 50 ops/s (p50 / p99 at the frame's "
                   "arrival; in brackets, when the watcher process read it)",
-                  _latency(lat), _latency(raw_lat), "p99 <= 10 ms at 200" if n == 200 else "")
+                  _latency(lat), f"{_latency(raw_lat)}; with one durable INSERT per frame: "
+                  f"{_latency(commit_lat)}", "p99 <= 10 ms at 200" if n == 200 else "")
 
 
 def _latency(run: load.Fanout) -> str:
@@ -288,7 +299,9 @@ def write_docs(table: str, machine: str, quick: bool) -> None:
         "the figures carry its noise. The watchers live in a process of their own "
         "(benchmarks/_watchers.py); a frame's latency is taken at its arrival on the socket (the "
         "kernel's receive timestamp) and, in brackets, when that process read it. The baseline "
-        "is a bare `websockets.broadcast` server (benchmarks/_raw_broadcast.py) or a raw asyncpg "
+        "is a bare `websockets.broadcast` server (benchmarks/_raw_broadcast.py, on the same event loop "
+        "as the server), for latency also one that first commits each frame as one INSERT (the "
+        "floor of a durable edit on this disk), or a raw asyncpg "
         "loop, measured in the same run. Durable ops/s and the time per edit run the hub's op "
         "handler in process (the socket's 100 messages/s rate limit and one lock holder per image "
         "would cap a socket-driven figure); the latency is editor send -> watcher receive through "
