@@ -288,6 +288,9 @@ def _machine() -> str:
             f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}")
 
 
+NOTES_MARKER = "<!-- notes: kept by --write-docs -->"
+
+
 def write_docs(table: str, machine: str, quick: bool) -> None:
     path = ROOT / "docs" / "performance.md"
     text = path.read_text() if path.exists() else "# Performance\n"
@@ -311,6 +314,10 @@ def write_docs(table: str, machine: str, quick: bool) -> None:
         text = text.rstrip("\n") + "\n\n" + section
     else:
         end = text.find("\n## ", start + 1)
+        old = text[start:end if end != -1 else len(text)]
+        notes = old.find(NOTES_MARKER)  # hand-written notes after the table are kept
+        if notes != -1:
+            section += "\n" + old[notes:].rstrip("\n") + "\n"
         text = text[:start + 1] + section + (text[end:] if end != -1 else "")
     path.write_text(text)
 

@@ -111,7 +111,9 @@ class BegunOp:
     objects: dict[str, ObjectRow]
 
 
-# PostgreSQL only (migrations/versions/0002): lease lock, context, seq and objects in one call.
+# PostgreSQL only (migrations/versions/0002): lease lock, context, seq and objects in one call. The
+# transaction path of an object op: taken when the two-statement path (server/hub/_fast_op.py)
+# cannot be (label sync to do, rasterize_all, or something changed between its statements).
 # The ids go as JSON text: an array parameter would make asyncpg introspect its type on every
 # new pooled connection (~10-20 ms each, measured).
 _BEGIN_OP = text(
