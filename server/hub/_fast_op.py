@@ -1,6 +1,6 @@
 """An object edit on PostgreSQL as two autocommitted statements (migrations/versions/0003).
 
-``read`` fetches what the op needs (context, lease, the objects it touches with their versions)
+:func:`run` is the whole edit, called by ``Handlers.op``: ``read`` fetches what the op needs (context, lease, the objects it touches with their versions)
 without locking anything; the hub checks and applies the op in memory; ``commit`` then checks the
 lease, the resend and the versions again and writes everything, in one statement and therefore
 one transaction. The project row is locked only for that statement, not while the server works
@@ -15,16 +15,32 @@ type asyncpg must look up on a fresh connection.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server._object_store import ObjectWrites
-from server.edits import LogRow
-from server.hub._context import BegunOp, ObjectRow, SettingsCache, to_context
+from server._oplog import announce
+from server.db import driver_connection
+from server.edits import (
+    EditError,
+    LogRow,
+    apply_object_op,
+    check_lease,
+    labeled_values,
+    object_ids,
+    parse_object_op,
+    touched,
+)
+from server.hub._context import BegunOp, ObjectRow, OpContext, SettingsCache, to_context
+from server.hub.connection import Connection
+from server.models import utcnow
+from server.protocol import Ack, Op, encode
 
 #: SQLSTATE raised by labelhub_op_commit when an object changed since the read.
 CONFLICT_SQLSTATE = "LH409"
@@ -97,3 +113,63 @@ async def commit(driver: Any, *, token: int, now: datetime, writes: ObjectWrites
             return Outcome("conflict", None)
         raise
     return Outcome(str(record["status"]), record["seq"])
+
+
+async def run(conn: Connection, msg: Op, *, engine: AsyncEngine, cache: SettingsCache,
+              idle_limit: float,
+              check_context: Callable[[Connection, OpContext | None, int], OpContext]) -> bool:
+    """An object op naming its objects: :func:`read`, apply in memory, :func:`commit`; the ack
+    is sent. False when the op must take the one-transaction path instead (``Handlers.op``):
+    another kind of op, label sync to do, or the lease or an object changed between the two
+    statements (that path then reports exactly what is wrong). ``check_context`` raises the
+    request's error (inactive account, no privilege, no such image)."""
+    try:
+        parsed = parse_object_op(msg.op)
+    except EditError:
+        return False  # reported by the transaction path, after the privilege and lease checks
+    ids = object_ids(parsed) if parsed is not None else None
+    if ids is None or conn.project_id is None:
+        return False
+    project_id = conn.project_id
+    async with driver_connection(engine) as driver:
+        begun = await read(driver, user_id=conn.user_id, project_id=project_id,
+                           image_id=msg.image, client_op_id=msg.client_op_id, object_ids=ids,
+                           cache=cache)
+        ctx = check_context(conn, begun.context if begun else None, msg.image)
+        assert begun is not None and ctx.image is not None
+        if ctx.duplicate_seq is not None:
+            conn.send(encode(Ack(id=msg.id, seq=ctx.duplicate_seq, duplicate=True)))
+            return True
+        now = utcnow()
+        span = check_lease(ctx.lease, conn.user_id, msg.token, now)
+        image = ctx.image
+        count_before = image.object_count
+        op, inverse, new_labels, writes = apply_object_op(
+            parsed, begun.objects, project_id=project_id, image=image, user_id=conn.user_id,
+            settings=ctx.settings, origin="edit")
+        if new_labels and ctx.settings.synchronize_labels:
+            return False
+        log = LogRow(project_id=project_id, seq=0, image_id=image.id, user_id=conn.user_id,
+                     kind=str(op.get("kind")), op=op, inverse=inverse,
+                     client_op_id=msg.client_op_id, origin="edit", reverts_seq=None,
+                     created_at=utcnow())
+        touched_span = touched(span, now, idle_limit)
+        outcome = await commit(
+            driver, token=msg.token, now=now, writes=writes,
+            expected={oid: (row.version if (row := begun.objects.get(oid)) else None)
+                      for oid in ids},
+            count_delta=image.object_count - count_before,
+            labeled=labeled_values(image, image.object_count, conn.user_id, log.created_at),
+            log=log, span_id=span.id if span and touched_span else None,
+            span_last_activity=touched_span.last_activity_at if touched_span else None,
+            span_active_seconds=touched_span.active_seconds if touched_span else None)
+    if outcome.status == "duplicate":
+        assert outcome.seq is not None
+        conn.send(encode(Ack(id=msg.id, seq=outcome.seq, duplicate=True)))
+        return True
+    if outcome.status != "ok":
+        return False
+    assert outcome.seq is not None
+    announce(project_id, outcome.seq, [replace(log, seq=outcome.seq).logged()])
+    conn.send(encode(Ack(id=msg.id, seq=outcome.seq)))
+    return True

@@ -7,7 +7,7 @@ next op is refused even before the ``privileges`` event reaches their other conn
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,21 +18,16 @@ from starlette.datastructures import State
 
 from server import _label_store as label_store
 from server import undo as undo_log
-from server._oplog import announce
 from server._web import actor_for
 from server.db import driver_connection, transaction
 from server.edits import (
     EditError,
-    LogRow,
     Prepared,
-    apply_object_op,
     check_lease,
     commit_op,
-    labeled_values,
     object_ids,
     parse_object_op,
     touch,
-    touched,
 )
 from server.hub import _context, _fast_op, _snapshot, leases
 from server.hub.connection import Connection
@@ -319,7 +314,9 @@ class Handlers:
 
     async def op(self, conn: Connection, msg: Op) -> None:
         conn.own_ops.append(msg.client_op_id)  # before commit, so the tail never echoes it
-        if self.postgresql and await self._op_in_two_statements(conn, msg):
+        if self.postgresql and await _fast_op.run(
+                conn, msg, engine=self.state.engine, cache=self.settings_cache,
+                idle_limit=self.settings.idle_limit_seconds, check_context=self._check_context):
             return
         async with transaction(self.state.sessions) as session:
             ctx, prepared = await self._begin_op(session, conn, msg)
@@ -335,63 +332,6 @@ class Handlers:
                                    client_op_id=msg.client_op_id, prepared=prepared)
             await touch(session, span, now, self.settings.idle_limit_seconds)
         conn.send(encode(Ack(id=msg.id, seq=done.seq)))
-
-    async def _op_in_two_statements(self, conn: Connection, msg: Op) -> bool:
-        """PostgreSQL, an object op naming its objects: read, apply in memory, then commit in
-        one statement (``server.hub._fast_op``). False when the op must take the one-transaction
-        path instead: another kind of op, label sync to do, or the lease or an object changed
-        between the two statements (that path then reports exactly what is wrong)."""
-        try:
-            parsed = parse_object_op(msg.op)
-        except EditError:
-            return False  # reported by the transaction path, after the privilege and lease checks
-        ids = object_ids(parsed) if parsed is not None else None
-        if ids is None or conn.project_id is None:
-            return False
-        project_id = conn.project_id
-        async with driver_connection(self.state.engine) as driver:
-            begun = await _fast_op.read(driver, user_id=conn.user_id, project_id=project_id,
-                                        image_id=msg.image, client_op_id=msg.client_op_id,
-                                        object_ids=ids, cache=self.settings_cache)
-            ctx = self._check_context(conn, begun.context if begun else None, msg.image)
-            assert begun is not None and ctx.image is not None
-            if ctx.duplicate_seq is not None:
-                conn.send(encode(Ack(id=msg.id, seq=ctx.duplicate_seq, duplicate=True)))
-                return True
-            now = utcnow()
-            span = check_lease(ctx.lease, conn.user_id, msg.token, now)
-            image = ctx.image
-            count_before = image.object_count
-            op, inverse, new_labels, writes = apply_object_op(
-                parsed, begun.objects, project_id=project_id, image=image, user_id=conn.user_id,
-                settings=ctx.settings, origin="edit")
-            if new_labels and ctx.settings.synchronize_labels:
-                return False
-            log = LogRow(project_id=project_id, seq=0, image_id=image.id, user_id=conn.user_id,
-                         kind=str(op.get("kind")), op=op, inverse=inverse,
-                         client_op_id=msg.client_op_id, origin="edit", reverts_seq=None,
-                         created_at=utcnow())
-            touched_span = touched(span, now, self.settings.idle_limit_seconds)
-            outcome = await _fast_op.commit(
-                driver, token=msg.token, now=now, writes=writes,
-                expected={oid: (row.version if (row := begun.objects.get(oid)) else None)
-                          for oid in ids},
-                count_delta=image.object_count - count_before,
-                labeled=labeled_values(image, image.object_count, conn.user_id, log.created_at),
-                log=log, span_id=span.id if span and touched_span else None,
-                span_last_activity=touched_span.last_activity_at if touched_span else None,
-                span_active_seconds=touched_span.active_seconds if touched_span else None)
-        if outcome.status == "duplicate":
-            assert outcome.seq is not None
-            conn.send(encode(Ack(id=msg.id, seq=outcome.seq, duplicate=True)))
-            return True
-        if outcome.status != "ok":
-            return False
-        assert outcome.seq is not None
-        seq = outcome.seq
-        announce(project_id, seq, [replace(log, seq=seq).logged()])
-        conn.send(encode(Ack(id=msg.id, seq=seq)))
-        return True
 
     async def undo_redo(self, conn: Connection, msg: Undo | Redo) -> None:
         which = msg.type
