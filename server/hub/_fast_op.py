@@ -159,6 +159,7 @@ async def run(conn: Connection, msg: Op, *, engine: AsyncEngine, cache: Settings
             expected={oid: (row.version if (row := begun.objects.get(oid)) else None)
                       for oid in ids},
             count_delta=image.object_count - count_before,
+            # The count travels as a difference, so "before" is given as the count itself here.
             labeled=labeled_values(image, image.object_count, conn.user_id, log.created_at),
             log=log, span_id=span.id if span and touched_span else None,
             span_last_activity=touched_span.last_activity_at if touched_span else None,
