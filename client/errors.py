@@ -76,8 +76,9 @@ class RateLimitedError(RequestError):
 
 
 class UnavailableError(RequestError):
-    """The server's database connection broke under the request; nothing was applied. Retry
-    (an op with the same ``client_op_id`` is applied at most once)."""
+    """The server's database connection broke under the request. Retry: an op with the same
+    ``client_op_id`` is applied at most once (one that committed just before the break gets its
+    original ack)."""
 
 
 _BY_CODE: dict[str, type[RequestError]] = {

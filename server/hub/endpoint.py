@@ -161,8 +161,9 @@ async def _handle(conn: Connection, handlers: Handlers, text: str) -> str | None
         if not connection_lost(exc):
             raise
         log.warning("database connection lost: %s", exc)
-        conn.send(_error(msg.id, "unavailable", "the database connection was lost; nothing was "
-                                                "applied, send it again"))
+        conn.send(_error(msg.id, "unavailable", "the database connection was lost; send it again "
+                                                "(an op that committed just before gets its "
+                                                "original ack, it is not applied twice)"))
     return None
 
 
