@@ -1,12 +1,13 @@
 """An object edit on PostgreSQL as two autocommitted statements (migrations/versions/0003).
 
-:func:`run` is the whole edit, called by ``Handlers.op``: ``read`` fetches what the op needs (context, lease, the objects it touches with their versions)
-without locking anything; the hub checks and applies the op in memory; ``commit`` then checks the
-lease, the resend and the versions again and writes everything, in one statement and therefore
-one transaction. The project row is locked only for that statement, not while the server works
-between two round trips, and there is no BEGIN or COMMIT to send. Both run on the pooled
-connection's asyncpg connection (``server.db.driver_connection``): through SQLAlchemy's execution
-layer each call cost more client CPU than PostgreSQL spends on it.
+:func:`run` is the whole edit, called by ``Handlers.op``. :func:`read` fetches what the op needs
+(context, lease, the objects it touches with their versions) without locking anything; the hub
+checks and applies the op in memory; :func:`commit` then checks the lease, the resend and the
+versions again and writes everything, in one statement and therefore one transaction. The project
+row is locked only for that statement, not while the server works between two round trips, and
+there is no BEGIN or COMMIT to send. Both run on the pooled connection's asyncpg connection
+(``server.db.driver_connection``): through SQLAlchemy's execution layer each call cost more
+client CPU than PostgreSQL spends on it.
 
 Everything variable travels as text (JSON for ids and objects): no parameter or column has a
 type asyncpg must look up on a fresh connection.
