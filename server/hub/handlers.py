@@ -102,21 +102,20 @@ class Handlers:
         return LockInfo(token=token, expires_at=leases.iso(expires_at) or "")
 
     async def snapshot(self, session: AsyncSession, image: Image) -> SnapshotFrame:
+        """The snapshot read statement by statement (SQLite; on PostgreSQL ``_snapshot.read_pg``
+        reads the same in one)."""
         seq = (await session.execute(select(Project.seq).where(Project.id == image.project_id))).scalar_one()
         objects = await _snapshot.objects_json(session, image.id)
         labels = await label_store.read_image_labels(session, image.id)
         lock_row = await session.get(ImageLock, image.id)
-        lock = None
-        if lock_row is not None and lock_row.holder_id is not None and lock_row.expires_at \
-                and lock_row.expires_at > utcnow():
-            who = await leases.holder(session, lock_row.holder_id)
-            assert who is not None
-            lock = {"holder": {"id": who.id, "name": who.name},
-                    "expires_at": leases.iso(lock_row.expires_at)}
-        head = Snapshot(image=image.id, seq=int(seq), objects=[],
-                        labels=[ImageLabelOut(label=s.label, is_default=s.is_default, source=s.source)
-                                for s in labels], lock=lock)
-        return SnapshotFrame(seq=int(seq), frame=_snapshot.frame(head, objects))
+        held = lock_row is not None and lock_row.holder_id is not None
+        who = await leases.holder(session, lock_row.holder_id) if lock_row and held else None
+        row = _snapshot.SnapshotRow(
+            seq=int(seq), project_id=image.project_id, objects=objects,
+            labels=[{"label": s.label, "is_default": s.is_default, "source": s.source} for s in labels],
+            holder_id=who.id if who else None, holder_name=who.name if who else None,
+            expires_at=lock_row.expires_at if lock_row else None)
+        return self._snapshot_frame(image.id, row)
 
     async def subscribe_image(self, conn: Connection, image_id: int) -> SnapshotFrame:
         """Take a consistent snapshot and start delivering the image's ops after it."""
@@ -137,6 +136,7 @@ class Handlers:
         return snap
 
     def _snapshot_frame(self, image_id: int, row: _snapshot.SnapshotRow) -> SnapshotFrame:
+        """The frame of a snapshot read either way; the lock only while it is unexpired."""
         lock = None
         if row.holder_id is not None and row.expires_at and row.expires_at > utcnow():
             lock = {"holder": {"id": row.holder_id, "name": row.holder_name or f"user {row.holder_id}"},
