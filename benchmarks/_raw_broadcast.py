@@ -13,12 +13,13 @@ is of the servers, not of their loops.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import Any
 
 import asyncpg
 from websockets.asyncio.server import ServerConnection, broadcast, serve
+
+from benchmarks._loop import runner
 
 CLIENTS: set[ServerConnection] = set()
 
@@ -49,17 +50,9 @@ async def main(port: int, dsn: str | None) -> None:
         await server.serve_forever()
 
 
-def _runner() -> Any:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run
-    return uvloop.run
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m benchmarks._raw_broadcast")
     parser.add_argument("port", type=int)
     parser.add_argument("--commit", metavar="DSN", help="write each frame to PostgreSQL first")
     args = parser.parse_args(sys.argv[1:])
-    _runner()(main(args.port, args.commit))
+    runner()(main(args.port, args.commit))

@@ -40,6 +40,7 @@ import numpy as np
 
 from benchmarks import _hub_load as load
 from benchmarks._hub_inproc import durable_ops, raw_appends, seed_and_time_edits
+from benchmarks._loop import runner
 from client import LabelhubClient, RestClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -264,16 +265,6 @@ async def _big_image(bench: Bench, env: dict[str, str], url: str, token: str, pr
               "", "< 5 ms")
 
 
-def _event_loop_runner() -> Any:
-    """uvloop's runner when installed, as ``labelhub serve`` uses it: the in-process phases time
-    the op handler on the loop the server runs on."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run
-    return uvloop.run
-
-
 def _loadavg() -> str:
     return Path("/proc/loadavg").read_text().split()[0]
 
@@ -336,7 +327,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--write-docs needs every phase")
     quick = args.quick or bool(os.environ.get("LABELHUB_BENCH_QUICK"))
     t0, load_before = time.perf_counter(), _loadavg()
-    bench = _event_loop_runner()(run(quick, only))
+    bench = runner()(run(quick, only))  # the server's loop (benchmarks/_loop.py)
     table = bench.table()
     machine = f"{_machine()}; 1-minute load average {load_before} before the run, {_loadavg()} after"
     print(f"\nMachine: {machine}; {time.perf_counter() - t0:.0f} s\n")

@@ -95,6 +95,10 @@ async def _state(lab: Labeler) -> tuple[int, list[Any], list[Any]]:
     return seq, objects, log
 
 
+async def _nothing() -> None:
+    return None
+
+
 def _after_read(monkeypatch: pytest.MonkeyPatch,
                 between: Callable[[], Awaitable[None]]) -> list[str]:
     """Run ``between`` once, right after the next op's read; returns the commits' outcomes."""
@@ -134,10 +138,6 @@ async def test_an_op_commits_its_objects_log_row_and_count_in_one_statement(
     undo = await labeler.send({"type": "undo", "image": labeler.image, "token": labeler.token})
     assert undo["type"] == "ack"
     assert (await _state(labeler))[1] == [("b", 1, 3)]  # the inverse was read before the move
-
-
-async def _nothing() -> None:
-    return None
 
 
 async def test_an_object_changed_after_the_read_sends_the_op_the_transaction_way(
