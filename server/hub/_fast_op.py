@@ -16,8 +16,9 @@ type asyncpg must look up on a fresh connection.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
@@ -25,12 +26,14 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server._object_store import ObjectWrites
+from server._object_store import OBJECT_VALUES, ObjectWrites
 from server._oplog import announce
 from server.db import driver_connection
 from server.edits import (
     EditError,
+    ImageRef,
     LogRow,
+    OpenSpan,
     apply_object_op,
     check_lease,
     labeled_values,
@@ -59,9 +62,9 @@ _READ = (
     + " FROM labelhub_op_read($1, $2, $3, $4, "
     "ARRAY(SELECT jsonb_array_elements_text($5::text::jsonb))::varchar[])")
 _COMMIT = (
-    "SELECT status, seq FROM labelhub_op_commit($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8, "
+    "SELECT status, seq, stamp FROM labelhub_op_commit($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8, "
     "$9::text::jsonb, $10::text::jsonb, $11::text::jsonb, $12, $13, $14, $15, "
-    "$16::text::jsonb, $17::text::jsonb, $18, $19, $20, $21, $22, $23)")
+    "$16::text::jsonb, $17::text::jsonb, $18, $19, $20, $21, $22, $23, $24)")
 
 
 def _loads(value: str | None) -> Any:
@@ -87,20 +90,23 @@ async def read(driver: Any, *, user_id: int, project_id: int, image_id: int,
 
 @dataclass(frozen=True)
 class Outcome:
-    """``status``: ``ok`` (committed as ``seq``), ``duplicate`` (the resend landed as ``seq``),
-    ``lease`` (the lease changed since the read) or ``conflict`` (an object did)."""
+    """``status``: ``ok`` (committed as ``seq``; ``stamp`` is the state it left), ``duplicate``
+    (the resend landed as ``seq``), ``lease`` (the lease changed since the read), ``stale``
+    (something the stamp covers changed) or ``conflict`` (an object did)."""
 
     status: str
     seq: int | None
+    stamp: str | None = None
 
 
 async def commit(driver: Any, *, token: int, now: datetime, writes: ObjectWrites,
                  expected: dict[str, int | None], count_delta: int, labeled: dict[str, Any],
                  log: LogRow, span_id: int | None, span_last_activity: datetime | None,
-                 span_active_seconds: float | None) -> Outcome:
-    """Check the lease, the resend and the objects' versions (``expected``: the version read, or
-    ``None`` for an id that did not exist) again, then write the objects, the image's count and
-    "last labeled", the log row and the labeling session, in one statement."""
+                 span_active_seconds: float | None, stamp: str | None) -> Outcome:
+    """Check the lease, the resend, the objects' versions (``expected``: the version read, or
+    ``None`` for an id that did not exist) and, unless ``None``, the ``stamp`` of everything else
+    the op was computed from, then write the objects, the image's count and "last labeled", the
+    log row and the labeling session, in one statement."""
     try:
         record = await driver.fetchrow(
             _COMMIT, writes.user_id, writes.project_id, writes.image_id, token, now,
@@ -108,22 +114,57 @@ async def commit(driver: Any, *, token: int, now: datetime, writes: ObjectWrites
             json.dumps(writes.updates), json.dumps(writes.inserts), count_delta,
             labeled.get("labeled_at"), labeled.get("labeled_by"), log.kind, json.dumps(log.op),
             None if log.inverse is None else json.dumps(log.inverse), log.reverts_seq,
-            log.origin, log.created_at, span_id, span_last_activity, span_active_seconds)
+            log.origin, log.created_at, span_id, span_last_activity, span_active_seconds, stamp)
     except asyncpg.PostgresError as exc:
         if getattr(exc, "sqlstate", None) == CONFLICT_SQLSTATE:
             return Outcome("conflict", None)
         raise
-    return Outcome(str(record["status"]), record["seq"])
+    return Outcome(str(record["status"]), record["seq"], record["stamp"])
+
+
+@dataclass
+class Held:
+    """What the connection's last edit left of the image it edits: the next edit of that image
+    under the same token starts from here instead of reading it again. Nothing here is trusted:
+    the commit checks the lease, each object's version (an id missing here is checked to be
+    missing) and ``stamp``, a digest of all the rest, and any difference sends the op back to
+    the read."""
+
+    image_id: int
+    token: int
+    stamp: str
+    context: OpContext
+    image: ImageRef
+    span: OpenSpan | None
+    objects: OrderedDict[str, ObjectRow] = field(default_factory=OrderedDict)
+
+    def update(self, writes: ObjectWrites, stamp: str) -> None:
+        self.stamp = stamp
+        for oid in writes.deletes:
+            self.objects.pop(oid, None)
+        for values in (*writes.updates, *writes.inserts):
+            oid = values["id"]
+            self.objects.pop(oid, None)
+            self.objects[oid] = ObjectRow._make(
+                (oid, *(values[k] for k in OBJECT_VALUES), values["version"]))
+        while len(self.objects) > OBJECTS_HELD:
+            self.objects.popitem(last=False)
+
+
+#: Objects a connection keeps of the image it edits (the most recently edited ones).
+OBJECTS_HELD = 256
 
 
 async def run(conn: Connection, msg: Op, *, engine: AsyncEngine, cache: SettingsCache,
               idle_limit: float,
               check_context: Callable[[Connection, OpContext | None, int], OpContext]) -> bool:
-    """An object op naming its objects: :func:`read`, apply in memory, :func:`commit`; the ack
-    is sent. False when the op must take the one-transaction path instead (``Handlers.op``):
-    another kind of op, label sync to do, or the lease or an object changed between the two
-    statements (that path then reports exactly what is wrong). ``check_context`` raises the
-    request's error (inactive account, no privilege, no such image)."""
+    """An object op naming its objects; the ack is sent. With what the connection's previous
+    edit of the image left (:class:`Held`) it is applied and committed at once; otherwise, or
+    when that commit finds anything changed, :func:`read`, apply in memory, :func:`commit`.
+    False when the op must take the one-transaction path instead (``Handlers.op``): another
+    kind of op, label sync to do, or the lease or an object changed between the two statements
+    (that path then reports exactly what is wrong). ``check_context`` raises the request's
+    error (inactive account, no privilege, no such image)."""
     try:
         parsed = parse_object_op(msg.op)
     except EditError:
@@ -131,9 +172,23 @@ async def run(conn: Connection, msg: Op, *, engine: AsyncEngine, cache: Settings
     ids = object_ids(parsed) if parsed is not None else None
     if ids is None or conn.project_id is None:
         return False
-    project_id = conn.project_id
+    held, conn.held = conn.held, None
     async with driver_connection(engine) as driver:
-        begun = await read(driver, user_id=conn.user_id, project_id=project_id,
+        if held is not None and held.image_id == msg.image and held.token == msg.token:
+            objects = {oid: row for oid in ids if (row := held.objects.get(oid)) is not None}
+            try:
+                done = await _edit(driver, conn, msg, parsed, ids, held.context, held.span,
+                                   replace(held.image), objects, held.stamp, idle_limit)
+            except EditError:
+                done = None  # maybe an object this connection never read: read it
+            if done is not None and done[0] in ("ok", "duplicate"):
+                if done[1] is not None:
+                    held.update(*done[1])
+                conn.held = held
+                return True
+            if done is not None and done[0] == "sync":
+                return False
+        begun = await read(driver, user_id=conn.user_id, project_id=conn.project_id,
                            image_id=msg.image, client_op_id=msg.client_op_id, object_ids=ids,
                            cache=cache)
         ctx = check_context(conn, begun.context if begun else None, msg.image)
@@ -141,37 +196,57 @@ async def run(conn: Connection, msg: Op, *, engine: AsyncEngine, cache: Settings
         if ctx.duplicate_seq is not None:
             conn.send(encode(Ack(id=msg.id, seq=ctx.duplicate_seq, duplicate=True)))
             return True
-        now = utcnow()
-        span = check_lease(ctx.lease, conn.user_id, msg.token, now)
-        image = ctx.image
-        count_before = image.object_count
-        op, inverse, new_labels, writes = apply_object_op(
-            parsed, begun.objects, project_id=project_id, image=image, user_id=conn.user_id,
-            settings=ctx.settings, origin="edit")
-        if new_labels and ctx.settings.synchronize_labels:
-            return False
-        log = LogRow(project_id=project_id, seq=0, image_id=image.id, user_id=conn.user_id,
-                     kind=str(op.get("kind")), op=op, inverse=inverse,
-                     client_op_id=msg.client_op_id, origin="edit", reverts_seq=None,
-                     created_at=utcnow())
-        touched_span = touched(span, now, idle_limit)
-        outcome = await commit(
-            driver, token=msg.token, now=now, writes=writes,
-            expected={oid: (row.version if (row := begun.objects.get(oid)) else None)
-                      for oid in ids},
-            count_delta=image.object_count - count_before,
-            # The count travels as a difference, so "before" is given as the count itself here.
-            labeled=labeled_values(image, image.object_count, conn.user_id, log.created_at),
-            log=log, span_id=span.id if span and touched_span else None,
-            span_last_activity=touched_span.last_activity_at if touched_span else None,
-            span_active_seconds=touched_span.active_seconds if touched_span else None)
+        span = check_lease(ctx.lease, conn.user_id, msg.token, utcnow())
+        done = await _edit(driver, conn, msg, parsed, ids, ctx, span, ctx.image, begun.objects,
+                           None, idle_limit)
+    if done[0] not in ("ok", "duplicate"):
+        return False
+    if done[1] is not None:
+        held = Held(msg.image, msg.token, "", ctx, done[2], done[3], OrderedDict(begun.objects))
+        held.update(*done[1])
+        conn.held = held
+    return True
+
+
+async def _edit(driver: Any, conn: Connection, msg: Op, parsed: Any, ids: set[str],
+                ctx: OpContext, span: OpenSpan | None, image: ImageRef,
+                objects: dict[str, ObjectRow], stamp: str | None, idle_limit: float,
+                ) -> tuple[str, tuple[ObjectWrites, str] | None, ImageRef, OpenSpan | None]:
+    """Apply the op to ``objects`` and commit it (the ack is sent on ``ok`` and ``duplicate``):
+    (outcome, (writes, new stamp) when committed, the image and labeling session after it).
+    ``sync``: the op adds labels to synchronize, which only the transaction path does."""
+    assert conn.project_id is not None
+    now = utcnow()
+    count_before = image.object_count
+    op, inverse, new_labels, writes = apply_object_op(
+        parsed, objects, project_id=conn.project_id, image=image, user_id=conn.user_id,
+        settings=ctx.settings, origin="edit")
+    if new_labels and ctx.settings.synchronize_labels:
+        return "sync", None, image, span
+    log = LogRow(project_id=conn.project_id, seq=0, image_id=image.id, user_id=conn.user_id,
+                 kind=str(op.get("kind")), op=op, inverse=inverse, client_op_id=msg.client_op_id,
+                 origin="edit", reverts_seq=None, created_at=utcnow())
+    touched_span = touched(span, now, idle_limit)
+    # The count travels as a difference, so "before" is given as the count itself here.
+    labeled = labeled_values(image, image.object_count, conn.user_id, log.created_at)
+    outcome = await commit(
+        driver, token=msg.token, now=now, writes=writes,
+        expected={oid: (row.version if (row := objects.get(oid)) else None) for oid in ids},
+        count_delta=image.object_count - count_before, labeled=labeled, log=log,
+        span_id=span.id if span and touched_span else None,
+        span_last_activity=touched_span.last_activity_at if touched_span else None,
+        span_active_seconds=touched_span.active_seconds if touched_span else None, stamp=stamp)
     if outcome.status == "duplicate":
         assert outcome.seq is not None
         conn.send(encode(Ack(id=msg.id, seq=outcome.seq, duplicate=True)))
-        return True
+        return "duplicate", None, image, span
     if outcome.status != "ok":
-        return False
-    assert outcome.seq is not None
-    announce(project_id, outcome.seq, [replace(log, seq=outcome.seq).logged()])
+        return outcome.status, None, image, span
+    assert outcome.seq is not None and outcome.stamp is not None
+    announce(conn.project_id, outcome.seq, [replace(log, seq=outcome.seq).logged()])
     conn.send(encode(Ack(id=msg.id, seq=outcome.seq)))
-    return True
+    if "labeled_at" in labeled:
+        image.labeled_at, image.labeled_by = labeled["labeled_at"], labeled["labeled_by"]
+    if span is not None and touched_span is not None:
+        span = OpenSpan(span.id, touched_span)
+    return "ok", (writes, outcome.stamp), image, span

@@ -150,6 +150,7 @@ class Connection:
     limiter: RateLimit = field(default_factory=lambda: RateLimit(rate=100.0, burst=300.0))
     last_cursor: float = 0.0
     ever_locked: bool = False  # was granted a lease: only then do heartbeats renew anything
+    held: Any = None  # what the last edit left of the image it edited (server.hub._fast_op.Held)
     dropped: bool = False
     close_reason: str = ""
     overflowed: asyncio.Event = field(default_factory=asyncio.Event)

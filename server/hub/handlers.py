@@ -318,6 +318,7 @@ class Handlers:
                 conn, msg, engine=self.state.engine, cache=self.settings_cache,
                 idle_limit=self.settings.idle_limit_seconds, check_context=self._check_context):
             return
+        conn.held = None  # what this path writes is not kept (the next fast op reads afresh)
         async with transaction(self.state.sessions) as session:
             ctx, prepared = await self._begin_op(session, conn, msg)
             if ctx.duplicate_seq is not None:
@@ -337,6 +338,7 @@ class Handlers:
         which = msg.type
         client_op_id = f"{which}:{uuid.uuid4().hex}"
         conn.own_ops.append(client_op_id)
+        conn.held = None
         async with transaction(self.state.sessions) as session:
             ctx = await self._edit_context(session, conn, msg.image, None)
             assert ctx.image is not None and conn.project_id is not None
