@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from server import accounts, formats, images, labels, preferences, projects, stats
 from server.auth import TokenSigner, configure_password_hashing
-from server.db import make_engine, make_sessionmaker, transaction
+from server.db import dispose, make_engine, make_sessionmaker, transaction
 from server.errors import ApiError, exception_handlers
 from server.hub import endpoint as hub_endpoint
 from server.hub.connection import CaptureSend
@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             async with _run_hooks(app, hooks):
                 yield
         finally:
-            await engine.dispose()
+            await dispose(engine)
 
     routes: list[BaseRoute] = [Route("/healthz", healthz)]
     for module in FEATURES:

@@ -13,20 +13,30 @@ import numpy as np
 import pytest
 
 from server.app import create_app
+from server.hub import _fast_op
 from server.hub.connection import Connection
 from server.hub.endpoint import _handle
 from tests._db import PgTemplate, pg_base_url, with_database
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, login, make_project, make_settings
 
 
-async def _kill_backends(database: str) -> int:
+async def _terminate(condition: str, arg: Any) -> int:
+    """Terminate the backends matching ``condition`` (with ``$1`` = ``arg``); how many."""
     admin = await asyncpg.connect(with_database(pg_base_url(), "postgres").replace("+asyncpg", ""))
     try:
         return len(await admin.fetch(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 "
-            "AND pid <> pg_backend_pid()", database))
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {condition} "
+            "AND pid <> pg_backend_pid()", arg))
     finally:
         await admin.close()
+
+
+async def _kill_backends(database: str) -> int:
+    return await _terminate("datname = $1", database)
+
+
+async def _kill_backend(pid: int) -> None:
+    assert await _terminate("pid = $1", pid) == 1
 
 
 async def _image(admin: Any, project_id: int) -> int:
@@ -44,7 +54,7 @@ def _png() -> bytes:
 
 @pytest.mark.postgres
 async def test_a_lost_connection_is_unavailable_once_then_the_pool_recovers(
-        pg_template: PgTemplate, tmp_path: Path) -> None:
+        pg_template: PgTemplate, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     name = await pg_template.copy()
     try:
         app = create_app(make_settings(with_database(pg_base_url(), name), tmp_path / "data"))
@@ -80,8 +90,17 @@ async def test_a_lost_connection_is_unavailable_once_then_the_pool_recovers(
                                        "id": rid, "type": "point", "label": "p",
                                        "geometry": {"x": x, "y": 1}}}})
 
-            assert await _kill_backends(name) >= 1
+            # The edit's own connection dies right under its first statement (an idle pooled
+            # connection found dead is replaced at checkout, unnoticed).
+            read = _fast_op.read
+
+            async def read_on_a_killed_backend(driver: Any, **kwargs: Any) -> Any:
+                await _kill_backend(driver.get_server_pid())
+                return await read(driver, **kwargs)
+
+            monkeypatch.setattr(_fast_op, "read", read_on_a_killed_backend)
             assert await _handle(conn, app.state.handlers, op("e1", 1)) is None
+            monkeypatch.undo()
             replies = [json.loads(f) for f in conn.backlog]
             conn.backlog.clear()
             assert [(r["type"], r["id"], r.get("code")) for r in replies if r.get("id") == "e1"] \
