@@ -38,6 +38,9 @@ class ObjectWrites:
     deletes: list[str] = field(default_factory=list)
     inserts: list[dict[str, Any]] = field(default_factory=list)  # id, version, OBJECT_VALUES
     updates: list[dict[str, Any]] = field(default_factory=list)  # id, new version, OBJECT_VALUES
+    # The changed objects as the geometry core has them (None: deleted), for a caller keeping
+    # them (server.hub._fast_op.Held); never written.
+    parsed: dict[str, Any] = field(default_factory=dict)
 
     async def run(self, session: AsyncSession) -> None:
         """Statement by statement (SQLite; PostgreSQL fuses them, see ``server._pg_writes``)."""

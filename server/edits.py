@@ -346,17 +346,36 @@ async def _apply_objects(
                            settings=settings, origin=origin)
 
 
+_policies: dict[tuple[int, int, int], tuple[LabelingSettings, Policy]] = {}
+
+
+def _policy(settings: LabelingSettings, width: int, height: int) -> Policy:
+    """The image's geometry policy; kept per settings object (merged settings are themselves
+    kept by ``server.hub._context.SettingsCache``, so a labeler's edits share one)."""
+    key = (id(settings), width, height)
+    hit = _policies.get(key)
+    if hit is not None and hit[0] is settings:
+        return hit[1]
+    if len(_policies) >= 512:
+        _policies.clear()
+    policy = Policy.from_settings(settings.model_dump(), width, height)
+    _policies[key] = (settings, policy)
+    return policy
+
+
 def apply_object_op(
     op: Any, rows: Mapping[str, Any], *, project_id: int, image: ImageRef, user_id: int,
-    settings: LabelingSettings, origin: str,
+    settings: LabelingSettings, origin: str, parsed: Mapping[str, LabelObject] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], set[str], ObjectWrites]:
     """A parsed geometry op applied to the object ``rows`` it reads (no I/O): its dict, inverse,
-    new object labels and the writes to make; ``image.object_count`` becomes the new count."""
+    new object labels and the writes to make; ``image.object_count`` becomes the new count.
+    ``parsed``: objects of ``rows`` already parsed (by id); the writes carry the changed objects
+    parsed too (``ObjectWrites.parsed``)."""
     try:
-        objects = _Objects({oid: parse_object(row_to_dict(r)) for oid, r in rows.items()},
-                           image.object_count)
-        policy = Policy.from_settings(settings.model_dump(), image.width, image.height)
-        result = edit(objects, op, policy)
+        known = parsed or {}
+        objects = _Objects({oid: known.get(oid) or parse_object(row_to_dict(r))
+                            for oid, r in rows.items()}, image.object_count)
+        result = edit(objects, op, _policy(settings, image.width, image.height))
     except GeometryError as exc:
         raise EditError("invalid_op", str(exc), exc.field) from None
     writes = ObjectWrites(image_id=image.id, project_id=project_id, user_id=user_id,
@@ -365,6 +384,7 @@ def apply_object_op(
     count = image.object_count
     for oid, obj in result.changes.items():
         row = rows.get(oid)
+        writes.parsed[oid] = obj
         if obj is None:
             if row is not None:
                 writes.deletes.append(oid)

@@ -41,6 +41,7 @@ from server.edits import (
     parse_object_op,
     touched,
 )
+from server.geometry import LabelObject
 from server.hub._context import BegunOp, ObjectRow, OpContext, SettingsCache, to_context
 from server.hub.connection import Connection
 from server.models import utcnow
@@ -137,18 +138,22 @@ class Held:
     image: ImageRef
     span: OpenSpan | None
     objects: OrderedDict[str, ObjectRow] = field(default_factory=OrderedDict)
+    parsed: dict[str, LabelObject] = field(default_factory=dict)  # some of ``objects``, parsed
 
     def update(self, writes: ObjectWrites, stamp: str) -> None:
         self.stamp = stamp
         for oid in writes.deletes:
             self.objects.pop(oid, None)
+            self.parsed.pop(oid, None)
         for values in (*writes.updates, *writes.inserts):
             oid = values["id"]
             self.objects.pop(oid, None)
             self.objects[oid] = ObjectRow._make(
                 (oid, *(values[k] for k in OBJECT_VALUES), values["version"]))
+            if (obj := writes.parsed.get(oid)) is not None:
+                self.parsed[oid] = obj
         while len(self.objects) > OBJECTS_HELD:
-            self.objects.popitem(last=False)
+            self.parsed.pop(self.objects.popitem(last=False)[0], None)
 
 
 #: Objects a connection keeps of the image it edits (the most recently edited ones).
@@ -178,7 +183,8 @@ async def run(conn: Connection, msg: Op, *, engine: AsyncEngine, cache: Settings
             objects = {oid: row for oid in ids if (row := held.objects.get(oid)) is not None}
             try:
                 done = await _edit(driver, conn, msg, parsed, ids, held.context, held.span,
-                                   replace(held.image), objects, held.stamp, idle_limit)
+                                   replace(held.image), objects, held.stamp, idle_limit,
+                                   held.parsed)
             except EditError:
                 done = None  # maybe an object this connection never read: read it
             if done is not None and done[0] in ("ok", "duplicate"):
@@ -211,6 +217,7 @@ async def run(conn: Connection, msg: Op, *, engine: AsyncEngine, cache: Settings
 async def _edit(driver: Any, conn: Connection, msg: Op, parsed: Any, ids: set[str],
                 ctx: OpContext, span: OpenSpan | None, image: ImageRef,
                 objects: dict[str, ObjectRow], stamp: str | None, idle_limit: float,
+                known: dict[str, LabelObject] | None = None,
                 ) -> tuple[str, tuple[ObjectWrites, str] | None, ImageRef, OpenSpan | None]:
     """Apply the op to ``objects`` and commit it (the ack is sent on ``ok`` and ``duplicate``):
     (outcome, (writes, new stamp) when committed, the image and labeling session after it).
@@ -220,7 +227,7 @@ async def _edit(driver: Any, conn: Connection, msg: Op, parsed: Any, ids: set[st
     count_before = image.object_count
     op, inverse, new_labels, writes = apply_object_op(
         parsed, objects, project_id=conn.project_id, image=image, user_id=conn.user_id,
-        settings=ctx.settings, origin="edit")
+        settings=ctx.settings, origin="edit", parsed=known)
     if new_labels and ctx.settings.synchronize_labels:
         return "sync", None, image, span
     log = LogRow(project_id=conn.project_id, seq=0, image_id=image.id, user_id=conn.user_id,

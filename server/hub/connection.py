@@ -36,6 +36,29 @@ _SANSIO_STATE = ("send", "conn", "transport", "handshake_complete", "close_sent"
 _SEND_ERRORS = (WebSocketDisconnect, RuntimeError, OSError)
 
 
+class RecentIds:
+    """The last ``size`` ids appended, for membership tests in constant time (the fan-out asks
+    it of the editor's connection on every op; a deque would be scanned end to end)."""
+
+    __slots__ = ("_ids", "_size")
+
+    def __init__(self, size: int) -> None:
+        self._ids: dict[str, None] = {}
+        self._size = size
+
+    def append(self, value: str) -> None:
+        self._ids.pop(value, None)
+        self._ids[value] = None
+        if len(self._ids) > self._size:
+            del self._ids[next(iter(self._ids))]
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
 class RateLimit:
     """A token bucket: ``rate`` messages a second on average, bursts up to ``burst``."""
 
@@ -146,7 +169,7 @@ class Connection:
     limit: int = SEND_QUEUE_FRAMES
     backlog: deque[str] = field(default_factory=deque)
     direct: DirectSend | None = None
-    own_ops: deque[str] = field(default_factory=lambda: deque(maxlen=OWN_OPS_REMEMBERED))
+    own_ops: RecentIds = field(default_factory=lambda: RecentIds(OWN_OPS_REMEMBERED))
     limiter: RateLimit = field(default_factory=lambda: RateLimit(rate=100.0, burst=300.0))
     last_cursor: float = 0.0
     ever_locked: bool = False  # was granted a lease: only then do heartbeats renew anything

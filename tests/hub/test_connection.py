@@ -8,7 +8,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-from server.hub.connection import Connection, RateLimit, wire_frame
+from server.hub.connection import Connection, RateLimit, RecentIds, wire_frame
 from server.settings import Settings
 from tests.conftest import UserFactory, add_member, make_project
 from tests.hub.conftest import LiveServer, serve, upload_images
@@ -24,6 +24,14 @@ def test_wire_frame_is_one_text_frame_a_client_parses(size: int) -> None:
     assert len(events) == 1 and isinstance(events[0], Frame)
     assert events[0].opcode is Opcode.TEXT and events[0].fin
     assert events[0].data.decode() == text
+
+
+def test_recent_ids_remember_the_last_ones_appended() -> None:
+    ids = RecentIds(3)
+    for value in ["a", "b", "c", "a", "d"]:  # "a" again: it is now the newest
+        ids.append(value)
+    assert len(ids) == 3
+    assert ["a" in ids, "b" in ids, "c" in ids, "d" in ids] == [True, False, True, True]
 
 
 def test_rate_limit_allows_bursts_then_the_rate() -> None:
