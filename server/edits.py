@@ -100,8 +100,10 @@ class LogRow:
     reverts_seq: int | None
     created_at: datetime
 
-    def logged(self) -> LoggedOp:
-        return LoggedOp(seq=self.seq, image_id=self.image_id, user_id=self.user_id,
+    def logged(self, seq: int | None = None) -> LoggedOp:
+        """The row as the hub fans it out (``seq``: the one the commit took, if not ``seq``)."""
+        return LoggedOp(seq=self.seq if seq is None else seq, image_id=self.image_id,
+                        user_id=self.user_id,
                         kind=self.kind, op=self.op, client_op_id=self.client_op_id,
                         origin=self.origin)
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from copy import copy
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
@@ -68,6 +69,10 @@ _COMMIT = (
     "$16::text::jsonb, $17::text::jsonb, $18, $19, $20, $21, $22, $23, $24)")
 
 
+def _json_list(values: list[Any]) -> str:
+    return json.dumps(values) if values else "[]"  # most edits leave two of the three empty
+
+
 def _loads(value: str | None) -> Any:
     return None if value is None else json.loads(value)
 
@@ -111,8 +116,8 @@ async def commit(driver: Any, *, token: int, now: datetime, writes: ObjectWrites
     try:
         record = await driver.fetchrow(
             _COMMIT, writes.user_id, writes.project_id, writes.image_id, token, now,
-            log.client_op_id, json.dumps(expected), writes.source, json.dumps(writes.deletes),
-            json.dumps(writes.updates), json.dumps(writes.inserts), count_delta,
+            log.client_op_id, json.dumps(expected), writes.source, _json_list(writes.deletes),
+            _json_list(writes.updates), _json_list(writes.inserts), count_delta,
             labeled.get("labeled_at"), labeled.get("labeled_by"), log.kind, json.dumps(log.op),
             None if log.inverse is None else json.dumps(log.inverse), log.reverts_seq,
             log.origin, log.created_at, span_id, span_last_activity, span_active_seconds, stamp)
@@ -183,7 +188,7 @@ async def run(conn: Connection, msg: Op, *, engine: AsyncEngine, cache: Settings
             objects = {oid: row for oid in ids if (row := held.objects.get(oid)) is not None}
             try:
                 done = await _edit(driver, conn, msg, parsed, ids, held.context, held.span,
-                                   replace(held.image), objects, held.stamp, idle_limit,
+                                   copy(held.image), objects, held.stamp, idle_limit,
                                    held.parsed)
             except EditError:
                 done = None  # maybe an object this connection never read: read it
@@ -250,7 +255,7 @@ async def _edit(driver: Any, conn: Connection, msg: Op, parsed: Any, ids: set[st
     if outcome.status != "ok":
         return outcome.status, None, image, span
     assert outcome.seq is not None and outcome.stamp is not None
-    announce(conn.project_id, outcome.seq, [replace(log, seq=outcome.seq).logged()])
+    announce(conn.project_id, outcome.seq, [log.logged(outcome.seq)])
     conn.send(encode(Ack(id=msg.id, seq=outcome.seq)))
     if "labeled_at" in labeled:
         image.labeled_at, image.labeled_by = labeled["labeled_at"], labeled["labeled_by"]
