@@ -264,30 +264,27 @@ class Hub:
 
     def _fan_out(self, room: Room, row: OpLogEntry | LoggedOp) -> None:
         """Send one committed row to every connection of the room that should see it."""
-        wants = self._wants
-        frame: str | None = None  # encoded and framed once, shared by every receiver
-        wire = b""
-        for conn in list(room.connections):
-            if not wants(conn, row, replay=False):
-                continue
-            if frame is None:
-                frame = row_event(row)
-                wire = wire_frame(frame)
-            conn.send(frame, wire)
+        receivers = self._receivers(room.connections, row, replay=False)
+        if receivers:
+            self.send_to(receivers, row_event(row))  # encoded and framed once
 
     def _frame_for(self, conn: Connection, row: OpLogEntry, *, replay: bool) -> str | None:
-        return row_event(row) if self._wants(conn, row, replay=replay) else None
+        return row_event(row) if self._receivers((conn,), row, replay=replay) else None
 
     @staticmethod
-    def _wants(conn: Connection, row: OpLogEntry | LoggedOp, *, replay: bool) -> bool:
+    def _receivers(connections: Iterable[Connection], row: OpLogEntry | LoggedOp, *,
+                   replay: bool) -> list[Connection]:
+        """Who gets ``row``: everyone for lock and project-wide rows; for an image's op, those
+        subscribed to the image since before it, except the sender's own connection (it has
+        its ack), unless replaying. One pass with the row's fields read once: it runs for every
+        watcher of every op."""
         if row.kind == "lock" or row.kind in PROJECT_WIDE or row.image_id is None:
-            return True
-        snapshot_seq = conn.subscriptions.get(row.image_id)
-        if snapshot_seq is None or row.seq <= snapshot_seq:
-            return False
-        # The sender already has its ack (user first: the own-ops scan is the dearer test).
-        return replay or row.user_id != conn.user_id or row.client_op_id is None \
-            or row.client_op_id not in conn.own_ops
+            return list(connections)
+        image, seq, user, client_op_id = row.image_id, row.seq, row.user_id, row.client_op_id
+        mine = not replay and client_op_id is not None
+        return [conn for conn in connections
+                if (since := conn.subscriptions.get(image)) is not None and seq > since
+                and not (mine and conn.user_id == user and client_op_id in conn.own_ops)]
 
     # --- privileges, presence, progress ------------------------------------------------------
 
