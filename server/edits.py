@@ -26,13 +26,13 @@ from server.classification import (
     sync_label_ops,
 )
 from server.db import is_postgresql, run
-from server.geometry import GeometryError, LabelObject, Policy, edit, object_to_dict, parse_object
+from server.geometry import GeometryError, LabelObject, edit, object_to_dict, parse_object
 from server.geometry import op_to_dict as geometry_op_to_dict
 from server.geometry import parse_op as parse_geometry_op
 from server.hub import timing
 from server.hub.locks import Lease, check_token
 from server.models import Image, ImageLock, LabelingSession, OpLogEntry, utcnow
-from server.preferences import LabelingSettings
+from server.preferences import LabelingSettings, geometry_policy
 
 
 class EditError(Exception):
@@ -348,23 +348,6 @@ async def _apply_objects(
                            settings=settings, origin=origin)
 
 
-_policies: dict[tuple[int, int, int], tuple[LabelingSettings, Policy]] = {}
-
-
-def _policy(settings: LabelingSettings, width: int, height: int) -> Policy:
-    """The image's geometry policy; kept per settings object (merged settings are themselves
-    kept by ``server.hub._context.SettingsCache``, so a labeler's edits share one)."""
-    key = (id(settings), width, height)
-    hit = _policies.get(key)
-    if hit is not None and hit[0] is settings:
-        return hit[1]
-    if len(_policies) >= 512:
-        _policies.clear()
-    policy = Policy.from_settings(settings.model_dump(), width, height)
-    _policies[key] = (settings, policy)
-    return policy
-
-
 def apply_object_op(
     op: Any, rows: Mapping[str, Any], *, project_id: int, image: ImageRef, user_id: int,
     settings: LabelingSettings, origin: str, parsed: Mapping[str, LabelObject] | None = None,
@@ -377,7 +360,7 @@ def apply_object_op(
         known = parsed or {}
         objects = _Objects({oid: known.get(oid) or parse_object(row_to_dict(r))
                             for oid, r in rows.items()}, image.object_count)
-        result = edit(objects, op, _policy(settings, image.width, image.height))
+        result = edit(objects, op, geometry_policy(settings, image.width, image.height))
     except GeometryError as exc:
         raise EditError("invalid_op", str(exc), exc.field) from None
     writes = ObjectWrites(image_id=image.id, project_id=project_id, user_id=user_id,

@@ -6,7 +6,7 @@ per-user keys (:data:`USER_KEYS`); every other key is project-wide and needs ``m
 Label shortcuts live on the label definitions (``LabelDef.shortcut``) and are shown here as
 ``label_shortcuts`` ({"1": "cat", ...}); PATCHing them reassigns the digits.
 
-The server enforces: geometry policy (``Policy.from_settings``: aspect ratio, outside/fit,
+The server enforces: geometry policy (:func:`geometry_policy`: aspect ratio, outside/fit,
 simplification), undo depth, label sync, import override; the hub reads the skip rules.
 """
 
@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from server._web import parse_as, path_int, project_access, read_body, unit_of_work
 from server.errors import ApiError, invalid, not_found
+from server.geometry import Policy
 from server.models import LabelDef, Membership, Project, User
 from server.permissions import Privilege
 
@@ -44,6 +45,24 @@ class LabelingSettings(BaseModel):
     simplify_tolerance: float = Field(default=1.0, ge=0, le=100)
     undo_history_length: int = Field(default=100, ge=1, le=1000)
     disable_smoothing_when_zoomed: bool = False
+
+
+_policies: dict[tuple[int, int, int], tuple[LabelingSettings, Policy]] = {}
+
+
+def geometry_policy(settings: LabelingSettings, width: int, height: int) -> Policy:
+    """The geometry policy of an image under ``settings``, kept per settings object (merged
+    settings are themselves kept by ``server.hub._context.SettingsCache``, so a labeler's
+    edits share one instead of dumping the settings for every op)."""
+    key = (id(settings), width, height)
+    hit = _policies.get(key)
+    if hit is not None and hit[0] is settings:  # the entry keeps it alive: its id is not reused
+        return hit[1]
+    if len(_policies) >= 512:
+        _policies.clear()
+    policy = Policy.from_settings(settings.model_dump(), width, height)
+    _policies[key] = (settings, policy)
+    return policy
 
 
 #: Keys a user may set for themself (globally or per project).

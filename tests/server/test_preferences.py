@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from server.db import transaction
 from server.geometry.policy import Policy
 from server.models import LabelObjectRow
-from server.preferences import DEFAULTS, USER_KEYS, LabelingSettings, merge
+from server.preferences import DEFAULTS, USER_KEYS, LabelingSettings, geometry_policy, merge
 from tests.conftest import Api, UserFactory, add_member, make_project
 from tests.hub._ws import WsClient
 from tests.hub.conftest import LiveServer
@@ -137,3 +137,13 @@ async def test_the_hub_enforces_undo_depth_and_geometry_settings(
     async with transaction(app.state.sessions) as s:
         row = await s.get(LabelObjectRow, (img, "off"))
         assert row is not None and row.geometry["x"] + row.geometry["w"] <= 64
+
+
+def test_geometry_policy_follows_the_settings_object_it_is_given() -> None:
+    loose = merge({"allow_labeling_outside_image": True, "fixed_bbox_aspect_ratio": 2.0})
+    strict = merge({"allow_labeling_outside_image": False})
+    first = geometry_policy(loose, 640, 480)
+    assert (first.allow_outside, first.bbox_aspect, first.image_width) == (True, 2.0, 640)
+    assert geometry_policy(loose, 640, 480) is first  # kept for the same settings and size
+    assert geometry_policy(loose, 320, 240).image_width == 320
+    assert geometry_policy(strict, 640, 480).allow_outside is False
