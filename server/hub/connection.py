@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -24,6 +24,9 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from server.protocol import CLOSE_TOO_SLOW
+
+if TYPE_CHECKING:  # _fast_op imports this module
+    from server.hub._fast_op import Held
 
 SEND_QUEUE_FRAMES = 1_000
 OWN_OPS_REMEMBERED = 1_000
@@ -174,7 +177,7 @@ class Connection:
     limiter: RateLimit = field(default_factory=lambda: RateLimit(rate=100.0, burst=300.0))
     last_cursor: float = 0.0
     ever_locked: bool = False  # was granted a lease: only then do heartbeats renew anything
-    held: Any = None  # what the last edit left of the image it edited (server.hub._fast_op.Held)
+    held: Held | None = None  # what the last edit left of the image it edited
     dropped: bool = False
     close_reason: str = ""
     overflowed: asyncio.Event = field(default_factory=asyncio.Event)
