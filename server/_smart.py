@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from server._web import read_body
+from server._web import Check, read_body
 from server.errors import ApiError, invalid
 from server.geometry import GeometryError, smart_select
 from server.geometry.rle import rle_decode, rle_encode
@@ -36,8 +36,9 @@ class SmartSelectIn(BaseModel):
         return strokes
 
 
-async def read_request(request: Request) -> SmartSelectIn:
-    return await read_body(request, SmartSelectIn)
+async def read_request(request: Request, check: Check) -> SmartSelectIn:
+    """The body, read only once ``check`` (the caller's privilege test) has passed."""
+    return await read_body(request, SmartSelectIn, check)
 
 
 def _check(body: SmartSelectIn, width: int, height: int) -> None:

@@ -15,12 +15,13 @@ from server._web import path_int, read_body, unit_of_work
 from server.auth import COOKIE_NAME, hash_password, new_api_token, verify_password
 from server.db import transaction
 from server.errors import ApiError, forbidden, not_found
+from server.limits import LOGIN_BODY_LIMIT
 from server.models import ApiToken, User, utcnow
 from server.schemas import LoginIn, TokenIn, TokenOut, UserIn, UserOut, UserPatch
 
 
 async def login(request: Request) -> Response:
-    body = await read_body(request, LoginIn)
+    body = await read_body(request, LoginIn, limit=LOGIN_BODY_LIMIT, anonymous=True)
     async with transaction(request.app.state.sessions) as session:
         user = (
             await session.execute(select(User).where(User.email == body.email.strip().lower()))
@@ -98,6 +99,10 @@ def _require_admin(user: User) -> None:
         raise forbidden("only site admins manage users")
 
 
+async def _admin_only(_session: AsyncSession, user: User) -> None:
+    _require_admin(user)
+
+
 async def list_users(request: Request) -> Response:
     async with unit_of_work(request) as (session, user):
         _require_admin(user)
@@ -106,7 +111,7 @@ async def list_users(request: Request) -> Response:
 
 
 async def create_user(request: Request) -> Response:
-    body = await read_body(request, UserIn)
+    body = await read_body(request, UserIn, _admin_only)
     async with unit_of_work(request) as (session, user):
         _require_admin(user)
         created = await create_user_row(session, body)
@@ -115,7 +120,7 @@ async def create_user(request: Request) -> Response:
 
 async def patch_user(request: Request) -> Response:
     user_id = path_int(request, "user_id")
-    body = await read_body(request, UserPatch)
+    body = await read_body(request, UserPatch, _admin_only)
     async with unit_of_work(request) as (session, user):
         _require_admin(user)
         target = await session.get(User, user_id)

@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     max_upload_mb: int = 200
+    # Largest JSON request body (every route but uploads and imports; login has its own 8 KiB).
+    max_json_kb: int = Field(default=1024, ge=1)
     allowed_origins: list[str] = Field(default_factory=list)
     token_ttl_hours: int = 24 * 7
     lock_ttl_seconds: float = 45.0
@@ -50,6 +52,10 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def max_json_bytes(self) -> int:
+        return self.max_json_kb * 1024
 
     @property
     def image_dir(self) -> Path:
