@@ -67,10 +67,14 @@ async def read_body(request: Request, model: type[M], check: Check | None = None
         await authorize(request, check)
     raw = await read_limited(request, json_limit(request) if limit is None else limit)
     try:
-        data = json.loads(raw or b"null")
+        data = json.loads(raw or b"null", parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "bad_json", f"request body is not valid JSON: {exc}") from None
     return parse_as(model, data)
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Python's json reads NaN and Infinity; JSON has none
 
 
 def parse_as(model: type[M], data: Any) -> M:
