@@ -65,6 +65,7 @@ async def read_body(request: Request, model: type[M], check: Check | None = None
     field. ``anonymous`` is for the one route that has no user yet (login)."""
     if not anonymous:
         await authorize(request, check)
+    require_json(request)
     raw = await read_limited(request, json_limit(request) if limit is None else limit)
     try:
         data = json.loads(raw or b"null", parse_constant=_not_json)
