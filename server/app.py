@@ -63,6 +63,7 @@ async def ensure_admin(app: Starlette) -> None:
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
+    settings.ensure_data_dir()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -83,7 +84,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     if WEB_DIR.is_dir():
         routes.append(Mount("/", app=StaticFiles(directory=WEB_DIR, html=True), name="web"))
 
-    # Guard refuses cross-site writes (HTTP only). CaptureSend lets
+    # Guard refuses cross-site writes and adds security headers (HTTP only). CaptureSend lets
     # the hub write frames without a task switch (server/hub/connection.py).
     app = Starlette(routes=routes, exception_handlers=exception_handlers, lifespan=lifespan,
                     middleware=[Middleware(Guard, allowed_origins=settings.allowed_origins),

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     def image_dir(self) -> Path:
         return self.data_dir / "images"
 
+    def ensure_data_dir(self) -> None:
+        """Create the data dir readable by this user only (secrets, the SQLite file, images)."""
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+
     def resolved_secret_key(self) -> str:
         """The signing key: from the environment, else generated once and kept in the data dir."""
         if self.secret_key:
@@ -68,7 +72,7 @@ class Settings(BaseSettings):
         path = self.data_dir / "secret_key"
         if path.exists():
             return path.read_text().strip()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.ensure_data_dir()
         key = secrets.token_urlsafe(48)
         path.write_text(key)
         path.chmod(0o600)

@@ -1,4 +1,5 @@
-"""Cross-site writes refused (server/guards.py, F12) and JSON routes wanting JSON (_web.read_body)."""
+"""Cross-site writes refused (server/guards.py, F12), JSON routes wanting JSON (_web.read_body),
+security headers on every response (F18)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from starlette.applications import Starlette
 
 from server.app import create_app
 from tests.conftest import Api, login, make_project, make_settings
+
+JSON = {"Content-Type": "application/json"}
 
 
 async def project_names(api: Api) -> list[str]:
@@ -89,3 +92,22 @@ async def test_login_from_another_origin_is_refused(anon: httpx.AsyncClient) -> 
                            headers={"Origin": "http://evil.example"})
     assert resp.status_code == 403
     assert "set-cookie" not in resp.headers
+
+
+async def test_every_response_carries_the_security_headers(admin: Api, anon: httpx.AsyncClient) -> None:
+    responses = [
+        await anon.get("/healthz"),
+        await anon.get("/"),  # the browser app's index.html
+        await anon.get("/api/v1/me"),  # 401
+        await admin.client.get("/api/v1/projects"),
+        await admin.client.get("/api/v1/images/999999"),  # 404
+        await admin.client.post("/api/v1/projects", content=b"x", headers={"Content-Type": "text/plain"}),
+        await anon.post("/api/v1/auth/login", content=b"{" + b" " * 10_000 + b"}", headers=JSON),
+    ]
+    for resp in responses:
+        assert resp.headers["x-content-type-options"] == "nosniff", resp.url
+        assert resp.headers["x-frame-options"] == "DENY"
+        assert resp.headers["referrer-policy"] == "same-origin"
+        csp = resp.headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert responses[1].status_code == 200 and "<html" in responses[1].text.lower()

@@ -109,6 +109,8 @@ def login(browser: Any, live: Live, email: str = ADMIN_EMAIL, password: str = AD
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # The server's Content-Security-Policy must not block anything the app does.
+    page.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
     page.js_errors = errors
     page.goto(live.url + "/#/login")
     page.fill("#login-email", email)
