@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from server._web import read_body
+from server._web import Check, read_body
 from server.errors import ApiError, invalid
 from server.geometry import GeometryError, smart_select
 from server.geometry.rle import rle_decode, rle_encode
@@ -16,13 +16,15 @@ from server.storage import ImageRejected, ImageStore
 
 MAX_POINTS = 20_000  # all strokes together; a brush stroke is a few hundred points
 
-Point = tuple[float, float]
+# Finite and within reach of any image (cv2 draws with 32-bit fixed-point coordinates).
+Coord = Annotated[float, Field(ge=-1e6, le=1e6)]
+Point = tuple[Coord, Coord]
 
 
 class SmartSelectIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    rect: tuple[float, float, float, float]
+    rect: tuple[Coord, Coord, Coord, Coord]
     foreground: list[list[Point]] = Field(default_factory=list)
     background: list[list[Point]] = Field(default_factory=list)
     brush_radius: int = Field(default=5, ge=1, le=200)
@@ -36,8 +38,9 @@ class SmartSelectIn(BaseModel):
         return strokes
 
 
-async def read_request(request: Request) -> SmartSelectIn:
-    return await read_body(request, SmartSelectIn)
+async def read_request(request: Request, check: Check) -> SmartSelectIn:
+    """The body, read only once ``check`` (the caller's privilege test) has passed."""
+    return await read_body(request, SmartSelectIn, check)
 
 
 def _check(body: SmartSelectIn, width: int, height: int) -> None:
@@ -45,6 +48,11 @@ def _check(body: SmartSelectIn, width: int, height: int) -> None:
     if w < 2 or h < 2 or x < 0 or y < 0 or x + w > width + 0.5 or y + h > height + 0.5:
         raise ApiError(422, "invalid", f"rect must be at least 2x2 and lie inside the "
                        f"{width}x{height} image", [{"field": "rect", "message": "outside the image"}])
+    # Compare the previous mask's size with the image before decoding it: a few bytes of
+    # compressed counts can describe a 16384x16384 mask (half a gigabyte once decoded).
+    if body.previous is not None and body.previous.get("size") != [height, width]:
+        raise invalid(f"previous: the mask must be {height}x{width}",
+                      [{"field": "previous.size", "message": f"must be [{height}, {width}]"}])
 
 
 def _run(store: ImageStore, sha: str, body: SmartSelectIn, width: int, height: int) -> dict[str, Any]:

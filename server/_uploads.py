@@ -1,4 +1,4 @@
-"""Upload mechanics: the body limit, safe names, ZIP reading with bomb checks, saving staged files.
+"""Upload mechanics: safe names, ZIP reading with bomb checks, saving staged files.
 
 Files are decoded and staged (``server.storage``) before the database transaction; the
 transaction inserts the rows and only then moves the staged files into place, so a refused
@@ -17,8 +17,6 @@ from typing import IO, Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.types import Message
 
 from server._label_store import ensure_label_defs
 from server.errors import ApiError, invalid
@@ -32,35 +30,6 @@ RATIO_FLOOR = 1 << 20  # small entries may compress well without being a threat
 UNZIP_FACTOR = 4  # the archive may expand to this many times the upload limit
 _CHUNK = 1 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")
-
-def too_large(limit: int) -> ApiError:
-    return ApiError(413, "too_large", f"the request body is larger than {limit} bytes",
-                    {"limit_bytes": limit})
-
-
-def limit_body(request: Request, limit: int) -> Request:
-    """The same request, refusing (413) a body past ``limit``: declared up front or counted."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError:
-            raise ApiError(400, "bad_request", "Content-Length is not a number") from None
-        if size > limit:
-            raise too_large(limit)
-    receive = request.receive
-    received = 0
-
-    async def counting() -> Message:
-        nonlocal received
-        message = await receive()
-        if message["type"] == "http.request":
-            received += len(message.get("body", b""))
-            if received > limit:
-                raise too_large(limit)
-        return message
-
-    return Request(request.scope, counting)
 
 
 def clean_name(raw: str | None) -> str:

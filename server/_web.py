@@ -1,9 +1,10 @@
-"""Small helpers every route uses: body parsing, the unit of work, project access checks."""
+"""Small helpers every route uses: auth before the body, body parsing within limits, the unit of
+work, project access checks."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -15,20 +16,66 @@ from starlette.requests import HTTPConnection, Request
 from server.auth import authenticate
 from server.db import transaction
 from server.errors import ApiError, forbidden, not_found, validation_details
+from server.limits import json_limit, read_limited
 from server.models import Membership, Project, User
 from server.permissions import Actor, Privilege, allowed
 
 M = TypeVar("M", bound=BaseModel)
 
 
-async def read_body(request: Request, model: type[M]) -> M:
-    """Parse a JSON body into ``model``: 400 on malformed JSON, 422 naming the bad field."""
-    raw = await request.body()
+Check = Callable[[AsyncSession, User], Awaitable[object]]
+
+
+async def authorize(request: HTTPConnection, check: Check | None = None) -> User:
+    """Authenticate, and run ``check`` (a privilege test), in a short transaction of its own.
+
+    Routes call this before reading a body, so that nobody unauthenticated or unprivileged
+    makes the server read (or parse) one. It is a separate transaction because a body may
+    arrive slowly and no transaction (on SQLite: the write lock) may wait on a client; the
+    route's own transaction authenticates and checks again, and that check is the one that
+    counts.
+    """
+    async with unit_of_work(request) as (session, user):
+        if check is not None:
+            await check(session, user)
+    return user
+
+
+def needs(project_id: int, privilege: Privilege) -> Check:
+    """A ``check`` for :func:`authorize`: the user may see the project and has ``privilege``."""
+    async def check(session: AsyncSession, user: User) -> None:
+        await project_access(session, user, project_id, privilege)
+    return check
+
+
+def require_json(request: Request) -> None:
+    """415 unless the body is declared JSON: a form on another page can post ``text/plain``
+    or a form encoding without asking, but not ``application/json``."""
+    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if kind != "application/json" and not (kind.startswith("application/") and kind.endswith("+json")):
+        raise ApiError(415, "unsupported_media_type",
+                       "send the body as JSON with Content-Type: application/json")
+
+
+async def read_body(request: Request, model: type[M], check: Check | None = None, *,
+                    limit: int | None = None, anonymous: bool = False) -> M:
+    """Authenticate (401) and run ``check`` (403/404) first, then read a JSON body of at most
+    ``limit`` bytes (default: the JSON limit; 413 past it, counted while reading; 415 when it is
+    not declared JSON) and parse it into ``model``: 400 on malformed JSON, 422 naming the bad
+    field. ``anonymous`` is for the one route that has no user yet (login)."""
+    if not anonymous:
+        await authorize(request, check)
+    require_json(request)
+    raw = await read_limited(request, json_limit(request) if limit is None else limit)
     try:
-        data = json.loads(raw or b"null")
+        data = json.loads(raw or b"null", parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "bad_json", f"request body is not valid JSON: {exc}") from None
     return parse_as(model, data)
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Python's json reads NaN and Infinity; JSON has none
 
 
 def parse_as(model: type[M], data: Any) -> M:

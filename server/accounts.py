@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -11,21 +13,46 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from server import _login_attempts as attempts
 from server._web import path_int, read_body, unit_of_work
-from server.auth import COOKIE_NAME, hash_password, new_api_token, verify_password
+from server.auth import COOKIE_NAME, hash_password_off_loop, new_api_token, verify_password_off_loop
 from server.db import transaction
 from server.errors import ApiError, forbidden, not_found
+from server.limits import LOGIN_BODY_LIMIT
 from server.models import ApiToken, User, utcnow
 from server.schemas import LoginIn, TokenIn, TokenOut, UserIn, UserOut, UserPatch
+from server.throttle import whole_seconds
+
+
+def _now(request: Request) -> datetime:
+    # Tests may set app.state.clock to move time on without waiting.
+    clock: Callable[[], datetime] = getattr(request.app.state, "clock", utcnow)
+    return clock()
 
 
 async def login(request: Request) -> Response:
-    body = await read_body(request, LoginIn)
-    async with transaction(request.app.state.sessions) as session:
-        user = (
-            await session.execute(select(User).where(User.email == body.email.strip().lower()))
-        ).scalar_one_or_none()
-        if user is None or not user.is_active or not verify_password(user.password_hash, body.password):
+    """Throttled per account and per address (server/throttle.py); the password is checked on
+    the password threads, outside any transaction, and unknown accounts take as long."""
+    body = await read_body(request, LoginIn, limit=LOGIN_BODY_LIMIT, anonymous=True)
+    email = body.email.strip().lower()
+    address = request.client.host if request.client else ""
+    sessions = request.app.state.sessions
+    async with transaction(sessions) as session:
+        wait = await attempts.admit(session, email, address, _now(request))
+        user = None if wait else (
+            await session.execute(select(User).where(User.email == email))).scalar_one_or_none()
+    if wait:
+        raise ApiError(429, "rate_limited", "too many failed logins; try again later",
+                       {"retry_after": whole_seconds(wait)},
+                       headers={"Retry-After": str(whole_seconds(wait))})
+    valid = await verify_password_off_loop(user.password_hash if user else None, body.password)
+    if user is None or not user.is_active or not valid:
+        raise ApiError(401, "bad_credentials", "wrong email or password")
+    async with transaction(sessions) as session:
+        await attempts.succeeded(session, email, address)
+        # Read again: a logout, password change or deactivation may have happened meanwhile.
+        user = await session.get(User, user.id, populate_existing=True)
+        if user is None or not user.is_active:
             raise ApiError(401, "bad_credentials", "wrong email or password")
         token = request.app.state.signer.issue(user)
         response = JSONResponse({"token": token, "user": UserOut.of(user).model_dump()})
@@ -82,7 +109,7 @@ async def revoke_token(request: Request) -> Response:
 
 async def create_user_row(session: AsyncSession, body: UserIn) -> User:
     """Shared by the REST route, the CLI and the first-admin bootstrap."""
-    user = User(email=body.email, name=body.name, password_hash=hash_password(body.password),
+    user = User(email=body.email, name=body.name, password_hash=await hash_password_off_loop(body.password),
                 is_admin=body.is_admin, settings={})
     session.add(user)
     try:
@@ -98,6 +125,10 @@ def _require_admin(user: User) -> None:
         raise forbidden("only site admins manage users")
 
 
+async def _admin_only(_session: AsyncSession, user: User) -> None:
+    _require_admin(user)
+
+
 async def list_users(request: Request) -> Response:
     async with unit_of_work(request) as (session, user):
         _require_admin(user)
@@ -106,7 +137,7 @@ async def list_users(request: Request) -> Response:
 
 
 async def create_user(request: Request) -> Response:
-    body = await read_body(request, UserIn)
+    body = await read_body(request, UserIn, _admin_only)
     async with unit_of_work(request) as (session, user):
         _require_admin(user)
         created = await create_user_row(session, body)
@@ -115,7 +146,7 @@ async def create_user(request: Request) -> Response:
 
 async def patch_user(request: Request) -> Response:
     user_id = path_int(request, "user_id")
-    body = await read_body(request, UserPatch)
+    body = await read_body(request, UserPatch, _admin_only)
     async with unit_of_work(request) as (session, user):
         _require_admin(user)
         target = await session.get(User, user_id)
@@ -132,7 +163,7 @@ async def patch_user(request: Request) -> Response:
         if body.name is not None:
             target.name = body.name
         if body.password is not None:
-            target.password_hash = hash_password(body.password)
+            target.password_hash = await hash_password_off_loop(body.password)
             target.token_version += 1
         if body.is_admin is not None:
             target.is_admin = body.is_admin

@@ -22,6 +22,7 @@ from server import accounts, formats, images, labels, preferences, projects, sta
 from server.auth import TokenSigner, configure_password_hashing
 from server.db import dispose, make_engine, make_sessionmaker, transaction
 from server.errors import ApiError, exception_handlers
+from server.guards import Guard
 from server.hub import endpoint as hub_endpoint
 from server.hub.connection import CaptureSend
 from server.models import User
@@ -62,6 +63,7 @@ async def ensure_admin(app: Starlette) -> None:
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
+    settings.ensure_data_dir()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -82,9 +84,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     if WEB_DIR.is_dir():
         routes.append(Mount("/", app=StaticFiles(directory=WEB_DIR, html=True), name="web"))
 
-    # CaptureSend lets the hub write frames without a task switch (server/hub/connection.py).
+    # Guard refuses cross-site writes and adds security headers (HTTP only). CaptureSend lets
+    # the hub write frames without a task switch (server/hub/connection.py).
     app = Starlette(routes=routes, exception_handlers=exception_handlers, lifespan=lifespan,
-                    middleware=[Middleware(CaptureSend)])
+                    middleware=[Middleware(Guard, allowed_origins=settings.allowed_origins),
+                                Middleware(CaptureSend)])
     app.state.settings = settings
     configure_password_hashing(settings.password_time_cost, settings.password_memory_kib)
     app.state.signer = TokenSigner(settings.resolved_secret_key(), settings.token_ttl_hours * 3600)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -18,14 +23,25 @@ from server.models import ApiToken, User, utcnow
 
 COOKIE_NAME = "labelhub_session"
 API_TOKEN_PREFIX = "lh_"
+T = TypeVar("T")
 _hasher = PasswordHasher()
+_dummy_hash: str | None = None
+
+# argon2 takes a few hundred milliseconds of CPU (and releases the GIL), so it runs on a few
+# threads of its own, never on the event loop. At most PASSWORD_QUEUE jobs wait for them; past
+# that a login gets 429 instead of an ever longer queue.
+PASSWORD_THREADS = max(1, min(4, (os.cpu_count() or 1)))
+PASSWORD_QUEUE = 32
+_password_pool = ThreadPoolExecutor(max_workers=PASSWORD_THREADS, thread_name_prefix="argon2")
+_password_jobs = 0
 
 
 def configure_password_hashing(time_cost: int, memory_kib: int) -> None:
     """Set argon2's cost for new hashes (old hashes carry their own parameters and still verify)."""
-    global _hasher
+    global _hasher, _dummy_hash
     _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib,
                              parallelism=1 if memory_kib < 8 * 1024 else 4)
+    _dummy_hash = None
 
 
 def hash_password(password: str) -> str:
@@ -37,6 +53,46 @@ def verify_password(password_hash: str, password: str) -> bool:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+def dummy_hash() -> str:
+    """A hash of the current cost that no password matches: checking a password for an
+    unknown account against it takes as long as for a real one, so timing tells nothing."""
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = _hasher.hash(secrets.token_urlsafe(32))
+    return _dummy_hash
+
+
+class PasswordsBusy(ApiError):
+    def __init__(self) -> None:
+        super().__init__(429, "rate_limited", "too many logins at once; try again in a second",
+                         headers={"Retry-After": "1"})
+
+
+async def _off_loop(fn: Callable[..., T], *args: Any) -> T:
+    global _password_jobs
+    if _password_jobs >= PASSWORD_THREADS + PASSWORD_QUEUE:
+        raise PasswordsBusy()
+    _password_jobs += 1
+    try:
+        return await asyncio.get_running_loop().run_in_executor(_password_pool, fn, *args)
+    finally:
+        _password_jobs -= 1
+
+
+async def hash_password_off_loop(password: str) -> str:
+    """``hash_password`` on the password threads (429 ``rate_limited`` when they are swamped)."""
+    return await _off_loop(hash_password, password)
+
+
+async def verify_password_off_loop(password_hash: str | None, password: str) -> bool:
+    """``verify_password`` on the password threads; ``None`` (no such account) is checked
+    against :func:`dummy_hash` and is always False."""
+    if password_hash is None:
+        await _off_loop(verify_password, await _off_loop(dummy_hash), password)
+        return False
+    return await _off_loop(verify_password, password_hash, password)
 
 
 class TokenSigner:

@@ -98,7 +98,7 @@ def admin_login(settings: Settings) -> tuple[str, str, bool]:
     path = settings.data_dir / "admin_password"
     if path.exists():
         return email, path.read_text().strip(), True
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.ensure_data_dir()
     password = secrets.token_urlsafe(12)
     path.write_text(password)
     path.chmod(0o600)

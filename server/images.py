@@ -20,7 +20,6 @@ from server._uploads import (
     _lock_sha,
     clean_name,
     discard_all,
-    limit_body,
     parse_labels,
     result_error,
     save_staged,
@@ -30,6 +29,7 @@ from server._uploads import (
 from server._web import parse_as, path_int, project_access, query_int, unit_of_work
 from server.errors import ApiError, invalid, not_found
 from server.image_query import ImageFilter, apply_filter, image_filter_query, image_items
+from server.limits import limit_body
 from server.models import Image, User
 from server.permissions import Privilege
 from server.storage import THUMB_MIME, ImageRejected, ImageStore
@@ -223,7 +223,8 @@ async def delete_image(request: Request) -> Response:
 
 async def smart_select(request: Request) -> Response:
     image_id = path_id(request, "image_id")
-    body = await _smart.read_request(request)
+    body = await _smart.read_request(
+        request, lambda session, user: image_access(session, user, image_id, Privilege.LABEL))
     async with unit_of_work(request) as (session, user):
         image = await image_access(session, user, image_id, Privilege.LABEL)
         sha, width, height = image.sha256, image.width, image.height

@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from server import _label_store as store
 from server._oplog import PendingOp, append_ops
-from server._web import parse_as, path_int, project_access, read_body, unit_of_work
+from server._web import needs, parse_as, path_int, project_access, read_body, unit_of_work
 from server.classification import (
     ClassificationError,
     LabelOp,
@@ -150,7 +150,7 @@ async def list_labels(request: Request) -> Response:
 
 async def create_label(request: Request) -> Response:
     project_id = path_int(request, "project_id")
-    body = await read_body(request, LabelIn)
+    body = await read_body(request, LabelIn, needs(project_id, Privilege.LABEL))
     async with unit_of_work(request) as (session, user):
         await project_access(session, user, project_id, Privilege.LABEL)
         if await store.label_ids(session, project_id, [body.name]):
@@ -169,7 +169,7 @@ async def create_label(request: Request) -> Response:
 async def patch_label(request: Request) -> Response:
     """Rename (carried to every object with that name, in the same transaction), recolor, shortcut."""
     project_id, label_id = path_int(request, "project_id"), path_int(request, "label_id")
-    body = await read_body(request, LabelPatch)
+    body = await read_body(request, LabelPatch, needs(project_id, Privilege.MANAGE_LABELS))
     async with unit_of_work(request) as (session, user):
         await project_access(session, user, project_id, Privilege.MANAGE_LABELS, lock=True)
         row = await _get_label(session, project_id, label_id)
@@ -252,7 +252,7 @@ async def _target_images(session: AsyncSession, project_id: int, body: ApplyIn) 
 
 async def apply_labels(request: Request) -> Response:
     project_id = path_int(request, "project_id")
-    body = await read_body(request, ApplyIn)
+    body = await read_body(request, ApplyIn, needs(project_id, Privilege.LABEL))
     try:
         op = parse_label_op(body.op)
     except ClassificationError as exc:

@@ -12,13 +12,13 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
-    LargeBinary,
     Boolean,
     DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -324,3 +324,19 @@ class ImageEmbedding(Base):
     dtype: Mapped[str] = mapped_column(String(16), default="float16")
     vector: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LoginAttempt(Base):
+    """Login throttling state of one key: an account or a client address (server/throttle.py).
+
+    In the database, not in a process, so that every server process on one PostgreSQL counts
+    the same attempts. ``key`` is a SHA-256 of the kind and value (no email is kept in clear);
+    rows idle past the throttle's forget window are deleted by the next login.
+    """
+
+    __tablename__ = "login_attempts"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

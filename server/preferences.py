@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server._web import parse_as, path_int, project_access, read_body, unit_of_work
+from server._web import needs, parse_as, path_int, project_access, read_body, unit_of_work
 from server.errors import ApiError, invalid, not_found
 from server.geometry import Policy
 from server.models import LabelDef, Membership, Project, User
@@ -203,7 +203,7 @@ async def get_project_settings(request: Request) -> Response:
 
 async def patch_project_settings(request: Request) -> Response:
     project_id = path_int(request, "project_id")
-    data = await read_body(request, _Patch)
+    data = await read_body(request, _Patch, needs(project_id, Privilege.MANAGE_LABELS))
     raw = data.model_dump()
     shortcuts = raw.pop("label_shortcuts", None)
     patch = _validated_patch(raw, None)
@@ -248,7 +248,7 @@ async def get_my_settings(request: Request) -> Response:
 
 async def patch_my_settings(request: Request) -> Response:
     project_id = _project_param(request)
-    data = await read_body(request, _Patch)
+    data = await read_body(request, _Patch, None if project_id is None else needs(project_id, Privilege.VIEW))
     patch = _validated_patch(data.model_dump(), USER_KEYS)
     async with unit_of_work(request) as (session, user):
         if project_id is None:

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server._web import path_int, project_access, read_body, unit_of_work
+from server._web import needs, path_int, project_access, read_body, unit_of_work
 from server.edits import append
 from server.errors import ApiError, invalid, not_found
 from server.hub import leases
@@ -65,7 +65,7 @@ def _project_out(project: Project, privileges: int | None, is_admin: bool) -> di
 
 async def patch_project(request: Request) -> Response:
     project_id = path_int(request, "project_id")
-    body = await read_body(request, ProjectPatch)
+    body = await read_body(request, ProjectPatch, needs(project_id, Privilege.MANAGE_MEMBERS))
     async with unit_of_work(request) as (session, user):
         project, actor = await project_access(session, user, project_id, Privilege.MANAGE_MEMBERS)
         if body.name is not None:
@@ -141,7 +141,7 @@ async def list_members(request: Request) -> Response:
 
 async def add_member(request: Request) -> Response:
     project_id = path_int(request, "project_id")
-    body = await read_body(request, MemberIn)
+    body = await read_body(request, MemberIn, needs(project_id, Privilege.MANAGE_MEMBERS))
     async with unit_of_work(request) as (session, user):
         await project_access(session, user, project_id, Privilege.MANAGE_MEMBERS, lock=True)
         role, flags = _privileges_of(body.role, body.privileges)
@@ -158,7 +158,7 @@ async def add_member(request: Request) -> Response:
 
 async def patch_member(request: Request) -> Response:
     project_id, user_id = path_int(request, "project_id"), path_int(request, "user_id")
-    body = await read_body(request, MemberPatch)
+    body = await read_body(request, MemberPatch, needs(project_id, Privilege.MANAGE_MEMBERS))
     async with unit_of_work(request) as (session, user):
         await project_access(session, user, project_id, Privilege.MANAGE_MEMBERS, lock=True)
         m = await session.get(Membership, (project_id, user_id))

@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     max_upload_mb: int = 200
+    # Largest JSON request body (every route but uploads and imports; login has its own 8 KiB).
+    max_json_kb: int = Field(default=1024, ge=1)
     allowed_origins: list[str] = Field(default_factory=list)
     token_ttl_hours: int = 24 * 7
     lock_ttl_seconds: float = 45.0
@@ -52,8 +54,16 @@ class Settings(BaseSettings):
         return self.max_upload_mb * 1024 * 1024
 
     @property
+    def max_json_bytes(self) -> int:
+        return self.max_json_kb * 1024
+
+    @property
     def image_dir(self) -> Path:
         return self.data_dir / "images"
+
+    def ensure_data_dir(self) -> None:
+        """Create the data dir readable by this user only (secrets, the SQLite file, images)."""
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def resolved_secret_key(self) -> str:
         """The signing key: from the environment, else generated once and kept in the data dir."""
@@ -62,7 +72,7 @@ class Settings(BaseSettings):
         path = self.data_dir / "secret_key"
         if path.exists():
             return path.read_text().strip()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.ensure_data_dir()
         key = secrets.token_urlsafe(48)
         path.write_text(key)
         path.chmod(0o600)

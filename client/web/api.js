@@ -50,6 +50,8 @@ export function createApi({ fetchImpl = (...a) => fetch(...a), base = "", onUnau
     } else if (form !== undefined) {
       init.body = form;
     } else if (raw !== undefined) {
+      // A file as it is; its own type may be text/plain, which the server refuses from forms.
+      init.headers["Content-Type"] = "application/octet-stream";
       init.body = raw;
     }
     let resp;

@@ -13,12 +13,21 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from server import _label_store as store
-from server._web import parse_as, path_int, project_access, query_bool, unit_of_work
+from server._web import (
+    authorize,
+    needs,
+    parse_as,
+    path_int,
+    project_access,
+    query_bool,
+    unit_of_work,
+)
 from server.errors import ApiError, invalid
 from server.formats import coco, masks, native, table, voc, yolo
 from server.formats._importing import ImportFileError, Incoming, run_import
 from server.formats._source import ExportJob
 from server.image_query import ImageFilter
+from server.limits import read_limited, upload_limit
 from server.models import LabelDef
 from server.permissions import Privilege
 from server.preferences import effective_settings
@@ -63,12 +72,9 @@ async def import_labels(request: Request) -> Response:
     mode = request.query_params.get("mode")
     if mode not in (None, "", "replace", "merge"):
         raise invalid("mode must be replace or merge (default: the project's override setting)")
-    limit = request.app.state.settings.max_upload_bytes
-    if int(request.headers.get("content-length") or 0) > limit:
-        raise ApiError(413, "too_large", f"the file is larger than {limit} bytes")
-    body = await request.body()
-    if len(body) > limit:
-        raise ApiError(413, "too_large", f"the file is larger than {limit} bytes")
+    # The privilege first: nobody else makes the server read a file (counted while reading).
+    await authorize(request, needs(project_id, Privilege.IMPORT_EXPORT))
+    body = await read_limited(request, upload_limit(request))
     try:
         records = IMPORTERS[fmt](body)
         defs = native.parse(body)[1] if fmt == "json" else []

@@ -80,6 +80,17 @@ def check_limits(obj: LabelObject, policy: Policy, field: str = "object") -> Non
     if len(set(names)) != len(names):
         raise GeometryError(f"{field}.keypoints", "keypoint names must be unique")
     g = obj.geometry
+    if isinstance(g, BitmapGeometry):
+        # Before anything decodes the mask: a few bytes of compressed counts can describe 2**28
+        # pixels, which fitting onto the image would allocate. A mask may overhang the image
+        # (fit_to_image crops it) but not by more than the image's own size.
+        mh, mw = g.rle.size
+        if mh > 2 * policy.image_height or mw > 2 * policy.image_width:
+            raise GeometryError(
+                f"{field}.geometry.rle.size",
+                f"a mask may be at most twice the image size [{policy.image_height}, "
+                f"{policy.image_width}] in each direction, got {g.rle.size}",
+            )
     if isinstance(g, PolygonGeometry | PolylineGeometry) and g.vertex_count > policy.max_vertices:
         raise GeometryError(
             f"{field}.geometry", f"more than {policy.max_vertices} vertices ({g.vertex_count})"

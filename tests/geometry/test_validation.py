@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from typing import Any
 
 import numpy as np
@@ -9,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server.geometry import GeometryError, Policy, parse_object, parse_op, rle_encode, validate
+from server.geometry.rle import counts_to_string
 
 from .conftest import obj, polygon, square
 
@@ -235,3 +237,20 @@ def test_arbitrary_json_only_raises_geometry_error(data: Any) -> None:
                 validate(result, P)
             except GeometryError:
                 pass
+
+
+def test_an_oversized_mask_is_refused_before_it_is_decoded() -> None:
+    """A few bytes of counts describing a 16384x16384 mask (F7): fitting it onto the image would
+    decode half a gigabyte; the size is compared with the image's first."""
+    huge = obj("bitmap", {"rle": {"size": [16384, 16384], "counts": counts_to_string([16384 ** 2])}})
+    fit = Policy(image_width=100, image_height=80, fit_to_image=True)
+    tracemalloc.start()
+    try:
+        rejects(huge, "object.geometry.rle.size", fit, "at most twice the image size")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 10 * 1024 * 1024
+    # Overhanging masks up to twice the image size are still cropped onto it.
+    hang = obj("bitmap", {"rle": {"size": [160, 200], "counts": counts_to_string([160 * 200])}})
+    assert validate(hang, fit).geometry.rle.size == [80, 100]

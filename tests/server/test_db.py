@@ -11,8 +11,10 @@ import asyncpg
 import cv2
 import numpy as np
 import pytest
+from sqlalchemy import text
 
 from server.app import create_app
+from server.db import make_engine
 from server.hub import _fast_op
 from server.hub.connection import Connection
 from server.hub.endpoint import _handle
@@ -116,3 +118,28 @@ async def test_a_lost_connection_is_unavailable_once_then_the_pool_recovers(
             await admin.client.aclose()
     finally:
         await PgTemplate.drop(name)
+
+
+async def test_a_new_sqlite_file_and_data_dir_are_private(tmp_path: Path) -> None:
+    """F18: the SQLite file holds password hashes; nobody but its owner reads it."""
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'data' / 'labelhub.db'}",
+                             tmp_path / "data")
+    create_app(settings)
+    assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (x INTEGER)"))
+            await conn.execute(text("INSERT INTO t VALUES (1)"))
+        for name in ("labelhub.db", "labelhub.db-wal", "labelhub.db-shm"):
+            assert (tmp_path / "data" / name).stat().st_mode & 0o777 == 0o600, name
+    finally:
+        await engine.dispose()
+
+
+def test_an_existing_sqlite_file_loses_group_and_other_access(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    path.write_bytes(b"")
+    path.chmod(0o644)
+    make_engine(f"sqlite+aiosqlite:///{path}")
+    assert path.stat().st_mode & 0o777 == 0o600
