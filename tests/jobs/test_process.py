@@ -3,38 +3,15 @@ changes made in the worker process reach the server's sockets."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from starlette.applications import Starlette
 
 from server.settings import Settings
-from tests._db import ROOT
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, login, make_project
 from tests.hub.conftest import serve
-from tests.jobs.conftest import ended, queue_job, running_worker, wait_job
-
-
-@contextmanager
-def worker_process(settings: Settings, tmp_path: Path, lease: float = 30.0) -> Iterator[
-        subprocess.Popen[bytes]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LABELHUB_")}
-    env.update({"LABELHUB_DATABASE_URL": settings.resolved_database_url,
-                "LABELHUB_DATA_DIR": str(settings.data_dir),
-                "LABELHUB_JOB_LEASE_SECONDS": str(lease), "PYTHONPATH": str(ROOT)})
-    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "worker", "--log-level", "warning"],
-                            env=env, cwd=tmp_path)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-        proc.wait(timeout=30)
+from tests.jobs.conftest import ended, queue_job, running_worker, wait_job, worker_process
 
 
 async def test_a_killed_worker_s_job_is_taken_over_and_continues(
