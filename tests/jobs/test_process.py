@@ -3,12 +3,20 @@ changes made in the worker process reach the server's sockets."""
 
 from __future__ import annotations
 
+import os
+import select
 import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from starlette.applications import Starlette
 
 from server.settings import Settings
+from tests._db import ROOT
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, login, make_project
 from tests.hub.conftest import serve
 from tests.jobs.conftest import ended, queue_job, running_worker, wait_job, worker_process
@@ -68,3 +76,48 @@ async def test_job_events_from_a_worker_process_reach_the_project_s_sockets(
         # Every change is announced on PostgreSQL; SQLite's 0.5 s poll may skip a short state.
         assert "running" in [j["status"] for j in seen]
     assert elsewhere != job_id
+
+
+@contextmanager
+def serve_process(settings: Settings, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``labelhub serve`` with its default of one worker, on the settings' database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABELHUB_")}
+    env.update({"LABELHUB_DATABASE_URL": settings.resolved_database_url,
+                "LABELHUB_DATA_DIR": str(settings.data_dir), "LABELHUB_PORT": str(_free_port()),
+                "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--log-level",
+                             "warning"], env=env, cwd=tmp_path)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+async def test_serve_runs_a_worker_at_lower_priority_and_takes_it_down(
+        app: Starlette, settings: Settings, project: int, tmp_path: Path) -> None:
+    with serve_process(settings, tmp_path) as serve_proc:
+        job_id = await queue_job(app, "count", project, {"to": 2, "step_seconds": 0})
+        assert (await wait_job(app, job_id, ended)).status == "done"  # `make run` needs no more
+        (worker,) = _children(serve_proc.pid)
+        nice = os.getpriority(os.PRIO_PROCESS, worker)
+        assert nice == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
+        watch = os.pidfd_open(worker)  # readable once the worker has exited
+        try:
+            serve_proc.kill()  # even a server killed outright takes its worker down
+            serve_proc.wait(timeout=30)
+            readable, _, _ = select.select([watch], [], [], 30)
+            assert readable == [watch]
+        finally:
+            os.close(watch)
