@@ -22,7 +22,7 @@ def _run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[
 def test_help_lists_the_commands(tmp_path: Path) -> None:
     out = _run(tmp_path, "--help")
     assert out.returncode == 0
-    for command in ("serve", "db", "user", "demo"):
+    for command in ("serve", "worker", "db", "user", "demo"):
         assert command in out.stdout
 
 
