@@ -91,7 +91,10 @@ class Worker:
                     log.exception("claiming a job failed")
                     job = None
                 if job is not None:
-                    await self.run_job(job)
+                    try:
+                        await self.run_job(job)
+                    except Exception:  # recording the end failed: the lease runs out, and
+                        log.exception("job %s: recording its end failed", job.id)  # it reruns
                     continue
                 stop = asyncio.ensure_future(self._stopping.wait())
                 wake = asyncio.ensure_future(waker.wait())
