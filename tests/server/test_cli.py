@@ -9,10 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from tests._db import ROOT
+
 
 def _run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("LABELHUB_")}
-    full_env.update({"LABELHUB_DATA_DIR": str(tmp_path / "data"), **env})
+    # PYTHONPATH: this checkout's code, not whichever copy is installed in the venv.
+    full_env.update({"LABELHUB_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT), **env})
     return subprocess.run(
         [sys.executable, "-m", "server.cli", *args], env=full_env, cwd=tmp_path,
         capture_output=True, text=True, timeout=120, check=False,
