@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from server.jobs.status import ACTIVE, FINAL, MAX_ATTEMPTS, Cancel, Claim, Status, on_cancel, on_claim
+from server.jobs.status import (
+    ACTIVE,
+    FINAL,
+    MAX_ATTEMPTS,
+    Cancel,
+    Claim,
+    Status,
+    on_cancel,
+    on_claim,
+)
 
 
 def test_statuses_split_into_active_and_final() -> None:
