@@ -39,10 +39,7 @@ PURE_RULE_MODULES = ("server.throttle", "server.jobs.status")
 
 def test_rule_modules_import_no_async_web_or_database_code() -> None:
     for module in PURE_RULE_MODULES:
-        code = f"import json, sys
-import {module}
-print(json.dumps(sorted(sys.modules)))
-"
+        code = f"import json, sys\nimport {module}\nprint(json.dumps(sorted(sys.modules)))\n"
         out = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
         )
