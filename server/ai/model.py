@@ -84,17 +84,15 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-_lowered: set[int] = set()
+_lowered = threading.local()  # per thread (not per id: Linux reuses thread ids)
 
 
 def _lower_thread_priority(increment: int) -> None:
     """Raise this thread's nice value once (Linux schedules threads, so only this one)."""
-    if increment <= 0 or not hasattr(os, "setpriority"):
+    if increment <= 0 or not hasattr(os, "setpriority") or getattr(_lowered, "done", False):
         return
+    _lowered.done = True
     tid = threading.get_native_id()
-    if tid in _lowered:
-        return
-    _lowered.add(tid)
     with contextlib.suppress(OSError):
         current = os.getpriority(os.PRIO_PROCESS, tid)
         os.setpriority(os.PRIO_PROCESS, tid, min(19, current + increment))
