@@ -88,3 +88,13 @@ def test_the_thread_running_the_network_lowers_its_own_priority(model_cache: Pat
     thread.join()
     assert seen["after"] == min(19, seen["before"] + 5)
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_before
+
+
+def test_an_uninstalled_weights_package_is_a_clear_model_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import server.ai.model as model
+
+    monkeypatch.setattr(model, "WEIGHTS_PACKAGE", "no_such_weights_package")
+    with pytest.raises(ModelError, match="not installed"):
+        model.weights_path()
