@@ -126,7 +126,10 @@ class Network:
             except Exception:  # an unreadable cache (truncated, older format) is rebuilt
                 pass
         data = convert(weights if weights is not None else weights_path())
-        _write_atomically(path, data)
+        try:
+            _write_atomically(path, data)
+        except OSError as exc:
+            raise ModelError(f"cannot cache the converted network in {path.parent}: {exc}") from exc
         return cls(_session(data, options), nice)
 
     def run(self, images: Sequence[np.ndarray], outputs: Sequence[str]) -> list[np.ndarray]:

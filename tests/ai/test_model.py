@@ -98,3 +98,10 @@ def test_an_uninstalled_weights_package_is_a_clear_model_error(
     monkeypatch.setattr(model, "WEIGHTS_PACKAGE", "no_such_weights_package")
     with pytest.raises(ModelError, match="not installed"):
         model.weights_path()
+
+
+def test_an_unwritable_cache_is_a_clear_model_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "models"
+    blocker.write_text("a file where the cache directory should be")
+    with pytest.raises(ModelError, match="cannot cache the converted network"):
+        Network.load(blocker, nice=0)
