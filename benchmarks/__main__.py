@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-MODULES = ["benchmarks.geometry", "benchmarks.hub", "benchmarks.formats", "benchmarks.logins"]
+MODULES = ["benchmarks.geometry", "benchmarks.hub", "benchmarks.formats", "benchmarks.logins",
+           "benchmarks.ai"]
 
 
 def main(argv: list[str]) -> int:
