@@ -84,10 +84,16 @@ class Handlers:
 
     # --- helpers -----------------------------------------------------------------------------
 
-    async def _require(self, session: AsyncSession, conn: Connection, needed: Privilege) -> None:
+    async def _require(self, session: AsyncSession, conn: Connection, needed: Privilege,
+                       exists: bool = True) -> None:
+        """Check ``needed`` in the connection's project. ``hello`` says whether the project
+        exists: a missing project and one the user is not a member of get the same answer (as
+        REST's 404), so the socket does not tell which project ids exist."""
         if conn.project_id is None:
             raise RequestError("hello_first", "send hello first")
         actor = await actor_for_id(session, conn)
+        if not exists or (actor.privileges is None and not actor.is_admin):
+            raise RequestError("not_found", f"no project {conn.project_id}")
         conn.privileges = int(ALL) if actor.is_admin else int(actor.privileges or 0)
         if not allowed(actor, needed):
             raise RequestError("forbidden", f"this needs the '{(needed.name or '').lower()}' privilege")
@@ -167,9 +173,7 @@ class Handlers:
             project = await session.get(Project, msg.project)
             conn.project_id = msg.project
             try:
-                if project is None:
-                    raise RequestError("not_found", f"no project {msg.project}")
-                await self._require(session, conn, Privilege.VIEW)
+                await self._require(session, conn, Privilege.VIEW, exists=project is not None)
                 for image_id in msg.images:
                     await self._image(session, conn, image_id)
             finally:
@@ -358,6 +362,8 @@ class Handlers:
         conn.send(encode(Ack(id=msg.id, seq=done.seq, op=done.op)))
 
     async def cursor(self, conn: Connection, msg: Cursor, now: float) -> None:
+        if not conn.privileges & Privilege.VIEW:  # revoked: no cursor shown (no database read)
+            raise RequestError("forbidden", "this needs the 'view' privilege")
         if msg.image not in conn.subscriptions:
             raise RequestError("not_subscribed", f"subscribe to image {msg.image} first")
         conn.send(encode(Ack(id=msg.id)))

@@ -22,7 +22,9 @@ from server._oplog import LoggedOp
 from server.db import run
 from server.hub.connection import Connection, wire_frame
 from server.models import Image, ImageLabel, ImageLock, Membership, OpLogEntry, Project, utcnow
+from server.permissions import ALL, Privilege, to_names
 from server.protocol import (
+    CLOSE_FORBIDDEN,
     LockEvent,
     OpEvent,
     PresenceEvent,
@@ -37,6 +39,9 @@ log = logging.getLogger("labelhub.hub")
 TAIL_BATCH = 500
 PROGRESS_INTERVAL = 1.0  # seconds between progress events of one project
 PROJECT_WIDE = frozenset({"rename_label", "delete_label", "members"})
+_VIEW = int(Privilege.VIEW)
+#: Why a socket whose membership went away is closed (with 4403).
+NOT_A_MEMBER = "you are no longer a member of this project"
 _HEAD = select(Project.seq).where(Project.id == bindparam("project_id"))
 
 
@@ -82,6 +87,18 @@ class Hub:
         # commit's doorbell to every listener, the committer's own included).
         self.own_rings = 0
         self.counts_own_rings = False
+        # Every open socket of this process by user, joined or not: revocations find them here.
+        self.sockets: dict[int, set[Connection]] = {}
+
+    def attach(self, conn: Connection) -> None:
+        self.sockets.setdefault(conn.user_id, set()).add(conn)
+
+    def detach(self, conn: Connection) -> None:
+        mine = self.sockets.get(conn.user_id)
+        if mine is not None:
+            mine.discard(conn)
+            if not mine:
+                del self.sockets[conn.user_id]
 
     # --- rooms and membership ----------------------------------------------------------------
 
@@ -278,19 +295,20 @@ class Hub:
         subscribed to the image since before it, except the sender's own connection (it has
         its ack), unless replaying. One pass with the row's fields read once: it runs for every
         watcher of every op."""
+        # A connection whose cached privileges lost "view" gets nothing, even before its
+        # revocation closes it (one integer test; the cache is what revocations update).
         if row.kind == "lock" or row.kind in PROJECT_WIDE or row.image_id is None:
-            return list(connections)
+            return [conn for conn in connections if conn.privileges & _VIEW]
         image, seq, user, client_op_id = row.image_id, row.seq, row.user_id, row.client_op_id
         mine = not replay and client_op_id is not None
         return [conn for conn in connections
                 if (since := conn.subscriptions.get(image)) is not None and seq > since
+                and conn.privileges & _VIEW
                 and not (mine and conn.user_id == user and client_op_id in conn.own_ops)]
 
     # --- privileges, presence, progress ------------------------------------------------------
 
     async def _refresh_privileges(self, room: Room, user_id: int) -> None:
-        from server.permissions import to_names
-
         targets = [c for c in room.connections if c.user_id == user_id]
         if not targets:
             return
@@ -299,9 +317,21 @@ class Hub:
                 Membership.project_id == room.project_id, Membership.user_id == user_id))
             ).scalar_one_or_none()
         for conn in targets:
-            conn.privileges = int(privileges or 0)
-            names = to_names(conn.privileges) if not conn.is_admin else to_names(-1 & 0x1FF)
-            conn.send(encode(PrivilegesEvent(privileges=names)))
+            self.set_privileges(conn, int(ALL) if conn.is_admin else privileges)
+
+    def set_privileges(self, conn: Connection, privileges: int | None, *,
+                       always: bool = True) -> None:
+        """Apply a member's new privileges to one of their sockets: without "view" (removed
+        from the project) it is closed with 4403; otherwise it is told its new privileges
+        (when ``always`` or when they changed)."""
+        new = int(privileges or 0)
+        if not new & _VIEW:
+            conn.privileges = 0  # nothing more reaches it, whatever is in flight
+            conn.drop(NOT_A_MEMBER, CLOSE_FORBIDDEN)
+            return
+        changed, conn.privileges = new != conn.privileges, new
+        if changed or always:
+            conn.send(encode(PrivilegesEvent(privileges=to_names(new))))
 
     def broadcast_presence(self, conn: Connection, image: int | None, x: float | None,
                            y: float | None, *, online: bool = True) -> None:
@@ -318,7 +348,7 @@ class Hub:
     def send_to(connections: Iterable[Connection], frame: str, skip: Connection | None = None) -> None:
         wire = wire_frame(frame)  # framed once for every receiver
         for other in list(connections):
-            if other is not skip:
+            if other is not skip and other.privileges & _VIEW:
                 other.send(frame, wire)
 
     def _schedule_progress(self, room: Room) -> None:

@@ -10,6 +10,7 @@ import json
 from server._oplog import LoggedOp
 from server.hub.connection import Connection
 from server.hub.hub import Hub, Room
+from server.permissions import Privilege
 
 
 def _op(seq: int, image: int = 7, user: int = 2, client_op_id: str | None = None) -> LoggedOp:
@@ -19,7 +20,7 @@ def _op(seq: int, image: int = 7, user: int = 2, client_op_id: str | None = None
 
 def _watcher(project: int, image: int, since: int, user: int = 1) -> Connection:
     conn = Connection(websocket=None, user_id=user, user_name="w", is_admin=False)
-    conn.project_id = project
+    conn.project_id, conn.privileges = project, int(Privilege.VIEW)
     conn.subscriptions[image] = since
     return conn
 
