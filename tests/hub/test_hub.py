@@ -73,3 +73,30 @@ async def test_own_doorbells_are_skipped_and_a_reconnect_reads_everything() -> N
     hub.committed(4, 2, None)
     hub.resync_rings()  # the listener reconnected: rings may be lost, read everything
     assert hub.own_rings == 0 and room.wake.is_set()
+
+
+async def test_a_connection_without_view_gets_no_project_events() -> None:
+    """Defense in depth: once a socket's cached privileges lose "view" (a revocation sets
+    them), the fan-out and broadcasts skip it even if it is still in the room."""
+    hub = Hub(sessions=None)  # type: ignore[arg-type]
+    room = hub.rooms[3] = Room(project_id=3, seq=5)
+    kept, revoked = _watcher(3, 7, 5), _watcher(3, 7, 5, user=4)
+    revoked.privileges = 0
+    room.connections |= {kept, revoked}
+    lock = LoggedOp(seq=7, image_id=7, user_id=2, kind="lock", op={"state": "released"},
+                    client_op_id=None, origin="lock")
+    hub.committed(3, 7, [_op(6), lock])
+    await _after_scheduled_callbacks()
+    hub.send_to(room.connections, '{"type": "progress"}')
+    assert [f.get("seq") for f in _frames(kept)] == [6, 7, None]
+    assert _frames(revoked) == []
+
+
+async def test_losing_view_drops_the_socket_a_change_tells_it() -> None:
+    hub = Hub(sessions=None)  # type: ignore[arg-type]
+    member, removed = _watcher(3, 7, 5), _watcher(3, 7, 5, user=4)
+    hub.set_privileges(member, int(Privilege.VIEW | Privilege.REVIEW), always=False)
+    hub.set_privileges(member, int(Privilege.VIEW | Privilege.REVIEW), always=False)  # no news
+    hub.set_privileges(removed, None)
+    assert _frames(member) == [{"type": "privileges", "privileges": ["view", "review"]}]
+    assert removed.dropped and removed.close_code == 4403 and removed.privileges == 0
