@@ -210,7 +210,11 @@ async def test_a_revoked_session_is_an_authentication_error_not_a_reconnect_loop
     opened = await hub.open_image(team.images[2])
     rest = team.live.rests[-1]  # the member's own REST session (same login token)
     await rest.logout()
-    remaining = [event async for event in hub.events()]  # ends: closed with 4401
+
+    async def drain() -> list[object]:
+        return [event async for event in hub.events()]
+
+    remaining = await asyncio.wait_for(drain(), 10)  # ends: closed with 4401
     assert all(not isinstance(e, OpEvent) for e in remaining)
     with pytest.raises(AuthenticationError, match="session revoked"):
         await hub.op(opened.image, box("late"))

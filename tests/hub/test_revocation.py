@@ -210,6 +210,11 @@ async def test_deleting_a_project_closes_its_sockets(
 
 # --- across processes (PostgreSQL) -----------------------------------------------------------
 
+async def _drain(hub: LabelhubClient) -> None:
+    async for _event in hub.events():
+        pass
+
+
 async def _member(node: Node, project: int, email: str) -> tuple[RestClient, int]:
     async with RestClient(node.url) as admin:
         await admin.login(*ADMIN)
@@ -236,7 +241,7 @@ async def test_logout_on_one_process_closes_the_socket_on_the_other(
     try:
         await hub.connect()
         await rest.logout()
-        _ = [event async for event in hub.events()]  # ends: the server closed it
+        await asyncio.wait_for(_drain(hub), TIMEOUT)  # ends: the server closed it
         with pytest.raises(AuthenticationError, match="session revoked"):
             await hub.subscribe(1)
     finally:
@@ -256,7 +261,7 @@ async def test_removal_on_one_process_closes_the_socket_on_the_other(
         async with RestClient(nodes[0].url) as admin:
             await admin.login(*ADMIN)
             await admin.request("DELETE", f"/api/v1/projects/{project}/members/{user_id}")
-        _ = [event async for event in hub.events()]  # ends: the server closed it
+        await asyncio.wait_for(_drain(hub), TIMEOUT)  # ends: the server closed it
         with pytest.raises(ForbiddenError, match="no longer a member"):
             await hub.subscribe(1)
     finally:
