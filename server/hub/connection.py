@@ -222,6 +222,13 @@ class Connection:
             self._writer.cancel()  # it may be stuck on a socket that does not drain
         self._wake_reader()
 
+    def revoke(self, reason: str, code: int) -> None:
+        """Access is gone: forget the privileges and subscriptions the fan-out reads (so nothing
+        more is picked for it, at no cost per frame) and close with ``code`` and ``reason``."""
+        self.privileges = 0
+        self.subscriptions.clear()
+        self.drop(reason, code)
+
     def _lost(self) -> None:
         """The socket failed under a write: stop; the reader sees the disconnect."""
         self.dropped = True

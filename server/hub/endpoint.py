@@ -279,7 +279,7 @@ def _deliver_presence(hub: Hub, message: dict[str, Any]) -> None:
     frame = encode(PresenceEvent(user=UserRef(id=int(message["user"]), name=str(message["name"])),
                                  image=message.get("image"), x=message.get("x"), y=message.get("y"),
                                  online=bool(message.get("online", True))))
-    hub.send_to(room.connections, frame)
+    hub.send_to(hub.audience(room), frame)
 
 
 routes: list[BaseRoute] = [WebSocketRoute("/api/v1/ws", websocket_endpoint)]

@@ -85,16 +85,19 @@ class Handlers:
     # --- helpers -----------------------------------------------------------------------------
 
     async def _require(self, session: AsyncSession, conn: Connection, needed: Privilege,
-                       exists: bool = True) -> None:
+                       exists: bool | None = None) -> None:
         """Check ``needed`` in the connection's project. ``hello`` says whether the project
         exists: a missing project and one the user is not a member of get the same answer (as
-        REST's 404), so the socket does not tell which project ids exist."""
+        REST's 404), so the socket does not tell which project ids exist. A joined connection
+        found to have lost "view" is revoked at once (the notice may still be on its way)."""
         if conn.project_id is None:
             raise RequestError("hello_first", "send hello first")
         actor = await actor_for_id(session, conn)
-        if not exists or (actor.privileges is None and not actor.is_admin):
+        if exists is False or (exists and actor.privileges is None and not actor.is_admin):
             raise RequestError("not_found", f"no project {conn.project_id}")
         conn.privileges = int(ALL) if actor.is_admin else int(actor.privileges or 0)
+        if exists is None and not conn.privileges & Privilege.VIEW:
+            self.hub.set_privileges(conn, None)
         if not allowed(actor, needed):
             raise RequestError("forbidden", f"this needs the '{(needed.name or '').lower()}' privilege")
 
@@ -290,6 +293,8 @@ class Handlers:
         if ctx is None or not ctx.active:
             raise RequestError("unauthorized", "this account is no longer active")
         conn.privileges = int(ALL) if ctx.actor.is_admin else int(ctx.actor.privileges or 0)
+        if not conn.privileges & Privilege.VIEW:  # removed, and the news is not here yet
+            self.hub.set_privileges(conn, None)
         if not allowed(ctx.actor, Privilege.LABEL):
             raise RequestError("forbidden", "this needs the 'label' privilege")
         if ctx.image is None:

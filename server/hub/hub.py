@@ -295,15 +295,15 @@ class Hub:
         subscribed to the image since before it, except the sender's own connection (it has
         its ack), unless replaying. One pass with the row's fields read once: it runs for every
         watcher of every op."""
-        # A connection whose cached privileges lost "view" gets nothing, even before its
-        # revocation closes it (one integer test; the cache is what revocations update).
+        # A connection that lost "view" gets nothing, whether or not it is closed yet: its cached
+        # privileges say so, and a revoked one has no subscriptions left (Connection.revoke), so
+        # an image's op costs no extra test per receiver.
         if row.kind == "lock" or row.kind in PROJECT_WIDE or row.image_id is None:
             return [conn for conn in connections if conn.privileges & _VIEW]
         image, seq, user, client_op_id = row.image_id, row.seq, row.user_id, row.client_op_id
         mine = not replay and client_op_id is not None
         return [conn for conn in connections
                 if (since := conn.subscriptions.get(image)) is not None and seq > since
-                and conn.privileges & _VIEW
                 and not (mine and conn.user_id == user and client_op_id in conn.own_ops)]
 
     # --- privileges, presence, progress ------------------------------------------------------
@@ -326,8 +326,7 @@ class Hub:
         (when ``always`` or when they changed)."""
         new = int(privileges or 0)
         if not new & _VIEW:
-            conn.privileges = 0  # nothing more reaches it, whatever is in flight
-            conn.drop(NOT_A_MEMBER, CLOSE_FORBIDDEN)
+            conn.revoke(NOT_A_MEMBER, CLOSE_FORBIDDEN)
             return
         changed, conn.privileges = new != conn.privileges, new
         if changed or always:
@@ -342,13 +341,18 @@ class Hub:
             return
         frame = encode(PresenceEvent(user=UserRef(id=conn.user_id, name=conn.user_name),
                                      image=image, x=x, y=y, online=online))
-        self.send_to(room.connections, frame, skip=conn)
+        self.send_to(self.audience(room), frame, skip=conn)
+
+    @staticmethod
+    def audience(room: Room) -> list[Connection]:
+        """The room's connections that may see the project (for presence and progress)."""
+        return [c for c in room.connections if c.privileges & _VIEW]
 
     @staticmethod
     def send_to(connections: Iterable[Connection], frame: str, skip: Connection | None = None) -> None:
         wire = wire_frame(frame)  # framed once for every receiver
         for other in list(connections):
-            if other is not skip and other.privileges & _VIEW:
+            if other is not skip:
                 other.send(frame, wire)
 
     def _schedule_progress(self, room: Room) -> None:
@@ -368,7 +372,7 @@ class Hub:
             return
         # Sent after every change, counts moved or not: the supervisor view takes it as its cue
         # to reload per-user statistics (objects created and edited), which every edit moves.
-        self.send_to(room.connections, encode(event))
+        self.send_to(self.audience(room), encode(event))
 
     async def progress(self, project_id: int, seq: int) -> ProgressEvent:
         async with self.sessions() as session:

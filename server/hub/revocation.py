@@ -81,15 +81,13 @@ class Revoker:
         if conn.dropped:
             return
         if user is None or not user.is_active:
-            conn.privileges = 0
-            conn.drop(INACTIVE, CLOSE_FORBIDDEN)
+            conn.revoke(INACTIVE, CLOSE_FORBIDDEN)
             return
         cred = conn.credential
         if cred is not None and (
                 (cred.token_version is not None and cred.token_version != user.token_version)
                 or (cred.api_token_id is not None and cred.api_token_id not in live_tokens)):
-            conn.privileges = 0
-            conn.drop(SESSION_REVOKED, CLOSE_UNAUTHORIZED)
+            conn.revoke(SESSION_REVOKED, CLOSE_UNAUTHORIZED)
             return
         conn.is_admin = bool(user.is_admin)
         if conn.project_id is not None:

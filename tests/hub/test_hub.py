@@ -76,20 +76,24 @@ async def test_own_doorbells_are_skipped_and_a_reconnect_reads_everything() -> N
 
 
 async def test_a_connection_without_view_gets_no_project_events() -> None:
-    """Defense in depth: once a socket's cached privileges lose "view" (a revocation sets
-    them), the fan-out and broadcasts skip it even if it is still in the room."""
+    """Defense in depth: a connection whose cached privileges lost "view" (a request saw it
+    first) is skipped by lock and project-wide rows, presence and progress; one revoked
+    (Connection.revoke) has no subscriptions left, so no image op picks it either."""
     hub = Hub(sessions=None)  # type: ignore[arg-type]
     room = hub.rooms[3] = Room(project_id=3, seq=5)
-    kept, revoked = _watcher(3, 7, 5), _watcher(3, 7, 5, user=4)
-    revoked.privileges = 0
-    room.connections |= {kept, revoked}
-    lock = LoggedOp(seq=7, image_id=7, user_id=2, kind="lock", op={"state": "released"},
+    kept, unseen, revoked = _watcher(3, 7, 5), _watcher(3, 8, 0, user=4), _watcher(3, 7, 5, user=5)
+    unseen.privileges = 0
+    revoked.revoke("gone", 4403)
+    room.connections |= {kept, unseen, revoked}
+    lock = LoggedOp(seq=6, image_id=7, user_id=2, kind="lock", op={"state": "released"},
                     client_op_id=None, origin="lock")
-    hub.committed(3, 7, [_op(6), lock])
+    assert Hub._receivers(room.connections, lock, replay=False) == [kept]
+    assert Hub._receivers(room.connections, _op(6), replay=False) == [kept]
+    assert hub.audience(room) == [kept]
+    hub.committed(3, 7, [lock, _op(7)])
     await _after_scheduled_callbacks()
-    hub.send_to(room.connections, '{"type": "progress"}')
-    assert [f.get("seq") for f in _frames(kept)] == [6, 7, None]
-    assert _frames(revoked) == []
+    assert [f.get("seq") for f in _frames(kept)] == [6, 7]
+    assert _frames(unseen) == _frames(revoked) == []
 
 
 async def test_losing_view_drops_the_socket_a_change_tells_it() -> None:
