@@ -36,6 +36,19 @@ async def joined(server: LiveServer, api: Api, project: int, **hello: Any) -> Ws
     return c
 
 
+async def both(c: WsClient, first: dict[str, Any], second: dict[str, Any]) -> list[dict[str, Any]]:
+    """The next events matching ``first`` and ``second`` (field subsets), in either order
+    (they come from two paths: the op log and the revocation notice)."""
+    wanted, found = [first, second], [dict[str, Any](), dict[str, Any]()]
+    while not (found[0] and found[1]):
+        event = await c.event()
+        for i, want in enumerate(wanted):
+            if not found[i] and all(event.get(k) == v for k, v in want.items()):
+                found[i] = event
+                break
+    return found
+
+
 async def api_token(api: Api) -> tuple[int, str]:
     resp = await api.client.post("/api/v1/me/tokens", json={"name": "script"})
     assert resp.status_code == 201, resp.text
@@ -58,16 +71,10 @@ async def test_removal_closes_the_members_sockets_and_hides_their_cursor(
         f"/api/v1/projects/{team.project_id}/members/{lab.user['id']}")
     assert resp.status_code == 204
     assert await closed(member) == (4403, "you are no longer a member of this project")
-    # Their lock went with the membership, and their cursor is gone from everyone's screen
-    # (the two in either order).
-    seen: dict[str, dict[str, Any]] = {}
-    while len(seen) < 2:
-        event = await watcher.event()
-        if event["type"] == "lock" and event["state"] == "released":
-            seen["lock"] = event
-        elif event["type"] == "presence" and not event["online"]:
-            seen["presence"] = event
-    assert seen["lock"]["image"] == image and seen["presence"]["user"]["id"] == lab.user["id"]
+    # Their lock went with the membership, and their cursor is gone from everyone's screen.
+    lock, presence = await both(watcher, {"type": "lock", "state": "released"},
+                                {"type": "presence", "online": False})
+    assert lock["image"] == image and presence["user"]["id"] == lab.user["id"]
     await watcher.close()
 
 
@@ -101,8 +108,9 @@ async def test_a_privilege_change_downgrades_without_closing(
         f"/api/v1/projects/{team.project_id}/members/{lab.user['id']}",
         json={"privileges": ["view", "review"]})
     assert resp.status_code == 200
-    assert (await member.event("privileges"))["privileges"] == ["view", "review"]
-    await member.event("lock", image=image, state="released")
+    privileges, _ = await both(member, {"type": "privileges"},
+                               {"type": "lock", "image": image, "state": "released"})
+    assert privileges["privileges"] == ["view", "review"]
     denied = await member.request("op", image=image, token=opened["lock"]["token"],
                                   client_op_id="d1", op=BOX)
     assert denied["code"] == "forbidden"
