@@ -57,6 +57,7 @@ from server.protocol import (
     UserRef,
     encode,
 )
+from server.revocations import Revocation
 
 CURSOR_INTERVAL = 0.05  # seconds between relayed cursor positions of one connection
 
@@ -172,6 +173,8 @@ class Handlers:
     async def hello(self, conn: Connection, msg: Hello) -> None:
         if conn.project_id is not None:
             raise RequestError("already_joined", "hello was already sent on this connection")
+        revoker = getattr(self.state, "revoker", None)
+        heard = revoker.heard if revoker is not None else 0
         async with transaction(self.state.sessions) as session:
             project = await session.get(Project, msg.project)
             conn.project_id = msg.project
@@ -184,6 +187,10 @@ class Handlers:
         for image_id in msg.images:
             conn.subscriptions[image_id] = msg.since or 0
         seq, reset = await self.hub.join(conn, msg.project, msg.since)
+        if revoker is not None and revoker.heard != heard:
+            # A revocation arrived between the check above and the join: it found no socket
+            # in this project to act on, so look again now that there is one.
+            revoker.schedule(Revocation(conn.user_id, msg.project, "hello"))
         conn.send(encode(Ack(id=msg.id, seq=seq, user=UserRef(id=conn.user_id, name=conn.user_name),
                              privileges=to_names(conn.privileges), present=self.hub.present(conn))))
         if reset:
