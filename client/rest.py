@@ -63,6 +63,22 @@ class RestClient:
         self.http.cookies.clear()  # the bearer token is the one credential
         return dict(body["user"])
 
+    async def logout(self) -> None:
+        """End every login session of this user (their open sockets close with 4401)."""
+        await self.request("POST", "/api/v1/auth/logout")
+        self.token = None
+        self.http.headers.pop("Authorization", None)
+
+    async def change_password(self, current: str, new: str) -> dict[str, Any]:
+        """Set a new password. Every earlier login token stops working (their open sockets close
+        with 4401); this client carries on with the fresh token the server returns."""
+        body = await self.request("POST", "/api/v1/auth/password",
+                                  json={"current": current, "new": new})
+        self.token = str(body["token"])
+        self.http.headers["Authorization"] = f"Bearer {self.token}"
+        self.http.cookies.clear()
+        return dict(body["user"])
+
     async def me(self) -> dict[str, Any]:
         return dict(await self.request("GET", "/api/v1/me"))
 

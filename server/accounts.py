@@ -1,4 +1,6 @@
-"""Routes for login, logout, the current user, personal API tokens and (site admins) users."""
+"""Routes for login, logout, password change, the current user, personal API tokens and (site
+admins) users. Whatever takes access away announces it (``server.revocations``), so open sockets
+are closed or downgraded as soon as the change commits."""
 
 from __future__ import annotations
 
@@ -14,13 +16,22 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from server import _login_attempts as attempts
+from server import revocations
 from server._web import path_int, read_body, unit_of_work
 from server.auth import COOKIE_NAME, hash_password_off_loop, new_api_token, verify_password_off_loop
 from server.db import transaction
 from server.errors import ApiError, forbidden, not_found
 from server.limits import LOGIN_BODY_LIMIT
 from server.models import ApiToken, User, utcnow
-from server.schemas import LoginIn, TokenIn, TokenOut, UserIn, UserOut, UserPatch
+from server.schemas import (
+    LoginIn,
+    PasswordChangeIn,
+    TokenIn,
+    TokenOut,
+    UserIn,
+    UserOut,
+    UserPatch,
+)
 from server.throttle import whole_seconds
 
 
@@ -54,8 +65,14 @@ async def login(request: Request) -> Response:
         user = await session.get(User, user.id, populate_existing=True)
         if user is None or not user.is_active:
             raise ApiError(401, "bad_credentials", "wrong email or password")
-        token = request.app.state.signer.issue(user)
-        response = JSONResponse({"token": token, "user": UserOut.of(user).model_dump()})
+        response = _logged_in(request, user)
+    return response
+
+
+def _logged_in(request: Request, user: User) -> Response:
+    """A fresh login token for ``user``, in the body and as the session cookie."""
+    token = request.app.state.signer.issue(user)
+    response = JSONResponse({"token": token, "user": UserOut.of(user).model_dump()})
     response.set_cookie(
         COOKIE_NAME, token, max_age=request.app.state.signer.ttl_seconds, httponly=True,
         samesite="strict", secure=request.url.scheme == "https", path="/",
@@ -64,12 +81,29 @@ async def login(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
-    async with unit_of_work(request) as (_session, user):
-        # Invalidates every login token this user holds (API tokens stay until revoked).
+    async with unit_of_work(request) as (session, user):
+        # Invalidates every login token this user holds (API tokens stay until revoked), and
+        # closes every socket opened with one.
         user.token_version += 1
+        await revocations.announce(session, user.id, None, "logout")
     response = JSONResponse({"ok": True})
     response.delete_cookie(COOKIE_NAME, path="/")
     return response
+
+
+async def change_password(request: Request) -> Response:
+    """Set a new password; every login token issued before stops working (and the sockets opened
+    with them close). The response carries a fresh token and cookie for the caller."""
+    body = await read_body(request, PasswordChangeIn)
+    async with unit_of_work(request) as (session, user):
+        # argon2 on the password threads, like login: never on the event loop.
+        if not await verify_password_off_loop(user.password_hash, body.current):
+            raise ApiError(403, "wrong_password", "the current password is wrong")
+        user.password_hash = await hash_password_off_loop(body.new)
+        user.token_version += 1
+        await revocations.announce(session, user.id, None, "password")
+        await session.flush()
+        return _logged_in(request, user)
 
 
 async def me(request: Request) -> Response:
@@ -103,7 +137,9 @@ async def revoke_token(request: Request) -> Response:
         row = await session.get(ApiToken, token_id)
         if row is None or row.user_id != user.id:
             raise not_found("token")
-        row.revoked_at = row.revoked_at or utcnow()
+        if row.revoked_at is None:
+            row.revoked_at = utcnow()
+            await revocations.announce(session, user.id, None, "token")
         return Response(status_code=204)
 
 
@@ -162,20 +198,29 @@ async def patch_user(request: Request) -> Response:
                 raise ApiError(409, "last_admin", "the last active site admin cannot be demoted")
         if body.name is not None:
             target.name = body.name
+        reason: revocations.Reason | None = None
         if body.password is not None:
             target.password_hash = await hash_password_off_loop(body.password)
             target.token_version += 1
+            reason = "password"
         if body.is_admin is not None:
+            if target.is_admin and not body.is_admin:
+                reason = reason or "admin"  # projects it is no member of are out of reach now
             target.is_admin = body.is_admin
         if body.is_active is not None:
             target.is_active = body.is_active
             target.token_version += 1
+            if not body.is_active:
+                reason = "deactivated"
+        if reason is not None:
+            await revocations.announce(session, target.id, None, reason)
         return JSONResponse(UserOut.of(target).model_dump())
 
 
 routes = [
     Route("/api/v1/auth/login", login, methods=["POST"]),
     Route("/api/v1/auth/logout", logout, methods=["POST"]),
+    Route("/api/v1/auth/password", change_password, methods=["POST"]),
     Route("/api/v1/me", me, methods=["GET"]),
     Route("/api/v1/me/tokens", list_tokens, methods=["GET"]),
     Route("/api/v1/me/tokens", create_token, methods=["POST"]),

@@ -147,7 +147,20 @@ def credentials_from(conn: HTTPConnection) -> Credentials | None:
     return None
 
 
-async def user_for_token(session: AsyncSession, signer: TokenSigner, token: str) -> User | None:
+@dataclass(frozen=True)
+class Credential:
+    """What a request or socket was authenticated with: a login token (the user's token version
+    when it was issued) or a personal API token (its row id). An open socket keeps it, so a
+    revocation can tell whether that socket's credential still holds."""
+
+    user_id: int
+    token_version: int | None = None
+    api_token_id: int | None = None
+
+
+async def credential_for(session: AsyncSession, signer: TokenSigner,
+                         token: str) -> tuple[User, Credential] | None:
+    """The active user behind ``token`` and the credential it is, or ``None``."""
     if token.startswith(API_TOKEN_PREFIX):
         row = (
             await session.execute(
@@ -160,7 +173,7 @@ async def user_for_token(session: AsyncSession, signer: TokenSigner, token: str)
             return None
         api_token, owner = row
         api_token.last_used_at = utcnow()
-        return owner if owner.is_active else None
+        return (owner, Credential(owner.id, api_token_id=api_token.id)) if owner.is_active else None
     parsed = signer.read(token)
     if parsed is None:
         return None
@@ -168,15 +181,21 @@ async def user_for_token(session: AsyncSession, signer: TokenSigner, token: str)
     user = await session.get(User, uid)
     if user is None or not user.is_active or user.token_version != version:
         return None
-    return user
+    return user, Credential(uid, token_version=version)
 
 
 async def authenticate(conn: HTTPConnection, session: AsyncSession) -> User:
     """The user behind a request or socket handshake; 401 when there is none."""
+    return (await authenticate_credential(conn, session))[0]
+
+
+async def authenticate_credential(conn: HTTPConnection,
+                                  session: AsyncSession) -> tuple[User, Credential]:
+    """:func:`authenticate`, also saying which credential was used."""
     creds = credentials_from(conn)
     if creds is None:
         raise ApiError(401, "unauthorized", "authentication required")
-    user = await user_for_token(session, conn.app.state.signer, creds.token)
-    if user is None:
+    found = await credential_for(session, conn.app.state.signer, creds.token)
+    if found is None:
         raise ApiError(401, "unauthorized", "invalid or expired credentials")
-    return user
+    return found

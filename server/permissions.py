@@ -94,3 +94,12 @@ def check_member_change(
         raise MemberRuleError("the last owner of a project cannot be removed")
     if new_role is not None and new_role != "owner":
         raise MemberRuleError("the last owner of a project cannot be demoted")
+
+
+def check_owner_role(*, actor_is_owner: bool, target_role: str | None,
+                     new_role: str | None) -> None:
+    """Only an owner (or a site admin) grants the owner role or takes it away, removal included:
+    a manager may manage members, but not make themselves owner and then unseat the owners.
+    ``target_role`` is None for a new member, ``new_role`` None for a removal."""
+    if "owner" in (target_role, new_role) and target_role != new_role and not actor_is_owner:
+        raise MemberRuleError("only an owner can grant or take away the owner role")

@@ -1,4 +1,8 @@
-"""Routes for projects and their members."""
+"""Routes for projects and their members.
+
+Only owners (and site admins) grant or take away the owner role, and the last owner can be
+neither removed nor demoted. Every change that can take access away announces it
+(``server.revocations``), so the member's open sockets close or downgrade when it commits."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from server import revocations
 from server._web import needs, path_int, project_access, read_body, unit_of_work
 from server.edits import append
 from server.errors import ApiError, invalid, not_found
@@ -19,6 +24,7 @@ from server.permissions import (
     MemberRuleError,
     Privilege,
     check_member_change,
+    check_owner_role,
     from_names,
     role_for,
 )
@@ -82,6 +88,10 @@ async def delete_project(request: Request) -> Response:
         membership = await session.get(Membership, (project_id, user.id))
         if not user.is_admin and (membership is None or membership.role != "owner"):
             raise ApiError(403, "forbidden", "only an owner can delete a project")
+        members = (await session.execute(select(Membership.user_id).where(
+            Membership.project_id == project_id))).scalars().all()
+        for member_id in members:  # their sockets on this project close
+            await revocations.announce(session, member_id, project_id, "project_deleted")
         await session.delete(project)
         return Response(status_code=204)
 
@@ -116,6 +126,17 @@ async def announce_member_change(session: AsyncSession, project_id: int, user_id
     await append(session, project_id=project_id, image_id=None, user_id=user_id, kind="members",
                  op={"kind": "members", "user_id": user_id}, inverse=None, client_op_id=None,
                  origin="members")
+    await revocations.announce(session, user_id, project_id, "membership")
+
+
+async def _check_owner_role(session: AsyncSession, user: User, project_id: int,
+                            target_role: str | None, new_role: str | None) -> None:
+    mine = await session.get(Membership, (project_id, user.id))
+    try:
+        check_owner_role(actor_is_owner=user.is_admin or (mine is not None and mine.role == "owner"),
+                         target_role=target_role, new_role=new_role)
+    except MemberRuleError as exc:
+        raise ApiError(403, "forbidden", str(exc)) from None
 
 
 async def _owner_count(session: AsyncSession, project_id: int) -> int:
@@ -145,6 +166,7 @@ async def add_member(request: Request) -> Response:
     async with unit_of_work(request) as (session, user):
         await project_access(session, user, project_id, Privilege.MANAGE_MEMBERS, lock=True)
         role, flags = _privileges_of(body.role, body.privileges)
+        await _check_owner_role(session, user, project_id, None, role)
         target = (await session.execute(select(User).where(User.email == body.email))).scalar_one_or_none()
         if target is None:
             raise ApiError(404, "no_such_user", f"no user with email {body.email}; a site admin adds users")
@@ -166,6 +188,7 @@ async def patch_member(request: Request) -> Response:
         if m is None or target is None:
             raise not_found("member")
         role, flags = _privileges_of(body.role, body.privileges)
+        await _check_owner_role(session, user, project_id, m.role, role)
         try:
             check_member_change(target_role=m.role, new_role=role,
                                 owner_count=await _owner_count(session, project_id), removing=False)
@@ -184,6 +207,7 @@ async def remove_member(request: Request) -> Response:
         m = await session.get(Membership, (project_id, user_id))
         if m is None:
             raise not_found("member")
+        await _check_owner_role(session, user, project_id, m.role, None)
         try:
             check_member_change(target_role=m.role, new_role=None,
                                 owner_count=await _owner_count(session, project_id), removing=True)

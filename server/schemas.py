@@ -34,6 +34,11 @@ class LoginIn(_In):
     password: str = Field(min_length=1, max_length=1000)
 
 
+class PasswordChangeIn(_In):
+    current: str = Field(min_length=1, max_length=1000)
+    new: str = Field(min_length=8, max_length=1000)
+
+
 class UserIn(_In):
     email: str
     password: str = Field(min_length=8, max_length=1000)

@@ -48,9 +48,22 @@ function hubFor(project) {
     onEvent: (msg) => { for (const fn of listeners) fn(msg); },
     onState: showConn,
     onResume: async (client) => { for (const fn of listeners) await fn({ type: "_resumed", client }); },
+    onClosed: revoked,
   });
   hub.connect();
   return hub;
+}
+
+/** The server closed the socket for good (docs/protocol.md, close codes): a revoked session or
+ *  a deactivated account goes back to the login page; lost access to the project, to the list. */
+function revoked({ code, reason }) {
+  if (code === 4401 || reason === "account no longer active") {
+    toast(code === 4401 ? "You were signed out (this session ended elsewhere). Please log in again." : "This account is no longer active.");
+    me = null; dropHub(); go(href("login"));
+    return;
+  }
+  toast(reason ? `${reason[0].toUpperCase()}${reason.slice(1)}.` : "You no longer have access to this project.");
+  dropHub(); go(href("projects"));
 }
 
 function dropHub() {

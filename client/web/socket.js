@@ -3,7 +3,9 @@
 //  - every request gets a promise settled by its ack / error;
 //  - ops carry a client_op_id and stay queued until acked; after a reconnect they are sent again
 //    with the same client_op_id (the server applies each at most once);
-//  - the connection state is reported on every change.
+//  - the connection state is reported on every change;
+//  - a close with 4401 (session revoked / not logged in) or 4403 (no access) is final: no
+//    reconnect, queued ops are refused, and onClosed({code, reason}) lets the app move on.
 
 export const STATES = ["connecting", "online", "reconnecting", "offline"];
 
@@ -15,8 +17,8 @@ export function newId() {
 
 export class HubClient {
   constructor({ url, project, WebSocketImpl = globalThis.WebSocket, onEvent, onState,
-                onResume, heartbeatMs = 15000, requestTimeoutMs = 20000 }) {
-    Object.assign(this, { url, project, WebSocketImpl, onEvent, onState, onResume,
+                onResume, onClosed, heartbeatMs = 15000, requestTimeoutMs = 20000 }) {
+    Object.assign(this, { url, project, WebSocketImpl, onEvent, onState, onResume, onClosed,
                           heartbeatMs, requestTimeoutMs });
     this.seq = null;           // last project seq seen
     this.state = "offline";
@@ -85,7 +87,20 @@ export class HubClient {
     }
     if (this.closed) { this.setState("offline"); return; }
     if (event && (event.code === 4401 || event.code === 4403)) {
-      this.setState("offline", event.code === 4401 ? "Please log in again." : "You have no access to this project.");
+      // Final: the session was revoked or access was taken away. Nothing queued will be saved.
+      this.closed = true;
+      clearInterval(this.beat);
+      const code = event.code === 4401 ? "unauthorized" : "forbidden";
+      const why = event.reason || (event.code === 4401 ? "Please log in again." : "You have no access to this project.");
+      const refused = this.outbox;
+      this.outbox = [];
+      for (const item of refused) {
+        this.requests.delete(item.msg.id);
+        item.reject(hubError(code, why));
+      }
+      this.checkIdle();
+      this.setState("offline", why);
+      this.onClosed?.({ code: event.code, reason: event.reason || "" });
       return;
     }
     this.attempt += 1;

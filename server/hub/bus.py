@@ -6,6 +6,9 @@ transaction — a payload-free doorbell — and a dedicated asyncpg connection L
 Notifications sent while the listener is reconnecting are lost, so a reconnect wakes every room,
 and the rooms also poll on a timer.
 
+Revocations (``server.revocations``) ring ``labelhub_revoke`` with a small JSON payload, sent
+when the revoking transaction commits; a reconnect re-checks every socket instead.
+
 Presence (cursors, who is where) is not durable: it travels as a small NOTIFY payload on
 ``labelhub_presence``, tagged with the sending process so it does not hear itself.
 """
@@ -23,6 +26,7 @@ from typing import Any
 import asyncpg
 
 from server._oplog import DOORBELL_CHANNEL
+from server.revocations import CHANNEL as REVOKE_CHANNEL
 
 log = logging.getLogger("labelhub.bus")
 PRESENCE_CHANNEL = "labelhub_presence"
@@ -37,9 +41,11 @@ class PgBus:
 
     def __init__(self, dsn: str, ring: Callable[[], None],
                  on_presence: Callable[[dict[str, Any]], None], retry: float = 1.0,
-                 resync: Callable[[], None] | None = None) -> None:
+                 resync: Callable[[], None] | None = None,
+                 on_revoke: Callable[[str], None] | None = None) -> None:
         self.dsn, self.ring, self.on_presence, self.retry = dsn, ring, on_presence, retry
         self.resync = resync  # on (re)connecting, instead of a ring: rings may have been missed
+        self.on_revoke = on_revoke  # a revocation's payload (server.revocations.parse reads it)
         self.process_id = uuid.uuid4().hex[:12]
         self._task: asyncio.Task[None] | None = None
         self._publisher: Any = None
@@ -64,6 +70,9 @@ class PgBus:
             conn.add_termination_listener(lambda _c: closed.set())
             await conn.add_listener(DOORBELL_CHANNEL, lambda *_args: self.ring())
             await conn.add_listener(PRESENCE_CHANNEL, self._presence)
+            if self.on_revoke is not None:
+                revoke = self.on_revoke
+                await conn.add_listener(REVOKE_CHANNEL, lambda *args: revoke(args[3]))
             self.connected.set()
             (self.resync or self.ring)()  # catch up on whatever rang while we were away
             await closed.wait()

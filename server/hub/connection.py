@@ -26,6 +26,7 @@ from websockets.protocol import State
 from server.protocol import CLOSE_TOO_SLOW
 
 if TYPE_CHECKING:  # _fast_op imports this module
+    from server.auth import Credential
     from server.hub._fast_op import Held
 
 SEND_QUEUE_FRAMES = 1_000
@@ -180,6 +181,8 @@ class Connection:
     held: Held | None = None  # what the last edit left of the image it edited
     dropped: bool = False
     close_reason: str = ""
+    close_code: int = CLOSE_TOO_SLOW
+    credential: Credential | None = None  # what the socket was opened with (revocation checks it)
     overflowed: asyncio.Event = field(default_factory=asyncio.Event)
     _writer: asyncio.Task[None] | None = None
     _reader: asyncio.Task[Any] | None = None  # set while the reader waits for a message
@@ -209,15 +212,22 @@ class Connection:
         if self._writer is None and self.websocket is not None:
             self._writer = asyncio.get_running_loop().create_task(self._write())
 
-    def drop(self, reason: str) -> None:
-        """Stop sending and end the connection with 4008 and ``reason``."""
+    def drop(self, reason: str, code: int = CLOSE_TOO_SLOW) -> None:
+        """Stop sending and end the connection with ``code`` (4008: too slow) and ``reason``."""
         if self.dropped:
             return
-        self.dropped, self.close_reason = True, reason
+        self.dropped, self.close_reason, self.close_code = True, reason, code
         self.overflowed.set()
         if self._writer is not None:
             self._writer.cancel()  # it may be stuck on a socket that does not drain
         self._wake_reader()
+
+    def revoke(self, reason: str, code: int) -> None:
+        """Access is gone: forget the privileges and subscriptions the fan-out reads (so nothing
+        more is picked for it, at no cost per frame) and close with ``code`` and ``reason``."""
+        self.privileges = 0
+        self.subscriptions.clear()
+        self.drop(reason, code)
 
     def _lost(self) -> None:
         """The socket failed under a write: stop; the reader sees the disconnect."""
@@ -258,12 +268,13 @@ class Connection:
             self._writer = None
 
     async def close_too_slow(self) -> None:
-        """Tell a dropped client why; give up if it is not even reading the close frame."""
+        """Tell a dropped client why (too slow, or its access was revoked); give up if it is not
+        even reading the close frame."""
         if self.websocket is None or self.websocket.application_state != WebSocketState.CONNECTED:
             return
         with suppress(RuntimeError, OSError, TimeoutError, WebSocketDisconnect):
             await asyncio.wait_for(
-                self.websocket.close(code=CLOSE_TOO_SLOW, reason=self.close_reason), CLOSE_TIMEOUT)
+                self.websocket.close(code=self.close_code, reason=self.close_reason), CLOSE_TIMEOUT)
 
     async def stop(self) -> None:
         """Stop the writer (the connection is over)."""

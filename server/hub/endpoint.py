@@ -2,6 +2,8 @@
 
 Bad input never closes the socket: it gets an ``error`` naming the request. Only failed
 authentication (4401) or a lost account (4403) closes it, and a client too slow to keep up (4008).
+A revoked credential (4401) or lost access to the project (4403) closes it at once, while it
+idles too (``server.hub.revocation``).
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from server import _oplog
-from server.auth import authenticate
+from server import _oplog, revocations
+from server.auth import authenticate_credential
 from server.db import connection_lost, is_sqlite, transaction
 from server.edits import EditError
 from server.errors import ApiError
@@ -29,9 +31,11 @@ from server.hub.bus import PgBus, asyncpg_dsn
 from server.hub.connection import Connection
 from server.hub.handlers import Handlers, RequestError
 from server.hub.hub import Hub
+from server.hub.revocation import Revoker
 from server.models import utcnow
 from server.protocol import (
     CLOSE_FORBIDDEN,
+    CLOSE_TOO_SLOW,
     CLOSE_UNAUTHORIZED,
     Cursor,
     Error,
@@ -80,9 +84,10 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await websocket.close(code=CLOSE_FORBIDDEN)  # before accept: the handshake is refused
         return
     state = websocket.app.state
+    heard = state.revoker.heard
     try:
         async with transaction(state.sessions) as session:
-            user = await authenticate(websocket, session)
+            user, credential = await authenticate_credential(websocket, session)
             user_id, name, is_admin = user.id, user.name or user.email, user.is_admin
     except ApiError:
         await websocket.accept()
@@ -90,11 +95,16 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         return
     await websocket.accept()
     conn = Connection.with_queue(websocket, user_id, name, is_admin, state.settings.ws_send_queue)
+    conn.credential = credential
     handlers: Handlers = state.handlers
     release = False
+    state.hub.attach(conn)
+    if state.revoker.heard != heard:  # a revocation came while we authenticated: re-check
+        state.revoker.schedule(revocations.Revocation(user_id, None, "handshake"))
     try:
         release = await _serve(conn, handlers, websocket)
     finally:
+        state.hub.detach(conn)
         was_viewing = state.hub.leave(conn)
         await conn.stop()
         publish = getattr(state, "publish_presence", None)
@@ -109,10 +119,11 @@ async def _serve(conn: Connection, handlers: Handlers, websocket: WebSocket) -> 
     """Handle messages until the connection ends; True when its leases go at once (clean close)."""
     while True:
         message = await conn.receive()
-        if message is None:  # dropped as too slow, or the socket failed under a write
+        if message is None:  # dropped (too slow, or revoked), or the socket failed under a write
             if conn.close_reason:
                 await conn.close_too_slow()
-            return False
+            # A slow client resumes and keeps its leases; a revoked one is gone for good.
+            return bool(conn.close_reason) and conn.close_code != CLOSE_TOO_SLOW
         if message["type"] == "websocket.disconnect":
             return message.get("code") not in VANISHED
         text = message.get("text")
@@ -221,12 +232,20 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     hub = Hub(state.sessions)
     state.hub = hub
     state.handlers = Handlers(state, hub)
+    revoker = state.revoker = Revoker(hub, state.sessions)
     unregister = _oplog.on_ops_committed(hub.committed)
+    unregister_revoker = revocations.on_revocation(revoker.schedule)
     bus: PgBus | None = None
     if not is_sqlite(url):
         hub.counts_own_rings = True
-        bus = PgBus(asyncpg_dsn(url), ring=hub.doorbell, resync=hub.resync_rings,
-                    on_presence=lambda m: _deliver_presence(hub, m))
+
+        def resync() -> None:  # the bus (re)connected: what was sent meanwhile is lost
+            hub.resync_rings()
+            revoker.recheck_everyone()
+
+        bus = PgBus(asyncpg_dsn(url), ring=hub.doorbell, resync=resync,
+                    on_presence=lambda m: _deliver_presence(hub, m),
+                    on_revoke=lambda payload: revoker.schedule(revocations.parse(payload)))
         bus.start()
         state.bus = bus
 
@@ -246,8 +265,10 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         with suppress(asyncio.CancelledError):
             await sweeper
         unregister()
+        unregister_revoker()
         if bus is not None:
             await bus.stop()
+        await revoker.close()
         await hub.close()
 
 
@@ -258,7 +279,7 @@ def _deliver_presence(hub: Hub, message: dict[str, Any]) -> None:
     frame = encode(PresenceEvent(user=UserRef(id=int(message["user"]), name=str(message["name"])),
                                  image=message.get("image"), x=message.get("x"), y=message.get("y"),
                                  online=bool(message.get("online", True))))
-    hub.send_to(room.connections, frame)
+    hub.send_to(hub.audience(room), frame)
 
 
 routes: list[BaseRoute] = [WebSocketRoute("/api/v1/ws", websocket_endpoint)]

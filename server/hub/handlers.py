@@ -57,6 +57,7 @@ from server.protocol import (
     UserRef,
     encode,
 )
+from server.revocations import Revocation
 
 CURSOR_INTERVAL = 0.05  # seconds between relayed cursor positions of one connection
 
@@ -84,11 +85,20 @@ class Handlers:
 
     # --- helpers -----------------------------------------------------------------------------
 
-    async def _require(self, session: AsyncSession, conn: Connection, needed: Privilege) -> None:
+    async def _require(self, session: AsyncSession, conn: Connection, needed: Privilege,
+                       exists: bool | None = None) -> None:
+        """Check ``needed`` in the connection's project. ``hello`` says whether the project
+        exists: a missing project and one the user is not a member of get the same answer (as
+        REST's 404), so the socket does not tell which project ids exist. A joined connection
+        found to have lost "view" is revoked at once (the notice may still be on its way)."""
         if conn.project_id is None:
             raise RequestError("hello_first", "send hello first")
         actor = await actor_for_id(session, conn)
+        if exists is False or (exists and actor.privileges is None and not actor.is_admin):
+            raise RequestError("not_found", f"no project {conn.project_id}")
         conn.privileges = int(ALL) if actor.is_admin else int(actor.privileges or 0)
+        if exists is None and not conn.privileges & Privilege.VIEW:
+            self.hub.set_privileges(conn, None)
         if not allowed(actor, needed):
             raise RequestError("forbidden", f"this needs the '{(needed.name or '').lower()}' privilege")
 
@@ -163,13 +173,13 @@ class Handlers:
     async def hello(self, conn: Connection, msg: Hello) -> None:
         if conn.project_id is not None:
             raise RequestError("already_joined", "hello was already sent on this connection")
+        revoker = getattr(self.state, "revoker", None)
+        heard = revoker.heard if revoker is not None else 0
         async with transaction(self.state.sessions) as session:
             project = await session.get(Project, msg.project)
             conn.project_id = msg.project
             try:
-                if project is None:
-                    raise RequestError("not_found", f"no project {msg.project}")
-                await self._require(session, conn, Privilege.VIEW)
+                await self._require(session, conn, Privilege.VIEW, exists=project is not None)
                 for image_id in msg.images:
                     await self._image(session, conn, image_id)
             finally:
@@ -177,6 +187,10 @@ class Handlers:
         for image_id in msg.images:
             conn.subscriptions[image_id] = msg.since or 0
         seq, reset = await self.hub.join(conn, msg.project, msg.since)
+        if revoker is not None and revoker.heard != heard:
+            # A revocation arrived between the check above and the join: it found no socket
+            # in this project to act on, so look again now that there is one.
+            revoker.schedule(Revocation(conn.user_id, msg.project, "hello"))
         conn.send(encode(Ack(id=msg.id, seq=seq, user=UserRef(id=conn.user_id, name=conn.user_name),
                              privileges=to_names(conn.privileges), present=self.hub.present(conn))))
         if reset:
@@ -286,6 +300,8 @@ class Handlers:
         if ctx is None or not ctx.active:
             raise RequestError("unauthorized", "this account is no longer active")
         conn.privileges = int(ALL) if ctx.actor.is_admin else int(ctx.actor.privileges or 0)
+        if not conn.privileges & Privilege.VIEW:  # removed, and the news is not here yet
+            self.hub.set_privileges(conn, None)
         if not allowed(ctx.actor, Privilege.LABEL):
             raise RequestError("forbidden", "this needs the 'label' privilege")
         if ctx.image is None:
@@ -358,6 +374,8 @@ class Handlers:
         conn.send(encode(Ack(id=msg.id, seq=done.seq, op=done.op)))
 
     async def cursor(self, conn: Connection, msg: Cursor, now: float) -> None:
+        if not conn.privileges & Privilege.VIEW:  # revoked: no cursor shown (no database read)
+            raise RequestError("forbidden", "this needs the 'view' privilege")
         if msg.image not in conn.subscriptions:
             raise RequestError("not_subscribed", f"subscribe to image {msg.image} first")
         conn.send(encode(Ack(id=msg.id)))

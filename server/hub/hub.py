@@ -22,7 +22,9 @@ from server._oplog import LoggedOp
 from server.db import run
 from server.hub.connection import Connection, wire_frame
 from server.models import Image, ImageLabel, ImageLock, Membership, OpLogEntry, Project, utcnow
+from server.permissions import ALL, Privilege, to_names
 from server.protocol import (
+    CLOSE_FORBIDDEN,
     LockEvent,
     OpEvent,
     PresenceEvent,
@@ -37,6 +39,9 @@ log = logging.getLogger("labelhub.hub")
 TAIL_BATCH = 500
 PROGRESS_INTERVAL = 1.0  # seconds between progress events of one project
 PROJECT_WIDE = frozenset({"rename_label", "delete_label", "members"})
+_VIEW = int(Privilege.VIEW)
+#: Why a socket whose membership went away is closed (with 4403).
+NOT_A_MEMBER = "you are no longer a member of this project"
 _HEAD = select(Project.seq).where(Project.id == bindparam("project_id"))
 
 
@@ -82,6 +87,18 @@ class Hub:
         # commit's doorbell to every listener, the committer's own included).
         self.own_rings = 0
         self.counts_own_rings = False
+        # Every open socket of this process by user, joined or not: revocations find them here.
+        self.sockets: dict[int, set[Connection]] = {}
+
+    def attach(self, conn: Connection) -> None:
+        self.sockets.setdefault(conn.user_id, set()).add(conn)
+
+    def detach(self, conn: Connection) -> None:
+        mine = self.sockets.get(conn.user_id)
+        if mine is not None:
+            mine.discard(conn)
+            if not mine:
+                del self.sockets[conn.user_id]
 
     # --- rooms and membership ----------------------------------------------------------------
 
@@ -278,8 +295,11 @@ class Hub:
         subscribed to the image since before it, except the sender's own connection (it has
         its ack), unless replaying. One pass with the row's fields read once: it runs for every
         watcher of every op."""
+        # A connection that lost "view" gets nothing, whether or not it is closed yet: its cached
+        # privileges say so, and a revoked one has no subscriptions left (Connection.revoke), so
+        # an image's op costs no extra test per receiver.
         if row.kind == "lock" or row.kind in PROJECT_WIDE or row.image_id is None:
-            return list(connections)
+            return [conn for conn in connections if conn.privileges & _VIEW]
         image, seq, user, client_op_id = row.image_id, row.seq, row.user_id, row.client_op_id
         mine = not replay and client_op_id is not None
         return [conn for conn in connections
@@ -289,8 +309,6 @@ class Hub:
     # --- privileges, presence, progress ------------------------------------------------------
 
     async def _refresh_privileges(self, room: Room, user_id: int) -> None:
-        from server.permissions import to_names
-
         targets = [c for c in room.connections if c.user_id == user_id]
         if not targets:
             return
@@ -299,9 +317,20 @@ class Hub:
                 Membership.project_id == room.project_id, Membership.user_id == user_id))
             ).scalar_one_or_none()
         for conn in targets:
-            conn.privileges = int(privileges or 0)
-            names = to_names(conn.privileges) if not conn.is_admin else to_names(-1 & 0x1FF)
-            conn.send(encode(PrivilegesEvent(privileges=names)))
+            self.set_privileges(conn, int(ALL) if conn.is_admin else privileges)
+
+    def set_privileges(self, conn: Connection, privileges: int | None, *,
+                       always: bool = True) -> None:
+        """Apply a member's new privileges to one of their sockets: without "view" (removed
+        from the project) it is closed with 4403; otherwise it is told its new privileges
+        (when ``always`` or when they changed)."""
+        new = int(privileges or 0)
+        if not new & _VIEW:
+            conn.revoke(NOT_A_MEMBER, CLOSE_FORBIDDEN)
+            return
+        changed, conn.privileges = new != conn.privileges, new
+        if changed or always:
+            conn.send(encode(PrivilegesEvent(privileges=to_names(new))))
 
     def broadcast_presence(self, conn: Connection, image: int | None, x: float | None,
                            y: float | None, *, online: bool = True) -> None:
@@ -312,7 +341,12 @@ class Hub:
             return
         frame = encode(PresenceEvent(user=UserRef(id=conn.user_id, name=conn.user_name),
                                      image=image, x=x, y=y, online=online))
-        self.send_to(room.connections, frame, skip=conn)
+        self.send_to(self.audience(room), frame, skip=conn)
+
+    @staticmethod
+    def audience(room: Room) -> list[Connection]:
+        """The room's connections that may see the project (for presence and progress)."""
+        return [c for c in room.connections if c.privileges & _VIEW]
 
     @staticmethod
     def send_to(connections: Iterable[Connection], frame: str, skip: Connection | None = None) -> None:
@@ -338,7 +372,7 @@ class Hub:
             return
         # Sent after every change, counts moved or not: the supervisor view takes it as its cue
         # to reload per-user statistics (objects created and edited), which every edit moves.
-        self.send_to(room.connections, encode(event))
+        self.send_to(self.audience(room), encode(event))
 
     async def progress(self, project_id: int, seq: int) -> ProgressEvent:
         async with self.sessions() as session:

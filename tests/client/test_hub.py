@@ -206,6 +206,24 @@ async def test_a_deactivated_account_ends_the_session(team: Team) -> None:
         await hub.subscribe(team.images[1])
 
 
+async def test_a_revoked_session_is_an_authentication_error_not_a_reconnect_loop(
+        team: Team) -> None:
+    token, _ = await team.member("leaver")
+    hub = await team.hub(token)
+    opened = await hub.open_image(team.images[2])
+    rest = team.live.rests[-1]  # the member's own REST session (same login token)
+    await rest.logout()
+
+    async def drain() -> list[object]:
+        return [event async for event in hub.events()]
+
+    remaining = await asyncio.wait_for(drain(), 10)  # ends: closed with 4401
+    assert all(not isinstance(e, OpEvent) for e in remaining)
+    with pytest.raises(AuthenticationError, match="session revoked"):
+        await hub.op(opened.image, box("late"))
+    assert hub.reconnects == 0
+
+
 async def test_ops_fail_when_the_image_was_taken_over_while_disconnected(team: Team) -> None:
     (a_token, _), (m_token, m_id) = await team.member("ana"), await team.member("max", "manager")
     ana, boss = await team.hub(a_token), await team.hub(m_token)

@@ -162,9 +162,22 @@ async def test_privileges_are_checked_per_message(server: LiveServer, team: Team
     assert (await c.request("subscribe", image=team.images[0]))["type"] == "ack"
     stranger = await users("stranger")
     s = await server.connect(stranger)
-    assert (await s.request("hello", project=team.project_id))["code"] == "forbidden"
+    assert (await s.request("hello", project=team.project_id))["code"] == "not_found"
     await c.close()
     await s.close()
+
+
+async def test_hello_does_not_tell_a_non_member_which_projects_exist(
+        server: LiveServer, team: Team, users: UserFactory) -> None:
+    """As REST's 404: "no such project" and "not yours" get one answer."""
+    stranger = await users("stranger")
+    answers = []
+    for project in (team.project_id, team.project_id + 1000):
+        s = await server.connect(stranger)
+        err = await s.request("hello", id="h", project=project)
+        answers.append((err["type"], err["code"], err["message"].replace(str(project), "N")))
+        await s.close()
+    assert answers[0] == answers[1] == ("error", "not_found", "no project N")
 
 
 async def test_demoted_labeler_gets_privileges_event_and_loses_the_lock(

@@ -10,6 +10,7 @@ import json
 from server._oplog import LoggedOp
 from server.hub.connection import Connection
 from server.hub.hub import Hub, Room
+from server.permissions import Privilege
 
 
 def _op(seq: int, image: int = 7, user: int = 2, client_op_id: str | None = None) -> LoggedOp:
@@ -19,7 +20,7 @@ def _op(seq: int, image: int = 7, user: int = 2, client_op_id: str | None = None
 
 def _watcher(project: int, image: int, since: int, user: int = 1) -> Connection:
     conn = Connection(websocket=None, user_id=user, user_name="w", is_admin=False)
-    conn.project_id = project
+    conn.project_id, conn.privileges = project, int(Privilege.VIEW)
     conn.subscriptions[image] = since
     return conn
 
@@ -72,3 +73,34 @@ async def test_own_doorbells_are_skipped_and_a_reconnect_reads_everything() -> N
     hub.committed(4, 2, None)
     hub.resync_rings()  # the listener reconnected: rings may be lost, read everything
     assert hub.own_rings == 0 and room.wake.is_set()
+
+
+async def test_a_connection_without_view_gets_no_project_events() -> None:
+    """Defense in depth: a connection whose cached privileges lost "view" (a request saw it
+    first) is skipped by lock and project-wide rows, presence and progress; one revoked
+    (Connection.revoke) has no subscriptions left, so no image op picks it either."""
+    hub = Hub(sessions=None)  # type: ignore[arg-type]
+    room = hub.rooms[3] = Room(project_id=3, seq=5)
+    kept, unseen, revoked = _watcher(3, 7, 5), _watcher(3, 8, 0, user=4), _watcher(3, 7, 5, user=5)
+    unseen.privileges = 0
+    revoked.revoke("gone", 4403)
+    room.connections |= {kept, unseen, revoked}
+    lock = LoggedOp(seq=6, image_id=7, user_id=2, kind="lock", op={"state": "released"},
+                    client_op_id=None, origin="lock")
+    assert Hub._receivers(room.connections, lock, replay=False) == [kept]
+    assert Hub._receivers(room.connections, _op(6), replay=False) == [kept]
+    assert hub.audience(room) == [kept]
+    hub.committed(3, 7, [lock, _op(7)])
+    await _after_scheduled_callbacks()
+    assert [f.get("seq") for f in _frames(kept)] == [6, 7]
+    assert _frames(unseen) == _frames(revoked) == []
+
+
+async def test_losing_view_drops_the_socket_a_change_tells_it() -> None:
+    hub = Hub(sessions=None)  # type: ignore[arg-type]
+    member, removed = _watcher(3, 7, 5), _watcher(3, 7, 5, user=4)
+    hub.set_privileges(member, int(Privilege.VIEW | Privilege.REVIEW), always=False)
+    hub.set_privileges(member, int(Privilege.VIEW | Privilege.REVIEW), always=False)  # no news
+    hub.set_privileges(removed, None)
+    assert _frames(member) == [{"type": "privileges", "privileges": ["view", "review"]}]
+    assert removed.dropped and removed.close_code == 4403 and removed.privileges == 0

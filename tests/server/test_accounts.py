@@ -77,3 +77,32 @@ async def test_deactivated_user_cannot_log_in(users: UserFactory, admin: Api, an
     assert (await bob.client.get("/api/v1/me")).status_code == 401
     login = await anon.post("/api/v1/auth/login", json={"email": bob.user["email"], "password": "password-123"})
     assert login.status_code == 401
+
+
+async def test_password_change_needs_the_current_password_and_ends_other_sessions(
+        users: UserFactory, anon: httpx.AsyncClient) -> None:
+    lab = await users("lab")
+    other_tab = (await anon.post("/api/v1/auth/login", json={
+        "email": lab.user["email"], "password": "password-123"})).json()["token"]
+    wrong = await lab.client.post("/api/v1/auth/password",
+                                  json={"current": "nope", "new": "another-pass-1"})
+    assert wrong.status_code == 403 and wrong.json()["error"]["code"] == "wrong_password"
+    short = await lab.client.post("/api/v1/auth/password",
+                                  json={"current": "password-123", "new": "short"})
+    assert short.status_code == 422
+    assert (await lab.client.get("/api/v1/me")).status_code == 200  # nothing changed
+
+    resp = await lab.client.post("/api/v1/auth/password",
+                                 json={"current": "password-123", "new": "another-pass-1"})
+    assert resp.status_code == 200 and resp.json()["user"]["id"] == lab.user["id"]
+    assert "labelhub_session" in resp.headers.get("set-cookie", "")
+    for old in (lab.token, other_tab):  # every earlier login token is dead
+        assert (await anon.get("/api/v1/me", headers={"Authorization": f"Bearer {old}"})
+                ).status_code == 401
+    fresh = {"Authorization": f"Bearer {resp.json()['token']}"}
+    assert (await anon.get("/api/v1/me", headers=fresh)).status_code == 200
+    old_password = await anon.post("/api/v1/auth/login", json={
+        "email": lab.user["email"], "password": "password-123"})
+    assert old_password.status_code == 401
+    assert (await anon.post("/api/v1/auth/login", json={
+        "email": lab.user["email"], "password": "another-pass-1"})).status_code == 200

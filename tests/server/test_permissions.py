@@ -10,6 +10,7 @@ from server.permissions import (
     Privilege,
     allowed,
     check_member_change,
+    check_owner_role,
     from_names,
     role_for,
     to_names,
@@ -54,3 +55,14 @@ def test_last_owner_rules() -> None:
         check_member_change(target_role="owner", new_role="manager", owner_count=1, removing=False)
     check_member_change(target_role="owner", new_role="manager", owner_count=2, removing=False)
     check_member_change(target_role="labeler", new_role=None, owner_count=1, removing=True)
+
+
+def test_only_owners_grant_or_take_away_the_owner_role() -> None:
+    for target, new in (("manager", "owner"), (None, "owner"), ("owner", "manager"),
+                        ("owner", None)):
+        with pytest.raises(MemberRuleError):
+            check_owner_role(actor_is_owner=False, target_role=target, new_role=new)
+        check_owner_role(actor_is_owner=True, target_role=target, new_role=new)
+    for target, new in (("labeler", "manager"), (None, "viewer"), ("manager", None),
+                        ("owner", "owner")):
+        check_owner_role(actor_is_owner=False, target_role=target, new_role=new)

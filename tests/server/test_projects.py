@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import httpx
+
 from tests.conftest import Api, UserFactory, add_member, make_project
 
 
@@ -60,6 +62,45 @@ async def test_last_owner_cannot_be_removed_or_demoted(users: UserFactory) -> No
     assert (await owner.client.patch(url, json={"role": "manager"})).status_code == 409
     await add_member(owner, pid, second, role="owner")
     assert (await owner.client.patch(url, json={"role": "manager"})).status_code == 200
+
+
+async def test_a_manager_cannot_take_over_a_project(users: UserFactory) -> None:
+    """F8: a manager once made themselves owner, demoted and removed the owner, then deleted
+    the project. Only owners grant or take away the owner role."""
+    owner, mgr, other = await users("owner"), await users("mgr"), await users("other")
+    pid = await make_project(owner)
+    await add_member(owner, pid, mgr, role="manager")
+    members = f"/api/v1/projects/{pid}/members"
+    mine, theirs = f"{members}/{mgr.user['id']}", f"{members}/{owner.user['id']}"
+
+    def refused(resp: httpx.Response) -> bool:
+        return resp.status_code == 403 and resp.json()["error"]["code"] == "forbidden"
+
+    assert refused(await mgr.client.patch(mine, json={"role": "owner"}))  # promote myself
+    assert refused(await mgr.client.post(members, json={"email": other.user["email"],
+                                                        "role": "owner"}))  # a new owner
+    assert refused(await mgr.client.patch(theirs, json={"role": "viewer"}))  # demote the owner
+    assert refused(await mgr.client.patch(theirs, json={"privileges": ["view"]}))
+    assert refused(await mgr.client.delete(theirs))  # remove the owner
+    assert (await mgr.client.delete(f"/api/v1/projects/{pid}")).status_code == 403
+    roles = {m["email"]: m["role"] for m in
+             (await owner.client.get(members)).json()["members"]}
+    assert roles == {owner.user["email"]: "owner", mgr.user["email"]: "manager"}
+    # Managing everyone else still works.
+    assert (await mgr.client.post(members, json={"email": other.user["email"],
+                                                 "role": "labeler"})).status_code == 201
+    # An owner grants the role; then the manager-turned-owner may unseat the first owner.
+    assert (await owner.client.patch(mine, json={"role": "owner"})).status_code == 200
+    assert (await mgr.client.patch(theirs, json={"role": "manager"})).status_code == 200
+
+
+async def test_the_last_owner_stays_even_for_a_site_admin(admin: Api, users: UserFactory) -> None:
+    owner = await users("owner")
+    pid = await make_project(owner)
+    url = f"/api/v1/projects/{pid}/members/{owner.user['id']}"
+    assert (await admin.client.delete(url)).json()["error"]["code"] == "last_owner"
+    assert (await admin.client.patch(url, json={"privileges": ["view"]})).status_code == 409
+    assert (await owner.client.patch(url, json={"role": "manager"})).status_code == 409
 
 
 async def test_view_privilege_gates_the_project(users: UserFactory) -> None:
