@@ -121,7 +121,7 @@ def test_copy_as_json_and_discard(browser: Any, live: Live, tmp_path: Path) -> N
     r.evaluate("() => { navigator.clipboard.writeText = () => Promise.reject(new Error('denied')); }")
     r.click("#unsaved-copy")
     copied = r.locator("#unsaved-json").input_value()
-    assert '"kind": "create"' in copied and '"image": %d' % image in copied
+    assert '"kind": "create"' in copied and f'"image": {image}' in copied
     r.click("#unsaved-discard")
     r.wait_for_selector("#unsaved", state="hidden")
     r.wait_for_selector("#save-state[data-state=saved]")
