@@ -127,3 +127,82 @@ def test_copy_as_json_and_discard(browser: Any, live: Live, tmp_path: Path) -> N
     r.wait_for_selector("#save-state[data-state=saved]")
     assert objects_of(live, pid, image) == []
     assert r.js_errors == [] and admin.js_errors == []
+
+
+RULES = r"""
+async () => {
+  const U = await import("/tool/unsaved.js");
+  const { connText } = await import("/conn.js");
+  const { loginHref, parseRoute } = await import("/router.js");
+  const { HubClient } = await import("/socket.js");
+  const out = {};
+  const box = { id: "b1", type: "bbox", label: "car", geometry: { x: 1, y: 2, w: 3, h: 4 } };
+  const objects = [box];
+  // Which refusals are listed; what a row says.
+  out.keep = [U.keepRefusal("stale_token", false), U.keepRefusal("invalid_op", false), U.keepRefusal("invalid_op", true)];
+  let list = U.refuse([], { image: 5, op: { kind: "create", object: { id: "n1", type: "polygon", label: "" } }, code: "no_lock", message: "x", clientOpId: "c1", objects });
+  list = U.refuse(list, { image: 5, op: { kind: "move_box", object_id: "b1", x: 0, y: 0, w: 1, h: 1 }, code: "invalid_op", message: "object b1 not found", clientOpId: "c2", objects });
+  out.rows = list.map((e) => [e.kind, e.label, e.reason]);
+  out.summary = [U.summary(1), U.summary(3)];
+  // Re-apply is offered when the image is free (or mine), online, with entries for it.
+  const base = { entries: list, image: 5, online: true, canLabel: true, readOnly: true, holder: null };
+  out.can = [U.canReapply(base), U.canReapply({ ...base, holder: { id: 2 } }), U.canReapply({ ...base, online: false }),
+             U.canReapply({ ...base, image: 6 }), U.canReapply({ ...base, holder: { id: 2 }, readOnly: false })];
+  // The plan: the create applies; a move of an object the other labeler deleted is not forced.
+  const p = U.plan(list, []);
+  out.plan = [p.send.map((e) => e.key), p.stale.map((e) => [e.key, e.reason])];
+  out.planKept = U.plan(list, objects).send.map((e) => e.key);
+  out.batch = U.missing({ kind: "batch", ops: [{ kind: "create", object: { id: "z" } }, { kind: "delete", object_id: "q" }] }, []);
+  out.json = JSON.parse(U.asJson(list.slice(0, 1)));
+  // The pill.
+  out.pill = [connText("online", { pending: 2 }), connText("reconnecting", { pending: 1 }), connText("reconnecting", { pending: 3 }),
+              connText("reconnecting", { browserOnline: false }), connText("reconnecting"), connText("offline", { detail: "Please log in again." })];
+  // Where login returns to.
+  out.login = [loginHref("#/p/7/label/12?ids=1,2"), loginHref("#/login?next=x"), loginHref(""),
+               parseRoute(loginHref("#/p/7/label/12?ids=1,2")).query.next];
+  // The socket: drop() on a socket that looks open goes to reconnecting at once (no status code:
+  // the server keeps the lease), and queued ops wait in the outbox.
+  const sockets = [];
+  class FakeWs { constructor(url) { this.url = url; this.readyState = 0; this.sent = []; this.closes = []; sockets.push(this); }
+                 send(t) { this.sent.push(JSON.parse(t)); } close(...a) { this.closes.push(a); this.readyState = 3; } }
+  const states = [];
+  const hub = new HubClient({ url: "ws://x", project: 1, WebSocketImpl: FakeWs, onState: (s) => states.push(s), heartbeatMs: 1e9 });
+  const pendings = [];
+  hub.onPending = (n) => pendings.push(n);
+  hub.connect();
+  const ws = sockets[0];
+  ws.readyState = 1; ws.onopen();
+  ws.onmessage({ data: JSON.stringify({ type: "ack", id: ws.sent[0].id, seq: 3, user: { id: 1 }, privileges: ["label"] }) });
+  await Promise.resolve(); await Promise.resolve();
+  hub.drop();
+  hub.sendOp(9, { kind: "delete", object_id: "b1" }).catch(() => {});
+  out.sock = [states.slice(), ws.closes, hub.pending, pendings, ws.sent.length];
+  hub.reconnectNow();
+  out.reconnected = sockets.length;
+  hub.close();
+  return out;
+}
+"""
+
+
+def test_unsaved_rules_pill_and_socket_drop_in_the_page(browser: Any, live: Live) -> None:
+    context = browser.new_context()
+    live.closers.append(context.close)
+    page = context.new_page()
+    page.goto(live.url + "/#/login")
+    out = page.evaluate(RULES)
+    assert out["keep"] == [True, False, True]
+    assert out["rows"] == [["create", "Polygon “no label”", "the lock was lost while offline (someone else had the image)"],
+                           ["move_box", "Box “car”", "it no longer applies (object b1 not found)"]]
+    assert out["summary"] == ["1 edit was not saved", "3 edits were not saved"]
+    assert out["can"] == [True, False, False, False, True]
+    assert out["plan"] == [["c1"], [["c2", "it no longer applies: its object was deleted meanwhile"]]]
+    assert out["planKept"] == ["c1", "c2"]
+    assert out["batch"] == "its object was deleted meanwhile"
+    assert out["json"] == [{"image": 5, "op": {"kind": "create", "object": {"id": "n1", "type": "polygon", "label": ""}},
+                            "reason": "the lock was lost while offline (someone else had the image)"}]
+    assert out["pill"] == ["Live", "Offline — 1 edit waiting", "Offline — 3 edits waiting", "Offline", "Reconnecting…",
+                           "Offline — Please log in again."]
+    assert out["login"] == ["#/login?next=%23%2Fp%2F7%2Flabel%2F12%3Fids%3D1%2C2", "#/login", "#/login", "#/p/7/label/12?ids=1,2"]
+    assert out["sock"] == [["connecting", "online", "reconnecting"], [[]], 1, [1], 1]
+    assert out["reconnected"] == 2
