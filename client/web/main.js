@@ -122,7 +122,8 @@ document.addEventListener("keydown", (e) => {
 // A read-only handle for debugging from the console and for the browser tests.
 Object.defineProperty(window, "labelhub", { value: Object.freeze({ get hub() { return hub; } }) });
 window.addEventListener("hashchange", route);
-window.addEventListener("beforeunload", () => hub?.close());
+// pagehide, not beforeunload: the tool may ask to stay (edits still waiting), and then the socket must live on.
+window.addEventListener("pagehide", () => hub?.close());
 // An open socket does not notice a network that went away: the browser's word drops it at once
 // (edits then queue, and the pill says so), and its return reconnects without waiting out the backoff.
 window.addEventListener("offline", () => { hub?.drop(); paintConn(); });

@@ -118,6 +118,11 @@ def test_copy_as_json_and_discard(browser: Any, live: Live, tmp_path: Path) -> N
     r.context.set_offline(False)
     r.wait_for_selector("#unsaved-title:has-text('1 edit was not saved')")
     assert r.is_disabled("#unsaved-reapply")
+    # Kept across a reload of the page (sessionStorage), still not re-appliable.
+    r.reload()
+    r.wait_for_selector("#unsaved-title:has-text('1 edit was not saved')")
+    r.wait_for_selector("#conn[data-state=online]")
+    assert r.is_disabled("#unsaved-reapply")
     r.evaluate("() => { navigator.clipboard.writeText = () => Promise.reject(new Error('denied')); }")
     r.click("#unsaved-copy")
     copied = r.locator("#unsaved-json").input_value()

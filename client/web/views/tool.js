@@ -162,6 +162,10 @@ export async function mount(root, ctx) {
     apply(T.command(ui.st, env(), cmd));
   }
   document.addEventListener("keydown", onKey);
+  // Closing or reloading the page with edits not yet on the server: ask first (refused ones are
+  // kept in sessionStorage, but queued ones live only in this page).
+  const onLeave = (e) => { if (session.pending()) { e.preventDefault(); e.returnValue = ""; } };
+  window.addEventListener("beforeunload", onLeave);
 
   /** One line telling a first-time user what the current tool does next (no docs needed). */
   function hint() {
@@ -225,6 +229,7 @@ export async function mount(root, ctx) {
   return {
     async unmount() {
       document.removeEventListener("keydown", onKey);
+      window.removeEventListener("beforeunload", onLeave);
       stage.destroy();
       await session.close();
     },

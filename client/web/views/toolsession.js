@@ -44,6 +44,14 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
     onImage: null, ended: false, lastCursor: 0, smartBusy: 0,
     unsaved: [],  // refused edits, never dropped quietly (tool/unsaved.js)
   };
+  // Kept in sessionStorage too: leaving the tool or reloading the page does not lose them (and a
+  // refusal that arrives after the tool was left is there when it is opened again).
+  const stashKey = `labelhub.unsaved.${pid}`;
+  try { s.unsaved = JSON.parse(sessionStorage.getItem(stashKey) || "[]"); } catch { s.unsaved = []; }
+  function setUnsaved(list) {
+    s.unsaved = list;
+    try { if (list.length) sessionStorage.setItem(stashKey, JSON.stringify(list)); else sessionStorage.removeItem(stashKey); } catch { /* storage full or off: the banner still shows them */ }
+  }
   const crossed = new Set();  // client_op_ids that waited through a reconnect
 
   const token = () => hub.tokens.get(s.image?.id);
@@ -54,7 +62,7 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
   };
   s.pending = () => hub.pending;
   s.canReapply = () => U.canReapply({ entries: s.unsaved, image: s.image?.id, online: hub.state === "online", canLabel, readOnly: s.readOnly, holder: s.holder });
-  s.discardUnsaved = () => { s.unsaved = []; onChange(); };
+  s.discardUnsaved = () => { setUnsaved([]); onChange(); };
 
   /** Take the image (when free) and send the refused edits again, as new ops on top of what is
    *  there now; those that no longer apply stay listed with the reason. */
@@ -75,7 +83,7 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
     }
     if (s.image?.id !== id) return;
     const { send, stale } = U.plan(s.unsaved.filter((e) => e.image === id), s.objects);
-    s.unsaved = [...s.unsaved.filter((e) => e.image !== id), ...stale];
+    setUnsaved([...s.unsaved.filter((e) => e.image !== id), ...stale]);
     for (const e of send) s.send(e.op);
     say(stale.length ? `${send.length} re-applied; ${stale.length} no longer appl${stale.length === 1 ? "ies" : "y"}.` : `${send.length} re-applied.`);
     onChange();
@@ -201,7 +209,7 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
     }, (err) => {
       // Refused: listed (with Re-apply / Copy as JSON) rather than lost; a plain mistake made
       // online (an invalid shape) is only told.
-      if (U.keepRefusal(err.code, crossed.delete(clientOpId))) s.unsaved = U.refuse(s.unsaved, { image: id, op, code: err.code, message: err.message, clientOpId, objects: before });
+      if (U.keepRefusal(err.code, crossed.delete(clientOpId))) setUnsaved(U.refuse(s.unsaved, { image: id, op, code: err.code, message: err.message, clientOpId, objects: before }));
       else say(plain(err));
       if (err.code === "forbidden" || err.code === "no_privilege") { s.readOnly = true; s.readOnlyReason = "Read-only: you can no longer label in this project."; }
       if (err.code === "no_lock" || err.code === "stale_token" || err.code === "lock_expired") { s.readOnly = true; s.readOnlyReason = "Read-only: you no longer hold this image."; }
