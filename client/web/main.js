@@ -2,7 +2,8 @@
 import { createApi } from "./api.js";
 import { clear, h } from "./dom.js";
 import { HubClient } from "./socket.js";
-import { href, parseRoute } from "./router.js";
+import { href, loginHref, parseRoute } from "./router.js";
+import { connText } from "./conn.js";
 import { KEYS, shortcutOverlay } from "./tool/keys.js";
 import * as login from "./views/login.js";
 import * as projects from "./views/projects.js";
@@ -12,7 +13,6 @@ import * as supervisor from "./views/supervisor.js";
 import * as tool from "./views/tool.js";
 
 const VIEWS = { login, projects, dashboard, members, supervisor, tool };
-const CONN_TEXT = { connecting: "Connecting…", online: "Live", reconnecting: "Reconnecting…", offline: "Offline" };
 
 const main = document.getElementById("main");
 const overlayRoot = document.getElementById("overlay-root");
@@ -21,7 +21,7 @@ let current = null;      // the mounted view
 let hub = null;          // HubClient of the open project
 const listeners = new Set();
 
-const api = createApi({ onUnauthorized: () => { if (!location.hash.startsWith("#/login")) go(href("login")); } });
+const api = createApi({ onUnauthorized: () => { if (!location.hash.startsWith("#/login")) go(loginHref(location.hash)); } });
 
 function go(hash) { if (location.hash === hash) route(); else location.hash = hash; }
 
@@ -32,10 +32,17 @@ function toast(message, kind = "error") {
   setTimeout(() => el.remove(), kind === "error" ? 9000 : 4000);
 }
 
+let connDetail = "";
 function showConn(state, detail) {
-  connEl.dataset.state = state;
-  connEl.textContent = CONN_TEXT[state] + (detail ? ` — ${detail}` : "");
+  connDetail = detail || "";
+  paintConn(state);
   for (const fn of listeners) fn({ type: "_conn", state, detail });
+}
+
+/** The pill: never "Live" while the socket is down; counts the edits waiting to be sent. */
+function paintConn(state = connEl.dataset.state) {
+  connEl.dataset.state = state;
+  connEl.textContent = connText(state, { detail: connDetail, pending: hub?.pending ?? 0, browserOnline: navigator.onLine });
 }
 
 function hubFor(project) {
@@ -50,6 +57,7 @@ function hubFor(project) {
     onResume: async (client) => { for (const fn of listeners) await fn({ type: "_resumed", client }); },
     onClosed: revoked,
   });
+  hub.onPending = () => paintConn();
   hub.connect();
   return hub;
 }
@@ -89,7 +97,8 @@ async function route() {
   const r = parseRoute(location.hash);
   if (r.name !== "login" && !me) {
     me = await whoAmI();
-    if (!me) { go(href("login")); return; }
+    // (The 401 may have sent us to the login page already, remembering this page: keep that.)
+    if (!me) { if (!location.hash.startsWith("#/login")) go(loginHref(location.hash)); return; }
   }
   document.getElementById("who").textContent = me ? me.name || me.email : "";
   document.getElementById("logout").hidden = !me;
@@ -126,5 +135,10 @@ document.addEventListener("keydown", (e) => {
 // A read-only handle for debugging from the console and for the browser tests.
 Object.defineProperty(window, "labelhub", { value: Object.freeze({ get hub() { return hub; } }) });
 window.addEventListener("hashchange", route);
-window.addEventListener("beforeunload", () => hub?.close());
+// pagehide, not beforeunload: the tool may ask to stay (edits still waiting), and then the socket must live on.
+window.addEventListener("pagehide", () => hub?.close());
+// An open socket does not notice a network that went away: the browser's word drops it at once
+// (edits then queue, and the pill says so), and its return reconnects without waiting out the backoff.
+window.addEventListener("offline", () => { hub?.drop(); paintConn(); });
+window.addEventListener("online", () => { hub?.reconnectNow(); paintConn(); });
 route();

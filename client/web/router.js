@@ -39,3 +39,10 @@ export function href(name, params = {}, query = {}) {
     default: return "#/";
   }
 }
+
+/** The login page, remembering where to come back to (an expired session returns to the same page). */
+export function loginHref(back) {
+  const r = parseRoute(back);
+  if (!back || r.name === "login" || r.name === "notfound" || !back.startsWith("#/")) return "#/login";
+  return "#/login?next=" + encodeURIComponent(back);
+}

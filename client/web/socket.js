@@ -106,7 +106,28 @@ export class HubClient {
     this.attempt += 1;
     this.setState("reconnecting");
     const delay = Math.min(10000, 250 * 2 ** Math.min(this.attempt, 6));
-    setTimeout(() => { if (!this.closed) this.connect(); }, delay);
+    this.retry = setTimeout(() => { if (!this.closed) this.connect(); }, delay);
+  }
+
+  /** The network is gone (the browser says so, or a heartbeat went unanswered) though the socket
+   *  looks open: stop trusting it and reconnect. Closed without a status code, so the server keeps
+   *  our locks until they expire (docs/protocol.md, "Leases and closing"). */
+  drop() {
+    const ws = this.ws;
+    if (!ws || this.closed || this.state === "reconnecting" || this.state === "offline") return;
+    this.dropped(ws);
+    this.ws = null;
+    ws.onopen = null; ws.onmessage = null;
+    try { ws.close(); } catch { /* already closing */ }
+  }
+
+  /** The network is back: try now instead of waiting out the backoff. */
+  reconnectNow() {
+    if (this.closed || this.state !== "reconnecting") return;
+    clearTimeout(this.retry);
+    const ws = this.ws;
+    if (ws && ws.readyState === 0) { ws.onopen = null; ws.onclose = null; try { ws.close(); } catch { /* never opened */ } }
+    this.connect();
   }
 
   close() {
@@ -121,7 +142,8 @@ export class HubClient {
       if (this.state !== "online") return;
       // `active` feeds labeling time: only when the person did something since the last beat.
       const active = this.lastActivity > Date.now() - this.heartbeatMs;
-      this.request("heartbeat", { active }).catch(() => {});
+      // Unanswered: the socket is dead even if it looks open (a network gone quiet).
+      this.request("heartbeat", { active }).catch((err) => { if (err.code === "timeout") this.drop(); });
     }, this.heartbeatMs);
   }
 
@@ -199,9 +221,11 @@ export class HubClient {
         this.outbox = this.outbox.filter((x) => x !== item);
         fn(value);
         this.checkIdle();
+        this.onPending?.(this.outbox.length);
       };
       this.requests.set(msg.id, { msg, resolve: settle(resolve), reject: settle(reject), timer: null });
       if (this.state === "online") this.transmit(msg);
+      this.onPending?.(this.outbox.length);
     });
   }
 

@@ -8,6 +8,7 @@ import { viewFilter } from "../tool/canvas.js";
 import { createStage } from "./toolstage.js";
 import { createPanel } from "./toolpanel.js";
 import { createImageSession } from "./toolsession.js";
+import { createUnsavedBox } from "./unsavedbox.js";
 
 const TOOL_BUTTONS = [
   ["select", "M4 3 L4 16 L8 12 L11 18 L13 17 L10 11 L15 11 Z", "Select and move (V)"],
@@ -63,7 +64,8 @@ export async function mount(root, ctx) {
   const toolbox = h("nav", { class: "toolbox", "aria-label": "Tools" }, TOOL_BUTTONS.map(([tool, path, title]) =>
     h("button", { type: "button", class: "toolbtn", dataset: { tool }, title, "aria-label": title, onclick: () => useTool(tool) }, icon(path))));
   const modeLine = h("div", { class: "toolbar tool-top", "aria-live": "polite" });
-  const layout = h("div", { class: "tool" }, toolbox, h("div", { class: "stage-col" }, modeLine, stage.el), panel.el);
+  const unsaved = createUnsavedBox({ reapply: () => session.reapply(), discard: () => session.discardUnsaved(), toast: (t) => ctx.toast(t, "info") });
+  const layout = h("div", { class: "tool" }, toolbox, h("div", { class: "stage-col" }, modeLine, unsaved.el, stage.el), panel.el);
   root.append(layout);
 
   function selected() { return session.objects.find((o) => o.id === ui.st.selected) || null; }
@@ -160,6 +162,10 @@ export async function mount(root, ctx) {
     apply(T.command(ui.st, env(), cmd));
   }
   document.addEventListener("keydown", onKey);
+  // Closing or reloading the page with edits not yet on the server: ask first (refused ones are
+  // kept in sessionStorage, but queued ones live only in this page).
+  const onLeave = (e) => { if (session.pending()) { e.preventDefault(); e.returnValue = ""; } };
+  window.addEventListener("beforeunload", onLeave);
 
   /** One line telling a first-time user what the current tool does next (no docs needed). */
   function hint() {
@@ -211,8 +217,9 @@ export async function mount(root, ctx) {
       h("button", { type: "button", onclick: () => session.redo(), title: "Redo (Ctrl+Shift+Z)", disabled: session.readOnly }, "Redo"),
       h("a", { class: "button", href: href("dashboard", { project: pid }) }, "Close"));
     stage.say(session.banner());
+    unsaved.update(session.unsaved, session.canReapply());
     panel.update({ objects: O.ordered(session.objects), selectedId: ui.st.selected, labels, colors, currentLabel: selected()?.label ?? labelForNew(), readOnly: session.readOnly,
-      imageLabels: session.imageLabels, imageName: session.image?.name, pending: session.pending(), view: ui.view, viewKey: JSON.stringify(ui.view) });
+      imageLabels: session.imageLabels, imageName: session.image?.name, pending: session.pending(), unsaved: session.unsaved.length, view: ui.view, viewKey: JSON.stringify(ui.view) });
     stage.redraw();
   }
   session.onImage = () => { ui.st = { ...T.initialState(), tool: ui.st.tool, brushRadius: ui.st.brushRadius }; ui.lastLabel = null; stage.fitted = false; stage.fit(); render(); };
@@ -222,6 +229,7 @@ export async function mount(root, ctx) {
   return {
     async unmount() {
       document.removeEventListener("keydown", onKey);
+      window.removeEventListener("beforeunload", onLeave);
       stage.destroy();
       await session.close();
     },

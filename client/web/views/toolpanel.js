@@ -19,7 +19,7 @@ export function textToAttrs(text) {
   return out;
 }
 
-const MODEL_KEYS = ["objects", "selectedId", "labels", "currentLabel", "readOnly", "imageLabels", "imageName", "pending", "viewKey"];
+const MODEL_KEYS = ["objects", "selectedId", "labels", "currentLabel", "readOnly", "imageLabels", "imageName", "pending", "unsaved", "viewKey"];
 const TYPING = "textarea, input:not([type=checkbox]):not([type=range]):not([type=color]), select";
 
 /** A selector that finds the same control after the panel is rebuilt (null: none to keep). */
@@ -89,7 +89,9 @@ export function createPanel(a) {
         h("button", { type: "button", onclick: a.prev, title: "Previous image (A)" }, "‹ Prev"),
         h("button", { type: "button", onclick: a.save, id: "save-btn", title: "Save (S)", disabled: m.readOnly }, "Save"),
         h("button", { type: "button", onclick: a.next, id: "next-btn", title: "Next image (D)" }, "Next ›"),
-        h("span", { class: "saved", id: "save-state", dataset: { state: m.pending ? "saving" : "saved" } }, m.pending ? `Saving ${m.pending}…` : "All saved")),
+        // "All saved" only when nothing waits and nothing was refused (refused edits: the banner).
+        h("span", { class: "saved", id: "save-state", dataset: { state: m.pending ? "saving" : m.unsaved ? "unsaved" : "saved" } },
+          m.pending ? `Saving ${m.pending}…` : m.unsaved ? `${m.unsaved} not saved` : "All saved")),
       h("h3", {}, "Label"), labelSel,
       h("h3", {}, `Objects (${m.objects.length})`), objects,
       h("h3", {}, "Selected object"), props,

@@ -4,6 +4,7 @@ import { applyOp, isLocal } from "../tool/ops.js";
 import { decodeMask, encodeMask, paintMask } from "../tool/rle.js";
 import { maskCanvas } from "../tool/canvas.js";
 import { newId } from "../socket.js";
+import * as U from "../tool/unsaved.js";
 
 const LABEL_KINDS = new Set(["add_label", "remove_label", "set_default_label", "set_labels"]);
 const CURSOR_COLORS = ["#e91e63", "#9c27b0", "#00bcd4", "#ff5722", "#8bc34a", "#3f51b5"];
@@ -41,7 +42,17 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
     image: null, imageEl: null, objects: [], imageLabels: [], readOnly: true, readOnlyReason: "", holder: null,
     seq: -1, mine: new Set(), early: new Map(), cursors: new Map(), masks: new Map(), smartCanvas: null,
     onImage: null, ended: false, lastCursor: 0, smartBusy: 0,
+    unsaved: [],  // refused edits, never dropped quietly (tool/unsaved.js)
   };
+  // Kept in sessionStorage too: leaving the tool or reloading the page does not lose them (and a
+  // refusal that arrives after the tool was left is there when it is opened again).
+  const stashKey = `labelhub.unsaved.${pid}`;
+  try { s.unsaved = JSON.parse(sessionStorage.getItem(stashKey) || "[]"); } catch { s.unsaved = []; }
+  function setUnsaved(list) {
+    s.unsaved = list;
+    try { if (list.length) sessionStorage.setItem(stashKey, JSON.stringify(list)); else sessionStorage.removeItem(stashKey); } catch { /* storage full or off: the banner still shows them */ }
+  }
+  const crossed = new Set();  // client_op_ids that waited through a reconnect
 
   const token = () => hub.tokens.get(s.image?.id);
 
@@ -50,6 +61,33 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
     return s.readOnly ? s.readOnlyReason : "";
   };
   s.pending = () => hub.pending;
+  s.canReapply = () => U.canReapply({ entries: s.unsaved, image: s.image?.id, online: hub.state === "online", canLabel, readOnly: s.readOnly, holder: s.holder });
+  s.discardUnsaved = () => { setUnsaved([]); onChange(); };
+
+  /** Take the image (when free) and send the refused edits again, as new ops on top of what is
+   *  there now; those that no longer apply stay listed with the reason. */
+  s.reapply = async () => {
+    const id = s.image?.id;
+    if (!s.canReapply()) return;
+    if (s.readOnly) {
+      const snapshot = new Promise((resolve) => {
+        const off = ctx.onHub((m) => { if (m.type === "snapshot" && m.image === id) { off(); resolve(); } });
+      });
+      try {
+        setLock(await hub.openImage(id), null);
+        await snapshot;  // plan against the image as it is now
+      } catch (err) {
+        if (err.code === "locked") setLock(null, err.detail?.holder);
+        say(plain(err)); onChange(); return;
+      }
+    }
+    if (s.image?.id !== id) return;
+    const { send, stale } = U.plan(s.unsaved.filter((e) => e.image === id), s.objects);
+    setUnsaved([...s.unsaved.filter((e) => e.image !== id), ...stale]);
+    for (const e of send) s.send(e.op);
+    say(stale.length ? `${send.length} re-applied; ${stale.length} no longer appl${stale.length === 1 ? "ies" : "y"}.` : `${send.length} re-applied.`);
+    onChange();
+  };
   s.flush = () => hub.whenIdle();
   s.cursorList = () => [...s.cursors.values()].filter((c) => c.image === s.image?.id);
 
@@ -156,21 +194,27 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
     const id = s.image.id;
     const clientOpId = newId();
     s.mine.add(clientOpId);
+    const before = s.objects;
     if (LABEL_KINDS.has(op.kind)) s.imageLabels = applyLabelOp(s.imageLabels, op);
     // What can be computed here shows at once (a new bitmap's create, before its first stroke);
     // the rest comes with the server's snapshot after the ack.
     else s.objects = applyOp(s.objects, op);
     onChange();
     hub.sendOp(id, op, clientOpId).then((ack) => {
+      crossed.delete(clientOpId);
       if (ack.seq > s.seq && s.image?.id === id) s.seq = ack.seq;
       // The server may adjust an edit (snapping, clipping, brush results): then take its state.
       if (!LABEL_KINDS.has(op.kind) && (!isLocal(op) || (ack.op && JSON.stringify(ack.op) !== JSON.stringify(op)))) resync(id);
       onChange();
     }, (err) => {
-      say(plain(err));
+      // Refused: listed (with Re-apply / Copy as JSON) rather than lost; a plain mistake made
+      // online (an invalid shape) is only told.
+      if (U.keepRefusal(err.code, crossed.delete(clientOpId))) setUnsaved(U.refuse(s.unsaved, { image: id, op, code: err.code, message: err.message, clientOpId, objects: before }));
+      else say(plain(err));
       if (err.code === "forbidden" || err.code === "no_privilege") { s.readOnly = true; s.readOnlyReason = "Read-only: you can no longer label in this project."; }
       if (err.code === "no_lock" || err.code === "stale_token" || err.code === "lock_expired") { s.readOnly = true; s.readOnlyReason = "Read-only: you no longer hold this image."; }
       resync(id);
+      onChange();
     });
   };
 
@@ -284,6 +328,7 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
       if (!privs.includes("label")) { s.readOnly = true; s.readOnlyReason = "Read-only: your role changed and you can no longer label here."; onChange(); }
     } else if (msg.type === "_resumed" && cur) {
       // Awaited by the socket before queued ops are resent: they need the new lock token.
+      for (const item of hub.outbox) crossed.add(item.msg.client_op_id);
       return (async () => {
         if (!s.readOnly && canLabel) {
           try { const ack = await hub.request("open_image", { image: cur }); hub.retoken(cur, ack.lock.token); }
