@@ -67,7 +67,7 @@ function hubFor(project) {
 function revoked({ code, reason }) {
   if (code === 4401 || reason === "account no longer active") {
     toast(code === 4401 ? "You were signed out (this session ended elsewhere). Please log in again." : "This account is no longer active.");
-    me = null; dropHub(); go(href("login"));
+    me = null; dropHub(); go(loginHref(location.hash));
     return;
   }
   toast(reason ? `${reason[0].toUpperCase()}${reason.slice(1)}.` : "You no longer have access to this project.");
