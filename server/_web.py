@@ -114,6 +114,21 @@ def query_int(request: HTTPConnection, name: str, default: int, lo: int, hi: int
     return value
 
 
+def query_id(request: HTTPConnection, name: str) -> int | None:
+    """An optional id in the query (``None`` when absent): 422 when not an integer, 404 when no
+    row can have it (past the 32-bit columns, or not positive), never a database overflow."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(422, "invalid", f"query parameter {name} must be an integer") from None
+    if not 0 < value <= MAX_ID:
+        raise ApiError(404, "not_found", f"no such {name}")
+    return value
+
+
 def query_bool(request: HTTPConnection, name: str, default: bool = False) -> bool:
     raw = request.query_params.get(name)
     if raw is None or raw == "":

@@ -21,7 +21,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server._web import needs, parse_as, path_int, project_access, read_body, unit_of_work
+from server._web import (
+    needs,
+    parse_as,
+    path_int,
+    project_access,
+    query_id,
+    read_body,
+    unit_of_work,
+)
 from server.errors import ApiError, invalid, not_found
 from server.geometry import Policy
 from server.models import LabelDef, Membership, Project, User
@@ -217,16 +225,6 @@ async def patch_project_settings(request: Request) -> Response:
         return JSONResponse(await _project_view(session, project, user.id))
 
 
-def _project_param(request: Request) -> int | None:
-    raw = request.query_params.get("project")
-    if raw is None or raw == "":
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise invalid("query parameter project must be an integer") from None
-
-
 async def _me_view(session: AsyncSession, user: User, project_id: int | None) -> dict[str, Any]:
     out: dict[str, Any] = {"user": _user_keys(user.settings), "user_keys": sorted(USER_KEYS)}
     if project_id is None:
@@ -239,7 +237,7 @@ async def _me_view(session: AsyncSession, user: User, project_id: int | None) ->
 
 
 async def get_my_settings(request: Request) -> Response:
-    project_id = _project_param(request)
+    project_id = query_id(request, "project")
     async with unit_of_work(request) as (session, user):
         if project_id is not None:
             await project_access(session, user, project_id, Privilege.VIEW)
@@ -247,7 +245,7 @@ async def get_my_settings(request: Request) -> Response:
 
 
 async def patch_my_settings(request: Request) -> Response:
-    project_id = _project_param(request)
+    project_id = query_id(request, "project")
     data = await read_body(request, _Patch, None if project_id is None else needs(project_id, Privilege.VIEW))
     patch = _validated_patch(data.model_dump(), USER_KEYS)
     async with unit_of_work(request) as (session, user):

@@ -147,3 +147,12 @@ def test_geometry_policy_follows_the_settings_object_it_is_given() -> None:
     assert geometry_policy(loose, 640, 480) is first  # kept for the same settings and size
     assert geometry_policy(loose, 320, 240).image_width == 320
     assert geometry_policy(strict, 640, 480).allow_outside is False
+
+
+async def test_a_project_number_past_any_id_is_not_found_not_a_500(admin: Api) -> None:
+    for value in ("99999999999999999999", "2147483648", "0", "-1"):
+        for method in ("get", "patch"):
+            kwargs = {"json": {"use_previous_label_name": True}} if method == "patch" else {}
+            resp = await getattr(admin.client, method)("/api/v1/me/settings", params={"project": value}, **kwargs)
+            assert resp.status_code == 404, (value, method, resp.text)
+    assert (await admin.client.get("/api/v1/me/settings", params={"project": "x"})).status_code == 422
