@@ -32,9 +32,15 @@ _CHUNK = 1 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
+def _printable(ch: str) -> bool:
+    # Control characters go, and so do lone surrogates (a zip or form may decode bytes with
+    # ``surrogateescape``): stored, one makes every later read of the name fail.
+    return ch >= " " and ch != "\x7f" and not "\ud800" <= ch <= "\udfff"
+
+
 def clean_name(raw: str | None) -> str:
     """A relative display name: forward slashes, no ``..``, no absolute path, no control chars."""
-    value = "".join(ch for ch in (raw or "").replace("\\", "/") if ch >= " " and ch != "\x7f")
+    value = "".join(ch for ch in (raw or "").replace("\\", "/") if _printable(ch))
     parts = [p.strip() for p in value.split("/")]
     parts = [p for p in parts if p not in ("", ".", "..")]
     if parts and _DRIVE.match(parts[0]):
@@ -46,7 +52,7 @@ def clean_name(raw: str | None) -> str:
 def parse_labels(raw: str | None) -> list[str]:
     names: list[str] = []
     for part in (raw or "").split(","):
-        name = "".join(ch for ch in part if ch >= " " and ch != "\x7f").strip()
+        name = "".join(ch for ch in part if _printable(ch)).strip()
         if not name:
             continue
         if len(name) > 200:

@@ -3,7 +3,6 @@ work, project access checks."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -13,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection, Request
 
+from server import strict_json
 from server.auth import authenticate
 from server.db import transaction
 from server.errors import ApiError, forbidden, not_found, validation_details
@@ -67,15 +67,17 @@ async def read_body(request: Request, model: type[M], check: Check | None = None
         await authorize(request, check)
     require_json(request)
     raw = await read_limited(request, json_limit(request) if limit is None else limit)
+    return parse_as(model, json_body(raw))
+
+
+def json_body(raw: bytes) -> Any:
+    """A request body parsed by :func:`server.strict_json.loads`: 400 ``bad_json`` when it is
+    malformed or nested too deep, 400 ``invalid_text`` when a string is not valid Unicode."""
     try:
-        data = json.loads(raw or b"null", parse_constant=_not_json)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "bad_json", f"request body is not valid JSON: {exc}") from None
-    return parse_as(model, data)
-
-
-def _not_json(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")  # Python's json reads NaN and Infinity; JSON has none
+        return strict_json.loads(raw)
+    except strict_json.JsonInputError as exc:
+        code = "invalid_text" if exc.code == "invalid_text" else "bad_json"
+        raise ApiError(400, code, f"request body: {exc.message}") from None
 
 
 def parse_as(model: type[M], data: Any) -> M:

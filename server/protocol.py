@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 ImageId = Annotated[int, Field(gt=0, le=2**31 - 1)]
 ProjectId = Annotated[int, Field(gt=0, le=2**31 - 1)]
@@ -93,6 +93,14 @@ class Op(_Request):
     token: int
     client_op_id: Annotated[str, Field(min_length=1, max_length=64)]
     op: dict[str, Any]
+
+    @field_validator("op")
+    @classmethod
+    def _kind_is_a_name(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Checked here, at the edge: the op path compares kind with sets and dict keys.
+        if not isinstance(value.get("kind"), str):
+            raise ValueError("op.kind must be a string naming the edit")
+        return value
 
 
 class Undo(_Request):

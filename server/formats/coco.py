@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import String, cast, select
 
+from server import strict_json
 from server.db import transaction
 from server.formats._importing import ImportFileError, Incoming
 from server.formats._outline import crop, outline, polygon_pixels
@@ -216,9 +217,9 @@ def _id(value: Any) -> int | str | None:
 
 def parse(body: bytes) -> list[Incoming]:
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ImportFileError(f"not valid JSON: {exc}") from None
+        data = strict_json.loads(body)
+    except strict_json.JsonInputError as exc:
+        raise ImportFileError(exc.message) from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
             or not isinstance(data.get("annotations", []), list) or not isinstance(data.get("categories", []), list):
         raise ImportFileError("a COCO file is an object with images, annotations and categories lists")

@@ -19,6 +19,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from server import strict_json
 from server.formats._importing import ImportFileError, Incoming
 from server.formats._source import ExportJob, ImageRecord, iter_images, label_defs
 
@@ -50,9 +51,9 @@ async def export(job: ExportJob) -> AsyncIterator[bytes]:
 def parse(body: bytes) -> tuple[list[Incoming], list[dict[str, Any]]]:
     """Records to import, and the label definitions the file carries (name, color, shortcut)."""
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ImportFileError(f"not valid JSON: {exc}") from None
+        data = strict_json.loads(body)
+    except strict_json.JsonInputError as exc:
+        raise ImportFileError(exc.message) from None
     defs: list[dict[str, Any]] = []
     if isinstance(data, dict):
         defs = data.get("labels") or []

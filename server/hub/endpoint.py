@@ -9,8 +9,8 @@ idles too (``server.hub.revocation``).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from server import _oplog, revocations
+from server import _oplog, revocations, strict_json
 from server.auth import authenticate_credential
 from server.db import connection_lost, is_sqlite, transaction
 from server.edits import EditError
@@ -137,13 +137,13 @@ async def _serve(conn: Connection, handlers: Handlers, websocket: WebSocket) -> 
 
 
 async def _handle(conn: Connection, handlers: Handlers, text: str) -> str | None:
-    if len(text.encode()) > MAX_MESSAGE_BYTES:
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_MESSAGE_BYTES:
         conn.send(_error(None, "too_large", f"messages are limited to {MAX_MESSAGE_BYTES} bytes"))
         return None
     try:
-        data = json.loads(text)
-    except ValueError as exc:
-        conn.send(_error(None, "bad_json", f"not valid JSON: {exc}"))
+        data = strict_json.loads(text)
+    except strict_json.JsonInputError as exc:
+        conn.send(_error(_readable_id(text), exc.code, exc.message))
         return None
     request_id = data.get("id") if isinstance(data, dict) else None
     if not conn.limiter.allow():
@@ -169,13 +169,31 @@ async def _handle(conn: Connection, handlers: Handlers, text: str) -> str | None
         message = exc.message if not exc.field or exc.field in exc.message else f"{exc.field}: {exc.message}"
         conn.send(_error(msg.id, exc.code, message))
     except Exception as exc:
-        if not connection_lost(exc):
-            raise
-        log.warning("database connection lost: %s", exc)
-        conn.send(_error(msg.id, "unavailable", "the database connection was lost; send it again "
-                                                "(an op that committed just before gets its "
-                                                "original ack, it is not applied twice)"))
+        if connection_lost(exc):
+            log.warning("database connection lost: %s", exc)
+            conn.send(_error(msg.id, "unavailable", "the database connection was lost; send it "
+                                                    "again (an op that committed just before gets "
+                                                    "its original ack, it is not applied twice)"))
+        else:  # a bug: its transaction rolled back; one message fails, not the connection
+            log.exception("%s %r failed", msg.type, msg.id)
+            conn.send(_error(msg.id, "internal", "the server could not handle this message"))
     return None
+
+
+_ID = re.compile(r'"id"\s*:\s*("(?:[^"\\]|\\.){1,64}"|\d{1,18})')
+
+
+def _readable_id(text: str) -> str | int | None:
+    """The request id of a frame that did not parse, when one can be read from it, so the client
+    learns which request failed. A frame too deep or with a lone surrogate still has one."""
+    found = _ID.search(text)
+    if found is None:
+        return None
+    try:
+        value = strict_json.loads(found.group(1))
+    except strict_json.JsonInputError:
+        return None
+    return value if isinstance(value, str | int) and value != "" else None
 
 
 async def _dispatch(conn: Connection, handlers: Handlers, msg: Any) -> None:

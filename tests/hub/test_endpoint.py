@@ -317,3 +317,32 @@ async def test_one_op_deleting_creating_and_updating_objects_and_its_undo(server
     objects, count = await state()
     assert count == 2 and {o["type"] for o in objects.values()} == {"bitmap"}
     await editor.close()
+
+
+async def test_malformed_frames_get_an_error_with_their_id_and_keep_socket_and_lock(
+        server: LiveServer, team: Team) -> None:
+    c = await server.connect(team.owner)
+    await c.request("hello", project=team.project_id)
+    image = team.images[0]
+    token = (await c.request("open_image", image=image))["lock"]["token"]
+    frame = {"type": "op", "id": "surr", "image": image, "token": token, "client_op_id": "s1",
+             "op": {**BOX, "object": {**BOX["object"], "attributes": {"note": "@"}}}}
+    await c.send_raw(json.dumps(frame).replace('"@"', '"\\udc00"'))
+    err = await c.event("error")
+    assert (err["id"], err["code"]) == ("surr", "invalid_text")
+    await c.send_raw('{"type": "heartbeat", "id": "\\udc00"}')
+    assert (await c.event("error"))["code"] == "invalid_text"
+    await c.send_raw('{"type": "heartbeat", "id": "deep", "x": ' + "[" * 5000 + "]" * 5000 + "}")
+    err = await c.event("error")
+    assert (err["id"], err["code"]) == ("deep", "too_deep")
+    bad = await c.request("op", image=image, token=token, client_op_id="k1", op={"kind": {}})
+    assert bad["code"] == "invalid" and "kind" in bad["message"]
+    # The socket is open, the lock still mine, nothing was stored, the op log still reads.
+    assert (await c.request("heartbeat"))["type"] == "ack"
+    done = await c.request("op", image=image, token=token, client_op_id="ok", op=BOX)
+    assert done["type"] == "ack"
+    ops = await team.owner.client.get(f"/api/v1/projects/{team.project_id}/ops")
+    assert ops.status_code == 200
+    assert [o["op"]["object"]["id"] for o in ops.json()["ops"] if o["op"].get("kind") == "create"] == ["b1"]
+    assert c.close_code is None
+    await c.close()
