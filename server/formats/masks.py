@@ -24,6 +24,7 @@ import numpy as np
 from server.formats._importing import ImportFileError, Incoming
 from server.formats._source import ExportJob, ImageRecord, iter_images
 from server.formats._zip import Spool, ZipStream, unique_stems
+from server.formats.table import guard_cell, unguard_cell
 from server.geometry.raster import rasterize
 from server.geometry.rle import rle_encode
 from server.geometry.validation import parse_object
@@ -42,7 +43,7 @@ def png(mask: np.ndarray) -> bytes:
 
 def _csv_row(*values: str) -> str:
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(values)
+    csv.writer(buf, lineterminator="\n").writerow([guard_cell(v) for v in values])
     return buf.getvalue()
 
 
@@ -101,7 +102,8 @@ def parse(body: bytes) -> list[Incoming]:
             raise ImportFileError("index.csv is too large")
         try:
             rows = csv.DictReader(io.StringIO(archive.read("index.csv").decode("utf-8-sig")))
-            index = {r["file"]: (r["image"], r["object_id"], r["label"]) for r in rows}
+            index = {unguard_cell(r["file"]): (unguard_cell(r["image"]), unguard_cell(r["object_id"]),
+                                               unguard_cell(r["label"])) for r in rows}
         except (KeyError, UnicodeDecodeError, csv.Error, zipfile.BadZipFile) as exc:
             raise ImportFileError(f"index.csv must be UTF-8 with the columns image, object_id, label, file ({exc})") from None
     records: dict[str, Incoming] = {}

@@ -5,6 +5,10 @@
     b.jpg,cat,cat
 
 ``labels`` is a ``;``-separated list (a ``;`` or ``\\`` inside a name is escaped with ``\\``).
+A cell that a spreadsheet would run as a formula (starting with ``= + - @``, a tab or a CR) is
+written with a ``'`` before it (which spreadsheets show as text), and so is one that starts with
+quotes before such a character; the import takes exactly one such ``'`` off again, so every name
+round-trips.
 On import ``default_label`` may be empty (then the first label is the default of an image that
 had none), and an image may appear on several rows: their labels are combined, in both the
 replace and the merge mode.
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import AsyncIterator
 
 from server.formats._importing import ImportFileError, Incoming
@@ -22,6 +27,19 @@ from server.formats._source import ExportJob, iter_images
 MEDIA_TYPE = "text/csv; charset=utf-8"
 SUFFIX = "csv"
 HEADER = ["image", "labels", "default_label"]
+
+
+# Quotes, then a character that starts a formula (OWASP's CSV injection list).
+_FORMULA = re.compile(r"'*[=+\-@\t\r]")
+
+
+def guard_cell(value: str) -> str:
+    """``value`` safe to open in a spreadsheet: no formula runs, :func:`unguard_cell` undoes it."""
+    return "'" + value if _FORMULA.match(value) else value
+
+
+def unguard_cell(value: str) -> str:
+    return value[1:] if value.startswith("'") and _FORMULA.match(value, 1) else value
 
 
 def escape(name: str) -> str:
@@ -53,7 +71,8 @@ async def export(job: ExportJob) -> AsyncIterator[bytes]:
     async for batch in iter_images(job.sessions, job.project_id, job.flt, objects=False):
         for img in batch:
             default = next((s.label for s in img.labels if s.is_default), "")
-            writer.writerow([img.name, ";".join(escape(s.label) for s in img.labels), default])
+            writer.writerow([guard_cell(img.name), guard_cell(";".join(escape(s.label) for s in img.labels)),
+                             guard_cell(default)])
         yield buf.getvalue().encode()
         buf.seek(0)
         buf.truncate()
@@ -85,6 +104,7 @@ def parse(body: bytes) -> list[Incoming]:
             if len(row) < len(header):
                 out.append(Incoming(n, row[0] if row else "", error=("row", f"expected {len(header)} columns")))
                 continue
+            row = [unguard_cell(c) for c in row]
             default = row[at_default].strip() if at_default is not None else ""
             out.append(Incoming(n, row[at_image].strip(), labels=split_labels(row[at_labels]),
                                 has_labels=True, default=default or None))

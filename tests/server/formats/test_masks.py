@@ -48,3 +48,9 @@ async def test_masks_import_png_and_bmp(admin: Api, app: Starlette) -> None:
         z.writestr("a.png/cat.png", cv2.imencode(".png", np.zeros((5, 5), np.uint8))[1].tobytes())
     bad = await admin.client.post(f"/api/v1/projects/{pid}/import", params={"format": "masks"}, content=wrong.getvalue())
     assert bad.status_code == 422 and "size" in bad.json()["error"]["details"]["report"][0]["field"]
+
+
+def test_index_csv_cells_never_start_a_formula() -> None:
+    from server.formats.masks import _csv_row
+    assert _csv_row("=cmd|' /C calc'!A0.png", "o1", "@SUM(1)", "a/o1.png") == \
+        "'=cmd|' /C calc'!A0.png,o1,'@SUM(1),a/o1.png\n"
