@@ -29,6 +29,7 @@ Ops on the wire::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -106,6 +107,10 @@ class SetLabels:
 LabelOp = AddLabel | RemoveLabel | SetDefaultLabel | SetLabels
 
 
+# C0 and C1 controls and DEL, and lone surrogates (no Unicode character: unstorable as text).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def normalize_label(value: Any, where: str = "label") -> str:
     """A label name: a string, surrounding whitespace stripped, 1..200 characters."""
     if not isinstance(value, str):
@@ -115,8 +120,9 @@ def normalize_label(value: Any, where: str = "label") -> str:
         raise ClassificationError(where, "must not be empty")
     if len(name) > MAX_LABEL_LEN:
         raise ClassificationError(where, f"must be at most {MAX_LABEL_LEN} characters")
-    if any(ch in name for ch in "\r\n\x00"):
-        raise ClassificationError(where, "must not contain line breaks or NUL")
+    if _CONTROL.search(name):
+        raise ClassificationError(where, "must not contain control characters (tabs, line breaks, "
+                                         "NUL...) or lone surrogates")
     return name
 
 

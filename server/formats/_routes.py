@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from types import ModuleType
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
@@ -22,11 +23,12 @@ from server._web import (
     query_bool,
     unit_of_work,
 )
-from server.errors import ApiError, invalid
+from server.errors import ApiError, invalid, validation_details
 from server.formats import coco, masks, native, table, voc, yolo
 from server.formats._importing import ImportFileError, Incoming, run_import
 from server.formats._source import ExportJob
 from server.image_query import ImageFilter
+from server.labels import LabelIn
 from server.limits import read_limited, upload_limit
 from server.models import LabelDef
 from server.permissions import Privilege
@@ -77,7 +79,7 @@ async def import_labels(request: Request) -> Response:
     body = await read_limited(request, upload_limit(request))
     try:
         records = IMPORTERS[fmt](body)
-        defs = native.parse(body)[1] if fmt == "json" else []
+        defs = _valid_defs(native.parse(body)[1]) if fmt == "json" else []
     except ImportFileError as exc:
         raise ApiError(400, "bad_file", str(exc)) from None
     async with unit_of_work(request) as (session, user):
@@ -95,23 +97,37 @@ async def import_labels(request: Request) -> Response:
         return JSONResponse(report.to_dict())
 
 
-async def _label_defs(session: AsyncSession, project_id: int, defs: list[dict[str, Any]]) -> None:
+def _valid_defs(defs: list[dict[str, Any]]) -> list[LabelIn]:
+    """A native file's label definitions, checked by the model ``POST .../labels`` uses (one rule
+    in one place): 422 naming ``labels.N.field``, before anything is written. Keys other than
+    name, color and shortcut are ignored, as the export writes no others."""
+    out = []
+    for i, d in enumerate(defs):
+        try:
+            out.append(LabelIn.model_validate({k: d[k] for k in ("name", "color", "shortcut") if k in d}))
+        except ValidationError as exc:
+            details = validation_details(exc)
+            where = f"labels.{i}.{details[0]['field'] or 'name'}"
+            raise ApiError(422, "invalid", f"{where}: {details[0]['message']}", details) from None
+    return out
+
+
+async def _label_defs(session: AsyncSession, project_id: int, defs: list[LabelIn]) -> None:
     """Colors and shortcuts from a native file (labels are created; existing ones recolored)."""
-    ids = await store.ensure_label_defs(session, project_id, [d["name"].strip() for d in defs if d["name"].strip()])
+    ids = await store.ensure_label_defs(session, project_id, [d.name for d in defs])
     for d in defs:
-        name = d["name"].strip()
-        if name not in ids:
+        if d.name not in ids:
             continue
         values: dict[str, Any] = {}
-        if isinstance(d.get("color"), str) and len(d["color"]) <= 16:
-            values["color"] = d["color"]
-        if isinstance(d.get("shortcut"), int) and 1 <= d["shortcut"] <= 9:
+        if d.color is not None:
+            values["color"] = d.color
+        if d.shortcut is not None:
             taken = (await session.execute(select(LabelDef.id).where(
-                LabelDef.project_id == project_id, LabelDef.shortcut == d["shortcut"]))).scalar_one_or_none()
-            if taken is None or taken == ids[name]:
-                values["shortcut"] = d["shortcut"]
+                LabelDef.project_id == project_id, LabelDef.shortcut == d.shortcut))).scalar_one_or_none()
+            if taken is None or taken == ids[d.name]:
+                values["shortcut"] = d.shortcut
         if values:
-            await session.execute(update(LabelDef).where(LabelDef.id == ids[name]).values(**values))
+            await session.execute(update(LabelDef).where(LabelDef.id == ids[d.name]).values(**values))
 
 
 routes = [

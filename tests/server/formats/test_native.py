@@ -177,3 +177,20 @@ async def test_malformed_files_are_refused_not_crashed(admin: Api, app: Starlett
         assert resp.status_code == status, (fmt, body[:80], resp.text)
         assert resp.json()["error"]["code"] in ("bad_file", "import_refused")
     assert await op_log(app, pid) == []
+
+
+async def test_label_definitions_are_validated_like_the_rest_api(admin: Api, app: Starlette) -> None:
+    pid = await make_project(admin)
+    await make_images(app, pid, ["a.png"])
+    url = f"/api/v1/projects/{pid}/import"
+    bad_defs = [{"name": "x" * 100_000}, {"name": "tab\there"}, {"name": "bell\x07"}, {"name": "ok", "color": "red;x"},
+                {"name": "ok", "shortcut": 12}, {"name": "  "}]
+    for bad in bad_defs:
+        body = {"labels": [{"name": "fine"}, bad], "images": [{"name": "a.png", "labels": ["fine"]}]}
+        resp = await admin.client.post(url, params={"format": "json"}, json=body)
+        assert resp.status_code == 422, (bad, resp.text)
+        assert resp.json()["error"]["message"].startswith("labels.1."), resp.text
+        rest = await admin.client.post(f"/api/v1/projects/{pid}/labels", json=bad)
+        assert rest.status_code == 422, (bad, rest.text)  # the same rule refuses it there
+    assert (await admin.client.get(f"/api/v1/projects/{pid}/labels")).json()["labels"] == []
+    assert await op_log(app, pid) == []
