@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from server import accounts, formats, images, labels, preferences, projects, stats
-from server.auth import TokenSigner, configure_password_hashing
+from server.auth import TokenSigner, configure_password_hashing, redact_tokens_in_logs
 from server.db import dispose, make_engine, make_sessionmaker, transaction
 from server.errors import ApiError, exception_handlers
 from server.guards import Guard
@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        redact_tokens_in_logs()  # here: after the server configured its loggers
         engine = make_engine(settings.resolved_database_url)
         app.state.engine = engine
         app.state.sessions = make_sessionmaker(engine)

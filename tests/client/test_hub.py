@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -264,3 +265,22 @@ async def test_job_events_and_the_jobs_endpoints(team: Team) -> None:
     assert isinstance(event, JobEvent) and hub.jobs[job_id] == event.job
     assert (await team.admin.job(team.project, job_id))["status"] == "cancelled"
     assert await team.admin.jobs(team.project, status="running") == []
+
+
+async def test_the_sdk_sends_its_token_in_a_header_not_the_url(team: Team) -> None:
+    seen: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("uvicorn.error")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        token, _ = await team.member("ana")
+        hub = await team.hub(token)
+        assert (await hub.open_image(team.images[0])).lock is not None
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    accepted = [line for line in seen if "WebSocket /api/v1/ws" in line]
+    assert accepted and all("token" not in line for line in accepted), accepted

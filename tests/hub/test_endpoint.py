@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from websockets.asyncio.client import connect
@@ -346,3 +347,35 @@ async def test_malformed_frames_get_an_error_with_their_id_and_keep_socket_and_l
     assert [o["op"]["object"]["id"] for o in ops.json()["ops"] if o["op"].get("kind") == "create"] == ["b1"]
     assert c.close_code is None
     await c.close()
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+async def test_a_token_in_the_url_still_works_but_never_reaches_the_logs(server: LiveServer, team: Team) -> None:
+    handler = _Lines()
+    loggers = [logging.getLogger(n) for n in ("uvicorn.error", "uvicorn.access")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.INFO)
+    try:
+        c = await server.connect(team.owner)  # ?token=: what SDKs before the header sent
+        assert (await c.request("hello", project=team.project_id))["type"] == "ack"
+        await c.close()
+        async with connect(server.ws_url, additional_headers={"Authorization": f"Bearer {team.owner.token}"}) as ws:
+            await ws.send(json.dumps({"type": "hello", "id": 1, "project": team.project_id}))
+            assert json.loads(await ws.recv())["type"] == "ack"
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+    ws_lines = [line for line in handler.lines if "/api/v1/ws" in line]
+    assert len(ws_lines) == 2 and "token=[redacted]" in ws_lines[0]
+    assert not [line for line in handler.lines if team.owner.token in line]
