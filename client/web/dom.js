@@ -2,9 +2,14 @@
 
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
+  let value_ = null;
   for (const [key, value] of Object.entries(attrs || {})) {
     if (value === undefined || value === null || value === false) continue;
-    if (key.startsWith("on") && typeof value === "function") {
+    if (key === "value") {
+      // A property, not an attribute: a textarea has no value attribute (setAttribute showed
+      // nothing), and a select's value can only be set once its options are appended.
+      value_ = value;
+    } else if (key.startsWith("on") && typeof value === "function") {
       el.addEventListener(key.slice(2).toLowerCase(), value);
     } else if (key === "class") {
       el.className = value;
@@ -23,6 +28,7 @@ export function h(tag, attrs = {}, ...children) {
     }
   }
   append(el, children);
+  if (value_ !== null) el.value = value_;
   return el;
 }
 

@@ -296,3 +296,36 @@ def hud_point(page: Any) -> tuple[int, int]:
 
 def pixel(page: Any, canvas: Canvas, x: float, y: float) -> list[int]:
     return list(page.evaluate(f"({PIXEL})({canvas.at(x, y)[0]}, {canvas.at(x, y)[1]})"))
+
+
+ATTRS = {"note": "hello", "n": 3, "f": 2.5, "flag": True, "multi": "two\nlines", "digits": "42",
+         "word": "true", "pad": " x ", "eq": "a=b", "empty": ""}
+
+
+def test_the_attribute_box_shows_and_keeps_every_attribute(browser: Any, live: Live, tmp_path: Path) -> None:
+    pid, image = setup(live, tmp_path)
+    box = {"id": "b1", "type": "bbox", "label": "car", "geometry": {"x": 10, "y": 10, "w": 50, "h": 40},
+           "attributes": ATTRS}
+    resp = live.api().post(f"/api/v1/projects/{pid}/import", params={"format": "json"},
+                           json={"images": [{"name": "a.png", "objects": [box]}]})
+    assert resp.status_code == 200, resp.text
+    page = login(browser, live)
+    open_tool(page, live, pid, image)
+    object_count(page, 1)
+    pick(page, "b1")
+    shown = page.input_value("#props textarea")
+    assert "note=hello" in shown and "n=3" in shown and len(shown.splitlines()) == len(ATTRS)
+    # Add one line and leave the box: every other attribute is kept, with its type.
+    page.fill("#props textarea", shown + "\nextra=new")
+    page.keyboard.press("Tab")
+    saved(page)
+    assert objects_of(live, pid, image)[0]["attributes"] == {**ATTRS, "extra": "new"}
+    # Change one, delete another: exactly those change.
+    pick(page, "b1")
+    lines = [ln for ln in page.input_value("#props textarea").splitlines() if not ln.startswith("flag=")]
+    page.fill("#props textarea", "\n".join("n=4" if ln == "n=3" else ln for ln in lines))
+    page.keyboard.press("Tab")
+    saved(page)
+    want = {k: v for k, v in ATTRS.items() if k != "flag"}
+    assert objects_of(live, pid, image)[0]["attributes"] == {**want, "n": 4, "extra": "new"}
+    assert page.js_errors == []

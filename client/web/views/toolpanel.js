@@ -4,17 +4,48 @@ import { colorOf } from "../tool/canvas.js";
 
 const TYPE_TEXT = { bbox: "Box", polygon: "Polygon", polyline: "Polyline", point: "Point", bitmap: "Bitmap", rpy: "RPY" };
 
-export function attrsToText(attrs) { return Object.entries(attrs || {}).map(([k, v]) => `${k}=${v}`).join("\n"); }
+// Attributes as "name=value" lines. A value is written plainly when typing it back gives the
+// same value, else as JSON (the string "42", "true", " padded ", a line break); a name likewise.
+// Lines left as they were keep their attribute exactly, so editing one never loses another.
 
-/** "a=1\nb=x\nc=true" -> {a: 1, b: "x", c: true} (pure). */
-export function textToAttrs(text) {
+/** What a typed value means: true/false, a number, a JSON string, else the text itself. */
+function typedValue(raw) {
+  if (raw === "true" || raw === "false") return raw === "true";
+  if (raw !== "" && !isNaN(Number(raw))) return Number(raw);
+  if (raw.startsWith('"')) {
+    try { const v = JSON.parse(raw); if (typeof v === "string") return v; } catch { /* plain text */ }
+  }
+  return raw;
+}
+
+const plain = (s) => s === s.trim() && !s.includes("\n") && !s.startsWith('"');
+const nameText = (k) => (plain(k) && !k.includes("=") && k !== "" ? k : JSON.stringify(k));
+const valueText = (v) => (typeof v !== "string" ? String(v) : plain(v) && typedValue(v) === v ? v : JSON.stringify(v));
+export const attrLine = (k, v) => `${nameText(k)}=${valueText(v)}`;
+
+export function attrsToText(attrs) { return Object.entries(attrs || {}).map(([k, v]) => attrLine(k, v)).join("\n"); }
+
+function splitLine(line) {
+  if (line.startsWith('"')) {  // a JSON name: its closing quote is one followed by "="
+    for (let j = line.indexOf('"=', 1); j > 0; j = line.indexOf('"=', j + 1)) {
+      try { return [JSON.parse(line.slice(0, j + 1)), line.slice(j + 2).trim()]; } catch { /* an escaped quote */ }
+    }
+  }
+  const i = line.indexOf("=");
+  return i > 0 ? [line.slice(0, i).trim(), line.slice(i + 1).trim()] : null;
+}
+
+/** "a=1\nb=x\nc=true" -> {a: 1, b: "x", c: true} (pure). Lines equal to a line of ``previous``
+ * keep that attribute as it was; a deleted line deletes it. */
+export function textToAttrs(text, previous = {}) {
+  const known = new Map(Object.entries(previous || {}).map(([k, v]) => [attrLine(k, v), [k, v]]));
   const out = {};
   for (const line of text.split("\n")) {
-    const i = line.indexOf("=");
-    if (i <= 0) continue;
-    const k = line.slice(0, i).trim(), raw = line.slice(i + 1).trim();
-    if (!k) continue;
-    out[k] = raw === "true" ? true : raw === "false" ? false : raw !== "" && !isNaN(Number(raw)) ? Number(raw) : raw;
+    const same = known.get(line) ?? known.get(line.trim());
+    if (same) { out[same[0]] = same[1]; continue; }
+    const kv = splitLine(line.trim());
+    if (!kv || !kv[0]) continue;
+    out[kv[0]] = typedValue(kv[1]);
   }
   return out;
 }
@@ -106,7 +137,7 @@ export function createPanel(a) {
   function properties(o, m) {
     const ro = m.readOnly;
     const attrs = h("textarea", { rows: 3, "aria-label": "Attributes, one name=value per line", disabled: ro, value: attrsToText(o.attributes) });
-    attrs.addEventListener("change", () => a.setAttributes(o.id, textToAttrs(attrs.value)));
+    attrs.addEventListener("change", () => a.setAttributes(o.id, textToAttrs(attrs.value, o.attributes)));
     const decorated = o.type === "bbox" || o.type === "polygon";
     const rpy = o.type === "rpy" ? o.geometry : o.rpy;
     const rpyFields = (decorated || o.type === "rpy") ? h("fieldset", { class: "props" }, h("legend", {}, "Roll / pitch / yaw (°)"),
