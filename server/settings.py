@@ -27,7 +27,6 @@ class Settings(BaseSettings):
     token_ttl_hours: int = 24 * 7
     lock_ttl_seconds: float = 45.0
     idle_limit_seconds: float = 120.0
-    op_retention: int = 100_000
     # Frames queued for one WebSocket client before it counts as too slow and is dropped.
     ws_send_queue: int = Field(default=1000, ge=2)
     development: bool = False

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import delete
+
 from server.classification import apply_label_op, parse_label_op, parse_state
+from server.db import transaction
 from server.geometry import Policy, edit, object_to_dict, parse_object
+from server.models import OpLogEntry
 from tests.hub.conftest import LiveServer, Team
 
 
@@ -109,4 +113,25 @@ async def test_undo_redo_through_the_log_seen_live_and_after_reload(server: Live
     snap = await snap_conn.event("snapshot", image=image)
     assert [o["id"] for o in snap["objects"]] == ["s"]
     for c in (watcher, again, snap_conn):
+        await c.close()
+
+
+async def test_resuming_from_before_a_pruned_log_gets_a_reset_and_a_snapshot(server: LiveServer, team: Team) -> None:
+    """The log is kept whole (docs/api.md); an operator who prunes it by hand breaks no client."""
+    image = team.images[0]
+    editor = await server.connect(team.owner)
+    await editor.request("hello", project=team.project_id)
+    token = (await editor.request("open_image", image=image))["lock"]["token"]
+    seqs = [(await editor.request("op", image=image, token=token, client_op_id=f"p{i}",
+                                  op=square(f"s{i}", i)))["seq"] for i in range(3)]
+    async with transaction(server.app.state.sessions) as session:
+        await session.execute(delete(OpLogEntry).where(OpLogEntry.project_id == team.project_id,
+                                                       OpLogEntry.seq <= seqs[1]))
+    late = await server.connect(team.owner)
+    ack = await late.request("hello", project=team.project_id, since=seqs[0] - 1, images=[image])
+    assert ack["type"] == "ack"
+    assert (await late.event())["type"] == "reset"
+    snap = await late.event("snapshot", image=image)
+    assert sorted(o["id"] for o in snap["objects"]) == ["s0", "s1", "s2"]
+    for c in (editor, late):
         await c.close()
