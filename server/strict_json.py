@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from itertools import accumulate
 from typing import Any
 
 __all__ = ["MAX_DEPTH", "JsonInputError", "check_text", "loads", "valid_text"]
@@ -20,9 +19,12 @@ __all__ = ["MAX_DEPTH", "JsonInputError", "check_text", "loads", "valid_text"]
 #: few thousand levels would exhaust the stack (a RecursionError, not a ValueError).
 MAX_DEPTH = 64
 
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_DELTA = {"[": 1, "{": 1, "]": -1, "}": -1}
+_ESCAPE = re.compile(r"\\.", re.DOTALL)
+_STRING = re.compile(r'"[^"]*"')  # once escapes are gone, a string is quote to quote
+# bytes.translate keeps the brackets (as square ones) and drops every other byte, in one C pass;
+# UTF-8 never puts a bracket byte inside a multi-byte character.
+_SQUARE = bytes.maketrans(b"{}", b"[]")
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 # A \uD800-\uDFFF escape: maybe half of a valid pair, maybe a lone surrogate; checked exactly then.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
@@ -40,10 +42,19 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # Python's json reads NaN and Infinity; JSON has none
 
 
-def _depth(text: str) -> int:
-    """Deepest bracket nesting outside strings, at C speed (regexes and ``accumulate``)."""
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
-    return max(accumulate(_DELTA[c] for c in brackets), default=0)
+def _deeper_than(text: str, limit: int) -> bool:
+    """True when arrays/objects nest deeper than ``limit`` outside strings. All in C: the
+    brackets are kept, and each pass of ``replace`` removes one level of empty pairs."""
+    outside = _STRING.sub("", _ESCAPE.sub("", text)).encode("utf-8", "surrogatepass")
+    brackets = outside.translate(_SQUARE, _NOT_BRACKET)
+    for _ in range(limit):
+        if not brackets:
+            return False
+        shorter = brackets.replace(b"[]", b"")
+        if shorter == brackets:
+            return False  # unbalanced: not JSON, which the parser reports
+        brackets = shorter
+    return bool(brackets)
 
 
 def valid_text(value: str) -> bool:
@@ -76,11 +87,11 @@ def loads(raw: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
         if not valid_text(text):
             raise JsonInputError("invalid_text", "the text holds a lone surrogate, which is not Unicode")
     # Fewer brackets than the limit cannot nest past it: the scan runs only when it might.
-    if text.count("[") + text.count("{") > max_depth and _depth(text) > max_depth:
+    if text.count("[") + text.count("{") > max_depth and _deeper_than(text, max_depth):
         raise JsonInputError("too_deep", f"JSON nested deeper than {max_depth} levels")
     try:
         data = json.loads(text or "null", parse_constant=_reject_constant)
-    except RecursionError:  # unreachable past the scan above; kept so it can never be a 500
+    except RecursionError:  # thousands of unclosed brackets: the scan left them to the parser
         raise JsonInputError("too_deep", f"JSON nested deeper than {max_depth} levels") from None
     except ValueError as exc:
         raise JsonInputError("bad_json", f"not valid JSON: {exc}") from None

@@ -23,6 +23,8 @@ def test_valid_json_and_surrogate_pairs_pass() -> None:
     nested = "[" * MAX_DEPTH + "]" * MAX_DEPTH
     assert loads(nested) is not None
     assert loads(json.dumps({"s": "[[[[" * 100})) == {"s": "[[[[" * 100}  # brackets in strings
+    tricky = {"é[": 'a"[[[\\' * 100, "k": [["ü"]] * 50}  # escaped quotes and backslashes
+    assert loads(json.dumps(tricky, ensure_ascii=False)) == tricky
 
 
 @pytest.mark.parametrize("raw", [
