@@ -4,7 +4,8 @@ Everyone outside ``server.ai`` uses this module (and the two errors). A feature 
 version suffix: when a feature's computation changes, its key changes, so stored vectors under
 the old key are simply not found and get recomputed.
 
-Features are float32 and L2-normalised row by row, so a dot product is a cosine similarity.
+Features are float32 and L2-normalised row by row, so a dot product is a cosine similarity
+(a featureless image, e.g. one flat colour, has an all-zero HOG row: cosine 0 to everything).
 The network loads lazily, on the first batch that asks for it: HOG-only use never pays for it.
 Computing is CPU-heavy: call ``Extractor.compute`` off the event loop (a worker thread).
 """

@@ -70,3 +70,22 @@ def test_importing_features_loads_no_onnxruntime() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_all_features_are_unit_rows(model_cache: Path) -> None:
+    from skimage import data
+
+    extractor = Extractor(model_cache)
+    noise = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    images = [data.chelsea(), data.coffee(), noise]
+    out = extractor.compute(images)
+    assert list(out) == list(FEATURE_KEYS)
+    for key, rows in out.items():
+        assert rows.shape == (3, FEATURE_DIMS[key]) and rows.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-5)
+    cat, coffee, _ = out[LITE0]
+    assert cat @ coffee < 0.9  # different photos, different features
+    # A featureless image has no gradients: its HOG row is zero (cosine 0 to everything).
+    flat = extractor.compute([np.zeros((20, 30, 3), np.uint8)])
+    assert not flat[HOG].any()
+    assert np.linalg.norm(flat[LITE0]) == pytest.approx(1.0, abs=1e-5)

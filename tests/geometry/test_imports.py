@@ -23,7 +23,14 @@ def test_geometry_imports_no_async_web_or_database_code() -> None:
 
 
 # Pure modules outside server.geometry: no async, web or database code either.
-PURE_MODULES = ("server.ai.errors", "server.ai.hog", "server.ai.preprocess", "server.ai.features")
+PURE_MODULES = (
+    "server.ai.errors",
+    "server.ai.hog",
+    "server.ai.preprocess",
+    "server.ai.weights",
+    "server.ai.network",
+    "server.ai.features",
+)
 
 
 def test_pure_modules_import_no_async_web_or_database_code() -> None:
