@@ -99,6 +99,7 @@ class Examples:
     labels: np.ndarray
     names: list[str]
     keys: list[str]
+    _matrices: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, snap: Snapshot, labeled: dict[int, list[str]]) -> Examples:
@@ -116,8 +117,22 @@ class Examples:
                 matrix[i, column[n]] = True
         return cls(rows[keep], matrix, names, keys)
 
+    def matrix(self, snap: Snapshot, key: str) -> np.ndarray:
+        """The examples' vectors of one feature as float32 (kept: the examples of a project
+        are compared with every image asked about)."""
+        if key not in self._matrices:
+            self._matrices[key] = normalize(snap.matrices[key][self.rows])
+        return self._matrices[key]
+
     def vectors(self, snap: Snapshot) -> dict[str, np.ndarray]:
-        return {key: normalize(snap.matrices[key][self.rows]) for key in self.keys}
+        return {key: self.matrix(snap, key) for key in self.keys}
+
+    def sims(self, snap: Snapshot, view: View, query_rows: np.ndarray) -> np.ndarray:
+        """``(q, m)`` similarities of the query rows to the examples, averaged over the view."""
+        out = np.zeros((query_rows.size, self.rows.size), np.float32)
+        for key in view.keys:
+            out += np.asarray(snap.matrices[key][query_rows], np.float32) @ self.matrix(snap, key).T
+        return out / max(len(view.keys), 1)
 
 
 def pick_view(snap: Snapshot, ex: Examples) -> tuple[View, dict[str, float]]:
@@ -148,7 +163,7 @@ def suggest(snap: Snapshot, view: View, ex: Examples, query_rows: np.ndarray) ->
         if ex.rows.size == 0:
             out.extend(Suggestion(int(r), []) for r in ok)
             continue
-        sims = snap.sims(view, ok, ex.rows)
+        sims = ex.sims(snap, view, ok)
         for i, r in enumerate(ok):
             own = position.get(int(r))
             if own is not None:
