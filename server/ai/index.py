@@ -22,13 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from server.ai.embeddings import EMBED_KIND
 from server.ai.ranking import Examples, Snapshot, pick_view
-from server.ai.vectors import View
+from server.ai.vectors import View, quantize
 from server.models import Image, ImageEmbedding, ImageLabel, Job, LabelDef
 
 __all__ = ["EMBED_KIND", "clear", "examples", "latest_embed_job", "manual_labels", "snapshot",
            "view_for"]
 
-MAX_CACHED = 4  # project snapshots kept per process (a 100,000-image project: ~0.4 GB at 2,000-d)
+MAX_CACHED_BYTES = 1 << 30  # snapshots kept per process (100,000 images: 0.6 GB, both features)
 
 # Keys start with the database's URL: one process may serve several databases (tests do).
 _cache: OrderedDict[tuple[str, int, tuple[str, ...]], tuple[tuple[Any, ...], Snapshot]] = OrderedDict()
@@ -47,6 +47,10 @@ def clear() -> None:
         _cache.clear()
         _views.clear()
         _examples.clear()
+
+
+def _bytes(snap: Snapshot) -> int:
+    return sum(m.nbytes for m in snap.matrices.values())
 
 
 def _database(session: AsyncSession) -> str:
@@ -94,12 +98,13 @@ def _build(rows: Sequence[Any], keys: tuple[str, ...]) -> Snapshot:
     present: dict[str, np.ndarray] = {}
     for key in keys:
         dim = dims.get(key, 0)
-        matrix = np.zeros((ids.size, dim), np.float16)
+        matrix = np.zeros((ids.size, dim), np.int16)
         mask = np.zeros(ids.size, bool)
         items = by_key[key]
         if items:
             rows_at = np.searchsorted(ids, np.array([i for i, _ in items], np.int64))
-            matrix[rows_at] = np.frombuffer(b"".join(b for _, b in items), "<f2").reshape(-1, dim)
+            stored = np.frombuffer(b"".join(b for _, b in items), "<f2").reshape(-1, dim)
+            matrix[rows_at] = quantize(stored)
             mask[rows_at] = True
         matrices[key], present[key] = matrix, mask
     return Snapshot(ids=ids, matrices=matrices, present=present, keys=keys)
@@ -124,7 +129,8 @@ async def snapshot(session: AsyncSession, project_id: int, keys: Sequence[str]) 
     with _lock:
         _cache[key] = (version, snap)
         _cache.move_to_end(key)
-        while len(_cache) > MAX_CACHED:
+        # The least recently used go first; the one just built always stays.
+        while len(_cache) > 1 and sum(_bytes(s) for _, s in _cache.values()) > MAX_CACHED_BYTES:
             _cache.popitem(last=False)
     return snap
 
