@@ -45,6 +45,10 @@ PG_DEFAULT = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 EMAIL, PASSWORD = "bench@example.com", "bench-password-1"
 
 
+def _table(model: Any) -> Any:
+    return model.__table__  # Core table: executemany without ORM overhead
+
+
 def vectors(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     centers = normalize(rng.normal(size=(CLUSTERS, DIM))) * 1.2
@@ -73,11 +77,11 @@ async def _fill(sessions: Any, vecs: np.ndarray, y: np.ndarray) -> tuple[int, li
     for start in range(0, IMAGES, 5_000):
         async with transaction(sessions) as s:
             conn = await s.connection()
-            await conn.execute(insert(Image.__table__), [
+            await conn.execute(insert(_table(Image)), [
                 {"project_id": pid, "name": f"img_{i:06d}.jpg", "sha256": shas[i], "mime": "image/jpeg",
                  "size_bytes": 1, "width": 640, "height": 480, "uploaded_at": now,
                  "auto_labeled": False, "object_count": 0} for i in range(start, min(start + 5_000, IMAGES))])
-            await conn.execute(insert(ImageEmbedding.__table__), [
+            await conn.execute(insert(_table(ImageEmbedding)), [
                 {"sha256": shas[i], "feature": LITE0, "dim": DIM, "dtype": "float16",
                  "vector": encode(vecs[i]), "created_at": now}
                 for i in range(start, min(start + 5_000, IMAGES))])
@@ -86,7 +90,7 @@ async def _fill(sessions: Any, vecs: np.ndarray, y: np.ndarray) -> tuple[int, li
                                     .order_by(Image.id))).scalars())
         rows = np.concatenate([np.flatnonzero(y == c)[:LABELED_PER_CLUSTER] for c in range(CLUSTERS)])
         conn = await s.connection()
-        await conn.execute(insert(ImageLabel.__table__), [
+        await conn.execute(insert(_table(ImageLabel)), [
             {"image_id": ids[r], "label_id": label_ids[int(y[r])], "is_default": True,
              "source": "manual", "created_at": now} for r in rows])
         labeled = [ids[r] for r in rows]
