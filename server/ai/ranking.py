@@ -142,9 +142,9 @@ class Examples:
 
 def pick_view(snap: Snapshot, ex: Examples) -> tuple[View, dict[str, float]]:
     """The view suggestions and similarity use, by leave-one-out accuracy on the examples."""
-    if not ex.keys:  # no labeled image has vectors: the preferred feature that exists
+    if not ex.keys:  # no labeled image has vectors: every feature that exists, averaged
         have = [k for k in snap.keys if bool(snap.present[k].any())] or list(snap.keys)
-        return View(tuple(have[:1])), {}
+        return View(tuple(have)), {}
     return choose_view(ex.vectors(snap), ex.labels)
 
 

@@ -75,8 +75,7 @@ async def _auto_view(session: AsyncSession, project_id: int, snap: Snapshot,
     ex = await index.examples(session, project_id, snap)
     view, _ = await index.view_for(session, project_id, snap, ex)
     if row is not None and not bool(snap.usable(view)[row]):
-        have = [k for k in snap.keys if bool(snap.present[k][row])]
-        return View(tuple(have[:1]))
+        return View(tuple(k for k in snap.keys if bool(snap.present[k][row])))
     return view
 
 

@@ -89,11 +89,11 @@ def test_choose_view_picks_the_feature_that_separates_the_labels() -> None:
     assert set(accuracy) == {"noise@1", "good@1", "noise@1+good@1"}
 
 
-def test_choose_view_with_too_few_examples_takes_the_first_key() -> None:
+def test_choose_view_with_too_few_examples_averages_all_keys() -> None:
     labels = np.array([[1, 0], [0, 1], [0, 1]], bool)
     vecs = unit(np.random.default_rng(3), 3, 4)
     view, accuracy = choose_view({"a@1": vecs, "b@1": vecs}, labels)
-    assert view == View(("a@1",)) and accuracy == {}
+    assert view == View(("a@1", "b@1")) and accuracy == {}
 
 
 def test_quantized_rows_give_the_same_similarities() -> None:
