@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from server.ai.embeddings import EMBED_KIND
 from server.ai.ranking import Examples, Snapshot, pick_view
-from server.ai.vectors import View, quantize
+from server.ai.vectors import View, quantize_stored
 from server.models import Image, ImageEmbedding, ImageLabel, Job, LabelDef
 
 __all__ = ["EMBED_KIND", "clear", "examples", "latest_embed_job", "manual_labels", "snapshot",
@@ -103,8 +103,8 @@ def _build(rows: Sequence[Any], keys: tuple[str, ...]) -> Snapshot:
         items = by_key[key]
         if items:
             rows_at = np.searchsorted(ids, np.array([i for i, _ in items], np.int64))
-            stored = np.frombuffer(b"".join(b for _, b in items), "<f2").reshape(-1, dim)
-            matrix[rows_at] = quantize(stored)
+            stored = np.frombuffer(b"".join(b for _, b in items), "<u2").reshape(-1, dim)
+            matrix[rows_at] = quantize_stored(stored)
             mask[rows_at] = True
         matrices[key], present[key] = matrix, mask
     return Snapshot(ids=ids, matrices=matrices, present=present, keys=keys)
@@ -149,19 +149,26 @@ async def manual_labels(session: AsyncSession, project_id: int) -> dict[int, lis
     return out
 
 
-async def examples(session: AsyncSession, project_id: int, snap: Snapshot) -> Examples:
-    """The labeled examples over this snapshot; kept while the labels and the snapshot are the
-    same (with their float32 vectors, computed once)."""
-    labeled = await manual_labels(session, project_id)
-    stamp = (id(snap), hash(tuple((i, tuple(n)) for i, n in labeled.items())))
+async def examples(session: AsyncSession, project_id: int, snap: Snapshot,
+                   labels_seq: int) -> Examples:
+    """The labeled examples over this snapshot, with their float32 vectors computed once.
+
+    ``labels_seq`` is the project's op-log seq: every label change made through the op log
+    moves it, so while it and the snapshot stay the same the labels are not even read. (Labels
+    given with an upload of a new image come with a new newest image, hence a new snapshot.)"""
     key = (_database(session), project_id)
     with _lock:
         kept = _examples.get(key)
-    if kept is not None and kept[0] == stamp and kept[1] is snap:
+    if kept is not None and kept[1] is snap and kept[0][0] == labels_seq:
         return kept[2]
-    ex = await asyncio.to_thread(Examples.of, snap, labeled)
+    labeled = await manual_labels(session, project_id)
+    digest = hash(tuple((i, tuple(n)) for i, n in labeled.items()))
+    if kept is not None and kept[1] is snap and kept[0][1] == digest:
+        ex = kept[2]  # other ops moved the seq; the labels are the same
+    else:
+        ex = await asyncio.to_thread(Examples.of, snap, labeled)
     with _lock:
-        _examples[key] = (stamp, snap, ex)
+        _examples[key] = ((labels_seq, digest), snap, ex)
     return ex
 
 

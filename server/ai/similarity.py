@@ -30,7 +30,7 @@ from server.ai.features import FEATURE_KEYS
 from server.ai.ranking import Snapshot, example_scores, row_scores
 from server.ai.vectors import View, top_k
 from server.errors import ApiError, invalid, not_found
-from server.models import Image, ImageLabel, Job, LabelDef
+from server.models import Image, ImageLabel, Job, LabelDef, Project
 from server.permissions import Privilege
 
 __all__ = ["routes"]
@@ -69,10 +69,11 @@ def _view(snap: Snapshot, raw: str | None) -> View | None:
     return View(keys)
 
 
-async def _auto_view(session: AsyncSession, project_id: int, snap: Snapshot,
+async def _auto_view(session: AsyncSession, project: Project, snap: Snapshot,
                      row: int | None = None) -> View:
-    """The project's view; for one image lacking one of its features, the first it has."""
-    ex = await index.examples(session, project_id, snap)
+    """The project's view; for one image lacking one of its features, the ones it has."""
+    project_id = project.id
+    ex = await index.examples(session, project_id, snap, project.seq)
     view, _ = await index.view_for(session, project_id, snap, ex)
     if row is not None and not bool(snap.usable(view)[row]):
         return View(tuple(k for k in snap.keys if bool(snap.present[k][row])))
@@ -142,7 +143,7 @@ async def similar_images(request: Request) -> Response:
     label = request.query_params.get("label") or None
     without = query_bool(request, "without")
     async with unit_of_work(request) as (session, user):
-        await project_access(session, user, project_id, Privilege.VIEW)
+        project, _ = await project_access(session, user, project_id, Privilege.VIEW)
         image = await session.get(Image, image_id)
         if image is None or image.project_id != project_id:
             raise not_found("image")
@@ -150,7 +151,7 @@ async def similar_images(request: Request) -> Response:
         row = int(snap.rows_of([image_id])[0])
         view = _view(snap, request.query_params.get("feature"))
         if row >= 0 and view is None:
-            view = await _auto_view(session, project_id, snap, row)
+            view = await _auto_view(session, project, snap, row)
         if row >= 0 and view is not None and bool(snap.usable(view)[row]):
             scores = await asyncio.to_thread(row_scores, snap, view, row)
             items = await ranked_items(session, project_id, snap, scores, limit,
@@ -165,7 +166,7 @@ async def similar_to_label(request: Request) -> Response:
     project_id = path_int(request, "project_id")
     body = await read_body(request, SimilarIn)
     async with unit_of_work(request) as (session, user):
-        await project_access(session, user, project_id, Privilege.VIEW)
+        project, _ = await project_access(session, user, project_id, Privilege.VIEW)
         found = await label_ids(session, project_id, [body.label])
         if not found:
             raise not_found("label")
@@ -183,7 +184,7 @@ async def similar_to_label(request: Request) -> Response:
         if example_rows.size:
             view = _view(snap, request.query_params.get("feature"))
             if view is None:
-                view = await _auto_view(session, project_id, snap)
+                view = await _auto_view(session, project, snap)
             scores = await asyncio.to_thread(example_scores, snap, view, example_rows)
             carrier_rows = snap.rows_of(carriers)
             scores[carrier_rows[carrier_rows >= 0]] = -np.inf

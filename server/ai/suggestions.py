@@ -95,7 +95,7 @@ async def suggestions(request: Request) -> Response:
     project_id = path_int(request, "project_id")
     body = await read_body(request, SuggestIn)
     async with unit_of_work(request) as (session, user):
-        await project_access(session, user, project_id, Privilege.VIEW)
+        project, _ = await project_access(session, user, project_id, Privilege.VIEW)
         ids = await _targets(session, project_id, body)
         snap = await index.snapshot(session, project_id, FEATURE_KEYS)
         rows = snap.rows_of(ids)
@@ -103,7 +103,7 @@ async def suggestions(request: Request) -> Response:
             ready = False
         else:
             ready = True
-            ex = await index.examples(session, project_id, snap)
+            ex = await index.examples(session, project_id, snap, project.seq)
             view, accuracy = await index.view_for(session, project_id, snap, ex)
             found = await asyncio.to_thread(suggest, snap, view, ex, rows[rows >= 0])
             by_row = {s.row: s for s in found}

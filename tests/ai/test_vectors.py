@@ -13,6 +13,7 @@ from server.ai.vectors import (
     loo_accuracy,
     normalize,
     quantize,
+    quantize_stored,
     similarities,
     top_k,
 )
@@ -104,3 +105,9 @@ def test_quantized_rows_give_the_same_similarities() -> None:
     assert quantize(m).dtype == np.int16
     assert np.abs(got - q @ m.T).max() < 1e-3
     assert quantize(np.array([[1.0, -1.0, 0.0]])).tolist() == [[QUANTUM, -QUANTUM, 0]]
+
+
+def test_quantizing_stored_halves_by_table_equals_widening_first() -> None:
+    v = unit(np.random.default_rng(5), 50, 32)
+    raw = np.frombuffer(b"".join(encode(row) for row in v), "<u2").reshape(50, 32)
+    assert np.array_equal(quantize_stored(raw), quantize(raw.view("<f2").astype(np.float32)))
