@@ -33,13 +33,15 @@ class ApiError(Exception):
     """Raised anywhere in a request; rendered as a 4xx with the error shape."""
 
     def __init__(self, status: int, code: str, message: str, details: Any = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details
         self.headers = headers  # e.g. Retry-After on a 429
+        self.extra = extra  # more keys of the error object, e.g. the job a "not_ready" waits for
 
 
 def not_found(what: str) -> ApiError:
@@ -55,8 +57,9 @@ def invalid(message: str, details: Any = None) -> ApiError:
 
 
 def error_response(status: int, code: str, message: str, details: Any = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"code": code, "message": message}
+                   headers: dict[str, str] | None = None,
+                   extra: dict[str, Any] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {**(extra or {}), "code": code, "message": message}
     if details is not None:
         body["details"] = details
     return JSONResponse({"error": body}, status_code=status, headers=headers)
@@ -71,7 +74,7 @@ def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
 
 async def _api_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers, exc.extra)
 
 
 async def _http_error(_request: Request, exc: Exception) -> Response:
