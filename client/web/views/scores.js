@@ -7,10 +7,16 @@ export function pct(score) {
   return `${Math.round(v * 100)}%`;
 }
 
+/** A similarity score with two decimals, as the "select above" field takes it: 0.934 -> "0.93". */
+export function score2(score) {
+  return round2(Number(score) || 0).toFixed(2);
+}
+
 /** Ids of the items scoring at least `threshold` (the "select all above a score" action). */
 export function selectAbove(items, threshold) {
   const t = Number(threshold);
-  return new Set(items.filter((it) => it.similarity >= t).map((it) => it.image));
+  // The tolerance matches round2: an image shown as "0.94" is selected by "≥ 0.94".
+  return new Set(items.filter((it) => it.similarity >= t - EPS).map((it) => it.image));
 }
 
 /** After a refresh, the selection keeps only the images still listed. */
@@ -30,10 +36,12 @@ export function suggestThreshold(items) {
     if (gap > best) { best = gap; at = i; }
   }
   // Round down so the item just above the gap stays selected.
-  return Math.floor(((scores[at] + scores[at + 1]) / 2) * 100) / 100;
+  return round2((scores[at] + scores[at + 1]) / 2);
 }
 
-function round2(x) { return Math.floor(x * 100) / 100; }
+const EPS = 1e-9;
+/** Two decimals rounded down (a shown score never exceeds the real one; 0.95 stays 0.95). */
+function round2(x) { return Math.floor(x * 100 + EPS * 100) / 100; }
 
 /** The suggested labels an image does not carry yet, best first.
  * `suggestion`: {image, labels: [{label, score}]}; `imageLabels`: [{label}] or [{name}] or names. */

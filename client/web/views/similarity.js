@@ -3,7 +3,7 @@
 // here go through POST /suggestions/accept, so they carry source "auto". Refreshes live.
 import { h } from "../dom.js";
 import { href } from "../router.js";
-import { acceptBody, acceptSummary, featuresText, jobProgress, keepSelected, notReady, pct, selectAbove, suggestThreshold } from "./scores.js";
+import { acceptBody, acceptSummary, featuresText, jobProgress, keepSelected, notReady, pct, score2, selectAbove, suggestThreshold } from "./scores.js";
 
 const LIMITS = [50, 100, 200];
 
@@ -15,7 +15,7 @@ export async function mount(root, ctx) {
   ]).catch((err) => { ctx.toast(err.message); return []; });
   if (!project) { root.append(h("p", { class: "empty" }, "This project cannot be opened. ", h("a", { href: "#/" }, "Back to projects"))); return {}; }
   const can = new Set(project.privileges);
-  ctx.setCrumbs([{ text: "Projects", href: "#/" }, { text: project.name, href: href("dashboard", { project: pid }) }, { text: "Label by similarity" }]);
+  ctx.setCrumbs([{ text: "Projects", href: "#/" }, { text: project.name, href: href("dashboard", { project: pid }) }, { text: /^\d+$/.test(q.image || "") ? "Find similar images" : "Label by similarity" }]);
 
   const labels = labelsRes.labels;
   const colors = Object.fromEntries(labels.map((l) => [l.name, l.color]));
@@ -52,7 +52,7 @@ export async function mount(root, ctx) {
 
   function render() {
     const n = state.selected.size;
-    count.textContent = state.loaded ? `${state.items.length} shown, ${n} selected` : "";
+    count.textContent = state.loaded && !state.waiting ? `${state.items.length} shown, ${n} selected` : "";
     applyBtn.textContent = state.label ? `Add “${state.label}” to ${n} selected` : "Choose a label to add";
     applyBtn.disabled = !n || !state.label || state.busy || !can.has("label");
     applyBtn.title = can.has("label") ? "The label is added with source “auto”; the images show as auto-labeled" : "You need the label privilege";
@@ -78,14 +78,14 @@ export async function mount(root, ctx) {
 
   function card(item) {
     const on = state.selected.has(item.image);
-    const box = h("input", { type: "checkbox", checked: on, class: "sim-check", "aria-label": `Select ${item.name} (${pct(item.similarity)} similar)`,
+    const box = h("input", { type: "checkbox", checked: on, class: "sim-check", "aria-label": `Select ${item.name} (score ${score2(item.similarity)})`,
       onchange: (e) => { if (e.target.checked) state.selected.add(item.image); else state.selected.delete(item.image); render(); focusCheck(item.image); } });
     return h("li", { class: "tile sim-tile" + (on ? " selected" : ""), dataset: { id: String(item.image), score: String(item.similarity) },
       ondblclick: () => ctx.navigate(href("tool", { project: pid, image: item.image })),
       onclick: (e) => { if (!e.target.closest("input, button, a")) { box.checked = !box.checked; box.dispatchEvent(new Event("change")); } } },
     h("div", { class: "thumb" },
       h("img", { src: `/api/v1/images/${item.image}/thumbnail`, alt: item.name, loading: "lazy", decoding: "async", draggable: "false" }),
-      h("div", { class: "badges" }, h("span", { class: "badge score", title: `Similarity ${item.similarity.toFixed(3)}` }, pct(item.similarity)))),
+      h("div", { class: "badges" }, h("span", { class: "badge score", title: `Similarity ${item.similarity.toFixed(3)}` }, score2(item.similarity)))),
     h("div", { class: "sim-row" }, box, h("span", { class: "tile-name", title: item.name }, item.name),
       h("a", { class: "sim-more", href: href("similar", { project: pid }, { image: item.image }), title: "Find images similar to this one", "aria-label": `Find images similar to ${item.name}` }, "≈")),
     h("div", { class: "scorebar", "aria-hidden": "true" }, h("span", { style: { width: pct(item.similarity) } })),
@@ -149,7 +149,7 @@ export async function mount(root, ctx) {
   root.append(h("div", { class: "dashboard similar-page" },
     h("aside", { class: "sidebar", "aria-label": "Similarity controls" },
       h("h1", { class: "project-name" }, imageMode ? "Find similar images" : "Label by similarity"),
-      imageMode ? [h("h3", {}, "Images like"), source, h("label", { class: "field" }, "Show", labeledSel)]
+      imageMode ? [h("h3", {}, "Images like"), source, h("label", { class: "field" }, "Among", labeledSel)]
         : [h("p", { class: "muted" }, "Images not carrying the label, most like the images that carry it."), h("label", { class: "field" }, "Label", labelSel)],
       h("label", { class: "field" }, "Show", limitSel),
       h("h3", {}, "Select"),

@@ -69,6 +69,7 @@ export function createSuggestions({ ctx, pid, colors, getImage, getLabels, readO
     const list = pending().slice(0, SHOWN);
     const may = canLabel() && !readOnly();
     el.replaceChildren(
+      h("small", { class: "muted" }, "Suggested"),
       list.length ? h("ul", { id: "suggest-list" }, list.map((sg, i) => h("li", { class: i ? "" : "top", dataset: { label: sg.label, score: String(sg.score) } },
         h("span", { class: "swatch", style: { background: colors[sg.label] || "#888" } }),
         h("span", { class: "name" }, sg.label), h("span", { class: "score" }, pct(sg.score)),
