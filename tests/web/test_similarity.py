@@ -37,6 +37,7 @@ async () => {
     merged: [...s.mergeSuggestions(new Map([[1, { image: 1, labels: [] }]]), { items: [{ image: 2, labels: [] }, { image: 1, labels: [{ label: "a", score: 1 }] }] })]
       .map(([id, it]) => `${id}:${it.labels.length}`),
     notReady: [s.notReady({ status: 409, code: "not_ready", error: { code: "not_ready", job: { id: 4, progress: { done: 120, total: 500 } } } }),
+      s.notReady({ status: 409, code: "not_ready", error: { job: { id: 4, status: "failed", progress: { done: 1, total: 5 } } } }),
       s.notReady({ status: 409, code: "conflict" }), s.notReady(null)],
     job: [s.jobProgress({ type: "job", job: { id: 4, status: "running", progress: { done: 3, total: 9 } } }, 4),
       s.jobProgress({ type: "job", job: { id: 4, status: "done", progress: { done: 9, total: 9 } } }, 4),
@@ -46,7 +47,7 @@ async () => {
     text: [s.featuresText({ done: 120, total: 500 }), s.featuresText({})],
     body: s.acceptBody(new Set([7, 8]), "cat"),
     summary: [s.acceptSummary({ applied: [{}, {}], skipped: [] }, "cat"),
-      s.acceptSummary({ applied: [{}], skipped: [{ image: 3, reason: "locked" }, { image: 4, reason: "locked" }] }, "cat")],
+      s.acceptSummary({ applied: [{}], skipped: [{ image: 3, reason: "locked" }, { image: 4, reason: "already_labeled" }] }, "cat")],
     routes: [router.parseRoute("#/p/7/similar?label=cat"), router.href("similar", { project: 7 }, { image: 12 })],
     key: keys.commandFor({ key: "y" }),
   };
@@ -68,13 +69,14 @@ def test_similarity_helpers_in_the_page(browser: Any, live: Live) -> None:
     assert out["threshold"] == [0.7, 0.77, 0.8]  # in the widest gap; one score; the default
     assert out["pending"] == ["cat", "dog"]
     assert out["merged"] == ["1:1", "2:0"]
-    assert out["notReady"] == [{"job": 4, "done": 120, "total": 500}, None, None]
+    assert out["notReady"] == [{"job": 4, "done": 120, "total": 500}, None, None, None]
     assert out["job"] == [{"done": 3, "total": 9, "finished": False, "failed": False},
                           {"done": 9, "total": 9, "finished": True, "failed": False},
                           {"done": 2, "total": 9, "finished": False, "failed": True}, None, None]
     assert out["text"] == ["Computing image features… 120/500", "Computing image features…"]
     assert out["body"] == {"items": [{"image": 7, "labels": ["cat"]}, {"image": 8, "labels": ["cat"]}]}
-    assert out["summary"] == ["Added “cat” to 2 images.", "Added “cat” to 1 image; 2 skipped (locked)."]
+    assert out["summary"] == ["Added “cat” to 2 images.",
+                              "Added “cat” to 1 image; 2 skipped (locked, already labeled)."]
     assert out["routes"][0] == {"name": "similar", "params": {"project": 7}, "query": {"label": "cat"}}
     assert out["routes"][1] == "#/p/7/similar?image=12"
     assert out["key"] == "accept-suggestion"

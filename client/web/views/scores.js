@@ -57,10 +57,14 @@ export function mergeSuggestions(byImage, response) {
   return out;
 }
 
-/** {job, done, total} from a 409 not_ready error of the REST client, else null. */
+/** {job, done, total} from a 409 not_ready error of the REST client (the features are being
+ * computed: the error names the job), else null. */
 export function notReady(err) {
   if (!err || err.status !== 409 || err.code !== "not_ready") return null;
   const job = err.error?.job ?? err.details?.job ?? null;
+  // A failed or finished job is not waited for: the message says why (an image that cannot be
+  // decoded, a model that cannot load); fix it, then POST .../embeddings.
+  if (job?.status === "failed" || job?.status === "done" || job?.status === "cancelled") return null;
   return { job: job?.id ?? null, ...counts(job?.progress) };
 }
 
@@ -99,7 +103,7 @@ export function acceptBody(imageIds, label) {
 export function acceptSummary(res, label) {
   const applied = (res?.applied || []).length;
   const skipped = res?.skipped || [];
-  const reasons = [...new Set(skipped.map((s) => s.reason).filter(Boolean))];
+  const reasons = [...new Set(skipped.map((s) => String(s.reason || "").replaceAll("_", " ")).filter(Boolean))];
   let text = `Added “${label}” to ${applied} image${applied === 1 ? "" : "s"}`;
   if (skipped.length) text += `; ${skipped.length} skipped${reasons.length ? ` (${reasons.join(", ")})` : ""}`;
   return text + ".";

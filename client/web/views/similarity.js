@@ -25,7 +25,7 @@ export async function mount(root, ctx) {
     image: imageMode ? Number(q.image) : null, source: null,
     labeled: ["true", "false"].includes(q.labeled) ? q.labeled : "any",
     limit: LIMITS.includes(Number(q.limit)) ? Number(q.limit) : LIMITS[0],
-    items: [], selected: new Set(), loaded: false, waiting: null, error: "", busy: false, thresholdTouched: false,
+    items: [], selected: new Set(), loaded: false, waiting: null, error: "", retry: false, busy: false, thresholdTouched: false,
   };
 
   const grid = h("ul", { class: "grid sim-grid", id: "sim-grid", "aria-label": "Similar images" });
@@ -69,7 +69,7 @@ export async function mount(root, ctx) {
           h("button", { type: "button", onclick: reload }, "Check now")));
     } else if (state.error) {
       status.replaceChildren(h("p", { class: "error" }, state.error),
-        can.has("label") || can.has("manage_labels") ? h("button", { type: "button", id: "compute-features", onclick: computeFeatures }, "Compute image features") : null);
+        state.retry && can.has("label") ? h("button", { type: "button", id: "compute-features", onclick: computeFeatures }, "Compute image features again") : null);
     } else if (state.loaded && !state.items.length) {
       status.replaceChildren(h("p", { class: "empty" }, imageMode ? "No similar images to show."
         : state.label ? `No more images to suggest for “${state.label}”: every image carries it, or it has no labeled examples yet.` : "Create a label and label a few images first."));
@@ -95,6 +95,7 @@ export async function mount(root, ctx) {
   function focusCheck(id) { grid.querySelector(`li[data-id="${id}"] .sim-check`)?.focus(); }
 
   let loading = 0;
+  const ended = new Set();  // ids of jobs heard finishing
   async function reload() {
     const mine = ++loading;  // a slower older answer never overwrites a newer one
     try {
@@ -102,15 +103,17 @@ export async function mount(root, ctx) {
         ? await ctx.api.get(`/api/v1/projects/${pid}/images/${state.image}/similar`, { limit: state.limit, labeled: state.labeled })
         : state.label ? await ctx.api.post(`/api/v1/projects/${pid}/similar`, { label: state.label, limit: state.limit }) : { items: [] };
       if (mine !== loading) return;
-      state.items = res.items || []; state.waiting = null; state.error = "";
+      state.items = res.items || []; state.waiting = null; state.error = ""; state.retry = false;
       state.selected = keepSelected(state.selected, state.items);
       if (!state.thresholdTouched && state.items.length) threshold.value = String(suggestThreshold(state.items));
     } catch (err) {
       if (mine !== loading) return;
       const nr = notReady(err);
       state.items = [];
+      // A job that ended while this request was answered is not waited for: ask again.
+      if (nr && nr.job !== null && ended.delete(nr.job)) return reload();
       if (nr && nr.job !== null) { state.waiting = nr; state.error = ""; }
-      else { state.waiting = null; state.error = err.message; }
+      else { state.waiting = null; state.error = err.message; state.retry = err.code === "not_ready"; }
     }
     state.loaded = true;
     render();
@@ -121,7 +124,7 @@ export async function mount(root, ctx) {
       const res = await ctx.api.post(`/api/v1/projects/${pid}/embeddings`, {});
       const job = res?.job ?? res;
       state.waiting = { job: job?.id ?? null, done: job?.progress?.done ?? 0, total: job?.progress?.total ?? 0 };
-      state.error = "";
+      state.error = ""; state.retry = false;
       render();
     } catch (err) { ctx.toast(err.message); }
   }
@@ -172,6 +175,7 @@ export async function mount(root, ctx) {
   const soft = () => { clearTimeout(timer); timer = setTimeout(() => { if (!state.busy && !state.waiting) reload(); }, 500); };
   const off = ctx.onHub((msg) => {
     if (msg.type === "progress" || msg.type === "_resumed" || (msg.type === "op" && /label/.test(msg.op?.kind || ""))) soft();
+    if (msg.type === "job" && jobProgress(msg, null)?.finished) ended.add(msg.job?.id);
     if (msg.type === "job" && state.waiting) {
       const p = jobProgress(msg, state.waiting.job);
       if (!p) return;

@@ -23,7 +23,10 @@ export function createSuggestions({ ctx, pid, colors, getImage, getLabels, readO
       const res = await ctx.api.post(`/api/v1/projects/${pid}/suggestions`, { images: [s.image] });
       if (mine !== s.loading) return;
       s.item = (res.items || []).find((it) => it.image === s.image) || null;
-      s.examples = res.labeled_examples ?? null; s.waiting = null;
+      s.examples = res.labeled_examples ?? null;
+      // Listed as pending: this image's features are not computed yet (others' are); the embed
+      // job's end (any job event that finishes) brings them.
+      s.waiting = !s.item && (res.pending || []).includes(s.image) ? { job: null, done: 0, total: 0 } : null;
     } catch (err) {
       if (mine !== s.loading) return;
       const nr = notReady(err);
