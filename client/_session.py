@@ -40,6 +40,8 @@ from server.protocol import (
     CLOSE_UNAUTHORIZED,
     Ack,
     Error,
+    JobEvent,
+    JobState,
     LockEvent,
     LockInfo,
     OpEvent,
@@ -54,7 +56,8 @@ from server.protocol import (
 )
 
 log = logging.getLogger("labelhub.client")
-Event = Snapshot | OpEvent | LockEvent | PresenceEvent | ProgressEvent | PrivilegesEvent | ResetEvent
+Event = (Snapshot | OpEvent | LockEvent | PresenceEvent | ProgressEvent | PrivilegesEvent
+         | ResetEvent | JobEvent)
 HELLO_IMAGES = 100  # the most images one hello may name; the rest are subscribed after it
 
 
@@ -119,6 +122,7 @@ class _Session:
         self.user: UserRef | None = None
         self.privileges: list[str] = []
         self.present: list[Present] = []  # who else was in the project when we (re)joined
+        self.jobs: dict[int, JobState] = {}  # the project's jobs as the last `job` events left them
         self.reconnects = 0
         self._email, self._password = email, password
         self._ids = RequestIds()
@@ -294,6 +298,8 @@ class _Session:
                 pending.future.set_result((ack, msg))
         if isinstance(msg, PrivilegesEvent):
             self.privileges = list(msg.privileges)
+        if isinstance(msg, JobEvent):
+            self.jobs[msg.job.id] = msg.job
         if isinstance(msg, LockEvent) and msg.image in self._locks and msg.holder is not None \
                 and self.user is not None and msg.holder.id != self.user.id:
             self._lost.add(msg.image)  # granted or taken over by someone else

@@ -134,6 +134,28 @@ class RestClient:
     async def stats(self, project_id: int) -> dict[str, Any]:
         return dict(await self.request("GET", f"/api/v1/projects/{project_id}/stats"))
 
+    # --- background jobs ---------------------------------------------------------------------
+
+    async def jobs(self, project_id: int, *, status: str | Iterable[str] | None = None,
+                   kind: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """The project's jobs, newest first (``status``: one or several of queued, running,
+        done, failed, cancelled)."""
+        query: dict[str, Any] = {"kind": kind, "limit": limit,
+                                 "status": status if status is None or isinstance(status, str)
+                                 else ",".join(status)}
+        params = {k: v for k, v in query.items() if v is not None}
+        body = await self.request("GET", f"/api/v1/projects/{project_id}/jobs", params=params)
+        return list(body["jobs"])
+
+    async def job(self, project_id: int, job_id: int) -> dict[str, Any]:
+        return dict(await self.request("GET", f"/api/v1/projects/{project_id}/jobs/{job_id}"))
+
+    async def cancel_job(self, project_id: int, job_id: int) -> dict[str, Any]:
+        """Cancel a job (its creator, or ``manage_members``); returns its state. A running job
+        stops within a second and keeps what it did."""
+        return dict(await self.request(
+            "POST", f"/api/v1/projects/{project_id}/jobs/{job_id}/cancel"))
+
 
 def _param(value: Any) -> Any:
     if isinstance(value, bool):

@@ -24,6 +24,7 @@ from server.db import dispose, make_engine, make_sessionmaker, transaction
 from server.errors import ApiError, exception_handlers
 from server.hub import endpoint as hub_endpoint
 from server.hub.connection import CaptureSend
+from server.jobs import routes as jobs_routes
 from server.models import User
 from server.schemas import UserIn
 from server.settings import Settings, get_settings
@@ -33,7 +34,9 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "client" / "web"
 
 # Feature modules: each has ``routes`` and may have ``lifespan(app)``, an async context
 # manager run at start-up (after the database is ready) and left at shutdown.
-FEATURES: list[ModuleType] = [accounts, projects, images, labels, preferences, formats, stats, hub_endpoint]
+# The jobs feed needs the hub: it comes after hub_endpoint.
+FEATURES: list[ModuleType] = [accounts, projects, images, labels, preferences, formats, stats,
+                              hub_endpoint, jobs_routes]
 
 
 async def healthz(_request: Request) -> Response:

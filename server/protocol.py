@@ -2,7 +2,7 @@
 
 JSON text frames. Every client message has ``type`` and ``id``; the server answers each with an
 ``ack`` or an ``error`` carrying the same ``id``. Server events (``snapshot``, ``op``, ``lock``,
-``presence``, ``progress``, ``privileges``, ``reset``) have no ``id``. Fields that are ``null``
+``presence``, ``progress``, ``privileges``, ``reset``, ``job``) have no ``id``. Fields that are ``null``
 are left out of server frames.
 
 Change this module, the doc and the Python client (``client/``) together.
@@ -234,9 +234,41 @@ class ResetEvent(_Msg):
     reason: str
 
 
+class JobProgress(_Msg):
+    done: int
+    total: int
+
+
+class JobState(_Msg):
+    """A background job (server/jobs/), as ``GET /api/v1/projects/{id}/jobs`` lists it."""
+
+    id: int
+    project: int | None
+    kind: str
+    status: Literal["queued", "running", "done", "failed", "cancelled"]
+    progress: JobProgress
+    params: dict[str, Any]
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    attempts: int
+    cancel_requested: bool
+    created_by: int | None = None
+    created_at: str  # ISO 8601, UTC, like every time below
+    started_at: str | None = None
+    finished_at: str | None = None
+    updated_at: str
+
+
+class JobEvent(_Msg):
+    """A job of the project changed status or progress (from whichever process runs it)."""
+
+    type: Literal["job"] = "job"
+    job: JobState
+
+
 ServerMessage = Annotated[
     Ack | Error | Snapshot | OpEvent | LockEvent | PresenceEvent | ProgressEvent
-    | PrivilegesEvent | ResetEvent,
+    | PrivilegesEvent | ResetEvent | JobEvent,
     Field(discriminator="type"),
 ]
 server_message: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)

@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     # Frames queued for one WebSocket client before it counts as too slow and is dropped.
     ws_send_queue: int = Field(default=1000, ge=2)
     development: bool = False
+    # Job workers `labelhub serve` starts beside itself (0: workers run elsewhere, `labelhub
+    # worker`), threads each worker has for CPU-heavy task steps, and the lease a running job's
+    # worker renews: a worker gone longer than this loses the job to another.
+    workers: int = Field(default=1, ge=0, le=64)
+    worker_threads: int = Field(default=1, ge=1, le=256)
+    job_lease_seconds: float = Field(default=30.0, gt=0)
     # argon2 cost; the defaults are argon2-cffi's recommended ones. Tests lower them for speed.
     password_time_cost: int = Field(default=3, ge=1)
     password_memory_kib: int = Field(default=65536, ge=8)

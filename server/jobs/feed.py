@@ -1,0 +1,184 @@
+"""Hearing of job changes made in any process: the ``job`` socket events and :func:`JobFeed.wait`.
+
+Workers are other processes, so a change reaches a server process through the database:
+
+* PostgreSQL: every change sends ``pg_notify('labelhub_job_events', '{"job": id, "project": p}')``
+  in its transaction (server/jobs/queue.py); the feed LISTENs, reads the job's row and passes
+  its state on. After a reconnect (notifications may have been lost) it re-reads every active job.
+* SQLite (one machine, no NOTIFY): the feed polls ``jobs.updated_at`` every 0.5 s, and only
+  while someone listens (a project room is open, or a :meth:`~JobFeed.wait` is pending). The
+  query reads rows changed since the last poll through the ``updated_at`` index: nothing when
+  no job moved. It looks one second back to catch a write whose timestamp was taken before an
+  earlier-committed one's, and sends a row only when its ``updated_at`` is new to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from contextlib import suppress
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from server.db import is_sqlite
+from server.hub.leases import iso
+from server.jobs import queue
+from server.jobs._listen import Listener
+from server.jobs.status import ACTIVE
+from server.models import Job, utcnow
+from server.protocol import JobProgress, JobState
+
+__all__ = ["JobFeed", "state_of"]
+
+log = logging.getLogger("labelhub.jobs")
+SQLITE_POLL = 0.5
+_SEEN_KEPT = 10_000
+
+
+def state_of(job: Job) -> JobState:
+    """The wire form of a job row (REST and the ``job`` event)."""
+    return JobState(
+        id=job.id, project=job.project_id, kind=job.kind, status=job.status,  # type: ignore[arg-type]
+        progress=JobProgress(done=job.progress_done, total=job.progress_total),
+        params=job.params or {}, result=job.result, error=job.error, attempts=job.attempts,
+        cancel_requested=job.cancel_requested, created_by=job.created_by,
+        created_at=iso(job.created_at) or "", started_at=iso(job.started_at),
+        finished_at=iso(job.finished_at), updated_at=iso(job.updated_at) or "")
+
+
+class JobFeed:
+    """Calls ``on_change`` with the new state of every job that changes, in any process.
+
+    ``wanted()`` says whether anyone listens now (SQLite polls only then).
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], url: str,
+                 on_change: Callable[[JobState], None] | None = None,
+                 wanted: Callable[[], bool] = lambda: True, poll: float = SQLITE_POLL) -> None:
+        self.sessions, self.url, self.poll = sessions, url, poll
+        self.on_change, self.wanted = on_change, wanted
+        self._waiters: list[tuple[int, Callable[[JobState], bool], asyncio.Future[JobState]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._listener: Listener | None = None
+        self._pending: set[int] = set()
+        self._flush: asyncio.Task[None] | None = None
+        self._seen: dict[int, datetime] = {}
+
+    async def start(self) -> None:
+        if is_sqlite(self.url):
+            self._task = asyncio.create_task(self._poll(), name="jobs-feed")
+            return
+        dsn = self.url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        self._listener = Listener(dsn, {queue.EVENT_CHANNEL: self._heard},
+                                  on_connect=self._resync)
+        self._listener.start()
+        with suppress(TimeoutError):  # no database yet: the listener keeps retrying
+            await asyncio.wait_for(self._listener.connected.wait(), timeout=5)
+
+    async def stop(self) -> None:
+        for task in (self._task, self._flush):
+            if task is not None:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
+        if self._listener is not None:
+            await self._listener.stop()
+        for _, _, future in self._waiters:
+            future.cancel()
+
+    async def wait(self, job_id: int, until: Callable[[JobState], bool]) -> JobState:
+        """The job's state once ``until(state)`` holds (checked now and at every change); bound
+        the wait with ``asyncio.timeout``.
+
+        Raises:
+            LookupError: no such job.
+        """
+        future: asyncio.Future[JobState] = asyncio.get_running_loop().create_future()
+        entry = (job_id, until, future)
+        self._waiters.append(entry)
+        try:
+            async with self.sessions() as session:
+                job = await session.get(Job, job_id)
+            if job is None:
+                raise LookupError(f"no job {job_id}")
+            state = state_of(job)
+            if until(state):
+                return state
+            return await future
+        finally:
+            self._waiters.remove(entry)
+
+    def _emit(self, state: JobState) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change(state)
+            except Exception:
+                log.exception("delivering job %s failed", state.id)
+        for job_id, until, future in self._waiters:
+            if job_id == state.id and not future.done() and until(state):
+                future.set_result(state)
+
+    # --- PostgreSQL ---------------------------------------------------------------------------
+
+    def _heard(self, payload: str) -> None:
+        try:
+            job_id = int(json.loads(payload)["job"])
+        except (ValueError, KeyError, TypeError):
+            return
+        if not (self.wanted() or self._waiters):
+            return
+        self._pending.add(job_id)
+        if self._flush is None or self._flush.done():
+            self._flush = asyncio.create_task(self._read_pending())
+
+    def _resync(self) -> None:
+        self._pending.add(-1)  # -1: every active job
+        if self._flush is None or self._flush.done():
+            self._flush = asyncio.create_task(self._read_pending())
+
+    async def _read_pending(self) -> None:
+        while self._pending:
+            ids, self._pending = self._pending, set()
+            stmt = select(Job)
+            if -1 in ids:
+                stmt = stmt.where(Job.status.in_([str(s) for s in ACTIVE]) | Job.id.in_(ids))
+            else:
+                stmt = stmt.where(Job.id.in_(ids))
+            try:
+                async with self.sessions() as session:
+                    jobs = (await session.execute(stmt.order_by(Job.id))).scalars().all()
+            except Exception:
+                log.exception("reading changed jobs failed")
+                return
+            for job in jobs:
+                self._emit(state_of(job))
+
+    # --- SQLite -------------------------------------------------------------------------------
+
+    async def _poll(self) -> None:
+        since = utcnow() - timedelta(seconds=1)
+        while True:
+            await asyncio.sleep(self.poll)  # a timer: SQLite has no way to announce a change
+            if not (self.wanted() or self._waiters):
+                since = utcnow() - timedelta(seconds=1)
+                continue
+            try:
+                async with self.sessions() as session:
+                    jobs = (await session.execute(
+                        select(Job).where(Job.updated_at > since - timedelta(seconds=1))
+                        .order_by(Job.updated_at, Job.id))).scalars().all()
+            except Exception:
+                log.exception("polling the jobs failed")
+                continue
+            for job in jobs:
+                since = max(since, job.updated_at)
+                if self._seen.get(job.id) == job.updated_at:
+                    continue
+                self._seen[job.id] = job.updated_at
+                self._emit(state_of(job))
+            if len(self._seen) > _SEEN_KEPT:
+                self._seen.clear()
