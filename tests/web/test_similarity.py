@@ -3,6 +3,9 @@ suggested labels with the Y key, "Find similar images" from a tile's menu, and l
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,11 @@ import httpx
 import numpy as np
 import pytest
 
+from client import LabelhubClient
+from server.db import make_engine, make_sessionmaker
+from server.jobs.worker import Worker
+from server.protocol import JobEvent
+from server.settings import Settings
 from tests.web._tool import open_tool
 from tests.web.conftest import Live, login
 
@@ -107,6 +115,56 @@ def dots(path: Path, seed: int) -> Path:
     return path
 
 
+@pytest.fixture
+def start_worker(settings: Settings, live: Live) -> Iterator[Callable[[], None]]:
+    """Starts a job worker beside the live server (as ``labelhub serve`` runs one), on its
+    database, in a thread with its own event loop; stopped at the end."""
+    runs: list[tuple[threading.Thread, asyncio.AbstractEventLoop, Worker]] = []
+
+    def start() -> None:
+        started = threading.Event()
+        box: dict[str, Any] = {}
+
+        async def main() -> None:
+            engine = make_engine(settings.resolved_database_url)
+            worker = Worker(settings, make_sessionmaker(engine), name="web-test")
+            box["loop"], box["worker"] = asyncio.get_running_loop(), worker
+            started.set()
+            try:
+                await worker.run()
+            finally:
+                await engine.dispose()
+
+        thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+        thread.start()
+        started.wait()
+        runs.append((thread, box["loop"], box["worker"]))
+
+    yield start
+    for thread, loop, worker in runs:
+        loop.call_soon_threadsafe(worker.stop)
+        thread.join(timeout=30)
+
+
+async def _embedded(url: str, token: str, pid: int) -> None:
+    """Ask for the project's image features and await the embed job's end, heard as the
+    job's socket events (no polling)."""
+    async with LabelhubClient(url, pid, token=token, timeout=30) as hub:
+        job = (await hub.rest.request("POST", f"/api/v1/projects/{pid}/embeddings"))["job"]
+        status = job["status"]
+        while status not in ("done", "failed", "cancelled"):
+            event = await hub.next_event(JobEvent, within=180)
+            assert isinstance(event, JobEvent)
+            if event.job.id == job["id"]:
+                status = event.job.status
+        assert status == "done", job
+
+
+def wait_embedded(live: Live, api: httpx.Client, pid: int) -> None:
+    token = api.headers["Authorization"].removeprefix("Bearer ")
+    asyncio.run(_embedded(live.url, token, pid))
+
+
 def _seed(api: httpx.Client, tmp_path: Path) -> tuple[int, dict[str, int]]:
     """A project with 8 striped and 8 dotted images; 3 of each labeled by hand."""
     pid = api.post("/api/v1/projects", json={"name": "Textures"}).json()["id"]
@@ -129,7 +187,8 @@ def _labels(api: httpx.Client, image: int) -> dict[str, str]:
     return {label["name"]: label["source"] for label in item["labels"]}
 
 
-def test_label_by_similarity(browser: Any, live: Live, tmp_path: Path) -> None:
+def test_label_by_similarity(browser: Any, live: Live, tmp_path: Path,
+                             start_worker: Callable[[], None]) -> None:
     api = live.api()
     pid, ids = _seed(api, tmp_path)
     page = login(browser, live)
@@ -138,9 +197,12 @@ def test_label_by_similarity(browser: Any, live: Live, tmp_path: Path) -> None:
     page.click("#similar-btn")
     page.wait_for_selector("#sim-label")
     page.select_option("#sim-label", "stripes")
-    # While the image features are computed the page says so; it lists images once the job is
-    # done (told by the job's live event, not by polling).
-    page.wait_for_selector(".sim-tile", timeout=120_000)
+    # No worker runs yet: the image features wait in a queued job, and the page says so.
+    page.wait_for_selector("#features-progress")
+    assert page.inner_text("#sim-status").startswith("Computing image features…")
+    # A worker computes them; the job's live events end the wait and the list appears.
+    start_worker()
+    page.wait_for_selector(".sim-tile", timeout=180_000)
     shown = page.eval_on_selector_all(".sim-tile", "els => els.map((e) => [e.querySelector('.tile-name').textContent, Number(e.dataset.score)])")
     names = [n for n, _ in shown]
     assert all(not n.startswith(("stripes0", "stripes1", "stripes2")) for n in names)  # they carry it
@@ -176,14 +238,17 @@ def test_label_by_similarity(browser: Any, live: Live, tmp_path: Path) -> None:
     assert page.js_errors == []
 
 
-def test_suggestions_in_the_tool_and_find_similar(browser: Any, live: Live, tmp_path: Path) -> None:
+def test_suggestions_in_the_tool_and_find_similar(browser: Any, live: Live, tmp_path: Path,
+                                                  start_worker: Callable[[], None]) -> None:
     api = live.api()
     pid, ids = _seed(api, tmp_path)
+    start_worker()
+    wait_embedded(live, api, pid)
     page = login(browser, live)
     target = ids["dots5.png"]
     open_tool(page, live, pid, target)
-    # The suggested labels for the open image, best first, once the features exist.
-    page.wait_for_selector("#suggest-list li.top", timeout=120_000)
+    # The suggested labels for the open image, best first.
+    page.wait_for_selector("#suggest-list li.top")
     assert page.get_attribute("#suggest-list li.top", "data-label") == "dots"
     top = float(page.get_attribute("#suggest-list li.top", "data-score") or 0)
     assert top > 0.5
