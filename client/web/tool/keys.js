@@ -11,6 +11,8 @@ export const KEYS = [
   ["Double-click", null, "Open the image in the labeling tool", "Dashboard"],
   ["Page Up / Page Down", null, "Previous / next page of images", "Dashboard"],
   ["Esc", null, "Clear the selection", "Dashboard"],
+  ["Arrows / Space", null, "Move between images / select or unselect one", "Label by similarity"],
+  ["Double-click", null, "Open the image in the labeling tool", "Label by similarity"],
   ["B", "tool:bbox", "Bounding box tool", "Labeling tool"],
   ["P", "tool:polygon", "Polygon tool", "Labeling tool"],
   ["L", "tool:polyline", "Polyline tool", "Labeling tool"],

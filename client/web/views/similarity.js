@@ -92,6 +92,18 @@ export async function mount(root, ctx) {
     h("div", { class: "chips" }, (item.labels || []).map((name) => h("span", { class: "chip", style: { "--chip": colors[name] || "#888" } }, name))));
   }
 
+  // Keyboard: arrows move between the images' checkboxes, Space (native) toggles one.
+  grid.addEventListener("keydown", (e) => {
+    const boxes = [...grid.querySelectorAll(".sim-check")];
+    const at = boxes.indexOf(document.activeElement);
+    if (at < 0 || e.altKey || e.ctrlKey || e.metaKey) return;
+    const cols = Math.max(1, Math.round(grid.clientWidth / (grid.querySelector(".sim-tile")?.offsetWidth || 1)));
+    const move = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: cols, ArrowUp: -cols }[e.key];
+    if (move === undefined) return;
+    e.preventDefault();
+    boxes[Math.min(boxes.length - 1, Math.max(0, at + move))].focus();
+  });
+
   function focusCheck(id) { grid.querySelector(`li[data-id="${id}"] .sim-check`)?.focus(); }
 
   let loading = 0;
@@ -168,7 +180,7 @@ export async function mount(root, ctx) {
       h("p", { class: "muted small" }, "Added labels are marked “auto” and the images show as auto-labeled; filter them on the dashboard to review."),
       h("p", {}, h("a", { href: href("dashboard", { project: pid }) }, "‹ Back to the dashboard"))),
     h("section", { class: "content" }, h("div", { class: "toolbar" }, count, h("span", { class: "spacer" }),
-      h("span", { class: "muted" }, "Click or Space toggles an image; double-click opens it")), status, grid)));
+      h("span", { class: "muted" }, "Click or Space toggles an image, arrows move; double-click opens it")), status, grid)));
 
   // Live: labels added anywhere (here, the dashboard, the tool) change the list; feature jobs end.
   let timer = null;
