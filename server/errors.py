@@ -32,12 +32,14 @@ _HTTP_CODES = {
 class ApiError(Exception):
     """Raised anywhere in a request; rendered as a 4xx with the error shape."""
 
-    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+    def __init__(self, status: int, code: str, message: str, details: Any = None,
+                 extra: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details
+        self.extra = extra  # more keys of the error object, e.g. the job a "not_ready" waits for
 
 
 def not_found(what: str) -> ApiError:
@@ -52,8 +54,9 @@ def invalid(message: str, details: Any = None) -> ApiError:
     return ApiError(422, "invalid", message, details)
 
 
-def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
-    body: dict[str, Any] = {"code": code, "message": message}
+def error_response(status: int, code: str, message: str, details: Any = None,
+                   extra: dict[str, Any] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {**(extra or {}), "code": code, "message": message}
     if details is not None:
         body["details"] = details
     return JSONResponse({"error": body}, status_code=status)
@@ -68,7 +71,7 @@ def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
 
 async def _api_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message, exc.details)
+    return error_response(exc.status, exc.code, exc.message, exc.details, exc.extra)
 
 
 async def _http_error(_request: Request, exc: Exception) -> Response:

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     # argon2 cost; the defaults are argon2-cffi's recommended ones. Tests lower them for speed.
     password_time_cost: int = Field(default=3, ge=1)
     password_memory_kib: int = Field(default=65536, ge=8)
+    # onnxruntime threads per worker for the image network (workers share the cores with serving).
+    ai_threads: int = Field(default=1, ge=1)
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
@@ -60,6 +62,11 @@ class Settings(BaseSettings):
     @property
     def image_dir(self) -> Path:
         return self.data_dir / "images"
+
+    @property
+    def model_dir(self) -> Path:
+        """Where the network converted from the installed weights is cached."""
+        return self.data_dir / "models"
 
     def resolved_secret_key(self) -> str:
         """The signing key: from the environment, else generated once and kept in the data dir."""

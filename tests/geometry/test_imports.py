@@ -22,6 +22,31 @@ def test_geometry_imports_no_async_web_or_database_code() -> None:
     assert not any(m.startswith("server.") and not m.startswith("server.geometry") for m in loaded)
 
 
+# Pure modules outside server.geometry: no async, web or database code either.
+PURE_MODULES = (
+    "server.ai.errors",
+    "server.ai.hog",
+    "server.ai.preprocess",
+    "server.ai.weights",
+    "server.ai.network",
+    "server.ai.features",
+)
+
+
+def test_pure_modules_import_no_async_web_or_database_code() -> None:
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {list(PURE_MODULES)!r}: importlib.import_module(name)\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    loaded = json.loads(out.stdout)
+    assert [m for m in loaded if m.split(".")[0] in FORBIDDEN] == []
+    assert not any(m.startswith("server.") and not m.startswith("server.ai") for m in loaded)
+
+
 def test_public_names_exist() -> None:
     for name in (
         "parse_object", "parse_op", "validate", "apply", "invert", "edit", "rasterize",

@@ -1,0 +1,152 @@
+"""A project's vectors in memory: loaded from the database, cached per process, checked each use.
+
+The database stays the truth. Each use asks two cheap questions — how many images the project
+has and its largest image id (an upload or a delete changes one of them), and where its latest
+embed job stands (id, status, progress) — and rebuilds the :class:`Snapshot` when the answer
+differs from the cached one's. So several server processes agree, a new vector shows up at the
+next request after the embed job reports progress, and nothing is invalidated by hand.
+Decoding the vectors runs in a worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from server.ai.embeddings import EMBED_KIND
+from server.ai.ranking import Examples, Snapshot, pick_view
+from server.ai.vectors import View
+from server.models import Image, ImageEmbedding, ImageLabel, Job, LabelDef
+
+__all__ = ["EMBED_KIND", "clear", "examples", "latest_embed_job", "manual_labels", "snapshot",
+           "view_for"]
+
+MAX_CACHED = 4  # project snapshots kept per process (a 100,000-image project: ~0.4 GB at 2,000-d)
+
+# Keys start with the database's URL: one process may serve several databases (tests do).
+_cache: OrderedDict[tuple[str, int, tuple[str, ...]], tuple[tuple[Any, ...], Snapshot]] = OrderedDict()
+_lock = threading.Lock()
+
+
+#: The view chosen for a project: ``(project, feature keys) -> (examples counted, view, scores)``.
+_views: dict[tuple[str, int, tuple[str, ...]], tuple[int, View, dict[str, float]]] = {}
+REFRESH = 0.1  # choose again once the number of labeled examples moved by this share
+
+
+def clear() -> None:
+    with _lock:
+        _cache.clear()
+        _views.clear()
+
+
+def _database(session: AsyncSession) -> str:
+    bind = session.bind
+    engine = bind if isinstance(bind, AsyncEngine) else getattr(bind, "engine", None)
+    return str(engine.url) if engine is not None else ""
+
+
+async def latest_embed_job(session: AsyncSession, project_id: int) -> Job | None:
+    return (await session.execute(
+        select(Job).where(Job.project_id == project_id, Job.kind == EMBED_KIND)
+        .order_by(Job.id.desc()).limit(1))).scalar_one_or_none()
+
+
+async def _version(session: AsyncSession, project_id: int) -> tuple[Any, ...]:
+    count, last = (await session.execute(
+        select(func.count(), func.max(Image.id)).where(Image.project_id == project_id))).one()
+    job = (await session.execute(
+        select(Job.id, Job.status, Job.progress_done)
+        .where(Job.project_id == project_id, Job.kind == EMBED_KIND)
+        .order_by(Job.id.desc()).limit(1))).first()
+    return (int(count), last, tuple(job) if job is not None else None)
+
+
+def _build(rows: Sequence[Any], keys: tuple[str, ...]) -> Snapshot:
+    by_key: dict[str, list[tuple[int, bytes]]] = {k: [] for k in keys}
+    dims: dict[str, int] = {}
+    for image_id, key, dim, dtype, blob in rows:
+        # One dimension per key; a row of another size or type (a bug, a half-migrated
+        # store) is left out rather than breaking the whole project.
+        if dims.setdefault(key, dim) != dim or len(blob) != dim * np.dtype(dtype).itemsize:
+            continue
+        by_key[key].append((int(image_id), bytes(blob)))
+    ids = np.unique(np.array([i for items in by_key.values() for i, _ in items], np.int64))
+    matrices: dict[str, np.ndarray] = {}
+    present: dict[str, np.ndarray] = {}
+    for key in keys:
+        dim = dims.get(key, 0)
+        matrix = np.zeros((ids.size, dim), np.float16)
+        mask = np.zeros(ids.size, bool)
+        items = by_key[key]
+        if items:
+            rows_at = np.searchsorted(ids, np.array([i for i, _ in items], np.int64))
+            matrix[rows_at] = np.frombuffer(b"".join(b for _, b in items), "<f2").reshape(-1, dim)
+            mask[rows_at] = True
+        matrices[key], present[key] = matrix, mask
+    return Snapshot(ids=ids, matrices=matrices, present=present, keys=keys)
+
+
+async def snapshot(session: AsyncSession, project_id: int, keys: Sequence[str]) -> Snapshot:
+    """The project's vectors for these feature keys (cached while the version holds)."""
+    wanted = tuple(keys)
+    key = (_database(session), project_id, wanted)
+    version = await _version(session, project_id)
+    with _lock:
+        hit = _cache.get(key)
+        if hit is not None and hit[0] == version:
+            _cache.move_to_end(key)
+            return hit[1]
+    rows = (await session.execute(
+        select(Image.id, ImageEmbedding.feature, ImageEmbedding.dim, ImageEmbedding.dtype,
+               ImageEmbedding.vector)
+        .join(ImageEmbedding, ImageEmbedding.sha256 == Image.sha256)
+        .where(Image.project_id == project_id, ImageEmbedding.feature.in_(wanted)))).all()
+    snap = await asyncio.to_thread(_build, rows, wanted)
+    with _lock:
+        _cache[key] = (version, snap)
+        _cache.move_to_end(key)
+        while len(_cache) > MAX_CACHED:
+            _cache.popitem(last=False)
+    return snap
+
+
+async def manual_labels(session: AsyncSession, project_id: int) -> dict[int, list[str]]:
+    """Classification labels people set (source ``manual``), per image id. Automatic ones do
+    not count: suggestions learn from people, not from earlier suggestions."""
+    rows = await session.execute(
+        select(ImageLabel.image_id, LabelDef.name)
+        .join(LabelDef, LabelDef.id == ImageLabel.label_id)
+        .where(LabelDef.project_id == project_id, ImageLabel.source == "manual")
+        .order_by(ImageLabel.image_id, ImageLabel.created_at))
+    out: dict[int, list[str]] = {}
+    for image_id, name in rows:
+        out.setdefault(int(image_id), []).append(name)
+    return out
+
+
+async def examples(session: AsyncSession, project_id: int, snap: Snapshot) -> Examples:
+    labeled = await manual_labels(session, project_id)
+    return await asyncio.to_thread(Examples.of, snap, labeled)
+
+
+async def view_for(session: AsyncSession, project_id: int, snap: Snapshot,
+                   ex: Examples) -> tuple[View, dict[str, float]]:
+    """The view (feature) to compare by, chosen by leave-one-out accuracy on the labeled
+    examples; the choice is kept until their number moves by 10 % (it costs up to ~0.1 s)."""
+    key = (_database(session), project_id, tuple(ex.keys))
+    m = int(ex.rows.size)
+    with _lock:
+        kept = _views.get(key)
+    if kept is not None and (kept[0] == m or abs(m - kept[0]) <= REFRESH * kept[0]):
+        return kept[1], kept[2]
+    view, scores = await asyncio.to_thread(pick_view, snap, ex)
+    with _lock:
+        _views[key] = (m, view, scores)
+    return view, scores
