@@ -161,8 +161,21 @@ async def _embedded(url: str, token: str, pid: int) -> None:
 
 
 def wait_embedded(live: Live, api: httpx.Client, pid: int) -> None:
+    """Runs :func:`_embedded` in a thread (Playwright's sync API keeps a loop in this one)."""
     token = api.headers["Authorization"].removeprefix("Bearer ")
-    asyncio.run(_embedded(live.url, token, pid))
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(_embedded(live.url, token, pid))
+        except BaseException as exc:  # re-raised in the test's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
 
 
 def _seed(api: httpx.Client, tmp_path: Path) -> tuple[int, dict[str, int]]:
