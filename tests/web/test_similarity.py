@@ -248,6 +248,11 @@ def test_label_by_similarity(browser: Any, live: Live, tmp_path: Path,
     assert page.locator(".tile .chip.auto").count() == 5
     assert page.locator(".tile .chip.auto .src").first.inner_text().lower() == "auto"
     assert "added automatically" in (page.locator(".tile .chip.auto").first.get_attribute("title") or "")
+    # A label's menu leads to the same page for that label.
+    page.click(".label-row[data-name=dots] .more")
+    page.click(".label-row[data-name=dots] >> text=More like this")
+    page.wait_for_selector(".sim-tile")
+    assert page.eval_on_selector("#sim-label", "e => e.value") == "dots"
     assert page.js_errors == []
 
 
