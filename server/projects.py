@@ -9,6 +9,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from server._web import path_int, project_access, read_body, unit_of_work
+from server.ai.embeddings import forget_project
 from server.edits import append
 from server.errors import ApiError, invalid, not_found
 from server.hub import leases
@@ -82,6 +83,7 @@ async def delete_project(request: Request) -> Response:
         membership = await session.get(Membership, (project_id, user.id))
         if not user.is_admin and (membership is None or membership.role != "owner"):
             raise ApiError(403, "forbidden", "only an owner can delete a project")
+        await forget_project(session, project_id)
         await session.delete(project)
         return Response(status_code=204)
 

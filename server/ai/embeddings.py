@@ -27,6 +27,7 @@ from server.models import Image, ImageEmbedding, utcnow
 __all__ = [
     "drop_retired",
     "forget_content",
+    "forget_project",
     "missing",
     "missing_count",
     "read_vectors",
@@ -88,6 +89,15 @@ async def forget_content(session: AsyncSession, sha256: str) -> None:
     after the image row is gone)."""
     await session.execute(delete(ImageEmbedding).where(
         ImageEmbedding.sha256 == sha256, ~exists().where(Image.sha256 == sha256)))
+
+
+async def forget_project(session: AsyncSession, project_id: int) -> None:
+    """Before a project is deleted: drop the vectors of contents no other project holds (one
+    statement; both IN lists are hashed, not scanned per row)."""
+    mine = select(Image.sha256).where(Image.project_id == project_id)
+    others = select(Image.sha256).where(Image.project_id != project_id)
+    await session.execute(delete(ImageEmbedding).where(
+        ImageEmbedding.sha256.in_(mine), ImageEmbedding.sha256.not_in(others)))
 
 
 async def drop_retired(session: AsyncSession, project_id: int, keys: Iterable[str]) -> int:

@@ -122,8 +122,9 @@ class Examples:
 
 def pick_view(snap: Snapshot, ex: Examples) -> tuple[View, dict[str, float]]:
     """The view suggestions and similarity use, by leave-one-out accuracy on the examples."""
-    if not ex.keys:
-        return View(snap.keys[:1]), {}
+    if not ex.keys:  # no labeled image has vectors: the preferred feature that exists
+        have = [k for k in snap.keys if bool(snap.present[k].any())] or list(snap.keys)
+        return View(tuple(have[:1])), {}
     return choose_view(ex.vectors(snap), ex.labels)
 
 

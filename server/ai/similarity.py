@@ -69,9 +69,14 @@ def _view(snap: Snapshot, raw: str | None) -> View | None:
     return View(keys)
 
 
-async def _auto_view(session: AsyncSession, project_id: int, snap: Snapshot) -> View:
+async def _auto_view(session: AsyncSession, project_id: int, snap: Snapshot,
+                     row: int | None = None) -> View:
+    """The project's view; for one image lacking one of its features, the first it has."""
     ex = await index.examples(session, project_id, snap)
     view, _ = await index.view_for(session, project_id, snap, ex)
+    if row is not None and not bool(snap.usable(view)[row]):
+        have = [k for k in snap.keys if bool(snap.present[k][row])]
+        return View(tuple(have[:1]))
     return view
 
 
@@ -146,7 +151,7 @@ async def similar_images(request: Request) -> Response:
         row = int(snap.rows_of([image_id])[0])
         view = _view(snap, request.query_params.get("feature"))
         if row >= 0 and view is None:
-            view = await _auto_view(session, project_id, snap)
+            view = await _auto_view(session, project_id, snap, row)
         if row >= 0 and view is not None and bool(snap.usable(view)[row]):
             scores = await asyncio.to_thread(row_scores, snap, view, row)
             items = await ranked_items(session, project_id, snap, scores, limit,

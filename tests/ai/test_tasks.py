@@ -10,12 +10,15 @@ from skimage import data as skdata
 from sqlalchemy import select
 from starlette.applications import Starlette
 
+from server import demo
 from server.ai import model
 from server.ai.features import HOG, LITE0
+from server.demo import seed_demo
 from server.models import ImageEmbedding
 from server.storage import ImageStore
 from tests.ai._digits import cancel_queued, digits, embed, png, upload
 from tests.conftest import Api, make_project
+from tests.jobs.conftest import ended, running_worker, wait_job
 
 
 async def stored(app: Starlette) -> dict[tuple[str, str], ImageEmbedding]:
@@ -95,3 +98,18 @@ async def test_corrupted_weights_fail_the_job_clearly_and_nothing_else_breaks(
     assert "failed" in error["message"]
     assert (await embed(app, pid, [HOG])).status == "done"
     assert len(await stored(app)) == 3
+
+
+async def test_the_demo_project_is_embedded_by_its_job(app: Starlette, admin: Api) -> None:
+    pid = await seed_demo(app)
+    assert pid is not None
+    jobs = (await admin.client.get(f"/api/v1/projects/{pid}/jobs?kind=embed")).json()["jobs"]
+    assert [j["status"] for j in jobs] == ["queued"]
+    async with running_worker(app, kinds=["embed"]):
+        state = await wait_job(app, jobs[0]["id"], ended, within=120)
+    assert state.status == "done" and state.result is not None
+    assert state.result["embedded"] == demo.COUNT and state.result["failed"] == []
+    images = (await admin.client.get(f"/api/v1/projects/{pid}/images")).json()["images"]
+    resp = await admin.client.get(f"/api/v1/projects/{pid}/images/{images[0]['id']}/similar")
+    assert resp.status_code == 200, resp.text
+    assert len(resp.json()["items"]) == demo.COUNT - 1

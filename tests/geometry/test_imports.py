@@ -29,6 +29,8 @@ PURE_MODULES = (
     "server.ai.preprocess",
     "server.ai.weights",
     "server.ai.network",
+    "server.ai.vectors",
+    "server.ai.ranking",
     "server.ai.features",
 )
 
