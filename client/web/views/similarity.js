@@ -34,7 +34,7 @@ export async function mount(root, ctx) {
   const threshold = h("input", { type: "number", id: "sim-threshold", min: 0, max: 1, step: 0.01, value: 0.8, "aria-label": "Lowest score to select",
     oninput: () => { state.thresholdTouched = true; } });
   const labelSel = h("select", { id: "sim-label", "aria-label": imageMode ? "Label to add" : "Label",
-    onchange: (e) => { state.label = e.target.value; remember(); if (!imageMode) reload(); else render(); } },
+    onchange: (e) => { state.label = e.target.value; remember(); if (!imageMode) { state.thresholdTouched = false; reload(); } else render(); } },
   imageMode ? h("option", { value: "" }, "(choose a label)") : null,
   labels.map((l) => h("option", { value: l.name, selected: l.name === state.label }, l.name)));
   const limitSel = h("select", { id: "sim-limit", "aria-label": "How many images to show", onchange: (e) => { state.limit = Number(e.target.value); remember(); reload(); } },
@@ -57,7 +57,10 @@ export async function mount(root, ctx) {
     applyBtn.disabled = !n || !state.label || state.busy || !can.has("label");
     applyBtn.title = can.has("label") ? "The label is added with source “auto”; the images show as auto-labeled" : "You need the label privilege";
     renderStatus();
+    // A live refresh keeps the keyboard user's place (the checkbox they were on, if still listed).
+    const focused = grid.contains(document.activeElement) ? document.activeElement.closest(".sim-tile")?.dataset.id : null;
     grid.replaceChildren(...state.items.map(card));
+    if (focused) focusCheck(focused);
   }
 
   function renderStatus() {
