@@ -223,6 +223,12 @@ def test_label_by_similarity(browser: Any, live: Live, tmp_path: Path,
     striped = [s for n, s in shown if n.startswith("stripes")]
     dotted = [s for n, s in shown if n.startswith("dots")]
     assert len(striped) == 5 and min(striped) > max(dotted), shown
+    # Keyboard: arrows move between the checkboxes, Space ticks one.
+    page.locator(".sim-check").first.focus()
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press(" ")
+    page.wait_for_selector(".sim-tile.selected")
+    assert page.locator(".sim-tile.selected .tile-name").inner_text() == names[1]
     # Select everything scoring at least a value between the two groups, apply in one click.
     page.fill("#sim-threshold", f"{(min(striped) + max(dotted)) / 2:.4f}")
     page.click("#sim-select-above")
