@@ -71,6 +71,13 @@ class NothingToUndoError(RequestError):
     """Undo or redo with an empty history."""
 
 
+class NotReadyError(RequestError):
+    """Image features are not computed yet (``not_ready``, HTTP 409); ``job`` is the embed job
+    to wait for, as ``RestClient.job`` returns it."""
+
+    job: dict[str, Any] | None = None
+
+
 class RateLimitedError(RequestError):
     """Too many messages; slow down."""
 
@@ -91,6 +98,7 @@ _BY_CODE: dict[str, type[RequestError]] = {
     "stale_token": LockLostError,
     "lock_expired": LockLostError,
     "lock_lost": LockLostError,
+    "not_ready": NotReadyError,
     "nothing_to_undo": NothingToUndoError,
     "nothing_to_redo": NothingToUndoError,
     "rate_limited": RateLimitedError,

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from client.errors import TransportError, error_for
+from client.errors import NotReadyError, TransportError, error_for
 
 
 def _raise_for(resp: httpx.Response) -> None:
@@ -18,7 +18,10 @@ def _raise_for(resp: httpx.Response) -> None:
         code, message, details = str(body["code"]), str(body["message"]), body.get("details")
     except (ValueError, KeyError, TypeError):
         code, message, details = f"http_{resp.status_code}", resp.text[:200], None
-    raise error_for(code, message, status=resp.status_code, details=details)
+    error = error_for(code, message, status=resp.status_code, details=details)
+    if isinstance(error, NotReadyError):
+        error.job = body.get("job")
+    raise error
 
 
 class RestClient:
@@ -155,6 +158,52 @@ class RestClient:
         stops within a second and keeps what it did."""
         return dict(await self.request(
             "POST", f"/api/v1/projects/{project_id}/jobs/{job_id}/cancel"))
+
+    # --- embeddings, similarity and suggestions (docs/ai.md) ---------------------------------
+
+    async def request_embeddings(self, project_id: int) -> dict[str, Any]:
+        """Queue an embed job for the project's images still missing feature vectors (``upload``):
+        ``{"job": state, "missing": n}``."""
+        return dict(await self.request("POST", f"/api/v1/projects/{project_id}/embeddings"))
+
+    async def similar(self, project_id: int, image_id: int, *, limit: int = 20,
+                      labeled: str = "any", label: str | None = None, without: bool = False,
+                      feature: str | None = None) -> list[dict[str, Any]]:
+        """Images most similar to one, best first: ``{"image", "name", "similarity", "labels"}``.
+        ``labeled``: any, true or false; ``label`` (with ``without``): only images that carry
+        (or lack) that label. Raises ``NotReadyError`` (``.job``: the embed job to
+        wait for) until the vectors exist."""
+        query = {"limit": limit, "labeled": labeled, "label": label,
+                 "without": _param(without) if label else None, "feature": feature}
+        params = {k: v for k, v in query.items() if v is not None}
+        body = await self.request(
+            "GET", f"/api/v1/projects/{project_id}/images/{image_id}/similar", params=params)
+        return list(body["items"])
+
+    async def similar_to_label(self, project_id: int, label: str, *, limit: int = 50,
+                               labeled: str = "any") -> list[dict[str, Any]]:
+        """Images not carrying ``label``, most similar to the images that carry it first."""
+        body = await self.request("POST", f"/api/v1/projects/{project_id}/similar",
+                                  json={"label": label, "limit": limit, "labeled": labeled})
+        return list(body["items"])
+
+    async def suggestions(self, project_id: int, images: Iterable[int] | None = None, *,
+                          filter: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Suggested classification labels for images (ids, or the images of a filter as
+        ``list_images`` takes it): ``{"labeled_examples", "feature", "accuracy", "items":
+        [{"image", "labels": [{"label", "score"}]}], "pending": [ids not embedded yet]}``."""
+        body: dict[str, Any] = {"images": list(images)} if images is not None else {
+            "filter": dict(filter or {})}
+        return dict(await self.request("POST", f"/api/v1/projects/{project_id}/suggestions",
+                                       json=body))
+
+    async def accept_suggestions(self, project_id: int,
+                                 items: Mapping[int, Iterable[str]]) -> dict[str, Any]:
+        """Add labels (source ``auto``) to images, ``{image_id: [label, ...]}`` (``label``):
+        ``{"applied": [...], "skipped": [{"image", "reason"}], "seq"}``."""
+        body = {"items": [{"image": i, "labels": list(names)} for i, names in items.items()]}
+        return dict(await self.request(
+            "POST", f"/api/v1/projects/{project_id}/suggestions/accept", json=body))
 
 
 def _param(value: Any) -> Any:

@@ -1,15 +1,24 @@
-"""The ``labelhub`` command: serve, db upgrade, user add, demo."""
+"""The ``labelhub`` command: serve, worker, db upgrade, user add, demo."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import gc
+import logging
+import os
 import secrets
+import signal
+import subprocess
 import sys
+from contextlib import suppress
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from server.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 ROOT = Path(__file__).resolve().parent.parent
 # The transport's hard cap. Messages past 64 KiB get an error from the hub (OWASP: <= 64 KB
@@ -28,14 +37,52 @@ def _alembic_upgrade(settings: Settings, revision: str = "head") -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from server.app import create_app
 
     settings = get_settings()
     email, password, _ = admin_login(settings)
     settings = settings.model_copy(update={"admin_email": email, "admin_password": password})
     app = create_app(settings)
+    workers = [_spawn_worker() for _ in range(settings.workers)]
+    try:
+        _serve(app, settings, args)
+    finally:
+        _stop_workers(workers)
+    return 0
+
+
+def _worker_preexec() -> None:  # pragma: no cover - runs in the child between fork and exec
+    os.nice(10)  # jobs yield the CPU to the server's requests
+    if sys.platform == "linux":
+        import ctypes
+
+        # PR_SET_PDEATHSIG: the kernel sends SIGTERM when the server dies, even by SIGKILL.
+        with suppress(OSError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def _spawn_worker() -> subprocess.Popen[bytes]:
+    """One ``labelhub worker`` beside the server, at lowered priority, ended with it."""
+    # The same code as this process, whatever the working directory or installed copy.
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return subprocess.Popen([sys.executable, "-m", "server.cli", "worker"],
+                            env={**os.environ, "PYTHONPATH": path}, preexec_fn=_worker_preexec)
+
+
+def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    for proc in workers:
+        if proc.poll() is None:
+            proc.terminate()  # the worker hands its running job back to the queue and exits
+    for proc in workers:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _serve(app: Starlette, settings: Settings, args: argparse.Namespace) -> None:
+    import uvicorn
+
     # Everything imported so far lives as long as the process: keep it out of the cyclic
     # collector's full passes, which otherwise show up as latency spikes under load.
     gc.collect()
@@ -53,6 +100,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         proxy_headers=True,
     )
+
+
+async def _work(settings: Settings) -> None:
+    from server.db import dispose, is_sqlite, make_engine, make_sessionmaker
+    from server.jobs.worker import Worker
+
+    url = settings.resolved_database_url
+    # A worker runs one job at a time: a few connections are plenty.
+    engine = make_engine(url) if is_sqlite(url) else make_engine(url, pool_size=2, max_overflow=4)
+    worker = Worker(settings, make_sessionmaker(engine))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    try:
+        await worker.run()
+    finally:
+        await dispose(engine)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    asyncio.run(_work(get_settings()))
     return 0
 
 
@@ -140,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(func=cmd_serve)
+
+    work = sub.add_parser("worker", help="run background jobs (as many workers as you like, "
+                                         "on any machine sharing the PostgreSQL database)")
+    work.add_argument("--log-level", default="info")
+    work.set_defaults(func=cmd_worker)
 
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)

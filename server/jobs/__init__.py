@@ -19,12 +19,29 @@ project's sockets as ``job`` events. See docs/api.md for the REST endpoints.
 
 from __future__ import annotations
 
-from server.jobs.context import Cancelled, JobContext
-from server.jobs.queue import defer
+from typing import TYPE_CHECKING, Any
+
 from server.jobs.registry import TASK_MODULES, TaskFn, task
 from server.jobs.status import ACTIVE, FINAL, Status
+
+if TYPE_CHECKING:
+    from server.jobs.context import Cancelled, JobContext
+    from server.jobs.queue import defer
 
 __all__ = [
     "ACTIVE", "FINAL", "TASK_MODULES", "Cancelled", "JobContext", "Status", "TaskFn", "defer",
     "task",
 ]
+
+# Imported on first use, so that the pure rules (``server.jobs.status``) and the registry load
+# without the database layer (tests/geometry/test_imports.py).
+_LAZY = {"Cancelled": "server.jobs.context", "JobContext": "server.jobs.context",
+         "defer": "server.jobs.queue"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'server.jobs' has no attribute {name!r}")

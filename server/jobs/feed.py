@@ -5,11 +5,12 @@ Workers are other processes, so a change reaches a server process through the da
 * PostgreSQL: every change sends ``pg_notify('labelhub_job_events', '{"job": id, "project": p}')``
   in its transaction (server/jobs/queue.py); the feed LISTENs, reads the job's row and passes
   its state on. After a reconnect (notifications may have been lost) it re-reads every active job.
-* SQLite (one machine, no NOTIFY): the feed polls ``jobs.updated_at`` every 0.5 s, and only
-  while someone listens (a project room is open, or a :meth:`~JobFeed.wait` is pending). The
-  query reads rows changed since the last poll through the ``updated_at`` index: nothing when
-  no job moved. It looks one second back to catch a write whose timestamp was taken before an
-  earlier-committed one's, and sends a row only when its ``updated_at`` is new to it.
+* SQLite (one machine, no NOTIFY): the feed polls every 0.5 s, and only while someone listens
+  (a project room is open, or a :meth:`~JobFeed.wait` is pending). Each poll reads the jobs that
+  are queued or running, or were at the last poll (so their end is heard), or are waited for:
+  an index range on ``(status, id)`` that is empty when no job is active. A row goes on only
+  when its ``updated_at`` differs from the last poll's. A job queued and ended between two polls
+  is not announced (nobody saw it start); its end is in ``GET .../jobs``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import json
 import logging
 from collections.abc import Callable
 from contextlib import suppress
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -29,14 +30,13 @@ from server.hub.leases import iso
 from server.jobs import queue
 from server.jobs._listen import Listener
 from server.jobs.status import ACTIVE
-from server.models import Job, utcnow
+from server.models import Job
 from server.protocol import JobProgress, JobState
 
 __all__ = ["JobFeed", "state_of"]
 
 log = logging.getLogger("labelhub.jobs")
 SQLITE_POLL = 0.5
-_SEEN_KEPT = 10_000
 
 
 def state_of(job: Job) -> JobState:
@@ -160,25 +160,23 @@ class JobFeed:
     # --- SQLite -------------------------------------------------------------------------------
 
     async def _poll(self) -> None:
-        since = utcnow() - timedelta(seconds=1)
+        active: set[int] = set()  # jobs queued or running at the last poll
         while True:
             await asyncio.sleep(self.poll)  # a timer: SQLite has no way to announce a change
-            if not (self.wanted() or self._waiters):
-                since = utcnow() - timedelta(seconds=1)
+            waited = {job_id for job_id, _, _ in self._waiters}
+            if not (self.wanted() or waited):
                 continue
             try:
                 async with self.sessions() as session:
-                    jobs = (await session.execute(
-                        select(Job).where(Job.updated_at > since - timedelta(seconds=1))
-                        .order_by(Job.updated_at, Job.id))).scalars().all()
+                    jobs = (await session.execute(select(Job).where(
+                        Job.status.in_([str(s) for s in ACTIVE]) | Job.id.in_(active | waited))
+                        .order_by(Job.id))).scalars().all()
             except Exception:
                 log.exception("polling the jobs failed")
                 continue
+            active = {job.id for job in jobs if job.status in ACTIVE}
+            seen = {job.id: job.updated_at for job in jobs}
             for job in jobs:
-                since = max(since, job.updated_at)
-                if self._seen.get(job.id) == job.updated_at:
-                    continue
-                self._seen[job.id] = job.updated_at
-                self._emit(state_of(job))
-            if len(self._seen) > _SEEN_KEPT:
-                self._seen.clear()
+                if self._seen.get(job.id) != job.updated_at:
+                    self._emit(state_of(job))
+            self._seen = seen

@@ -58,3 +58,12 @@ def test_public_names_exist() -> None:
     ):  # fmt: skip
         assert name in geometry.__all__
         assert getattr(geometry, name) is not None
+
+
+def test_job_rules_import_no_async_web_or_database_code() -> None:
+    code = "import json, sys\nimport server.jobs.status\nprint(json.dumps(sorted(sys.modules)))\n"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    loaded = json.loads(out.stdout)
+    assert [m for m in loaded if m.split(".")[0] in FORBIDDEN] == []

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +19,8 @@ from server.jobs import defer
 from server.jobs.feed import JobFeed
 from server.jobs.worker import Worker
 from server.protocol import JobState
+from server.settings import Settings
+from tests._db import ROOT
 from tests.conftest import Api, make_project
 
 
@@ -56,3 +62,21 @@ async def wait_job(app: Starlette, job_id: int, until: Callable[[JobState], bool
 
 def ended(state: JobState) -> bool:
     return state.status in ("done", "failed", "cancelled")
+
+
+@contextmanager
+def worker_process(settings: Settings, tmp_path: Path, lease: float = 30.0) -> Iterator[
+        subprocess.Popen[bytes]]:
+    """A real ``labelhub worker`` process on the settings' database (this checkout's code)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABELHUB_")}
+    env.update({"LABELHUB_DATABASE_URL": settings.resolved_database_url,
+                "LABELHUB_DATA_DIR": str(settings.data_dir),
+                "LABELHUB_JOB_LEASE_SECONDS": str(lease), "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "worker", "--log-level", "warning"],
+                            env=env, cwd=tmp_path)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait(timeout=30)

@@ -7,8 +7,9 @@ from typing import Any
 
 from starlette.applications import Starlette
 
-from server.db import transaction
+from server.db import dispose, make_engine, make_sessionmaker, transaction
 from server.jobs import JobContext, queue, task
+from server.jobs.worker import Worker
 from server.models import Job
 from tests.jobs.conftest import ended, queue_job, running_worker, wait_job
 
@@ -78,3 +79,35 @@ async def test_a_stopping_worker_hands_its_job_back(app: Starlette, project: int
     await _cancel(app, job_id)  # a queued job ends at once, keeping the progress
     state = await wait_job(app, job_id, ended)
     assert state.status == "cancelled" and state.progress.done == kept
+
+
+_runs: list[int] = []
+
+
+@task("test_record")
+async def _record(ctx: JobContext) -> dict[str, Any]:
+    _runs.append(ctx.job_id)
+    await asyncio.sleep(0)  # let the other worker interleave
+    return {"worker": ctx.worker}
+
+
+async def test_two_workers_never_run_the_same_job(app: Starlette, project: int) -> None:
+    """Two workers, each with its own engine (as separate processes have), claim concurrently."""
+    _runs.clear()
+    ids = [await queue_job(app, "test_record", project, {"i": i}) for i in range(60)]
+    engines = [make_engine(app.state.settings.resolved_database_url) for _ in range(2)]
+    try:
+        workers = [Worker(app.state.settings, make_sessionmaker(e), name=f"w{i}",
+                          kinds=["test_record"]) for i, e in enumerate(engines)]
+        tasks = [asyncio.create_task(w.run()) for w in workers]
+        states = [await wait_job(app, job_id, ended) for job_id in ids]
+        for w in workers:
+            w.stop()
+        await asyncio.gather(*tasks)
+    finally:
+        for e in engines:
+            await dispose(e)
+    assert sorted(_runs) == ids  # every job ran, and exactly once
+    assert all(s.status == "done" and s.attempts == 1 for s in states)
+    by = {s.result["worker"] for s in states if s.result}
+    assert by == {"w0", "w1"}  # both took part: the claims really raced

@@ -8,6 +8,7 @@ import { openUpload } from "./upload.js";
 import { openSettings } from "./settings.js";
 import { openExport, openImport } from "./transfer.js";
 import { imageMenu } from "./imagemenu.js";
+import { jobsPanel } from "./jobs.js";
 
 const PAGE = 60;
 
@@ -26,6 +27,7 @@ export async function mount(root, ctx) {
   const filters = h("form", { class: "filters", "aria-label": "Filters", onchange: () => setFilter(readFilters()) });
   const panel = labelPanel({ ctx, pid, can, getTarget: () => target(state.sel, state.filter), countSelected: () => selectionCount(state.sel, state.total), reload: () => reload(),
     onLabels: (labels) => { state.labels = labels; renderFilters(); } });
+  const jobs = jobsPanel({ ctx, pid, can });
 
   function setFilter(filter) {
     ctx.navigate(href("dashboard", { project: pid }, { ...filter }));
@@ -182,13 +184,14 @@ export async function mount(root, ctx) {
   }
 
   root.append(h("div", { class: "dashboard" },
-    h("aside", { class: "sidebar", "aria-label": "Project actions" }, h("h1", { class: "project-name" }, project.name), actions, panel.el, filters),
+    h("aside", { class: "sidebar", "aria-label": "Project actions" }, h("h1", { class: "project-name" }, project.name), actions, jobs.el, panel.el, filters),
     h("section", { class: "content" }, toolbar, grid)));
 
   // Live: locks, presence and progress from the hub.
   let refreshTimer = null;
   const softReload = () => { clearTimeout(refreshTimer); refreshTimer = setTimeout(reload, 400); };
   const off = ctx.onHub((msg) => {
+    jobs.onEvent(msg);
     if (msg.type === "lock" || msg.type === "progress" || msg.type === "_resumed") softReload();
     if (msg.type === "presence") {
       state.presence = presenceMap(state.where, msg, ctx.me);
@@ -197,9 +200,10 @@ export async function mount(root, ctx) {
   });
 
   ctx.api.get(`/api/v1/projects/${pid}/members`).then((r) => { state.members = r.members; renderFilters(); }).catch(() => {});
+  jobs.load();
   await loadLabels();
   await reload();
-  return { unmount() { off(); clearTimeout(refreshTimer); } };
+  return { unmount() { off(); jobs.stop(); clearTimeout(refreshTimer); } };
 }
 
 /** Track where each other person is (`where`: user id -> {name, image}) from one presence

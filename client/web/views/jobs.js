@@ -1,0 +1,82 @@
+// The dashboard's jobs panel: a progress bar per queued or running background job, kept live
+// from `job` socket events (docs/protocol.md). The state change is a pure function (applyJob).
+import { h } from "../dom.js";
+
+const ACTIVE = new Set(["queued", "running"]);
+const LINGER_MS = 4000;  // an ended job stays in view this long, showing how it ended
+
+/** The jobs map (id -> job) after one job's new state; ids of ended jobs go to `ended`. */
+export function applyJob(jobs, job) {
+  const known = jobs.get(job.id);
+  // Events from two processes may cross: never go back to an older state of a job.
+  if (known && known.updated_at > job.updated_at) return jobs;
+  if (!known && !ACTIVE.has(job.status)) return jobs;  // ended before we saw it: nothing to show
+  const next = new Map(jobs);
+  next.set(job.id, job);
+  return next;
+}
+
+/** Percent done, or null when the total is not known yet. */
+export function percent(job) {
+  const { done, total } = job.progress || {};
+  return total > 0 ? Math.min(100, Math.round((100 * done) / total)) : null;
+}
+
+export function jobsPanel({ ctx, pid, can }) {
+  let jobs = new Map();
+  const timers = new Map();
+  const el = h("section", { class: "jobs", "aria-label": "Background jobs", hidden: true });
+
+  function mayCancel(job) {
+    return can.has("manage_members") || (ctx.me && job.created_by === ctx.me.id);
+  }
+
+  async function cancel(job) {
+    try {
+      update(await ctx.api.post(`/api/v1/projects/${pid}/jobs/${job.id}/cancel`));
+    } catch (err) { ctx.toast(err.message); }
+  }
+
+  function row(job) {
+    const pct = percent(job);
+    const { done, total } = job.progress;
+    return h("li", { class: `job ${job.status}`, "data-job": job.id },
+      h("span", { class: "job-kind" }, job.kind),
+      h("progress", { max: total > 0 ? total : null, value: total > 0 ? done : null, "aria-label": `${job.kind} progress` }),
+      h("span", { class: "job-count" }, job.status === "running" && pct !== null ? `${done}/${total}` : job.status),
+      ACTIVE.has(job.status) && !job.cancel_requested && mayCancel(job)
+        ? h("button", { type: "button", title: "Cancel this job", onclick: () => cancel(job) }, "Cancel") : null);
+  }
+
+  function render() {
+    const list = [...jobs.values()].sort((a, b) => a.id - b.id);
+    el.hidden = list.length === 0;
+    el.replaceChildren(h("h3", {}, "Jobs"), h("ul", {}, list.map(row)));
+  }
+
+  function update(job) {
+    jobs = applyJob(jobs, job);
+    if (jobs.has(job.id) && !ACTIVE.has(job.status) && !timers.has(job.id)) {
+      timers.set(job.id, setTimeout(() => { jobs.delete(job.id); timers.delete(job.id); render(); }, LINGER_MS));
+    }
+    render();
+  }
+
+  async function load() {
+    try {
+      const body = await ctx.api.get(`/api/v1/projects/${pid}/jobs`, { status: "queued,running" });
+      jobs = new Map();
+      for (const job of body.jobs) jobs = applyJob(jobs, job);
+      render();
+    } catch { /* the panel stays as it was; events keep it going */ }
+  }
+
+  return {
+    el, load,
+    onEvent(msg) {
+      if (msg.type === "job" && msg.job.project === Number(pid)) update(msg.job);
+      if (msg.type === "_resumed") load();  // events missed while away are not replayed
+    },
+    stop() { for (const t of timers.values()) clearTimeout(t); },
+  };
+}

@@ -1,0 +1,52 @@
+"""The dashboard's jobs panel in Chromium: a progress bar moved by a real worker, and cancel."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.db import dispose, make_engine, make_sessionmaker, transaction
+from server.jobs import defer
+from server.settings import Settings
+from tests._db import _in_thread
+from tests.jobs.conftest import worker_process
+from tests.web.conftest import Live, login
+
+pytestmark = pytest.mark.browser
+
+
+async def _defer(settings: Settings, project: int, user: int) -> int:
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        async with transaction(make_sessionmaker(engine)) as session:
+            return await defer(session, kind="count", project_id=project, created_by=user,
+                               params={"to": 4000, "step_seconds": 0.01})
+    finally:
+        await dispose(engine)
+
+
+def test_jobs_panel_shows_live_progress_and_cancels(browser: Any, live: Live, settings: Settings,
+                                                    tmp_path: Path) -> None:
+    admin = live.api()
+    project = admin.post("/api/v1/projects", json={"name": "Jobs"}).json()["id"]
+    me = admin.get("/api/v1/me").json()["id"]
+    page = login(browser, live)
+    page.goto(f"{live.url}/#/p/{project}")
+    page.wait_for_selector("#label-images")
+    assert page.locator(".jobs").is_hidden()  # no job: no panel
+    # Playwright's sync API runs a loop in this thread: defer from another one.
+    job = _in_thread(lambda: asyncio.run(_defer(settings, project, me)))
+    row = f".jobs [data-job='{job}']"
+    page.wait_for_selector(f"{row}.queued")  # heard over the socket, no reload
+    with worker_process(settings, tmp_path):
+        page.wait_for_selector(f"{row}.running")
+        page.wait_for_function(f"Number(document.querySelector(\"{row} progress\")?.value) > 0")
+        assert page.locator(f"{row} progress").get_attribute("max") == "4000"
+        page.click(f"{row} button:has-text('Cancel')")
+        page.wait_for_selector(f"{row}.cancelled")
+    done = admin.get(f"/api/v1/projects/{project}/jobs/{job}").json()
+    assert done["status"] == "cancelled" and 0 < done["progress"]["done"] < 4000
+    assert page.js_errors == []
