@@ -4,8 +4,6 @@ suggested labels with the Y key, "Find similar images" from a tile's menu, and l
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +13,10 @@ import numpy as np
 import pytest
 
 from client import LabelhubClient
-from server.db import make_engine, make_sessionmaker
-from server.jobs.worker import Worker
 from server.protocol import JobEvent
 from server.settings import Settings
+from tests._db import _in_thread
+from tests.jobs.conftest import worker_process
 from tests.web._tool import open_tool
 from tests.web.conftest import Live, login
 
@@ -115,42 +113,11 @@ def dots(path: Path, seed: int) -> Path:
     return path
 
 
-@pytest.fixture
-def start_worker(settings: Settings, live: Live) -> Iterator[Callable[[], None]]:
-    """Starts a job worker beside the live server (as ``labelhub serve`` runs one), on its
-    database, in a thread with its own event loop; stopped at the end."""
-    runs: list[tuple[threading.Thread, asyncio.AbstractEventLoop, Worker]] = []
-
-    def start() -> None:
-        started = threading.Event()
-        box: dict[str, Any] = {}
-
-        async def main() -> None:
-            engine = make_engine(settings.resolved_database_url)
-            worker = Worker(settings, make_sessionmaker(engine), name="web-test")
-            box["loop"], box["worker"] = asyncio.get_running_loop(), worker
-            started.set()
-            try:
-                await worker.run()
-            finally:
-                await engine.dispose()
-
-        thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
-        thread.start()
-        started.wait()
-        runs.append((thread, box["loop"], box["worker"]))
-
-    yield start
-    for thread, loop, worker in runs:
-        loop.call_soon_threadsafe(worker.stop)
-        thread.join(timeout=30)
-
-
 async def _embedded(url: str, token: str, pid: int) -> None:
     """Ask for the project's image features and await the embed job's end, heard as the
     job's socket events (no polling)."""
     async with LabelhubClient(url, pid, token=token, timeout=30) as hub:
-        job = (await hub.rest.request("POST", f"/api/v1/projects/{pid}/embeddings"))["job"]
+        job = (await hub.rest.request_embeddings(pid))["job"]
         status = job["status"]
         while status not in ("done", "failed", "cancelled"):
             event = await hub.next_event(JobEvent, within=180)
@@ -161,21 +128,9 @@ async def _embedded(url: str, token: str, pid: int) -> None:
 
 
 def wait_embedded(live: Live, api: httpx.Client, pid: int) -> None:
-    """Runs :func:`_embedded` in a thread (Playwright's sync API keeps a loop in this one)."""
     token = api.headers["Authorization"].removeprefix("Bearer ")
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            asyncio.run(_embedded(live.url, token, pid))
-        except BaseException as exc:  # re-raised in the test's thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
+    # Playwright's sync API runs a loop in this thread: the SDK's runs in another.
+    _in_thread(lambda: asyncio.run(_embedded(live.url, token, pid)))
 
 
 def _seed(api: httpx.Client, tmp_path: Path) -> tuple[int, dict[str, int]]:
@@ -200,8 +155,7 @@ def _labels(api: httpx.Client, image: int) -> dict[str, str]:
     return {label["name"]: label["source"] for label in item["labels"]}
 
 
-def test_label_by_similarity(browser: Any, live: Live, tmp_path: Path,
-                             start_worker: Callable[[], None]) -> None:
+def test_label_by_similarity(browser: Any, live: Live, settings: Settings, tmp_path: Path) -> None:
     api = live.api()
     pid, ids = _seed(api, tmp_path)
     page = login(browser, live)
@@ -213,9 +167,10 @@ def test_label_by_similarity(browser: Any, live: Live, tmp_path: Path,
     # No worker runs yet: the image features wait in a queued job, and the page says so.
     page.wait_for_selector("#features-progress")
     assert page.inner_text("#sim-status").startswith("Computing image features…")
-    # A worker computes them; the job's live events end the wait and the list appears.
-    start_worker()
-    page.wait_for_selector(".sim-tile", timeout=180_000)
+    # A worker (a real `labelhub worker` process) computes them; the job's live events end the
+    # wait and the list appears.
+    with worker_process(settings, tmp_path):
+        page.wait_for_selector(".sim-tile", timeout=180_000)
     shown = page.eval_on_selector_all(".sim-tile", "els => els.map((e) => [e.querySelector('.tile-name').textContent, Number(e.dataset.score)])")
     names = [n for n, _ in shown]
     assert all(not n.startswith(("stripes0", "stripes1", "stripes2")) for n in names)  # they carry it
@@ -262,12 +217,12 @@ def test_label_by_similarity(browser: Any, live: Live, tmp_path: Path,
     assert page.js_errors == []
 
 
-def test_suggestions_in_the_tool_and_find_similar(browser: Any, live: Live, tmp_path: Path,
-                                                  start_worker: Callable[[], None]) -> None:
+def test_suggestions_in_the_tool_and_find_similar(browser: Any, live: Live, settings: Settings,
+                                                  tmp_path: Path) -> None:
     api = live.api()
     pid, ids = _seed(api, tmp_path)
-    start_worker()
-    wait_embedded(live, api, pid)
+    with worker_process(settings, tmp_path):
+        wait_embedded(live, api, pid)
     page = login(browser, live)
     target = ids["dots5.png"]
     open_tool(page, live, pid, target)
