@@ -64,11 +64,16 @@ def _normalised(rows: np.ndarray) -> np.ndarray:
 
 
 class Extractor:
-    """Computes feature vectors for batches of RGB images; one per worker process."""
+    """Computes feature vectors for batches of RGB images; one per worker process.
 
-    def __init__(self, cache_dir: Path, threads: int = 1) -> None:
+    The threads that run the network get their nice value raised by ``nice`` (once, for good):
+    run it in threads meant for background work (a worker's CPU threads), or pass ``nice=0``.
+    """
+
+    def __init__(self, cache_dir: Path, threads: int = 1, *, nice: int = 10) -> None:
         self.cache_dir = Path(cache_dir)
         self.threads = threads
+        self.nice = nice
         self._network: Network | None = None
         self._lock = threading.Lock()
 
@@ -79,7 +84,7 @@ class Extractor:
             if self._network is None:
                 from server.ai.model import Network  # onnxruntime only when needed
 
-                self._network = Network.load(self.cache_dir, threads=self.threads)
+                self._network = Network.load(self.cache_dir, threads=self.threads, nice=self.nice)
             return self._network
 
     def compute(

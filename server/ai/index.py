@@ -17,18 +17,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import literal, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from server.ai.embeddings import EMBED_KIND
 from server.ai.ranking import Examples, Snapshot, pick_view
-from server.ai.vectors import View
+from server.ai.vectors import View, quantize
 from server.models import Image, ImageEmbedding, ImageLabel, Job, LabelDef
 
 __all__ = ["EMBED_KIND", "clear", "examples", "latest_embed_job", "manual_labels", "snapshot",
            "view_for"]
 
-MAX_CACHED = 4  # project snapshots kept per process (a 100,000-image project: ~0.4 GB at 2,000-d)
+MAX_CACHED_BYTES = 1 << 30  # snapshots kept per process (100,000 images: 0.6 GB, both features)
 
 # Keys start with the database's URL: one process may serve several databases (tests do).
 _cache: OrderedDict[tuple[str, int, tuple[str, ...]], tuple[tuple[Any, ...], Snapshot]] = OrderedDict()
@@ -38,12 +38,19 @@ _lock = threading.Lock()
 #: The view chosen for a project: ``(project, feature keys) -> (examples counted, view, scores)``.
 _views: dict[tuple[str, int, tuple[str, ...]], tuple[int, View, dict[str, float]]] = {}
 REFRESH = 0.1  # choose again once the number of labeled examples moved by this share
+#: The examples last built per project: ``(db, project) -> (stamp, snapshot, examples)``.
+_examples: dict[tuple[str, int], tuple[tuple[int, int], Snapshot, Examples]] = {}
 
 
 def clear() -> None:
     with _lock:
         _cache.clear()
         _views.clear()
+        _examples.clear()
+
+
+def _bytes(snap: Snapshot) -> int:
+    return sum(m.nbytes for m in snap.matrices.values())
 
 
 def _database(session: AsyncSession) -> str:
@@ -59,13 +66,22 @@ async def latest_embed_job(session: AsyncSession, project_id: int) -> Job | None
 
 
 async def _version(session: AsyncSession, project_id: int) -> tuple[Any, ...]:
-    count, last = (await session.execute(
-        select(func.count(), func.max(Image.id)).where(Image.project_id == project_id))).one()
-    job = (await session.execute(
-        select(Job.id, Job.status, Job.progress_done)
-        .where(Job.project_id == project_id, Job.kind == EMBED_KIND)
-        .order_by(Job.id.desc()).limit(1))).first()
-    return (int(count), last, tuple(job) if job is not None else None)
+    """What the snapshot depends on, read in one cheap round trip: the project's newest image
+    (id and content: an upload changes it, and so does SQLite handing a deleted newest id to a
+    new image) and its latest embed job's state (vectors arrive as it reports progress).
+
+    Deletions do not count: a deleted image left in a snapshot is harmless, because every
+    answer is checked against the database (``server/ai/similarity.py`` reads names and labels
+    of the images it returns, suggestions take their examples and images from the database).
+    A count of the project's images would notice them, but costs a scan (7 ms at 100,000)."""
+    newest = (select(Image.id, Image.sha256).where(Image.project_id == project_id)
+              .order_by(Image.id.desc()).limit(1).subquery())
+    job = (select(Job.id, Job.status, Job.progress_done)
+           .where(Job.project_id == project_id, Job.kind == EMBED_KIND)
+           .order_by(Job.id.desc()).limit(1).subquery())
+    row = (await session.execute(
+        select(newest, job).select_from(newest).outerjoin(job, literal(True)))).first()
+    return tuple(row) if row is not None else ()
 
 
 def _build(rows: Sequence[Any], keys: tuple[str, ...]) -> Snapshot:
@@ -82,12 +98,13 @@ def _build(rows: Sequence[Any], keys: tuple[str, ...]) -> Snapshot:
     present: dict[str, np.ndarray] = {}
     for key in keys:
         dim = dims.get(key, 0)
-        matrix = np.zeros((ids.size, dim), np.float16)
+        matrix = np.zeros((ids.size, dim), np.int16)
         mask = np.zeros(ids.size, bool)
         items = by_key[key]
         if items:
             rows_at = np.searchsorted(ids, np.array([i for i, _ in items], np.int64))
-            matrix[rows_at] = np.frombuffer(b"".join(b for _, b in items), "<f2").reshape(-1, dim)
+            stored = np.frombuffer(b"".join(b for _, b in items), "<f2").reshape(-1, dim)
+            matrix[rows_at] = quantize(stored)
             mask[rows_at] = True
         matrices[key], present[key] = matrix, mask
     return Snapshot(ids=ids, matrices=matrices, present=present, keys=keys)
@@ -112,7 +129,8 @@ async def snapshot(session: AsyncSession, project_id: int, keys: Sequence[str]) 
     with _lock:
         _cache[key] = (version, snap)
         _cache.move_to_end(key)
-        while len(_cache) > MAX_CACHED:
+        # The least recently used go first; the one just built always stays.
+        while len(_cache) > 1 and sum(_bytes(s) for _, s in _cache.values()) > MAX_CACHED_BYTES:
             _cache.popitem(last=False)
     return snap
 
@@ -132,8 +150,19 @@ async def manual_labels(session: AsyncSession, project_id: int) -> dict[int, lis
 
 
 async def examples(session: AsyncSession, project_id: int, snap: Snapshot) -> Examples:
+    """The labeled examples over this snapshot; kept while the labels and the snapshot are the
+    same (with their float32 vectors, computed once)."""
     labeled = await manual_labels(session, project_id)
-    return await asyncio.to_thread(Examples.of, snap, labeled)
+    stamp = (id(snap), hash(tuple((i, tuple(n)) for i, n in labeled.items())))
+    key = (_database(session), project_id)
+    with _lock:
+        kept = _examples.get(key)
+    if kept is not None and kept[0] == stamp and kept[1] is snap:
+        return kept[2]
+    ex = await asyncio.to_thread(Examples.of, snap, labeled)
+    with _lock:
+        _examples[key] = (stamp, snap, ex)
+    return ex
 
 
 async def view_for(session: AsyncSession, project_id: int, snap: Snapshot,

@@ -84,17 +84,15 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-_lowered: set[int] = set()
+_lowered = threading.local()  # per thread (not per id: Linux reuses thread ids)
 
 
 def _lower_thread_priority(increment: int) -> None:
     """Raise this thread's nice value once (Linux schedules threads, so only this one)."""
-    if increment <= 0 or not hasattr(os, "setpriority"):
+    if increment <= 0 or not hasattr(os, "setpriority") or getattr(_lowered, "done", False):
         return
+    _lowered.done = True
     tid = threading.get_native_id()
-    if tid in _lowered:
-        return
-    _lowered.add(tid)
     with contextlib.suppress(OSError):
         current = os.getpriority(os.PRIO_PROCESS, tid)
         os.setpriority(os.PRIO_PROCESS, tid, min(19, current + increment))
@@ -128,7 +126,10 @@ class Network:
             except Exception:  # an unreadable cache (truncated, older format) is rebuilt
                 pass
         data = convert(weights if weights is not None else weights_path())
-        _write_atomically(path, data)
+        try:
+            _write_atomically(path, data)
+        except OSError as exc:
+            raise ModelError(f"cannot cache the converted network in {path.parent}: {exc}") from exc
         return cls(_session(data, options), nice)
 
     def run(self, images: Sequence[np.ndarray], outputs: Sequence[str]) -> list[np.ndarray]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from server.ai.vectors import View, choose_view, knn_scores, normalize, similarities
+from server.ai.vectors import QUANTUM, View, choose_view, knn_scores, normalize, similarities
 
 __all__ = ["MAX_EXAMPLES", "Examples", "Snapshot", "Suggestion", "example_scores", "pick_view",
            "row_scores", "suggest"]
@@ -26,7 +26,8 @@ _CHUNK = 4_096
 @dataclass(frozen=True)
 class Snapshot:
     """Vectors of a project's images: ``ids`` (sorted image ids having any vector) and, per
-    feature key, a float16 ``(n, d)`` matrix (zero rows where absent) and a ``present`` mask."""
+    feature key, an int16 ``(n, d)`` matrix (``vectors.quantize``; zero rows where absent) and
+    a ``present`` mask."""
 
     ids: np.ndarray
     matrices: dict[str, np.ndarray]
@@ -48,6 +49,10 @@ class Snapshot:
             mask &= self.present[key]
         return mask
 
+    def vectors(self, key: str, rows: np.ndarray) -> np.ndarray:
+        """Rows of one feature as float32 unit vectors."""
+        return np.asarray(self.matrices[key][rows], np.float32) * np.float32(1 / QUANTUM)
+
     def sims(self, view: View, query_rows: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """``(q, n)`` similarities of the query rows to ``rows`` (all by default), averaged
         over the view's features."""
@@ -55,7 +60,7 @@ class Snapshot:
         for key in view.keys:
             matrix = self.matrices[key]
             target = matrix if rows is None else matrix[rows]
-            part = similarities(target, matrix[query_rows])
+            part = similarities(target, self.vectors(key, query_rows), 1 / QUANTUM)
             out = part if out is None else out + part
         assert out is not None
         return out / len(view.keys)
@@ -99,6 +104,7 @@ class Examples:
     labels: np.ndarray
     names: list[str]
     keys: list[str]
+    _matrices: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, snap: Snapshot, labeled: dict[int, list[str]]) -> Examples:
@@ -116,8 +122,22 @@ class Examples:
                 matrix[i, column[n]] = True
         return cls(rows[keep], matrix, names, keys)
 
+    def matrix(self, snap: Snapshot, key: str) -> np.ndarray:
+        """The examples' vectors of one feature as float32 (kept: the examples of a project
+        are compared with every image asked about)."""
+        if key not in self._matrices:
+            self._matrices[key] = normalize(snap.matrices[key][self.rows])
+        return self._matrices[key]
+
     def vectors(self, snap: Snapshot) -> dict[str, np.ndarray]:
-        return {key: normalize(snap.matrices[key][self.rows]) for key in self.keys}
+        return {key: self.matrix(snap, key) for key in self.keys}
+
+    def sims(self, snap: Snapshot, view: View, query_rows: np.ndarray) -> np.ndarray:
+        """``(q, m)`` similarities of the query rows to the examples, averaged over the view."""
+        out = np.zeros((query_rows.size, self.rows.size), np.float32)
+        for key in view.keys:
+            out += snap.vectors(key, query_rows) @ self.matrix(snap, key).T
+        return out / max(len(view.keys), 1)
 
 
 def pick_view(snap: Snapshot, ex: Examples) -> tuple[View, dict[str, float]]:
@@ -148,7 +168,7 @@ def suggest(snap: Snapshot, view: View, ex: Examples, query_rows: np.ndarray) ->
         if ex.rows.size == 0:
             out.extend(Suggestion(int(r), []) for r in ok)
             continue
-        sims = snap.sims(view, ok, ex.rows)
+        sims = ex.sims(snap, view, ok)
         for i, r in enumerate(ok):
             own = position.get(int(r))
             if own is not None:

@@ -1,8 +1,8 @@
 """Vector math for similarity and suggestions — pure numpy, no I/O.
 
 Vectors are stored as little-endian float16 (half the bytes of float32; cosine similarities of
-L2-normalised vectors move by < 1e-3) and computed with in float32. Every vector here is
-L2-normalised, so a dot product is the cosine similarity.
+L2-normalised vectors move by < 1e-3), held in memory as int16 (:func:`quantize`) and computed
+with in float32. Every vector here is L2-normalised, so a dot product is the cosine similarity.
 
 Suggestions are a weighted k-nearest-neighbour vote among the images people labeled: nothing to
 train, so each new label counts at the next request. Which feature to compare by (each feature
@@ -19,7 +19,7 @@ import numpy as np
 
 __all__ = [
     "STORED_DTYPE", "View", "choose_view", "decode", "encode", "knn_scores", "loo_accuracy",
-    "normalize", "similarities", "top_k",
+    "normalize", "quantize", "similarities", "top_k",
 ]
 
 STORED_DTYPE = "float16"
@@ -49,14 +49,33 @@ def normalize(matrix: np.ndarray) -> np.ndarray:
     return np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)
 
 
-def similarities(matrix: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Cosine similarities ``(q, n)`` of query rows against the rows of a (float16) matrix,
-    cast to float32 a chunk at a time so a large matrix is never doubled in memory."""
+QUANTUM = 32767  # in memory, unit vectors are int16 multiples of 1 / QUANTUM (see below)
+
+
+def quantize(matrix: np.ndarray) -> np.ndarray:
+    """Unit-vector rows as int16 multiples of ``1 / QUANTUM`` (error <= 1.5e-5 a component).
+
+    The in-memory form of a project's vectors: as small as float16, but numpy turns int16 into
+    float32 with SIMD instructions and float16 with a scalar loop, so a scan of 100,000
+    vectors takes ~0.3 s instead of ~1.2 s (then BLAS does the products)."""
+    m = np.asarray(matrix, np.float32)
+    return np.clip(np.rint(m * QUANTUM), -QUANTUM, QUANTUM).astype(np.int16)
+
+
+def similarities(matrix: np.ndarray, queries: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """Cosine similarities ``(q, n)`` of query rows against the rows of a matrix (float16,
+    float32, or :func:`quantize`'d with ``scale = 1 / QUANTUM``), cast to float32 a chunk at a
+    time so a large matrix is never held twice in memory."""
     q = np.asarray(queries, dtype=np.float32)
     out = np.empty((q.shape[0], matrix.shape[0]), np.float32)
+    buffer = np.empty((min(_CHUNK, matrix.shape[0]), matrix.shape[1]), np.float32)
     for start in range(0, matrix.shape[0], _CHUNK):
-        block = np.asarray(matrix[start : start + _CHUNK], dtype=np.float32)
+        chunk = matrix[start : start + _CHUNK]
+        block = buffer[: chunk.shape[0]]
+        np.copyto(block, chunk, casting="unsafe")
         out[:, start : start + block.shape[0]] = q @ block.T
+    if scale != 1.0:
+        out *= scale
     return out
 
 

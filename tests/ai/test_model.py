@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -68,3 +69,39 @@ def test_truncated_weights_are_a_clear_model_error(tmp_path: Path) -> None:
 def test_missing_weights_are_a_clear_model_error(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="cannot read the network weights"):
         Network.load(tmp_path, nice=0, weights=tmp_path / "absent.pth")
+
+
+def test_the_thread_running_the_network_lowers_its_own_priority(model_cache: Path) -> None:
+    main_before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen: dict[str, int] = {}
+
+    def work() -> None:
+        tid = threading.get_native_id()
+        seen["before"] = os.getpriority(os.PRIO_PROCESS, tid)
+        net = Network.load(model_cache, nice=5)
+        net.features([np.zeros((32, 32, 3), np.uint8)])
+        net.features([np.zeros((32, 32, 3), np.uint8)])  # lowered once, not twice
+        seen["after"] = os.getpriority(os.PRIO_PROCESS, tid)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert seen["after"] == min(19, seen["before"] + 5)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_before
+
+
+def test_an_uninstalled_weights_package_is_a_clear_model_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import server.ai.model as model
+
+    monkeypatch.setattr(model, "WEIGHTS_PACKAGE", "no_such_weights_package")
+    with pytest.raises(ModelError, match="not installed"):
+        model.weights_path()
+
+
+def test_an_unwritable_cache_is_a_clear_model_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "models"
+    blocker.write_text("a file where the cache directory should be")
+    with pytest.raises(ModelError, match="cannot cache the converted network"):
+        Network.load(blocker, nice=0)

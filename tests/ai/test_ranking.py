@@ -3,14 +3,14 @@ from __future__ import annotations
 import numpy as np
 
 from server.ai.ranking import Examples, Snapshot, example_scores, pick_view, row_scores, suggest
-from server.ai.vectors import View, normalize, top_k
+from server.ai.vectors import View, normalize, quantize, top_k
 
 
 def snapshot(vectors: dict[str, np.ndarray], ids: list[int],
              present: dict[str, np.ndarray] | None = None) -> Snapshot:
     n = len(ids)
     return Snapshot(ids=np.array(ids, np.int64),
-                    matrices={k: normalize(v).astype(np.float16) for k, v in vectors.items()},
+                    matrices={k: quantize(normalize(v)) for k, v in vectors.items()},
                     present=present or {k: np.ones(n, bool) for k in vectors},
                     keys=tuple(vectors))
 

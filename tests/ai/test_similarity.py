@@ -123,3 +123,13 @@ async def test_privileges(app: Starlette, admin: Api, users: UserFactory) -> Non
     other = await make_project(admin, "Other")
     assert (await admin.client.get(
         f"/api/v1/projects/{other}/images/{items[0]['id']}/similar")).status_code == 404
+
+
+async def test_a_deleted_image_is_never_answered_though_the_cache_holds_it(
+        app: Starlette, admin: Api) -> None:
+    d = await digits_project(app, admin)
+    url = f"/api/v1/projects/{d.pid}/images/{d.ids[0]}/similar?limit=3"
+    first = [i["image"] for i in (await admin.client.get(url)).json()["items"]]
+    assert (await admin.client.delete(f"/api/v1/images/{first[0]}")).status_code == 204
+    after = [i["image"] for i in (await admin.client.get(url)).json()["items"]]
+    assert first[0] not in after and after[:2] == first[1:]

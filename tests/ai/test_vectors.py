@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from server.ai.vectors import (
+    QUANTUM,
     View,
     choose_view,
     decode,
@@ -11,6 +12,7 @@ from server.ai.vectors import (
     knn_scores,
     loo_accuracy,
     normalize,
+    quantize,
     similarities,
     top_k,
 )
@@ -92,3 +94,13 @@ def test_choose_view_with_too_few_examples_takes_the_first_key() -> None:
     vecs = unit(np.random.default_rng(3), 3, 4)
     view, accuracy = choose_view({"a@1": vecs, "b@1": vecs}, labels)
     assert view == View(("a@1",)) and accuracy == {}
+
+
+def test_quantized_rows_give_the_same_similarities() -> None:
+    rng = np.random.default_rng(4)
+    m = unit(rng, 1000, 64)
+    q = m[:2]
+    got = similarities(quantize(m), q, 1 / QUANTUM)
+    assert quantize(m).dtype == np.int16
+    assert np.abs(got - q @ m.T).max() < 1e-3
+    assert quantize(np.array([[1.0, -1.0, 0.0]])).tolist() == [[QUANTUM, -QUANTUM, 0]]
