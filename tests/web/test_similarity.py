@@ -40,8 +40,6 @@ async () => {
     threshold: [s.suggestThreshold(items), s.suggestThreshold([{ image: 1, similarity: 0.77 }]), s.suggestThreshold([])],
     pending: s.pendingLabels({ image: 9, labels: [{ label: "dog", score: 0.07 }, { label: "cat", score: 0.91 }, { label: "cow", score: 0.02 }] },
       [{ label: "cow", is_default: true }]).map((x) => x.label),
-    merged: [...s.mergeSuggestions(new Map([[1, { image: 1, labels: [] }]]), { items: [{ image: 2, labels: [] }, { image: 1, labels: [{ label: "a", score: 1 }] }] })]
-      .map(([id, it]) => `${id}:${it.labels.length}`),
     notReady: [s.notReady({ status: 409, code: "not_ready", error: { code: "not_ready", job: { id: 4, progress: { done: 120, total: 500 } } } }),
       s.notReady({ status: 409, code: "not_ready", error: { job: { id: 4, status: "failed", progress: { done: 1, total: 5 } } } }),
       s.notReady({ status: 409, code: "conflict" }), s.notReady(null)],
@@ -74,7 +72,6 @@ def test_similarity_helpers_in_the_page(browser: Any, live: Live) -> None:
     assert out["keep"] == [1, 3]
     assert out["threshold"] == [0.7, 0.77, 0.8]  # in the widest gap; one score; the default
     assert out["pending"] == ["cat", "dog"]
-    assert out["merged"] == ["1:1", "2:0"]
     assert out["notReady"] == [{"job": 4, "done": 120, "total": 500}, None, None, None]
     assert out["job"] == [{"done": 3, "total": 9, "finished": False, "failed": False},
                           {"done": 9, "total": 9, "finished": True, "failed": False},

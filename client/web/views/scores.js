@@ -50,13 +50,6 @@ export function pendingLabels(suggestion, imageLabels) {
   return (suggestion?.labels || []).filter((s) => !have.has(s.label)).sort((a, b) => b.score - a.score);
 }
 
-/** Suggestions by image id from a /suggestions response (later answers replace earlier ones). */
-export function mergeSuggestions(byImage, response) {
-  const out = new Map(byImage);
-  for (const item of response?.items || []) out.set(item.image, item);
-  return out;
-}
-
 /** {job, done, total} from a 409 not_ready error of the REST client (the features are being
  * computed: the error names the job), else null. */
 export function notReady(err) {
