@@ -7,6 +7,7 @@ import { labelPanel } from "./labelpanel.js";
 import { openUpload } from "./upload.js";
 import { openSettings } from "./settings.js";
 import { openExport, openImport } from "./transfer.js";
+import { imageMenu } from "./imagemenu.js";
 import { jobsPanel } from "./jobs.js";
 
 const PAGE = 60;
@@ -64,6 +65,8 @@ export async function mount(root, ctx) {
       selected: isSelected(state.sel, img.id), me,
       presence: [...(state.presence.get(img.id) || [])],
       onChip: (image, label) => makeDefault(image, label),
+      menu: (image) => imageMenu(image, [{ text: "Open in the labeling tool", href: href("tool", { project: pid, image: image.id }, state.filter) },
+        { text: "Find similar images", href: href("similar", { project: pid }, { image: image.id }) }]),
     })));
     if (focused) (grid.querySelector(`li.tile[data-id="${focused}"]`) || grid.querySelector("li.tile") || grid).focus({ preventScroll: true });
     if (!state.images.length) grid.append(h("li", { class: "empty" }, state.total === 0 && !Object.keys(state.filter).length
@@ -156,6 +159,7 @@ export async function mount(root, ctx) {
 
   const actions = h("div", { class: "actions" },
     h("button", { type: "button", class: "primary", id: "label-images", onclick: openTool, title: "Open the labeling tool on the selection, else the filter, else all images" }, "Label images"),
+    h("a", { class: "button", id: "similar-btn", href: href("similar", { project: pid }), title: "Find images like a label's examples and label them in one click" }, "Label by similarity"),
     can.has("upload") ? h("button", { type: "button", id: "upload-btn", onclick: () => openUpload({ ctx, pid, labels: state.labels, done: async () => { await loadLabels(); await reload(); } }) }, "Upload") : null,
     can.has("import_export") ? h("button", { type: "button", id: "import-btn", onclick: () => openImport({ ctx, pid, done: async () => { await loadLabels(); await reload(); } }) }, "Import labels") : null,
     can.has("import_export") ? h("button", { type: "button", id: "export-btn", onclick: () => openExport({ ctx, pid, filter: state.filter, sel: state.sel }) }, "Export labels") : null,
