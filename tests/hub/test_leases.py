@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,21 @@ BOX = {"kind": "create", "object": {"id": "t", "type": "bbox", "geometry": {"x":
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
-    # A short lease so expiry can be watched without waiting long.
-    return make_settings(database_url, tmp_path / "data", lock_ttl_seconds=1.0)
+def settings(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """Leases of ``request.param`` seconds where a test watches expiry, else the default lease
+    (a short one could lapse between two messages on a slow machine)."""
+    ttl = getattr(request, "param", None)
+    overrides = {"lock_ttl_seconds": ttl} if ttl is not None else {}
+    return make_settings(database_url, tmp_path / "data", **overrides)
 
 
+async def lease_expiry(team: Team, image: int) -> datetime:
+    resp = await team.owner.client.get(f"/api/v1/images/{image}")
+    assert resp.status_code == 200, resp.text
+    return datetime.fromisoformat(resp.json()["lock"]["expires_at"])
+
+
+@pytest.mark.parametrize("settings", [1.0], indirect=True, ids=["1s-lease"])
 async def test_a_vanished_holder_lease_expires_and_others_may_open(
         server: LiveServer, team: Team, users: UserFactory) -> None:
     bob = await users("bob")
@@ -41,14 +52,18 @@ async def test_a_vanished_holder_lease_expires_and_others_may_open(
     await watcher.close()
 
 
-async def test_heartbeats_keep_the_lease_and_stats_count_time(
+async def test_heartbeats_renew_the_lease_and_stats_count_time(
         server: LiveServer, team: Team, users: UserFactory) -> None:
     c = await server.connect(team.owner)
     await c.request("hello", project=team.project_id)
     opened = await c.request("open_image", image=team.images[1])
     token = opened["lock"]["token"]
+    expiry = datetime.fromisoformat(opened["lock"]["expires_at"])
     for i in range(3):
         assert (await c.request("heartbeat", active=True))["type"] == "ack"
+        renewed = await lease_expiry(team, team.images[1])
+        assert renewed > expiry  # the heartbeat moved the expiry on
+        expiry = renewed
         ack = await c.request("op", image=team.images[1], token=token, client_op_id=f"h{i}",
                               op={**BOX, "object": {**BOX["object"], "id": f"h{i}"}})
         assert ack["type"] == "ack", ack
