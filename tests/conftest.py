@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import settings as hypothesis_settings
 from starlette.applications import Starlette
 
 from server.app import create_app
@@ -21,6 +22,11 @@ from tests._db import (
     pg_required,
     with_database,
 )
+
+# No per-example deadline for any property test: Hypothesis' default (200 ms) fails a test as
+# "Unreliable test timings" when a loaded machine stalls one example, whatever the code does.
+hypothesis_settings.register_profile("labelhub", deadline=None)
+hypothesis_settings.load_profile("labelhub")
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "admin-password-1"
