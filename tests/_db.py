@@ -60,7 +60,8 @@ def with_database(url: str, name: str) -> str:
 
 
 async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(_raw(with_database(pg_base_url(), "postgres")), timeout=5)
+    # A busy server can be slow to accept; an absent one refuses at once.
+    conn = await asyncpg.connect(_raw(with_database(pg_base_url(), "postgres")), timeout=30)
     try:
         await conn.execute(sql)
     finally:

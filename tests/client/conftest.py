@@ -20,6 +20,10 @@ from server.hub.connection import Connection
 from server.settings import Settings
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 
+# The SDK's request timeout in these tests: a bound on a hang, not a speed check (a loaded
+# machine can take many seconds over a burst of concurrent requests).
+TIMEOUT = 60.0
+
 
 def png(seed: int) -> bytes:
     img = np.full((48, 64, 3), 20 + seed * 11 % 200, np.uint8)
@@ -43,7 +47,7 @@ class Live:
         return rest
 
     async def client(self, token: str, project: int, **kwargs: object) -> LabelhubClient:
-        hub = LabelhubClient(self.url, project, token=token, timeout=10.0, **kwargs)  # type: ignore[arg-type]
+        hub = LabelhubClient(self.url, project, token=token, timeout=TIMEOUT, **kwargs)  # type: ignore[arg-type]
         self.clients.append(hub)
         await hub.connect()
         return hub

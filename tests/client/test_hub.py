@@ -15,7 +15,7 @@ from client import (
     NothingToUndoError,
 )
 from server.protocol import LockEvent, OpEvent, Snapshot
-from tests.client.conftest import Team
+from tests.client.conftest import TIMEOUT, Team
 
 
 def box(oid: str, x: float = 2) -> dict[str, object]:
@@ -77,7 +77,7 @@ async def test_a_viewer_may_not_edit(team: Team) -> None:
 
 
 async def test_a_bad_token_is_refused_at_connect(team: Team) -> None:
-    hub = LabelhubClient(team.live.url, team.project, token="not-a-token", timeout=5)
+    hub = LabelhubClient(team.live.url, team.project, token="not-a-token", timeout=TIMEOUT)
     with pytest.raises(AuthenticationError):
         await hub.connect()
     await hub.close()

@@ -34,7 +34,7 @@ from server.db import make_engine, make_sessionmaker
 from server.models import ImageLock, OpLogEntry, Project
 from tests._db import PgTemplate, SqliteTemplate, pg_base_url, with_database
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, make_settings
-from tests.hub._ws import WsClient
+from tests.hub._ws import TIMEOUT, WsClient
 from tests.hub.conftest import png
 from tests.hub.test_resume import replay
 
@@ -275,7 +275,7 @@ class HubMachine(RuleBasedStateMachine):
                 target = self._image_head(fresh["seq"])
                 self._drain(user)
                 while self._view_seq(user) < target:
-                    self._take(user, self.run(asyncio.wait_for(client.events.get(), 10)))
+                    self._take(user, self.run(asyncio.wait_for(client.events.get(), TIMEOUT)))
                 view = self.views[user]
                 ops = [view["ops"][k] for k in sorted(view["ops"])]
                 assert replay(view["snapshot"], ops, 64, 48) == replay(fresh, [], 64, 48)
