@@ -193,6 +193,29 @@ async def test_close_releases_my_locks(team: Team) -> None:
     assert (await bo.open_image(team.images[5])).lock is not None
 
 
+async def test_close_returns_while_a_heartbeat_is_unanswered(
+        team: Team, monkeypatch: pytest.MonkeyPatch) -> None:
+    handlers = team.live.app.state.handlers
+    heartbeat, arrived, answer = handlers.heartbeat, asyncio.Event(), asyncio.Event()
+
+    async def held(conn: object, msg: object) -> None:  # the real handler, answered later
+        arrived.set()
+        await answer.wait()
+        await heartbeat(conn, msg)
+
+    monkeypatch.setattr(handlers, "heartbeat", held)
+    token, _ = await team.member("ana")
+    ana = await team.hub(token, heartbeat_interval=0.01)
+    await ana.open_image(team.images[2])
+    await arrived.wait()
+    # The socket closes under the heartbeat, failing it, and close() cancels the heartbeat
+    # task: a cancellation asyncio.wait_for (Python 3.11) swallows when its future has failed.
+    closing = asyncio.create_task(ana.close())
+    done, _ = await asyncio.wait({closing}, timeout=TIMEOUT)  # a bound on a hang
+    answer.set()
+    assert closing in done, "close() is stuck awaiting its heartbeat task"
+
+
 async def test_a_deactivated_account_ends_the_session(team: Team) -> None:
     token, user_id = await team.member("gone")
     hub = await team.hub(token)

@@ -192,7 +192,8 @@ export async function mount(root, ctx) {
   const softReload = () => { clearTimeout(refreshTimer); refreshTimer = setTimeout(reload, 400); };
   const off = ctx.onHub((msg) => {
     jobs.onEvent(msg);
-    if (msg.type === "lock" || msg.type === "progress" || msg.type === "_resumed") softReload();
+    // Also once the socket is up: a lock taken between the first load and joining the room sends us nothing.
+    if (msg.type === "lock" || msg.type === "progress" || msg.type === "_resumed" || (msg.type === "_conn" && msg.state === "online")) softReload();
     if (msg.type === "presence") {
       state.presence = presenceMap(state.where, msg, ctx.me);
       renderGrid();
