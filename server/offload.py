@@ -62,6 +62,7 @@ class Offload:
         self.workers, self.queue, self.inline_cost = max(1, workers), max(0, queue), inline_cost
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self.pending = 0  # submitted and not finished (running + waiting)
+        self.submitted = 0  # jobs ever sent to the pool (tests and benchmarks read it)
 
     def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
@@ -83,6 +84,7 @@ class Offload:
             self._restart()
             raise Busy("the worker pool restarted; send it again") from None
         self.pending += 1
+        self.submitted += 1
         loop = asyncio.get_running_loop()
         # Counted until the worker is done, not until the caller stops waiting: a cancelled
         # caller (a closed socket) must not let more work in than the pool can hold.
