@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-MODULES = ["benchmarks.geometry", "benchmarks.hub", "benchmarks.formats"]
+MODULES = ["benchmarks.geometry", "benchmarks.hub", "benchmarks.formats", "benchmarks.offload"]
 
 
 def main(argv: list[str]) -> int:
