@@ -45,6 +45,12 @@ class Busy(Exception):
         self.message = message
 
 
+#: Workers run this much nicer than the server: when cores are short, the scheduler serves the
+#: event loop first and the heavy edit waits (measured: a worker at the server's priority on the
+#: loaded 2-core VM took CPU from the hub's fan-out, docs/performance.md, "CPU work").
+WORKER_NICE = 10
+
+
 def _warm() -> int:
     return os.getpid()
 
@@ -68,7 +74,8 @@ class Offload:
         if self._pool is None:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["server.geometry", "server.formats.masks"])
-            self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context)
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                self.workers, mp_context=context, initializer=os.nice, initargs=(WORKER_NICE,))
         return self._pool
 
     async def run(self, fn: Callable[..., T], *args: Any, cost: int) -> T:

@@ -63,6 +63,12 @@ async def test_costly_work_runs_in_another_process_with_the_same_result(
     assert pool.submitted == 2 and pool.pending == 0
 
 
+async def test_workers_run_nicer_than_the_server(pool: offload.Offload) -> None:
+    """When cores are short the scheduler serves the event loop before the heavy edit."""
+    mine = os.nice(0)
+    assert await pool.run(os.nice, 0, cost=pool.inline_cost) == min(mine + offload.WORKER_NICE, 19)
+
+
 async def test_an_error_in_the_worker_reaches_the_caller_as_raised(pool: offload.Offload) -> None:
     with pytest.raises(TooCostly) as err:
         await pool.run(fail, "op.points", cost=pool.inline_cost)
