@@ -21,6 +21,7 @@ do). Exceptions raised by ``fn`` reach the caller as they were raised.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import multiprocessing
 import os
@@ -69,6 +70,7 @@ class Offload:
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self.pending = 0  # submitted and not finished (running + waiting)
         self.submitted = 0  # jobs ever sent to the pool (tests and benchmarks read it)
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
 
     def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
@@ -78,13 +80,16 @@ class Offload:
                 self.workers, mp_context=context, initializer=os.nice, initargs=(WORKER_NICE,))
         return self._pool
 
-    async def run(self, fn: Callable[..., T], *args: Any, cost: int) -> T:
-        """``fn(*args)``: inline when ``cost`` is small, else in a worker (raises :class:`Busy`
-        when the pool is full)."""
+    async def run(self, fn: Callable[..., T], *args: Any, cost: int, wait: bool = False) -> T:
+        """``fn(*args)``: inline when ``cost`` is small, else in a worker. When the pool is full
+        this raises :class:`Busy`, or with ``wait`` waits for a free place (for work already
+        under way, such as a streaming export, which cannot answer ``busy`` half-way)."""
         if cost < self.inline_cost:
             return fn(*args)
-        if self.pending >= self.workers + self.queue:
-            raise Busy()
+        while self.pending >= self.workers + self.queue:
+            if not wait:
+                raise Busy()
+            await self._place()
         try:
             future = self._executor().submit(fn, *args)
         except concurrent.futures.BrokenExecutor:
@@ -105,6 +110,25 @@ class Offload:
 
     def _done(self) -> None:
         self.pending -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def _place(self) -> None:
+        """Wait until a job finishes (callers with ``wait``, first come first served)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._wake()  # woken, then cancelled: the place goes to the next in line
+            raise
 
     def _restart(self) -> None:
         pool, self._pool = self._pool, None
@@ -145,9 +169,9 @@ def get() -> Offload:
     return _current
 
 
-async def run(fn: Callable[..., T], *args: Any, cost: int) -> T:
+async def run(fn: Callable[..., T], *args: Any, cost: int, wait: bool = False) -> T:
     """``fn(*args)`` on the process's pool (see :meth:`Offload.run`)."""
-    return await get().run(fn, *args, cost=cost)
+    return await get().run(fn, *args, cost=cost, wait=wait)
 
 
 def shutdown() -> None:

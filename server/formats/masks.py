@@ -22,6 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from server import offload
 from server.formats._importing import ImportFileError, Incoming
 from server.formats._source import ExportJob, ImageRecord, iter_images
 from server.formats._zip import Spool, ZipStream, unique_stems
@@ -47,17 +48,22 @@ def _csv_row(*values: str) -> str:
     return buf.getvalue()
 
 
-def _write_batch(z: ZipStream, batch: list[ImageRecord], stems: list[str], types: set[str]) -> str:
-    """Rasterize and add the batch's masks (in a worker thread); returns its index.csv rows."""
-    rows = []
-    for img, st in zip(batch, stems, strict=True):
-        for obj in img.objects:
-            if obj["type"] not in types or obj["type"] not in ("bitmap", "polygon", "bbox"):
-                continue
-            path = f"{st}/{obj['id']}.png"
-            z.add(path, png(rasterize(parse_object(obj), img.height, img.width)))
-            rows.append(_csv_row(img.name, obj["id"], obj["label"], path))
-    return "".join(rows)
+def _render(img: ImageRecord, stem: str, types: set[str]) -> list[tuple[str, bytes, str]]:
+    """The image's masks as (path, PNG, index.csv row), in a worker process (server/offload.py):
+    each is rasterized and encoded at the image's full size."""
+    out = []
+    for obj in img.objects:
+        if obj["type"] not in types or obj["type"] not in ("bitmap", "polygon", "bbox"):
+            continue
+        path = f"{stem}/{obj['id']}.png"
+        out.append((path, png(rasterize(parse_object(obj), img.height, img.width)),
+                    _csv_row(img.name, obj["id"], obj["label"], path)))
+    return out
+
+
+def _add_all(z: ZipStream, files: list[tuple[str, bytes, str]]) -> None:
+    for path, data, _row in files:
+        z.add(path, data)
 
 
 async def export(job: ExportJob) -> AsyncIterator[bytes]:
@@ -69,7 +75,13 @@ async def export(job: ExportJob) -> AsyncIterator[bytes]:
     try:
         async for batch in iter_images(job.sessions, job.project_id, job.flt, labels=False):
             stems = unique_stems([im.name for im in batch], seen)
-            index.write(await asyncio.to_thread(_write_batch, z, batch, stems, types))
+            for img, stem in zip(batch, stems, strict=True):
+                # One job per image, so heavy edits interleave with a long export; an export
+                # under way waits for the pool rather than failing half-way.
+                cost = img.width * img.height // 4 * len(img.objects)
+                files = await offload.run(_render, img, stem, types, cost=cost, wait=True)
+                await asyncio.to_thread(_add_all, z, files)  # deflate releases the GIL
+                index.write("".join(row for _p, _d, row in files))
             yield z.drain()
         for chunk in z.add_chunks("index.csv", index.chunks()):
             yield chunk

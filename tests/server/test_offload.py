@@ -104,3 +104,19 @@ async def test_a_cancelled_caller_keeps_its_slot_until_the_worker_is_done(
     await gate.open()
     await pool.run(os.getpid, cost=pool.inline_cost)  # queued behind it: it is done after
     assert pool.pending == 0
+
+
+async def test_a_caller_that_waits_gets_the_next_free_place(pool: offload.Offload,
+                                                              tmp_path: Path) -> None:
+    first, second = Gate(tmp_path, "first"), Gate(tmp_path, "second")
+    running = asyncio.create_task(pool.run(wait_for_pipe, first.path, cost=pool.inline_cost))
+    queued = asyncio.create_task(pool.run(wait_for_pipe, second.path, cost=pool.inline_cost))
+    await asyncio.sleep(0)
+    waiting = asyncio.create_task(pool.run(os.getpid, cost=pool.inline_cost, wait=True))
+    await asyncio.sleep(0)
+    assert pool.pending == 2 and not waiting.done()
+    await first.open()
+    await running  # its place goes to the waiting caller, queued behind the second job
+    await second.open()
+    assert await waiting == await queued
+    assert pool.pending == 0
