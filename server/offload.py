@@ -90,17 +90,29 @@ class Offload:
             if not wait:
                 raise Busy()
             await self._place()
+        loop, pool = asyncio.get_running_loop(), self._executor()
+
+        def submit() -> concurrent.futures.Future[T]:
+            try:
+                future = pool.submit(fn, *args)
+            except BaseException:
+                loop.call_soon_threadsafe(self._done)
+                raise
+            # Counted until the worker is done, not until the caller stops waiting: a cancelled
+            # caller (a closed socket) must not let more work in than the pool can hold.
+            future.add_done_callback(lambda _f: loop.call_soon_threadsafe(self._done))
+            return future
+
+        self.pending += 1
+        self.submitted += 1
         try:
-            future = self._executor().submit(fn, *args)
+            # From a thread: a submit may start a worker, and the first one starts the fork
+            # server, which imports the geometry core before it answers (measured: the loop
+            # stalled 1.3 s on the first heavy edit when this ran on it).
+            future = await asyncio.to_thread(submit)
         except concurrent.futures.BrokenExecutor:
             self._restart()
             raise Busy("the worker pool restarted; send it again") from None
-        self.pending += 1
-        self.submitted += 1
-        loop = asyncio.get_running_loop()
-        # Counted until the worker is done, not until the caller stops waiting: a cancelled
-        # caller (a closed socket) must not let more work in than the pool can hold.
-        future.add_done_callback(lambda _f: loop.call_soon_threadsafe(self._done))
         try:
             return await asyncio.wrap_future(future)
         except concurrent.futures.BrokenExecutor:
