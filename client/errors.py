@@ -79,7 +79,8 @@ class NotReadyError(RequestError):
 
 
 class RateLimitedError(RequestError):
-    """Too many messages; slow down."""
+    """Too many messages (``rate_limited``), or the server's pool for heavy edits is full
+    (``busy``, HTTP 503): slow down and send it again; nothing was applied."""
 
 
 class UnavailableError(RequestError):
@@ -102,9 +103,11 @@ _BY_CODE: dict[str, type[RequestError]] = {
     "nothing_to_undo": NothingToUndoError,
     "nothing_to_redo": NothingToUndoError,
     "rate_limited": RateLimitedError,
+    "busy": RateLimitedError,
     "unavailable": UnavailableError,
     "invalid": InvalidRequestError,
     "invalid_op": InvalidRequestError,
+    "too_costly": InvalidRequestError,
     "bad_json": InvalidRequestError,
     "too_large": InvalidRequestError,
     "binary_frame": InvalidRequestError,

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from server import accounts, formats, images, labels, preferences, projects, stats
+from server import accounts, formats, images, labels, offload, preferences, projects, stats
 from server.ai import similarity, suggestions
 from server.auth import TokenSigner, configure_password_hashing
 from server.db import dispose, make_engine, make_sessionmaker, transaction
@@ -75,11 +75,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.engine = engine
         app.state.sessions = make_sessionmaker(engine)
         await ensure_admin(app)
+        offload.configure(settings.offload_workers, settings.offload_queue)
         try:
             hooks = [m.lifespan for m in FEATURES if hasattr(m, "lifespan")]
             async with _run_hooks(app, hooks):
                 yield
         finally:
+            offload.shutdown()
             await dispose(engine)
 
     routes: list[BaseRoute] = [Route("/healthz", healthz)]
