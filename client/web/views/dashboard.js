@@ -96,12 +96,15 @@ export async function mount(root, ctx) {
 
   async function goPage(page) { state.page = page; await reload(); grid.focus(); }
 
+  let latest = 0;  // the newest reload: an older one's answer (another page or filter) is dropped
   async function reload() {
+    const mine = ++latest;
     try {
       const res = await ctx.api.get(`/api/v1/projects/${pid}/images`, { ...state.filter, offset: state.page * PAGE, limit: PAGE });
+      if (mine !== latest) return;
       state.images = res.images; state.total = res.total;
       if (state.page > 0 && !res.images.length && res.total) { state.page = 0; return reload(); }
-    } catch (err) { ctx.toast(err.message); }
+    } catch (err) { if (mine !== latest) return; ctx.toast(err.message); }
     renderGrid();
   }
 
