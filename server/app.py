@@ -21,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 from server import accounts, formats, images, labels, offload, preferences, projects, stats
 from server.ai import similarity, suggestions
 from server.auth import TokenSigner, configure_password_hashing
-from server.db import dispose, make_engine, make_sessionmaker, transaction
+from server.db import dispose, is_sqlite, make_engine, make_sessionmaker, transaction
 from server.errors import ApiError, exception_handlers
 from server.guards import Guard
 from server.hub import endpoint as hub_endpoint
@@ -71,7 +71,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        engine = make_engine(settings.resolved_database_url)
+        url = settings.resolved_database_url
+        engine = make_engine(url) if is_sqlite(url) else make_engine(
+            url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.db_pool_timeout)
         app.state.engine = engine
         app.state.sessions = make_sessionmaker(engine)
         await ensure_admin(app)

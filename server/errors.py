@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -105,7 +106,15 @@ async def _database_error(request: Request, exc: Exception) -> Response:
                                               "changed, please retry")
 
 
+async def _pool_exhausted(_request: Request, _exc: Exception) -> Response:
+    # No connection was had, so nothing was done; a moment later there may be one.
+    log.warning("database pool exhausted; answered 503 busy")
+    return error_response(503, "busy", "the server's database connections are all in use; "
+                                       "please retry", headers={"Retry-After": "1"})
+
+
 exception_handlers: dict[Any, Any] = {
+    PoolTimeout: _pool_exhausted,
     ApiError: _api_error,
     HTTPException: _http_error,
     ValidationError: _validation_error,

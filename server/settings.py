@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     offload_queue: int = Field(default=8, ge=0)
     # Largest mask (decoded pixels) an import reads; a mask must also fit its image.
     max_mask_pixels: int = Field(default=100_000_000, ge=1)
+    # PostgreSQL connection pool of each server process. A request that waits longer than
+    # db_pool_timeout for a connection gets "busy" (HTTP 503, socket error) instead of a 500.
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=20, ge=0)
+    db_pool_timeout: float = Field(default=30.0, gt=0)
     # argon2 cost; the defaults are argon2-cffi's recommended ones. Tests lower them for speed.
     password_time_cost: int = Field(default=3, ge=1)
     password_memory_kib: int = Field(default=65536, ge=8)
