@@ -107,6 +107,7 @@ _BY_CODE: dict[str, type[RequestError]] = {
     "invalid_op": InvalidRequestError,
     "bad_json": InvalidRequestError,
     "too_large": InvalidRequestError,
+    "not_enough_examples": InvalidRequestError,
     "binary_frame": InvalidRequestError,
 }
 _BY_STATUS: dict[int, type[RequestError]] = {
