@@ -107,8 +107,9 @@ async def _work(settings: Settings) -> None:
     from server.jobs.worker import Worker
 
     url = settings.resolved_database_url
-    # A worker runs one job at a time: a few connections are plenty.
-    engine = make_engine(url) if is_sqlite(url) else make_engine(url, pool_size=2, max_overflow=4)
+    # A worker runs one job at a time: its task and the lease heartbeat need two connections
+    # at once, rarely more (every `labelhub serve` brings one worker: keep it light).
+    engine = make_engine(url) if is_sqlite(url) else make_engine(url, pool_size=2, max_overflow=2)
     worker = Worker(settings, make_sessionmaker(engine))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -12,7 +12,7 @@ same statement atomic. A running job whose lease ran out (its worker died) is cl
 
 Every change a socket should hear of is announced: on PostgreSQL a ``pg_notify`` on
 :data:`EVENT_CHANNEL` in the same transaction (delivered at commit, to every process); on
-SQLite the server watches ``updated_at`` instead (server/jobs/feed.py). Deferring rings
+SQLite the server polls the active jobs instead (server/jobs/feed.py). Deferring rings
 :data:`WAKE_CHANNEL` so idle workers claim at once.
 """
 

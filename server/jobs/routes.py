@@ -61,10 +61,11 @@ async def list_jobs(request: Request) -> Response:
         return JSONResponse({"jobs": [_dump(state_of(job)) for job in jobs]})
 
 
-async def _job(request: Request, session: AsyncSession, project_id: int) -> Job:
+async def _job(request: Request, session: AsyncSession, project_id: int, *,
+               lock: bool = False) -> Job:
     job_id = path_int(request, "job_id")
-    job = (await session.execute(select(Job).where(
-        Job.id == job_id, Job.project_id == project_id).with_for_update())).scalar_one_or_none()
+    stmt = select(Job).where(Job.id == job_id, Job.project_id == project_id)
+    job = (await session.execute(stmt.with_for_update() if lock else stmt)).scalar_one_or_none()
     if job is None:
         raise not_found("job")
     return job
@@ -84,7 +85,7 @@ async def cancel_job(request: Request) -> Response:
     project_id = path_int(request, "project_id")
     async with unit_of_work(request) as (session, user):
         _project, actor = await project_access(session, user, project_id, Privilege.VIEW)
-        job = await _job(request, session, project_id)
+        job = await _job(request, session, project_id, lock=True)
         if job.created_by != user.id and not allowed(actor, Privilege.MANAGE_MEMBERS):
             raise forbidden("only who started a job, or a project manager (manage_members), "
                             "may cancel it")
@@ -108,8 +109,12 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 
     def deliver(job: JobState) -> None:
         room = hub.rooms.get(job.project or 0)
-        if room is not None and room.connections:
-            hub.send_to(room.connections, encode(JobEvent(job=job)))
+        if room is None:
+            return
+        # Joining needed `view`; a connection that has lost it since hears no more.
+        receivers = [c for c in room.connections if c.is_admin or c.privileges & Privilege.VIEW]
+        if receivers:
+            hub.send_to(receivers, encode(JobEvent(job=job)))
 
     feed = JobFeed(state.sessions, state.settings.resolved_database_url, on_change=deliver,
                    wanted=lambda: bool(hub.rooms))

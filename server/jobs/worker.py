@@ -8,9 +8,10 @@ Waking: on PostgreSQL the worker LISTENs for :data:`~server.jobs.queue.WAKE_CHAN
 every :func:`~server.jobs.queue.defer` at commit, and polls every 2 s in case a ring was lost;
 on SQLite (one machine, no NOTIFY) it polls every 0.5 s: one indexed ``UPDATE`` finding nothing.
 
-The lease: a separate asyncio task renews it every ``min(1 s, lease / 3)`` and reads the cancel
-flag in the same statement, so a cancel stops the job within a second even when its task is
-not reporting progress (it is then cancelled as an asyncio task). A worker that dies keeps the
+The lease: a separate asyncio task renews it every ``min(0.5 s, lease / 3)`` and reads the
+cancel flag in the same statement. A task reporting progress stops at its next report (which
+reads the flag too); one that does not is cancelled as an asyncio task a quarter second after
+the heartbeat saw the flag, so a cancel takes effect within a second either way. A worker that dies keeps the
 job until its lease runs out; then another worker claims it, and the task runs again.
 """
 
@@ -40,6 +41,7 @@ __all__ = ["Worker", "worker_name"]
 log = logging.getLogger("labelhub.jobs")
 SQLITE_POLL = 0.5
 POSTGRES_POLL = 2.0
+CANCEL_GRACE = 0.25  # seconds a task has to stop by itself once cancellation is seen
 
 
 async def _call(fn: registry.TaskFn, ctx: JobContext) -> dict[str, Any] | None:
@@ -89,7 +91,10 @@ class Worker:
                     log.exception("claiming a job failed")
                     job = None
                 if job is not None:
-                    await self.run_job(job)
+                    try:
+                        await self.run_job(job)
+                    except Exception:  # recording the end failed: the lease runs out, and
+                        log.exception("job %s: recording its end failed", job.id)  # it reruns
                     continue
                 stop = asyncio.ensure_future(self._stopping.wait())
                 wake = asyncio.ensure_future(waker.wait())
@@ -170,7 +175,7 @@ class Worker:
 
     async def _heartbeat(self, ctx: JobContext, runner: asyncio.Task[Any],
                          lost: asyncio.Event) -> None:
-        interval = min(1.0, self.lease / 3)
+        interval = min(0.5, self.lease / 3)
         while not runner.done():
             await asyncio.sleep(interval)  # a timer: the lease is renewed on a schedule
             try:
@@ -182,6 +187,7 @@ class Worker:
             except Exception:  # a database blip: the lease has two more beats of slack
                 log.exception("renewing the lease of job %s failed", ctx.job_id)
                 continue
-            if flag and ctx.cancel_requested:
-                runner.cancel()  # asked a beat ago and still running: stop it now
-            ctx.cancel_requested = ctx.cancel_requested or flag
+            if flag and not ctx.cancel_requested:
+                ctx.cancel_requested = True  # its next progress report raises Cancelled
+                # A task that reports nothing (or is inside run_cpu) is stopped from outside.
+                asyncio.get_running_loop().call_later(CANCEL_GRACE, runner.cancel)

@@ -14,8 +14,11 @@ from client import (
     LockLostError,
     NothingToUndoError,
 )
-from server.protocol import LockEvent, OpEvent, Snapshot
+from server.db import transaction
+from server.jobs import defer
+from server.protocol import JobEvent, LockEvent, OpEvent, Snapshot
 from tests.client.conftest import Team
+from tests.jobs.conftest import running_worker
 
 
 def box(oid: str, x: float = 2) -> dict[str, object]:
@@ -221,3 +224,25 @@ async def test_ops_fail_when_the_image_was_taken_over_while_disconnected(team: T
     assert caught.value.holder is not None and caught.value.holder.id == m_id
     assert ana.lock(image) is None and ana.reconnects == 1
     assert taken.lock is not None
+
+
+async def test_job_events_and_the_jobs_endpoints(team: Team) -> None:
+    assert team.admin.token is not None
+    hub = await team.hub(team.admin.token)
+    app = team.live.app
+    async with transaction(app.state.sessions) as session:
+        job_id = await defer(session, kind="count", project_id=team.project,
+                             params={"to": 100_000, "step_seconds": 0.01},
+                             created_by=(await team.admin.me())["id"])
+    async with running_worker(app):
+        while (event := await hub.next_event(JobEvent)).job.progress.done < 2:
+            assert isinstance(event, JobEvent) and event.job.id == job_id
+        listed = await team.admin.jobs(team.project, status=["queued", "running"])
+        assert [j["id"] for j in listed] == [job_id] and listed[0]["kind"] == "count"
+        asked = await team.admin.cancel_job(team.project, job_id)
+        assert asked["cancel_requested"] is True
+        while (event := await hub.next_event(JobEvent)).job.status != "cancelled":
+            pass
+    assert isinstance(event, JobEvent) and hub.jobs[job_id] == event.job
+    assert (await team.admin.job(team.project, job_id))["status"] == "cancelled"
+    assert await team.admin.jobs(team.project, status="running") == []

@@ -9,10 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from tests._db import ROOT
+
 
 def _run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("LABELHUB_")}
-    full_env.update({"LABELHUB_DATA_DIR": str(tmp_path / "data"), **env})
+    # PYTHONPATH: this checkout's code, not whichever copy is installed in the venv.
+    full_env.update({"LABELHUB_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT), **env})
     return subprocess.run(
         [sys.executable, "-m", "server.cli", *args], env=full_env, cwd=tmp_path,
         capture_output=True, text=True, timeout=120, check=False,
@@ -22,7 +25,7 @@ def _run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[
 def test_help_lists_the_commands(tmp_path: Path) -> None:
     out = _run(tmp_path, "--help")
     assert out.returncode == 0
-    for command in ("serve", "db", "user", "demo"):
+    for command in ("serve", "worker", "db", "user", "demo"):
         assert command in out.stdout
 
 
