@@ -11,7 +11,7 @@ import onnxruntime as ort
 from starlette.applications import Starlette
 
 from server.ai.training import MIN_PER_LABEL
-from tests.ai._models import small_digits, train
+from tests.ai._models import predict, run, small_digits, train
 from tests.ai.test_suggestions import label_each
 from tests.conftest import Api, UserFactory, add_member, make_project
 
@@ -139,3 +139,29 @@ async def test_builtin_mapping_creates_labels_and_refuses_unknown_classes(
                                      json={"name": "kitty"})).status_code == 200
     after = (await admin.client.get(f"/api/v1/projects/{pid}/models/imagenet")).json()
     assert after["stale_mapping"] == ["Egyptian cat", "tabby"]
+
+
+async def test_multi_label_model_trains_and_predicts_several_labels(app: Starlette, admin: Api) -> None:
+    d = await small_digits(admin, classes=3)
+    # A second, overlapping label on the round digits people labeled (0 and 2).
+    await label_each(admin, d.pid, {i: "round" for i, n in d.labeled.items() if n != "digit 1"})
+    single = await admin.client.post(f"/api/v1/projects/{d.pid}/models", json={
+        "name": "shapes", "multi_label": True, "features": ["hog@1"]})
+    assert single.status_code == 202
+    assert (await run(app, single.json()["job"])).status == "done"
+    changed = await admin.client.post(f"/api/v1/projects/{d.pid}/models", json={
+        "name": "shapes", "multi_label": False})
+    assert changed.status_code == 422 and "multi-label" in changed.json()["error"]["message"]
+    model = (await admin.client.get(f"/api/v1/projects/{d.pid}/models/shapes")).json()
+    assert model["multi_label"] is True
+    metrics = model["versions"][0]["metrics"]
+    assert metrics["quality_measure"] == "micro average precision"
+    assert {x["label"]: x["examples"] for x in metrics["labels"]} == {
+        "digit 0": 5, "digit 1": 5, "digit 2": 5, "round": 10}
+    state = await predict(app, admin, d.pid, model="shapes", images=d.unlabeled)
+    assert state.status == "done"
+    items = (await admin.client.get(f"/api/v1/projects/{d.pid}/predictions")).json()["items"]
+    truth = {i: int(t) for i, t in zip(d.ids, d.target, strict=True)}
+    both = [i for i in items if truth[i["image"]] in (0, 2)
+            and {"round", f"digit {truth[i['image']]}"} <= set(i["confident"])]
+    assert len(both) >= len([i for i in items if truth[i["image"]] in (0, 2)]) // 2
