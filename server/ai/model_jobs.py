@@ -43,6 +43,7 @@ from server.storage import ImageStore
 __all__ = ["predict", "train_model"]
 
 KEEP = 5  # label scores kept per prediction (plus every label above the threshold)
+SCORE_CHUNK = 500  # images scored and stored per transaction (their vectors read at once)
 
 
 async def _model(ctx: JobContext) -> AiModel:
@@ -163,20 +164,20 @@ async def predict(ctx: JobContext) -> dict[str, Any]:
             head = head_of(model, row)  # ModelError when corrupted: the job fails saying so
             version = row.version
     todo = await _todo(ctx, model, version)
-    total = len(todo)
-    await ctx.progress(0, total)
     failed: list[dict[str, Any]] = []
     predicted = 0
-    store = ImageStore(ctx.settings.image_dir)
-    for start in range(0, total, BATCH):
-        batch = todo[start : start + BATCH]
-        items: list[tuple[int, list[dict[str, Any]]]] = []
-        if head is None:  # the built-in model: the network's own class scores
+    if head is None:  # the built-in model: the network's own class scores, a batch at a time
+        store = ImageStore(ctx.settings.image_dir)
+        total = len(todo)
+        await ctx.progress(0, total)
+        for start in range(0, total, BATCH):
+            batch = todo[start : start + BATCH]
             decoded = await ctx.run_cpu(decode_all, store, [s for _, s in batch])
             good = [(i, img) for (i, _), img in zip(batch, decoded, strict=True)
                     if not isinstance(img, str)]
             failed += [{"image": i, "error": img} for (i, _), img in zip(batch, decoded, strict=True)
                        if isinstance(img, str)]
+            items: list[tuple[int, list[dict[str, Any]]]] = []
             if good:
                 net = extractor(ctx.settings.model_dir, ctx.settings.ai_threads)
                 try:
@@ -185,21 +186,29 @@ async def predict(ctx: JobContext) -> dict[str, Any]:
                     raise ModelError(f"the built-in model cannot run: {exc}") from exc
                 names = net.network.class_names
                 items = [(i, top_classes(p, names)) for (i, _), p in zip(good, probs, strict=True)]
-        else:
+            await _save(ctx, model, version, items)
+            predicted += len(items)
+            await ctx.progress(min(start + BATCH, total), total)
+    else:
+        # The vectors the images lack first (the embed job's batches), then the scores in
+        # large chunks: a few transactions per thousand images.
+        async with ctx.sessions() as session:
+            lacking = await missing(session, model.project_id, head.features,
+                                    [i for i, _ in todo])
+        total = len(lacking) + len(todo)
+        await ctx.progress(0, total)
+        _, failed = await embed_contents(ctx, lacking, head.features, ctx.progress)
+        for start in range(0, len(todo), SCORE_CHUNK):
+            chunk = todo[start : start + SCORE_CHUNK]
             async with ctx.sessions() as session:
-                lacking = await missing(session, model.project_id, head.features,
-                                        [i for i, _ in batch])
-            _, bad = await embed_contents(ctx, lacking, head.features)
-            failed += bad
-            async with ctx.sessions() as session:
-                vectors = await read_features(session, [s for _, s in batch], head.features)
-            ready = [(i, s) for i, s in batch if all(k in vectors.get(s, {}) for k in head.features)]
+                vectors = await read_features(session, [s for _, s in chunk], head.features)
+            ready = [(i, s) for i, s in chunk if all(k in vectors.get(s, {}) for k in head.features)]
             if ready:
                 stacked = {k: np.stack([vectors[s][k] for _, s in ready]) for k in head.features}
                 scored = await ctx.run_cpu(_trained_items, head, stacked)
                 items = [(i, labels) for (i, _), labels in zip(ready, scored, strict=True)]
-        await _save(ctx, model, version, items)
-        predicted += len(items)
-        await ctx.progress(min(start + BATCH, total), total)
+                await _save(ctx, model, version, items)
+                predicted += len(items)
+            await ctx.progress(len(lacking) + min(start + SCORE_CHUNK, len(todo)), total)
     return {"model": model.id, "version": version, "predicted": predicted, "failed": failed}
 
