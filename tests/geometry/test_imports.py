@@ -36,6 +36,7 @@ PURE_MODULES = (
     "server.ai.training",
     "server.ai.mapping",
     "server.ai.export",
+    "server.ai.detection",
 )
 
 
