@@ -30,6 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from benchmarks._ai_models import model_rows
 from benchmarks._ai_search import IMAGES, search_rows
 from server.ai.features import FEATURE_KEYS, HOG, LITE0, Extractor, decode_image
 from server.ai.hog import hog_batch
@@ -410,6 +411,16 @@ def search_table(_ctx: Context) -> None:
         print(line, flush=True)
 
 
+def models_table(_ctx: Context) -> None:
+    """Training and predicting through the routes and a worker (benchmarks/_ai_models.py)."""
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\nModels and predictions (SQLite, a worker in process; load average before: {load})\n")
+    print("| what | figure | baseline (same run) | goal |")
+    print("|---|---:|---|---|")
+    for row in model_rows():
+        print("| " + " | ".join(row) + " |", flush=True)
+
+
 def speed_table(ctx: Context) -> None:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"Speed ({JPEGS} distinct 640x480 JPEGs, median of {REPEATS} runs; configured "
@@ -429,8 +440,9 @@ def accuracy_table(ctx: Context) -> None:
         print("| " + " | ".join(accuracy_row(ctx)) + " |", flush=True)
 
 
-def main(parts: tuple[str, ...] = ("speed", "accuracy", "search")) -> None:
-    """Every table; ``python -m benchmarks.ai speed`` (or ``accuracy``, ``search``) prints one."""
+def main(parts: tuple[str, ...] = ("speed", "accuracy", "search", "models")) -> None:
+    """Every table; ``python -m benchmarks.ai speed`` (or ``accuracy``, ``search``, ``models``)
+    prints one."""
     settings = Settings()
     threads = settings.ai_threads if settings.ai_threads > 1 else (os.cpu_count() or 2)
     with tempfile.TemporaryDirectory() as tmp:
@@ -441,7 +453,9 @@ def main(parts: tuple[str, ...] = ("speed", "accuracy", "search")) -> None:
             accuracy_table(ctx)
         if "search" in parts:
             search_table(ctx)
+        if "models" in parts:
+            models_table(ctx)
 
 
 if __name__ == "__main__":
-    main(tuple(sys.argv[1:]) or ("speed", "accuracy", "search"))
+    main(tuple(sys.argv[1:]) or ("speed", "accuracy", "search", "models"))

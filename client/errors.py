@@ -110,6 +110,7 @@ _BY_CODE: dict[str, type[RequestError]] = {
     "too_costly": InvalidRequestError,
     "bad_json": InvalidRequestError,
     "too_large": InvalidRequestError,
+    "not_enough_examples": InvalidRequestError,
     "binary_frame": InvalidRequestError,
 }
 _BY_STATUS: dict[int, type[RequestError]] = {

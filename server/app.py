@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from server import accounts, formats, images, labels, offload, preferences, projects, stats
-from server.ai import similarity, suggestions
+from server.ai import classifiers, predictions, similarity, suggestions
 from server.auth import TokenSigner, configure_password_hashing
 from server.db import dispose, is_sqlite, make_engine, make_sessionmaker, transaction
 from server.errors import ApiError, exception_handlers
@@ -38,7 +38,8 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "client" / "web"
 # manager run at start-up (after the database is ready) and left at shutdown.
 # The jobs feed needs the hub: it comes after hub_endpoint.
 FEATURES: list[ModuleType] = [accounts, projects, images, labels, preferences, formats, stats,
-                              hub_endpoint, jobs_routes, similarity, suggestions]
+                              hub_endpoint, jobs_routes, similarity, suggestions, classifiers,
+                              predictions]
 
 
 async def healthz(_request: Request) -> Response:

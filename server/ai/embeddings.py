@@ -44,9 +44,20 @@ def _lacks_any(keys: Sequence[str]) -> Any:
     return have < len(keys)
 
 
-async def missing(session: AsyncSession, project_id: int, keys: Sequence[str]) -> list[tuple[str, int]]:
-    """``(sha256, image id)`` of the project's images lacking a vector for any of ``keys``,
-    oldest image first (one entry per content)."""
+async def missing(session: AsyncSession, project_id: int, keys: Sequence[str],
+                  image_ids: Sequence[int] | None = None) -> list[tuple[str, int]]:
+    """``(sha256, image id)`` of the project's images (or of these among them) lacking a vector
+    for any of ``keys``, oldest image first (one entry per content)."""
+    if image_ids is not None:
+        found: dict[str, int] = {}
+        ids = sorted(set(image_ids))
+        for start in range(0, len(ids), 500):
+            for sha, image_id in await session.execute(
+                    select(Image.sha256, Image.id).where(
+                        Image.project_id == project_id, Image.id.in_(ids[start : start + 500]),
+                        _lacks_any(keys))):
+                found[sha] = min(found.get(sha, image_id), image_id)
+        return sorted(found.items(), key=lambda item: item[1])
     rows = await session.execute(
         select(Image.sha256, func.min(Image.id))
         .where(Image.project_id == project_id, _lacks_any(keys))

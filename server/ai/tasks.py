@@ -13,7 +13,7 @@ on; a network that cannot load (weights missing or corrupted) fails the job with
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from server.jobs import JobContext, task
 from server.models import Image, ImageEmbedding
 from server.storage import ImageStore
 
-__all__ = ["BATCH", "embed", "extractor"]
+__all__ = ["BATCH", "decode_all", "embed", "embed_contents", "extractor"]
 
 BATCH = 16  # images per network call: the measured sweet spot on 2 cores (7 ms per image)
 
@@ -67,7 +67,8 @@ def _decode(store: ImageStore, sha: str) -> np.ndarray | str:
         return str(exc)
 
 
-def _decode_all(store: ImageStore, shas: Sequence[str]) -> list[np.ndarray | str]:
+def decode_all(store: ImageStore, shas: Sequence[str]) -> list[np.ndarray | str]:
+    """Each content's image as RGB, or the reason it cannot be had (CPU: run off the loop)."""
     return [_decode(store, sha) for sha in shas]
 
 
@@ -91,26 +92,22 @@ async def _store(ctx: JobContext, vectors: dict[str, dict[str, np.ndarray]]) -> 
                 await save_vectors(session, sha, by_key)
 
 
-@task(EMBED_KIND)
-async def embed(ctx: JobContext) -> dict[str, Any]:
-    """Params: ``{"features": [keys]}`` to compute only some feature keys (default: all)."""
-    keys = _keys(ctx.params)
-    project_id = ctx.project_id
-    if project_id is None:
-        raise ValueError("an embed job belongs to a project")
-    async with transaction(ctx.sessions) as session:
-        todo = await missing(session, project_id, keys)
-        retired = await drop_retired(session, project_id, FEATURE_KEYS)
+async def embed_contents(ctx: JobContext, todo: Sequence[tuple[str, int]], keys: Sequence[str],
+                         report: Callable[[int, int], Awaitable[None]] | None = None,
+                         ) -> tuple[int, list[dict[str, Any]]]:
+    """Compute and store the missing ``keys`` vectors of ``todo`` (``(sha256, image id)``, as
+    :func:`server.ai.embeddings.missing` lists them), a batch at a time; ``report(done, total)``
+    between batches. Returns how many contents got vectors, and the images that failed. Also
+    used by the train and predict jobs for the images they need (``server/ai/model_jobs.py``)."""
     store = ImageStore(ctx.settings.image_dir)
     ext = extractor(ctx.settings.model_dir, ctx.settings.ai_threads)
     failed: list[dict[str, Any]] = []
     embedded = 0
     total = len(todo)
-    await ctx.progress(0, total)
     for start in range(0, total, BATCH):
         batch = todo[start : start + BATCH]
         have = await _have(ctx, [sha for sha, _ in batch], keys)
-        decoded = await ctx.run_cpu(_decode_all, store, [sha for sha, _ in batch])
+        decoded = await ctx.run_cpu(decode_all, store, [sha for sha, _ in batch])
         groups: dict[tuple[str, ...], list[tuple[str, np.ndarray]]] = {}
         for (sha, image_id), image in zip(batch, decoded, strict=True):
             if isinstance(image, str):
@@ -129,6 +126,22 @@ async def embed(ctx: JobContext) -> dict[str, Any]:
                 vectors.setdefault(sha, {}).update({k: computed[k][i] for k in lacking})
         await _store(ctx, vectors)
         embedded += len(vectors)
-        await ctx.progress(min(start + BATCH, total), total)
+        if report is not None:
+            await report(min(start + BATCH, total), total)
+    return embedded, failed
+
+
+@task(EMBED_KIND)
+async def embed(ctx: JobContext) -> dict[str, Any]:
+    """Params: ``{"features": [keys]}`` to compute only some feature keys (default: all)."""
+    keys = _keys(ctx.params)
+    project_id = ctx.project_id
+    if project_id is None:
+        raise ValueError("an embed job belongs to a project")
+    async with transaction(ctx.sessions) as session:
+        todo = await missing(session, project_id, keys)
+        retired = await drop_retired(session, project_id, FEATURE_KEYS)
+    await ctx.progress(0, len(todo))
+    embedded, failed = await embed_contents(ctx, todo, keys, ctx.progress)
     return {"embedded": embedded, "failed": failed, "features": list(keys),
             "retired_vectors": retired}

@@ -32,6 +32,11 @@ PURE_MODULES = (
     "server.ai.vectors",
     "server.ai.ranking",
     "server.ai.features",
+    "server.ai.heads",
+    "server.ai.training",
+    "server.ai.mapping",
+    "server.ai.export",
+    "server.ai.detection",
 )
 
 
