@@ -16,7 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.models import OpLogEntry
 
-UNDOABLE_ORIGINS = ("edit", "undo", "redo")
+# A user's own changes of an image: edits in the tool, and those made over REST (labels applied
+# from the dashboard, suggestions and predictions accepted), which the tool's undo reverts too.
+DOING_ORIGINS = ("edit", "rest")
+UNDOABLE_ORIGINS = (*DOING_ORIGINS, "undo", "redo")
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,7 @@ def stacks(steps: Iterable[LogStep], depth: int) -> tuple[list[int], list[int]]:
     undo: list[int] = []
     redo: list[int] = []
     for step in steps:
-        if step.origin == "edit":
+        if step.origin in DOING_ORIGINS:
             if step.has_inverse:
                 undo.append(step.seq)
                 redo.clear()

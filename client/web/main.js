@@ -11,8 +11,9 @@ import * as dashboard from "./views/dashboard.js";
 import * as members from "./views/members.js";
 import * as supervisor from "./views/supervisor.js";
 import * as tool from "./views/tool.js";
+import * as similar from "./views/similarity.js";
 
-const VIEWS = { login, projects, dashboard, members, supervisor, tool };
+const VIEWS = { login, projects, dashboard, members, supervisor, tool, similar };
 
 const main = document.getElementById("main");
 const overlayRoot = document.getElementById("overlay-root");

@@ -28,6 +28,14 @@ def test_a_new_edit_clears_redo_and_depth_is_bounded() -> None:
     assert stacks([edit(i) for i in range(1, 8)], 3) == ([5, 6, 7], [])
 
 
+def test_changes_made_over_rest_are_undone_like_edits() -> None:
+    # Labels applied from the dashboard or accepted suggestions (origin "rest") are the user's
+    # own changes of the image: the tool's undo reverts them in order with the edits.
+    rest = LogStep(2, "rest", None, True)
+    assert stacks([edit(1), rest], 10) == ([1, 2], [])
+    assert stacks([edit(1), rest, LogStep(3, "undo", 2, True)], 10) == ([1], [2])
+
+
 def test_ops_that_changed_nothing_are_not_undoable() -> None:
     assert stacks([edit(1), LogStep(2, "edit", None, False)], 10) == ([1], [])
 
