@@ -35,7 +35,7 @@ from server.schemas import (
 from server.throttle import whole_seconds
 
 
-def _now(request: Request) -> datetime:
+def request_now(request: Request) -> datetime:
     # Tests may set app.state.clock to move time on without waiting.
     clock: Callable[[], datetime] = getattr(request.app.state, "clock", utcnow)
     return clock()
@@ -49,7 +49,7 @@ async def login(request: Request) -> Response:
     address = request.client.host if request.client else ""
     sessions = request.app.state.sessions
     async with transaction(sessions) as session:
-        wait = await attempts.admit(session, email, address, _now(request))
+        wait = await attempts.admit(session, email, address, request_now(request))
         user = None if wait else (
             await session.execute(select(User).where(User.email == email))).scalar_one_or_none()
     if wait:
@@ -65,11 +65,11 @@ async def login(request: Request) -> Response:
         user = await session.get(User, user.id, populate_existing=True)
         if user is None or not user.is_active:
             raise ApiError(401, "bad_credentials", "wrong email or password")
-        response = _logged_in(request, user)
+        response = logged_in(request, user)
     return response
 
 
-def _logged_in(request: Request, user: User) -> Response:
+def logged_in(request: Request, user: User) -> Response:
     """A fresh login token for ``user``, in the body and as the session cookie."""
     token = request.app.state.signer.issue(user)
     response = JSONResponse({"token": token, "user": UserOut.of(user).model_dump()})
@@ -103,7 +103,7 @@ async def change_password(request: Request) -> Response:
         user.token_version += 1
         await revocations.announce(session, user.id, None, "password")
         await session.flush()
-        return _logged_in(request, user)
+        return logged_in(request, user)
 
 
 async def me(request: Request) -> Response:

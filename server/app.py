@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from server import accounts, formats, images, labels, preferences, projects, stats
+from server import accounts, formats, images, invitations, labels, preferences, projects, stats
 from server.auth import TokenSigner, configure_password_hashing
 from server.db import dispose, make_engine, make_sessionmaker, transaction
 from server.errors import ApiError, exception_handlers
@@ -36,7 +36,7 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "client" / "web"
 # Feature modules: each has ``routes`` and may have ``lifespan(app)``, an async context
 # manager run at start-up (after the database is ready) and left at shutdown.
 # The jobs feed needs the hub: it comes after hub_endpoint.
-FEATURES: list[ModuleType] = [accounts, projects, images, labels, preferences, formats, stats,
+FEATURES: list[ModuleType] = [accounts, invitations, projects, images, labels, preferences, formats, stats,
                               hub_endpoint, jobs_routes]
 
 

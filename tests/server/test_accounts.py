@@ -60,11 +60,14 @@ async def test_api_tokens_create_list_use_revoke(admin: Api, anon: httpx.AsyncCl
 
 async def test_only_admins_manage_users(users: UserFactory, admin: Api) -> None:
     alice = await users("alice")
-    resp = await alice.client.post("/api/v1/users", json={"email": "x@example.com", "password": "password-1"})
+    resp = await alice.client.post("/api/v1/users", json={"email": "x@example.com", "password": "password-1",
+                                                                 "name": "X"})
     assert resp.status_code == 403
-    dup = await admin.client.post("/api/v1/users", json={"email": alice.user["email"], "password": "password-1"})
+    dup = await admin.client.post("/api/v1/users", json={"email": alice.user["email"], "password": "password-1",
+                                                                 "name": "A"})
     assert dup.status_code == 409
-    bad = await admin.client.post("/api/v1/users", json={"email": "not-an-email", "password": "password-1"})
+    bad = await admin.client.post("/api/v1/users", json={"email": "not-an-email", "password": "password-1",
+                                                                 "name": "N"})
     assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "email"
     listed = (await admin.client.get("/api/v1/users")).json()["users"]
     assert {u["email"] for u in listed} == {ADMIN_EMAIL, alice.user["email"]}
