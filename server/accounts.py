@@ -189,19 +189,12 @@ async def patch_user(request: Request) -> Response:
         if target is None:
             raise not_found("user")
         if body.is_admin is False or body.is_active is False:
-            admins = (
-                await session.execute(
-                    select(func.count()).select_from(User).where(User.is_admin, User.is_active)
-                )
-            ).scalar_one()
-            if target.is_admin and admins <= 1:
-                raise ApiError(409, "last_admin", "the last active site admin cannot be demoted")
+            await check_not_last_admin(session, target)
         if body.name is not None:
             target.name = body.name
         reason: revocations.Reason | None = None
         if body.password is not None:
-            target.password_hash = await hash_password_off_loop(body.password)
-            target.token_version += 1
+            await reset_password(session, target, body.password, announce=False)
             reason = "password"
         if body.is_admin is not None:
             if target.is_admin and not body.is_admin:
@@ -215,6 +208,37 @@ async def patch_user(request: Request) -> Response:
         if reason is not None:
             await revocations.announce(session, target.id, None, reason)
         return JSONResponse(UserOut.of(target).model_dump())
+
+
+async def check_not_last_admin(session: AsyncSession, target: User) -> None:
+    """409 when demoting or deactivating ``target`` would leave no active site admin."""
+    admins = (
+        await session.execute(
+            select(func.count()).select_from(User).where(User.is_admin, User.is_active)
+        )
+    ).scalar_one()
+    if target.is_admin and target.is_active and admins <= 1:
+        raise ApiError(409, "last_admin", "the last active site admin cannot be demoted")
+
+
+async def reset_password(session: AsyncSession, target: User, password: str, *,
+                         announce: bool = True) -> None:
+    """Set a user's password (argon2 on the password threads) and end every login session of
+    theirs: their login tokens stop working and their open sockets close."""
+    target.password_hash = await hash_password_off_loop(password)
+    target.token_version += 1
+    if announce:
+        await revocations.announce(session, target.id, None, "password")
+
+
+async def set_active(session: AsyncSession, target: User, active: bool) -> None:
+    """(De)activate an account; deactivating ends its sessions and closes its sockets."""
+    if not active:
+        await check_not_last_admin(session, target)
+    target.is_active = active
+    target.token_version += 1
+    if not active:
+        await revocations.announce(session, target.id, None, "deactivated")
 
 
 routes = [
