@@ -24,6 +24,7 @@ from server.permissions import (
     PRESETS,
     MemberRuleError,
     Privilege,
+    allowed,
     check_member_change,
     check_owner_role,
     from_names,
@@ -153,12 +154,14 @@ async def _owner_count(session: AsyncSession, project_id: int) -> int:
 async def list_members(request: Request) -> Response:
     project_id = path_int(request, "project_id")
     async with unit_of_work(request) as (session, user):
-        await project_access(session, user, project_id, Privilege.VIEW)
+        _project, actor = await project_access(session, user, project_id, Privilege.VIEW)
+        with_email = allowed(actor, Privilege.MANAGE_MEMBERS)  # the rest see names only
         rows = await session.execute(
             select(Membership, User).join(User, User.id == Membership.user_id)
             .where(Membership.project_id == project_id).order_by(User.name, User.id)
         )
-        return JSONResponse({"members": [MemberOut.of(m, u).model_dump() for m, u in rows]})
+        return JSONResponse({"members": [MemberOut.of(m, u, with_email=with_email).model_dump()
+                                         for m, u in rows]})
 
 
 async def add_member(request: Request) -> Response:

@@ -167,15 +167,15 @@ class MemberPatch(_In):
 
 class MemberOut(BaseModel):
     user_id: int
-    email: str
+    email: str | None  # only for those who manage members; others see names
     name: str
     role: str
     privileges: list[str]
 
     @classmethod
-    def of(cls, m: Membership, user: User) -> MemberOut:
-        return cls(user_id=user.id, email=user.email, name=user.name, role=m.role,
-                   privileges=to_names(m.privileges))
+    def of(cls, m: Membership, user: User, *, with_email: bool = True) -> MemberOut:
+        return cls(user_id=user.id, email=user.email if with_email else None, name=user.name,
+                   role=m.role, privileges=to_names(m.privileges))
 
 
 class ErrorBody(BaseModel):

@@ -117,3 +117,15 @@ async def test_out_of_range_ids_are_404_not_500(admin: Api) -> None:
                  "/api/v1/projects/99999999999/members"):
         resp = await admin.client.get(path)
         assert resp.status_code == 404, path
+
+
+async def test_only_member_managers_see_members_emails(users: UserFactory) -> None:
+    owner, lab = await users("owner"), await users("lab")
+    pid = await make_project(owner)
+    await add_member(owner, pid, lab, role="labeler")
+    url = f"/api/v1/projects/{pid}/members"
+    seen_by_lab = (await lab.client.get(url)).json()["members"]
+    assert {m["name"]: m["email"] for m in seen_by_lab} == {"owner": None, "lab": None}
+    seen_by_owner = (await owner.client.get(url)).json()["members"]
+    assert {m["name"]: m["email"] for m in seen_by_owner} == {
+        "owner": owner.user["email"], "lab": lab.user["email"]}
