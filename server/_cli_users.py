@@ -12,7 +12,7 @@ import getpass
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -147,7 +147,7 @@ def _set_active(active: bool) -> Callable[[argparse.Namespace], int]:
     return command
 
 
-def add_user_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_user_commands(sub: argparse._SubParsersAction[Any]) -> None:
     user = sub.add_parser("user", help="manage users")
     user_sub = user.add_subparsers(dest="user_command", required=True)
     add = user_sub.add_parser("add", help="create a user")

@@ -25,6 +25,7 @@ from server.limits import LOGIN_BODY_LIMIT
 from server.models import ApiToken, User, utcnow
 from server.schemas import (
     LoginIn,
+    MePatch,
     PasswordChangeIn,
     TokenIn,
     TokenOut,
@@ -108,6 +109,13 @@ async def change_password(request: Request) -> Response:
 
 async def me(request: Request) -> Response:
     async with unit_of_work(request) as (_session, user):
+        return JSONResponse(UserOut.of(user).model_dump())
+
+
+async def patch_me(request: Request) -> Response:
+    body = await read_body(request, MePatch)
+    async with unit_of_work(request) as (_session, user):
+        user.name = body.name
         return JSONResponse(UserOut.of(user).model_dump())
 
 
@@ -246,6 +254,7 @@ routes = [
     Route("/api/v1/auth/logout", logout, methods=["POST"]),
     Route("/api/v1/auth/password", change_password, methods=["POST"]),
     Route("/api/v1/me", me, methods=["GET"]),
+    Route("/api/v1/me", patch_me, methods=["PATCH"]),
     Route("/api/v1/me/tokens", list_tokens, methods=["GET"]),
     Route("/api/v1/me/tokens", create_token, methods=["POST"]),
     Route("/api/v1/me/tokens/{token_id}", revoke_token, methods=["DELETE"]),

@@ -182,8 +182,10 @@ async def show_invitation(request: Request) -> Response:
 
 
 async def _join(session: AsyncSession, inv: Invitation, user: User) -> None:
-    if inv.project_id is None or await session.get(Membership, (inv.project_id, user.id)):
+    if inv.project_id is None:
         return
+    if await session.get(Membership, (inv.project_id, user.id)) is not None:
+        return  # a member already (a site admin added them meanwhile)
     session.add(Membership(project_id=inv.project_id, user_id=user.id, role=inv.role or "viewer",
                            privileges=inv.privileges or 0, settings={}))
 

@@ -75,6 +75,14 @@ class UserPatch(_In):
     _check_name = field_validator("name")(_optional_name)
 
 
+class MePatch(_In):
+    """What people change about themselves (the rest is a site admin's)."""
+
+    name: str
+
+    _check_name = field_validator("name")(display_name)
+
+
 class InvitationIn(_In):
     """A site admin invites someone to make an account."""
 
