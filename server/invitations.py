@@ -181,9 +181,26 @@ async def show_invitation(request: Request) -> Response:
                              "expires_at": inv.expires_at.isoformat()})
 
 
+async def _inviter_still_may(session: AsyncSession, inv: Invitation) -> bool:
+    """An invitation to a project holds only while its sender may still give that role (a
+    manager removed meanwhile, or deactivated, cannot bring people in any more)."""
+    inviter = await session.get(User, inv.invited_by) if inv.invited_by else None
+    if inviter is None or not inviter.is_active:
+        return False
+    if inviter.is_admin:
+        return True
+    assert inv.project_id is not None
+    theirs = await session.get(Membership, (inv.project_id, inviter.id))
+    return theirs is not None and bool(theirs.privileges & Privilege.MANAGE_MEMBERS) and (
+        inv.role != "owner" or theirs.role == "owner")
+
+
 async def _join(session: AsyncSession, inv: Invitation, user: User) -> None:
     if inv.project_id is None:
         return
+    if not await _inviter_still_may(session, inv):
+        raise ApiError(404, "not_found", "this invitation is no longer valid: whoever sent it "
+                       "may no longer add members")
     if await session.get(Membership, (inv.project_id, user.id)) is not None:
         return  # a member already (a site admin added them meanwhile)
     session.add(Membership(project_id=inv.project_id, user_id=user.id, role=inv.role or "viewer",

@@ -10,7 +10,7 @@ import httpx
 from starlette.applications import Starlette
 
 from server.models import utcnow
-from tests.conftest import Api, UserFactory, login, make_project
+from tests.conftest import Api, UserFactory, add_member, login, make_project
 
 
 def _fix_clock(app: Starlette, hours: float = 0.0) -> None:
@@ -196,3 +196,17 @@ async def test_a_link_for_an_account_made_meanwhile_needs_its_login(
     assert (await mo.client.get(f"/api/v1/projects/{pid}")).json()["role"] == "labeler"
     assert (await mo.client.get("/api/v1/me")).status_code == 200  # the password did not change
     await mo.client.aclose()
+
+
+async def test_an_invitation_lapses_with_its_senders_right_to_send_it(users: UserFactory) -> None:
+    owner, mgr, lab = await users("owner"), await users("mgr"), await users("lab")
+    pid = await make_project(owner)
+    await add_member(owner, pid, mgr, role="manager")
+    await mgr.client.post(f"/api/v1/projects/{pid}/members",
+                          json={"email": lab.user["email"], "role": "labeler"})
+    (mine,) = (await lab.client.get("/api/v1/me/invitations")).json()["invitations"]
+    assert (await owner.client.delete(f"/api/v1/projects/{pid}/members/{mgr.user['id']}")
+            ).status_code == 204
+    late = await lab.client.post(f"/api/v1/me/invitations/{mine['id']}/accept")
+    assert late.status_code == 404 and "no longer valid" in late.json()["error"]["message"]
+    assert (await lab.client.get(f"/api/v1/projects/{pid}")).status_code == 404
