@@ -257,20 +257,23 @@ async def _edit(ws: ClientConnection, image: int, lock: tuple[int, str], rate: f
 
 
 async def fanout(target: Target, pid: int, *, watchers: int, images: list[int], rate: float,
-                 seconds: float, latency: bool) -> Fanout:
+                 seconds: float, latency: bool, settle_first: bool = True) -> Fanout:
     """``len(images)`` editors at ``rate`` ops/s each; every watcher watches every image.
 
     The watchers are a separate process (benchmarks/_watchers.py); only ``pid``'s CPU is measured.
+    ``settle_first=False``: do not wait for the server to go quiet (another load runs on purpose).
     """
     result = Fanout()
-    await settle(pid)
+    if settle_first:
+        await settle(pid)
     watch = await _Watchers.start(target, watchers, images, latency)
     editors: list[ClientConnection] = []
     try:
         await watch.wait_for("ready")
         editors = [await open_ws(target.url) for _ in images]
         locks = [await target.setup_editor(ws, image) for ws, image in zip(editors, images, strict=True)]
-        await settle(pid)  # joins announce presence to everyone in the room
+        if settle_first:
+            await settle(pid)  # joins announce presence to everyone in the room
         profiler = _profiler(pid, seconds)
         await watch.tell("go")
         cpu0 = cpu_seconds(pid)

@@ -30,9 +30,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from server.ai.features import HOG, LITE0, Extractor, decode_image
+from benchmarks._ai_models import model_rows
+from benchmarks._ai_search import IMAGES, search_rows
+from server.ai.features import FEATURE_KEYS, HOG, LITE0, Extractor, decode_image
 from server.ai.hog import hog_batch
 from server.ai.model import Network
+from server.ai.vectors import choose_view, knn_scores
 from server.settings import Settings
 
 JPEGS = 64  # distinct 640 x 480 JPEGs per throughput run
@@ -363,6 +366,61 @@ ACCURACY_ROWS = [
 ]
 
 
+def _suggestions_accuracy(ctx: Context, dataset: str) -> list[str]:
+    """What ``POST /suggestions`` does (server/ai/ranking.py): the feature view chosen by
+    leave-one-out accuracy on the labeled images, then the softmax-weighted k-NN vote."""
+    _, labels = _dataset(dataset)
+    feats = _features(dataset, ctx.cache_dir)
+    classes = np.unique(labels)
+    cells = []
+    for shots in SHOTS:
+        scores = []
+        for seed in range(SEEDS):
+            split = _split(labels, shots, seed)
+            if split is None:
+                break
+            train, test = split
+            y = labels[train][:, None] == classes[None, :]
+            view, _ = choose_view({k: feats[k][train] for k in FEATURE_KEYS}, y)
+            sims = sum(feats[k][test] @ feats[k][train].T for k in view.keys) / len(view.keys)
+            predicted = classes[knn_scores(np.asarray(sims, np.float32), y).argmax(axis=1)]
+            scores.append(float((predicted == labels[test]).mean()))
+        cells.append(f"{np.mean(scores):.2f}" if scores else "-")
+    return cells
+
+
+def row_digits_suggestions(ctx: Context) -> list[str]:
+    return ["digits", "chosen by leave-one-out", "suggestions: k-NN vote (k = 10, softmax 0.05)",
+            *_suggestions_accuracy(ctx, "digits")]
+
+
+def row_lfw_subset_suggestions(ctx: Context) -> list[str]:
+    return ["lfw_subset", "chosen by leave-one-out", "suggestions: k-NN vote (k = 10, softmax 0.05)",
+            *_suggestions_accuracy(ctx, "lfw_subset")]
+
+
+ACCURACY_ROWS += [row_digits_suggestions, row_lfw_subset_suggestions]
+
+
+def search_table(_ctx: Context) -> None:
+    """Suggestions and similarity in a project of 100,000 embedded images (benchmarks/_ai_search.py)."""
+    print(f"\nSuggestions and similarity at scale ({IMAGES:,} images, synthetic 1280-d vectors, "
+          "1,000 labeled; load average before: "
+          + ", ".join(f"{x:.1f}" for x in os.getloadavg()) + ")\n")
+    for line in search_rows():
+        print(line, flush=True)
+
+
+def models_table(_ctx: Context) -> None:
+    """Training and predicting through the routes and a worker (benchmarks/_ai_models.py)."""
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\nModels and predictions (SQLite, a worker in process; load average before: {load})\n")
+    print("| what | figure | baseline (same run) | goal |")
+    print("|---|---:|---|---|")
+    for row in model_rows():
+        print("| " + " | ".join(row) + " |", flush=True)
+
+
 def speed_table(ctx: Context) -> None:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"Speed ({JPEGS} distinct 640x480 JPEGs, median of {REPEATS} runs; configured "
@@ -382,8 +440,9 @@ def accuracy_table(ctx: Context) -> None:
         print("| " + " | ".join(accuracy_row(ctx)) + " |", flush=True)
 
 
-def main(parts: tuple[str, ...] = ("speed", "accuracy")) -> None:
-    """Both tables; ``python -m benchmarks.ai speed`` (or ``accuracy``) prints one."""
+def main(parts: tuple[str, ...] = ("speed", "accuracy", "search", "models")) -> None:
+    """Every table; ``python -m benchmarks.ai speed`` (or ``accuracy``, ``search``, ``models``)
+    prints one."""
     settings = Settings()
     threads = settings.ai_threads if settings.ai_threads > 1 else (os.cpu_count() or 2)
     with tempfile.TemporaryDirectory() as tmp:
@@ -392,7 +451,11 @@ def main(parts: tuple[str, ...] = ("speed", "accuracy")) -> None:
             speed_table(ctx)
         if "accuracy" in parts:
             accuracy_table(ctx)
+        if "search" in parts:
+            search_table(ctx)
+        if "models" in parts:
+            models_table(ctx)
 
 
 if __name__ == "__main__":
-    main(tuple(sys.argv[1:]) or ("speed", "accuracy"))
+    main(tuple(sys.argv[1:]) or ("speed", "accuracy", "search", "models"))

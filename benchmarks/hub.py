@@ -10,6 +10,8 @@ or the local default) and, in the same run, a bare ``websockets.broadcast`` serv
 * durable ops/s through the hub's op handler over many images and on one hot image, beside a
   raw asyncpg append loop (UPDATE head RETURNING seq + INSERT) on the same database;
 * idle memory per connection (RSS delta / n) with 5,000 connections, each joined to a project;
+* edit -> peer latency at 200 watchers, idle and while another labeler loops the heaviest legal
+  rasterize, brush and fill on a 100 MP image (their pixel work runs in the worker pool);
 * lock acquire (``open_image``) p50/p99;
 * an image with 10,000 objects: snapshot time (subscribe -> snapshot received) and the server's
   time per edit (the op handler, in process).
@@ -38,6 +40,7 @@ import asyncpg
 import cv2
 import numpy as np
 
+from benchmarks import _hub_heavy as heavy
 from benchmarks import _hub_load as load
 from benchmarks._hub_inproc import durable_ops, raw_appends, seed_and_time_edits
 from benchmarks._loop import runner
@@ -80,7 +83,7 @@ class Bench:
         return "\n".join(lines)
 
 
-PHASES = ("fanout", "memory", "locks", "durable", "big")
+PHASES = ("fanout", "heavy", "memory", "locks", "durable", "big")
 
 
 async def run(quick: bool, only: frozenset[str] = frozenset(PHASES)) -> Bench:
@@ -122,6 +125,8 @@ async def run(quick: bool, only: frozenset[str] = frozenset(PHASES)) -> Bench:
             if "fanout" in only:
                 await _fanout(bench, url, admin.token, project, images, hub_proc, raw_proc,
                               commit_proc)
+            if "heavy" in only:
+                await _heavy(bench, url, admin, project, images, hub_proc)
             if "memory" in only:
                 await _memory(bench, admin, url, hub_proc, raw_proc)
             if "locks" in only:
@@ -185,6 +190,32 @@ async def _fanout(bench: Bench, url: str, token: str, project: int, images: list
                   "arrival; in brackets, when the watcher process read it)",
                   _latency(lat), f"{_latency(raw_lat)}; with one durable INSERT per frame: "
                   f"{_latency(commit_lat)}", "p99 <= 10 ms at 200" if n == 200 else "")
+
+
+async def _heavy(bench: Bench, url: str, admin: RestClient, project: int, images: list[int],
+                 hub_proc: load.Process) -> None:
+    """Edit -> peer latency at 200 watchers, idle and while another labeler loops the heaviest
+    legal rasterize, brush and fill on a 100 MP image (benchmarks/_hub_heavy.py): the pixel work
+    runs in the worker pool (server/offload.py), so the hub's latency should not move."""
+    [big] = await admin.upload_images(project, [("heavy.png", await asyncio.to_thread(
+        heavy.png_100mp))])
+    assert admin.token is not None
+    ws_url = f"{url.replace('http', 'ws', 1)}/api/v1/ws?token={admin.token}"
+    target = load.labelhub_target(url.replace("http", "ws", 1), admin.token, project)
+    seconds = 3.0 if bench.quick else 10.0
+    idle = await load.fanout(target, hub_proc.pid, watchers=200, images=[images[4]], rate=50,
+                             seconds=seconds, latency=True)
+    result, stop = heavy.Heavy(), asyncio.Event()
+    worker = asyncio.create_task(heavy.labeler(ws_url, project, big["id"], result, stop))
+    await result.started.wait()  # one round done: the pool is warm
+    busy = await load.fanout(target, hub_proc.pid, watchers=200, images=[images[5]], rate=50,
+                             seconds=seconds, latency=True, settle_first=False)
+    stop.set()
+    await worker
+    bench.row("edit -> peer latency, 200 watchers, 50 ops/s, while another labeler loops the "
+              "heaviest legal rasterize, brush and fill on a 100 MP image (p50 / p99; in "
+              f"brackets, when the watcher read it). Heavy ops: {result.summary()}",
+              _latency(busy), f"{_latency(idle)} (idle, same run)", "p99 <= 10 ms, as idle")
 
 
 def _latency(run: load.Fanout) -> str:

@@ -23,6 +23,7 @@ Exceptions (``client.errors``)::
         ├── LockedError             ``locked`` (``.holder`` says who)
         ├── LockLostError           ``no_lock``, ``stale_token``, ``lock_expired``, ``lock_lost``
         ├── NothingToUndoError      ``nothing_to_undo``, ``nothing_to_redo``
+        ├── NotReadyError           ``not_ready``: image features still computing (``.job``)
         ├── RateLimitedError        ``rate_limited``
         └── UnavailableError        ``unavailable``, 503: the server lost its database connection; retry
 """
@@ -39,6 +40,7 @@ from client.errors import (
     LockLostError,
     NotFoundError,
     NothingToUndoError,
+    NotReadyError,
     RateLimitedError,
     RequestError,
     RequestTimeout,
@@ -60,6 +62,7 @@ __all__ = [
     "LockLostError",
     "LockedError",
     "NotFoundError",
+    "NotReadyError",
     "NothingToUndoError",
     "Opened",
     "RateLimitedError",

@@ -369,7 +369,10 @@ class _Session:
         return None
 
     async def _heartbeats(self) -> None:
-        while True:
+        # Not `while True`: close() cancels this task, and on Python 3.11 asyncio.wait_for
+        # swallows a cancellation that lands just after its future failed (the closing socket
+        # fails the heartbeat in flight), so the loop must also see that we are closing.
+        while not self._closing:
             await asyncio.sleep(self.heartbeat_interval)  # a timer, not a wait for an event
             if not self._locks or not self._ready.is_set():
                 continue

@@ -71,8 +71,16 @@ class NothingToUndoError(RequestError):
     """Undo or redo with an empty history."""
 
 
+class NotReadyError(RequestError):
+    """Image features are not computed yet (``not_ready``, HTTP 409); ``job`` is the embed job
+    to wait for, as ``RestClient.job`` returns it."""
+
+    job: dict[str, Any] | None = None
+
+
 class RateLimitedError(RequestError):
-    """Too many messages; slow down."""
+    """Too many messages (``rate_limited``), or the server's pool for heavy edits is full
+    (``busy``, HTTP 503): slow down and send it again; nothing was applied."""
 
 
 class UnavailableError(RequestError):
@@ -91,14 +99,18 @@ _BY_CODE: dict[str, type[RequestError]] = {
     "stale_token": LockLostError,
     "lock_expired": LockLostError,
     "lock_lost": LockLostError,
+    "not_ready": NotReadyError,
     "nothing_to_undo": NothingToUndoError,
     "nothing_to_redo": NothingToUndoError,
     "rate_limited": RateLimitedError,
+    "busy": RateLimitedError,
     "unavailable": UnavailableError,
     "invalid": InvalidRequestError,
     "invalid_op": InvalidRequestError,
+    "too_costly": InvalidRequestError,
     "bad_json": InvalidRequestError,
     "too_large": InvalidRequestError,
+    "not_enough_examples": InvalidRequestError,
     "binary_frame": InvalidRequestError,
 }
 _BY_STATUS: dict[int, type[RequestError]] = {

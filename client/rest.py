@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from client.errors import TransportError, error_for
+from client.errors import NotReadyError, TransportError, error_for
 
 
 def _raise_for(resp: httpx.Response) -> None:
@@ -18,7 +18,10 @@ def _raise_for(resp: httpx.Response) -> None:
         code, message, details = str(body["code"]), str(body["message"]), body.get("details")
     except (ValueError, KeyError, TypeError):
         code, message, details = f"http_{resp.status_code}", resp.text[:200], None
-    raise error_for(code, message, status=resp.status_code, details=details)
+    error = error_for(code, message, status=resp.status_code, details=details)
+    if isinstance(error, NotReadyError):
+        error.job = body.get("job")
+    raise error
 
 
 class RestClient:
@@ -173,6 +176,142 @@ class RestClient:
         stops within a second and keeps what it did."""
         return dict(await self.request(
             "POST", f"/api/v1/projects/{project_id}/jobs/{job_id}/cancel"))
+
+    # --- embeddings, similarity and suggestions (docs/ai.md) ---------------------------------
+
+    async def request_embeddings(self, project_id: int) -> dict[str, Any]:
+        """Queue an embed job for the project's images still missing feature vectors (``upload``):
+        ``{"job": state, "missing": n}``."""
+        return dict(await self.request("POST", f"/api/v1/projects/{project_id}/embeddings"))
+
+    async def similar(self, project_id: int, image_id: int, *, limit: int = 20,
+                      labeled: str = "any", label: str | None = None, without: bool = False,
+                      feature: str | None = None) -> list[dict[str, Any]]:
+        """Images most similar to one, best first: ``{"image", "name", "similarity", "labels"}``.
+        ``labeled``: any, true or false; ``label`` (with ``without``): only images that carry
+        (or lack) that label. Raises ``NotReadyError`` (``.job``: the embed job to
+        wait for) until the vectors exist."""
+        query = {"limit": limit, "labeled": labeled, "label": label,
+                 "without": _param(without) if label else None, "feature": feature}
+        params = {k: v for k, v in query.items() if v is not None}
+        body = await self.request(
+            "GET", f"/api/v1/projects/{project_id}/images/{image_id}/similar", params=params)
+        return list(body["items"])
+
+    async def similar_to_label(self, project_id: int, label: str, *, limit: int = 50,
+                               labeled: str = "any") -> list[dict[str, Any]]:
+        """Images not carrying ``label``, most similar to the images that carry it first."""
+        body = await self.request("POST", f"/api/v1/projects/{project_id}/similar",
+                                  json={"label": label, "limit": limit, "labeled": labeled})
+        return list(body["items"])
+
+    async def suggestions(self, project_id: int, images: Iterable[int] | None = None, *,
+                          filter: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Suggested classification labels for images (ids, or the images of a filter as
+        ``list_images`` takes it): ``{"labeled_examples", "feature", "accuracy", "items":
+        [{"image", "labels": [{"label", "score"}]}], "pending": [ids not embedded yet]}``."""
+        body: dict[str, Any] = {"images": list(images)} if images is not None else {
+            "filter": dict(filter or {})}
+        return dict(await self.request("POST", f"/api/v1/projects/{project_id}/suggestions",
+                                       json=body))
+
+    async def accept_suggestions(self, project_id: int,
+                                 items: Mapping[int, Iterable[str]]) -> dict[str, Any]:
+        """Add labels (source ``auto``) to images, ``{image_id: [label, ...]}`` (``label``):
+        ``{"applied": [...], "skipped": [{"image", "reason"}], "seq"}``."""
+        body = {"items": [{"image": i, "labels": list(names)} for i, names in items.items()]}
+        return dict(await self.request(
+            "POST", f"/api/v1/projects/{project_id}/suggestions/accept", json=body))
+
+    # --- models and predictions (docs/ai.md) ------------------------------------------------
+
+    async def models(self, project_id: int) -> list[dict[str, Any]]:
+        """The project's models: the built-in ``imagenet`` one (with its ``mapping``) and the
+        trained ones with their versions (``view``)."""
+        body = await self.request("GET", f"/api/v1/projects/{project_id}/models")
+        return list(body["models"])
+
+    async def model(self, project_id: int, model: int | str) -> dict[str, Any]:
+        """One model (id or name) with every version's metrics."""
+        return dict(await self.request("GET", f"/api/v1/projects/{project_id}/models/{model}"))
+
+    async def train_model(self, project_id: int, name: str, *, labels: Iterable[str] | None = None,
+                          multi_label: bool | None = None,
+                          features: Iterable[str] | None = None) -> dict[str, Any]:
+        """Train ``name`` (a new model, or its next version) on the images people labeled
+        (``manage_labels``): ``{"model", "job"}``; the job's result names the version.
+        Raises ``InvalidRequestError`` (code ``not_enough_examples``) saying what is missing."""
+        body: dict[str, Any] = {"task": "classification", "name": name}
+        if labels is not None:
+            body["labels"] = list(labels)
+        if multi_label is not None:
+            body["multi_label"] = multi_label
+        if features is not None:
+            body["features"] = list(features)
+        return dict(await self.request("POST", f"/api/v1/projects/{project_id}/models", json=body))
+
+    async def set_model_mapping(self, project_id: int, mapping: Mapping[str, str],
+                                model: int | str = "imagenet") -> dict[str, Any]:
+        """Map the built-in model's ImageNet classes to labels (new names become labels)."""
+        return dict(await self.request(
+            "PUT", f"/api/v1/projects/{project_id}/models/{model}/mapping",
+            json={"mapping": dict(mapping)}))
+
+    async def download_model(self, project_id: int, model: int | str,
+                             version: int | None = None) -> bytes:
+        """A trained version (default: the latest) as a ZIP: model.onnx, labels.txt,
+        metrics.json, README.md."""
+        params = {"version": version} if version is not None else {}
+        try:
+            resp = await self.http.get(f"/api/v1/projects/{project_id}/models/{model}/download",
+                                       params=params)
+        except httpx.TransportError as exc:
+            raise TransportError(f"GET download: {exc!r}") from exc
+        _raise_for(resp)
+        return resp.content
+
+    async def predict(self, project_id: int, model: int | str,
+                      images: Iterable[int] | None = None, *, version: int | None = None,
+                      filter: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Queue a predict job over images (ids, or a filter's) (``label``): ``{"job", "model",
+        "version", "images"}``."""
+        body: dict[str, Any] = {"model": model}
+        body.update({"images": list(images)} if images is not None else {"filter": dict(filter or {})})
+        if version is not None:
+            body["version"] = version
+        return dict(await self.request("POST", f"/api/v1/projects/{project_id}/predictions",
+                                       json=body))
+
+    async def predictions(self, project_id: int, *, model: int | str | None = None,
+                          status: str | None = "pending", image: int | None = None,
+                          limit: int = 100, after: int | None = None) -> dict[str, Any]:
+        """Stored predictions, oldest first: ``{"items": [{"id", "image", "model", "version",
+        "labels", "confident", "objects", "status", "stale", ...}], "next"}`` (``next``: pass
+        as ``after`` for the next page)."""
+        query = {"model": model, "status": status, "image": image, "limit": limit, "after": after}
+        params = {k: v for k, v in query.items() if v is not None}
+        return dict(await self.request("GET", f"/api/v1/projects/{project_id}/predictions",
+                                       params=params))
+
+    async def add_predictions(self, project_id: int, items: Mapping[int, Iterable[str]], *,
+                              model: int | str | None = None) -> dict[str, Any]:
+        """Add predicted labels ``{image_id: [label, ...]}`` like accepted suggestions
+        (``label``): ``{"applied", "skipped": [{"image", "reason"}], "seq"}``; stale
+        predictions are skipped."""
+        body: dict[str, Any] = {"items": [{"image": i, "labels": list(n)} for i, n in items.items()]}
+        if model is not None:
+            body["model"] = model
+        return dict(await self.request(
+            "POST", f"/api/v1/projects/{project_id}/predictions/add", json=body))
+
+    async def dismiss_predictions(self, project_id: int, images: Iterable[int], *,
+                                  model: int | str | None = None) -> int:
+        """Dismiss the pending predictions of these images; how many there were."""
+        body: dict[str, Any] = {"images": list(images)}
+        if model is not None:
+            body["model"] = model
+        return int((await self.request(
+            "POST", f"/api/v1/projects/{project_id}/predictions/dismiss", json=body))["dismissed"])
 
 
 def _param(value: Any) -> Any:

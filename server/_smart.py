@@ -1,13 +1,14 @@
-"""Smart selection for one stored image: validate the request, run the geometry core in a thread."""
+"""Smart selection for one stored image: validate the request, run the geometry core in the
+worker pool (server/offload.py; GrabCut, the mask decode and encode never run on the event loop)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from server import offload
 from server._web import Check, read_body
 from server.errors import ApiError, invalid
 from server.geometry import GeometryError, smart_select
@@ -56,6 +57,15 @@ def _check(body: SmartSelectIn, width: int, height: int) -> None:
 
 
 def _run(store: ImageStore, sha: str, body: SmartSelectIn, width: int, height: int) -> dict[str, Any]:
+    """The selection (in a worker process). An :class:`ApiError` does not pickle, so a refusal
+    comes back as ``{"error": [status, code, message, details]}``."""
+    try:
+        return _select(store, sha, body, width, height)
+    except ApiError as exc:
+        return {"error": [exc.status, exc.code, exc.message, exc.details]}
+
+
+def _select(store: ImageStore, sha: str, body: SmartSelectIn, width: int, height: int) -> dict[str, Any]:
     previous = None
     if body.previous is not None:
         try:
@@ -79,4 +89,14 @@ def _run(store: ImageStore, sha: str, body: SmartSelectIn, width: int, height: i
 async def run(store: ImageStore, sha: str, width: int, height: int,
               body: SmartSelectIn) -> dict[str, Any]:
     _check(body, width, height)
-    return await run_in_threadpool(_run, store, sha, body, width, height)
+    # The image is decoded and the masks en/decoded at full size; GrabCut itself works on at
+    # most MAX_WORK_PIXELS. Always over the inline cost: every selection goes to the pool.
+    cost = max(width * height, offload.get().inline_cost)
+    try:
+        result = await offload.run(_run, store, sha, body, width, height, cost=cost)
+    except offload.Busy as exc:
+        raise ApiError(503, "busy", exc.message) from None
+    if "error" in result:
+        status, code, message, details = result["error"]
+        raise ApiError(status, code, message, details)
+    return result

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.concurrency import run_in_threadpool
 
 from server._label_store import ensure_label_defs
+from server.ai.embeddings import request_embedding
 from server.errors import ApiError, invalid
 from server.models import Image, ImageLabel, utcnow
 from server.storage import ImageRejected, ImageStore, StagedImage
@@ -240,6 +241,9 @@ async def save_staged(session: AsyncSession, store: ImageStore, project_id: int,
                            fresh=not duplicate)
         out.append((item, row, duplicate))
     await session.flush()
+    if to_place:
+        # New content: its feature vectors are computed by a job, committed with the rows.
+        await request_embedding(session, project_id, user_id)
     await run_in_threadpool(_place_all, store, to_place)
     return out
 

@@ -18,9 +18,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from server import accounts, formats, images, invitations, labels, preferences, projects, stats
+from server import (
+    accounts,
+    formats,
+    images,
+    invitations,
+    labels,
+    offload,
+    preferences,
+    projects,
+    stats,
+)
+from server.ai import classifiers, predictions, similarity, suggestions
 from server.auth import TokenSigner, configure_password_hashing
-from server.db import dispose, make_engine, make_sessionmaker, transaction
+from server.db import dispose, is_sqlite, make_engine, make_sessionmaker, transaction
 from server.errors import ApiError, exception_handlers
 from server.guards import Guard
 from server.hub import endpoint as hub_endpoint
@@ -36,8 +47,9 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "client" / "web"
 # Feature modules: each has ``routes`` and may have ``lifespan(app)``, an async context
 # manager run at start-up (after the database is ready) and left at shutdown.
 # The jobs feed needs the hub: it comes after hub_endpoint.
-FEATURES: list[ModuleType] = [accounts, invitations, projects, images, labels, preferences, formats, stats,
-                              hub_endpoint, jobs_routes]
+FEATURES: list[ModuleType] = [accounts, invitations, projects, images, labels, preferences, formats,
+                              stats, hub_endpoint, jobs_routes, similarity, suggestions,
+                              classifiers, predictions]
 
 
 async def healthz(_request: Request) -> Response:
@@ -70,15 +82,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        engine = make_engine(settings.resolved_database_url)
+        url = settings.resolved_database_url
+        engine = make_engine(url) if is_sqlite(url) else make_engine(
+            url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.db_pool_timeout)
         app.state.engine = engine
         app.state.sessions = make_sessionmaker(engine)
         await ensure_admin(app)
+        offload.configure(settings.offload_workers, settings.offload_queue)
         try:
             hooks = [m.lifespan for m in FEATURES if hasattr(m, "lifespan")]
             async with _run_hooks(app, hooks):
                 yield
         finally:
+            offload.shutdown()
             await dispose(engine)
 
     routes: list[BaseRoute] = [Route("/healthz", healthz)]

@@ -6,7 +6,7 @@ an op before it commits (``server._oplog`` announces committed seqs to the hub a
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,7 +15,7 @@ from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import _label_store as label_store
-from server import _pg_writes
+from server import _pg_writes, offload
 from server._object_store import OBJECT_VALUES, ObjectWrites, load_objects, row_to_dict
 from server._oplog import LoggedOp, notify_after_commit, reserve_seqs
 from server.classification import (
@@ -26,9 +26,19 @@ from server.classification import (
     sync_label_ops,
 )
 from server.db import is_postgresql, run
-from server.geometry import GeometryError, LabelObject, edit, object_to_dict, parse_object
+from server.geometry import (
+    GeometryError,
+    LabelObject,
+    TooCostly,
+    edit,
+    object_to_dict,
+    op_cost,
+    parse_object,
+)
 from server.geometry import op_to_dict as geometry_op_to_dict
 from server.geometry import parse_op as parse_geometry_op
+from server.geometry.cost import check_cost
+from server.geometry.edits import Loaded
 from server.hub import timing
 from server.hub.locks import Lease, check_token
 from server.models import Image, ImageLock, LabelingSession, OpLogEntry, utcnow
@@ -133,26 +143,6 @@ def object_ids(op: Any) -> set[str] | None:
     if kind == "create":
         return {op.object.id}
     return {op.object_id}
-
-
-class _Objects(Mapping[str, LabelObject]):
-    """The objects an op touches, loaded on demand, with the image's true object count.
-
-    Loading all 10,000 objects of a busy image for every vertex move would cost far more than
-    the edit itself.
-    """
-
-    def __init__(self, loaded: dict[str, LabelObject], count: int) -> None:
-        self._loaded, self._count = loaded, count
-
-    def __getitem__(self, key: str) -> LabelObject:
-        return self._loaded[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._loaded)
-
-    def __len__(self) -> int:
-        return self._count
 
 
 # The hot path's statements are built once with bind parameters: building a statement costs
@@ -344,25 +334,37 @@ async def _apply_objects(
         except GeometryError as exc:
             raise EditError("invalid_op", str(exc), exc.field) from None
         rows = await load_objects(session, image.id, object_ids(op))
-    return apply_object_op(op, rows, project_id=project_id, image=image, user_id=user_id,
-                           settings=settings, origin=origin)
+    return await apply_object_op(op, rows, project_id=project_id, image=image, user_id=user_id,
+                                 settings=settings, origin=origin)
 
 
-def apply_object_op(
+async def apply_object_op(
     op: Any, rows: Mapping[str, Any], *, project_id: int, image: ImageRef, user_id: int,
     settings: LabelingSettings, origin: str, parsed: Mapping[str, LabelObject] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], set[str], ObjectWrites]:
-    """A parsed geometry op applied to the object ``rows`` it reads (no I/O): its dict, inverse,
-    new object labels and the writes to make; ``image.object_count`` becomes the new count.
-    ``parsed``: objects of ``rows`` already parsed (by id); the writes carry the changed objects
-    parsed too (``ObjectWrites.parsed``)."""
+    """A parsed geometry op applied to the object ``rows`` it reads (no database I/O): its dict,
+    inverse, new object labels and the writes to make; ``image.object_count`` becomes the new
+    count. ``parsed``: objects of ``rows`` already parsed (by id); the writes carry the changed
+    objects parsed too (``ObjectWrites.parsed``).
+
+    Only the pure step (``server.geometry.edit``) may leave the event loop: an op whose
+    estimated cost (``server.geometry.cost``) is over the image's limit is refused
+    (``too_costly``) before any work, a costly one runs in the worker pool (``busy`` when it is
+    full), a cheap one inline. Nothing else about the commit changes."""
     try:
         known = parsed or {}
-        objects = _Objects({oid: known.get(oid) or parse_object(row_to_dict(r))
-                            for oid, r in rows.items()}, image.object_count)
-        result = edit(objects, op, geometry_policy(settings, image.width, image.height))
+        objects = Loaded({oid: known.get(oid) or parse_object(row_to_dict(r))
+                          for oid, r in rows.items()}, image.object_count)
+        cost = op_cost(op, objects, image.width, image.height)
+        check_cost(cost, image.width, image.height)
+        policy = geometry_policy(settings, image.width, image.height)
+        result = await offload.run(edit, objects, op, policy, cost=cost)
+    except TooCostly as exc:
+        raise EditError("too_costly", exc.message, exc.field) from None
     except GeometryError as exc:
         raise EditError("invalid_op", str(exc), exc.field) from None
+    except offload.Busy as exc:
+        raise EditError("busy", exc.message) from None
     writes = ObjectWrites(image_id=image.id, project_id=project_id, user_id=user_id,
                           source="import" if origin == "import" else "manual", now=utcnow())
     new_labels: set[str] = set()

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -33,13 +34,15 @@ class ApiError(Exception):
     """Raised anywhere in a request; rendered as a 4xx with the error shape."""
 
     def __init__(self, status: int, code: str, message: str, details: Any = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details
         self.headers = headers  # e.g. Retry-After on a 429
+        self.extra = extra  # more keys of the error object, e.g. the job a "not_ready" waits for
 
 
 def not_found(what: str) -> ApiError:
@@ -55,8 +58,9 @@ def invalid(message: str, details: Any = None) -> ApiError:
 
 
 def error_response(status: int, code: str, message: str, details: Any = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"code": code, "message": message}
+                   headers: dict[str, str] | None = None,
+                   extra: dict[str, Any] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {**(extra or {}), "code": code, "message": message}
     if details is not None:
         body["details"] = details
     return JSONResponse({"error": body}, status_code=status, headers=headers)
@@ -71,7 +75,7 @@ def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
 
 async def _api_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers, exc.extra)
 
 
 async def _http_error(_request: Request, exc: Exception) -> Response:
@@ -102,7 +106,15 @@ async def _database_error(request: Request, exc: Exception) -> Response:
                                               "changed, please retry")
 
 
+async def _pool_exhausted(_request: Request, _exc: Exception) -> Response:
+    # No connection was had, so nothing was done; a moment later there may be one.
+    log.warning("database pool exhausted; answered 503 busy")
+    return error_response(503, "busy", "the server's database connections are all in use; "
+                                       "please retry", headers={"Retry-After": "1"})
+
+
 exception_handlers: dict[Any, Any] = {
+    PoolTimeout: _pool_exhausted,
     ApiError: _api_error,
     HTTPException: _http_error,
     ValidationError: _validation_error,

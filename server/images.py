@@ -27,6 +27,7 @@ from server._uploads import (
     stage_zip,
 )
 from server._web import parse_as, path_int, project_access, query_int, unit_of_work
+from server.ai.embeddings import forget_content
 from server.errors import ApiError, invalid, not_found
 from server.image_query import ImageFilter, apply_filter, image_filter_query, image_items
 from server.limits import limit_body
@@ -217,6 +218,7 @@ async def delete_image(request: Request) -> Response:
             select(func.count()).select_from(Image).where(Image.sha256 == sha))).scalar_one()
         if others == 0:
             # Inside the transaction (and the sha lock) so a concurrent upload cannot lose its file.
+            await forget_content(session, sha)
             await run_in_threadpool(store.remove, sha)
         return Response(status_code=204)
 

@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from server import revocations
 from server._web import needs, path_int, project_access, read_body, unit_of_work
+from server.ai.embeddings import forget_project
 from server.edits import append
 from server.errors import ApiError, invalid, not_found
 from server.hub import leases
@@ -94,6 +95,7 @@ async def delete_project(request: Request) -> Response:
             Membership.project_id == project_id))).scalars().all()
         for member_id in members:  # their sockets on this project close
             await revocations.announce(session, member_id, project_id, "project_deleted")
+        await forget_project(session, project_id)
         await session.delete(project)
         return Response(status_code=204)
 

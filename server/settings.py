@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -39,6 +40,18 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=0, le=64)
     worker_threads: int = Field(default=1, ge=1, le=256)
     job_lease_seconds: float = Field(default=30.0, gt=0)
+    # CPU-heavy steps (mask decode, brush, fill, rasterize, vectorize, smart selection) run in
+    # this many worker processes (server/offload.py); one core is left to the event loop.
+    offload_workers: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) - 1), ge=1)
+    # Heavy jobs waiting for a worker beyond those running; past it a request gets "busy".
+    offload_queue: int = Field(default=8, ge=0)
+    # Largest mask (decoded pixels) an import reads; a mask must also fit its image.
+    max_mask_pixels: int = Field(default=100_000_000, ge=1)
+    # PostgreSQL connection pool of each server process. A request that waits longer than
+    # db_pool_timeout for a connection gets "busy" (HTTP 503, socket error) instead of a 500.
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=20, ge=0)
+    db_pool_timeout: float = Field(default=30.0, gt=0)
     # argon2 cost; the defaults are argon2-cffi's recommended ones. Tests lower them for speed.
     password_time_cost: int = Field(default=3, ge=1)
     password_memory_kib: int = Field(default=65536, ge=8)

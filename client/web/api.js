@@ -1,11 +1,12 @@
 // REST client: one fetch wrapper, errors turned into plain words.
 
 export class ApiError extends Error {
-  constructor(status, code, message, details) {
+  constructor(status, code, message, details, error) {
     super(message);
     this.status = status;
     this.code = code;
     this.details = details;
+    this.error = error;  // the body's whole {"error": {...}} object (e.g. a not_ready error's job)
   }
 }
 
@@ -67,7 +68,7 @@ export function createApi({ fetchImpl = (...a) => fetch(...a), base = "", onUnau
     if (!resp.ok) {
       if (resp.status === 401 && onUnauthorized && !path.endsWith("/auth/login")) onUnauthorized();
       const e = body && body.error;
-      throw new ApiError(resp.status, e?.code || "http", plainError(resp.status, body), e?.details);
+      throw new ApiError(resp.status, e?.code || "http", plainError(resp.status, body), e?.details, e);
     }
     return body;
   }

@@ -11,11 +11,12 @@ import * as dashboard from "./views/dashboard.js";
 import * as members from "./views/members.js";
 import * as supervisor from "./views/supervisor.js";
 import * as tool from "./views/tool.js";
+import * as similar from "./views/similarity.js";
 import * as invite from "./views/invite.js";
 import * as account from "./views/account.js";
 import * as users from "./views/users.js";
 
-const VIEWS = { login, projects, dashboard, members, supervisor, tool, invite, account, users };
+const VIEWS = { login, projects, dashboard, members, supervisor, tool, similar, invite, account, users };
 // Pages for people who are not logged in (an invitation may also be opened by its account).
 const PUBLIC = new Set(["login", "invite"]);
 

@@ -1,13 +1,13 @@
 """invitations; display names for every user
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-02 10:50:00
 
 ``invitations``: one-time, expiring invitations to make an account or join a project (only a
 SHA-256 of the token is kept). Display names are required from now on: users without one get
 the local part of their email.
-(0009 after 0007: another branch adds a 0008; the lead re-chains revisions when branches merge.)
+(Chained after 0008 when integ, which has it, was merged into this branch.)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0009'
-down_revision: str | None = '0007'
+down_revision: str | None = '0008'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -132,12 +132,14 @@ class Network:
             raise ModelError(f"cannot cache the converted network in {path.parent}: {exc}") from exc
         return cls(_session(data, options), nice)
 
-    def run(self, images: Sequence[np.ndarray], outputs: Sequence[str]) -> list[np.ndarray]:
-        """The named outputs (``logits``, ``feature``, ``map16``, ``map32``) for the images."""
+    def run(self, images: Sequence[np.ndarray], outputs: Sequence[str],
+            size: int = preprocess.INPUT_SIZE) -> list[np.ndarray]:
+        """The named outputs (``logits``, ``feature``, ``map16``, ``map32``) for the images,
+        each resized to ``size`` x ``size`` (a multiple of 32; larger keeps smaller objects)."""
         _lower_thread_priority(self._nice)
         parts: list[list[np.ndarray]] = [[] for _ in outputs]
         for start in range(0, len(images), BATCH):
-            batch = preprocess.to_batch(list(images[start : start + BATCH]))
+            batch = preprocess.to_batch(list(images[start : start + BATCH]), size)
             for part, value in zip(
                 parts, self._session.run(list(outputs), {"image": batch}), strict=True
             ):

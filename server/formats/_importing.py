@@ -86,7 +86,7 @@ class Report:
                 "images_with_object_changes": self.objects_changed, "report": self.entries}
 
 
-async def _images_by_name(session: AsyncSession, project_id: int, names: set[str]) -> dict[str, list[tuple[int, int, int]]]:
+async def images_by_name(session: AsyncSession, project_id: int, names: set[str]) -> dict[str, list[tuple[int, int, int]]]:
     out: dict[str, list[tuple[int, int, int]]] = {}
     stmt = select(Image.name, Image.id, Image.width, Image.height).where(Image.project_id == project_id)
     batches = [stmt] if len(names) > 5_000 else [
@@ -179,7 +179,7 @@ async def run_import(
     for rec in records:
         if rec.error is None and (not isinstance(rec.image, str) or "\x00" in rec.image):
             rec.error = ("image", "must be a file name")  # PostgreSQL text cannot hold NUL
-    found = await _images_by_name(session, project_id, {r.image for r in records if r.image and r.error is None})
+    found = await images_by_name(session, project_id, {r.image for r in records if r.image and r.error is None})
     plans: dict[int, _Plan] = {}
     base = settings.model_dump()
     listed = 0

@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from server import _label_store as store
+from server import offload
 from server._web import (
     authorize,
     needs,
@@ -24,7 +25,7 @@ from server._web import (
 )
 from server.errors import ApiError, invalid
 from server.formats import coco, masks, native, table, voc, yolo
-from server.formats._importing import ImportFileError, Incoming, run_import
+from server.formats._importing import ImportFileError, Incoming, images_by_name, run_import
 from server.formats._source import ExportJob
 from server.image_query import ImageFilter
 from server.limits import read_limited, upload_limit
@@ -37,6 +38,8 @@ EXPORTERS: dict[str, ModuleType] = {"json": native, "csv": table, "coco": coco, 
 IMPORTERS: dict[str, Callable[[bytes], list[Incoming]]] = {
     "json": lambda body: native.parse(body)[0], "csv": table.parse, "coco": coco.parse, "masks": masks.parse,
 }
+#: Parse cost per body byte (``server.offload`` units): a body past ~200 KB is parsed in a worker.
+_PARSE_COST_PER_BYTE = 1
 _OPTIONS = {"task": {"detect", "segment"}}
 
 
@@ -72,14 +75,11 @@ async def import_labels(request: Request) -> Response:
     mode = request.query_params.get("mode")
     if mode not in (None, "", "replace", "merge"):
         raise invalid("mode must be replace or merge (default: the project's override setting)")
-    # The privilege first: nobody else makes the server read a file (counted while reading).
+    # The privilege first: nobody else makes the server read a file (counted while reading; F1).
     await authorize(request, needs(project_id, Privilege.IMPORT_EXPORT))
     body = await read_limited(request, upload_limit(request))
-    try:
-        records = IMPORTERS[fmt](body)
-        defs = native.parse(body)[1] if fmt == "json" else []
-    except ImportFileError as exc:
-        raise ApiError(400, "bad_file", str(exc)) from None
+    max_mask_pixels = request.app.state.settings.max_mask_pixels
+    records, defs = await _parse(request, project_id, fmt, body, max_mask_pixels)
     async with unit_of_work(request) as (session, user):
         await project_access(session, user, project_id, Privilege.IMPORT_EXPORT, lock=True)
         settings = await effective_settings(session, project_id, user.id)
@@ -93,6 +93,38 @@ async def import_labels(request: Request) -> Response:
         if defs and not dry_run:
             await _label_defs(session, project_id, defs)
         return JSONResponse(report.to_dict())
+
+
+async def _parse(request: Request, project_id: int, fmt: str, body: bytes,
+                 max_mask_pixels: int) -> tuple[list[Incoming], list[dict[str, Any]]]:
+    """The file's records (and a native file's label definitions), parsed in the worker pool:
+    decoding is CPU work the event loop must not do. Masks are read in two steps: the image
+    names from the ZIP's directory, then each mask checked against its image's size before it
+    is decoded."""
+    cost = len(body) * _PARSE_COST_PER_BYTE
+    try:
+        if fmt == "json":
+            return await offload.run(native.parse, body, cost=cost)
+        if fmt != "masks":
+            return await offload.run(IMPORTERS[fmt], body, cost=cost), []
+        names = await offload.run(masks.image_names, body, cost=cost)
+        async with unit_of_work(request) as (session, _user):
+            sizes = await image_sizes(session, project_id, names)
+        # Decoding costs the pixels it may produce, whatever the file's size: always the pool.
+        return await offload.run(masks.parse, body, sizes, max_mask_pixels,
+                                 cost=max(cost, offload.get().inline_cost)), []
+    except ImportFileError as exc:
+        raise ApiError(400, "bad_file", str(exc)) from None
+    except offload.Busy as exc:
+        raise ApiError(503, "busy", exc.message) from None
+
+
+async def image_sizes(session: AsyncSession, project_id: int,
+                      names: set[str]) -> dict[str, tuple[int, int]]:
+    """(width, height) by name of the project's images named in ``names`` (a name two images
+    share is left out: the import refuses it anyway)."""
+    found = await images_by_name(session, project_id, names)
+    return {name: (m[0][1], m[0][2]) for name, m in found.items() if len(m) == 1}
 
 
 async def _label_defs(session: AsyncSession, project_id: int, defs: list[dict[str, Any]]) -> None:

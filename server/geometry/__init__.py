@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .cost import TooCostly, op_cost
 from .edits import EditResult, edit
 from .errors import GeometryError
 from .ops import (
@@ -108,12 +109,14 @@ __all__ = [
     "SetOccluded",
     "SetRpy",
     "SetZ",
+    "TooCostly",
     "Translate",
     "Vectorize",
     "apply",
     "edit",
     "invert",
     "object_to_dict",
+    "op_cost",
     "op_to_dict",
     "parse_object",
     "parse_op",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import ops as o
+from .cost import check_cost, op_cost
 from .errors import GeometryError
 from .policy import Policy
 from .shapes import LabelObject
@@ -23,6 +24,25 @@ class EditResult:
 
     changes: dict[str, LabelObject | None] = field(default_factory=dict)
     inverse: Any = None
+
+
+class Loaded(Mapping[str, LabelObject]):
+    """Some of an image's objects (those an op reads) with the image's true object count, so
+    ``len`` still enforces ``max_objects``: loading all 10,000 objects of a busy image for every
+    vertex move would cost far more than the edit itself. Pickles (it crosses to the worker
+    pool with the op)."""
+
+    def __init__(self, loaded: dict[str, LabelObject], count: int) -> None:
+        self._loaded, self._count = loaded, count
+
+    def __getitem__(self, key: str) -> LabelObject:
+        return self._loaded[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._loaded)
+
+    def __len__(self) -> int:
+        return self._count
 
 
 class _Overlay:
@@ -78,8 +98,13 @@ def _step(view: _Overlay, op: Any, policy: Policy) -> list[Any]:
 
 
 def edit(objects: Mapping[str, LabelObject], op: Any, policy: Policy) -> EditResult:
-    """Apply ``op`` (a model or its JSON) to an image's ``objects`` (id -> object)."""
+    """Apply ``op`` (a model or its JSON) to an image's ``objects`` (id -> object).
+
+    Raises :class:`~.cost.TooCostly` before any work when the op is over the image's cost limit.
+    """
     op = o.parse_op(op)
+    check_cost(op_cost(op, objects, policy.image_width, policy.image_height),
+               policy.image_width, policy.image_height)
     view = _Overlay(objects)
     if isinstance(op, o.Batch):
         if len(op.ops) > policy.max_batch_ops:

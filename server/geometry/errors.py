@@ -17,6 +17,11 @@ class GeometryError(Exception):
         self.field = field
         self.message = message
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled by (field, message), not by str(self): it crosses the worker pool's process
+        # boundary (server/offload.py).
+        return (type(self), (self.field, self.message))
+
     def to_dict(self) -> dict[str, Any]:
         return {"field": self.field, "message": self.message}
 

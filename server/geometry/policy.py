@@ -73,6 +73,12 @@ class Policy:
         )
 
     @property
+    def brush_radius_limit(self) -> float:
+        """The largest brush radius: ``max_brush_radius``, and never more than the image's
+        diagonal (a larger one paints the same pixels at a higher cost)."""
+        return min(self.max_brush_radius, round(math.hypot(self.image_width, self.image_height), 1))
+
+    @property
     def must_be_inside(self) -> bool:
         """Shapes off the image are rejected (neither allowed nor clipped)."""
         return not self.allow_outside and not self.fit_to_image

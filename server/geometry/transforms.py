@@ -172,8 +172,8 @@ def _naive(cur: LabelObject, op: Any, policy: Policy | None) -> LabelObject:
     if isinstance(op, o.Brush):
         if policy is not None and len(op.points) > policy.max_brush_points:
             raise GeometryError("op.points", f"more than {policy.max_brush_points} points")
-        if policy is not None and op.radius > policy.max_brush_radius:
-            raise GeometryError("op.radius", f"larger than {policy.max_brush_radius}")
+        if policy is not None and op.radius > policy.brush_radius_limit:
+            raise GeometryError("op.radius", f"larger than {policy.brush_radius_limit:g}")
         return _bitmap(cur, brush(_mask_of(cur), op.points.array, op.radius, op.mode == "draw"))
     if isinstance(op, o.Fill):
         return _bitmap(cur, flood_fill(_mask_of(cur), op.x, op.y))

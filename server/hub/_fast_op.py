@@ -230,7 +230,7 @@ async def _edit(driver: Any, conn: Connection, msg: Op, parsed: Any, ids: set[st
     assert conn.project_id is not None
     now = utcnow()
     count_before = image.object_count
-    op, inverse, new_labels, writes = apply_object_op(
+    op, inverse, new_labels, writes = await apply_object_op(
         parsed, objects, project_id=conn.project_id, image=image, user_id=conn.user_id,
         settings=ctx.settings, origin="edit", parsed=known)
     if new_labels and ctx.settings.synchronize_labels:

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -168,6 +169,12 @@ async def _handle(conn: Connection, handlers: Handlers, text: str) -> str | None
     except EditError as exc:
         message = exc.message if not exc.field or exc.field in exc.message else f"{exc.field}: {exc.message}"
         conn.send(_error(msg.id, exc.code, message))
+    except PoolTimeout:
+        # Every pooled connection stayed taken for db_pool_timeout: nothing was done; the
+        # request names itself and the socket stays open.
+        log.warning("database pool exhausted; answered busy")
+        conn.send(_error(msg.id, "busy", "the server's database connections are all in use; "
+                                         "send it again shortly"))
     except Exception as exc:
         if not connection_lost(exc):
             raise

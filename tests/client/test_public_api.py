@@ -10,7 +10,7 @@ def test_all_is_pinned() -> None:
     assert client.__all__ == [
         "Applied", "AuthenticationError", "ConnectionClosed", "Event", "ForbiddenError",
         "InvalidRequestError", "LabelhubClient", "LabelhubError", "LockLostError", "LockedError",
-        "NotFoundError", "NothingToUndoError", "Opened", "RateLimitedError", "RequestError",
+        "NotFoundError", "NotReadyError", "NothingToUndoError", "Opened", "RateLimitedError", "RequestError",
         "RequestTimeout", "RestClient", "TransportError", "UnavailableError",
     ]
     assert all(hasattr(client, name) for name in client.__all__)
@@ -22,7 +22,8 @@ def test_exception_tree_matches_the_docstring() -> None:
     assert issubclass(client.TransportError, client.LabelhubError)
     for cls in (client.AuthenticationError, client.ForbiddenError, client.NotFoundError,
                 client.InvalidRequestError, client.LockedError, client.LockLostError,
-                client.NothingToUndoError, client.RateLimitedError, client.UnavailableError):
+                client.NothingToUndoError, client.RateLimitedError, client.UnavailableError,
+                client.NotReadyError):
         assert issubclass(cls, client.RequestError)
         assert cls.__name__ in (client.__doc__ or "")
     assert issubclass(client.RequestError, client.LabelhubError)

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from client import AuthenticationError, NotFoundError, RestClient
+from client import (
+    AuthenticationError,
+    InvalidRequestError,
+    NotFoundError,
+    NotReadyError,
+    RestClient,
+)
 from tests.client.conftest import Team, png
+from tests.jobs.conftest import ended, running_worker, wait_job
 
 
 async def test_upload_and_list_images(team: Team) -> None:
@@ -27,3 +34,64 @@ async def test_errors_are_typed(team: Team) -> None:
             await rest.login("nobody@example.com", "wrong-password")
     finally:
         await rest.aclose()
+
+
+async def test_similarity_and_suggestions(team: Team) -> None:
+    rest, pid, images = team.admin, team.project, team.images
+    with pytest.raises(NotReadyError) as caught:
+        await rest.similar(pid, images[0])
+    assert caught.value.status == 409 and caught.value.job is not None
+    assert caught.value.job["kind"] == "embed"
+    queued = await rest.request_embeddings(pid)
+    assert queued["job"]["id"] == caught.value.job["id"] and queued["missing"] == len(images)
+    async with running_worker(team.live.app, kinds=["embed"]):
+        state = await wait_job(team.live.app, queued["job"]["id"], ended, within=120)
+    assert state.status == "done"
+    await rest.request("POST", f"/api/v1/projects/{pid}/labels/apply", json={
+        "op": {"kind": "add_label", "label": "bright"}, "image_ids": images[-2:]})
+    await rest.request("POST", f"/api/v1/projects/{pid}/labels/apply", json={
+        "op": {"kind": "add_label", "label": "dark"}, "image_ids": images[:2]})
+    similar = await rest.similar(pid, images[0], limit=3, labeled="false")
+    assert len(similar) == 2 and {i["image"] for i in similar} == set(images[2:4])
+    assert [i["image"] for i in await rest.similar_to_label(pid, "dark", limit=2)] == images[2:4]
+    suggested = await rest.suggestions(pid, filter={"labeled": False})
+    assert suggested["labeled_examples"] == 4
+    assert {i["image"] for i in suggested["items"]} == set(images[2:4])
+    first = suggested["items"][0]
+    accepted = await rest.accept_suggestions(pid, {first["image"]: [first["labels"][0]["label"]]})
+    assert [a["image"] for a in accepted["applied"]] == [first["image"]]
+    assert [i["id"] for i in await rest.all_images(pid, auto_labeled=True)] == [first["image"]]
+
+
+async def test_models_and_predictions(team: Team) -> None:
+    rest, pid, images = team.admin, team.project, team.images
+    await rest.request("POST", f"/api/v1/projects/{pid}/labels/apply", json={
+        "op": {"kind": "add_label", "label": "dark"}, "image_ids": images[:2]})
+    with pytest.raises(InvalidRequestError) as caught:
+        await rest.train_model(pid, "shade", features=["hog@1"])
+    assert caught.value.code == "not_enough_examples" and "at least two labels" in str(caught.value)
+    await rest.request("POST", f"/api/v1/projects/{pid}/labels/apply", json={
+        "op": {"kind": "add_label", "label": "bright"}, "image_ids": images[-2:]})
+    started = await rest.train_model(pid, "shade", features=["hog@1"])
+    assert started["model"]["name"] == "shade" and started["job"]["kind"] == "train"
+    async with running_worker(team.live.app, kinds=["train", "predict"]):
+        trained = await wait_job(team.live.app, started["job"]["id"], ended, within=120)
+        assert trained.status == "done", trained
+        assert [m["name"] for m in await rest.models(pid)] == ["imagenet", "shade"]
+        model = await rest.model(pid, "shade")
+        assert model["versions"][0]["labels"] == ["bright", "dark"]
+        queued = await rest.predict(pid, "shade", images[2:4])
+        assert queued["version"] == 1 and queued["images"] == 2
+        predicted = await wait_job(team.live.app, queued["job"]["id"], ended, within=120)
+    assert predicted.status == "done"
+    listed = await rest.predictions(pid, model="shade")
+    assert sorted(i["image"] for i in listed["items"]) == images[2:4] and listed["next"] is None
+    first, second = listed["items"]
+    added = await rest.add_predictions(pid, {first["image"]: [first["labels"][0]["label"]]},
+                                       model="shade")
+    assert [a["image"] for a in added["applied"]] == [first["image"]]
+    assert await rest.dismiss_predictions(pid, [second["image"]]) == 1
+    assert (await rest.predictions(pid))["items"] == []
+    assert (await rest.download_model(pid, "shade"))[:2] == b"PK"
+    mapped = await rest.set_model_mapping(pid, {"Egyptian cat": "cat"})
+    assert mapped["mapping"] == {"Egyptian cat": "cat"}

@@ -29,7 +29,14 @@ PURE_MODULES = (
     "server.ai.preprocess",
     "server.ai.weights",
     "server.ai.network",
+    "server.ai.vectors",
+    "server.ai.ranking",
     "server.ai.features",
+    "server.ai.heads",
+    "server.ai.training",
+    "server.ai.mapping",
+    "server.ai.export",
+    "server.ai.detection",
 )
 
 

@@ -12,9 +12,11 @@ import pytest
 from sqlalchemy import insert, select, update
 from starlette.applications import Starlette
 
+from server import offload
 from server._uploads import clean_name
 from server.db import transaction
 from server.geometry import smart_select
+from server.geometry.rle import rle_encode
 from server.models import Image, ImageLabel, ImageLock, LabelDef, LabelObjectRow, utcnow
 from server.settings import Settings
 from tests.conftest import Api, add_member, make_project
@@ -349,6 +351,24 @@ async def test_smart_select(admin: Api, users: Any) -> None:
     assert (await viewer.client.post(url, json={"rect": [40, 20, 80, 80]})).status_code == 403
     await add_member(admin, pid, labeler := await users("lab"), privileges=["view", "label"])
     assert (await labeler.client.post(url, json={"rect": [40, 20, 80, 80]})).status_code == 200
+
+
+async def test_smart_select_runs_in_the_worker_pool_with_the_same_result(admin: Api) -> None:
+    """Issue 15, F7: GrabCut and the full-size mask work never run on the event loop."""
+    pid = await make_project(admin)
+    img = np.full((120, 160, 3), 40, np.uint8)
+    cv2.circle(img, (80, 60), 30, (30, 200, 250), -1)
+    data = bytes(cv2.imencode(".png", img)[1])
+    iid = (await upload(admin, pid, files(("c.png", data)))).json()["results"][0]["image"]["id"]
+    pool = offload.get()
+    before = pool.submitted
+    request = {"rect": [40, 20, 80, 80], "foreground": [[[80, 60], [85, 62]]]}
+    resp = await admin.client.post(f"/api/v1/images/{iid}/smart-select", json=request)
+    assert resp.status_code == 200, resp.text
+    assert pool.submitted == before + 1
+    stored = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    here = smart_select(stored, request["rect"], request["foreground"], [], brush_radius=5)
+    assert resp.json() == {"rle": rle_encode(here), "area": int(here.sum())}
 
 
 async def test_list_filters_and_pages_10000_images(app: Starlette, admin: Api) -> None:

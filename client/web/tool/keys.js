@@ -11,6 +11,8 @@ export const KEYS = [
   ["Double-click", null, "Open the image in the labeling tool", "Dashboard"],
   ["Page Up / Page Down", null, "Previous / next page of images", "Dashboard"],
   ["Esc", null, "Clear the selection", "Dashboard"],
+  ["Arrows / Space", null, "Move between images / select or unselect one", "Label by similarity"],
+  ["Double-click", null, "Open the image in the labeling tool", "Label by similarity"],
   ["B", "tool:bbox", "Bounding box tool", "Labeling tool"],
   ["P", "tool:polygon", "Polygon tool", "Labeling tool"],
   ["L", "tool:polyline", "Polyline tool", "Labeling tool"],
@@ -40,12 +42,13 @@ export const KEYS = [
   ["+ / = / − / wheel", "zoom", "Zoom in / out", "Labeling tool"],
   ["Space+drag / middle drag", "pan", "Pan", "Labeling tool"],
   ["I", "invert", "Invert colors (view only)", "Labeling tool"],
+  ["Y", "accept-suggestion", "Accept the top suggested classification label (source “auto”)", "Labeling tool"],
 ];
 
 export const SIMPLE = {
   b: "tool:bbox", p: "tool:polygon", l: "tool:polyline", o: "tool:point", m: "tool:brush", w: "tool:smart",
   k: "tool:keypoint", v: "tool:select", t: "tool:ruler", n: "new", e: "edit", g: "group", h: "hole", r: "remove",
-  s: "save", d: "next", a: "prev", f: "fit", i: "invert", "[": "brush-smaller", "]": "brush-bigger",
+  s: "save", d: "next", a: "prev", f: "fit", i: "invert", y: "accept-suggestion", "[": "brush-smaller", "]": "brush-bigger",
   "+": "zoom-in", "=": "zoom-in", "-": "zoom-out", Enter: "finish", Escape: "cancel", Delete: "delete",
   Backspace: "delete", ArrowRight: "next", ArrowLeft: "prev",
 };

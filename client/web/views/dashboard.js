@@ -7,6 +7,7 @@ import { labelPanel } from "./labelpanel.js";
 import { openUpload } from "./upload.js";
 import { openSettings } from "./settings.js";
 import { openExport, openImport } from "./transfer.js";
+import { imageMenu } from "./imagemenu.js";
 import { jobsPanel } from "./jobs.js";
 
 const PAGE = 60;
@@ -64,6 +65,8 @@ export async function mount(root, ctx) {
       selected: isSelected(state.sel, img.id), me,
       presence: [...(state.presence.get(img.id) || [])],
       onChip: (image, label) => makeDefault(image, label),
+      menu: (image) => imageMenu(image, [{ text: "Open in the labeling tool", href: href("tool", { project: pid, image: image.id }, state.filter) },
+        { text: "Find similar images", href: href("similar", { project: pid }, { image: image.id }) }]),
     })));
     if (focused) (grid.querySelector(`li.tile[data-id="${focused}"]`) || grid.querySelector("li.tile") || grid).focus({ preventScroll: true });
     if (!state.images.length) grid.append(h("li", { class: "empty" }, state.total === 0 && !Object.keys(state.filter).length
@@ -93,12 +96,15 @@ export async function mount(root, ctx) {
 
   async function goPage(page) { state.page = page; await reload(); grid.focus(); }
 
+  let latest = 0;  // the newest reload: an older one's answer (another page or filter) is dropped
   async function reload() {
+    const mine = ++latest;
     try {
       const res = await ctx.api.get(`/api/v1/projects/${pid}/images`, { ...state.filter, offset: state.page * PAGE, limit: PAGE });
+      if (mine !== latest) return;
       state.images = res.images; state.total = res.total;
       if (state.page > 0 && !res.images.length && res.total) { state.page = 0; return reload(); }
-    } catch (err) { ctx.toast(err.message); }
+    } catch (err) { if (mine !== latest) return; ctx.toast(err.message); }
     renderGrid();
   }
 
@@ -156,6 +162,7 @@ export async function mount(root, ctx) {
 
   const actions = h("div", { class: "actions" },
     h("button", { type: "button", class: "primary", id: "label-images", onclick: openTool, title: "Open the labeling tool on the selection, else the filter, else all images" }, "Label images"),
+    h("a", { class: "button", id: "similar-btn", href: href("similar", { project: pid }), title: "Find images like a label's examples and label them in one click" }, "Label by similarity"),
     can.has("upload") ? h("button", { type: "button", id: "upload-btn", onclick: () => openUpload({ ctx, pid, labels: state.labels, done: async () => { await loadLabels(); await reload(); } }) }, "Upload") : null,
     can.has("import_export") ? h("button", { type: "button", id: "import-btn", onclick: () => openImport({ ctx, pid, done: async () => { await loadLabels(); await reload(); } }) }, "Import labels") : null,
     can.has("import_export") ? h("button", { type: "button", id: "export-btn", onclick: () => openExport({ ctx, pid, filter: state.filter, sel: state.sel }) }, "Export labels") : null,
@@ -188,7 +195,8 @@ export async function mount(root, ctx) {
   const softReload = () => { clearTimeout(refreshTimer); refreshTimer = setTimeout(reload, 400); };
   const off = ctx.onHub((msg) => {
     jobs.onEvent(msg);
-    if (msg.type === "lock" || msg.type === "progress" || msg.type === "_resumed") softReload();
+    // Also once the socket is up: a lock taken between the first load and joining the room sends us nothing.
+    if (msg.type === "lock" || msg.type === "progress" || msg.type === "_resumed" || (msg.type === "_conn" && msg.state === "online")) softReload();
     if (msg.type === "presence") {
       state.presence = presenceMap(state.where, msg, ctx.me);
       renderGrid();

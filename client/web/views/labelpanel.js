@@ -1,5 +1,6 @@
 // The dashboard's label panel: create, + / − on the selection, rename inline, color, star, delete.
 import { h } from "../dom.js";
+import { href } from "../router.js";
 
 export function labelPanel({ ctx, pid, can, getTarget, countSelected, reload, onLabels }) {
   const list = h("ul", { class: "labels", "aria-label": "Labels" });
@@ -63,6 +64,7 @@ export function labelPanel({ ctx, pid, can, getTarget, countSelected, reload, on
       onclick: () => manage && renameField(label, nameBtn) }, label.name);
     const menu = h("div", { class: "menu", hidden: true },
       h("button", { type: "button", onclick: () => bulkStar(label), title: "Make this the default label on every image that has it" }, "★ Default everywhere"),
+      h("a", { class: "button", href: href("similar", { project: pid }, { label: label.name }), title: "Images most like the ones carrying this label" }, "≈ More like this"),
       manage ? h("button", { type: "button", class: "danger", onclick: () => remove(label) }, "Delete label") : null);
     return h("li", { class: "label-row", dataset: { name: label.name } },
       h("input", { type: "color", value: label.color || "#888888", disabled: !manage, "aria-label": `Color of ${label.name}`,

@@ -101,7 +101,8 @@ export async function mount(root, ctx) {
   const refresh = () => { clearTimeout(timer); timer = setTimeout(() => { loadCounts().catch(() => {}); loadStats(); }, 300); };
   const off = ctx.onHub((msg) => {
     if (msg.type === "progress") showProgress(msg);
-    if (msg.type === "progress" || msg.type === "lock" || msg.type === "_resumed") refresh();
+    // Also once the socket is up: an edit between the first load and joining the room sends us nothing.
+    if (msg.type === "progress" || msg.type === "lock" || msg.type === "_resumed" || (msg.type === "_conn" && msg.state === "online")) refresh();
   });
   await Promise.all([loadCounts().catch((err) => { error.textContent = err.message; }), loadStats()]);
   return { unmount() { off(); clearTimeout(timer); } };

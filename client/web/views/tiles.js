@@ -1,18 +1,22 @@
 // One image tile of the dashboard grid.
 import { h } from "../dom.js";
+import { sourceText } from "./scores.js";
 
 export function labelChip(label, { onClick } = {}) {
+  // Where the label came from shows on the chip: "auto" (an accepted suggestion) or "sync".
+  const from = label.source && label.source !== "manual" ? label.source : "";
   return h("button", {
     type: "button",
-    class: "chip" + (label.is_default ? " default" : ""),
+    class: "chip" + (label.is_default ? " default" : "") + (from ? ` ${from}` : ""),
     style: { "--chip": label.color || "#888" },
-    title: label.is_default ? `${label.name} (default label)` : `${label.name} — click to make it the default`,
+    title: (label.is_default ? `${label.name} (default label)` : `${label.name} — click to make it the default`) + ` — ${sourceText(label.source)}`,
     "aria-pressed": label.is_default ? "true" : "false",
+    dataset: { source: label.source || "manual" },
     onclick: (e) => { e.stopPropagation(); onClick?.(label); },
-  }, label.name);
+  }, label.name, from ? h("span", { class: "src" }, from) : null);
 }
 
-export function tile(image, { selected, presence = [], me, onChip } = {}) {
+export function tile(image, { selected, presence = [], me, onChip, menu } = {}) {
   const lockedBy = image.lock?.holder;
   const badges = h("div", { class: "badges" },
     image.labeled ? h("span", { class: "badge ok", title: "Labeled" }, "✓") : null,
@@ -32,5 +36,6 @@ export function tile(image, { selected, presence = [], me, onChip } = {}) {
     h("img", { src: image.thumbnail_url, alt: image.name, loading: "lazy", decoding: "async", draggable: "false" }),
     badges),
   h("div", { class: "tile-name", title: image.name }, image.name),
-  h("div", { class: "chips" }, (image.labels || []).map((l) => labelChip(l, { onClick: (lab) => onChip?.(image, lab) }))));
+  h("div", { class: "chips" }, (image.labels || []).map((l) => labelChip(l, { onClick: (lab) => onChip?.(image, lab) }))),
+  menu ? menu(image) : null);
 }

@@ -9,6 +9,7 @@ import { createStage } from "./toolstage.js";
 import { createPanel } from "./toolpanel.js";
 import { createImageSession } from "./toolsession.js";
 import { createUnsavedBox } from "./unsavedbox.js";
+import { createSuggestions } from "./suggestions.js";
 
 const TOOL_BUTTONS = [
   ["select", "M4 3 L4 16 L8 12 L11 18 L13 17 L10 11 L15 11 Z", "Select and move (V)"],
@@ -37,6 +38,8 @@ export async function mount(root, ctx) {
   const ui = { st: T.initialState(), picked: "", lastLabel: null, view: { brightness: 100, contrast: 100, saturation: 100, invert: false, noSmoothing: !!settings.disable_smoothing_when_zoomed }, keypointName: "" };
 
   const session = createImageSession({ ctx, pid, project, settings, query: ctx.route.query, onChange: render, say: (t) => ctx.toast(t, "info") });
+  const suggest = createSuggestions({ ctx, pid, colors, getImage: () => session.image, getLabels: () => session.imageLabels,
+    readOnly: () => (session.readOnly ? session.readOnlyReason || "This image is read-only." : ""), canLabel: () => project.privileges.includes("label") });
   const stage = createStage({
     scene: () => session.image && {
       image: session.imageEl, imgW: session.image.width, imgH: session.image.height, objects: O.ordered(session.objects),
@@ -60,6 +63,7 @@ export async function mount(root, ctx) {
     addRpy: () => send(O.create(O.objectOf("rpy", { roll: 0, pitch: 0, yaw: 0 }, labelForNew()))),
     classToggle: (name) => session.classToggle(name), classDefault: (name) => session.classDefault(name),
     setView: (patch) => { Object.assign(ui.view, patch); stage.redraw(); },
+    suggestions: suggest.el,
   });
   const toolbox = h("nav", { class: "toolbox", "aria-label": "Tools" }, TOOL_BUTTONS.map(([tool, path, title]) =>
     h("button", { type: "button", class: "toolbtn", dataset: { tool }, title, "aria-label": title, onclick: () => useTool(tool) }, icon(path))));
@@ -155,6 +159,7 @@ export async function mount(root, ctx) {
       case "zoom-in": return stage.zoom(1.25);
       case "zoom-out": return stage.zoom(0.8);
       case "invert": ui.view.invert = !ui.view.invert; return render();
+      case "accept-suggestion": return suggest.acceptTop();
       case "finish": if (ui.st.tool === "smart" && ui.st.smart) return smartAccept(); break;
       default: break;
     }
@@ -221,8 +226,9 @@ export async function mount(root, ctx) {
     panel.update({ objects: O.ordered(session.objects), selectedId: ui.st.selected, labels, colors, currentLabel: selected()?.label ?? labelForNew(), readOnly: session.readOnly,
       imageLabels: session.imageLabels, imageName: session.image?.name, pending: session.pending(), unsaved: session.unsaved.length, view: ui.view, viewKey: JSON.stringify(ui.view) });
     stage.redraw();
+    suggest.sync();
   }
-  session.onImage = () => { ui.st = { ...T.initialState(), tool: ui.st.tool, brushRadius: ui.st.brushRadius }; ui.lastLabel = null; stage.fitted = false; stage.fit(); render(); };
+  session.onImage = () => { suggest.load(); ui.st = { ...T.initialState(), tool: ui.st.tool, brushRadius: ui.st.brushRadius }; ui.lastLabel = null; stage.fitted = false; stage.fit(); render(); };
   render();
   await session.start(ctx.route.params.image);
   stage.el.querySelector("canvas").focus();
@@ -230,6 +236,7 @@ export async function mount(root, ctx) {
     async unmount() {
       document.removeEventListener("keydown", onKey);
       window.removeEventListener("beforeunload", onLeave);
+      suggest.close();
       stage.destroy();
       await session.close();
     },

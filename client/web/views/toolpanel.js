@@ -1,6 +1,7 @@
 // The labeling tool's right-hand panel: label picker, object list, properties, classification, view.
 import { h } from "../dom.js";
 import { colorOf } from "../tool/canvas.js";
+import { sourceText } from "./scores.js";
 
 const TYPE_TEXT = { bbox: "Box", polygon: "Polygon", polyline: "Polyline", point: "Point", bitmap: "Bitmap", rpy: "RPY" };
 
@@ -80,7 +81,8 @@ export function createPanel(a) {
           onclick: () => on ? a.classDefault(l.name) : a.classToggle(l.name),
           onkeydown: (e) => { if (e.key === "Enter") { e.preventDefault(); e.stopPropagation(); a.classToggle(l.name); } } },
         h("span", { class: "swatch", style: { background: l.color } }), l.name,
-        on ? h("span", { class: "badge" + (on.is_default ? " ok" : "") }, on.is_default ? "default" : "on") : null);
+        on ? h("span", { class: "badge" + (on.is_default ? " ok" : "") }, on.is_default ? "default" : "on") : null,
+        on && on.source && on.source !== "manual" ? h("span", { class: `badge src-${on.source}`, title: sourceText(on.source) }, on.source) : null);
       }));
 
     el.replaceChildren(
@@ -98,7 +100,7 @@ export function createPanel(a) {
       h("div", { class: "row" },
         h("button", { type: "button", disabled: m.readOnly, onclick: a.rasterizeAll, title: "Turn every box and polygon into a bitmap" }, "Rasterize all"),
         h("button", { type: "button", disabled: m.readOnly, onclick: a.addRpy, title: "Add a roll/pitch/yaw object for the image" }, "Add RPY")),
-      h("h3", {}, "Classification"), cls,
+      h("h3", {}, "Classification"), a.suggestions || null, cls,
       viewControls(m.view, a.setView, viewOpen));
     if (keep) el.querySelector(keep)?.focus({ preventScroll: true });
   }

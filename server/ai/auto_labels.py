@@ -1,0 +1,130 @@
+"""Adding labels a machine proposed (accepted suggestions, added predictions) — one path for both.
+
+Labels go in as ``add_label`` ops with source ``auto`` through the op log (origin ``rest``, each
+with its inverse: live to everyone watching, undoable), and the images are marked
+``auto_labeled``. Only new labels are added: a label the image already has is left alone (never
+moving the default of a label a person set), and nothing is ever removed. Images someone else
+holds the lock of are skipped and reported. Runs in the caller's transaction, which must have
+locked the project row first (as every writer of label state does, server/labels.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server import _label_store as label_store
+from server._oplog import PendingOp, append_ops
+from server.classification import AddLabel, ClassificationError, apply_label_op, normalize_label
+from server.errors import ApiError, invalid
+from server.image_query import DbId
+from server.models import Image, ImageLock, utcnow
+
+__all__ = ["AddItem", "Added", "add_auto_labels", "locked_by_others", "project_images"]
+
+
+class AddItem(BaseModel):
+    """One image and the labels to add to it (names are normalised, duplicates dropped)."""
+
+    model_config = ConfigDict(extra="forbid")
+    image: DbId
+    labels: list[str] = Field(min_length=1, max_length=20)
+
+    @field_validator("labels")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        try:
+            return list(dict.fromkeys(normalize_label(v) for v in value))
+        except ClassificationError as exc:
+            raise ValueError(exc.message) from None
+
+
+@dataclass
+class Added:
+    """What :func:`add_auto_labels` did: per image the labels added, or why it was skipped."""
+
+    applied: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    seq: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"applied": self.applied, "skipped": self.skipped, "seq": self.seq}
+
+
+async def project_images(session: AsyncSession, project_id: int, wanted: list[int]) -> list[int]:
+    """The ids, in the given order without repeats, all of this project (404 naming the others)."""
+    found: list[int] = []
+    unique = sorted(set(wanted))
+    for start in range(0, len(unique), 500):
+        found += (await session.execute(select(Image.id).where(
+            Image.project_id == project_id, Image.id.in_(unique[start : start + 500])))).scalars().all()
+    missing = sorted(set(unique) - set(found))
+    if missing:
+        raise ApiError(404, "not_found", f"{len(missing)} image(s) not in this project",
+                       {"image_ids": missing[:100]})
+    return list(dict.fromkeys(wanted))
+
+
+async def locked_by_others(session: AsyncSession, ids: Sequence[int], user_id: int) -> set[int]:
+    now = utcnow()
+    out: set[int] = set()
+    for start in range(0, len(ids), 500):
+        out.update((await session.execute(select(ImageLock.image_id).where(
+            ImageLock.image_id.in_(ids[start : start + 500]), ImageLock.holder_id.is_not(None),
+            ImageLock.holder_id != user_id, ImageLock.expires_at > now))).scalars())
+    return out
+
+
+async def add_auto_labels(session: AsyncSession, project_id: int, user_id: int,
+                          items: Sequence[AddItem], skip: dict[int, str] | None = None) -> Added:
+    """Add each item's labels (which must be labels of the project: 422 naming the others) with
+    source ``auto``; ``skip`` maps images to leave alone to the reason reported."""
+    wanted = await project_images(session, project_id, [item.image for item in items])
+    names = {n for item in items for n in item.labels}
+    known = await label_store.label_ids(session, project_id, names)
+    unknown = sorted(names - set(known))
+    if unknown:
+        raise invalid(f"not labels of this project: {', '.join(unknown[:20])}",
+                      {"labels": unknown[:100]})
+    skip = dict(skip or {})
+    for image_id in await locked_by_others(session, wanted, user_id):
+        skip.setdefault(image_id, "locked")
+    labels_of: dict[int, list[str]] = {}
+    for item in items:
+        labels_of.setdefault(item.image, []).extend(
+            n for n in item.labels if n not in labels_of.get(item.image, []))
+    states = await label_store.read_labels(session, [i for i in wanted if i not in skip])
+    changed: dict[int, Any] = {}
+    pending: list[PendingOp] = []
+    out = Added()
+    for image_id in wanted:
+        if image_id in skip:
+            out.skipped.append({"image": image_id, "reason": skip[image_id]})
+            continue
+        state = states[image_id]
+        added: list[str] = []
+        for name in labels_of[image_id]:
+            if any(s.label == name for s in state):
+                continue  # never moves the default of a label a person set
+            op = AddLabel(name, "auto")
+            state, inverse = apply_label_op(state, op, user_id)
+            assert inverse is not None
+            pending.append(PendingOp(image_id, op.kind, op.to_dict(), inverse.to_dict()))
+            added.append(name)
+        if added:
+            changed[image_id] = state
+            out.applied.append({"image": image_id, "labels": added})
+        else:
+            out.skipped.append({"image": image_id, "reason": "already_labeled"})
+    await label_store.write_labels(session, project_id, changed)
+    out.seq = await append_ops(session, project_id, user_id, pending, "rest")
+    ids = sorted(changed)
+    for start in range(0, len(ids), 500):
+        await session.execute(update(Image).where(Image.id.in_(ids[start : start + 500]))
+                              .values(auto_labeled=True))
+    return out

@@ -1,0 +1,214 @@
+"""The ``train`` and ``predict`` jobs (run by workers, never on the server's loop).
+
+``train`` (params ``{"model_id", "labels"?, "features"?}``): reads the images people labeled,
+computes the feature vectors they lack (the embed job's machinery), fits and measures a head
+(``server/ai/training.py``) in a worker thread and stores it as the model's next version.
+Resumable: a run that finds the version it already stored returns it.
+
+``predict`` (params ``{"model_id", "version", "images": [...]}``): computes missing vectors,
+scores the images a batch at a time and stores one prediction per image (pending), skipping
+images already predicted by that version, so a run again after a worker died goes on where it
+stopped. The built-in model runs the network itself (its class scores are not stored vectors).
+A corrupted stored model fails the job with a message naming the model and what is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from server.ai.embeddings import missing
+from server.ai.features import FEATURE_KEYS, Extractor, ModelError
+from server.ai.heads import LinearHead, assemble
+from server.ai.mapping import top_classes
+from server.ai.model_store import (
+    PREDICT_KIND,
+    TRAIN_KIND,
+    examples,
+    find_version,
+    head_of,
+    next_version,
+    read_features,
+)
+from server.ai.tasks import BATCH, decode_all, embed_contents, extractor
+from server.ai.training import TrainingError, train
+from server.db import transaction
+from server.jobs import JobContext, task
+from server.models import AiModel, AiModelVersion, Image, Prediction, utcnow
+from server.storage import ImageStore
+
+__all__ = ["predict", "train_model"]
+
+KEEP = 5  # label scores kept per prediction (plus every label above the threshold)
+SCORE_CHUNK = 500  # images scored and stored per transaction (their vectors read at once)
+
+
+async def _model(ctx: JobContext) -> AiModel:
+    async with ctx.sessions() as session:
+        model = await session.get(AiModel, int(ctx.params["model_id"]))
+    if model is None or model.project_id != ctx.project_id:
+        raise ValueError("the model no longer exists")
+    return model
+
+
+def _features(ctx: JobContext) -> tuple[str, ...]:
+    asked = ctx.params.get("features") or list(FEATURE_KEYS)
+    unknown = [k for k in asked if k not in FEATURE_KEYS]
+    if unknown:
+        raise ValueError(f"unknown feature keys {unknown}; known: {list(FEATURE_KEYS)}")
+    return tuple(k for k in FEATURE_KEYS if k in asked)
+
+
+@task(TRAIN_KIND)
+async def train_model(ctx: JobContext) -> dict[str, Any]:
+    model = await _model(ctx)
+    assert ctx.project_id is not None
+    async with ctx.sessions() as session:
+        done = (await session.execute(select(AiModelVersion.version).where(
+            AiModelVersion.model_id == model.id, AiModelVersion.job_id == ctx.job_id))
+                ).scalar_one_or_none()
+        if done is not None:
+            return {"model": model.id, "version": done}
+        ex = await examples(session, ctx.project_id, ctx.params.get("labels"), model.multi_label)
+    keys = _features(ctx)
+    async with ctx.sessions() as session:
+        todo = await missing(session, ctx.project_id, keys, ex.image_ids)
+    total = len(todo) + 1
+    await ctx.progress(0, total)
+    _, failed = await embed_contents(ctx, todo, keys, lambda d, _t: ctx.progress(d, total))
+    async with ctx.sessions() as session:
+        vectors = await read_features(session, ex.shas, keys)
+    usable = [i for i, sha in enumerate(ex.shas) if all(k in vectors.get(sha, {}) for k in keys)]
+    stacked = {k: np.stack([vectors[ex.shas[i]][k] for i in usable]) if usable else
+               np.zeros((0, 1), np.float32) for k in keys}
+    names = [n for _, n in ex.labels]
+    try:
+        head, metrics = await ctx.run_cpu(train, stacked, ex.targets[usable], names,
+                                          model.multi_label)
+    except TrainingError as exc:
+        raise TrainingError(f"cannot train {model.name!r}: {exc}") from None
+    metrics["failed_images"] = failed
+    async with transaction(ctx.sessions) as session:
+        await session.get(AiModel, model.id, with_for_update=True)  # versions numbered in turn
+        version = await next_version(session, model.id)
+        session.add(AiModelVersion(
+            model_id=model.id, version=version,
+            labels=[{"id": i, "name": n} for i, n in ex.labels], head=head.describe(),
+            weights=head.weights(), metrics=metrics, images=len(usable), job_id=ctx.job_id,
+            created_by=model.created_by if ctx.params.get("created_by") is None
+            else int(ctx.params["created_by"]), created_at=utcnow()))
+    await ctx.progress(total, total)
+    return {"model": model.id, "version": version, "feature": metrics["feature"],
+            "accuracy": metrics["accuracy"], "images": len(usable), "failed": failed}
+
+
+def _trained_items(head: LinearHead, vectors: dict[str, np.ndarray]) -> list[list[dict[str, Any]]]:
+    scores = head.scores(assemble(vectors, head.features))
+    out = []
+    for row in scores:
+        order = np.argsort(-row, kind="stable")
+        keep = [j for r, j in enumerate(order) if r < KEEP or row[j] >= head.threshold]
+        out.append([{"label": head.labels[j], "score": round(float(row[j]), 4)} for j in keep])
+    return out
+
+
+def _classify(ext: Extractor, images: list[np.ndarray]) -> np.ndarray:
+    return ext.network.classify(images)  # loads the network on first use (in this thread)
+
+
+async def _todo(ctx: JobContext, model: AiModel, version: int) -> list[tuple[int, str]]:
+    """The asked images of the project not yet predicted by this version, as (id, sha256)."""
+    ids = sorted({int(i) for i in ctx.params.get("images", [])})
+    out: list[tuple[int, str]] = []
+    async with ctx.sessions() as session:
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            done = set((await session.execute(select(Prediction.image_id).where(
+                Prediction.model_id == model.id, Prediction.version == version,
+                Prediction.image_id.in_(chunk)))).scalars())
+            out += [(int(i), s) for i, s in await session.execute(
+                select(Image.id, Image.sha256).where(
+                    Image.project_id == ctx.project_id, Image.id.in_(chunk)).order_by(Image.id))
+                    if i not in done]
+    return out
+
+
+async def _save(ctx: JobContext, model: AiModel, version: int,
+                items: Sequence[tuple[int, list[dict[str, Any]]]]) -> None:
+    if not items:
+        return
+    now = utcnow()
+    async with transaction(ctx.sessions) as session:
+        existing = set((await session.execute(select(Image.id).where(
+            Image.id.in_([i for i, _ in items])))).scalars())  # deleted meanwhile: skipped
+        done = set((await session.execute(select(Prediction.image_id).where(
+            Prediction.model_id == model.id, Prediction.version == version,
+            Prediction.image_id.in_([i for i, _ in items])))).scalars())
+        session.add_all(Prediction(
+            project_id=model.project_id, image_id=i, model_id=model.id, version=version,
+            labels=labels, objects=[], status="pending", job_id=ctx.job_id, created_at=now,
+            updated_at=now) for i, labels in items if i in existing and i not in done)
+
+
+@task(PREDICT_KIND)
+async def predict(ctx: JobContext) -> dict[str, Any]:
+    model = await _model(ctx)
+    head: LinearHead | None = None
+    version = 0
+    if model.kind == "trained":
+        async with ctx.sessions() as session:
+            row = await find_version(session, model, int(ctx.params["version"]))
+            head = head_of(model, row)  # ModelError when corrupted: the job fails saying so
+            version = row.version
+    todo = await _todo(ctx, model, version)
+    failed: list[dict[str, Any]] = []
+    predicted = 0
+    if head is None:  # the built-in model: the network's own class scores, a batch at a time
+        store = ImageStore(ctx.settings.image_dir)
+        total = len(todo)
+        await ctx.progress(0, total)
+        for start in range(0, total, BATCH):
+            batch = todo[start : start + BATCH]
+            decoded = await ctx.run_cpu(decode_all, store, [s for _, s in batch])
+            good = [(i, img) for (i, _), img in zip(batch, decoded, strict=True)
+                    if not isinstance(img, str)]
+            failed += [{"image": i, "error": img} for (i, _), img in zip(batch, decoded, strict=True)
+                       if isinstance(img, str)]
+            items: list[tuple[int, list[dict[str, Any]]]] = []
+            if good:
+                net = extractor(ctx.settings.model_dir, ctx.settings.ai_threads)
+                try:
+                    probs = await ctx.run_cpu(_classify, net, [g for _, g in good])
+                except ModelError as exc:
+                    raise ModelError(f"the built-in model cannot run: {exc}") from exc
+                names = net.network.class_names
+                items = [(i, top_classes(p, names)) for (i, _), p in zip(good, probs, strict=True)]
+            await _save(ctx, model, version, items)
+            predicted += len(items)
+            await ctx.progress(min(start + BATCH, total), total)
+    else:
+        # The vectors the images lack first (the embed job's batches), then the scores in
+        # large chunks: a few transactions per thousand images.
+        async with ctx.sessions() as session:
+            lacking = await missing(session, model.project_id, head.features,
+                                    [i for i, _ in todo])
+        total = len(lacking) + len(todo)
+        await ctx.progress(0, total)
+        _, failed = await embed_contents(ctx, lacking, head.features, ctx.progress)
+        for start in range(0, len(todo), SCORE_CHUNK):
+            chunk = todo[start : start + SCORE_CHUNK]
+            async with ctx.sessions() as session:
+                vectors = await read_features(session, [s for _, s in chunk], head.features)
+            ready = [(i, s) for i, s in chunk if all(k in vectors.get(s, {}) for k in head.features)]
+            if ready:
+                stacked = {k: np.stack([vectors[s][k] for _, s in ready]) for k in head.features}
+                scored = await ctx.run_cpu(_trained_items, head, stacked)
+                items = [(i, labels) for (i, _), labels in zip(ready, scored, strict=True)]
+                await _save(ctx, model, version, items)
+                predicted += len(items)
+            await ctx.progress(len(lacking) + min(start + SCORE_CHUNK, len(todo)), total)
+    return {"model": model.id, "version": version, "predicted": predicted, "failed": failed}
+
