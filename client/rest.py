@@ -102,6 +102,8 @@ class RestClient:
 
     async def add_member(self, project_id: int, email: str, role: str = "labeler",
                          privileges: list[str] | None = None) -> dict[str, Any]:
+        """Invite ``email`` to a project: ``{"status": "invited", …}`` (the person accepts in
+        the app); a site admin adding an existing account gets the member at once."""
         body: dict[str, Any] = {"email": email}
         if privileges is not None:
             body["privileges"] = privileges

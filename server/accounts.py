@@ -25,6 +25,7 @@ from server.limits import LOGIN_BODY_LIMIT
 from server.models import ApiToken, User, utcnow
 from server.schemas import (
     LoginIn,
+    MePatch,
     PasswordChangeIn,
     TokenIn,
     TokenOut,
@@ -35,7 +36,7 @@ from server.schemas import (
 from server.throttle import whole_seconds
 
 
-def _now(request: Request) -> datetime:
+def request_now(request: Request) -> datetime:
     # Tests may set app.state.clock to move time on without waiting.
     clock: Callable[[], datetime] = getattr(request.app.state, "clock", utcnow)
     return clock()
@@ -49,7 +50,7 @@ async def login(request: Request) -> Response:
     address = request.client.host if request.client else ""
     sessions = request.app.state.sessions
     async with transaction(sessions) as session:
-        wait = await attempts.admit(session, email, address, _now(request))
+        wait = await attempts.admit(session, email, address, request_now(request))
         user = None if wait else (
             await session.execute(select(User).where(User.email == email))).scalar_one_or_none()
     if wait:
@@ -65,11 +66,11 @@ async def login(request: Request) -> Response:
         user = await session.get(User, user.id, populate_existing=True)
         if user is None or not user.is_active:
             raise ApiError(401, "bad_credentials", "wrong email or password")
-        response = _logged_in(request, user)
+        response = logged_in(request, user)
     return response
 
 
-def _logged_in(request: Request, user: User) -> Response:
+def logged_in(request: Request, user: User) -> Response:
     """A fresh login token for ``user``, in the body and as the session cookie."""
     token = request.app.state.signer.issue(user)
     response = JSONResponse({"token": token, "user": UserOut.of(user).model_dump()})
@@ -103,11 +104,18 @@ async def change_password(request: Request) -> Response:
         user.token_version += 1
         await revocations.announce(session, user.id, None, "password")
         await session.flush()
-        return _logged_in(request, user)
+        return logged_in(request, user)
 
 
 async def me(request: Request) -> Response:
     async with unit_of_work(request) as (_session, user):
+        return JSONResponse(UserOut.of(user).model_dump())
+
+
+async def patch_me(request: Request) -> Response:
+    body = await read_body(request, MePatch)
+    async with unit_of_work(request) as (_session, user):
+        user.name = body.name
         return JSONResponse(UserOut.of(user).model_dump())
 
 
@@ -189,19 +197,12 @@ async def patch_user(request: Request) -> Response:
         if target is None:
             raise not_found("user")
         if body.is_admin is False or body.is_active is False:
-            admins = (
-                await session.execute(
-                    select(func.count()).select_from(User).where(User.is_admin, User.is_active)
-                )
-            ).scalar_one()
-            if target.is_admin and admins <= 1:
-                raise ApiError(409, "last_admin", "the last active site admin cannot be demoted")
+            await check_not_last_admin(session, target)
         if body.name is not None:
             target.name = body.name
         reason: revocations.Reason | None = None
         if body.password is not None:
-            target.password_hash = await hash_password_off_loop(body.password)
-            target.token_version += 1
+            await reset_password(session, target, body.password, announce=False)
             reason = "password"
         if body.is_admin is not None:
             if target.is_admin and not body.is_admin:
@@ -217,11 +218,43 @@ async def patch_user(request: Request) -> Response:
         return JSONResponse(UserOut.of(target).model_dump())
 
 
+async def check_not_last_admin(session: AsyncSession, target: User) -> None:
+    """409 when demoting or deactivating ``target`` would leave no active site admin."""
+    admins = (
+        await session.execute(
+            select(func.count()).select_from(User).where(User.is_admin, User.is_active)
+        )
+    ).scalar_one()
+    if target.is_admin and target.is_active and admins <= 1:
+        raise ApiError(409, "last_admin", "the last active site admin cannot be demoted")
+
+
+async def reset_password(session: AsyncSession, target: User, password: str, *,
+                         announce: bool = True) -> None:
+    """Set a user's password (argon2 on the password threads) and end every login session of
+    theirs: their login tokens stop working and their open sockets close."""
+    target.password_hash = await hash_password_off_loop(password)
+    target.token_version += 1
+    if announce:
+        await revocations.announce(session, target.id, None, "password")
+
+
+async def set_active(session: AsyncSession, target: User, active: bool) -> None:
+    """(De)activate an account; deactivating ends its sessions and closes its sockets."""
+    if not active:
+        await check_not_last_admin(session, target)
+    target.is_active = active
+    target.token_version += 1
+    if not active:
+        await revocations.announce(session, target.id, None, "deactivated")
+
+
 routes = [
     Route("/api/v1/auth/login", login, methods=["POST"]),
     Route("/api/v1/auth/logout", logout, methods=["POST"]),
     Route("/api/v1/auth/password", change_password, methods=["POST"]),
     Route("/api/v1/me", me, methods=["GET"]),
+    Route("/api/v1/me", patch_me, methods=["PATCH"]),
     Route("/api/v1/me/tokens", list_tokens, methods=["GET"]),
     Route("/api/v1/me/tokens", create_token, methods=["POST"]),
     Route("/api/v1/me/tokens/{token_id}", revoke_token, methods=["DELETE"]),

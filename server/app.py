@@ -18,7 +18,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from server import accounts, formats, images, labels, offload, preferences, projects, stats
+from server import (
+    accounts,
+    formats,
+    images,
+    invitations,
+    labels,
+    offload,
+    preferences,
+    projects,
+    stats,
+)
 from server.ai import classifiers, predictions, similarity, suggestions
 from server.auth import TokenSigner, configure_password_hashing, redact_tokens_in_logs
 from server.db import dispose, is_sqlite, make_engine, make_sessionmaker, transaction
@@ -37,9 +47,9 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "client" / "web"
 # Feature modules: each has ``routes`` and may have ``lifespan(app)``, an async context
 # manager run at start-up (after the database is ready) and left at shutdown.
 # The jobs feed needs the hub: it comes after hub_endpoint.
-FEATURES: list[ModuleType] = [accounts, projects, images, labels, preferences, formats, stats,
-                              hub_endpoint, jobs_routes, similarity, suggestions, classifiers,
-                              predictions]
+FEATURES: list[ModuleType] = [accounts, invitations, projects, images, labels, preferences, formats,
+                              stats, hub_endpoint, jobs_routes, similarity, suggestions,
+                              classifiers, predictions]
 
 
 async def healthz(_request: Request) -> Response:

@@ -1,4 +1,4 @@
-"""The ``labelhub`` command: serve, worker, db upgrade, user add, demo."""
+"""The ``labelhub`` command: serve, worker, db upgrade, user (server/_cli_users.py), demo."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import subprocess
 import sys
 from contextlib import suppress
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
+from server._cli_users import CliError, add_user_commands
 from server.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -132,34 +133,6 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _add_user(settings: Settings, email: str, password: str, name: str, admin: bool) -> int:
-    from server.accounts import create_user_row
-    from server.auth import configure_password_hashing
-    from server.db import make_engine, make_sessionmaker, transaction
-    from server.errors import ApiError
-    from server.schemas import UserIn
-
-    configure_password_hashing(settings.password_time_cost, settings.password_memory_kib)
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        async with transaction(make_sessionmaker(engine)) as session:
-            user = await create_user_row(
-                session, UserIn(email=email, password=password, name=name, is_admin=admin)
-            )
-            return user.id
-    except ApiError as exc:
-        raise SystemExit(f"labelhub: {exc.message}") from None
-    finally:
-        await engine.dispose()
-
-
-def cmd_user_add(args: argparse.Namespace) -> int:
-    password = args.password or secrets.token_urlsafe(12)
-    user_id = asyncio.run(_add_user(get_settings(), args.email, password, args.name, args.admin))
-    print(f"created user {user_id}: {args.email}" + ("" if args.password else f" password: {password}"))
-    return 0
-
-
 def admin_login(settings: Settings) -> tuple[str, str, bool]:
     """The first admin's login: from settings, else a generated password kept in the data dir."""
     email = settings.admin_email or "admin@example.com"
@@ -201,8 +174,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, not argparse's usage block: `labelhub user add --help` has the usage.
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="labelhub", description="Real-time collaborative image labeling server")
+    parser = _Parser(prog="labelhub", description="Real-time collaborative image labeling server")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="serve the API, the WebSocket hub and the web app")
@@ -222,14 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("revision", nargs="?", default="head")
     up.set_defaults(func=cmd_db_upgrade)
 
-    user = sub.add_parser("user", help="manage users")
-    user_sub = user.add_subparsers(dest="user_command", required=True)
-    add = user_sub.add_parser("add", help="create a user")
-    add.add_argument("email")
-    add.add_argument("--password", default=None, help="generated and printed when omitted")
-    add.add_argument("--name", default="")
-    add.add_argument("--admin", action="store_true", help="make a site admin")
-    add.set_defaults(func=cmd_user_add)
+    add_user_commands(sub)
 
     demo = sub.add_parser("demo", help="create the first admin and a demo project if the database is empty")
     demo.add_argument("--print-login", action="store_true")
@@ -239,7 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except CliError as exc:
+        print(f"labelhub: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -184,13 +184,13 @@ async def image_items(session: AsyncSession, images: Sequence[Image],
             labels[image_id].append(LabelOut(name=name, color=color, is_default=is_default,
                                              source=source))
         lock_rows = await session.execute(
-            select(ImageLock.image_id, ImageLock.expires_at, User.id, User.name, User.email)
+            select(ImageLock.image_id, ImageLock.expires_at, User.id, User.name)
             .join(User, User.id == ImageLock.holder_id)
             .where(ImageLock.image_id.in_(ids), ImageLock.expires_at > (now or utcnow()))
         )
-        for image_id, expires_at, uid, uname, email in lock_rows:
+        for image_id, expires_at, uid, uname in lock_rows:
             assert expires_at is not None  # the query compares it with now
-            locks[image_id] = LockOut(holder=HolderOut(id=uid, name=uname or email),
+            locks[image_id] = LockOut(holder=HolderOut(id=uid, name=uname),
                                       expires_at=expires_at)
     return [
         ImageOut(

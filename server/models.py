@@ -342,6 +342,34 @@ class LoginAttempt(Base):
     last_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
+class Invitation(Base):
+    """An invitation to make an account (site admins) or to join a project (its managers).
+
+    Only the SHA-256 of the token is kept; the token itself is shown once, in the link given to
+    a site admin. A project invitation is also accepted in the app by the account with
+    ``email`` (``GET /api/v1/me/invitations``). One-time (``accepted_at``) and expiring.
+    """
+
+    __tablename__ = "invitations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")  # a suggestion for a new account
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    project_id: Mapped[int | None] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    role: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    privileges: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    invited_by: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
 class AiModel(Base):
     """A project's classifier (server/ai/): the built-in ImageNet one (``kind`` ``builtin``,
     with a ``mapping`` of ImageNet class names to the project's labels) or one trained on the

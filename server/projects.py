@@ -18,12 +18,14 @@ from server.ai.embeddings import forget_project
 from server.edits import append
 from server.errors import ApiError, invalid, not_found
 from server.hub import leases
+from server.invitations import invite_to_project
 from server.models import Image, ImageLock, Membership, Project, User, utcnow
 from server.permissions import (
     ALL,
     PRESETS,
     MemberRuleError,
     Privilege,
+    allowed,
     check_member_change,
     check_owner_role,
     from_names,
@@ -154,12 +156,14 @@ async def _owner_count(session: AsyncSession, project_id: int) -> int:
 async def list_members(request: Request) -> Response:
     project_id = path_int(request, "project_id")
     async with unit_of_work(request) as (session, user):
-        await project_access(session, user, project_id, Privilege.VIEW)
+        _project, actor = await project_access(session, user, project_id, Privilege.VIEW)
+        with_email = allowed(actor, Privilege.MANAGE_MEMBERS)  # the rest see names only
         rows = await session.execute(
             select(Membership, User).join(User, User.id == Membership.user_id)
-            .where(Membership.project_id == project_id).order_by(User.email)
+            .where(Membership.project_id == project_id).order_by(User.name, User.id)
         )
-        return JSONResponse({"members": [MemberOut.of(m, u).model_dump() for m, u in rows]})
+        return JSONResponse({"members": [MemberOut.of(m, u, with_email=with_email).model_dump()
+                                         for m, u in rows]})
 
 
 async def add_member(request: Request) -> Response:
@@ -170,10 +174,16 @@ async def add_member(request: Request) -> Response:
         role, flags = _privileges_of(body.role, body.privileges)
         await _check_owner_role(session, user, project_id, None, role)
         target = (await session.execute(select(User).where(User.email == body.email))).scalar_one_or_none()
-        if target is None:
-            raise ApiError(404, "no_such_user", f"no user with email {body.email}; a site admin adds users")
-        if await session.get(Membership, (project_id, target.id)) is not None:
+        # (Members are listed to everyone who may see the project: saying so reveals nothing.)
+        if target is not None and await session.get(Membership, (project_id, target.id)) is not None:
             raise ApiError(409, "exists", f"{body.email} is already a member")
+        if target is None or not user.is_admin:
+            # F16: nobody joins without saying yes, and the answer is the same whether the
+            # email has an account or not (server/invitations.py).
+            invited = await invite_to_project(request, session, user, project_id, body.email,
+                                              role, flags)
+            return JSONResponse(invited, status_code=202)
+        # Site admins see every account anyway, and put existing ones in at once.
         m = Membership(project_id=project_id, user_id=target.id, role=role, privileges=flags, settings={})
         session.add(m)
         await session.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,22 @@ def _email(value: str) -> str:
     return value
 
 
+def display_name(value: str) -> str:
+    """A person's name as shown to others: trimmed, 1-200 characters, no control characters."""
+    value = value.strip()
+    if not value:
+        raise ValueError("a name is required")
+    if len(value) > 200:
+        raise ValueError("a name has at most 200 characters")
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in value):
+        raise ValueError("a name cannot contain control characters or line breaks")
+    return value
+
+
+def _optional_name(value: str | None) -> str | None:
+    return None if value is None else display_name(value)
+
+
 def _known_role(value: str | None) -> str | None:
     if value is not None and value not in PRESETS:
         raise ValueError(f"unknown role; one of {', '.join(PRESETS)}")
@@ -42,17 +59,45 @@ class PasswordChangeIn(_In):
 class UserIn(_In):
     email: str
     password: str = Field(min_length=8, max_length=1000)
-    name: str = Field(default="", max_length=200)
+    name: str
+    is_admin: bool = False
+
+    _check_email = field_validator("email")(_email)
+    _check_name = field_validator("name")(display_name)
+
+
+class UserPatch(_In):
+    name: str | None = None
+    password: str | None = Field(default=None, min_length=8, max_length=1000)
+    is_admin: bool | None = None
+    is_active: bool | None = None
+
+    _check_name = field_validator("name")(_optional_name)
+
+
+class MePatch(_In):
+    """What people change about themselves (the rest is a site admin's)."""
+
+    name: str
+
+    _check_name = field_validator("name")(display_name)
+
+
+class InvitationIn(_In):
+    """A site admin invites someone to make an account."""
+
+    email: str
+    name: str = Field(default="", max_length=200)  # a suggestion; the invitee chooses
     is_admin: bool = False
 
     _check_email = field_validator("email")(_email)
 
 
-class UserPatch(_In):
-    name: str | None = Field(default=None, max_length=200)
-    password: str | None = Field(default=None, min_length=8, max_length=1000)
-    is_admin: bool | None = None
-    is_active: bool | None = None
+class InvitationAcceptIn(_In):
+    name: str
+    password: str = Field(min_length=8, max_length=1000)
+
+    _check_name = field_validator("name")(display_name)
 
 
 class UserOut(BaseModel):
@@ -130,15 +175,15 @@ class MemberPatch(_In):
 
 class MemberOut(BaseModel):
     user_id: int
-    email: str
+    email: str | None  # only for those who manage members; others see names
     name: str
     role: str
     privileges: list[str]
 
     @classmethod
-    def of(cls, m: Membership, user: User) -> MemberOut:
-        return cls(user_id=user.id, email=user.email, name=user.name, role=m.role,
-                   privileges=to_names(m.privileges))
+    def of(cls, m: Membership, user: User, *, with_email: bool = True) -> MemberOut:
+        return cls(user_id=user.id, email=user.email if with_email else None, name=user.name,
+                   role=m.role, privileges=to_names(m.privileges))
 
 
 class ErrorBody(BaseModel):

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     max_json_kb: int = Field(default=1024, ge=1)
     allowed_origins: list[str] = Field(default_factory=list)
     token_ttl_hours: int = 24 * 7
+    # How long an invitation (to make an account or join a project) stays valid.
+    invitation_ttl_hours: int = Field(default=72, ge=1)
     lock_ttl_seconds: float = 45.0
     idle_limit_seconds: float = 120.0
     # Frames queued for one WebSocket client before it counts as too slow and is dropped.

@@ -36,8 +36,8 @@ def _day(moment: datetime) -> str:
 async def _names(session: AsyncSession, ids: set[int]) -> dict[int, str]:
     if not ids:
         return {}
-    rows = await session.execute(select(User.id, User.name, User.email).where(User.id.in_(ids)))
-    return {uid: name or email for uid, name, email in rows}
+    rows = await session.execute(select(User.id, User.name).where(User.id.in_(ids)))
+    return {uid: name for uid, name in rows}  # names are required: emails stay private
 
 
 async def project_stats(session: AsyncSession, project_id: int, idle_limit: float) -> dict[str, Any]:

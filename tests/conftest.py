@@ -168,4 +168,10 @@ async def add_member(owner: Api, project_id: int, member: Api, role: str = "labe
     else:
         body["role"] = role
     resp = await owner.client.post(f"/api/v1/projects/{project_id}/members", json=body)
+    if resp.status_code == 202:  # invited (F16): the member says yes in the app
+        pending = (await member.client.get("/api/v1/me/invitations")).json()["invitations"]
+        (invitation,) = [i for i in pending if i["project_id"] == project_id]
+        resp = await member.client.post(f"/api/v1/me/invitations/{invitation['id']}/accept")
+        assert resp.status_code == 200, resp.text
+        return
     assert resp.status_code == 201, resp.text

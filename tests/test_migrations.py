@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +77,44 @@ def test_the_op_functions_ring_the_hubs_doorbell() -> None:
     assert ring in commit.COMMIT_FUNCTION
     assert commit.CONFLICT_SQLSTATE == CONFLICT_SQLSTATE
     assert f"ERRCODE = '{CONFLICT_SQLSTATE}'" in commit.COMMIT_FUNCTION
+
+
+async def _names_after_0009(url: str) -> dict[str, str]:
+    cfg = alembic_config(url)
+    _in_thread(lambda: command.upgrade(cfg, "0007"))
+    users = sa.table("users", sa.column("email", sa.String()), sa.column("name", sa.String()),
+                     sa.column("password_hash", sa.String()), sa.column("is_admin", sa.Boolean()),
+                     sa.column("is_active", sa.Boolean()), sa.column("token_version", sa.Integer()),
+                     sa.column("settings", sa.JSON()), sa.column("created_at", sa.DateTime(timezone=True)))
+    engine = make_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(users.insert(), [
+                {"email": email, "name": name, "password_hash": "x", "is_admin": False,
+                 "is_active": True, "token_version": 0, "settings": {},
+                 "created_at": datetime.now(UTC)}
+                for email, name in (("ana.b@example.com", ""), ("bo@example.com", "  "),
+                                    ("cy@example.com", "Cy"))])
+        _in_thread(lambda: command.upgrade(cfg, "head"))
+        async with engine.connect() as conn:
+            rows = await conn.execute(sa.select(users.c.email, users.c.name))
+            return {email: name for email, name in rows}
+    finally:
+        await engine.dispose()
+
+
+EXPECTED_NAMES = {"ana.b@example.com": "ana.b", "bo@example.com": "bo", "cy@example.com": "Cy"}
+
+
+async def test_0009_names_the_nameless_on_sqlite(tmp_path: Path) -> None:
+    assert await _names_after_0009(f"sqlite+aiosqlite:///{tmp_path / 'n.db'}") == EXPECTED_NAMES
+
+
+@pytest.mark.postgres
+async def test_0009_names_the_nameless_on_postgres(pg_template: PgTemplate) -> None:
+    name = f"lh_m_{uuid.uuid4().hex[:10]}"
+    await _admin(f'CREATE DATABASE "{name}"')
+    try:
+        assert await _names_after_0009(with_database(pg_base_url(), name)) == EXPECTED_NAMES
+    finally:
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -12,8 +12,13 @@ import * as members from "./views/members.js";
 import * as supervisor from "./views/supervisor.js";
 import * as tool from "./views/tool.js";
 import * as similar from "./views/similarity.js";
+import * as invite from "./views/invite.js";
+import * as account from "./views/account.js";
+import * as users from "./views/users.js";
 
-const VIEWS = { login, projects, dashboard, members, supervisor, tool, similar };
+const VIEWS = { login, projects, dashboard, members, supervisor, tool, similar, invite, account, users };
+// Pages for people who are not logged in (an invitation may also be opened by its account).
+const PUBLIC = new Set(["login", "invite"]);
 
 const main = document.getElementById("main");
 const overlayRoot = document.getElementById("overlay-root");
@@ -22,7 +27,7 @@ let current = null;      // the mounted view
 let hub = null;          // HubClient of the open project
 const listeners = new Set();
 
-const api = createApi({ onUnauthorized: () => { if (!location.hash.startsWith("#/login")) go(loginHref(location.hash)); } });
+const api = createApi({ onUnauthorized: () => { if (!PUBLIC.has(parseRoute(location.hash).name)) go(loginHref(location.hash)); } });
 
 function go(hash) { if (location.hash === hash) route(); else location.hash = hash; }
 
@@ -96,12 +101,16 @@ async function whoAmI() {
 let me = null;
 async function route() {
   const r = parseRoute(location.hash);
-  if (r.name !== "login" && !me) {
+  if (r.name === "invite" && !me) me = await whoAmI();
+  if (!PUBLIC.has(r.name) && !me) {
     me = await whoAmI();
     // (The 401 may have sent us to the login page already, remembering this page: keep that.)
     if (!me) { if (!location.hash.startsWith("#/login")) go(loginHref(location.hash)); return; }
   }
-  document.getElementById("who").textContent = me ? me.name || me.email : "";
+  const who = document.getElementById("who");
+  who.textContent = me ? me.name : "";
+  who.hidden = !me;
+  document.getElementById("users-link").hidden = !me?.is_admin;
   document.getElementById("logout").hidden = !me;
   const project = r.params.project;
   if (project === undefined) dropHub();
@@ -115,7 +124,7 @@ async function route() {
     api, me, route: r, navigate: go, toast, overlayRoot, setCrumbs,
     hub: project !== undefined && r.name !== "login" ? hubFor(project) : null,
     onHub: (fn) => { listeners.add(fn); return () => listeners.delete(fn); },
-    loggedIn: (user) => { me = user; },
+    loggedIn: (user) => { me = user; who.textContent = user ? user.name : ""; },
   };
   current = await view.mount(main, ctx);
   if (!main.contains(document.activeElement)) main.focus({ preventScroll: true });

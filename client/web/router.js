@@ -1,5 +1,5 @@
 // Hash routes, parsed and built by pure functions.
-//   #/login  #/  #/p/7  #/p/7/members  #/p/7/supervisor  #/p/7/label?ids=1,2&label=cat  #/p/7/label/12
+//   #/login  #/invite/<token>  #/account  #/users  #/  #/p/7  #/p/7/members  #/p/7/supervisor  #/p/7/label?ids=1,2&label=cat  #/p/7/label/12
 //   #/p/7/similar?label=cat  #/p/7/similar?image=12
 
 export function parseRoute(hash) {
@@ -8,6 +8,8 @@ export function parseRoute(hash) {
   const query = Object.fromEntries(new URLSearchParams(qs));
   const parts = path.split("/").filter(Boolean);
   if (parts[0] === "login") return { name: "login", params: {}, query };
+  if (parts[0] === "invite" && parts[1]) return { name: "invite", params: { token: parts[1] }, query };
+  if ((parts[0] === "account" || parts[0] === "users") && parts.length === 1) return { name: parts[0], params: {}, query };
   if (parts[0] === "p" && /^\d+$/.test(parts[1] || "")) {
     const project = Number(parts[1]);
     const sub = parts[2];
@@ -32,6 +34,8 @@ export function href(name, params = {}, query = {}) {
   const qs = q.toString() ? "?" + q.toString() : "";
   switch (name) {
     case "login": return "#/login";
+    case "invite": return `#/invite/${params.token}`;
+    case "account": case "users": return `#/${name}`;
     case "projects": return "#/";
     case "dashboard": return `#/p/${params.project}${qs}`;
     case "members": case "supervisor": case "settings":

@@ -52,7 +52,7 @@ SELECT projects.seq, images.project_id,
           FROM image_labels JOIN label_defs ON label_defs.id = image_labels.label_id
          WHERE image_labels.image_id = $1) AS labels,
        image_locks.holder_id, image_locks.expires_at,
-       coalesce(nullif(users.name, ''), users.email) AS holder_name
+       users.name AS holder_name
   FROM images
   JOIN projects ON projects.id = images.project_id
   LEFT JOIN image_locks ON image_locks.image_id = images.id

@@ -89,7 +89,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     try:
         async with transaction(state.sessions) as session:
             user, credential = await authenticate_credential(websocket, session)
-            user_id, name, is_admin = user.id, user.name or user.email, user.is_admin
+            user_id, name, is_admin = user.id, user.name, user.is_admin
     except ApiError:
         await websocket.accept()
         await websocket.close(code=CLOSE_UNAUTHORIZED, reason="authentication required")

@@ -32,7 +32,7 @@ async def holder(session: AsyncSession, user_id: int | None) -> Holder | None:
     if user_id is None:
         return None
     user = await session.get(User, user_id)
-    return Holder(user_id, (user.name or user.email) if user else f"user {user_id}")
+    return Holder(user_id, user.name if user else f"user {user_id}")
 
 
 def iso(moment: datetime | None) -> str | None:

@@ -78,7 +78,8 @@ def setup_project(server: Server) -> tuple[int, list[int], list[tuple[int, str]]
         people = []
         for i in range(USERS):
             email = f"s{pid}u{i}@example.com"
-            uid = http.post("/api/v1/users", json={"email": email, "password": "password-123"}).json()["id"]
+            uid = http.post("/api/v1/users", json={"email": email, "password": "password-123",
+                                                     "name": f"S{i}"}).json()["id"]
             http.post(f"/api/v1/projects/{pid}/members", json={"email": email, "role": "labeler"})
             with httpx.Client(base_url=base, timeout=30) as other:
                 people.append((uid, other.post("/api/v1/auth/login",

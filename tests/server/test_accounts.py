@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import httpx
 
+from server import revocations
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, UserFactory
 
 
@@ -60,11 +61,14 @@ async def test_api_tokens_create_list_use_revoke(admin: Api, anon: httpx.AsyncCl
 
 async def test_only_admins_manage_users(users: UserFactory, admin: Api) -> None:
     alice = await users("alice")
-    resp = await alice.client.post("/api/v1/users", json={"email": "x@example.com", "password": "password-1"})
+    resp = await alice.client.post("/api/v1/users", json={"email": "x@example.com", "password": "password-1",
+                                                                 "name": "X"})
     assert resp.status_code == 403
-    dup = await admin.client.post("/api/v1/users", json={"email": alice.user["email"], "password": "password-1"})
+    dup = await admin.client.post("/api/v1/users", json={"email": alice.user["email"], "password": "password-1",
+                                                                 "name": "A"})
     assert dup.status_code == 409
-    bad = await admin.client.post("/api/v1/users", json={"email": "not-an-email", "password": "password-1"})
+    bad = await admin.client.post("/api/v1/users", json={"email": "not-an-email", "password": "password-1",
+                                                                 "name": "N"})
     assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "email"
     listed = (await admin.client.get("/api/v1/users")).json()["users"]
     assert {u["email"] for u in listed} == {ADMIN_EMAIL, alice.user["email"]}
@@ -106,3 +110,46 @@ async def test_password_change_needs_the_current_password_and_ends_other_session
     assert old_password.status_code == 401
     assert (await anon.post("/api/v1/auth/login", json={
         "email": lab.user["email"], "password": "another-pass-1"})).status_code == 200
+
+
+async def test_names_are_required_and_checked(admin: Api, users: UserFactory) -> None:
+    base = {"email": "n@example.com", "password": "password-1"}
+    for name in (None, "", "   ", "a\nb", "tab\there", "x" * 201):
+        body = base if name is None else {**base, "name": name}
+        resp = await admin.client.post("/api/v1/users", json=body)
+        assert resp.status_code == 422, name
+        assert resp.json()["error"]["details"][0]["field"] == "name"
+    made = await admin.client.post("/api/v1/users", json={**base, "name": "  Nell  "})
+    assert made.json()["name"] == "Nell"
+    assert (await admin.client.patch(f"/api/v1/users/{made.json()['id']}",
+                                     json={"name": ""})).status_code == 422
+    ana = await users("ana")
+    assert (await ana.client.patch("/api/v1/me", json={"name": " "})).status_code == 422
+    renamed = await ana.client.patch("/api/v1/me", json={"name": "Ana Z."})
+    assert renamed.status_code == 200 and renamed.json()["name"] == "Ana Z."
+    assert (await ana.client.patch("/api/v1/me", json={"is_admin": True})).status_code == 422
+
+
+async def test_an_admin_reset_ends_the_users_sessions(
+        users: UserFactory, admin: Api, anon: httpx.AsyncClient) -> None:
+    heard: list[revocations.Revocation] = []
+    stop = revocations.on_revocation(heard.append)
+    try:
+        lab = await users("lab")
+        refused = await lab.client.patch(f"/api/v1/users/{lab.user['id']}", json={"password": "mine-now-1"})
+        assert refused.status_code == 403
+        reset = await admin.client.patch(f"/api/v1/users/{lab.user['id']}", json={"password": "reset-pass-1"})
+        assert reset.status_code == 200
+        assert (await lab.client.get("/api/v1/me")).status_code == 401
+        assert revocations.Revocation(lab.user["id"], None, "password") in heard
+        login = await anon.post("/api/v1/auth/login", json={"email": lab.user["email"],
+                                                            "password": "reset-pass-1"})
+        assert login.status_code == 200
+        gone = await admin.client.patch(f"/api/v1/users/{lab.user['id']}", json={"is_active": False})
+        assert gone.status_code == 200
+        assert revocations.Revocation(lab.user["id"], None, "deactivated") in heard
+        me = admin.user["id"]
+        last = await admin.client.patch(f"/api/v1/users/{me}", json={"is_active": False})
+        assert last.status_code == 409 and last.json()["error"]["code"] == "last_admin"
+    finally:
+        stop()

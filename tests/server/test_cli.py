@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from starlette.applications import Starlette
 
 from tests._db import ROOT
+from tests.conftest import ADMIN_EMAIL, login
 
 
-def _run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def _run(tmp_path: Path, *args: str, stdin: str | None = None,
+         **env: str) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("LABELHUB_")}
     # PYTHONPATH: this checkout's code, not whichever copy is installed in the venv.
     full_env.update({"LABELHUB_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT), **env})
     return subprocess.run(
-        [sys.executable, "-m", "server.cli", *args], env=full_env, cwd=tmp_path,
+        [sys.executable, "-m", "server.cli", *args], env=full_env, cwd=tmp_path, input=stdin,
         capture_output=True, text=True, timeout=120, check=False,
     )
 
@@ -33,7 +37,8 @@ def test_upgrade_add_user_and_demo(tmp_path: Path) -> None:
     assert _run(tmp_path, "db", "upgrade").returncode == 0
     added = _run(tmp_path, "user", "add", "ana@example.com", "--name", "Ana")
     assert added.returncode == 0 and "password:" in added.stdout
-    again = _run(tmp_path, "user", "add", "ana@example.com", "--password", "long-enough-1")
+    again = _run(tmp_path, "user", "add", "ana@example.com", "--name", "Ana",
+                 "--password", "long-enough-1")
     assert again.returncode != 0 and "exists" in again.stderr
     demo = _run(tmp_path, "demo", "--print-login", LABELHUB_ADMIN_EMAIL="boss@example.com")
     assert demo.returncode == 0, demo.stderr
@@ -52,3 +57,59 @@ def test_demo_on_an_empty_database_seeds_and_prints_a_generated_login(tmp_path: 
     assert f"password {password}" in first.stdout
     second = _run(tmp_path, "demo", "--print-login")
     assert "seeded" not in second.stdout and f"password {password}" in second.stdout
+
+
+def _one_line_error(out: subprocess.CompletedProcess[str], *words: str) -> bool:
+    lines = out.stderr.splitlines()
+    return (out.returncode == 2 and len(lines) == 1 and lines[0].startswith("labelhub")
+            and all(w in lines[0] for w in words) and "Traceback" not in out.stderr)
+
+
+async def test_user_commands_and_one_line_errors(database_url: str, app: Starlette,
+                                                 tmp_path: Path) -> None:
+    env = {"LABELHUB_DATABASE_URL": database_url, "LABELHUB_PASSWORD_TIME_COST": "1",
+           "LABELHUB_PASSWORD_MEMORY_KIB": "1024"}
+
+    async def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(_run, tmp_path, *args, stdin=stdin, **env)
+
+    added = await cli("user", "add", "Bea@Example.com", "--name", " Bea ", "--password", "password-1")
+    assert added.returncode == 0 and "bea@example.com" in added.stdout, added.stderr
+    assert _one_line_error(await cli("user", "add", "not-an-email", "--name", "X"), "email")
+    assert _one_line_error(await cli("user", "add", "x@example.com", "--name", "X",
+                                     "--password", "short"), "password", "8")
+    assert _one_line_error(await cli("user", "add", "x@example.com"), "--name")
+    assert _one_line_error(await cli("user", "add", "x@example.com", "--name", "  "), "name")
+    assert _one_line_error(await cli("user", "add", "bea@example.com", "--name", "B",
+                                     "--password", "password-2"), "exists")
+    listed = await cli("user", "list")
+    assert listed.returncode == 0
+    assert any("bea@example.com" in line and line.rstrip().endswith("Bea")
+               for line in listed.stdout.splitlines())
+    assert ADMIN_EMAIL in listed.stdout
+
+    bea = await login(app, "bea@example.com", "password-1")
+    assert bea.user["name"] == "Bea"
+    # The new password from stdin (not a terminal); the old sessions end.
+    changed = await cli("user", "passwd", "bea@example.com", stdin="password-new\n")
+    assert changed.returncode == 0, changed.stderr
+    assert (await bea.client.get("/api/v1/me")).status_code == 401
+    await bea.client.aclose()
+    bea = await login(app, "bea@example.com", "password-new")
+    assert _one_line_error(await cli("user", "passwd", "bea@example.com", stdin="short\n"),
+                           "password")
+    assert _one_line_error(await cli("user", "passwd", "ghost@example.com",
+                                     "--password", "password-3"), "no user", "ghost@example.com")
+
+    assert (await cli("user", "deactivate", "bea@example.com")).returncode == 0
+    assert (await bea.client.get("/api/v1/me")).status_code == 401
+    await bea.client.aclose()
+    assert _one_line_error(await cli("user", "deactivate", ADMIN_EMAIL), "last active site admin")
+    assert _one_line_error(await cli("user", "deactivate", "ghost@example.com"), "no user")
+    assert (await cli("user", "activate", "bea@example.com")).returncode == 0
+    bea = await login(app, "bea@example.com", "password-new")
+    await bea.client.aclose()
+
+
+def test_an_unmigrated_database_is_one_line(tmp_path: Path) -> None:
+    assert _one_line_error(_run(tmp_path, "user", "list"), "labelhub db upgrade")

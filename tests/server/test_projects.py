@@ -37,7 +37,7 @@ async def test_members_presets_flags_and_removal(users: UserFactory) -> None:
     assert (await owner.client.post(f"/api/v1/projects/{pid}/members",
                                     json={"email": lab.user["email"], "role": "viewer"})).status_code == 409
     assert (await owner.client.post(f"/api/v1/projects/{pid}/members",
-                                    json={"email": "ghost@example.com", "role": "viewer"})).status_code == 404
+                                    json={"email": "ghost@example.com", "role": "viewer"})).status_code == 202
     assert (await owner.client.delete(url)).status_code == 204
     assert (await lab.client.get(f"/api/v1/projects/{pid}")).status_code == 404
 
@@ -51,7 +51,7 @@ async def test_manage_members_privilege(users: UserFactory) -> None:
     assert denied.status_code == 403 and denied.json()["error"]["code"] == "forbidden"
     await owner.client.patch(f"/api/v1/projects/{pid}/members/{mgr.user['id']}",
                              json={"privileges": ["view", "manage_members"]})
-    assert (await mgr.client.post(f"/api/v1/projects/{pid}/members", json=body)).status_code == 201
+    assert (await mgr.client.post(f"/api/v1/projects/{pid}/members", json=body)).status_code == 202
 
 
 async def test_last_owner_cannot_be_removed_or_demoted(users: UserFactory) -> None:
@@ -88,7 +88,7 @@ async def test_a_manager_cannot_take_over_a_project(users: UserFactory) -> None:
     assert roles == {owner.user["email"]: "owner", mgr.user["email"]: "manager"}
     # Managing everyone else still works.
     assert (await mgr.client.post(members, json={"email": other.user["email"],
-                                                 "role": "labeler"})).status_code == 201
+                                                 "role": "labeler"})).status_code == 202
     # An owner grants the role; then the manager-turned-owner may unseat the first owner.
     assert (await owner.client.patch(mine, json={"role": "owner"})).status_code == 200
     assert (await mgr.client.patch(theirs, json={"role": "manager"})).status_code == 200
@@ -117,3 +117,15 @@ async def test_out_of_range_ids_are_404_not_500(admin: Api) -> None:
                  "/api/v1/projects/99999999999/members"):
         resp = await admin.client.get(path)
         assert resp.status_code == 404, path
+
+
+async def test_only_member_managers_see_members_emails(users: UserFactory) -> None:
+    owner, lab = await users("owner"), await users("lab")
+    pid = await make_project(owner)
+    await add_member(owner, pid, lab, role="labeler")
+    url = f"/api/v1/projects/{pid}/members"
+    seen_by_lab = (await lab.client.get(url)).json()["members"]
+    assert {m["name"]: m["email"] for m in seen_by_lab} == {"owner": None, "lab": None}
+    seen_by_owner = (await owner.client.get(url)).json()["members"]
+    assert {m["name"]: m["email"] for m in seen_by_owner} == {
+        "owner": owner.user["email"], "lab": lab.user["email"]}

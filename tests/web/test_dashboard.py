@@ -110,14 +110,17 @@ def test_members_page_changes_roles(browser: Any, live: Live) -> None:
     page.wait_for_function(f"document.querySelector(\"tr[data-user='{uid}'] select\").value === 'custom'")
     members = {m["user_id"]: m for m in api.get(f"/api/v1/projects/{pid}/members").json()["members"]}
     assert members[uid]["privileges"] == ["view", "upload"]
-    # Remove (after a confirmation); adding an email without an account says so in plain words.
+    # Remove (after a confirmation); an email without an account is invited (a site admin gets
+    # the link that makes the account) and listed as invited.
     page.once("dialog", lambda dialog: dialog.accept())
     row.locator("button:has-text('Remove')").click()
     page.wait_for_selector(f"tr[data-user='{uid}']", state="detached")
     assert uid not in {m["user_id"] for m in api.get(f"/api/v1/projects/{pid}/members").json()["members"]}
     page.fill("#member-email", "nobody@example.com")
     page.click("form.inline-form button[type=submit]")
-    page.wait_for_selector(".error:has-text('There is no account with the email nobody@example.com')")
+    page.wait_for_selector(".invite-notice:has-text('nobody@example.com is invited as labeler')")
+    assert "/#/invite/" in page.input_value(".invite-notice .invite-link")
+    page.wait_for_selector(".pending-invitations td:has-text('nobody@example.com')")
     assert page.js_errors == []
 
 

@@ -52,7 +52,7 @@ export async function mount(root, ctx) {
         state.labels.map((l) => h("option", { value: l.name, selected: f.label === l.name }, l.name)))),
       tri("auto_labeled", "Auto-labeled", "yes", "no"),
       h("label", {}, "Labeled by", h("select", { name: "labeled_by" }, h("option", { value: "" }, "anyone"),
-        state.members.map((m) => h("option", { value: m.user_id, selected: f.labeled_by === m.user_id }, m.name || m.email)))),
+        state.members.map((m) => h("option", { value: m.user_id, selected: f.labeled_by === m.user_id }, m.name)))),
       tri("locked", "Being labeled", "now", "not now"),
       Object.keys(f).length ? h("button", { type: "button", onclick: () => setFilter({}) }, "Clear filters") : "");
   }

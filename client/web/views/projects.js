@@ -1,4 +1,4 @@
-// Your projects, and a form to create one.
+// Your projects, the invitations to join others, and a form to create one.
 import { h } from "../dom.js";
 import { href } from "../router.js";
 
@@ -21,9 +21,24 @@ export async function mount(root, ctx) {
   h("label", { for: "new-project-desc" }, "Description"), description,
   h("button", { type: "submit", class: "primary" }, "Create project"), error);
 
+  const invitations = h("div", { class: "invitations", "aria-live": "polite" });
+
+  async function answer(inv, accept) {
+    error.textContent = "";
+    try {
+      if (accept) await ctx.api.post(`/api/v1/me/invitations/${inv.id}/accept`, {});
+      else await ctx.api.del(`/api/v1/me/invitations/${inv.id}`);
+    } catch (err) { error.textContent = err.message; }
+    await load();
+  }
+
   async function load() {
     try {
-      const { projects } = await ctx.api.get("/api/v1/projects");
+      const [{ projects }, pending] = await Promise.all([ctx.api.get("/api/v1/projects"), ctx.api.get("/api/v1/me/invitations")]);
+      invitations.replaceChildren(...pending.invitations.map((inv) => h("p", { class: "card invitation" },
+        `${inv.invited_by || "Someone"} invited you to join “${inv.project_name}” as ${inv.role}. `,
+        h("button", { type: "button", class: "primary", onclick: () => answer(inv, true) }, "Join"), " ",
+        h("button", { type: "button", onclick: () => answer(inv, false) }, "Decline"))));
       list.replaceChildren(...projects.map((p) => h("li", { class: "card project" },
         h("a", { href: href("dashboard", { project: p.id }), class: "project-link" }, p.name),
         h("span", { class: "muted" }, p.description || ""),
@@ -31,7 +46,7 @@ export async function mount(root, ctx) {
       if (!projects.length) list.append(h("li", { class: "empty" }, "No projects yet — create one to start."));
     } catch (err) { error.textContent = err.message; }
   }
-  root.append(h("section", { class: "page" }, h("h1", {}, "Projects"), list, form));
+  root.append(h("section", { class: "page" }, h("h1", {}, "Projects"), invitations, list, form));
   await load();
   list.querySelector("a")?.focus();
   return {};

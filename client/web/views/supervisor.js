@@ -11,7 +11,7 @@ export function statRows(stats) {
     const uid = r.user_id ?? r.user?.id;
     const u = users.get(uid) || r.user || {};
     rows.push({
-      user_id: uid, name: u.name || u.email || r.name || `user ${uid}`, day: r.day || r.date,
+      user_id: uid, name: u.name || r.name || `user ${uid}`, day: r.day || r.date,
       active_seconds: r.active_seconds ?? r.seconds ?? r.time_seconds ?? 0,
       images: r.images_labeled ?? r.images ?? 0, objects_created: r.objects_created ?? 0,
       objects_edited: r.objects_edited ?? 0, ops: r.ops ?? 0, objects_per_hour: r.objects_per_hour ?? null,

@@ -116,7 +116,7 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
   function setLock(ack, holder) {
     if (!canLabel) { s.readOnly = true; s.readOnlyReason = "Read-only: you can view this project but not label it."; return; }
     if (ack && ack.lock) { s.readOnly = false; s.readOnlyReason = ""; s.holder = null; return; }
-    const who = holder?.name || holder?.email || "someone else";
+    const who = holder?.name || "someone else";
     s.readOnly = true; s.holder = holder;
     s.readOnlyReason = `Read-only: ${who} is labeling this image right now.`;
   }
