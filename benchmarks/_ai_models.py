@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import httpx
 import numpy as np
 from sqlalchemy import delete
 
+from benchmarks._ai_search import EMAIL, PASSWORD, signed_in
 from server.ai.features import Extractor
 from server.ai.heads import assemble
 from server.app import create_app
@@ -40,7 +40,6 @@ from server.settings import Settings
 __all__ = ["model_rows"]
 
 N = 1000
-EMAIL, PASSWORD = "bench@example.com", "bench-password-1"
 
 
 def _digits() -> tuple[list[np.ndarray], np.ndarray]:
@@ -75,66 +74,60 @@ async def _measure(data_dir: Path) -> tuple[dict[str, float], str]:
     predict_imgs = (images[N:] + mirrored)[:N]
     app = create_app(settings)
     out: dict[str, float] = {}
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=600) as c:
-            token = (await c.post("/api/v1/auth/login", json={"email": EMAIL, "password": PASSWORD})
-                     ).json()["token"]
-            c.headers["Authorization"] = f"Bearer {token}"
-            c.cookies.clear()
-            pid = (await c.post("/api/v1/projects", json={"name": "bench"})).json()["id"]
-            ids: list[int] = []
+    async with signed_in(app, request_timeout=600) as c:
+        pid = (await c.post("/api/v1/projects", json={"name": "bench"})).json()["id"]
+        ids: list[int] = []
+        for start in range(0, N, 200):
+            files = [("files", (f"t{start + i}.png", _png(im), "image/png"))
+                     for i, im in enumerate(train_imgs[start : start + 200])]
+            resp = await c.post(f"/api/v1/projects/{pid}/images", files=files)
+            ids += [r["image"]["id"] for r in resp.json()["results"]]
+        for digit in range(10):
+            chosen = [i for i, t in zip(ids, train_y, strict=True) if t == digit]
+            await c.post(f"/api/v1/projects/{pid}/labels/apply", json={
+                "op": {"kind": "add_label", "label": f"digit {digit}"}, "image_ids": chosen})
+        worker = Worker(settings, app.state.sessions)
+        task = asyncio.create_task(worker.run())
+        try:
+            jobs = (await c.get(f"/api/v1/projects/{pid}/jobs?kind=embed")).json()["jobs"]
+            await _wait(app, jobs[0]["id"])  # the upload's embed job: not timed
+            t0 = time.perf_counter()
+            resp = await c.post(f"/api/v1/projects/{pid}/models", json={"name": "digits"})
+            result = await _wait(app, resp.json()["job"]["id"])
+            out["train_s"] = time.perf_counter() - t0
+            out["accuracy"] = float(result["accuracy"])
+            feature = str(result["feature"])
+            new: list[int] = []
+            shas: list[str] = []
             for start in range(0, N, 200):
-                files = [("files", (f"t{start + i}.png", _png(im), "image/png"))
-                         for i, im in enumerate(train_imgs[start : start + 200])]
+                files = [("files", (f"p{start + i}.png", _png(im), "image/png"))
+                         for i, im in enumerate(predict_imgs[start : start + 200])]
                 resp = await c.post(f"/api/v1/projects/{pid}/images", files=files)
-                ids += [r["image"]["id"] for r in resp.json()["results"]]
-            for digit in range(10):
-                chosen = [i for i, t in zip(ids, train_y, strict=True) if t == digit]
-                await c.post(f"/api/v1/projects/{pid}/labels/apply", json={
-                    "op": {"kind": "add_label", "label": f"digit {digit}"}, "image_ids": chosen})
-            worker = Worker(settings, app.state.sessions)
-            task = asyncio.create_task(worker.run())
-            try:
-                jobs = (await c.get(f"/api/v1/projects/{pid}/jobs?kind=embed")).json()["jobs"]
-                await _wait(app, jobs[0]["id"])  # the upload's embed job: not timed
+                new += [r["image"]["id"] for r in resp.json()["results"]]
+                shas += [r["image"]["sha256"] for r in resp.json()["results"]]
+            # The uploads' embed job runs (the worker is up); let it end, then forget the
+            # new images' vectors, so that predicting has to compute them.
+            for job in (await c.get(f"/api/v1/projects/{pid}/jobs?status=queued,running")
+                        ).json()["jobs"]:
+                await _wait(app, job["id"])
+            # A second model on the network's feature alone, so that predicting with it
+            # runs the network (the first may have chosen HOG only).
+            resp = await c.post(f"/api/v1/projects/{pid}/models",
+                                json={"name": "lite0", "features": ["lite0@1"]})
+            await _wait(app, resp.json()["job"]["id"])
+            for name, key in (("digits", "predict_s"), ("lite0", "predict_lite0_s")):
+                async with transaction(app.state.sessions) as session:
+                    await session.execute(delete(ImageEmbedding).where(
+                        ImageEmbedding.sha256.in_(shas)))
                 t0 = time.perf_counter()
-                resp = await c.post(f"/api/v1/projects/{pid}/models", json={"name": "digits"})
+                resp = await c.post(f"/api/v1/projects/{pid}/predictions",
+                                    json={"model": name, "images": new})
                 result = await _wait(app, resp.json()["job"]["id"])
-                out["train_s"] = time.perf_counter() - t0
-                out["accuracy"] = float(result["accuracy"])
-                feature = str(result["feature"])
-                new: list[int] = []
-                shas: list[str] = []
-                for start in range(0, N, 200):
-                    files = [("files", (f"p{start + i}.png", _png(im), "image/png"))
-                             for i, im in enumerate(predict_imgs[start : start + 200])]
-                    resp = await c.post(f"/api/v1/projects/{pid}/images", files=files)
-                    new += [r["image"]["id"] for r in resp.json()["results"]]
-                    shas += [r["image"]["sha256"] for r in resp.json()["results"]]
-                # The uploads' embed job runs (the worker is up); let it end, then forget the
-                # new images' vectors, so that predicting has to compute them.
-                for job in (await c.get(f"/api/v1/projects/{pid}/jobs?status=queued,running")
-                            ).json()["jobs"]:
-                    await _wait(app, job["id"])
-                # A second model on the network's feature alone, so that predicting with it
-                # runs the network (the first may have chosen HOG only).
-                resp = await c.post(f"/api/v1/projects/{pid}/models",
-                                    json={"name": "lite0", "features": ["lite0@1"]})
-                await _wait(app, resp.json()["job"]["id"])
-                for name, key in (("digits", "predict_s"), ("lite0", "predict_lite0_s")):
-                    async with transaction(app.state.sessions) as session:
-                        await session.execute(delete(ImageEmbedding).where(
-                            ImageEmbedding.sha256.in_(shas)))
-                    t0 = time.perf_counter()
-                    resp = await c.post(f"/api/v1/projects/{pid}/predictions",
-                                        json={"model": name, "images": new})
-                    result = await _wait(app, resp.json()["job"]["id"])
-                    out[key] = time.perf_counter() - t0
-                    assert result["predicted"] == N, result
-            finally:
-                worker.stop()
-                await task
+                out[key] = time.perf_counter() - t0
+                assert result["predicted"] == N, result
+        finally:
+            worker.stop()
+            await task
     # Baselines: the bare computations, in memory.
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits

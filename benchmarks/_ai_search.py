@@ -21,6 +21,8 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +39,45 @@ from server.db import make_engine, make_sessionmaker, transaction
 from server.models import Image, ImageEmbedding, ImageLabel, LabelDef, Project, utcnow
 from server.settings import Settings
 
-__all__ = ["IMAGES", "search_rows"]
+__all__ = ["EMAIL", "IMAGES", "PASSWORD", "scratch_postgres", "search_rows", "signed_in"]
 
 IMAGES, DIM, CLUSTERS, LABELED_PER_CLUSTER = 100_000, 1280, 20, 50
 REQUESTS = 40
 PG_DEFAULT = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 EMAIL, PASSWORD = "bench@example.com", "bench-password-1"
+
+
+@asynccontextmanager
+async def signed_in(app: Any, request_timeout: float) -> AsyncIterator[httpx.AsyncClient]:
+    """The app started and an in-process client signed in as the bench admin (by bearer token:
+    the login's cookie cleared)."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench",
+                                     timeout=request_timeout) as c:
+            token = (await c.post("/api/v1/auth/login", json={"email": EMAIL, "password": PASSWORD})
+                     ).json()["token"]
+            c.headers["Authorization"] = f"Bearer {token}"
+            c.cookies.clear()
+            yield c
+
+
+@asynccontextmanager
+async def scratch_postgres() -> AsyncIterator[str | None]:
+    """A new, empty PostgreSQL database's URL (dropped afterwards), or None when the server is
+    not reachable (said on stdout)."""
+    base = os.environ.get("LABELHUB_TEST_POSTGRES_URL") or PG_DEFAULT
+    name = f"lh_bench_{uuid.uuid4().hex[:8]}"
+    try:
+        await _pg_admin(base, f'CREATE DATABASE "{name}"')
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"PostgreSQL skipped: {exc}")
+        yield None
+        return
+    try:
+        yield base.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        await _pg_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _table(model: Any) -> Any:
@@ -116,35 +151,29 @@ async def _measure(url: str, data_dir: Path) -> dict[str, float]:
     unlabeled = sorted(set(ids) - set(labeled))
     queries = [int(q) for q in rng.choice(unlabeled, REQUESTS + 1, replace=False)]
     out: dict[str, float] = {}
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=120) as c:
-            token = (await c.post("/api/v1/auth/login", json={"email": EMAIL, "password": PASSWORD})
-                     ).json()["token"]
-            c.headers["Authorization"] = f"Bearer {token}"
-            c.cookies.clear()
-            url_s = f"/api/v1/projects/{pid}/suggestions"
+    async with signed_in(app, request_timeout=120) as c:
+        url_s = f"/api/v1/projects/{pid}/suggestions"
+        t0 = time.perf_counter()
+        first = await c.post(url_s, json={"images": [queries[0]]})
+        out["cold_s"] = time.perf_counter() - t0
+        assert first.status_code == 200, first.text
+        times, correct = [], 0
+        row_of = {image_id: i for i, image_id in enumerate(ids)}
+        for q in queries[1:]:
             t0 = time.perf_counter()
-            first = await c.post(url_s, json={"images": [queries[0]]})
-            out["cold_s"] = time.perf_counter() - t0
-            assert first.status_code == 200, first.text
-            times, correct = [], 0
-            row_of = {image_id: i for i, image_id in enumerate(ids)}
-            for q in queries[1:]:
-                t0 = time.perf_counter()
-                resp = await c.post(url_s, json={"images": [q]})
-                times.append(time.perf_counter() - t0)
-                best = resp.json()["items"][0]["labels"][0]["label"]
-                correct += best == f"class {int(y[row_of[q]]):02d}"
-            out["suggest_p50"], out["suggest_p95"] = _p(times, 50), _p(times, 95)
-            out["accuracy"] = correct / REQUESTS
-            times = []
-            for q in queries[1:21]:
-                t0 = time.perf_counter()
-                resp = await c.get(f"/api/v1/projects/{pid}/images/{q}/similar?limit=20")
-                times.append(time.perf_counter() - t0)
-                assert resp.status_code == 200, resp.text
-            out["similar_p50"] = _p(times, 50)
+            resp = await c.post(url_s, json={"images": [q]})
+            times.append(time.perf_counter() - t0)
+            best = resp.json()["items"][0]["labels"][0]["label"]
+            correct += best == f"class {int(y[row_of[q]]):02d}"
+        out["suggest_p50"], out["suggest_p95"] = _p(times, 50), _p(times, 95)
+        out["accuracy"] = correct / REQUESTS
+        times = []
+        for q in queries[1:21]:
+            t0 = time.perf_counter()
+            resp = await c.get(f"/api/v1/projects/{pid}/images/{q}/similar?limit=20")
+            times.append(time.perf_counter() - t0)
+            assert resp.status_code == 200, resp.text
+        out["similar_p50"] = _p(times, 50)
     # The baseline: brute force over all vectors in memory, float32, no database.
     rows = np.array([row_of[i] for i in labeled])
     onehot = np.eye(CLUSTERS, dtype=bool)[y[rows]]
@@ -170,18 +199,10 @@ async def _all() -> list[tuple[str, dict[str, float]]]:
     results: list[tuple[str, dict[str, float]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         results.append(("sqlite", await _measure(f"sqlite+aiosqlite:///{Path(tmp) / 'b.db'}", Path(tmp))))
-    base = os.environ.get("LABELHUB_TEST_POSTGRES_URL") or PG_DEFAULT
-    name = f"lh_bench_{uuid.uuid4().hex[:8]}"
-    try:
-        await _pg_admin(base, f'CREATE DATABASE "{name}"')
-    except (OSError, asyncpg.PostgresError) as exc:
-        print(f"PostgreSQL skipped: {exc}")
-        return results
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            results.append(("postgresql", await _measure(base.rsplit("/", 1)[0] + f"/{name}", Path(tmp))))
-    finally:
-        await _pg_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with scratch_postgres() as url:
+        if url is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                results.append(("postgresql", await _measure(url, Path(tmp))))
     return results
 
 

@@ -328,9 +328,9 @@ def _classifier(kind: str, shots: int) -> object:
     return LogisticRegression(C=10.0, max_iter=2000)
 
 
-def _accuracy(ctx: Context, dataset: str, feature: str, kind: str) -> list[str]:
-    _, labels = _dataset(dataset)
-    x = _features(dataset, ctx.cache_dir)[feature]
+def _cells(labels: np.ndarray, score: Callable[[int, np.ndarray, np.ndarray], float]) -> list[str]:
+    """One cell per shot count: the mean of ``score(shots, train, test)`` over the seeds' splits
+    ("-" when the dataset has too few images per class for that many shots)."""
     cells = []
     for shots in SHOTS:
         scores = []
@@ -338,12 +338,21 @@ def _accuracy(ctx: Context, dataset: str, feature: str, kind: str) -> list[str]:
             split = _split(labels, shots, seed)
             if split is None:
                 break
-            train, test = split
-            clf = _classifier(kind, shots)
-            clf.fit(x[train], labels[train])  # type: ignore[attr-defined]
-            scores.append(float((clf.predict(x[test]) == labels[test]).mean()))  # type: ignore[attr-defined]
+            scores.append(score(shots, *split))
         cells.append(f"{np.mean(scores):.2f}" if scores else "-")
     return cells
+
+
+def _accuracy(ctx: Context, dataset: str, feature: str, kind: str) -> list[str]:
+    _, labels = _dataset(dataset)
+    x = _features(dataset, ctx.cache_dir)[feature]
+
+    def score(shots: int, train: np.ndarray, test: np.ndarray) -> float:
+        clf = _classifier(kind, shots)
+        clf.fit(x[train], labels[train])  # type: ignore[attr-defined]
+        return float((clf.predict(x[test]) == labels[test]).mean())  # type: ignore[attr-defined]
+
+    return _cells(labels, score)
 
 
 def _accuracy_row(dataset: str, feature: str, kind: str) -> Callable[[Context], list[str]]:
@@ -372,21 +381,15 @@ def _suggestions_accuracy(ctx: Context, dataset: str) -> list[str]:
     _, labels = _dataset(dataset)
     feats = _features(dataset, ctx.cache_dir)
     classes = np.unique(labels)
-    cells = []
-    for shots in SHOTS:
-        scores = []
-        for seed in range(SEEDS):
-            split = _split(labels, shots, seed)
-            if split is None:
-                break
-            train, test = split
-            y = labels[train][:, None] == classes[None, :]
-            view, _ = choose_view({k: feats[k][train] for k in FEATURE_KEYS}, y)
-            sims = sum(feats[k][test] @ feats[k][train].T for k in view.keys) / len(view.keys)
-            predicted = classes[knn_scores(np.asarray(sims, np.float32), y).argmax(axis=1)]
-            scores.append(float((predicted == labels[test]).mean()))
-        cells.append(f"{np.mean(scores):.2f}" if scores else "-")
-    return cells
+
+    def score(_shots: int, train: np.ndarray, test: np.ndarray) -> float:
+        y = labels[train][:, None] == classes[None, :]
+        view, _ = choose_view({k: feats[k][train] for k in FEATURE_KEYS}, y)
+        sims = sum(feats[k][test] @ feats[k][train].T for k in view.keys) / len(view.keys)
+        predicted = classes[knn_scores(np.asarray(sims, np.float32), y).argmax(axis=1)]
+        return float((predicted == labels[test]).mean())
+
+    return _cells(labels, score)
 
 
 def row_digits_suggestions(ctx: Context) -> list[str]:

@@ -17,19 +17,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
-import os
 import random
 import tempfile
 import time
 import tracemalloc
-import uuid
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 from sqlalchemy import delete, insert, select
 
+from benchmarks._ai_search import scratch_postgres
 from server.app import create_app
 from server.cli import _alembic_upgrade
 from server.db import make_engine, make_sessionmaker, transaction
@@ -41,7 +39,6 @@ from server.settings import Settings
 IMPORT_IMAGES, LABELS_PER_IMAGE = 100_000, 2
 EXPORT_IMAGES, OBJECTS_PER_IMAGE = 10_000, 20
 VOCAB = [f"class_{i:02d}" for i in range(50)]
-PG_DEFAULT = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 
 
 def _table(model: Any) -> Any:
@@ -161,32 +158,16 @@ async def run(url: str, data_dir: Path) -> tuple[dict[str, float], dict[str, flo
         await engine.dispose()
 
 
-async def _pg_admin(base: str, sql: str) -> None:
-    conn = await asyncpg.connect(base.replace("postgresql+asyncpg://", "postgresql://"), timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 async def main_async() -> None:
     results: list[tuple[str, dict[str, float], dict[str, float]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         imp, exp = await run(f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}", Path(tmp))
         results.append(("sqlite", imp, exp))
-    base = os.environ.get("LABELHUB_TEST_POSTGRES_URL") or PG_DEFAULT
-    name = f"lh_bench_{uuid.uuid4().hex[:8]}"
-    try:
-        await _pg_admin(base, f'CREATE DATABASE "{name}"')
-    except (OSError, asyncpg.PostgresError) as exc:
-        print(f"PostgreSQL skipped: {exc}")
-    else:
-        try:
+    async with scratch_postgres() as url:
+        if url is not None:
             with tempfile.TemporaryDirectory() as tmp:
-                imp, exp = await run(base.rsplit("/", 1)[0] + f"/{name}", Path(tmp))
+                imp, exp = await run(url, Path(tmp))
             results.append(("postgresql", imp, exp))
-        finally:
-            await _pg_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     print("| database | CSV import 200k labels | baseline raw executemany | ratio | COCO export 10k img / 200k obj "
           "| output | peak Python memory after 2,000 images / after 10,000 |")
     print("|---|---|---|---|---|---|---|")

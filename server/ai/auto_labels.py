@@ -20,12 +20,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import _label_store as label_store
 from server._oplog import PendingOp, append_ops
+from server._web import parse_as
 from server.classification import AddLabel, ClassificationError, apply_label_op, normalize_label
 from server.errors import ApiError, invalid
-from server.image_query import DbId
+from server.image_query import DbId, ImageFilter, apply_filter
 from server.models import Image, ImageLock, utcnow
 
-__all__ = ["AddItem", "Added", "add_auto_labels", "locked_by_others", "project_images"]
+__all__ = ["MAX_IMAGES", "AddItem", "Added", "add_auto_labels", "locked_by_others",
+           "project_images", "target_images"]
+
+MAX_IMAGES = 10_000  # per request: suggestions, predictions and adding them
 
 
 class AddItem(BaseModel):
@@ -68,6 +72,23 @@ async def project_images(session: AsyncSession, project_id: int, wanted: list[in
         raise ApiError(404, "not_found", f"{len(missing)} image(s) not in this project",
                        {"image_ids": missing[:100]})
     return list(dict.fromkeys(wanted))
+
+
+async def target_images(session: AsyncSession, project_id: int, images: list[int] | None,
+                        filter: dict[str, Any] | None) -> list[int]:
+    """A request's images: either the ids given or those its filter matches (at most
+    :data:`MAX_IMAGES`, else a clear error)."""
+    if (images is None) == (filter is None):
+        raise invalid("give either images or filter")
+    if images is not None:
+        return await project_images(session, project_id, images)
+    flt = parse_as(ImageFilter, filter)
+    ids = list((await session.execute(apply_filter(
+        select(Image.id).where(Image.project_id == project_id), flt)
+        .order_by(Image.id).limit(MAX_IMAGES + 1))).scalars())
+    if len(ids) > MAX_IMAGES:
+        raise invalid(f"the filter matches more than {MAX_IMAGES} images; narrow it")
+    return ids
 
 
 async def locked_by_others(session: AsyncSession, ids: Sequence[int], user_id: int) -> set[int]:

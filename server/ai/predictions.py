@@ -20,20 +20,25 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server._web import parse_as, path_int, project_access, query_int, read_body, unit_of_work
+from server._web import path_int, project_access, query_int, read_body, unit_of_work
 from server.ai._ready import job_info
-from server.ai.auto_labels import AddItem, add_auto_labels, project_images
+from server.ai.auto_labels import (
+    MAX_IMAGES,
+    AddItem,
+    add_auto_labels,
+    project_images,
+    target_images,
+)
 from server.ai.mapping import BUILTIN_THRESHOLD, mapped_labels, matches
 from server.ai.model_store import PREDICT_KIND, current_labels, find_model, find_version
 from server.errors import invalid
-from server.image_query import DbId, ImageFilter, apply_filter
+from server.image_query import DbId
 from server.jobs import defer
-from server.models import AiModel, AiModelVersion, Image, Job, Prediction, utcnow
+from server.models import AiModel, AiModelVersion, Job, Prediction, utcnow
 from server.permissions import Privilege
 
 __all__ = ["routes"]
 
-MAX_IMAGES = 10_000
 STATUSES = ("pending", "added", "dismissed")
 
 
@@ -57,20 +62,6 @@ class DismissIn(BaseModel):
     model: DbId | str | None = None
 
 
-async def _targets(session: AsyncSession, project_id: int, body: PredictIn) -> list[int]:
-    if (body.images is None) == (body.filter is None):
-        raise invalid("give either images or filter")
-    if body.images is not None:
-        return await project_images(session, project_id, body.images)
-    flt = parse_as(ImageFilter, body.filter)
-    ids = list((await session.execute(apply_filter(
-        select(Image.id).where(Image.project_id == project_id), flt)
-        .order_by(Image.id).limit(MAX_IMAGES + 1))).scalars())
-    if len(ids) > MAX_IMAGES:
-        raise invalid(f"the filter matches more than {MAX_IMAGES} images; narrow it")
-    return ids
-
-
 async def create(request: Request) -> Response:
     project_id = path_int(request, "project_id")
     body = await read_body(request, PredictIn)
@@ -82,7 +73,7 @@ async def create(request: Request) -> Response:
             version = (await find_version(session, model, body.version)).version
         elif body.version not in (None, 0):
             raise invalid("the built-in model has no versions")
-        ids = await _targets(session, project_id, body)
+        ids = await target_images(session, project_id, body.images, body.filter)
         job_id = await defer(session, kind=PREDICT_KIND, project_id=project_id, params={
             "model_id": model.id, "version": version, "images": ids}, created_by=user.id)
         await session.flush()

@@ -15,26 +15,25 @@ import asyncio
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server._web import parse_as, path_int, project_access, read_body, unit_of_work
+from server._web import path_int, project_access, read_body, unit_of_work
 from server.ai import index
 from server.ai._ready import not_ready
-from server.ai.auto_labels import AddItem, add_auto_labels, project_images
+from server.ai.auto_labels import (
+    MAX_IMAGES,
+    AddItem,
+    add_auto_labels,
+    target_images,
+)
 from server.ai.features import FEATURE_KEYS
 from server.ai.ranking import suggest
-from server.errors import invalid
-from server.image_query import DbId, ImageFilter, apply_filter
-from server.models import Image
+from server.image_query import DbId
 from server.permissions import Privilege
 
 __all__ = ["routes"]
-
-MAX_IMAGES = 10_000
 
 
 class SuggestIn(BaseModel):
@@ -48,26 +47,12 @@ class AcceptIn(BaseModel):
     items: list[AddItem] = Field(min_length=1, max_length=MAX_IMAGES)
 
 
-async def _targets(session: AsyncSession, project_id: int, body: SuggestIn) -> list[int]:
-    if (body.images is None) == (body.filter is None):
-        raise invalid("give either images or filter")
-    if body.images is not None:
-        return await project_images(session, project_id, body.images)
-    flt = parse_as(ImageFilter, body.filter)
-    ids = list((await session.execute(apply_filter(
-        select(Image.id).where(Image.project_id == project_id), flt)
-        .order_by(Image.id).limit(MAX_IMAGES + 1))).scalars())
-    if len(ids) > MAX_IMAGES:
-        raise invalid(f"the filter matches more than {MAX_IMAGES} images; narrow it")
-    return ids
-
-
 async def suggestions(request: Request) -> Response:
     project_id = path_int(request, "project_id")
     body = await read_body(request, SuggestIn)
     async with unit_of_work(request) as (session, user):
         project, _ = await project_access(session, user, project_id, Privilege.VIEW)
-        ids = await _targets(session, project_id, body)
+        ids = await target_images(session, project_id, body.images, body.filter)
         snap = await index.snapshot(session, project_id, FEATURE_KEYS)
         rows = snap.rows_of(ids)
         if ids and not (rows >= 0).any():

@@ -20,20 +20,18 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
-from contextlib import suppress
 from typing import Any
 
 import asyncpg
 
+from server._listen import Listener, asyncpg_dsn
 from server._oplog import DOORBELL_CHANNEL
 from server.revocations import CHANNEL as REVOKE_CHANNEL
 
 log = logging.getLogger("labelhub.bus")
 PRESENCE_CHANNEL = "labelhub_presence"
 
-
-def asyncpg_dsn(sqlalchemy_url: str) -> str:
-    return sqlalchemy_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+__all__ = ["PRESENCE_CHANNEL", "PgBus", "asyncpg_dsn"]
 
 
 class PgBus:
@@ -47,50 +45,27 @@ class PgBus:
         self.resync = resync  # on (re)connecting, instead of a ring: rings may have been missed
         self.on_revoke = on_revoke  # a revocation's payload (server.revocations.parse reads it)
         self.process_id = uuid.uuid4().hex[:12]
-        self._task: asyncio.Task[None] | None = None
         self._publisher: Any = None
         self._publish_lock = asyncio.Lock()  # one asyncpg connection runs one query at a time
-        self.connected = asyncio.Event()
+        channels: dict[str, Callable[[str], None]] = {
+            DOORBELL_CHANNEL: lambda _payload: self.ring(), PRESENCE_CHANNEL: self._presence}
+        if on_revoke is not None:
+            channels[REVOKE_CHANNEL] = on_revoke
+        # On (re)connecting: catch up on whatever rang while we were away.
+        self._listener = Listener(dsn, channels, on_connect=lambda: (self.resync or self.ring)(),
+                                  retry=retry, name="pg-bus", what="bus", logger=log.name)
+        self.connected = self._listener.connected
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="pg-bus")
+        self._listener.start()
 
-    def _presence(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+    def _presence(self, payload: str) -> None:
         try:
             message = json.loads(payload)
         except ValueError:
             return
         if isinstance(message, dict) and message.pop("from", None) != self.process_id:
             self.on_presence(message)
-
-    async def _listen_once(self) -> None:
-        conn: Any = await asyncpg.connect(self.dsn)
-        closed = asyncio.Event()
-        try:
-            conn.add_termination_listener(lambda _c: closed.set())
-            await conn.add_listener(DOORBELL_CHANNEL, lambda *_args: self.ring())
-            await conn.add_listener(PRESENCE_CHANNEL, self._presence)
-            if self.on_revoke is not None:
-                revoke = self.on_revoke
-                await conn.add_listener(REVOKE_CHANNEL, lambda *args: revoke(args[3]))
-            self.connected.set()
-            (self.resync or self.ring)()  # catch up on whatever rang while we were away
-            await closed.wait()
-        finally:
-            self.connected.clear()
-            if not conn.is_closed():
-                with suppress(Exception):
-                    await conn.close()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self._listen_once()
-            except asyncio.CancelledError:
-                raise
-            except (OSError, asyncpg.PostgresError) as exc:
-                log.warning("bus connection failed: %s; retrying", exc)
-            await asyncio.sleep(self.retry)  # back off before reconnecting
 
     async def publish_presence(self, message: dict[str, Any]) -> None:
         payload = json.dumps({**message, "from": self.process_id})
@@ -106,9 +81,6 @@ class PgBus:
                 self._publisher = None
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+        await self._listener.stop()
         if self._publisher is not None and not self._publisher.is_closed():
             await self._publisher.close()

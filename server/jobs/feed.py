@@ -25,10 +25,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from server._listen import Listener, asyncpg_dsn
 from server.db import is_sqlite
 from server.hub.leases import iso
 from server.jobs import queue
-from server.jobs._listen import Listener
 from server.jobs.status import ACTIVE
 from server.models import Job
 from server.protocol import JobProgress, JobState
@@ -72,8 +72,7 @@ class JobFeed:
         if is_sqlite(self.url):
             self._task = asyncio.create_task(self._poll(), name="jobs-feed")
             return
-        dsn = self.url.replace("postgresql+asyncpg://", "postgresql://", 1)
-        self._listener = Listener(dsn, {queue.EVENT_CHANNEL: self._heard},
+        self._listener = Listener(asyncpg_dsn(self.url), {queue.EVENT_CHANNEL: self._heard},
                                   on_connect=self._resync)
         self._listener.start()
         with suppress(TimeoutError):  # no database yet: the listener keeps retrying

@@ -29,9 +29,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from server._listen import Listener, asyncpg_dsn
 from server.db import is_sqlite
 from server.jobs import queue, registry
-from server.jobs._listen import Listener
 from server.jobs.context import Cancelled, JobContext
 from server.jobs.status import Status, on_claim
 from server.settings import Settings
@@ -76,7 +76,7 @@ class Worker:
         waker = queue.local_waker()
         listener: Listener | None = None
         if not is_sqlite(url):
-            listener = Listener(url.replace("postgresql+asyncpg://", "postgresql://", 1),
+            listener = Listener(asyncpg_dsn(url),
                                 {queue.WAKE_CHANNEL: lambda _payload: waker.set()},
                                 on_connect=waker.set)
             listener.start()

@@ -9,6 +9,7 @@ that may no longer see it. The last tests run two real ``labelhub serve`` proces
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -239,39 +240,41 @@ async def _project(node: Node, tag: str) -> int:
         return int((await admin.create_project(f"revocation {tag}"))["id"])
 
 
-@pytest.mark.postgres
-async def test_logout_on_one_process_closes_the_socket_on_the_other(
-        nodes: list[Node]) -> None:  # noqa: F811
-    project = await _project(nodes[0], "logout")
-    rest, _ = await _member(nodes[0], project, "leaver@example.com")
+async def _closed_across_processes(pair: list[Node], tag: str,
+                                   revoke: Callable[[RestClient, int, int], Awaitable[None]],
+                                   error: type[Exception], match: str) -> None:
+    """A member's socket on the second process ends when ``revoke`` runs on the first, and the
+    client then reports ``error``."""
+    project = await _project(pair[0], tag)
+    rest, user_id = await _member(pair[0], project, f"{tag}@example.com")
     assert rest.token is not None
-    hub = LabelhubClient(nodes[1].url, project, token=rest.token, timeout=TIMEOUT)
+    hub = LabelhubClient(pair[1].url, project, token=rest.token, timeout=TIMEOUT)
     try:
         await hub.connect()
-        await rest.logout()
+        await revoke(rest, project, user_id)
         await asyncio.wait_for(_drain(hub), TIMEOUT)  # ends: the server closed it
-        with pytest.raises(AuthenticationError, match="session revoked"):
+        with pytest.raises(error, match=match):
             await hub.subscribe(1)
     finally:
         await hub.close()
         await rest.aclose()
+
+
+@pytest.mark.postgres
+async def test_logout_on_one_process_closes_the_socket_on_the_other(
+        nodes: list[Node]) -> None:  # noqa: F811
+    async def logout(rest: RestClient, _project: int, _user_id: int) -> None:
+        await rest.logout()
+
+    await _closed_across_processes(nodes, "leaver", logout, AuthenticationError, "session revoked")
 
 
 @pytest.mark.postgres
 async def test_removal_on_one_process_closes_the_socket_on_the_other(
         nodes: list[Node]) -> None:  # noqa: F811
-    project = await _project(nodes[0], "removal")
-    rest, user_id = await _member(nodes[0], project, "removed@example.com")
-    assert rest.token is not None
-    hub = LabelhubClient(nodes[1].url, project, token=rest.token, timeout=TIMEOUT)
-    try:
-        await hub.connect()
+    async def remove(_rest: RestClient, project: int, user_id: int) -> None:
         async with RestClient(nodes[0].url) as admin:
             await admin.login(*ADMIN)
             await admin.request("DELETE", f"/api/v1/projects/{project}/members/{user_id}")
-        await asyncio.wait_for(_drain(hub), TIMEOUT)  # ends: the server closed it
-        with pytest.raises(ForbiddenError, match="no longer a member"):
-            await hub.subscribe(1)
-    finally:
-        await hub.close()
-        await rest.aclose()
+
+    await _closed_across_processes(nodes, "removed", remove, ForbiddenError, "no longer a member")

@@ -1,8 +1,8 @@
 """A LISTEN connection that survives restarts of PostgreSQL: channel payloads to callbacks.
 
-The worker listens for :data:`~server.jobs.queue.WAKE_CHANNEL`, the server for
-:data:`~server.jobs.queue.EVENT_CHANNEL`. Kept apart from ``server.hub.bus.PgBus`` (the op-log
-doorbell and presence), which a worker process does not run: one small class serves both.
+The job worker listens for :data:`~server.jobs.queue.WAKE_CHANNEL`, the server for
+:data:`~server.jobs.queue.EVENT_CHANNEL` and, in ``server.hub.bus.PgBus``, for the op-log
+doorbell, presence and revocations: one reconnecting loop serves them all.
 Notifications sent while reconnecting are lost, so ``on_connect`` runs after each (re)connect
 for the owner to catch up, and owners poll slowly as well.
 """
@@ -17,20 +17,25 @@ from typing import Any
 
 import asyncpg
 
-__all__ = ["Listener"]
+__all__ = ["Listener", "asyncpg_dsn"]
 
-log = logging.getLogger("labelhub.jobs")
+
+def asyncpg_dsn(sqlalchemy_url: str) -> str:
+    return sqlalchemy_url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
 class Listener:
     def __init__(self, dsn: str, channels: dict[str, Callable[[str], None]],
-                 on_connect: Callable[[], None] | None = None, retry: float = 1.0) -> None:
+                 on_connect: Callable[[], None] | None = None, retry: float = 1.0,
+                 name: str = "jobs-listener", what: str = "jobs listener",
+                 logger: str = "labelhub.jobs") -> None:
         self.dsn, self.channels, self.on_connect, self.retry = dsn, channels, on_connect, retry
+        self.name, self.what, self.log = name, what, logging.getLogger(logger)
         self.connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="jobs-listener")
+        self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def _once(self) -> None:
         conn: Any = await asyncpg.connect(self.dsn)
@@ -57,7 +62,7 @@ class Listener:
             except asyncio.CancelledError:
                 raise
             except (OSError, asyncpg.PostgresError) as exc:
-                log.warning("jobs listener connection failed: %s; retrying", exc)
+                self.log.warning("%s connection failed: %s; retrying", self.what, exc)
             await asyncio.sleep(self.retry)  # back off before reconnecting
 
     async def stop(self) -> None:
