@@ -12,6 +12,9 @@ or the local default) and, in the same run, a bare ``websockets.broadcast`` serv
 * idle memory per connection (RSS delta / n) with 5,000 connections, each joined to a project;
 * edit -> peer latency at 200 watchers, idle and while another labeler loops the heaviest legal
   rasterize, brush and fill on a 100 MP image (their pixel work runs in the worker pool);
+* edit -> peer latency at 200 watchers, idle and while a ``labelhub worker`` process embeds a
+  project of 5,000 640 x 480 JPEGs (its scheduling as ``labelhub serve`` sets it, then under
+  SCHED_IDLE), with the job's rate and the worker's resident memory;
 * lock acquire (``open_image``) p50/p99;
 * an image with 10,000 objects: snapshot time (subscribe -> snapshot received) and the server's
   time per edit (the op handler, in process).
@@ -40,6 +43,7 @@ import asyncpg
 import cv2
 import numpy as np
 
+from benchmarks import _hub_embed as embed
 from benchmarks import _hub_heavy as heavy
 from benchmarks import _hub_load as load
 from benchmarks._hub_inproc import durable_ops, raw_appends, seed_and_time_edits
@@ -83,7 +87,7 @@ class Bench:
         return "\n".join(lines)
 
 
-PHASES = ("fanout", "heavy", "memory", "locks", "durable", "big")
+PHASES = ("fanout", "heavy", "embedding", "memory", "locks", "durable", "big")
 
 
 async def run(quick: bool, only: frozenset[str] = frozenset(PHASES)) -> Bench:
@@ -98,7 +102,10 @@ async def run(quick: bool, only: frozenset[str] = frozenset(PHASES)) -> Bench:
     data = Path(tempfile.mkdtemp(prefix="lh-bench-"))
     env = {**os.environ, "LABELHUB_DATABASE_URL": db_url, "LABELHUB_DATA_DIR": str(data),
            "LABELHUB_SECRET_KEY": SECRET, "LABELHUB_ADMIN_EMAIL": ADMIN[0],
-           "LABELHUB_ADMIN_PASSWORD": ADMIN[1]}
+           "LABELHUB_ADMIN_PASSWORD": ADMIN[1],
+           # No worker beside the server: uploads queue embed jobs, and the phase "embedding"
+           # starts its own worker when it wants one running (no job runs in the other phases).
+           "LABELHUB_WORKERS": "0"}
     procs: list[load.Process] = []
     try:
         await asyncio.to_thread(_migrate, env)
@@ -127,6 +134,8 @@ async def run(quick: bool, only: frozenset[str] = frozenset(PHASES)) -> Bench:
                               commit_proc)
             if "heavy" in only:
                 await _heavy(bench, url, admin, project, images, hub_proc)
+            if "embedding" in only:
+                await _embedding(bench, url, admin, env, db_url, hub_proc)
             if "memory" in only:
                 await _memory(bench, admin, url, hub_proc, raw_proc)
             if "locks" in only:
@@ -216,6 +225,67 @@ async def _heavy(bench: Bench, url: str, admin: RestClient, project: int, images
               "heaviest legal rasterize, brush and fill on a 100 MP image (p50 / p99; in "
               f"brackets, when the watcher read it). Heavy ops: {result.summary()}",
               _latency(busy), f"{_latency(idle)} (idle, same run)", "p99 <= 10 ms, as idle")
+
+
+async def _embedding(bench: Bench, url: str, admin: RestClient, env: dict[str, str], db_url: str,
+                     hub_proc: load.Process) -> None:
+    """Edit -> peer latency at 200 watchers, idle and while a real ``labelhub worker`` process
+    embeds a project of 5,000 generated 640 x 480 JPEGs (benchmarks/_hub_embed.py): first as
+    ``labelhub serve`` starts its worker, then with every worker thread under SCHED_IDLE, same
+    job. The windows open once the job has reported progress and must close before it ends."""
+    n = 600 if bench.quick else 5_000
+    seconds = 3.0 if bench.quick else 10.0
+    project = (await admin.create_project("embedding"))["id"]
+    t0, ids = time.perf_counter(), []
+    for start in range(0, n, 250):  # no worker runs: the uploads queue one embed job
+        files = await asyncio.to_thread(embed.jpegs, start, min(250, n - start))
+        ids += [item["id"] for item in await admin.upload_images(
+            project, [(f"e{start + i}.jpg", data) for i, data in enumerate(files)])]
+    print(f"  ({len(ids)} JPEGs generated and uploaded in {time.perf_counter() - t0:.0f} s)",
+          flush=True)
+    assert admin.token is not None
+    target = load.labelhub_target(url.replace("http", "ws", 1), admin.token, project)
+    idle = await load.fanout(target, hub_proc.pid, watchers=200, images=[ids[0]], rate=50,
+                             seconds=seconds, latency=True)
+    dsn = db_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    worker = embed.start_worker(env)
+    try:
+        t0 = time.perf_counter()
+        first = await embed.wait_for_progress(dsn, project)
+        print(f"  (first progress after {time.perf_counter() - t0:.1f} s: {first})", flush=True)
+        for i, variant in enumerate(("as `labelhub serve` starts it", "SCHED_IDLE")):
+            if variant == "SCHED_IDLE":
+                embed.set_policy(worker.pid, idle=True)
+            policy = embed.policy(worker.pid)
+            sampler, stop = embed.Sampler(worker.pid), asyncio.Event()
+            sampling = asyncio.create_task(sampler.run(stop))
+            before, cpu0, t0 = (await embed.job_progress(dsn, project), load.cpu_seconds(worker.pid),
+                                time.perf_counter())
+            busy = await load.fanout(target, hub_proc.pid, watchers=200, images=[ids[1 + i]],
+                                     rate=50, seconds=seconds, latency=True, settle_first=False)
+            after, cpu1, t1 = (await embed.job_progress(dsn, project), load.cpu_seconds(worker.pid),
+                               time.perf_counter())
+            stop.set()
+            await sampling
+            assert before is not None and after is not None
+            done = after.done - before.done
+            ran = "" if after.status == "running" else f" (THE JOB ENDED IN THE WINDOW: {after.status})"
+            bench.row(f"edit -> peer latency, 200 watchers, 50 ops/s, while a worker embeds "
+                      f"{n:,} JPEGs, worker {variant} ({policy}) (p50 / p99; in brackets, when "
+                      f"the watcher read it). In the {t1 - t0:.0f} s window the job embedded "
+                      f"{done} images ({done / (t1 - t0):.0f} /s), the worker used "
+                      f"{(cpu1 - cpu0) / (t1 - t0):.0%} of a core and the server "
+                      f"{busy.cpu / seconds:.0%} while editing{ran}",
+                      _latency(busy), f"{_latency(idle)} (idle, same run)",
+                      "p99 <= 10 ms, as idle")
+            if sampler.rss:
+                bench.row(f"worker resident memory while embedding (VmRSS, worker {variant}; "
+                          f"max / last of {len(sampler.rss)} samples)",
+                          f"{max(sampler.rss) / 2**20:.0f} / {sampler.rss[-1] / 2**20:.0f} MB")
+        final = await embed.job_progress(dsn, project)
+        print(f"  (after the windows: {final})", flush=True)
+    finally:
+        await asyncio.to_thread(embed.stop_worker, worker)
 
 
 def _latency(run: load.Fanout) -> str:
