@@ -257,10 +257,9 @@ async def _embedding(bench: Bench, url: str, admin: RestClient, env: dict[str, s
         variants = ["as `labelhub serve` starts it", "SCHED_IDLE"] * (1 if bench.quick else 2)
         sampler, stop = embed.Sampler(worker.pid), asyncio.Event()
         sampling = asyncio.create_task(sampler.run(stop))
-        serve_policy = embed.policy(worker.pid)
         for i, variant in enumerate(variants):
             embed.set_policy(worker.pid, idle=variant == "SCHED_IDLE")
-            policy = serve_policy if variant != "SCHED_IDLE" else embed.policy(worker.pid)
+            policy = embed.policy(worker.pid)
             before, cpu0, t0 = (await embed.job_progress(dsn, project), load.cpu_seconds(worker.pid),
                                 time.perf_counter())
             busy = await load.fanout(target, hub_proc.pid, watchers=200, images=[ids[1 + i]],
