@@ -253,7 +253,8 @@ async def _embedding(bench: Bench, url: str, admin: RestClient, env: dict[str, s
         t0 = time.perf_counter()
         first = await embed.wait_for_progress(dsn, project)
         print(f"  (first progress after {time.perf_counter() - t0:.1f} s: {first})", flush=True)
-        # A, B, A, B: the machine's speed drifts within seconds, so each variant twice.
+        # A, B, A, B: the machine's speed drifts within seconds, so each variant twice, as far
+        # as the job lasts (a window is only measured if the job can run through all of it).
         variants = ["as `labelhub serve` starts it", "SCHED_IDLE"] * (1 if bench.quick else 2)
         sampler, stop = embed.Sampler(worker.pid), asyncio.Event()
         sampling = asyncio.create_task(sampler.run(stop))
@@ -277,6 +278,8 @@ async def _embedding(bench: Bench, url: str, admin: RestClient, env: dict[str, s
                       f"{busy.cpu / seconds:.0%} while editing{ran}",
                       _latency(busy), f"{_latency(idle)} (idle, same run)",
                       "p99 <= 10 ms, as idle")
+            if after.total - after.done < 1.3 * done:
+                break  # the next window would outlast the job
         stop.set()
         await sampling
         if sampler.rss:
