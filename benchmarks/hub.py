@@ -230,66 +230,9 @@ async def _heavy(bench: Bench, url: str, admin: RestClient, project: int, images
 async def _embedding(bench: Bench, url: str, admin: RestClient, env: dict[str, str], db_url: str,
                      hub_proc: load.Process) -> None:
     """Edit -> peer latency at 200 watchers, idle and while a real ``labelhub worker`` process
-    embeds a project of 5,000 generated 640 x 480 JPEGs (benchmarks/_hub_embed.py): first as
-    ``labelhub serve`` starts its worker, then with every worker thread under SCHED_IDLE, same
-    job. The windows open once the job has reported progress and must close before it ends."""
-    n = 600 if bench.quick else 5_000
-    seconds = 3.0 if bench.quick else 10.0
-    project = (await admin.create_project("embedding"))["id"]
-    t0, ids = time.perf_counter(), []
-    for start in range(0, n, 250):  # no worker runs: the uploads queue one embed job
-        files = await asyncio.to_thread(embed.jpegs, start, min(250, n - start))
-        ids += [item["id"] for item in await admin.upload_images(
-            project, [(f"e{start + i}.jpg", data) for i, data in enumerate(files)])]
-    print(f"  ({len(ids)} JPEGs generated and uploaded in {time.perf_counter() - t0:.0f} s)",
-          flush=True)
-    assert admin.token is not None
-    target = load.labelhub_target(url.replace("http", "ws", 1), admin.token, project)
-    idle = await load.fanout(target, hub_proc.pid, watchers=200, images=[ids[0]], rate=50,
-                             seconds=seconds, latency=True)
-    dsn = db_url.replace("postgresql+asyncpg://", "postgresql://", 1)
-    worker = embed.start_worker(env)
-    try:
-        t0 = time.perf_counter()
-        first = await embed.wait_for_progress(dsn, project)
-        print(f"  (first progress after {time.perf_counter() - t0:.1f} s: {first})", flush=True)
-        # A, B, A, B: the machine's speed drifts within seconds, so each variant twice, as far
-        # as the job lasts (a window is only measured if the job can run through all of it).
-        variants = ["as `labelhub serve` starts it", "SCHED_IDLE"] * (1 if bench.quick else 2)
-        sampler, stop = embed.Sampler(worker.pid), asyncio.Event()
-        sampling = asyncio.create_task(sampler.run(stop))
-        for i, variant in enumerate(variants):
-            embed.set_policy(worker.pid, idle=variant == "SCHED_IDLE")
-            policy = embed.policy(worker.pid)
-            before, cpu0, t0 = (await embed.job_progress(dsn, project), load.cpu_seconds(worker.pid),
-                                time.perf_counter())
-            busy = await load.fanout(target, hub_proc.pid, watchers=200, images=[ids[1 + i]],
-                                     rate=50, seconds=seconds, latency=True, settle_first=False)
-            after, cpu1, t1 = (await embed.job_progress(dsn, project), load.cpu_seconds(worker.pid),
-                               time.perf_counter())
-            assert before is not None and after is not None
-            done = after.done - before.done
-            ran = "" if after.status == "running" else f" (THE JOB ENDED IN THE WINDOW: {after.status})"
-            bench.row(f"edit -> peer latency, 200 watchers, 50 ops/s, while a worker embeds "
-                      f"{n:,} JPEGs, worker {variant} ({policy}) (p50 / p99; in brackets, when "
-                      f"the watcher read it). In the {t1 - t0:.0f} s window the job embedded "
-                      f"{done} images ({done / (t1 - t0):.0f} /s), the worker used "
-                      f"{(cpu1 - cpu0) / (t1 - t0):.0%} of a core and the server "
-                      f"{busy.cpu / seconds:.0%} while editing{ran}",
-                      _latency(busy), f"{_latency(idle)} (idle, same run)",
-                      "p99 <= 10 ms, as idle")
-            if after.total - after.done < 1.3 * done:
-                break  # the next window would outlast the job
-        stop.set()
-        await sampling
-        if sampler.rss:
-            bench.row(f"worker resident memory while embedding (VmRSS, max / last of "
-                      f"{len(sampler.rss)} samples over the windows)",
-                      f"{max(sampler.rss) / 2**20:.0f} / {sampler.rss[-1] / 2**20:.0f} MB")
-        final = await embed.job_progress(dsn, project)
-        print(f"  (after the windows: {final})", flush=True)
-    finally:
-        await asyncio.to_thread(embed.stop_worker, worker)
+    embeds a project of 5,000 generated 640 x 480 JPEGs (benchmarks/_hub_embed.py)."""
+    await embed.phase(embed.Phase(bench.row, _latency, bench.quick, url, admin, env, db_url,
+                                  hub_proc.pid))
 
 
 def _latency(run: load.Fanout) -> str:
