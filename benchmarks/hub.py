@@ -12,6 +12,9 @@ or the local default) and, in the same run, a bare ``websockets.broadcast`` serv
 * idle memory per connection (RSS delta / n) with 5,000 connections, each joined to a project;
 * edit -> peer latency at 200 watchers, idle and while another labeler loops the heaviest legal
   rasterize, brush and fill on a 100 MP image (their pixel work runs in the worker pool);
+* edit -> peer latency at 200 watchers, idle and while a ``labelhub worker`` process embeds a
+  project of 5,000 640 x 480 JPEGs (its scheduling as ``labelhub serve`` sets it, then under
+  SCHED_IDLE), with the job's rate and the worker's resident memory;
 * lock acquire (``open_image``) p50/p99;
 * an image with 10,000 objects: snapshot time (subscribe -> snapshot received) and the server's
   time per edit (the op handler, in process).
@@ -40,6 +43,7 @@ import asyncpg
 import cv2
 import numpy as np
 
+from benchmarks import _hub_embed as embed
 from benchmarks import _hub_heavy as heavy
 from benchmarks import _hub_load as load
 from benchmarks._hub_inproc import durable_ops, raw_appends, seed_and_time_edits
@@ -83,7 +87,7 @@ class Bench:
         return "\n".join(lines)
 
 
-PHASES = ("fanout", "heavy", "memory", "locks", "durable", "big")
+PHASES = ("fanout", "heavy", "embedding", "memory", "locks", "durable", "big")
 
 
 async def run(quick: bool, only: frozenset[str] = frozenset(PHASES)) -> Bench:
@@ -98,7 +102,10 @@ async def run(quick: bool, only: frozenset[str] = frozenset(PHASES)) -> Bench:
     data = Path(tempfile.mkdtemp(prefix="lh-bench-"))
     env = {**os.environ, "LABELHUB_DATABASE_URL": db_url, "LABELHUB_DATA_DIR": str(data),
            "LABELHUB_SECRET_KEY": SECRET, "LABELHUB_ADMIN_EMAIL": ADMIN[0],
-           "LABELHUB_ADMIN_PASSWORD": ADMIN[1]}
+           "LABELHUB_ADMIN_PASSWORD": ADMIN[1],
+           # No worker beside the server: uploads queue embed jobs, and the phase "embedding"
+           # starts its own worker when it wants one running (no job runs in the other phases).
+           "LABELHUB_WORKERS": "0"}
     procs: list[load.Process] = []
     try:
         await asyncio.to_thread(_migrate, env)
@@ -127,6 +134,8 @@ async def run(quick: bool, only: frozenset[str] = frozenset(PHASES)) -> Bench:
                               commit_proc)
             if "heavy" in only:
                 await _heavy(bench, url, admin, project, images, hub_proc)
+            if "embedding" in only:
+                await _embedding(bench, url, admin, env, db_url, hub_proc)
             if "memory" in only:
                 await _memory(bench, admin, url, hub_proc, raw_proc)
             if "locks" in only:
@@ -216,6 +225,14 @@ async def _heavy(bench: Bench, url: str, admin: RestClient, project: int, images
               "heaviest legal rasterize, brush and fill on a 100 MP image (p50 / p99; in "
               f"brackets, when the watcher read it). Heavy ops: {result.summary()}",
               _latency(busy), f"{_latency(idle)} (idle, same run)", "p99 <= 10 ms, as idle")
+
+
+async def _embedding(bench: Bench, url: str, admin: RestClient, env: dict[str, str], db_url: str,
+                     hub_proc: load.Process) -> None:
+    """Edit -> peer latency at 200 watchers, idle and while a real ``labelhub worker`` process
+    embeds a project of 5,000 generated 640 x 480 JPEGs (benchmarks/_hub_embed.py)."""
+    await embed.phase(embed.Phase(bench.row, _latency, bench.quick, url, admin, env, db_url,
+                                  hub_proc.pid))
 
 
 def _latency(run: load.Fanout) -> str:
@@ -321,7 +338,9 @@ def write_docs(table: str, machine: str, quick: bool) -> None:
         "## Hub\n\n"
         f"`python -m benchmarks.hub{' --quick' if quick else ''}` (also part of `make bench`). "
         f"Machine: {machine}. The server is one "
-        "`labelhub serve` process on PostgreSQL 15; the load generator runs on the same cores, so "
+        "`labelhub serve` process on PostgreSQL 15 without a job worker (`LABELHUB_WORKERS=0`; "
+        "the phase `embedding` starts a `labelhub worker` as `serve` would, see "
+        "benchmarks/_hub_embed.py); the load generator runs on the same cores, so "
         "the figures carry its noise. The watchers live in a process of their own "
         "(benchmarks/_watchers.py); a frame's latency is taken at its arrival on the socket (the "
         "kernel's receive timestamp) and, in brackets, when that process read it. The baseline "
