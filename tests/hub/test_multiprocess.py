@@ -57,15 +57,19 @@ def _start(env: dict[str, str]) -> Node:
     proc = subprocess.Popen(
         [_python(), "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
          "--log-level", "info"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        errors="replace")
     lines: queue.Queue[str | None] = queue.Queue()
     log: deque[str] = deque(maxlen=200)
 
     def pump() -> None:  # keeps the pipe drained for the process's whole life
         assert proc.stderr is not None
-        for line in proc.stderr:
-            log.append(line)
-            lines.put(line)
+        try:
+            for line in proc.stderr:
+                log.append(line)
+                lines.put(line)
+        except (ValueError, OSError):
+            pass  # the test closed the pipe while this thread was reading it: the end
         lines.put(None)
 
     threading.Thread(target=pump, daemon=True).start()

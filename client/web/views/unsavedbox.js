@@ -6,6 +6,13 @@ import { asJson, summary } from "../tool/unsaved.js";
 export function createUnsavedBox({ reapply, discard, toast }) {
   const el = h("section", { class: "unsaved", id: "unsaved", role: "alert", hidden: true });
   let shown = "";
+  let handCopy = null; // JSON shown to copy by hand; kept when the banner is drawn again
+
+  function jsonArea() {
+    const area = h("textarea", { id: "unsaved-json", rows: 8, readonly: true, "aria-label": "The edits as JSON" });
+    area.value = handCopy;
+    return area;
+  }
 
   async function copy(entries) {
     const text = asJson(entries);
@@ -14,9 +21,9 @@ export function createUnsavedBox({ reapply, discard, toast }) {
       toast("Copied the edits as JSON.");
     } catch {
       // No clipboard (permission, an insecure origin): a selected textarea to copy by hand.
-      const area = h("textarea", { id: "unsaved-json", rows: 8, readonly: true, "aria-label": "The edits as JSON" });
-      area.value = text;
+      handCopy = text;
       el.querySelector("#unsaved-json")?.remove();
+      const area = jsonArea();
       el.append(area);
       area.select();
     }
@@ -27,7 +34,7 @@ export function createUnsavedBox({ reapply, discard, toast }) {
     if (key === shown) return;
     shown = key;
     el.hidden = !entries.length;
-    if (!entries.length) { el.replaceChildren(); return; }
+    if (!entries.length) { handCopy = null; el.replaceChildren(); return; }
     el.replaceChildren(
       h("strong", { id: "unsaved-title" }, summary(entries.length)),
       h("ul", { id: "unsaved-list" }, entries.map((e) => h("li", { dataset: { kind: e.op.kind } },
@@ -37,7 +44,8 @@ export function createUnsavedBox({ reapply, discard, toast }) {
         h("button", { type: "button", class: "primary", id: "unsaved-reapply", disabled: !canReapply, onclick: () => reapply(),
           title: canReapply ? "Take the image and send these edits again" : "Possible when the image is free (nobody else is labeling it) and you are online" }, "Re-apply"),
         h("button", { type: "button", id: "unsaved-copy", onclick: () => copy(entries) }, "Copy as JSON"),
-        h("button", { type: "button", class: "danger", id: "unsaved-discard", onclick: () => discard() }, "Discard")));
+        h("button", { type: "button", class: "danger", id: "unsaved-discard", onclick: () => discard() }, "Discard")),
+      ...(handCopy === null ? [] : [jsonArea()]));
   }
 
   return { el, update };
