@@ -11,7 +11,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -19,11 +19,11 @@ from starlette.routing import Route
 
 from server._web import path_int, project_access, query_int, unit_of_work
 from server.errors import forbidden
-from server.hub.hub import progress
 from server.hub.leases import iso
 from server.hub.timing import Span, touch
-from server.models import Image, ImageLock, LabelingSession, OpLogEntry, User, utcnow
+from server.models import Image, ImageLabel, ImageLock, LabelingSession, OpLogEntry, User, utcnow
 from server.permissions import Privilege, allowed
+from server.protocol import ProgressEvent
 
 OBJECT_KINDS_CREATE = frozenset({"create"})
 NON_EDIT_KINDS = frozenset({"lock", "members", "rename_label", "delete_label"})
@@ -131,3 +131,18 @@ routes = [
     Route("/api/v1/projects/{project_id}/stats", stats, methods=["GET"]),
     Route("/api/v1/projects/{project_id}/ops", ops, methods=["GET"]),
 ]
+
+
+async def progress(session: AsyncSession, project_id: int, seq: int) -> ProgressEvent:
+    """Project counts for dashboards: labeled, in progress (locked, not labeled), untouched."""
+    now = utcnow()
+    labeled = or_(Image.object_count > 0,
+                  select(ImageLabel.image_id).where(ImageLabel.image_id == Image.id).exists())
+    locked = select(ImageLock.image_id).where(
+        ImageLock.image_id == Image.id, ImageLock.holder_id.is_not(None),
+        ImageLock.expires_at > now).exists()
+    total, done, busy = (await session.execute(
+        select(func.count(), func.count().filter(labeled), func.count().filter(locked & ~labeled))
+        .select_from(Image).where(Image.project_id == project_id))).one()
+    return ProgressEvent(project=project_id, seq=seq, total=total, labeled=done,
+                         in_progress=busy, untouched=total - done - busy)

@@ -15,13 +15,13 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server._oplog import LoggedOp
 from server.db import run
 from server.hub.connection import Connection, wire_frame
-from server.models import Image, ImageLabel, ImageLock, Membership, OpLogEntry, Project, utcnow
+from server.models import Membership, OpLogEntry, Project
 from server.permissions import ALL, Privilege, to_names
 from server.protocol import (
     CLOSE_FORBIDDEN,
@@ -34,6 +34,7 @@ from server.protocol import (
     UserRef,
     encode,
 )
+from server.stats import progress
 
 log = logging.getLogger("labelhub.hub")
 TAIL_BATCH = 500
@@ -388,17 +389,3 @@ class Hub:
                 await task
         self.rooms.clear()
 
-
-async def progress(session: AsyncSession, project_id: int, seq: int) -> ProgressEvent:
-    """Project counts for dashboards: labeled, in progress (locked, not labeled), untouched."""
-    now = utcnow()
-    labeled = or_(Image.object_count > 0,
-                  select(ImageLabel.image_id).where(ImageLabel.image_id == Image.id).exists())
-    locked = select(ImageLock.image_id).where(
-        ImageLock.image_id == Image.id, ImageLock.holder_id.is_not(None),
-        ImageLock.expires_at > now).exists()
-    total, done, busy = (await session.execute(
-        select(func.count(), func.count().filter(labeled), func.count().filter(locked & ~labeled))
-        .select_from(Image).where(Image.project_id == project_id))).one()
-    return ProgressEvent(project=project_id, seq=seq, total=total, labeled=done,
-                         in_progress=busy, untouched=total - done - busy)
