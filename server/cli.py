@@ -9,6 +9,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 from contextlib import suppress
@@ -43,10 +44,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = get_settings()
     email, password, _ = admin_login(settings)
     settings = settings.model_copy(update={"admin_email": email, "admin_password": password})
+    host, port = args.host or settings.host, args.port or settings.port
+    try:
+        # Bound here, before anything starts, so a busy port is one line, not a traceback.
+        listener = _bind(host, port)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (is another "
+                       "server running there? choose --port or LABELHUB_PORT)") from None
     app = create_app(settings)
     workers = [_spawn_worker() for _ in range(settings.workers)]
     try:
-        _serve(app, settings, args)
+        _serve(app, listener, args)
     finally:
         _stop_workers(workers)
     return 0
@@ -81,17 +89,33 @@ def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
             proc.kill()
 
 
-def _serve(app: Starlette, settings: Settings, args: argparse.Namespace) -> None:
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, as uvicorn would make it (address reuse, IPv6 when the host is)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def _serve(app: Starlette, listener: socket.socket, args: argparse.Namespace) -> None:
     import uvicorn
 
+    host, port = listener.getsockname()[:2]
     # Everything imported so far lives as long as the process: keep it out of the cyclic
     # collector's full passes, which otherwise show up as latency spikes under load.
     gc.collect()
     gc.freeze()
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
-        host=args.host or settings.host,
-        port=args.port or settings.port,
+        host=host,
+        port=port,
         loop="auto",  # uvloop (a dependency on Linux and macOS), else asyncio's own loop
         ws="websockets-sansio",
         ws_max_size=MAX_FRAME,
@@ -101,6 +125,11 @@ def _serve(app: Starlette, settings: Settings, args: argparse.Namespace) -> None
         log_level=args.log_level,
         proxy_headers=True,
     )
+    # uvicorn logs no address for a socket it is handed: say it as it would (tests wait for it).
+    shown = f"[{host}]" if listener.family == socket.AF_INET6 else host
+    logging.getLogger("uvicorn.error").info(
+        "Uvicorn running on http://%s:%d (Press CTRL+C to quit)", shown, port)
+    uvicorn.Server(config).run(sockets=[listener])
 
 
 async def _work(settings: Settings) -> None:

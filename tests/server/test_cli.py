@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -113,3 +114,16 @@ async def test_user_commands_and_one_line_errors(database_url: str, app: Starlet
 
 def test_an_unmigrated_database_is_one_line(tmp_path: Path) -> None:
     assert _one_line_error(_run(tmp_path, "user", "list"), "labelhub db upgrade")
+
+
+def test_serve_on_a_busy_port_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = str(taken.getsockname()[1])
+        # db upgrade first: a busy port must be reported whatever state the database is in,
+        # but serve reads the admin login before it binds.
+        assert _run(tmp_path, "db", "upgrade").returncode == 0
+        out = _run(tmp_path, "serve", "--port", port, LABELHUB_WORKERS="0")
+    assert _one_line_error(out, f"127.0.0.1:{port}")
+    assert "another server" in out.stderr
