@@ -48,6 +48,7 @@ function showConn(state, detail) {
 /** The pill: never "Live" while the socket is down; counts the edits waiting to be sent. */
 function paintConn(state = connEl.dataset.state) {
   connEl.dataset.state = state;
+  connEl.hidden = !hub;  // pages without a live socket (login, the project list) have no pill
   connEl.textContent = connText(state, { detail: connDetail, pending: hub?.pending ?? 0, browserOnline: navigator.onLine });
 }
 

@@ -35,6 +35,8 @@ def test_expired_session_returns_to_the_same_page(browser: Any, live: Live, tmp_
     page.context.clear_cookies()
     page.reload()
     page.wait_for_url("**/#/login?next=*")
+    # A page without a live socket shows no connection pill (it would only say "Offline").
+    assert page.is_hidden("#conn")
     log_in_again(page)
     page.wait_for_function(f"location.hash === '#/p/{pid}/label/{image}'")
     page.wait_for_selector("#conn[data-state=online]")
@@ -47,4 +49,6 @@ def test_expired_session_returns_to_the_same_page(browser: Any, live: Live, tmp_
     log_in_again(page)
     page.wait_for_function(f"location.hash === '#/p/{pid}/members'")
     page.wait_for_selector("main h1, main table")
+    page.goto(f"{live.url}/#/projects")
+    page.wait_for_selector("#conn", state="hidden")
     assert page.js_errors == []
