@@ -16,7 +16,7 @@ import * as invite from "./views/invite.js";
 import * as account from "./views/account.js";
 import * as users from "./views/users.js";
 
-const VIEWS = { login, projects, dashboard, members, supervisor, tool, similar, invite, account, users };
+const VIEWS = { login, projects, dashboard, settings: dashboard, members, supervisor, tool, similar, invite, account, users };
 // Pages for people who are not logged in (an invitation may also be opened by its account).
 const PUBLIC = new Set(["login", "invite"]);
 

@@ -1,5 +1,5 @@
 // Hash routes, parsed and built by pure functions.
-//   #/login  #/invite/<token>  #/account  #/users  #/  #/p/7  #/p/7/members  #/p/7/supervisor  #/p/7/label?ids=1,2&label=cat  #/p/7/label/12
+//   #/login  #/invite/<token>  #/account  #/users  #/  #/p/7  #/p/7/members  #/p/7/supervisor  #/p/7/settings  #/p/7/label?ids=1,2&label=cat  #/p/7/label/12
 //   #/p/7/similar?label=cat  #/p/7/similar?image=12
 
 export function parseRoute(hash) {

@@ -129,8 +129,8 @@ def test_settings_panel_saves_project_and_shortcuts(browser: Any, live: Live) ->
     pid = api.post("/api/v1/projects", json={"name": "S"}).json()["id"]
     api.post(f"/api/v1/projects/{pid}/labels", json={"name": "car"})
     page = login(browser, live)
-    page.goto(f"{live.url}/#/p/{pid}")
-    page.click("#settings-btn")
+    # The settings have an address of their own: the dashboard with the settings open.
+    page.goto(f"{live.url}/#/p/{pid}/settings")
     page.wait_for_selector("#settings-save")
     # Every labeling setting the server knows has a field.
     keys = set(api.get(f"/api/v1/projects/{pid}/settings").json()["project"]) - {"label_shortcuts"}
@@ -142,6 +142,7 @@ def test_settings_panel_saves_project_and_shortcuts(browser: Any, live: Live) ->
     page.uncheck("#my-skip_images_being_labeled")
     page.click("#settings-save")
     page.wait_for_selector("dialog", state="detached")
+    assert page.evaluate("location.hash") == f"#/p/{pid}"
     got = api.get(f"/api/v1/projects/{pid}/settings").json()["project"]
     assert got["synchronize_labels"] is True
     assert got["fixed_bbox_aspect_ratio"] == 1.5

@@ -207,6 +207,11 @@ export async function mount(root, ctx) {
   jobs.load();
   await loadLabels();
   await reload();
+  if (ctx.route.name === "settings") {
+    // #/p/N/settings is the dashboard with its settings open; closing them leaves the dashboard's address.
+    const dlg = await openSettings({ ctx, pid, can, done: loadLabels });
+    dlg?.addEventListener("close", () => history.replaceState(null, "", href("dashboard", { project: pid })));
+  }
   return { unmount() { off(); jobs.stop(); clearTimeout(refreshTimer); } };
 }
 

@@ -93,4 +93,5 @@ export async function openSettings({ ctx, pid, can, done }) {
   } }, projectForm, shortcuts, myForm, h("div", { class: "row" }, syncBtn, h("span", { class: "spacer" }), error,
     h("button", { type: "submit", class: "primary", id: "settings-save" }, "Save")));
   const dlg = modal(ctx.overlayRoot, "Labeling settings", form);
+  return dlg;
 }
