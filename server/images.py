@@ -210,17 +210,22 @@ async def delete_image(request: Request) -> Response:
     store = image_store(request)
     async with unit_of_work(request) as (session, user):
         image = await image_access(session, user, image_id, Privilege.DELETE)
-        sha = image.sha256
-        await _lock_sha(session, sha)
-        await session.delete(image)
-        await session.flush()
-        others = (await session.execute(
-            select(func.count()).select_from(Image).where(Image.sha256 == sha))).scalar_one()
-        if others == 0:
-            # Inside the transaction (and the sha lock) so a concurrent upload cannot lose its file.
-            await forget_content(session, sha)
-            await run_in_threadpool(store.remove, sha)
+        await remove_image(session, store, image)
         return Response(status_code=204)
+
+
+async def remove_image(session: AsyncSession, store: ImageStore, image: Image) -> None:
+    """Delete an image row with its labels; its file too when no other image shares the bytes."""
+    sha = image.sha256
+    await _lock_sha(session, sha)
+    await session.delete(image)
+    await session.flush()
+    others = (await session.execute(
+        select(func.count()).select_from(Image).where(Image.sha256 == sha))).scalar_one()
+    if others == 0:
+        # Inside the transaction (and the sha lock) so a concurrent upload cannot lose its file.
+        await forget_content(session, sha)
+        await run_in_threadpool(store.remove, sha)
 
 
 async def smart_select(request: Request) -> Response:

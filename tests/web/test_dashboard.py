@@ -254,6 +254,15 @@ def test_ten_thousand_images_page_by_page(browser: Any, live: Live, settings: Se
     # Thumbnails load lazily: only about a page's worth were requested.
     thumbs = page.evaluate("performance.getEntriesByType('resource').filter((e) => e.name.includes('/thumbnail')).length")
     assert thumbs <= 4 * 60, thumbs
+    # Delete with "all matching" deletes all of it (not the page on screen), after a
+    # confirmation that states the number.
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+    page.click(".toolbar button.danger")
+    page.wait_for_selector(".toast:has-text('Deleted 1429 image(s)')")
+    assert asked and asked[0].startswith("Delete 1429 image(s)")
+    assert api.get(f"/api/v1/projects/{pid}/images").json()["total"] == 10_000 - 1429
+    assert api.get(f"/api/v1/projects/{pid}/images", params={"auto_labeled": "true"}).json()["total"] == 0
     assert page.js_errors == []
 
 

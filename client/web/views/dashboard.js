@@ -178,10 +178,15 @@ export async function mount(root, ctx) {
     h("span", { class: "spacer" }), pager);
 
   async function deleteSelected() {
-    const ids = state.sel.all ? state.images.map((i) => i.id) : [...state.sel.ids];
-    if (!ids.length) { ctx.toast("Select some images first.", "info"); return; }
-    if (!confirm(`Delete ${ids.length} image(s) with their labels? This cannot be undone.`)) return;
-    for (const id of ids) await ctx.api.del(`/api/v1/images/${id}`).catch((err) => ctx.toast(err.message));
+    // All of the selection: with "select all matching" that is every image the filter matches.
+    const count = selectionCount(state.sel, state.total);
+    if (!count) { ctx.toast("Select some images first.", "info"); return; }
+    if (!confirm(`Delete ${count} image(s) with their labels? This cannot be undone.`)) return;
+    try {
+      const res = await ctx.api.post(`/api/v1/projects/${pid}/images/delete`, { ...target(state.sel, state.filter), expected: count });
+      const busy = res.skipped.length ? `; ${res.skipped.length} being labeled by someone else were kept` : "";
+      ctx.toast(`Deleted ${res.deleted} image(s)${busy}.`, "info");
+    } catch (err) { ctx.toast(err.message); }
     state.sel = emptySelection();
     await reload();
   }
