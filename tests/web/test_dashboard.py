@@ -343,4 +343,18 @@ def test_live_badges_selection_and_label_tools(browser: Any, live: Live, tmp_pat
     page.wait_for_selector(f".tile[data-id='{ids[3]}'] .chip.default:has-text('cats')")
     labels = {lab["name"]: lab for lab in api.get(f"/api/v1/projects/{pid}/labels").json()["labels"]}
     assert labels["cats"]["color"] == "#123456"
+
+    # Right-click on a tile opens its menu, acting on that tile (it becomes the selection):
+    # "Label images…" adds a label to it.
+    page.locator(".tile").nth(2).click(button="right")
+    menu = page.locator(f".tile[data-id='{ids[2]}'] .menu:not([hidden])")
+    menu.wait_for()
+    assert "1 selected" in page.inner_text(".sel-count")
+    assert [t.strip() for t in menu.locator("[role=menuitem]").all_inner_texts()] == [
+        "Open in the labeling tool", "Find similar images", "Label images…", "Delete…"]
+    menu.locator("text=Label images…").click()
+    page.select_option("#label-dialog-label", "cats")
+    page.click("#label-dialog-add")
+    page.wait_for_selector(f".tile[data-id='{ids[2]}'] .chip:has-text('cats')")
+    assert page.locator(".chip:has-text('cats')").count() == 2 + 2  # cats/0, cats/1, dogs/3, dogs/2
     assert page.js_errors == [] and bob.js_errors == [] and watcher.js_errors == []

@@ -7,7 +7,8 @@ import { labelPanel } from "./labelpanel.js";
 import { openUpload } from "./upload.js";
 import { openSettings } from "./settings.js";
 import { openExport, openImport } from "./transfer.js";
-import { imageMenu } from "./imagemenu.js";
+import { imageMenu, openMenuFor } from "./imagemenu.js";
+import { openLabelDialog } from "./labeldialog.js";
 import { jobsPanel } from "./jobs.js";
 
 const PAGE = 60;
@@ -57,6 +58,30 @@ export async function mount(root, ctx) {
       Object.keys(f).length ? h("button", { type: "button", onclick: () => setFilter({}) }, "Clear filters") : "");
   }
 
+  /** The tile menu (⋯, or a right-click on the tile): this image, or the selection it is part of. */
+  function menuItems(image) {
+    const n = selectionCount(state.sel, state.total);
+    const many = n > 1 ? ` (${n} selected)` : "";
+    return [{ text: "Open in the labeling tool", href: href("tool", { project: pid, image: image.id }, state.filter) },
+      { text: "Find similar images", href: href("similar", { project: pid }, { image: image.id }) },
+      can.has("label") ? { text: `Label images…${many}`, onClick: () => openLabelDialog({ ctx, pid, labels: state.labels, count: n,
+        target: target(state.sel, state.filter), done: async () => { await loadLabels(); await reload(); } }) } : null,
+      can.has("delete") ? { text: `Delete…${many}`, onClick: deleteSelected } : null].filter(Boolean);
+  }
+
+  // Right-click on a tile opens its menu; like a file manager, a tile outside the selection
+  // becomes the selection first, so the menu acts on what the person pointed at.
+  grid.addEventListener("contextmenu", (e) => {
+    const li = e.target.closest("li.tile");
+    if (!li) return;
+    e.preventDefault();
+    const id = Number(li.dataset.id);
+    if (!isSelected(state.sel, id)) state.sel = clickSelect(emptySelection(), state.images.map((i) => i.id), id);
+    openMenuFor(id);
+    renderGrid();
+    grid.querySelector(`li.tile[data-id="${id}"] [role=menuitem]`)?.focus();
+  });
+
   function renderGrid() {
     const me = ctx.me;
     // Keyboard users keep their place: the focused tile is focused again after the redraw.
@@ -65,8 +90,7 @@ export async function mount(root, ctx) {
       selected: isSelected(state.sel, img.id), me,
       presence: [...(state.presence.get(img.id) || [])],
       onChip: (image, label) => makeDefault(image, label),
-      menu: (image) => imageMenu(image, [{ text: "Open in the labeling tool", href: href("tool", { project: pid, image: image.id }, state.filter) },
-        { text: "Find similar images", href: href("similar", { project: pid }, { image: image.id }) }]),
+      menu: (image) => imageMenu(image, menuItems(image)),
     })));
     if (focused) (grid.querySelector(`li.tile[data-id="${focused}"]`) || grid.querySelector("li.tile") || grid).focus({ preventScroll: true });
     if (!state.images.length) grid.append(h("li", { class: "empty" }, state.total === 0 && !Object.keys(state.filter).length

@@ -4,6 +4,9 @@ import { h } from "../dom.js";
 
 let openFor = null;
 
+/** Open `id`'s menu at the next draw (a right-click on its tile); the caller redraws the grid. */
+export function openMenuFor(id) { openFor = id; }
+
 /** `items`: [{text, href} | {text, onClick}]. Clicks and keys inside never reach the grid. */
 export function imageMenu(image, items) {
   const open = openFor === image.id;
