@@ -55,10 +55,11 @@ def test_refused_offline_edit_is_listed_and_reapplied(browser: Any, live: Live, 
     a.wait_for_selector("#save-state[data-state=saving]")
 
     # A's lease expires (B's tool hears it); B takes the image and draws its own box.
+    # B takes it where B is, with the button the tool offers (no reload).
     b.wait_for_selector(".banner:has-text('the image is free now')")
-    b.reload()
-    b.wait_for_selector("#conn[data-state=online]")
+    b.click("#start-labeling")
     b.wait_for_selector("#new-label")
+    assert b.locator(".banner").is_hidden() and b.locator("#start-labeling").count() == 0
     canvas_b = Canvas(b, 320, 240)
     b.keyboard.press("b")
     canvas_b.drag([(150, 100), (200, 150)])

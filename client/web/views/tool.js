@@ -215,6 +215,8 @@ export async function mount(root, ctx) {
       ui.st.tool === "smart" && ui.st.smart?.rle ? h("button", { type: "button", class: "primary", onclick: smartAccept, id: "smart-accept" }, "✓") : "",
       session.cursorList().length ? h("span", { class: "badge presence", id: "here", title: "Others looking at this image (their cursors show on it)" },
         "Here: " + session.cursorList().map((c) => c.name).join(", ")) : "",
+      session.free ? h("button", { type: "button", class: "primary", id: "start-labeling", onclick: () => session.startLabeling(),
+        title: "The person labeling this image left: take it and label it here" }, "Start labeling this image") : "",
       session.holder && project.privileges.includes("review") ? h("button", { type: "button", id: "take-over", onclick: () => session.takeOver(),
         title: `Take the image over from ${session.holder.name}` }, "Take over") : "",
       h("button", { type: "button", onclick: () => stage.fit(), title: "Fit (F)" }, "Fit"),

@@ -114,6 +114,7 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
   }
 
   function setLock(ack, holder) {
+    s.free = false;
     if (!canLabel) { s.readOnly = true; s.readOnlyReason = "Read-only: you can view this project but not label it."; return; }
     if (ack && ack.lock) { s.readOnly = false; s.readOnlyReason = ""; s.holder = null; return; }
     const who = holder?.name || "someone else";
@@ -142,6 +143,18 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
       setLock(null, err.detail?.holder);
       onChange();
     }
+  };
+
+  /** The holder left: a viewer who may label takes the image where they are, no reload. */
+  s.startLabeling = async () => {
+    if (!s.image) return;
+    try {
+      const ack = await hub.openImage(s.image.id);
+      setLock(ack, null);  // its ops reached us while watching: the objects are current
+    } catch (err) {
+      if (err.code === "locked") setLock(null, err.detail?.holder); else say(plain(err));
+    }
+    onChange();
   };
 
   /** A reviewer takes the lock from its holder (whose next edit then fails with stale_token). */
@@ -315,7 +328,7 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
       const mineNow = holder && ctx.me && holder.id === ctx.me.id;
       if (!s.readOnly && holder && !mineNow) { hub.tokens.delete(cur); setLock(null, holder); say(`${holder.name || "Someone"} took over this image; it is read-only now.`); onChange(); }
       else if (s.readOnly && holder && !mineNow) { setLock(null, holder); onChange(); }
-      else if (s.readOnly && canLabel && !holder && s.holder) { s.holder = null; s.readOnlyReason = "Read-only: the image is free now — reload it (F5) or press D / A to take the next one."; onChange(); }
+      else if (s.readOnly && canLabel && !holder && s.holder) { s.holder = null; s.free = true; s.readOnlyReason = "Read-only: the image is free now — Start labeling this image takes it."; onChange(); }
     } else if (msg.type === "presence") {
       const uid = msg.user?.id;
       if (uid === undefined || (ctx.me && uid === ctx.me.id)) return;
