@@ -46,6 +46,15 @@ async () => {
   let st = tools.initialState();
   let r = tools.down(st, env, [10, 10]); r = tools.move(r.st, env, [30, 25]); r = tools.up(r.st, env, [30, 25]);
   out.bboxOp = [r.ops[0].kind, r.ops[0].object.type, r.ops[0].object.geometry, r.ops[0].object.label];
+  // The box tool draws a box inside a box (a drag), a click selects it; its handles still resize.
+  const big = { id: "big", type: "bbox", label: "car", geometry: { x: 0, y: 0, w: 50, h: 50 } };
+  const envBox = { ...env, objects: [big] };
+  r = tools.down(tools.initialState(), envBox, [10, 10]); r = tools.move(r.st, envBox, [30, 30]); r = tools.up(r.st, envBox, [30, 30]);
+  out.boxInBox = r.ops.map((op) => [op.kind, op.object?.geometry]);
+  r = tools.down(tools.initialState(), envBox, [20, 20]); r = tools.up(r.st, envBox, [20, 20]);
+  out.boxClick = [r.ops.length, r.st.selected];
+  r = tools.down(r.st, envBox, [50, 50]); r = tools.move(r.st, envBox, [60, 70]); r = tools.up(r.st, envBox, [60, 70]);
+  out.boxResize = r.ops.map((op) => op.kind);
   st = tools.setTool(tools.initialState(), "polygon");
   for (const p of [[1, 1], [20, 1], [20, 20]]) st = tools.down(st, env, p).st;
   r = tools.command(st, env, "finish");
@@ -112,6 +121,9 @@ def test_pure_modules_in_the_page(browser: Any, live: Live) -> None:
                                       "holes": [[[3, 3], [5, 3], [5, 5]]]}]}
     assert out["box"] == {"x": -2, "y": 4, "w": 12, "h": 6}  # anchored at the first corner
     assert out["bboxOp"] == ["create", "bbox", {"x": 10, "y": 10, "w": 20, "h": 15}, "car"]
+    assert out["boxInBox"] == [["create", {"x": 10, "y": 10, "w": 20, "h": 20}]]
+    assert out["boxClick"] == [0, "big"]
+    assert out["boxResize"] == ["move_box"]
     assert out["polyOp"] == {"parts": [{"exterior": [[1, 1], [20, 1], [20, 20]], "holes": []}]}
     assert out["hit"] == "b"
     assert out["keys"] == ["undo", "redo", "label:3", "hole"]

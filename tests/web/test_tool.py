@@ -48,6 +48,9 @@ def test_polygon_box_and_properties(browser: Any, live: Live, tmp_path: Path) ->
     page = login(browser, live)
     open_tool(page, live, pid, image)
     canvas = Canvas(page, 320, 240)
+    # The suggestions panel while the image's features are computed: words, never "null".
+    page.wait_for_selector("#suggestions #find-similar")
+    assert "null" not in page.inner_text("#suggestions")
 
     # Polygon: click vertices, N finishes.
     page.keyboard.press("p")
@@ -83,23 +86,29 @@ def test_polygon_box_and_properties(browser: Any, live: Live, tmp_path: Path) ->
     assert len(parts) == 2 and len(parts[0]["holes"]) == 1 and len(parts[1]["exterior"]) == 3
     object_count(page, 1)
 
-    # Boxes: the number key picks the label, drag an edge to resize, N draws a box over a box.
+    # Boxes: the number key picks the label, drag an edge to resize; with the box tool a drag
+    # that starts inside a box draws a new box (moving is the select tool's job).
     page.keyboard.press("b")
     page.keyboard.press("1")
     canvas.drag([(20, 150), (60, 190), (100, 220)])
     object_count(page, 2)
     canvas.drag([(100, 185), (115, 185), (130, 185)])
-    page.keyboard.press("n")
+    # A number key right after drawing chooses the next object's label, not the drawn one's.
+    assert page.inner_text("#number-rule") == "1–9: next label"
+    page.keyboard.press("2")
     canvas.drag([(40, 170), (55, 185), (70, 200)])
     object_count(page, 3)
-    page.keyboard.press("2")
+    page.keyboard.press("1")
+    page.wait_for_selector("#new-label:has-text('New: car')")
     saved(page)
     boxes = {b["label"]: b for b in by_type(objects_of(live, pid, image), "bbox")}
     assert boxes["car"]["geometry"] == {"x": 20, "y": 150, "w": 110, "h": 70}
     assert boxes["tree"]["geometry"] == {"x": 40, "y": 170, "w": 30, "h": 30}
     car, tree = boxes["car"]["id"], boxes["tree"]["id"]
-    # Clicking the covered box in the object list brings it to front: a drag now moves it.
+    # Clicking the covered box in the object list brings it to front: a drag with the select
+    # tool now moves it.
     pick(page, car)
+    page.keyboard.press("v")
     canvas.drag([(55, 185), (60, 190), (65, 195)])
     saved(page)
     got = {o["id"]: o for o in objects_of(live, pid, image)}

@@ -30,7 +30,7 @@ export const KEYS = [
   ["R", "remove", "Remove points (polygon, polyline) / erase (bitmap)", "Labeling tool"],
   ["[ / ]", "brush", "Smaller / bigger brush", "Labeling tool"],
   ["Shift+drag / right drag", null, "Background strokes (smart tool); erase (brush)", "Labeling tool"],
-  ["1 … 9", "label", "Give the selected object the label with that number", "Labeling tool"],
+  ["1 … 9", "label", "Relabel the object you selected (click or list); right after drawing one, choose the label for the next object", "Labeling tool"],
   ["Delete / Backspace", "delete", "Delete the selected object", "Labeling tool"],
   ["Esc", "cancel", "Cancel the current drawing / deselect", "Labeling tool"],
   ["Ctrl+Z", "undo", "Undo (through the server, everyone sees it)", "Labeling tool"],

@@ -41,9 +41,12 @@ function grab(st, env, p) {
     return out(st);
   }
   if (st.forceNew) return null;
+  // The box tool draws: a drag that starts inside a box is a new box (a click still selects it,
+  // see up()); moving is the select tool's job. The selected box's handles still resize it.
+  if (st.tool === "bbox") return null;
   const hit = topHit(env.objects, p, env.tol, env.masks);
   if (!hit) return null;
-  const allowMove = st.tool === "select" || hit.type === st.tool || (st.tool === "bbox" && hit.type === "bbox");
+  const allowMove = st.tool === "select" || hit.type === st.tool;
   if (!allowMove && st.tool !== "select") return null;
   return out({ ...st, selected: hit.id, draft: { kind: "move", id: hit.id, from: p, to: p } }, [], [{ type: "selected", id: hit.id }]);
 }
@@ -137,7 +140,11 @@ export function up(st, env, p) {
     case "ruler": return out({ ...st, draft: { ...d, b: p, done: true } });
     case "bbox": {
       const g = O.bboxFrom(d.a, p, env.aspect);
-      if (g.w < 2 || g.h < 2) return out(done);
+      if (g.w < 2 || g.h < 2) {
+        // A click, not a drag: select what is under it (nothing there: clear the selection).
+        const hit = st.forceNew ? null : topHit(env.objects, d.a, env.tol, env.masks);
+        return out({ ...done, selected: hit ? hit.id : null }, [], [{ type: "selected", id: hit ? hit.id : null }]);
+      }
       const obj = O.objectOf("bbox", g, env.label);
       return out({ ...done, selected: obj.id, forceNew: false }, [O.create(obj)], [{ type: "created", id: obj.id }]);
     }

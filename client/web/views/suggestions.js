@@ -59,19 +59,22 @@ export function createSuggestions({ ctx, pid, colors, getImage, getLabels, readO
     return accept(top.label);
   }
 
+  // replaceChildren writes a null child as the text "null": leave the absent ones out.
+  const put = (...kids) => el.replaceChildren(...kids.filter((k) => k !== null && k !== undefined));
+
   function render() {
     const image = getImage();
     const findSimilar = image ? h("a", { href: href("similar", { project: pid }, { image: image.id }), id: "find-similar", title: "Images that look like this one" }, "Find similar images") : null;
     if (s.waiting) {
-      el.replaceChildren(h("span", { class: "muted", id: "suggest-wait" }, featuresText(s.waiting)),
+      put(h("span", { class: "muted", id: "suggest-wait" }, featuresText(s.waiting)),
         s.waiting.total ? h("progress", { max: s.waiting.total, value: s.waiting.done }) : null, findSimilar);
       return;
     }
-    if (s.error) { el.replaceChildren(h("span", { class: "muted" }, "No suggestions: " + s.error), findSimilar); return; }
-    if (!s.item) { el.replaceChildren(h("span", { class: "muted" }, s.examples === 0 ? "Label a few images to get suggestions." : s.image ? "…" : ""), findSimilar); return; }
+    if (s.error) { put(h("span", { class: "muted" }, "No suggestions: " + s.error), findSimilar); return; }
+    if (!s.item) { put(h("span", { class: "muted" }, s.examples === 0 ? "Label a few images to get suggestions." : s.image ? "…" : ""), findSimilar); return; }
     const list = pending().slice(0, SHOWN);
     const may = canLabel() && !readOnly();
-    el.replaceChildren(
+    put(
       h("small", { class: "muted" }, "Suggested"),
       list.length ? h("ul", { id: "suggest-list" }, list.map((sg, i) => h("li", { class: i ? "" : "top", dataset: { label: sg.label, score: String(sg.score) } },
         h("span", { class: "swatch", style: { background: colors[sg.label] || "#888" } }),

@@ -51,7 +51,7 @@ export async function mount(root, ctx) {
   });
   const panel = createPanel({
     pickLabel: (name) => { ui.picked = name; const s = selected(); if (s && s.label !== name) send(O.setLabel(s.id, name)); render(); },
-    selectObject: (id) => { ui.st = { ...ui.st, selected: id, forceNew: false, draft: null }; const o = selected(); if (o && !session.readOnly) bringToFront(o); render(); },
+    selectObject: (id) => { ui.justDrawn = null; ui.st = { ...ui.st, selected: id, forceNew: false, draft: null }; const o = selected(); if (o && !session.readOnly) bringToFront(o); render(); },
     save: () => doSave(), next: () => session.next(), prev: () => session.prev(),
     setAttributes: (id, attrs) => send(O.setAttributes(id, attrs)),
     setOccluded: (id, v) => send(O.setOccluded(id, v)),
@@ -96,6 +96,12 @@ export async function mount(root, ctx) {
   }
   function apply(result) {
     ui.st = result.st;
+    // The rule for number keys: they relabel an object you selected (a click, the list); right
+    // after you draw one, they choose the label for the next object and leave this one alone.
+    for (const eff of result.effects) {
+      if (eff.type === "created") ui.justDrawn = eff.id ?? null;
+      if (eff.type === "selected") ui.justDrawn = null;
+    }
     for (const op of result.ops) {
       if (op.kind === "create") ui.lastLabel = op.object.label;
       if (op.kind === "batch" && op.ops[0]?.kind === "create") ui.lastLabel = op.ops[0].object.label;
@@ -146,7 +152,7 @@ export async function mount(root, ctx) {
       if (!name) { ctx.toast(`No label has the shortcut ${cmd.slice(6)} (set them in Settings).`, "info"); return; }
       ui.picked = name;
       const s = selected();
-      if (s && s.label !== name) send(O.setLabel(s.id, name));
+      if (s && s.id !== ui.justDrawn && s.label !== name) send(O.setLabel(s.id, name));
       return render();
     }
     switch (cmd) {
@@ -210,6 +216,9 @@ export async function mount(root, ctx) {
       ui.st.tool === "keypoint" ? h("label", {}, " Keypoint name ", h("input", { value: ui.keypointName, placeholder: "auto", size: 10, oninput: (e) => { ui.keypointName = e.target.value; } })) : "",
       session.readOnly ? "" : h("span", { class: "badge", id: "new-label", title: "The label new objects get (pick another on the right or with 1–9)" },
         labelForNew() ? `New: ${labelForNew()}` : "New: no label"),
+      session.readOnly ? "" : (selected() && selected().id !== ui.justDrawn
+        ? h("span", { class: "badge", id: "number-rule", title: "Number keys relabel the object you selected" }, "1–9: relabel")
+        : h("span", { class: "badge", id: "number-rule", title: "Number keys choose the label for the next object (right after drawing one, too)" }, "1–9: next label")),
       h("span", { class: "muted", id: "tool-hint", title: hint() }, hint()),
       session.smartBusy ? h("span", { class: "badge", id: "smart-busy", role: "status" }, "Extracting the foreground…") : "",
       ui.st.tool === "smart" && ui.st.smart?.rle ? h("button", { type: "button", class: "primary", onclick: smartAccept, id: "smart-accept" }, "✓") : "",
