@@ -3,6 +3,7 @@ boxes, keypoints, object properties, rasterize / convert, the smart tool, the br
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,14 @@ def pick(page: Any, object_id: str) -> None:
     """Click an object in the object list (which selects it and brings it to front)."""
     page.click(f"#object-list li[data-id='{object_id}']")
     page.wait_for_selector(f"#object-list li[data-id='{object_id}'][aria-selected=true]")
+
+
+def mode_button(page: Any, cmd: str) -> None:
+    """Click a mode's button in the tool bar (every key-only mode has one, its key in the tooltip)."""
+    button = page.locator(f".mode-btn[data-cmd={cmd}]")
+    assert re.search(r"\([A-Z]\)$", button.get_attribute("title") or "")
+    button.click()
+    page.wait_for_selector(f".mode-btn[data-cmd={cmd}][aria-pressed=true]")
 
 
 def setup(live: Live, tmp_path: Path) -> tuple[int, int]:
@@ -60,24 +69,24 @@ def test_polygon_box_and_properties(browser: Any, live: Live, tmp_path: Path) ->
     object_count(page, 1)
     # E: drag a vertex, click near an edge to insert one.
     page.click("#object-list li[data-id]")
-    page.keyboard.press("e")
+    mode_button(page, "edit")
     canvas.drag([(120, 40), (130, 35), (140, 30)])
     canvas.click(80, 121)
     saved(page)
     ext = by_type(objects_of(live, pid, image), "polygon")[0]["geometry"]["parts"][0]["exterior"]
     assert [140, 30] in ext and len(ext) == 5 and [80, 120] in [[round(x), round(y)] for x, y in ext]
     # R: remove a point.
-    page.keyboard.press("r")
+    mode_button(page, "remove")
     canvas.click(40, 40)
     saved(page)
     ext = by_type(objects_of(live, pid, image), "polygon")[0]["geometry"]["parts"][0]["exterior"]
     assert len(ext) == 4 and [40, 40] not in ext
     # G: a new polygon in the group; H: a hole in the first part.
-    page.keyboard.press("g")
+    mode_button(page, "group")
     for p in [(200, 40), (260, 40), (230, 90)]:
         canvas.click(*p)
     page.keyboard.press("Enter")
-    page.keyboard.press("h")
+    mode_button(page, "hole")
     for p in [(90, 95), (110, 95), (100, 110)]:
         canvas.click(*p)
     page.keyboard.press("Enter")
@@ -193,7 +202,7 @@ def test_smart_tool_brush_and_view(browser: Any, live: Live, tmp_path: Path) -> 
     page.wait_for_selector("#smart-busy", state="detached")
     canvas.drag([(122, 82), (160, 82), (198, 84)], button="right")
     page.wait_for_selector("#smart-busy", state="detached")
-    page.keyboard.press("r")
+    mode_button(page, "remove")
     canvas.drag([(160, 85), (160, 100), (160, 150)])
     page.keyboard.press("Enter")
     object_count(page, 1)
@@ -210,7 +219,7 @@ def test_smart_tool_brush_and_view(browser: Any, live: Live, tmp_path: Path) -> 
     saved(page)
     grown = area(objects_of(live, pid, image)[0])
     assert grown > disc
-    page.keyboard.press("r")
+    mode_button(page, "remove")
     canvas.drag([(10, 20), (40, 20), (70, 20)])
     saved(page)
     assert area(objects_of(live, pid, image)[0]) < grown
@@ -219,7 +228,7 @@ def test_smart_tool_brush_and_view(browser: Any, live: Live, tmp_path: Path) -> 
     assert page.input_value("input[aria-label='Brush size']") == "6"
     canvas.drag([(230, 150), (290, 150), (290, 210), (230, 210), (230, 150)])
     object_count(page, 2)
-    page.keyboard.press("g")
+    mode_button(page, "group")
     canvas.click(260, 180)
     saved(page)
     ring = next(o for o in objects_of(live, pid, image) if o["id"] != smart["id"])

@@ -23,6 +23,20 @@ const TOOL_BUTTONS = [
   ["ruler", "M2 14 L14 2 L18 6 L6 18 Z M6 10 L8 12 M9 7 L11 9 M12 4 L14 6", "Ruler (T)"],
 ];
 
+// Every mode that has a key has a button too, per tool: [command, text, tooltip, active when].
+const MODE_BUTTONS = {
+  bbox: [["new", "New", "New object over others (N)", (st) => st.forceNew]],
+  point: [["new", "New", "New object over others (N)", (st) => st.forceNew]],
+  polygon: [["new", "New", "Finish / new object (N)", (st) => st.forceNew], ["edit", "Edit vertices", "Edit vertices (E)", (st) => st.mode === "edit"],
+    ["remove", "Remove points", "Remove points (R)", (st) => st.mode === "remove"], ["group", "New part", "New polygon in the group (G)", (st) => st.mode === "group"],
+    ["hole", "New hole", "New hole (H)", (st) => st.mode === "hole"]],
+  polyline: [["new", "New", "Finish / new object (N)", (st) => st.forceNew], ["edit", "Edit vertices", "Edit vertices (E)", (st) => st.mode === "edit"],
+    ["remove", "Remove points", "Remove points (R)", (st) => st.mode === "remove"]],
+  brush: [["new", "New", "New bitmap (N)", (st) => st.forceNew], ["edit", "Draw", "Draw (E)", (st) => st.mode === "edit" || st.mode === "draw"],
+    ["remove", "Erase", "Erase (R)", (st) => st.mode === "erase"], ["group", "Fill", "Fill (G)", (st) => st.mode === "fill"]],
+  smart: [["remove", "Erase", "Erase strokes (R)", (st) => st.mode === "erase"], ["group", "Background", "Background strokes (G)", (st) => st.mode === "background"]],
+};
+
 export async function mount(root, ctx) {
   const pid = ctx.route.params.project;
   const [project, labelsRes, settingsRes] = await Promise.all([
@@ -169,8 +183,16 @@ export async function mount(root, ctx) {
       case "finish": if (ui.st.tool === "smart" && ui.st.smart) return smartAccept(); break;
       default: break;
     }
+    runMode(cmd);
+  }
+  function runMode(cmd) {
     if (session.readOnly && ["finish", "new", "delete", "edit", "group", "hole", "remove"].includes(cmd)) return;
     apply(T.command(ui.st, env(), cmd));
+  }
+  function modeButtons() {
+    if (session.readOnly) return "";
+    return h("span", { class: "modes", role: "group", "aria-label": "Modes" }, (MODE_BUTTONS[ui.st.tool] || []).map(([cmd, text, title, on]) =>
+      h("button", { type: "button", class: "mode-btn", dataset: { cmd }, title, "aria-pressed": String(!!on(ui.st)), onclick: () => runMode(cmd) }, text)));
   }
   document.addEventListener("keydown", onKey);
   // Closing or reloading the page with edits not yet on the server: ask first (refused ones are
@@ -189,7 +211,7 @@ export async function mount(root, ctx) {
     if (st.mode === "hole") return "Click the vertices of the hole inside the polygon; Enter finishes.";
     const label = labelForNew() ? "" : " Pick a label on the right (or 1–9) to name new objects.";
     switch (st.tool) {
-      case "bbox": return "Drag to draw a box; drag an edge to resize; N draws a box over a box." + label;
+      case "bbox": return "Drag to draw a box (inside another one too); click a box to select it, drag its edge to resize." + label;
       case "polygon": return (sel?.type === "polygon" ? "E edit vertices, G add a part, H cut a hole, R remove points. " : "Click on the image to start a polygon.") + label;
       case "polyline": return "Click on the image to start a line." + label;
       case "point": return "Click on the image to place a point." + label;
@@ -205,12 +227,9 @@ export async function mount(root, ctx) {
   function render() {
     if (ui.st.selected && !selected()) ui.st = { ...ui.st, selected: null };
     for (const b of toolbox.querySelectorAll("button")) b.setAttribute("aria-pressed", String(b.dataset.tool === ui.st.tool));
-    const mode = ui.st.tool === "brush" && ui.st.mode === "edit" ? "Draw (E)" : { draw: "", edit: "Edit vertices (E)", remove: "Remove points (R)", group: "New polygon in group (G)", hole: "New hole (H)",
-      erase: "Erase (R)", fill: "Fill (G)", background: "Background strokes (G)" }[ui.st.mode] || "";
     modeLine.replaceChildren(
       h("strong", {}, TOOL_BUTTONS.find((t) => t[0] === ui.st.tool)?.[2] || ui.st.tool),
-      mode ? h("span", { class: "badge" }, mode) : "",
-      ui.st.forceNew ? h("span", { class: "badge" }, "New object (N)") : "",
+      modeButtons(),
       ui.st.tool === "brush" || ui.st.tool === "smart" ? h("label", {}, " Brush ", h("input", { type: "range", min: 1, max: 100, value: ui.st.brushRadius, "aria-label": "Brush size",
         oninput: (e) => { ui.st = { ...ui.st, brushRadius: Number(e.target.value) }; } })) : "",
       ui.st.tool === "keypoint" ? h("label", {}, " Keypoint name ", h("input", { value: ui.keypointName, placeholder: "auto", size: 10, oninput: (e) => { ui.keypointName = e.target.value; } })) : "",
