@@ -41,6 +41,8 @@ from server.jobs import routes as jobs_routes
 from server.models import User
 from server.schemas import UserIn
 from server.settings import Settings, get_settings
+from server.telemetry import routes as telemetry_routes
+from server.telemetry.logs import RequestId
 
 log = logging.getLogger("labelhub")
 WEB_DIR = Path(__file__).resolve().parent.parent / "client" / "web"
@@ -50,7 +52,7 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "client" / "web"
 # The jobs feed needs the hub: it comes after hub_endpoint.
 FEATURES: list[ModuleType] = [accounts, invitations, projects, images, image_bulk, labels, preferences, formats,
                               stats, hub_endpoint, jobs_routes, similarity, suggestions,
-                              classifiers, predictions]
+                              classifiers, predictions, telemetry_routes]
 
 
 async def healthz(_request: Request) -> Response:
@@ -109,7 +111,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     # Guard refuses cross-site writes and adds security headers (HTTP only). CaptureSend lets
     # the hub write frames without a task switch (server/hub/connection.py).
     app = Starlette(routes=routes, exception_handlers=exception_handlers, lifespan=lifespan,
-                    middleware=[Middleware(Guard, allowed_origins=settings.allowed_origins),
+                    middleware=[Middleware(RequestId),
+                                Middleware(Guard, allowed_origins=settings.allowed_origins),
                                 Middleware(CaptureSend)])
     app.state.settings = settings
     configure_password_hashing(settings.password_time_cost, settings.password_memory_kib)

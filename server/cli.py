@@ -39,9 +39,15 @@ def _alembic_upgrade(settings: Settings, revision: str = "head") -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from server.app import create_app
+    from server.telemetry._dirs import use_process_dir
 
     settings = get_settings()
+    settings.ensure_data_dir()
+    # Before prometheus_client is first imported (server.app imports it): this server and the
+    # workers it starts write their metrics there, and /metrics adds them up.
+    use_process_dir(settings.data_dir / "metrics")
+    from server.app import create_app
+
     email, password, _ = admin_login(settings)
     settings = settings.model_copy(update={"admin_email": email, "admin_password": password})
     host, port = args.host or settings.host, args.port or settings.port
@@ -54,7 +60,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
     workers = [_spawn_worker() for _ in range(settings.workers)]
     try:
-        _serve(app, listener, args)
+        _serve(app, listener, args, settings)
     finally:
         _stop_workers(workers)
     return 0
@@ -82,11 +88,14 @@ def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
     for proc in workers:
         if proc.poll() is None:
             proc.terminate()  # the worker hands its running job back to the queue and exits
+    from server.telemetry.metrics import mark_dead
+
     for proc in workers:
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+        mark_dead(proc.pid)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -104,8 +113,11 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _serve(app: Starlette, listener: socket.socket, args: argparse.Namespace) -> None:
+def _serve(app: Starlette, listener: socket.socket, args: argparse.Namespace,
+           settings: Settings) -> None:
     import uvicorn
+
+    from server.telemetry.logs import configure_logging
 
     host, port = listener.getsockname()[:2]
     # Everything imported so far lives as long as the process: keep it out of the cyclic
@@ -123,6 +135,7 @@ def _serve(app: Starlette, listener: socket.socket, args: argparse.Namespace) ->
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
         log_level=args.log_level,
+        log_config=configure_logging(settings.log_format, args.log_level),
         proxy_headers=True,
     )
     # uvicorn logs no address for a socket it is handed: say it as it would (tests wait for it).
@@ -151,8 +164,19 @@ async def _work(settings: Settings) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    asyncio.run(_work(get_settings()))
+    import logging.config
+
+    from server.telemetry.logs import configure_logging
+
+    settings = get_settings()
+    logging.config.dictConfig(configure_logging(settings.log_format, args.log_level))
+    if settings.worker_metrics_port:
+        # A worker on its own machine shows its job metrics itself (a serve's workers share
+        # the serve's /metrics instead, through PROMETHEUS_MULTIPROC_DIR).
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
+    asyncio.run(_work(settings))
     return 0
 
 

@@ -6,6 +6,7 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +34,14 @@ class Settings(BaseSettings):
     # Frames queued for one WebSocket client before it counts as too slow and is dropped.
     ws_send_queue: int = Field(default=1000, ge=2)
     development: bool = False
+    # Log lines as text, or one JSON object per line (for a log system); each has a request id.
+    log_format: Literal["text", "json"] = "text"
+    # When set, GET /metrics needs "Authorization: Bearer <this>" (else it is open: keep it
+    # inside, as deploy/nginx does).
+    metrics_token: str = ""
+    # `labelhub worker` on a machine of its own serves its job metrics here (0: it does not).
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
     # Job workers `labelhub serve` starts beside itself (0: workers run elsewhere, `labelhub
     # worker`), threads each worker has for CPU-heavy task steps, and the lease a running job's
     # worker renews: a worker gone longer than this loses the job to another.

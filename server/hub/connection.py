@@ -24,6 +24,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from server.protocol import CLOSE_TOO_SLOW
+from server.telemetry.metrics import slow_client_dropped
 
 if TYPE_CHECKING:  # _fast_op imports this module
     from server.auth import Credential
@@ -217,6 +218,8 @@ class Connection:
         if self.dropped:
             return
         self.dropped, self.close_reason, self.close_code = True, reason, code
+        if code == CLOSE_TOO_SLOW:
+            slow_client_dropped()
         self.overflowed.set()
         if self._writer is not None:
             self._writer.cancel()  # it may be stuck on a socket that does not drain

@@ -55,6 +55,7 @@ from server.protocol import (
     client_message,
     encode,
 )
+from server.telemetry.metrics import observe_op
 
 log = logging.getLogger("labelhub.ws")
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -220,7 +221,9 @@ async def _dispatch(conn: Connection, handlers: Handlers, msg: Any) -> None:
         case NextImage():
             await handlers.next_image(conn, msg)
         case Op():
+            started = time.perf_counter()
             await handlers.op(conn, msg)
+            observe_op(time.perf_counter() - started)
         case Undo() | Redo():
             await handlers.undo_redo(conn, msg)
         case Cursor():

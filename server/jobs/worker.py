@@ -23,6 +23,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from typing import Any
@@ -35,6 +36,7 @@ from server.jobs import queue, registry
 from server.jobs.context import Cancelled, JobContext
 from server.jobs.status import Status, on_claim
 from server.settings import Settings
+from server.telemetry.metrics import observe_job
 
 __all__ = ["Worker", "worker_name"]
 
@@ -124,6 +126,7 @@ class Worker:
                          worker=self.name, attempts=job.attempts, resume_from=job.progress_done,
                          executor=self._executor)
         log.info("job %s (%s) started, attempt %s", job.id, job.kind, job.attempts)
+        started = time.monotonic()
         runner = asyncio.create_task(_call(fn, ctx), name=f"job-{job.id}")
         lost = asyncio.Event()
         beat = asyncio.create_task(self._heartbeat(ctx, runner, lost), name=f"lease-{job.id}")
@@ -149,6 +152,7 @@ class Worker:
         status, result, error = self._outcome(ctx, runner)
         await queue.finish(self.sessions, job.id, job.project_id, self.name, status,
                            result=result, error=error, progress=ctx.latest)
+        observe_job(job.kind, str(status), time.monotonic() - started)
         log.info("job %s %s", job.id, status)
 
     @staticmethod
