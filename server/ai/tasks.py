@@ -13,6 +13,7 @@ on; a network that cannot load (weights missing or corrupted) fails the job with
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -30,6 +31,11 @@ from server.models import Image, ImageEmbedding
 from server.storage import StorageUnavailable, Store, open_store, original_key
 
 __all__ = ["BATCH", "decode_all", "embed", "embed_contents", "extractor", "read_all"]
+
+#: A batch whose images the store cannot give waits this many times (1, 2, 4 ... 30 s: about
+#: two minutes in all) before the job fails.
+STORE_RETRIES = 8
+log = logging.getLogger(__name__)
 
 BATCH = 16  # images per network call: the measured sweet spot on 2 cores (7 ms per image)
 
@@ -66,10 +72,17 @@ async def read_all(store: Store, shas: Sequence[str]) -> list[bytes | str]:
         except FileNotFoundError:
             return "the image file is missing"
 
-    try:
-        return list(await asyncio.gather(*(one(sha) for sha in shas)))
-    except StorageUnavailable as exc:
-        raise RuntimeError(exc.message) from exc
+    for attempt in range(STORE_RETRIES + 1):
+        try:
+            return list(await asyncio.gather(*(one(sha) for sha in shas)))
+        except StorageUnavailable as exc:
+            if attempt == STORE_RETRIES:
+                raise RuntimeError(exc.message) from exc
+            # The store is down: wait for it (the lease heartbeat goes on) rather than fail
+            # the job, so the work resumes when the store returns.
+            log.warning("image store unavailable, retrying: %s", exc.message)
+            await asyncio.sleep(min(30.0, 2.0**attempt))
+    raise AssertionError("unreachable")
 
 
 def _decode(data: bytes | str) -> np.ndarray | str:

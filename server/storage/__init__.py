@@ -3,16 +3,17 @@
 ``LABELHUB_STORAGE_URL`` empty (the default) keeps everything in the data directory
 (:class:`LocalStore`); ``s3://bucket/prefix`` puts originals, thumbnails and exports in an
 S3-compatible bucket (:class:`S3Store`). Naming and decoding rules are pure
-(``server/storage/rules.py``); the backends only move bytes.
+(``server/storage/rules.py``); the backends only move bytes. They load on first use, so
+importing the rules pulls in no asyncio, settings or network client.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from server.settings import Settings
 from server.storage.base import Blob, StorageUnavailable, Store
-from server.storage.local import LocalStore
 from server.storage.rules import (
     MAX_PIXELS,
     THUMB_MIME,
@@ -38,9 +39,22 @@ __all__ = [
 ]
 
 
+if TYPE_CHECKING:
+    from server.settings import Settings
+    from server.storage.local import LocalStore
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LocalStore":
+        from server.storage.local import LocalStore
+
+        return LocalStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def store_for(url: str, data_dir: object, timeout: float = 10.0) -> Store:
     """The backend a storage URL names (empty or ``file://``: a local directory)."""
-    from pathlib import Path
+    from server.storage.local import LocalStore
 
     if not url:
         return LocalStore(Path(str(data_dir)))
