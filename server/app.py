@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from server import (
     accounts,
+    exports,
     formats,
     images,
     invitations,
@@ -49,7 +50,7 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "client" / "web"
 # The jobs feed needs the hub: it comes after hub_endpoint.
 FEATURES: list[ModuleType] = [accounts, invitations, projects, images, labels, preferences, formats,
                               stats, hub_endpoint, jobs_routes, similarity, suggestions,
-                              classifiers, predictions]
+                              classifiers, predictions, exports]
 
 
 async def healthz(_request: Request) -> Response:

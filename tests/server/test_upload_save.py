@@ -4,7 +4,6 @@ the sweep of a crashed upload's files, and the file limit (server/_upload_save.p
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -26,27 +25,6 @@ from tests.server._images import by_name, files, png, upload
 async def _count(app: Starlette, model: type) -> int:
     async with app.state.sessions() as session:
         return int((await session.execute(select(func.count()).select_from(model))).scalar_one())
-
-
-@pytest.fixture(params=["local", "s3"])
-def store_settings(request: pytest.FixtureRequest, database_url: str, tmp_path: Path) -> Settings:
-    url = "" if request.param == "local" else request.getfixturevalue("s3_url")
-    return make_settings(database_url, tmp_path / "data", storage_url=url,
-                         storage_timeout_seconds=2.0)
-
-
-@pytest.fixture
-async def store_app(store_settings: Settings) -> AsyncIterator[Starlette]:
-    application = create_app(store_settings)
-    async with application.router.lifespan_context(application):
-        yield application
-
-
-@pytest.fixture
-async def store_admin(store_app: Starlette) -> AsyncIterator[Api]:
-    api = await login(store_app, ADMIN_EMAIL, ADMIN_PASSWORD)
-    yield api
-    await api.client.aclose()
 
 
 async def test_upload_serve_and_delete_on_each_store(store_app: Starlette, store_admin: Api,
