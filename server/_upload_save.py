@@ -224,6 +224,12 @@ async def finish_upload(session: AsyncSession, project_id: int, user_id: int,
     contents = _contents(items)
     shas = sorted(contents)
     await lock_contents(session, shas)
+    if upload.new:
+        gone = await session.execute(delete(UploadIntent).where(UploadIntent.token == upload.token))
+        if getattr(gone, "rowcount", len(upload.new)) != len(upload.new):
+            # Slower than the grace: the sweep took this upload's intents (and maybe files).
+            raise ApiError(503, "upload_expired", "the upload took longer than "
+                           "LABELHUB_UPLOAD_GRACE_SECONDS; send it again")
     have = await _existing(session, project_id, shas)
     fresh = [item for sha, item in contents.items() if sha not in have]
     if fresh:
@@ -238,8 +244,6 @@ async def finish_upload(session: AsyncSession, project_id: int, user_id: int,
         inserted = {sha: image_id for image_id, sha in result}
     else:
         inserted = {}
-    if upload.new:
-        await session.execute(delete(UploadIntent).where(UploadIntent.token == upload.token))
     ids = {**have, **inserted}
     await _label(session, project_id, user_id, items, ids, set(inserted.values()))
     if inserted:

@@ -11,9 +11,11 @@ from sqlalchemy import func, select
 from starlette.applications import Starlette
 
 from server import images
-from server._upload_save import begin_upload, prepare_all, write_files
+from server._upload_save import begin_upload, finish_upload, prepare_all, sweep, write_files
 from server._uploads import from_bytes
 from server.app import create_app
+from server.db import transaction
+from server.errors import ApiError
 from server.models import Image, UploadIntent
 from server.settings import Settings
 from server.storage import open_store, original_key, thumb_key
@@ -135,3 +137,20 @@ async def test_a_request_over_the_file_limit_is_413_naming_it(
     assert error["code"] == "too_many_files" and "3 files" in error["message"]
     resp = await upload(admin, pid, files(*[(f"{i}.png", png(i)) for i in range(3)]))
     assert resp.status_code == 201
+
+
+async def test_an_upload_slower_than_the_grace_is_refused_not_committed_without_files(
+        app: Starlette, admin: Api, settings: Settings) -> None:
+    pid = await make_project(admin)
+    staged = [from_bytes("slow.png", png(9), 1 << 20)]
+    await prepare_all(staged, 1 << 20)
+    store = open_store(settings)
+    pending = await begin_upload(app.state.sessions, pid, staged)
+    await write_files(app.state.sessions, store, staged, pending)
+    # Another process's sweep, with the upload still unfinished past the grace:
+    assert await sweep(app.state.sessions, store, grace_seconds=0) == 1
+    with pytest.raises(ApiError) as err:
+        async with transaction(app.state.sessions) as session:
+            await finish_upload(session, pid, admin.user["id"], staged, pending)
+    assert (err.value.status, err.value.code) == (503, "upload_expired")
+    assert await _count(app, Image) == 0
