@@ -233,14 +233,11 @@ async def _bytes(request: Request, thumb: bool) -> Response:
         return Response(status_code=304, headers=headers)
     key = thumb_key(sha) if thumb else original_key(sha)
     media = THUMB_MIME if thumb else mime
-    if not thumb:
-        filename = name.rsplit("/", 1)[-1]
+    filename = None if thumb else name.rsplit("/", 1)[-1]
     path = store.local_path(key)
-    if path is not None:
+    if path is not None:  # the local disk: sendfile
         if not path.is_file():
             raise not_found("image file")
-        if thumb:
-            return FileResponse(path, media_type=media, headers=headers)
         return FileResponse(path, media_type=media, headers=headers, filename=filename,
                             content_disposition_type="inline")
     try:
@@ -250,7 +247,7 @@ async def _bytes(request: Request, thumb: bool) -> Response:
     except StorageUnavailable as exc:
         raise unavailable(exc) from None
     headers["Content-Length"] = str(blob.size)
-    if not thumb:
+    if filename is not None:
         # The same header FileResponse writes (RFC 5987 for names that are not ASCII).
         headers["Content-Disposition"] = FileResponse(
             "", filename=filename, content_disposition_type="inline").headers["content-disposition"]
