@@ -3,6 +3,7 @@ worker pool (server/offload.py; GrabCut, the mask decode and encode never run on
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -13,7 +14,7 @@ from server._web import Check, read_body
 from server.errors import ApiError, invalid
 from server.geometry import GeometryError, smart_select
 from server.geometry.rle import rle_decode, rle_encode
-from server.storage import ImageRejected, ImageStore
+from server.storage import ImageRejected, decode
 
 MAX_POINTS = 20_000  # all strokes together; a brush stroke is a few hundred points
 
@@ -56,16 +57,16 @@ def _check(body: SmartSelectIn, width: int, height: int) -> None:
                       [{"field": "previous.size", "message": f"must be [{height}, {width}]"}])
 
 
-def _run(store: ImageStore, sha: str, body: SmartSelectIn, width: int, height: int) -> dict[str, Any]:
+def _run(data: bytes, body: SmartSelectIn, width: int, height: int) -> dict[str, Any]:
     """The selection (in a worker process). An :class:`ApiError` does not pickle, so a refusal
     comes back as ``{"error": [status, code, message, details]}``."""
     try:
-        return _select(store, sha, body, width, height)
+        return _select(data, body, width, height)
     except ApiError as exc:
         return {"error": [exc.status, exc.code, exc.message, exc.details]}
 
 
-def _select(store: ImageStore, sha: str, body: SmartSelectIn, width: int, height: int) -> dict[str, Any]:
+def _select(data: bytes, body: SmartSelectIn, width: int, height: int) -> dict[str, Any]:
     previous = None
     if body.previous is not None:
         try:
@@ -75,9 +76,9 @@ def _select(store: ImageStore, sha: str, body: SmartSelectIn, width: int, height
         if previous.shape != (height, width):
             raise invalid(f"previous: the mask must be {height}x{width}")
     try:
-        image = store.load(sha)
-    except (OSError, ImageRejected):
-        raise ApiError(404, "not_found", "the image file is missing") from None
+        image = decode(data)
+    except ImageRejected:
+        raise ApiError(404, "not_found", "the image file is unreadable") from None
     try:
         mask = smart_select(image, body.rect, body.foreground, body.background,
                             previous=previous, brush_radius=body.brush_radius)
@@ -86,14 +87,15 @@ def _select(store: ImageStore, sha: str, body: SmartSelectIn, width: int, height
     return {"rle": rle_encode(mask), "area": int(mask.sum())}
 
 
-async def run(store: ImageStore, sha: str, width: int, height: int,
+async def run(read: Callable[[], Awaitable[bytes]], width: int, height: int,
               body: SmartSelectIn) -> dict[str, Any]:
     _check(body, width, height)
+    data = await read()  # the image's bytes from the store, once the request is known good
     # The image is decoded and the masks en/decoded at full size; GrabCut itself works on at
     # most MAX_WORK_PIXELS. Always over the inline cost: every selection goes to the pool.
     cost = max(width * height, offload.get().inline_cost)
     try:
-        result = await offload.run(_run, store, sha, body, width, height, cost=cost)
+        result = await offload.run(_run, data, body, width, height, cost=cost)
     except offload.Busy as exc:
         raise ApiError(503, "busy", exc.message) from None
     if "error" in result:

@@ -1,8 +1,6 @@
-"""Upload mechanics: safe names, ZIP reading with bomb checks, saving staged files.
-
-Files are decoded and staged (``server.storage``) before the database transaction; the
-transaction inserts the rows and only then moves the staged files into place, so a refused
-upload writes nothing.
+"""Upload mechanics before the store and the database: safe names, labels, reading the files
+of a form or a ZIP (with bomb checks) into :class:`Staged` entries. ``server/_upload_save.py``
+decodes them, writes their files and inserts their rows.
 """
 
 from __future__ import annotations
@@ -11,18 +9,10 @@ import re
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import IO, Any
 
-from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.concurrency import run_in_threadpool
-
-from server._label_store import ensure_label_defs
-from server.ai.embeddings import request_embedding
 from server.errors import ApiError, invalid
-from server.models import Image, ImageLabel, utcnow
-from server.storage import ImageRejected, ImageStore, StagedImage
+from server.storage import ImageRejected, Prepared
 
 MAX_FILES = 10_000
 MAX_ZIP_ENTRIES = 10_000
@@ -63,33 +53,34 @@ def parse_labels(raw: str | None) -> list[str]:
     return names
 
 
-# --- sources -> staged images (runs in a worker thread) -------------------------------------
+# --- sources -> staged entries (runs in a worker thread) ------------------------------------
 
 @dataclass
 class Staged:
-    """One file of an upload after decoding: a staged image or the reason it was refused."""
+    """One file of an upload: its bytes until they are written, what decoding learned
+    (``image``) or why it was refused (``error``)."""
 
     name: str
     labels: list[str] = field(default_factory=list)
-    image: StagedImage | None = None
+    data: bytes | None = None
+    image: Prepared | None = None
     error: ImageRejected | None = None
 
 
-def stage_stream(store: ImageStore, name: str, stream: IO[bytes], limit: int) -> Staged:
+def read_stream(name: str, stream: IO[bytes], limit: int) -> Staged:
     try:
         stream.seek(0)
         data = stream.read(limit + 1)
     except OSError:
         return Staged(name, error=ImageRejected("unreadable", "the file could not be read"))
-    return stage_bytes(store, name, data, limit)
+    return from_bytes(name, data, limit)
 
 
-def stage_bytes(store: ImageStore, name: str, data: bytes, limit: int,
-                labels: list[str] | None = None) -> Staged:
-    try:
-        return Staged(name, labels or [], image=store.stage(data, max_bytes=limit))
-    except ImageRejected as exc:
-        return Staged(name, labels or [], error=exc)
+def from_bytes(name: str, data: bytes, limit: int, labels: list[str] | None = None) -> Staged:
+    if len(data) > limit:
+        return Staged(name, labels or [], error=ImageRejected(
+            "too_large", f"the file is larger than {limit} bytes"))
+    return Staged(name, labels or [], data=data)
 
 
 def _unsafe(name: str) -> bool:
@@ -141,9 +132,9 @@ def _read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int) ->
     return b"".join(chunks)
 
 
-def stage_zip(store: ImageStore, stream: IO[bytes], max_total: int, max_file: int,
-              folder_labels: bool, labels: list[str]) -> list[Staged]:
-    """Stage every image of a ZIP. A refused archive raises and leaves nothing staged."""
+def read_zip(stream: IO[bytes], max_total: int, max_file: int,
+             folder_labels: bool, labels: list[str]) -> list[Staged]:
+    """Read every file of a ZIP (checked for bombs first). A refused archive raises."""
     out: list[Staged] = []
     try:
         stream.seek(0)
@@ -169,94 +160,10 @@ def stage_zip(store: ImageStore, stream: IO[bytes], max_total: int, max_file: in
                         "unreadable", "the ZIP entry could not be read")))
                     continue
                 left -= len(data)
-                out.append(stage_bytes(store, name, data, max_file, own))
+                out.append(from_bytes(name, data, max_file, own))
     except zipfile.BadZipFile:
-        discard_all(store, out)
         raise ApiError(422, "bad_zip", "the file is not a readable ZIP archive") from None
-    except BaseException:
-        discard_all(store, out)
-        raise
     return out
-
-
-def discard_all(store: ImageStore, items: Sequence[Staged]) -> None:
-    for item in items:
-        if item.image is not None:
-            store.discard(item.image)
-
-
-# --- staged images -> rows (inside the request's transaction) -------------------------------
-
-async def _lock_sha(session: AsyncSession, sha: str) -> None:
-    # PostgreSQL: uploads and deletes of the same content take turns, so a delete never removes
-    # a file an upload just referenced. SQLite transactions are serialized already.
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": int(sha[:15], 16)})
-
-
-async def apply_labels(session: AsyncSession, image_id: int, ids: Sequence[int], user_id: int,
-                       *, fresh: bool) -> None:
-    """Add classification labels; the first one an unlabeled image gets becomes its default."""
-    have: dict[int, bool] = {}
-    if not fresh:
-        have = dict((await session.execute(
-            select(ImageLabel.label_id, ImageLabel.is_default)
-            .where(ImageLabel.image_id == image_id))).all())
-    has_default = any(have.values())
-    # Labels list in the order they were added (created_at, see server/_label_store.py).
-    now = utcnow()
-    for i, label_id in enumerate(ids):
-        if label_id in have:
-            continue
-        session.add(ImageLabel(image_id=image_id, label_id=label_id, is_default=not has_default,
-                               source="manual", created_by=user_id,
-                               created_at=now + timedelta(microseconds=i)))
-        have[label_id] = not has_default
-        has_default = True
-
-
-async def save_staged(session: AsyncSession, store: ImageStore, project_id: int, user_id: int,
-                      items: Sequence[Staged]) -> list[tuple[Staged, Image | None, bool]]:
-    """Insert rows for the staged images, dedupe by content, label them, place their files."""
-    names = [n for item in items if item.image is not None for n in item.labels]
-    ids = await ensure_label_defs(session, project_id, names)
-    seen: dict[str, Image] = {}
-    out: list[tuple[Staged, Image | None, bool]] = []
-    to_place: list[StagedImage] = []
-    for item in items:
-        staged = item.image
-        if staged is None:
-            out.append((item, None, False))
-            continue
-        row = seen.get(staged.sha256)
-        if row is None:
-            await _lock_sha(session, staged.sha256)
-            row = (await session.execute(select(Image).where(
-                Image.project_id == project_id, Image.sha256 == staged.sha256))).scalar_one_or_none()
-        duplicate = row is not None
-        if row is None:
-            row = Image(project_id=project_id, name=item.name, sha256=staged.sha256,
-                        mime=staged.mime, size_bytes=staged.size_bytes, width=staged.width,
-                        height=staged.height, uploaded_by=user_id, auto_labeled=False,
-                        object_count=0)
-            session.add(row)
-            await session.flush()
-            to_place.append(staged)
-        seen[staged.sha256] = row
-        await apply_labels(session, row.id, [ids[n] for n in item.labels], user_id,
-                           fresh=not duplicate)
-        out.append((item, row, duplicate))
-    await session.flush()
-    if to_place:
-        # New content: its feature vectors are computed by a job, committed with the rows.
-        await request_embedding(session, project_id, user_id)
-    await run_in_threadpool(_place_all, store, to_place)
-    return out
-
-
-def _place_all(store: ImageStore, items: Sequence[StagedImage]) -> None:
-    for item in items:
-        store.place(item)
 
 
 def result_error(name: str, exc: ImageRejected) -> dict[str, Any]:

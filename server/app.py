@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from server import (
     accounts,
+    exports,
     formats,
     image_bulk,
     images,
@@ -50,9 +51,10 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "client" / "web"
 # Feature modules: each has ``routes`` and may have ``lifespan(app)``, an async context
 # manager run at start-up (after the database is ready) and left at shutdown.
 # The jobs feed needs the hub: it comes after hub_endpoint.
-FEATURES: list[ModuleType] = [accounts, invitations, projects, images, image_bulk, labels, preferences, formats,
+FEATURES: list[ModuleType] = [accounts, invitations, projects, images, image_bulk, labels,
+                              preferences, formats,
                               stats, hub_endpoint, jobs_routes, similarity, suggestions,
-                              classifiers, predictions, telemetry_routes]
+                              classifiers, predictions, exports, telemetry_routes]
 
 
 async def healthz(_request: Request) -> Response:

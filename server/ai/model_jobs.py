@@ -33,12 +33,12 @@ from server.ai.model_store import (
     next_version,
     read_features,
 )
-from server.ai.tasks import BATCH, decode_all, embed_contents, extractor
+from server.ai.tasks import BATCH, decode_all, embed_contents, extractor, read_all
 from server.ai.training import TrainingError, train
 from server.db import transaction
 from server.jobs import JobContext, task
 from server.models import AiModel, AiModelVersion, Image, Prediction, utcnow
-from server.storage import ImageStore
+from server.storage import open_store
 
 __all__ = ["predict", "train_model"]
 
@@ -167,12 +167,13 @@ async def predict(ctx: JobContext) -> dict[str, Any]:
     failed: list[dict[str, Any]] = []
     predicted = 0
     if head is None:  # the built-in model: the network's own class scores, a batch at a time
-        store = ImageStore(ctx.settings.image_dir)
+        store = open_store(ctx.settings)
         total = len(todo)
         await ctx.progress(0, total)
         for start in range(0, total, BATCH):
             batch = todo[start : start + BATCH]
-            decoded = await ctx.run_cpu(decode_all, store, [s for _, s in batch])
+            blobs = await read_all(store, [s for _, s in batch])
+            decoded = await ctx.run_cpu(decode_all, blobs)
             good = [(i, img) for (i, _), img in zip(batch, decoded, strict=True)
                     if not isinstance(img, str)]
             failed += [{"image": i, "error": img} for (i, _), img in zip(batch, decoded, strict=True)

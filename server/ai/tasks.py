@@ -12,6 +12,8 @@ on; a network that cannot load (weights missing or corrupted) fails the job with
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -20,15 +22,20 @@ from typing import Any
 import numpy as np
 from sqlalchemy import exists, select
 
-from server._uploads import _lock_sha
+from server._upload_save import lock_contents
 from server.ai.embeddings import EMBED_KIND, drop_retired, missing, save_vectors
 from server.ai.features import FEATURE_KEYS, Extractor, ImageDecodeError, ModelError, decode_image
 from server.db import transaction
 from server.jobs import JobContext, task
 from server.models import Image, ImageEmbedding
-from server.storage import ImageStore
+from server.storage import StorageUnavailable, Store, open_store, original_key
 
-__all__ = ["BATCH", "decode_all", "embed", "embed_contents", "extractor"]
+__all__ = ["BATCH", "decode_all", "embed", "embed_contents", "extractor", "read_all"]
+
+#: A batch whose images the store cannot give waits this many times (1, 2, 4 ... 30 s: about
+#: two minutes in all) before the job fails.
+STORE_RETRIES = 8
+log = logging.getLogger(__name__)
 
 BATCH = 16  # images per network call: the measured sweet spot on 2 cores (7 ms per image)
 
@@ -55,21 +62,42 @@ def _keys(params: dict[str, Any]) -> tuple[str, ...]:
     return tuple(k for k in FEATURE_KEYS if k in asked)
 
 
-def _decode(store: ImageStore, sha: str) -> np.ndarray | str:
+async def read_all(store: Store, shas: Sequence[str]) -> list[bytes | str]:
+    """Each content's bytes from the image store (local or S3: a worker needs no shared disk),
+    or why it cannot be had. A store that does not answer fails the job (it is retried)."""
+
+    async def one(sha: str) -> bytes | str:
+        try:
+            return await store.get(original_key(sha))
+        except FileNotFoundError:
+            return "the image file is missing"
+
+    for attempt in range(STORE_RETRIES + 1):
+        try:
+            return list(await asyncio.gather(*(one(sha) for sha in shas)))
+        except StorageUnavailable as exc:
+            if attempt == STORE_RETRIES:
+                raise RuntimeError(exc.message) from exc
+            # The store is down: wait for it (the lease heartbeat goes on) rather than fail
+            # the job, so the work resumes when the store returns.
+            log.warning("image store unavailable, retrying: %s", exc.message)
+            await asyncio.sleep(min(30.0, 2.0**attempt))
+    raise AssertionError("unreachable")
+
+
+def _decode(data: bytes | str) -> np.ndarray | str:
     """The image as RGB, or the reason it cannot be had."""
-    try:
-        data = store.path(sha).read_bytes()
-    except OSError:
-        return "the image file is missing"
+    if isinstance(data, str):
+        return data
     try:
         return decode_image(data)
     except ImageDecodeError as exc:
         return str(exc)
 
 
-def decode_all(store: ImageStore, shas: Sequence[str]) -> list[np.ndarray | str]:
+def decode_all(blobs: Sequence[bytes | str]) -> list[np.ndarray | str]:
     """Each content's image as RGB, or the reason it cannot be had (CPU: run off the loop)."""
-    return [_decode(store, sha) for sha in shas]
+    return [_decode(data) for data in blobs]
 
 
 async def _have(ctx: JobContext, shas: Sequence[str], keys: Sequence[str]) -> dict[str, set[str]]:
@@ -87,7 +115,7 @@ async def _store(ctx: JobContext, vectors: dict[str, dict[str, np.ndarray]]) -> 
         for sha, by_key in vectors.items():
             # The upload/delete lock of this content: a vector is never stored for a content
             # whose last image was deleted meanwhile (its rows would be orphans).
-            await _lock_sha(session, sha)
+            await lock_contents(session, [sha])
             if (await session.execute(select(exists().where(Image.sha256 == sha)))).scalar():
                 await save_vectors(session, sha, by_key)
 
@@ -99,7 +127,7 @@ async def embed_contents(ctx: JobContext, todo: Sequence[tuple[str, int]], keys:
     :func:`server.ai.embeddings.missing` lists them), a batch at a time; ``report(done, total)``
     between batches. Returns how many contents got vectors, and the images that failed. Also
     used by the train and predict jobs for the images they need (``server/ai/model_jobs.py``)."""
-    store = ImageStore(ctx.settings.image_dir)
+    store = open_store(ctx.settings)
     ext = extractor(ctx.settings.model_dir, ctx.settings.ai_threads)
     failed: list[dict[str, Any]] = []
     embedded = 0
@@ -107,7 +135,8 @@ async def embed_contents(ctx: JobContext, todo: Sequence[tuple[str, int]], keys:
     for start in range(0, total, BATCH):
         batch = todo[start : start + BATCH]
         have = await _have(ctx, [sha for sha, _ in batch], keys)
-        decoded = await ctx.run_cpu(decode_all, store, [sha for sha, _ in batch])
+        blobs = await read_all(store, [sha for sha, _ in batch])
+        decoded = await ctx.run_cpu(decode_all, blobs)
         groups: dict[tuple[str, ...], list[tuple[str, np.ndarray]]] = {}
         for (sha, image_id), image in zip(batch, decoded, strict=True):
             if isinstance(image, str):

@@ -15,7 +15,6 @@ import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -90,20 +89,21 @@ async def readyz(request: Request) -> Response:
 
 
 async def _storage_check(request: Request) -> str:
-    root = request.app.state.settings.image_dir
+    """Write and remove a small object: a missing, read-only or full disk, or an S3 store that
+    does not answer or refuses, answers with an error."""
+    from server.images import image_store
+    from server.storage import StorageUnavailable
+
+    store = image_store(request)
+    key = f"readyz/{os.getpid()}"
     try:
-        await run_in_threadpool(_probe_directory, root)
-    except OSError as exc:
-        return f"unreachable: {type(exc).__name__}: {exc.strerror or exc}"
+        await asyncio.wait_for(store.put_many([(key, b"ok")]), timeout=5.0)
+        await asyncio.wait_for(store.delete_many([key]), timeout=5.0)
+    except StorageUnavailable as exc:
+        return f"unreachable: {exc}"
+    except (OSError, TimeoutError) as exc:
+        return f"unreachable: {type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}"
     return "ok"
-
-
-def _probe_directory(root: Path) -> None:
-    """Write and remove a small file: a missing, read-only or full disk answers with an error."""
-    root.mkdir(parents=True, exist_ok=True)
-    probe = root / f".ready-{os.getpid()}"
-    probe.write_bytes(b"ok")
-    probe.unlink()
 
 
 @asynccontextmanager

@@ -15,7 +15,7 @@ from server.ai import model
 from server.ai.features import HOG, LITE0
 from server.demo import seed_demo
 from server.models import ImageEmbedding
-from server.storage import ImageStore
+from server.storage import LocalStore, original_key
 from tests.ai._digits import cancel_queued, digits, embed, png, upload
 from tests.conftest import Api, make_project
 from tests.jobs.conftest import ended, running_worker, wait_job
@@ -46,7 +46,8 @@ async def test_embed_job_stores_float16_vectors_and_lists_undecodable_images(
                                       ("astronaut.png", photos[2])])
     broken = items[2]
     # The stored file rots on disk after the upload: the job cannot decode it.
-    ImageStore(app.state.settings.image_dir).path(broken["sha256"]).write_bytes(b"not an image")
+    LocalStore(app.state.settings.data_dir).path(original_key(broken["sha256"])).write_bytes(
+        b"not an image")
     jobs = (await admin.client.get(f"/api/v1/projects/{pid}/jobs?kind=embed")).json()["jobs"]
     assert len(jobs) == 1
 

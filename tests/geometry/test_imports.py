@@ -38,6 +38,7 @@ PURE_MODULES = (
     "server.ai.export",
     "server.ai.detection",
     "server.strict_json",
+    "server.storage.rules",
 )
 
 
@@ -52,8 +53,10 @@ def test_pure_modules_import_no_async_web_or_database_code() -> None:
     )
     loaded = json.loads(out.stdout)
     assert [m for m in loaded if m.split(".")[0] in FORBIDDEN] == []
-    assert not any(m.startswith("server.") and not m.startswith("server.ai")
+    assert not any(m.startswith("server.") and not m.startswith(("server.ai", "server.storage"))
                    and m != "server.strict_json" for m in loaded)
+    assert [m for m in loaded if m.startswith("server.storage")] == [
+        "server.storage", "server.storage.base", "server.storage.rules"]
 
 
 def test_public_names_exist() -> None:

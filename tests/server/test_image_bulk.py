@@ -12,7 +12,7 @@ from server.db import transaction
 from server.models import ImageLock, utcnow
 from server.settings import Settings
 from tests.conftest import Api, add_member, make_project
-from tests.server.test_images import files, png, stored_files, upload
+from tests.server._images import files, png, stored_files, upload
 
 
 async def _images(admin: Api, pid: int, n: int, labels: str | None = None) -> list[int]:

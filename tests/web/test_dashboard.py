@@ -16,7 +16,7 @@ from sqlalchemy import insert
 from server.db import make_engine, make_sessionmaker, transaction
 from server.models import Image
 from server.settings import Settings
-from server.storage import ImageStore
+from server.storage import LocalStore, original_key, thumb_key
 from tests.web._images import scene
 from tests.web._tool import open_tool
 from tests.web.conftest import Live, login, make_user
@@ -202,11 +202,12 @@ def test_import_and_export_dialogs(browser: Any, live: Live, tmp_path: Path) -> 
 
 def _many_images(settings: Settings, pid: int, sha: str, count: int) -> None:
     """`count` image rows written straight into the database, sharing one stored file (hard links)."""
-    store = ImageStore(settings.image_dir)
+    store = LocalStore(settings.data_dir)
     rows = []
     for i in range(count):
         fake = f"{i:08x}" + sha[8:]
-        for src, dst in ((store.path(sha), store.path(fake)), (store.thumb_path(sha), store.thumb_path(fake))):
+        for key in (original_key, thumb_key):
+            src, dst = store.path(key(sha)), store.path(key(fake))
             dst.parent.mkdir(parents=True, exist_ok=True)
             os.link(src, dst)
         rows.append({"project_id": pid, "name": f"bulk/img-{i:05d}.png", "sha256": fake, "mime": "image/png",

@@ -1,14 +1,26 @@
 from __future__ import annotations
 
 import hashlib
+import pickle
 import zlib
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from server.storage import ImageRejected, ImageStore, decode, sniff_mime, thumbnail
+from server.storage import (
+    ImageRejected,
+    Prepared,
+    Refused,
+    content_keys,
+    decode,
+    original_key,
+    prepare,
+    prepare_many,
+    sniff_mime,
+    thumb_key,
+    thumbnail,
+)
 
 
 def encode(ext: str, w: int = 40, h: int = 30, value: int = 120) -> bytes:
@@ -68,30 +80,28 @@ def test_sniff_mime() -> None:
     assert sniff_mime(b"whatever") == "application/octet-stream"
 
 
-def test_stage_place_dedupe_remove(tmp_path: Path) -> None:
-    store = ImageStore(tmp_path / "images")
-    data = encode(".png", 64, 48)
-    first = store.stage(data)
-    assert first.sha256 == hashlib.sha256(data).hexdigest()
-    assert (first.width, first.height, first.mime) == (64, 48, "image/png")
-    assert not store.path(first.sha256).exists()  # staged only
-    store.place(first)
-    assert store.path(first.sha256).read_bytes() == data
-    assert store.thumb_path(first.sha256).is_file()
-    second = store.stage(data)
-    store.place(second)  # same content: deduped, the staged copies are gone
-    assert list((store.root / "tmp").iterdir()) == []
-    assert store.load(first.sha256).shape == (48, 64, 3)
-    store.remove(first.sha256)
-    assert not store.path(first.sha256).exists() and not store.thumb_path(first.sha256).exists()
-
-
-def test_stage_refuses_oversize_and_discard_cleans(tmp_path: Path) -> None:
-    store = ImageStore(tmp_path / "images")
-    data = encode(".png")
+def test_prepare_hashes_measures_and_thumbnails() -> None:
+    data = encode(".png", 300, 200)
+    got = prepare(data)
+    assert got.sha256 == hashlib.sha256(data).hexdigest()
+    assert (got.mime, got.size_bytes, got.width, got.height) == ("image/png", len(data), 300, 200)
+    assert _decode(got.thumb).shape[:2] == (171, 256)
     with pytest.raises(ImageRejected) as err:
-        store.stage(data, max_bytes=len(data) - 1)
+        prepare(data, max_bytes=len(data) - 1)
     assert err.value.code == "too_large"
-    staged = store.stage(data)
-    store.discard(staged)
-    assert list((store.root / "tmp").iterdir()) == []
+
+
+def test_prepare_many_answers_each_file_and_pickles() -> None:
+    good = encode(".jpg")
+    out = prepare_many([good, b"junk"])
+    assert isinstance(out[0], Prepared) and out[0].sha256 == hashlib.sha256(good).hexdigest()
+    assert out[1] == Refused("not_an_image", "the file could not be decoded as an image")
+    # The offload pool sends these across processes.
+    assert pickle.loads(pickle.dumps(out)) == out
+
+
+def test_keys_are_content_addressed_under_images() -> None:
+    sha = "ab" + "0" * 62
+    assert original_key(sha) == f"images/ab/{sha}"
+    assert thumb_key(sha) == f"images/ab/{sha}.thumb.jpg"
+    assert content_keys(sha) == (original_key(sha), thumb_key(sha))

