@@ -81,18 +81,41 @@ def _edge_crossings(
 
 def rasterize_polygon(geometry: PolygonGeometry, height: int, width: int) -> BoolMask:
     rings = _hole_signs(geometry)
-    mask = np.zeros((height, width), dtype=bool)
     if height == 0 or width == 0:
-        return mask
+        return np.zeros((height, width), dtype=bool)
     rows, cols, sign = _edge_crossings(rings, height, width)
+    return _fill(rows, cols, sign, height, width)
+
+
+def _fill(
+    rows: npt.NDArray[np.int64],
+    cols: npt.NDArray[np.int64],
+    sign: npt.NDArray[np.int64],
+    height: int,
+    width: int,
+) -> BoolMask:
+    """The mask from its signed row crossings, written as row-major runs.
+
+    Sorted by (row, column), a running sum of the signs is the winding number of the pixels
+    right of each crossing (every closed ring crosses a row line as often up as down, so the
+    sum is back to 0 at each row's end and needs no reset).  Where "winding != 0" flips, a run
+    starts or ends; ``np.repeat`` then writes the runs at memory speed.  The work is in the
+    crossings (about the polygon's perimeter), not in the pixels, as in OpenCV's ``fillPoly``.
+    """
     if rows.size == 0:
-        return mask
-    r_lo, r_hi = int(rows.min()), int(rows.max()) + 1
-    acc = np.zeros((r_hi - r_lo, width + 1), dtype=np.int32)
-    np.add.at(acc.reshape(-1), (rows - r_lo) * (width + 1) + cols, sign.astype(np.int32))
-    np.cumsum(acc, axis=1, out=acc)
-    mask[r_lo:r_hi] = acc[:, :width] != 0
-    return mask
+        return np.zeros((height, width), dtype=bool)
+    order = np.argsort(rows * (width + 1) + cols, kind="stable")
+    inside = np.cumsum(sign[order]) != 0
+    flips = inside.copy()
+    flips[1:] ^= inside[:-1]
+    starts = (rows * width + cols)[order][flips]  # same (row, col) twice: an empty run, harmless
+    bounds = np.empty(starts.size + 2, dtype=np.int64)
+    bounds[0], bounds[-1] = 0, height * width
+    bounds[1:-1] = starts
+    values = np.zeros(starts.size + 1, dtype=bool)  # np.repeat is ~5x faster on bool than uint8
+    values[1::2] = True
+    # One np.repeat into a fresh array: writing its result into a slice of np.zeros costs 5x more.
+    return np.repeat(values, np.diff(bounds)).reshape(height, width)
 
 
 def _hole_signs(geometry: PolygonGeometry) -> list[tuple[npt.NDArray[np.float64], int]]:
