@@ -69,7 +69,6 @@ export function query(index, x0, y0, x1, y1) {
   const out = [];
   if (!index.extent) return out;
   const [ex0, ey0, ex1, ey1] = index.extent;
-  if (x1 < ex0 || y1 < ey0 || x0 > ex1 || y0 > ey1) return index.big.slice();
   // A new stamp per query marks what was seen without clearing an array.
   const q = ++index.query;
   const { boxes, stamp } = index;
@@ -78,8 +77,10 @@ export function query(index, x0, y0, x1, y1) {
     stamp[i] = q;
     if (boxes[i * 4] <= x1 && boxes[i * 4 + 2] >= x0 && boxes[i * 4 + 1] <= y1 && boxes[i * 4 + 3] >= y0) out.push(i);
   };
-  const r = cellRange(index, x0, y0, x1, y1);
-  for (let cy = r[1]; cy <= r[3]; cy++) for (let cx = r[0]; cx <= r[2]; cx++) for (const i of index.cells[cy * index.nx + cx]) take(i);
+  if (x1 >= ex0 && y1 >= ey0 && x0 <= ex1 && y0 <= ey1) {
+    const r = cellRange(index, x0, y0, x1, y1);
+    for (let cy = r[1]; cy <= r[3]; cy++) for (let cx = r[0]; cx <= r[2]; cx++) for (const i of index.cells[cy * index.nx + cx]) take(i);
+  }
   for (const i of index.big) take(i);
   return out.sort((a, b) => a - b);
 }
