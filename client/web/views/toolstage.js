@@ -9,7 +9,7 @@ export function createStage({ onPointer, onCursor, scene }) {
   const hud = h("div", { class: "hud", "aria-live": "off" });
   const el = h("div", { class: "stage" }, canvas, banner, hud);
   const stage = { el, canvas, vp: { scale: 1, x: 0, y: 0 }, size: [1, 1], pointer: null, fitted: false, autoFit: true };
-  let panning = null, spaceDown = false, frame = 0, settleTimer = 0, settle = false;
+  let panning = null, spaceDown = false, frame = 0, settleTimer = 0, settle = false, lastScale = 0;
   const renderer = createRenderer();
 
   function redraw() {
@@ -26,9 +26,14 @@ export function createStage({ onPointer, onCursor, scene }) {
       const t0 = performance.now();
       const out = renderer.draw(canvas.getContext("2d"), { ...s, vp: stage.vp, width: w, height: hgt, dpr, pointer: stage.pointer, settle });
       settle = false;
-      // While zooming the layer is shown scaled; once the wheel rests it is drawn sharp again.
-      clearTimeout(settleTimer);
-      if (out.stale) settleTimer = setTimeout(() => { settle = true; redraw(); }, renderer.settleMs);
+      // While zooming the layer is shown scaled; once the zoom rests it is drawn sharp again.
+      // Only a new zoom step restarts the wait (pointer moves redraw too, and must not delay it).
+      if (!out.stale) { clearTimeout(settleTimer); settleTimer = 0; }
+      else if (!settleTimer || stage.vp.scale !== lastScale) {
+        clearTimeout(settleTimer);
+        settleTimer = setTimeout(() => { settleTimer = 0; settle = true; redraw(); }, renderer.settleMs);
+      }
+      lastScale = stage.vp.scale;
       // For tests and the browser benchmark: how many objects the last frame drew, and when.
       canvas.dataset.drawn = String(out.drawn);
       canvas.dataset.drawnAt = performance.now().toFixed(1);
