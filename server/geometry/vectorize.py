@@ -167,9 +167,10 @@ def _split_pinches(seq: I64, vid: I64, pinch: npt.NDArray[np.bool_]) -> list[I64
     return loops
 
 
-def _trace(mask: npt.NDArray[np.bool_]) -> list[tuple[npt.NDArray[np.float64], int]]:
-    """Simple boundary loops as (vertices, part): a part is the number of an exterior loop,
-    and a hole carries the number of the exterior of its component (loops in segment order)."""
+def _trace(mask: npt.NDArray[np.bool_]) -> list[tuple[npt.NDArray[np.float64], int, bool]]:
+    """Simple boundary loops as (vertices, part, exterior?): a part is the number of an exterior
+    loop, and a hole carries the number of the exterior of its component (loops in segment
+    order)."""
     w = mask.shape[1]
     seg = _segments(mask)
     sx, sy, ex, ey, d = seg[:5]
@@ -192,11 +193,14 @@ def _trace(mask: npt.NDArray[np.bool_]) -> list[tuple[npt.NDArray[np.float64], i
     for i, piece in enumerate(pieces):
         loop_of[piece] = i
     loops = [np.stack((sx[p], sy[p]), axis=1).astype(np.float64) for p in pieces]
-    part = _parts(loops, pieces, loop_of, seg, w)
-    return [(pts, int(part[i])) for i, pts in enumerate(loops)]
+    # Shoelace per loop from its segments, in integers (exact): > 0 exterior, < 0 hole.
+    twice_area = np.bincount(loop_of, weights=sx * ey - ex * sy, minlength=len(pieces))
+    exterior = twice_area > 0
+    part = _parts(exterior, pieces, loop_of, seg, w)
+    return [(pts, int(part[i]), bool(exterior[i])) for i, pts in enumerate(loops)]
 
 
-def _parts(loops: list[npt.NDArray[np.float64]], pieces: list[I64], loop_of: I64,
+def _parts(exterior: npt.NDArray[np.bool_], pieces: list[I64], loop_of: I64,
            seg: Segments, w: int) -> I64:
     """The exterior loop of each loop's 4-connected component, without labelling pixels.
 
@@ -204,8 +208,8 @@ def _parts(loops: list[npt.NDArray[np.float64]], pieces: list[I64], loop_of: I64
     the hole's leftmost south-going edge and walk west along its row to the start of its run:
     the north-going edge there lies on a loop of the same component (exterior, or a hole further
     left), never on this hole.  Following those links ends at the component's exterior."""
-    parent = np.arange(len(loops), dtype=np.int64)
-    holes = [i for i, pts in enumerate(loops) if ring_area(pts) < 0]
+    parent = np.arange(len(pieces), dtype=np.int64)
+    holes = np.flatnonzero(~exterior).tolist()
     for i in holes:
         south = pieces[i][seg.d[pieces[i]] == 1]
         s = int(south[np.argmin(seg.sx[south])])
@@ -243,17 +247,19 @@ def vectorize(mask: npt.ArrayLike, tolerance: float = 0.0) -> PolygonGeometry:
     if arr.ndim != 2:
         raise GeometryError("mask", "must be 2-D")
     m = np.ascontiguousarray(arr != 0) if arr.dtype != np.bool_ else np.ascontiguousarray(arr)
-    rows = np.flatnonzero(m.any(axis=1))
-    if rows.size == 0:
+    if m.size == 0:
         raise GeometryError("mask", "is empty: nothing to vectorize")
-    cols = np.flatnonzero(m.any(axis=0))
-    r0, c0 = int(rows[0]), int(cols[0])
-    crop = np.ascontiguousarray(m[r0 : int(rows[-1]) + 1, c0 : int(cols[-1]) + 1])
+    # The foreground's bounding box (OpenCV: one pass); the crop stays a view, copied once
+    # when _segments pads it.
+    c0, r0, cw, ch = cv2.boundingRect(m.view(np.uint8))
+    if cw == 0 or ch == 0:
+        raise GeometryError("mask", "is empty: nothing to vectorize")
+    crop = m[r0 : r0 + ch, c0 : c0 + cw]
     exteriors: dict[int, npt.NDArray[np.float64]] = {}
     holes: dict[int, list[npt.NDArray[np.float64]]] = {}
-    for pts, comp in _trace(crop):
+    for pts, comp, is_exterior in _trace(crop):
         pts += (c0, r0)
-        if ring_area(pts) > 0:
+        if is_exterior:
             exteriors[comp] = pts
         else:
             holes.setdefault(comp, []).append(pts)
