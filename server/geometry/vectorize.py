@@ -57,7 +57,7 @@ class Segments(NamedTuple):
     ex: I64
     ey: I64
     d: I64
-    north_key: I64  # row * (w + 1) + x of every north unit edge, ascending
+    north_key: I64  # row * (w + 1) + x of every north unit edge (unsorted)
     north_seg: I64  # the segment each of those lies on
 
 
@@ -66,15 +66,29 @@ def _segments(mask: npt.NDArray[np.bool_]) -> Segments:
 
     Directions in y-down image coordinates: 0 east, 1 south, 2 west, 3 north.  East segments
     come first, ordered by (y, x), then west by (y, x), south and north by (x, y).  The
-    full-image passes are OpenCV's (a saturating subtract marks each kind of unit edge,
-    ``findNonZero`` lists them in raster order); the rest works on the boundary alone.
+    full-image passes are OpenCV's (``absdiff`` against the mask shifted by a row or a column
+    marks the unit edges, ``findNonZero`` lists them in raster order, no padded copy); the rest
+    works on the boundary alone.
     """
-    p = cv2.copyMakeBorder(mask.view(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
-    # Horizontal unit edges: (h + 1) corner rows x w; vertical ones: h x (w + 1) corner columns.
-    hx, hy = _points(cv2.absdiff(p[1:, 1:-1], p[:-1, 1:-1]))
-    down = p[hy + 1, hx + 1] != 0  # foreground below: an east edge, else a west one
-    vx, vy = _points(cv2.absdiff(p[1:-1, 1:], p[1:-1, :-1]))
-    east = p[vy + 1, vx + 1] != 0  # foreground east of the corner column: north, else south
+    m = mask.view(np.uint8)
+    h, w = m.shape
+    zero = np.zeros(0, dtype=np.int64)
+    # Horizontal unit edges on corner rows 0..h: the first and last row of pixels face the
+    # outside; between rows an edge is where a pixel differs from the one above it.
+    tx, _ = _points(m[:1])
+    ix, iy = _points(cv2.absdiff(m[1:], m[:-1])) if h > 1 else (zero, zero)
+    bx, _ = _points(m[h - 1 :])
+    hx = np.concatenate((tx, ix, bx))
+    hy = np.concatenate((np.zeros_like(tx), iy + 1, np.full_like(bx, h)))
+    down = np.concatenate((np.ones(tx.size, bool), m[iy + 1, ix] != 0, np.zeros(bx.size, bool)))
+    # Vertical unit edges on corner columns 0..w, grouped by column, each group by row (what
+    # the stable sort by column in _by_column needs).
+    _, ly = _points(m[:, :1])
+    jx, jy = _points(cv2.absdiff(m[:, 1:], m[:, :-1])) if w > 1 else (zero, zero)
+    _, ry = _points(m[:, w - 1 :])
+    vx = np.concatenate((np.zeros_like(ly), jx + 1, np.full_like(ry, w)))
+    vy = np.concatenate((ly, jy, ry))
+    east = np.concatenate((np.ones(ly.size, bool), m[jy, jx + 1] != 0, np.zeros(ry.size, bool)))
     out = []
     y, a, b = _runs(hy[down], hx[down])  # east
     out.append((a, y, b + 1, y, 0))
@@ -88,14 +102,14 @@ def _segments(mask: npt.NDArray[np.bool_]) -> Segments:
     order = _by_column(px)
     x, a, b = _runs(px[order], py[order])  # north
     out.append((x, b + 1, x, a, 3))
-    # Each north unit edge, in raster order, with the index of its segment (for _parts).
+    # Each north unit edge's row * (w + 1) + x and its segment (for _parts; sorted there).
     first = len(out[0][0]) + len(out[1][0]) + len(out[2][0])
     north_seg = np.empty(px.size, dtype=np.int64)
     if px.size:
         start = np.ones(px.size, dtype=bool)
         start[1:] = (px[order][1:] != px[order][:-1]) | (py[order][1:] != py[order][:-1] + 1)
         north_seg[order] = first + np.cumsum(start) - 1
-    north_key = py * (mask.shape[1] + 1) + px
+    north_key = py * (w + 1) + px
     sx = np.concatenate([o[0] for o in out])
     sy = np.concatenate([o[1] for o in out])
     ex = np.concatenate([o[2] for o in out])
@@ -210,12 +224,16 @@ def _parts(exterior: npt.NDArray[np.bool_], pieces: list[I64], loop_of: I64,
     left), never on this hole.  Following those links ends at the component's exterior."""
     parent = np.arange(len(pieces), dtype=np.int64)
     holes = np.flatnonzero(~exterior).tolist()
+    if not holes:
+        return parent
+    by_key = np.argsort(seg.north_key)
+    keys, owner = seg.north_key[by_key], seg.north_seg[by_key]
     for i in holes:
         south = pieces[i][seg.d[pieces[i]] == 1]
         s = int(south[np.argmin(seg.sx[south])])
         row, col = int(seg.sy[s]), int(seg.sx[s]) - 1
-        k = int(np.searchsorted(seg.north_key, row * (w + 1) + col, side="right")) - 1
-        parent[i] = loop_of[seg.north_seg[k]]
+        k = int(np.searchsorted(keys, row * (w + 1) + col, side="right")) - 1
+        parent[i] = loop_of[owner[k]]
     for i in holes:  # resolve chains hole -> hole -> ... -> exterior
         j = i
         while parent[j] != j:
