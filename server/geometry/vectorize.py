@@ -195,7 +195,9 @@ def _trace(mask: npt.NDArray[np.bool_]) -> list[tuple[npt.NDArray[np.float64], i
     vid = sy * (w + 1) + sx
     # A vertex two segments end at is a pinch (two pixels touching at a corner).
     eid = np.sort(ey * (w + 1) + ex)
-    pinch = np.isin(vid, eid[1:][eid[1:] == eid[:-1]])
+    twice = eid[1:][eid[1:] == eid[:-1]]  # few: a sorted lookup beats np.isin's full sort
+    pos = np.minimum(np.searchsorted(twice, vid), max(twice.size - 1, 0))
+    pinch = twice[pos] == vid if twice.size else np.zeros(vid.size, dtype=bool)
     bounds = np.flatnonzero(np.diff(labels)) + 1
     pieces: list[npt.NDArray[np.int64]] = []
     for seq in np.split(order, bounds):
@@ -228,12 +230,13 @@ def _parts(exterior: npt.NDArray[np.bool_], pieces: list[I64], loop_of: I64,
         return parent
     by_key = np.argsort(seg.north_key)
     keys, owner = seg.north_key[by_key], seg.north_seg[by_key]
-    for i in holes:
-        south = pieces[i][seg.d[pieces[i]] == 1]
-        s = int(south[np.argmin(seg.sx[south])])
-        row, col = int(seg.sy[s]), int(seg.sx[s]) - 1
-        k = int(np.searchsorted(keys, row * (w + 1) + col, side="right")) - 1
-        parent[i] = loop_of[owner[k]]
+    # Each hole's leftmost south-going segment: sort the holes' south segments by (loop, x).
+    south = np.flatnonzero((seg.d == 1) & ~exterior[loop_of])
+    south = south[np.lexsort((seg.sx[south], loop_of[south]))]
+    first = south[np.flatnonzero(np.r_[True, loop_of[south][1:] != loop_of[south][:-1]])]
+    row, col = seg.sy[first], seg.sx[first] - 1
+    k = np.searchsorted(keys, row * (w + 1) + col, side="right") - 1
+    parent[loop_of[first]] = loop_of[owner[k]]
     for i in holes:  # resolve chains hole -> hole -> ... -> exterior
         j = i
         while parent[j] != j:

@@ -116,3 +116,17 @@ def test_holes_find_their_part_through_nesting_and_wrapping() -> None:
         n, _ = cv2.connectedComponents(alone.view(np.uint8), connectivity=4)
         assert n == 2 and not (alone & ~m).any()
     assert [len(p.holes) for p in g.parts] == [1, 1, 1, 0]  # parts in raster order
+
+
+@settings(max_examples=40)
+@given(blobby_masks())
+def test_exact_outline_of_blobs_with_holes_and_islands(mask: np.ndarray) -> None:
+    # Larger shapes than the 16 x 16 noise above: XORed ellipses make holes, islands in holes
+    # and corner pinches; every hole must be found in its own part.
+    if not mask.any():
+        return
+    g = vectorize(mask)
+    check_polygon(g, "g")
+    assert np.array_equal(rasterize(as_object(g), *mask.shape), mask)
+    n, _ = cv2.connectedComponents(mask.view(np.uint8), connectivity=4)
+    assert len(g.parts) == n - 1
