@@ -273,7 +273,11 @@ export function createRenderer() {
   function renderLayer(s) {
     const vp = s.vp, v = view(s), mw = (v[2] - v[0]) * MARGIN, mh = (v[3] - v[1]) * MARGIN;
     const pad = 4 / vp.scale, e = index.extent;
-    const area = e && intersect([v[0] - mw, v[1] - mh, v[2] + mw, v[3] + mh], [e[0] - pad, e[1] - pad, e[2] + pad, e[3] + pad]);
+    const all = e && [e[0] - pad, e[1] - pad, e[2] + pad, e[3] + pad];
+    // All the objects when they fit in twice the view: then panning, and zooming out (shown
+    // scaled till it settles), never need a redraw; else the view and a margin round it.
+    const fits = all && (all[2] - all[0]) * vp.scale <= 2 * s.width && (all[3] - all[1]) * vp.scale <= 2 * s.height;
+    const area = all && (fits ? all : intersect([v[0] - mw, v[1] - mh, v[2] + mw, v[3] + mh], all));
     layer = { objects, selectedId: s.selectedId, colors: s.colors, scale: vp.scale, area, canvas: layer?.canvas || null, drawn: 0 };
     if (!area) return;
     const w = Math.ceil((area[2] - area[0]) * vp.scale * s.dpr), h = Math.ceil((area[3] - area[1]) * vp.scale * s.dpr);
