@@ -1,7 +1,7 @@
-// Drawing: the scene to 2D-context calls. `drawScene` draws everything, every time; a renderer
-// (`createRenderer`) draws the same picture at 10,000 objects: the objects that are not selected
-// sit in an offscreen layer, drawn from a spatial index (only what can be seen) with one path per
-// label colour, and redrawn only when they change or the zoom settles (till then it is scaled).
+// Drawing: the scene to 2D-context calls. The renderer (`createRenderer`) keeps 10,000 objects
+// fluid: the objects that are not selected sit in an offscreen layer, drawn from a spatial index
+// (only what can be seen) with one path per label colour, and redrawn only when they change, the
+// view leaves the layer or the zoom settles (till then the layer is shown scaled).
 import { rings } from "./geom.js";
 import { buildIndex, query } from "./spatial.js";
 import { toScreen } from "./viewport.js";
@@ -189,15 +189,6 @@ function drawOverlays(ctx, s) {
     ctx.beginPath(); ctx.arc(x, y, s.st.brushRadius * vp.scale, 0, Math.PI * 2); ctx.stroke();
   }
   for (const c of s.cursors || []) drawCursor(ctx, vp, c);
-}
-
-/** Draw the whole scene, every object (no cache: small scenes, tests). */
-export function drawScene(ctx, s) {
-  ctx.save();
-  drawBackground(ctx, s);
-  for (const obj of s.objects) if (obj.type !== "rpy") drawOne(ctx, s, s.vp, obj);
-  drawOverlays(ctx, s);
-  ctx.restore();
 }
 
 // What the layer holds can be drawn in one path per colour: plain boxes and one-ring polygons.
