@@ -18,50 +18,54 @@ from .shapes import BBoxGeometry, BitmapGeometry, LabelObject, PolygonGeometry
 from .topology import ring_area
 
 BoolMask = npt.NDArray[np.bool_]
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
 _CHUNK = 4_000_000  # edge/row crossings handled per numpy batch
 
 
+def _edges(geometry: PolygonGeometry) -> tuple[F64, F64, F64, F64, I64]:
+    """Every ring edge (x0, y0) -> (x1, y1) with a weight that makes exteriors wind +1 and holes
+    -1 whatever their order, all rings in one set of arrays (few numpy calls: small polygons,
+    such as a COCO export's thousands, pay per call, not per vertex)."""
+    arrays = []
+    kinds = []
+    for part in geometry.parts:
+        arrays.append(part.exterior.array)
+        kinds.append(1)
+        for hole in part.holes:
+            arrays.append(hole.array)
+            kinds.append(-1)
+    lens = np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays))
+    pts = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
+    ends = np.cumsum(lens)
+    nxt = np.arange(1, int(ends[-1]) + 1)
+    nxt[ends - 1] = ends - lens
+    x0, y0 = pts[:, 0], pts[:, 1]
+    x1, y1 = x0[nxt], y0[nxt]
+    twice_area = np.add.reduceat(x0 * y1 - x1 * y0, ends - lens)  # shoelace, per ring
+    weight = np.where(twice_area >= 0, 1, -1) * np.asarray(kinds, dtype=np.int64)
+    return x0, y0, x1, y1, np.repeat(weight, lens)
+
+
 def _edge_crossings(
-    rings: list[tuple[npt.NDArray[np.float64], int]], height: int, width: int
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    edges: tuple[F64, F64, F64, F64, I64], height: int, width: int
+) -> tuple[I64, I64, I64]:
     """Row, first-pixel column and winding sign where each edge crosses a row center line."""
-    x0s, y0s, x1s, y1s, sgn = [], [], [], [], []
-    for arr, weight in rings:
-        nxt = np.roll(arr, -1, axis=0)
-        x0s.append(arr[:, 0])
-        y0s.append(arr[:, 1])
-        x1s.append(nxt[:, 0])
-        y1s.append(nxt[:, 1])
-        sgn.append(np.full(len(arr), weight, dtype=np.int64))
-    x0, y0 = np.concatenate(x0s), np.concatenate(y0s)
-    x1, y1 = np.concatenate(x1s), np.concatenate(y1s)
-    sign = np.concatenate(sgn)
-    keep = y0 != y1
-    x0, y0, x1, y1, sign = x0[keep], y0[keep], x1[keep], y1[keep], sign[keep]
-    up = y1 < y0  # direction in image rows decides the winding contribution
-    sign = np.where(up, -sign, sign)
-    ylo, yhi = np.minimum(y0, y1), np.maximum(y0, y1)
-    # Row i's center line y = i + 0.5 is crossed when ylo <= i + 0.5 < yhi.
-    r0 = np.clip(np.ceil(ylo - 0.5), 0, height).astype(np.int64)
-    r1 = np.clip(np.ceil(yhi - 0.5), 0, height).astype(np.int64)
+    x0, y0, x1, y1, sign = edges
+    sign = np.where(y1 < y0, -sign, sign)  # direction in image rows decides the winding
+    # Row i's center line y = i + 0.5 is crossed when ylo <= i + 0.5 < yhi (none if horizontal).
+    r0 = np.clip(np.ceil(np.minimum(y0, y1) - 0.5), 0, height).astype(np.int64)
+    r1 = np.clip(np.ceil(np.maximum(y0, y1) - 0.5), 0, height).astype(np.int64)
     n = r1 - r0
-    keep = n > 0
-    x0, y0, x1, y1, sign, r0, n = (
-        x0[keep],
-        y0[keep],
-        x1[keep],
-        y1[keep],
-        sign[keep],
-        r0[keep],
-        n[keep],
-    )
+    keep = np.flatnonzero(n > 0)
+    x0, y0, sign, r0, n = x0[keep], y0[keep], sign[keep], r0[keep], n[keep]
+    slope = (x1[keep] - x0) / (y1[keep] - y0)
     rows_out, cols_out, sign_out = [], [], []
-    slope = (x1 - x0) / (y1 - y0)
     csum = np.cumsum(n)
     start = 0
     while start < len(n):
         base = int(csum[start - 1]) if start else 0
-        stop = int(np.searchsorted(csum, base + _CHUNK, side="right"))
+        stop = len(n) if int(csum[-1]) - base <= _CHUNK else int(np.searchsorted(csum, base + _CHUNK, side="right"))
         stop = max(stop, start + 1)
         cn = n[start:stop]
         edge = np.repeat(np.arange(start, stop), cn)
@@ -76,27 +80,51 @@ def _edge_crossings(
     if not rows_out:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
+    if len(rows_out) == 1:
+        return rows_out[0], cols_out[0], sign_out[0]
     return np.concatenate(rows_out), np.concatenate(cols_out), np.concatenate(sign_out)
 
 
 def rasterize_polygon(geometry: PolygonGeometry, height: int, width: int) -> BoolMask:
-    rings = _hole_signs(geometry)
-    mask = np.zeros((height, width), dtype=bool)
     if height == 0 or width == 0:
-        return mask
-    rows, cols, sign = _edge_crossings(rings, height, width)
+        return np.zeros((height, width), dtype=bool)
+    rows, cols, sign = _edge_crossings(_edges(geometry), height, width)
+    return _fill(rows, cols, sign, height, width)
+
+
+def _fill(
+    rows: npt.NDArray[np.int64],
+    cols: npt.NDArray[np.int64],
+    sign: npt.NDArray[np.int64],
+    height: int,
+    width: int,
+) -> BoolMask:
+    """The mask from its signed row crossings, written as row-major runs.
+
+    Sorted by (row, column), a running sum of the signs is the winding number of the pixels
+    right of each crossing (every closed ring crosses a row line as often up as down, so the
+    sum is back to 0 at each row's end and needs no reset).  Where "winding != 0" flips, a run
+    starts or ends; ``np.repeat`` then writes the runs at memory speed.  The work is in the
+    crossings (about the polygon's perimeter), not in the pixels, as in OpenCV's ``fillPoly``.
+    """
     if rows.size == 0:
-        return mask
-    r_lo, r_hi = int(rows.min()), int(rows.max()) + 1
-    acc = np.zeros((r_hi - r_lo, width + 1), dtype=np.int32)
-    np.add.at(acc.reshape(-1), (rows - r_lo) * (width + 1) + cols, sign.astype(np.int32))
-    np.cumsum(acc, axis=1, out=acc)
-    mask[r_lo:r_hi] = acc[:, :width] != 0
-    return mask
+        return np.zeros((height, width), dtype=bool)
+    order = np.argsort(rows * (width + 1) + cols, kind="stable")
+    inside = np.cumsum(sign[order]) != 0
+    flips = inside.copy()
+    flips[1:] ^= inside[:-1]
+    starts = (rows * width + cols)[order][flips]  # same (row, col) twice: an empty run, harmless
+    bounds = np.empty(starts.size + 2, dtype=np.int64)
+    bounds[0], bounds[-1] = 0, height * width
+    bounds[1:-1] = starts
+    values = np.zeros(starts.size + 1, dtype=bool)  # np.repeat is ~5x faster on bool than uint8
+    values[1::2] = True
+    # One np.repeat into a fresh array: writing its result into a slice of np.zeros costs 5x more.
+    return np.repeat(values, np.diff(bounds)).reshape(height, width)
 
 
 def _hole_signs(geometry: PolygonGeometry) -> list[tuple[npt.NDArray[np.float64], int]]:
-    """Each ring with a weight that makes exteriors wind +1 and holes -1 whatever their order."""
+    """Each ring with its winding weight, one ring at a time (the tests' reference)."""
     rings: list[tuple[npt.NDArray[np.float64], int]] = []
     for part in geometry.parts:
         ext = part.exterior.array

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -96,3 +97,36 @@ def test_bad_input() -> None:
         vectorize(np.zeros((2, 2, 2), dtype=bool))
     g = vectorize(np.array([[0, 3], [0, 0]], dtype=np.uint8))
     assert g.parts[0].exterior.tolist() == [[1, 0], [2, 0], [2, 1], [1, 1]]
+
+
+def test_holes_find_their_part_through_nesting_and_wrapping() -> None:
+    # Rings inside holes inside rings, and a C-shaped hole wrapped round a peninsula of its own
+    # part: each hole must land in the part whose pixels surround it (no pixel labelling).
+    m = np.zeros((23, 30), dtype=bool)
+    for k in range(0, 10, 2):
+        m[k : 23 - k, k : 23 - k] = k % 4 == 0
+    m[2:9, 24:29] = True  # a block with a C-shaped hole wrapped round a peninsula
+    m[3:8, 25:28] = False
+    m[5, 26:28] = True
+    g = vectorize(m)
+    check_polygon(g, "g")  # holes inside their own exterior
+    assert np.array_equal(rasterize(as_object(g), *m.shape), m)
+    for part in g.parts:  # each part on its own is one component, holes cut out
+        alone = rasterize(as_object(type(g)(parts=[part])), *m.shape)
+        n, _ = cv2.connectedComponents(alone.view(np.uint8), connectivity=4)
+        assert n == 2 and not (alone & ~m).any()
+    assert [len(p.holes) for p in g.parts] == [1, 1, 1, 0]  # parts in raster order
+
+
+@settings(max_examples=40)
+@given(blobby_masks())
+def test_exact_outline_of_blobs_with_holes_and_islands(mask: np.ndarray) -> None:
+    # Larger shapes than the 16 x 16 noise above: XORed ellipses make holes, islands in holes
+    # and corner pinches; every hole must be found in its own part.
+    if not mask.any():
+        return
+    g = vectorize(mask)
+    check_polygon(g, "g")
+    assert np.array_equal(rasterize(as_object(g), *mask.shape), mask)
+    n, _ = cv2.connectedComponents(mask.view(np.uint8), connectivity=4)
+    assert len(g.parts) == n - 1

@@ -18,6 +18,7 @@ async () => {
   const geom = await import("/tool/geom.js");
   const tools = await import("/tool/tools.js");
   const keys = await import("/tool/keys.js");
+  const spatial = await import("/tool/spatial.js");
   const sel = await import("/views/selection.js");
   const router = await import("/router.js");
   const session = await import("/views/toolsession.js");
@@ -59,6 +60,17 @@ async () => {
   for (const p of [[1, 1], [20, 1], [20, 20]]) st = tools.down(st, env, p).st;
   r = tools.command(st, env, "finish");
   out.polyOp = r.ops[0].object.geometry;
+  // spatial: a grid over 400 boxes (and one huge polygon) answers a window query exactly and in
+  // list order; an ordered() list is the same array for the same input.
+  const many = [];
+  for (let i = 0; i < 400; i++) many.push({ id: `s${i}`, type: "bbox", geometry: { x: (i % 20) * 10, y: Math.floor(i / 20) * 10, w: 5, h: 5 } });
+  many.splice(7, 0, { id: "big", type: "polygon", geometry: { parts: [{ exterior: [[-50, -50], [500, -50], [500, 500]] }] } });
+  many.push({ id: "r", type: "rpy", geometry: { roll: 0, pitch: 0, yaw: 0 } });
+  const idx = spatial.buildIndex(many);
+  const hits = spatial.query(idx, 22, 22, 41, 33);
+  const brute = many.map((o, i) => [o, i]).filter(([o]) => o.type === "bbox" && o.geometry.x <= 41 && o.geometry.x + 5 >= 22 && o.geometry.y <= 33 && o.geometry.y + 5 >= 22).map(([, i]) => i);
+  out.spatial = [hits.join() === [7, ...brute].sort((a, b) => a - b).join(), brute.length, spatial.query(idx, 1000, 1000, 1001, 1001).length];
+  out.orderedSame = ops.ordered(many) === ops.ordered(many);
   out.hit = geom.topHit([{ id: "b", type: "bbox", geometry: { x: 0, y: 0, w: 5, h: 5 } }], [3, 3], 1)?.id;
   // keys, selection, router, classification rules.
   out.keys = [keys.commandFor({ key: "z", ctrlKey: true }), keys.commandFor({ key: "Z", ctrlKey: true, shiftKey: true }), keys.commandFor({ key: "3" }), keys.commandFor({ key: "h" })];
@@ -126,6 +138,7 @@ def test_pure_modules_in_the_page(browser: Any, live: Live) -> None:
     assert out["boxResize"] == ["move_box"]
     assert out["polyOp"] == {"parts": [{"exterior": [[1, 1], [20, 1], [20, 20]], "holes": []}]}
     assert out["hit"] == "b"
+    assert out["spatial"] == [True, 6, 0] and out["orderedSame"] is True
     assert out["keys"] == ["undo", "redo", "label:3", "hole"]
     assert out["sel"] == [2, 3, 4]
     assert out["route"][0] == {"name": "tool", "params": {"project": 7, "image": 12}, "query": {"ids": "1,2"}}

@@ -125,7 +125,15 @@ function applyToObject(o, op) {
   }
 }
 
-/** Objects in drawing order (z, then list order). */
+const orderedCache = new WeakMap();
+
+/** Objects in drawing order (z, then list order). The same array for the same input (object
+ * lists are never changed in place): the canvas and the panel see "no change" by identity. */
 export function ordered(objects) {
-  return objects.map((o, i) => [o, i]).sort((a, b) => (a[0].z || 0) - (b[0].z || 0) || a[1] - b[1]).map(([o]) => o);
+  let out = orderedCache.get(objects);
+  if (!out) {
+    out = objects.map((o, i) => [o, i]).sort((a, b) => (a[0].z || 0) - (b[0].z || 0) || a[1] - b[1]).map(([o]) => o);
+    orderedCache.set(objects, out);
+  }
+  return out;
 }

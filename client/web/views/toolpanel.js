@@ -66,8 +66,70 @@ function focusKey(node, root) {
   return null;
 }
 
+const ROW = 24;           // px per row of a long object list (fixed: rows are placed by index)
+const VIEW_ROWS = 16;     // rows a long list shows at once
+const OVERSCAN = 8;       // rows kept in the DOM above and below the visible ones
+const VIRTUAL_AFTER = 100;
+
+/** The object list. Past VIRTUAL_AFTER objects it scrolls on its own and holds only the rows
+ * in view (plus a few), between two spacers: 10,000 objects cost a few dozen DOM rows. */
+function objectList(a) {
+  const el = h("ul", { class: "objects", role: "listbox", "aria-label": "Objects on this image", id: "object-list" });
+  let m = null, top = 0, shownSelection = null;
+  el.addEventListener("scroll", () => {
+    if (Math.abs(el.scrollTop - top) < 1) return;
+    top = el.scrollTop;
+    paint();
+  });
+  const row = (o, i) => h("li", { role: "option", tabindex: "0", "aria-selected": o.id === m.selectedId ? "true" : "false", dataset: { id: o.id, type: o.type },
+    "aria-setsize": m.objects.length, "aria-posinset": i + 1,
+    onclick: () => a.selectObject(o.id), onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); a.selectObject(o.id); } } },
+  h("span", { class: "swatch", style: { background: colorOf(m.colors, o.label) } }),
+  `${i + 1}. ${TYPE_TEXT[o.type] || o.type}`, h("span", { class: "muted" }, o.label || "(no label)"),
+  o.occluded ? h("span", { class: "badge" }, "occluded") : null);
+  const spacer = (rows) => h("li", { "aria-hidden": "true", role: "presentation", style: { height: `${rows * ROW}px`, padding: "0" } });
+
+  function paint() {
+    const objs = m.objects, n = objs.length;
+    el.dataset.virtual = n > VIRTUAL_AFTER ? "true" : "false";
+    if (n <= VIRTUAL_AFTER) {
+      Object.assign(el.style, { height: "", flex: "", overflowY: "" });
+      el.replaceChildren(...objs.map(row));
+      if (!n) el.append(h("li", { class: "muted" }, "No objects yet."));
+      return;
+    }
+    // A fixed height (the panel is a flex column that would squeeze a scroller to nothing).
+    Object.assign(el.style, { height: `${ROW * VIEW_ROWS}px`, flex: "none", overflowY: "auto" });
+    const first = Math.max(0, Math.min(n - VIEW_ROWS, Math.floor(top / ROW)) - OVERSCAN);
+    const last = Math.min(n, first + VIEW_ROWS + 2 * OVERSCAN);
+    const rows = [];
+    for (let i = first; i < last; i++) {
+      const li = row(objs[i], i);
+      li.style.height = `${ROW}px`;
+      li.style.boxSizing = "border-box";
+      li.style.whiteSpace = "nowrap";
+      rows.push(li);
+    }
+    el.replaceChildren(spacer(first), ...rows, spacer(n - last));
+  }
+
+  function update(model) {
+    m = model;
+    // A newly selected object (picked on the canvas) scrolls into the list's view.
+    if (m.selectedId !== shownSelection && m.objects.length > VIRTUAL_AFTER) {
+      const i = m.objects.findIndex((o) => o.id === m.selectedId);
+      if (i >= 0 && (i * ROW < top || (i + 1) * ROW > top + VIEW_ROWS * ROW)) top = Math.max(0, (i - VIEW_ROWS / 2) * ROW);
+    }
+    shownSelection = m.selectedId;
+    paint();
+  }
+
+  return { el, update, restore: () => { if (el.scrollTop !== top) el.scrollTop = top; } };
+}
+
 export function createPanel(a) {
   const el = h("aside", { class: "side", "aria-label": "Labeling panel" });
+  const list = objectList(a);
   let last = null, next = null, timer = 0;
   // Rebuilt a tick later, coalesced: a change event fired by leaving a field must not pull out the
   // field the person is moving to. Someone typing in a field keeps it: the rebuild (a remote edit,
@@ -87,19 +149,13 @@ export function createPanel(a) {
     const active = document.activeElement;
     const keep = focusKey(active, el);
     const viewOpen = el.querySelector("details.view-adjust")?.open;
-    const colors = m.colors;
     const labelSel = h("select", { id: "current-label", "aria-label": "Label for new and selected objects", disabled: m.readOnly,
       onchange: (e) => a.pickLabel(e.target.value) },
     h("option", { value: "" }, "(no label)"),
     m.labels.map((l) => h("option", { value: l.name, selected: m.currentLabel === l.name }, (l.shortcut ? `${l.shortcut} · ` : "") + l.name)));
 
-    const objects = h("ul", { class: "objects", role: "listbox", "aria-label": "Objects on this image", id: "object-list" },
-      m.objects.map((o, i) => h("li", { role: "option", tabindex: "0", "aria-selected": o.id === m.selectedId ? "true" : "false", dataset: { id: o.id, type: o.type },
-        onclick: () => a.selectObject(o.id), onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); a.selectObject(o.id); } } },
-      h("span", { class: "swatch", style: { background: colorOf(colors, o.label) } }),
-      `${i + 1}. ${TYPE_TEXT[o.type] || o.type}`, h("span", { class: "muted" }, o.label || "(no label)"),
-      o.occluded ? h("span", { class: "badge" }, "occluded") : null)));
-    if (!m.objects.length) objects.append(h("li", { class: "muted" }, "No objects yet."));
+    list.update(m);
+    const objects = list.el;
 
     const sel = m.objects.find((o) => o.id === m.selectedId);
     const props = sel ? properties(sel, m) : h("p", { class: "muted" }, "Select an object to see its properties.");
@@ -133,6 +189,7 @@ export function createPanel(a) {
         h("button", { type: "button", disabled: m.readOnly, onclick: a.addRpy, title: "Add a roll/pitch/yaw object for the image" }, "Add RPY")),
       h("h3", {}, "Classification"), a.suggestions || null, cls,
       viewControls(m.view, a.setView, viewOpen));
+    list.restore();  // the list was taken out and put back: its scroll position went with it
     if (keep) el.querySelector(keep)?.focus({ preventScroll: true });
   }
 
