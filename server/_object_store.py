@@ -43,18 +43,22 @@ class ObjectWrites:
     parsed: dict[str, Any] = field(default_factory=dict)
 
     async def run(self, session: AsyncSession) -> None:
-        """Statement by statement (SQLite; PostgreSQL fuses them, see ``server._pg_writes``)."""
-        for oid in self.deletes:
-            await run(session, _DELETE_OBJECT, {"b_image_id": self.image_id, "b_id": oid})
-        for values in self.inserts:
-            await run(session, _INSERT_OBJECT, {
-                "image_id": self.image_id, "project_id": self.project_id, "source": self.source,
-                "created_by": self.user_id, "updated_by": self.user_id, "created_at": self.now,
-                "updated_at": self.now, **values})
-        for values in self.updates:
-            await run(session, _UPDATE_OBJECT, {
-                "b_image_id": self.image_id, "b_id": values["id"], "updated_by": self.user_id,
-                "updated_at": self.now, **{k: v for k, v in values.items() if k != "id"}})
+        """One statement per kind of write, each executed for all its rows at once (SQLite;
+        PostgreSQL fuses them, see ``server._pg_writes``): a batch creating 5,000 objects is one
+        prepared insert run 5,000 times in the driver, not 5,000 round trips through it."""
+        if self.deletes:
+            await run(session, _DELETE_OBJECT, [{"b_image_id": self.image_id, "b_id": oid}
+                                                for oid in self.deletes])
+        if self.inserts:
+            common = {"image_id": self.image_id, "project_id": self.project_id,
+                      "source": self.source, "created_by": self.user_id,
+                      "updated_by": self.user_id, "created_at": self.now, "updated_at": self.now}
+            await run(session, _INSERT_OBJECT, [{**common, **values} for values in self.inserts])
+        if self.updates:
+            await run(session, _UPDATE_OBJECT, [
+                {"b_image_id": self.image_id, "b_id": values["id"], "updated_by": self.user_id,
+                 "updated_at": self.now, **{k: v for k, v in values.items() if k != "id"}}
+                for values in self.updates])
 
 
 _OBJECT_COLUMNS = (LabelObjectRow.id, LabelObjectRow.type, LabelObjectRow.label, LabelObjectRow.geometry,
