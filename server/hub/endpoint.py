@@ -156,7 +156,9 @@ async def _handle(conn: Connection, handlers: Handlers, text: str) -> str | None
     try:
         data = strict_json.loads(text)
     except strict_json.JsonInputError as exc:
-        conn.send(_error(_readable_id(text), exc.code, exc.message))
+        # A big frame's id only from its top level: its objects have ids of their own.
+        rid = head_fields(text).get("id") if size > MAX_MESSAGE_BYTES else _readable_id(text)
+        conn.send(_error(rid, exc.code, exc.message))
         return None
     request_id = data.get("id") if isinstance(data, dict) else None
     if size > MAX_MESSAGE_BYTES and not (isinstance(data, dict) and data.get("type") == "op"):

@@ -420,6 +420,12 @@ async def test_a_big_batch_travels_in_one_message_or_not_at_all(server: LiveServ
                                  "client_op_id": "huge", "op": {"kind": "batch", "ops": huge}}))
     error = await c.event("error")
     assert (error["code"], error["id"]) == ("too_large", "huge") and str(MAX_OP_BYTES) in error["message"]
+    # A big frame that is not JSON: the error carries the top-level id, not an object's.
+    broken = json.dumps({"type": "op", "id": "torn", "image": image, "token": token,
+                         "client_op_id": "torn", "op": {"kind": "batch", "ops": ops}})[:-2]
+    await c.send_raw(broken)
+    torn = await c.event("error")
+    assert (torn["code"], torn["id"]) == ("bad_json", "torn")
     assert await _objects(team.owner, team.project_id, image) == (seq, objects)
     # The socket still works, and the first batch is not applied twice when resent.
     again = await c.request("op", image=image, token=token, client_op_id="big",
