@@ -269,8 +269,15 @@ def write_docs(table: str, machine: str, quick: bool) -> None:
         text = text.rstrip("\n") + "\n\n" + section
     else:
         end = text.find("\n## ", start + 1)
+        old = text[start:end if end != -1 else len(text)]
+        notes = old.find(NOTES_MARKER)  # hand-written notes after the table are kept
+        if notes != -1:
+            section += "\n" + old[notes:].rstrip("\n") + "\n"
         text = text[:start + 1] + section + (text[end:] if end != -1 else "")
     path.write_text(text)
+
+
+NOTES_MARKER = "<!-- notes: kept by --write-docs -->"
 
 
 def main(argv: list[str] | None = None) -> None:
