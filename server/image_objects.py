@@ -13,10 +13,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from server._web import unit_of_work
+from server._web import project_access, unit_of_work
 from server.errors import not_found
 from server.hub._snapshot import objects_with_seq
-from server.images import image_access, path_id
+from server.images import path_id
 from server.permissions import Privilege
 
 __all__ = ["image_objects", "routes"]
@@ -27,11 +27,10 @@ async def image_objects(request: Request) -> Response:
     project_id = path_id(request, "project_id")
     image_id = path_id(request, "image_id")
     async with unit_of_work(request) as (session, user):
-        image = await image_access(session, user, image_id, Privilege.VIEW)
-        if image.project_id != project_id:
-            raise not_found("image")
-        found = await objects_with_seq(session, image_id)
-    if found is None:  # deleted since the access check
+        # The project's privilege, then the image within it and its objects in one statement.
+        await project_access(session, user, project_id, Privilege.VIEW)
+        found = await objects_with_seq(session, project_id, image_id)
+    if found is None:  # no such image in this project
         raise not_found("image")
     seq, objects = found
     body = f'{{"image": {image_id}, "seq": {seq}, "objects": {objects}}}'

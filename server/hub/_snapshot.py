@@ -97,18 +97,19 @@ async def objects_json(session: AsyncSession, image_id: int) -> str:
 _WITH_SEQ = """
 SELECT projects.seq, ({objects}) AS objects
   FROM images JOIN projects ON projects.id = images.project_id
- WHERE images.id = :image_id
+ WHERE images.id = :image_id AND images.project_id = :project_id
 """
 _WITH_SEQ_PG = text(_WITH_SEQ.format(objects=_POSTGRESQL.text.strip()))
 _WITH_SEQ_SQLITE = text(_WITH_SEQ.format(objects=_SQLITE.text.strip()))
 
 
-async def objects_with_seq(session: AsyncSession, image_id: int) -> tuple[int, str] | None:
+async def objects_with_seq(session: AsyncSession, project_id: int,
+                           image_id: int) -> tuple[int, str] | None:
     """The project's seq and the image's objects as a JSON array text that reflects exactly the
-    ops up to it (``None``: no such image). For ``GET .../images/{id}/objects``."""
+    ops up to it (``None``: no such image in the project). For ``GET .../images/{id}/objects``."""
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     stmt = _WITH_SEQ_PG if dialect == "postgresql" else _WITH_SEQ_SQLITE
-    row = (await session.execute(stmt, {"image_id": image_id})).first()
+    row = (await session.execute(stmt, {"image_id": image_id, "project_id": project_id})).first()
     return None if row is None else (int(row[0]), str(row[1]))
 
 
