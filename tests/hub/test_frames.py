@@ -24,3 +24,10 @@ def test_only_the_head_is_read() -> None:
     assert head_fields('{"id": "a \\" quote", "type": "op"}') == {"id": 'a " quote', "type": "op"}
     assert head_fields("not json at all") == {}
     assert head_fields('[{"id": 1}]') == {}
+
+
+def test_the_transport_cap_leaves_room_for_the_biggest_op() -> None:
+    from server.cli import MAX_FRAME  # the CLI keeps its own copy (it starts without pydantic)
+    from server.protocol import MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, MAX_OP_BYTES
+
+    assert MAX_FRAME == MAX_FRAME_BYTES > MAX_OP_BYTES > MAX_MESSAGE_BYTES
