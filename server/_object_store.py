@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, text, update
+from sqlalchemy import JSON, bindparam, delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db import run
@@ -118,7 +118,9 @@ async def _insert_many(session: AsyncSession, writes: ObjectWrites) -> None:
     columns = _OBJECT_TABLE.c
 
     def bound(name: str) -> Any:
-        return columns[name].type.dialect_impl(dialect).bind_processor(dialect)
+        process = columns[name].type.dialect_impl(dialect).bind_processor(dialect)
+        return _empty_json_once(process) if process and isinstance(columns[name].type, JSON) \
+            else process
 
     common = [(bound(name) or _same)(value) for name, value in zip(_COMMON, (
         writes.image_id, writes.project_id, writes.source, writes.user_id, writes.user_id,
@@ -131,3 +133,21 @@ async def _insert_many(session: AsyncSession, writes: ObjectWrites) -> None:
 
 def _same(value: Any) -> Any:
     return value
+
+
+def _empty_json_once(process: Any) -> Any:
+    """A JSON column's bind processor that serializes ``None``, ``[]`` and ``{}`` once: most
+    objects have no keypoints, attributes or rpy, and a serializer call each cost as much as the
+    row's insert."""
+    null, empty_list, empty_dict = process(None), process([]), process({})
+
+    def bind(value: Any) -> Any:
+        if value is None:
+            return null
+        if not value and type(value) is list:
+            return empty_list
+        if not value and type(value) is dict:
+            return empty_dict
+        return process(value)
+
+    return bind
