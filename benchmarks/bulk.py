@@ -122,8 +122,8 @@ async def _one_database(bench: Bench, name: str, db_url: str, data: Path) -> Non
                         cpu.append(load.cpu_seconds(server.pid) - before)
                         await hub.release_image(image)
                     bench.row(f"{name}: {n:,} boxes in one batch op, send -> ack (median of "
-                              f"{rounds}; in brackets the server process's CPU for it, the "
-                              "database's not included)",
+                              f"{rounds}; in brackets the server process's CPU for it: "
+                              "SQLite's work included, PostgreSQL's not)",
                               f"{_ms(times)} ({_ms(cpu)} CPU)",
                               f"Label Studio 1.23: {LABEL_STUDIO[n]}",
                               GOAL_5000[name] if n == 5000 else "")
