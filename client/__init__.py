@@ -19,12 +19,13 @@ Exceptions (``client.errors``)::
         ├── AuthenticationError     401, close code 4401, bad credentials
         ├── ForbiddenError          403, ``forbidden``, close code 4403
         ├── NotFoundError           ``not_found``
-        ├── InvalidRequestError     ``invalid``, ``invalid_op``, ``bad_json``, ``too_large``
+        ├── InvalidRequestError     ``invalid``, ``invalid_op``, ``bad_json``
+        │   └── TooLargeError       ``too_large``: over the size limit; split it, do not resend
         ├── LockedError             ``locked`` (``.holder`` says who)
         ├── LockLostError           ``no_lock``, ``stale_token``, ``lock_expired``, ``lock_lost``
         ├── NothingToUndoError      ``nothing_to_undo``, ``nothing_to_redo``
         ├── NotReadyError           ``not_ready``: image features still computing (``.job``)
-        ├── RateLimitedError        ``rate_limited``
+        ├── RateLimitedError        ``rate_limited`` (ops are paced and resent for you), ``busy``
         └── UnavailableError        ``unavailable``, 503: the server lost its database connection; retry
 """
 
@@ -44,6 +45,7 @@ from client.errors import (
     RateLimitedError,
     RequestError,
     RequestTimeout,
+    TooLargeError,
     TransportError,
     UnavailableError,
 )
@@ -69,6 +71,7 @@ __all__ = [
     "RequestError",
     "RequestTimeout",
     "RestClient",
+    "TooLargeError",
     "TransportError",
     "UnavailableError",
 ]

@@ -1,5 +1,6 @@
 """The machinery behind :class:`client.hub.LabelhubClient`: its state, the socket, request and
-ack matching, the reader, reconnect with resume, and the resend of unacknowledged ops.
+ack matching, the reader, reconnect with resume, and the resend of unacknowledged ops (their
+frames, pacing and ``rate_limited`` retries: ``client._ops``).
 
 Requests are matched to their ``ack``/``error`` by id. When the socket drops the client reconnects
 with ``hello{since, images}``, opens the images it held again (a new fencing token) unless someone
@@ -10,7 +11,6 @@ the server answers a duplicate with the original ack, so each op is applied exac
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -21,6 +21,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from client._ids import RequestIds
+from client._ops import Applied, Pacer, _Op, _OpSender, _Pending
 from client._tracker import Tracker
 from client.errors import (
     AuthenticationError,
@@ -60,42 +61,6 @@ Event = (Snapshot | OpEvent | LockEvent | PresenceEvent | ProgressEvent | Privil
 HELLO_IMAGES = 100  # the most images one hello may name; the rest are subscribed after it
 
 
-@dataclass(frozen=True)
-class Opened:
-    """An image handed to me: its snapshot and my lock (``None``: someone else holds it)."""
-
-    image: int
-    snapshot: Snapshot
-    lock: LockInfo | None
-    holder: UserRef | None = None
-
-
-@dataclass(frozen=True)
-class Applied:
-    """An acknowledged op, undo or redo. ``duplicate``: the server had applied it before."""
-
-    seq: int
-    client_op_id: str | None = None
-    duplicate: bool = False
-    op: dict[str, Any] | None = None
-
-
-@dataclass(eq=False)
-class _Pending:
-    future: asyncio.Future[Any]
-    snapshot: str = ""  # "always" / "if_image": a snapshot frame follows the ack
-    op_id: str | None = None
-
-
-@dataclass(eq=False)
-class _Op:
-    image: int
-    op: dict[str, Any]
-    future: asyncio.Future[Applied]
-    token: int | None  # given by the caller; None = the lock the client holds
-    sent_on: int = -1  # connection generation it was last sent on
-
-
 @dataclass(eq=False)
 class _Conn:
     ws: ClientConnection
@@ -104,7 +69,7 @@ class _Conn:
     awaiting_snapshot: list[tuple[_Pending, Ack]] = field(default_factory=list)
 
 
-class _Session:
+class _Session(_OpSender):
     """State and plumbing; the public methods live on ``LabelhubClient``."""
 
     def __init__(self, url: str, project: int, *, token: str | None = None,
@@ -137,14 +102,9 @@ class _Session:
         self._closing = False
         self._fatal: LabelhubError | None = None
         self._tasks: list[asyncio.Task[None]] = []
-
-    def _token_for(self, image: int, token: int | None) -> int:
-        if token is not None:
-            return token
-        lock = self._locks.get(image)
-        if lock is None:
-            raise LockLostError("no_lock", f"image {image} is not open in this client")
-        return lock.token
+        self._pacer = Pacer()  # every message, under the server's rate limit
+        self._resends: set[asyncio.Task[None]] = set()
+        self.rate_limited = 0  # ops the server refused as rate_limited (each was sent again)
 
     async def _wait_ready(self) -> None:
         if self._fatal is not None:
@@ -170,6 +130,7 @@ class _Session:
         pending = _Pending(asyncio.get_running_loop().create_future(), snapshot)
         self._pending[rid] = pending
         try:
+            await self._pacer.wait()
             await conn.ws.send(json.dumps({**msg, "id": rid}))
             result: tuple[Ack, Snapshot | None] = await asyncio.wait_for(pending.future, self.timeout)
             return result
@@ -180,24 +141,6 @@ class _Session:
             raise RequestTimeout(f"{msg['type']} not answered within {self.timeout}s") from None
         finally:
             self._pending.pop(rid, None)
-
-    async def _send_op(self, op_id: str, entry: _Op) -> None:
-        conn = self._conn
-        if conn is None:
-            return  # the reconnect resends it
-        entry.sent_on = conn.generation
-        try:
-            token = self._token_for(entry.image, entry.token)
-        except LockLostError as exc:
-            if not entry.future.done():
-                entry.future.set_exception(exc)
-            return
-        rid = self._ids()
-        self._pending[rid] = _Pending(entry.future, op_id=op_id)
-        msg = {"type": "op", "id": rid, "image": entry.image, "token": token,
-               "client_op_id": op_id, "op": entry.op}
-        with contextlib.suppress(websockets.ConnectionClosed):
-            await conn.ws.send(json.dumps(msg))  # if it fails, the reconnect resends it
 
     # --- internals: the connection -----------------------------------------------------------
 
@@ -310,6 +253,9 @@ class _Session:
     def _answer(self, conn: _Conn, pending: _Pending, msg: Ack | Error) -> None:
         fut = pending.future
         if isinstance(msg, Error):
+            if msg.code == "rate_limited" and pending.op_id is not None:
+                self._retry_op(pending.op_id)  # transparent: the caller sees only the ack
+                return
             if not fut.done():
                 fut.set_exception(error_for(msg.code, msg.message, holder=msg.holder))
             return

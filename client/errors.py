@@ -59,6 +59,12 @@ class InvalidRequestError(RequestError):
     """The request or the op was malformed or broke a geometry rule."""
 
 
+class TooLargeError(InvalidRequestError):
+    """The message is over the server's size limit (``too_large``): an ``op`` past 8 MiB
+    (``server.protocol.MAX_OP_BYTES``), any other message past 64 KiB. Sending it again cannot
+    succeed: split the batch. Raised before sending when the SDK can tell (nothing was sent)."""
+
+
 class LockedError(RequestError):
     """Another user holds the image's lock; ``holder`` says who."""
 
@@ -109,7 +115,7 @@ _BY_CODE: dict[str, type[RequestError]] = {
     "invalid_op": InvalidRequestError,
     "too_costly": InvalidRequestError,
     "bad_json": InvalidRequestError,
-    "too_large": InvalidRequestError,
+    "too_large": TooLargeError,
     "not_enough_examples": InvalidRequestError,
     "binary_frame": InvalidRequestError,
 }

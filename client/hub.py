@@ -11,14 +11,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from client._ids import new_client_op_id
-from client._session import (
-    HELLO_IMAGES,
-    Applied,
-    Event,
-    Opened,
-    _Op,
-    _Session,
-)
+from client._ops import Applied, Opened, _Op
+from client._session import HELLO_IMAGES, Event, _Session
 from client.errors import ConnectionClosed, RequestTimeout
 from server.protocol import (
     Ack,
@@ -131,14 +125,18 @@ class LabelhubClient(_Session):
 
     async def op(self, image: int, op: dict[str, Any], *, token: int | None = None,
                  client_op_id: str | None = None) -> Applied:
-        """Apply one op on a locked image and wait for its ack (resent across reconnects).
+        """Apply one op on a locked image and wait for its ack (resent across reconnects, and
+        after a ``rate_limited`` answer: the client paces its messages to the server's limit).
 
         Pass the same ``client_op_id`` again to retry an op whose outcome you do not know.
+        Raises :class:`~client.errors.TooLargeError` at once for an op past the size limit (a
+        ``batch`` of up to 20,000 ops fits when it is under 8 MiB as JSON).
         """
         op_id = client_op_id or new_client_op_id()
-        self._tracker.own_ids.add(op_id)
         future: asyncio.Future[Applied] = asyncio.get_running_loop().create_future()
-        entry = self._ops[op_id] = _Op(image, op, future, token)
+        entry = _Op(image, op, future, token)  # refuses an op too big to send
+        self._tracker.own_ids.add(op_id)
+        self._ops[op_id] = entry
         try:
             await self._wait_ready()
             if entry.sent_on != self._generation and not future.done():

@@ -145,6 +145,12 @@ class RestClient:
     async def image(self, image_id: int) -> dict[str, Any]:
         return dict(await self.request("GET", f"/api/v1/images/{image_id}"))
 
+    async def image_objects(self, project_id: int, image_id: int) -> dict[str, Any]:
+        """The image's objects as a socket snapshot holds them, with the ``seq`` they reflect:
+        ``{"image", "seq", "objects"}``."""
+        return dict(await self.request(
+            "GET", f"/api/v1/projects/{project_id}/images/{image_id}/objects"))
+
     # --- hub side: audit and stats -----------------------------------------------------------
 
     async def ops(self, project_id: int, **query: Any) -> dict[str, Any]:

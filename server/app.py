@@ -23,6 +23,7 @@ from server import (
     exports,
     formats,
     image_bulk,
+    image_objects,
     images,
     invitations,
     labels,
@@ -51,8 +52,8 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "client" / "web"
 # Feature modules: each has ``routes`` and may have ``lifespan(app)``, an async context
 # manager run at start-up (after the database is ready) and left at shutdown.
 # The jobs feed needs the hub: it comes after hub_endpoint.
-FEATURES: list[ModuleType] = [accounts, invitations, projects, images, image_bulk, labels,
-                              preferences, formats,
+FEATURES: list[ModuleType] = [accounts, invitations, projects, images, image_bulk, image_objects,
+                              labels, preferences, formats,
                               stats, hub_endpoint, jobs_routes, similarity, suggestions,
                               classifiers, predictions, exports, telemetry_routes]
 

@@ -25,9 +25,10 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
 ROOT = Path(__file__).resolve().parent.parent
-# The transport's hard cap. Messages past 64 KiB get an error from the hub (OWASP: <= 64 KB
-# messages) and the socket stays open; only a frame past this cap closes it (1009).
-MAX_FRAME = 1024 * 1024
+# The transport's hard cap (= server.protocol.MAX_FRAME_BYTES; not imported, the CLI starts
+# without pydantic). Messages past 64 KiB (an op past 8 MiB) get an error from the hub and the
+# socket stays open; only a frame past this cap closes it (1009).
+MAX_FRAME = 16 * 1024 * 1024
 
 
 def _alembic_upgrade(settings: Settings, revision: str = "head") -> None:

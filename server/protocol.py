@@ -286,6 +286,17 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_SLOW = 4008
 
+#: Size limits of a client message (UTF-8 bytes; docs/protocol.md): any message, and an ``op``,
+#: whose ``batch`` may create thousands of objects at once. A bigger one gets ``too_large`` with
+#: its id; the transport closes the socket (1009) only past ``MAX_FRAME_BYTES``.
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_OP_BYTES = 8 * 1024 * 1024
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+#: Messages per connection: ``RATE_LIMIT`` a second on average, bursts up to ``RATE_BURST``
+#: (a token bucket); past it a message gets ``rate_limited`` and is not applied.
+RATE_LIMIT = 100.0
+RATE_BURST = 300.0
+
 
 def encode(message: BaseModel) -> str:
     """One JSON text frame; ``None`` fields of the envelope are left out."""

@@ -44,23 +44,37 @@ class Loaded(Mapping[str, LabelObject]):
     def __len__(self) -> int:
         return self._count
 
+    # Plain-dict lookups: Mapping's own go through ``__getitem__`` and a KeyError for every
+    # miss, and every create of a batch is one.
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._loaded.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._loaded
+
 
 class _Overlay:
-    """The image's objects with the edit's changes laid over them."""
+    """The image's objects with the edit's changes laid over them, and their running count
+    (a batch of n creates checks the count n times: recounting the changes made it quadratic)."""
 
     def __init__(self, base: Mapping[str, LabelObject]) -> None:
         self.base = base
         self.changes: dict[str, LabelObject | None] = {}
+        self._count = len(base)
 
     def get(self, oid: str) -> LabelObject | None:
-        if oid in self.changes:
-            return self.changes[oid]
+        changes = self.changes
+        if oid in changes:
+            return changes[oid]
         return self.base.get(oid)
 
+    def set(self, oid: str, obj: LabelObject | None) -> None:
+        """Lay ``obj`` (None: deleted) over object ``oid``, keeping the count."""
+        self._count += (obj is not None) - (self.get(oid) is not None)
+        self.changes[oid] = obj
+
     def count(self) -> int:
-        added = sum(1 for k, v in self.changes.items() if v is not None and k not in self.base)
-        removed = sum(1 for k, v in self.changes.items() if v is None and k in self.base)
-        return len(self.base) + added - removed
+        return self._count
 
     def ids(self) -> list[str]:
         seen = [k for k in self.base if k not in self.changes] + [
@@ -77,7 +91,7 @@ def _step(view: _Overlay, op: Any, policy: Policy) -> list[Any]:
             cur = view.get(oid)
             if cur is None or cur.type not in ("bbox", "polygon"):
                 continue
-            view.changes[oid] = rasterize_object(cur, policy)
+            view.set(oid, rasterize_object(cur, policy))
             inverses.append(o.Replace(object_id=oid, object=cur))
         return inverses[::-1]
     if isinstance(op, o.Create):
@@ -87,13 +101,13 @@ def _step(view: _Overlay, op: Any, policy: Policy) -> list[Any]:
         if view.count() >= policy.max_objects:
             raise GeometryError("op", f"an image holds at most {policy.max_objects} objects")
         new, _ = apply_exact(None, op, policy)
-        view.changes[oid] = new
+        view.set(oid, new)
         return [o.Delete(object_id=oid)]
     cur = view.get(op.object_id)
     if cur is None:
         raise GeometryError("op.object_id", f"no object {op.object_id!r}")
     new, exact = apply_exact(cur, op, policy)
-    view.changes[cur.id] = new
+    view.set(cur.id, new)
     return [invert(cur, op) if exact else o.Replace(object_id=cur.id, object=cur)]
 
 
@@ -109,15 +123,18 @@ def edit(objects: Mapping[str, LabelObject], op: Any, policy: Policy) -> EditRes
     if isinstance(op, o.Batch):
         if len(op.ops) > policy.max_batch_ops:
             raise GeometryError("op.ops", f"more than {policy.max_batch_ops} ops")
-        undo: list[Any] = []
+        steps: list[list[Any]] = []
         for i, sub in enumerate(op.ops):
             try:
-                undo = _step(view, sub, policy) + undo
+                steps.append(_step(view, sub, policy))
             except GeometryError as exc:
                 rest = exc.field.removeprefix("op").lstrip(".")
                 raise GeometryError(
                     f"op.ops.{i}" + (f".{rest}" if rest else ""), exc.message
                 ) from None
+        # The last step's inverses undo first (collected, then joined once: prepending to a
+        # list per step was quadratic too).
+        undo = [inv for step in reversed(steps) for inv in step]
         return EditResult(view.changes, o.Batch(ops=undo))
     undo = _step(view, op, policy)
     inverse = (

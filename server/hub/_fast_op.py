@@ -147,10 +147,14 @@ class Held:
 
     def update(self, writes: ObjectWrites, stamp: str) -> None:
         self.stamp = stamp
-        for oid in writes.deletes:
+        changed = [*writes.updates, *writes.inserts]
+        # Only the last OBJECTS_HELD changes could stay held: a big batch builds no rows for the
+        # rest (building then evicting them cost a 5,000-create batch ~1/10 of its time).
+        skip = max(0, len(changed) - OBJECTS_HELD)
+        for oid in (*writes.deletes, *(values["id"] for values in changed[:skip])):
             self.objects.pop(oid, None)
             self.parsed.pop(oid, None)
-        for values in (*writes.updates, *writes.inserts):
+        for values in changed[skip:]:
             oid = values["id"]
             self.objects.pop(oid, None)
             self.objects[oid] = ObjectRow._make(

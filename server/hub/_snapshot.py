@@ -92,6 +92,27 @@ async def objects_json(session: AsyncSession, image_id: int) -> str:
     return str((await session.execute(stmt, {"image_id": image_id})).scalar_one())
 
 
+# The objects with the seq they reflect, in one statement (one state of the database on either:
+# SQLite's driver runs a lone SELECT outside any BEGIN, so two statements might see two states).
+_WITH_SEQ = """
+SELECT projects.seq, ({objects}) AS objects
+  FROM images JOIN projects ON projects.id = images.project_id
+ WHERE images.id = :image_id AND images.project_id = :project_id
+"""
+_WITH_SEQ_PG = text(_WITH_SEQ.format(objects=_POSTGRESQL.text.strip()))
+_WITH_SEQ_SQLITE = text(_WITH_SEQ.format(objects=_SQLITE.text.strip()))
+
+
+async def objects_with_seq(session: AsyncSession, project_id: int,
+                           image_id: int) -> tuple[int, str] | None:
+    """The project's seq and the image's objects as a JSON array text that reflects exactly the
+    ops up to it (``None``: no such image in the project). For ``GET .../images/{id}/objects``."""
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    stmt = _WITH_SEQ_PG if dialect == "postgresql" else _WITH_SEQ_SQLITE
+    row = (await session.execute(stmt, {"image_id": image_id, "project_id": project_id})).first()
+    return None if row is None else (int(row[0]), str(row[1]))
+
+
 def frame(head: Snapshot, objects: str) -> str:
     """``head`` (a snapshot with no objects) encoded, with the objects array put in."""
     encoded = encode(head)

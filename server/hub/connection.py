@@ -23,7 +23,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
-from server.protocol import CLOSE_TOO_SLOW
+from server.protocol import CLOSE_TOO_SLOW, RATE_BURST, RATE_LIMIT
 from server.telemetry.metrics import slow_client_dropped
 
 if TYPE_CHECKING:  # _fast_op imports this module
@@ -65,14 +65,16 @@ class RecentIds:
 
 
 class RateLimit:
-    """A token bucket: ``rate`` messages a second on average, bursts up to ``burst``."""
+    """A token bucket: ``rate`` messages a second on average, bursts up to ``burst``.
+    ``clock``: where its time comes from (tests drive it by hand)."""
 
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens, self.stamp = burst, time.monotonic()
+    def __init__(self, rate: float, burst: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self.tokens, self.stamp = burst, clock()
 
     def allow(self, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         if self.tokens >= 1:
@@ -176,7 +178,7 @@ class Connection:
     backlog: deque[str] = field(default_factory=deque)
     direct: DirectSend | None = None
     own_ops: RecentIds = field(default_factory=lambda: RecentIds(OWN_OPS_REMEMBERED))
-    limiter: RateLimit = field(default_factory=lambda: RateLimit(rate=100.0, burst=300.0))
+    limiter: RateLimit = field(default_factory=lambda: RateLimit(rate=RATE_LIMIT, burst=RATE_BURST))
     last_cursor: float = 0.0
     ever_locked: bool = False  # was granted a lease: only then do heartbeats renew anything
     held: Held | None = None  # what the last edit left of the image it edited

@@ -28,6 +28,7 @@ from server.db import connection_lost, is_sqlite, transaction
 from server.edits import EditError
 from server.errors import ApiError
 from server.hub import leases
+from server.hub._frames import head_fields
 from server.hub.bus import PgBus, asyncpg_dsn
 from server.hub.connection import Connection
 from server.hub.handlers import Handlers, RequestError
@@ -38,6 +39,8 @@ from server.protocol import (
     CLOSE_FORBIDDEN,
     CLOSE_TOO_SLOW,
     CLOSE_UNAUTHORIZED,
+    MAX_MESSAGE_BYTES,
+    MAX_OP_BYTES,
     Cursor,
     Error,
     Heartbeat,
@@ -58,7 +61,8 @@ from server.protocol import (
 from server.telemetry.metrics import observe_op
 
 log = logging.getLogger("labelhub.ws")
-MAX_MESSAGE_BYTES = 64 * 1024
+_TOO_LARGE = (f"messages are limited to {MAX_MESSAGE_BYTES} bytes, op messages to "
+              f"{MAX_OP_BYTES} bytes: split the batch")
 
 
 def origin_allowed(websocket: WebSocket) -> bool:
@@ -138,16 +142,29 @@ async def _serve(conn: Connection, handlers: Handlers, websocket: WebSocket) -> 
             return True
 
 
+def _size(text: str) -> int:
+    """The frame's size in UTF-8 bytes (counted only when its characters do not settle it)."""
+    if len(text) * 4 <= MAX_MESSAGE_BYTES:
+        return len(text)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 async def _handle(conn: Connection, handlers: Handlers, text: str) -> str | None:
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_MESSAGE_BYTES:
-        conn.send(_error(None, "too_large", f"messages are limited to {MAX_MESSAGE_BYTES} bytes"))
+    size = _size(text)
+    if size > MAX_OP_BYTES:  # not parsed: the id, if any, is read from the frame's head
+        conn.send(_error(head_fields(text).get("id"), "too_large", _TOO_LARGE))
         return None
     try:
         data = strict_json.loads(text)
     except strict_json.JsonInputError as exc:
-        conn.send(_error(_readable_id(text), exc.code, exc.message))
+        # A big frame's id only from its top level: its objects have ids of their own.
+        rid = head_fields(text).get("id") if size > MAX_MESSAGE_BYTES else _readable_id(text)
+        conn.send(_error(rid, exc.code, exc.message))
         return None
     request_id = data.get("id") if isinstance(data, dict) else None
+    if size > MAX_MESSAGE_BYTES and not (isinstance(data, dict) and data.get("type") == "op"):
+        conn.send(_error(request_id, "too_large", _TOO_LARGE))
+        return None
     if not conn.limiter.allow():
         conn.send(_error(request_id, "rate_limited", "too many messages; slow down"))
         return None

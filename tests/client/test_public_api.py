@@ -11,7 +11,7 @@ def test_all_is_pinned() -> None:
         "Applied", "AuthenticationError", "ConnectionClosed", "Event", "ForbiddenError",
         "InvalidRequestError", "LabelhubClient", "LabelhubError", "LockLostError", "LockedError",
         "NotFoundError", "NotReadyError", "NothingToUndoError", "Opened", "RateLimitedError", "RequestError",
-        "RequestTimeout", "RestClient", "TransportError", "UnavailableError",
+        "RequestTimeout", "RestClient", "TooLargeError", "TransportError", "UnavailableError",
     ]
     assert all(hasattr(client, name) for name in client.__all__)
 
@@ -23,7 +23,7 @@ def test_exception_tree_matches_the_docstring() -> None:
     for cls in (client.AuthenticationError, client.ForbiddenError, client.NotFoundError,
                 client.InvalidRequestError, client.LockedError, client.LockLostError,
                 client.NothingToUndoError, client.RateLimitedError, client.UnavailableError,
-                client.NotReadyError):
+                client.NotReadyError, client.TooLargeError):
         assert issubclass(cls, client.RequestError)
         assert cls.__name__ in (client.__doc__ or "")
     assert issubclass(client.RequestError, client.LabelhubError)
@@ -33,6 +33,8 @@ def test_error_codes_pick_the_subclass() -> None:
     assert isinstance(errors.error_for("stale_token", "x"), client.LockLostError)
     assert isinstance(errors.error_for("locked", "x"), client.LockedError)
     assert isinstance(errors.error_for("unavailable", "x"), client.UnavailableError)
+    assert isinstance(errors.error_for("too_large", "x"), client.TooLargeError)
+    assert issubclass(client.TooLargeError, client.InvalidRequestError)
     assert isinstance(errors.error_for("whatever", "x", status=503), client.UnavailableError)
     assert isinstance(errors.error_for("whatever", "x", status=404), client.NotFoundError)
     plain = errors.error_for("whatever", "went wrong")

@@ -16,11 +16,14 @@ import uvicorn
 from starlette.applications import Starlette
 
 from server.app import create_app
+from server.protocol import MAX_FRAME_BYTES
 from server.settings import Settings
 from tests.conftest import Api, UserFactory, login, make_project
 from tests.hub._ws import WsClient
 
-FRAME_LIMIT = 1024 * 1024  # the transport's hard cap; the app refuses past 64 KiB with an error
+# The transport's hard cap, as `labelhub serve` sets it; the app refuses past 64 KiB (an op past
+# 8 MiB) with an error.
+FRAME_LIMIT = MAX_FRAME_BYTES
 
 
 @dataclass

@@ -9,7 +9,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.conftest import UserFactory, add_member
+from server.protocol import MAX_OP_BYTES
+from tests.conftest import Api, UserFactory, add_member
 from tests.hub.conftest import LiveServer, Team
 
 BOX = {"kind": "create", "object": {"id": "b1", "type": "bbox", "label": "car",
@@ -131,7 +132,8 @@ async def test_bad_input_gets_errors_and_keeps_the_socket(server: LiveServer, te
     assert (await c.request("subscribe", image="x"))["code"] == "invalid"
     assert (await c.request("subscribe"))["code"] == "invalid"
     await c.send_raw(json.dumps({"type": "subscribe", "id": "big", "pad": "x" * 70_000}))
-    assert (await c.event("error"))["code"] == "too_large"
+    too_large = await c.event("error")  # only an op may pass 64 KiB; the error names the request
+    assert (too_large["code"], too_large["id"]) == ("too_large", "big")
     assert (await c.request("subscribe", image=999_999))["code"] == "not_found"
     opened = await c.request("open_image", image=team.images[2])
     bad = await c.request("op", image=team.images[2], token=opened["lock"]["token"], client_op_id="x1",
@@ -379,3 +381,54 @@ async def test_a_token_in_the_url_still_works_but_never_reaches_the_logs(server:
     ws_lines = [line for line in handler.lines if "/api/v1/ws" in line]
     assert len(ws_lines) == 2 and "token=[redacted]" in ws_lines[0]
     assert not [line for line in handler.lines if team.owner.token in line]
+
+
+def _creates(n: int, start: int = 0) -> list[dict[str, object]]:
+    return [{"kind": "create", "object": {"id": f"o{i}", "type": "bbox", "label": "car",
+                                          "geometry": {"x": i % 60, "y": i // 60 % 40, "w": 2, "h": 2}}}
+            for i in range(start, start + n)]
+
+
+async def _objects(api: Api, project: int, image: int) -> tuple[int, list[dict[str, object]]]:
+    resp = await api.client.get(f"/api/v1/projects/{project}/images/{image}/objects")
+    assert resp.status_code == 200, resp.text
+    return resp.json()["seq"], resp.json()["objects"]
+
+
+async def test_a_big_batch_travels_in_one_message_or_not_at_all(server: LiveServer, team: Team) -> None:
+    c = await server.connect(team.owner)
+    await c.request("hello", project=team.project_id)
+    image = team.images[1]
+    token = (await c.request("open_image", image=image))["lock"]["token"]
+    ops = _creates(2_000)
+    assert len(json.dumps(ops)) > 3 * 64 * 1024  # well past the limit of other messages
+    ack = await c.request("op", image=image, token=token, client_op_id="big",
+                          op={"kind": "batch", "ops": ops})
+    assert ack["type"] == "ack"
+    seq, objects = await _objects(team.owner, team.project_id, image)
+    assert seq == ack["seq"] and {o["id"] for o in objects} == {f"o{i}" for i in range(2_000)}
+    # One invalid op among many: nothing applied, and the error names its index.
+    bad = _creates(10, start=5_000)
+    bad[7]["object"]["geometry"] = {"x": 1, "y": 1, "w": -3, "h": 2}  # type: ignore[index]
+    refused = await c.request("op", image=image, token=token, client_op_id="bad",
+                              op={"kind": "batch", "ops": bad})
+    assert refused["code"] == "invalid_op" and "op.ops.7" in refused["message"]
+    # Past the op limit: refused unparsed, with the request's id read from the frame's head.
+    huge = _creates(1, start=9_000)
+    huge[0]["object"]["attributes"] = {"note": "x" * MAX_OP_BYTES}  # type: ignore[index]
+    await c.send_raw(json.dumps({"type": "op", "id": "huge", "image": image, "token": token,
+                                 "client_op_id": "huge", "op": {"kind": "batch", "ops": huge}}))
+    error = await c.event("error")
+    assert (error["code"], error["id"]) == ("too_large", "huge") and str(MAX_OP_BYTES) in error["message"]
+    # A big frame that is not JSON: the error carries the top-level id, not an object's.
+    broken = json.dumps({"type": "op", "id": "torn", "image": image, "token": token,
+                         "client_op_id": "torn", "op": {"kind": "batch", "ops": ops}})[:-2]
+    await c.send_raw(broken)
+    torn = await c.event("error")
+    assert (torn["code"], torn["id"]) == ("bad_json", "torn")
+    assert await _objects(team.owner, team.project_id, image) == (seq, objects)
+    # The socket still works, and the first batch is not applied twice when resent.
+    again = await c.request("op", image=image, token=token, client_op_id="big",
+                            op={"kind": "batch", "ops": ops})
+    assert (again["seq"], again["duplicate"]) == (ack["seq"], True)
+    await c.close()

@@ -317,3 +317,36 @@ async def test_the_commit_function_rolls_back_the_seq_on_a_version_conflict(
                 None, None, None)
     assert caught.value.sqlstate == _fast_op.CONFLICT_SQLSTATE
     assert await _state(labeler) == before  # seq, objects and log untouched
+
+
+async def test_big_batches_read_and_check_their_objects_in_set_statements(
+        labeler: Labeler, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past 64 objects the read and the version check are set statements (migration 0015):
+    the same outcomes as one lookup per object."""
+    many = [f"m{i:03d}" for i in range(100)]
+    creates = [{"kind": "create", "object": {"id": oid, "type": "bbox", "label": "car",
+                                             "geometry": {"x": i % 50, "y": 1, "w": 5, "h": 5}}}
+               for i, oid in enumerate(many)]
+    assert (await labeler.op({"kind": "batch", "ops": creates}, "many"))["type"] == "ack"
+    calls = _before_commit(monkeypatch, _nothing)
+    moves = [{"kind": "move_box", "object_id": oid, "x": 2, "y": 3, "w": 5, "h": 5} for oid in many]
+    for held in (True, False):  # checked against held versions, then read in one join
+        _path(labeler, held)
+        assert (await labeler.op({"kind": "batch", "ops": moves}, f"moves-{held}"))["type"] == "ack"
+    assert calls.outcomes == ["ok", "ok"] and calls.reads == 1
+    before = await _state(labeler)
+    assert [o[2] for o in before[1]] == [3] * 100  # created, moved twice
+    stale = {oid: 3 for oid in many} | {"m050": 2}  # one object changed since it was "read"
+    present = {f"new{i}": None for i in range(99)} | {"m007": None}  # one "new" id exists
+    now = utcnow()
+    for expected in (stale, present):
+        async with driver_connection(labeler.app.state.engine) as driver:
+            with pytest.raises(asyncpg.PostgresError) as caught:
+                await driver.fetchrow(
+                    _fast_op._COMMIT, labeler.conn.user_id, labeler.project, labeler.image,
+                    labeler.token, now, f"x{len(expected)}", json.dumps(expected), "manual",
+                    "[]", "[]", "[]", 0, None, None, "batch", json.dumps({"kind": "batch", "ops": []}),
+                    None, None, "edit", now, None, None, None, None)
+        assert caught.value.sqlstate == _fast_op.CONFLICT_SQLSTATE
+        assert ("m050" if expected is stale else "m007") in str(caught.value)
+    assert await _state(labeler) == before  # seq, objects and log untouched
