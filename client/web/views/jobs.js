@@ -54,7 +54,12 @@ export function jobsPanel({ ctx, pid, can }) {
     el.replaceChildren(h("h3", {}, "Jobs"), h("ul", {}, list.map(row)));
   }
 
+  // Jobs seen ending: a quick job's events may arrive before the answer to the request that
+  // queued it, and that older "queued" state must not bring it back.
+  const ended = new Map();
   function update(job) {
+    if (!ACTIVE.has(job.status)) ended.set(job.id, job.updated_at);
+    else if (ended.has(job.id) && ended.get(job.id) >= job.updated_at) return;
     jobs = applyJob(jobs, job);
     if (jobs.has(job.id) && !ACTIVE.has(job.status) && !timers.has(job.id)) {
       timers.set(job.id, setTimeout(() => { jobs.delete(job.id); timers.delete(job.id); render(); }, LINGER_MS));
@@ -73,6 +78,7 @@ export function jobsPanel({ ctx, pid, can }) {
 
   return {
     el, load,
+    get: (id) => jobs.get(id),
     onEvent(msg) {
       if (msg.type === "job" && msg.job.project === Number(pid)) update(msg.job);
       if (msg.type === "_resumed") load();  // events missed while away are not replayed
