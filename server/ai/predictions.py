@@ -7,6 +7,8 @@ item says whether it is ``stale`` (its model's labels were renamed or deleted si
 applied under another name). ``POST .../predictions/add`` (``label``): add chosen labels the
 way accepted suggestions are (``server/ai/auto_labels.py``) and mark the predictions added;
 stale ones are skipped. ``POST .../predictions/dismiss`` (``label``).
+``POST .../auto-labels/confirm`` (``label``): a person reviewed images a model labeled; their
+auto labels become manual ones (``confirm_auto_labels``).
 """
 
 from __future__ import annotations
