@@ -86,3 +86,19 @@ export function jobsPanel({ ctx, pid, can }) {
     stop() { for (const t of timers.values()) clearTimeout(t); },
   };
 }
+
+const FALLBACK_MS = 2000;
+/** Calls `onEnd(job)` once the job has ended, from `job` events (`feed(msg)`) or, because on
+ * SQLite a job queued and ended between two of the server's polls is never announced
+ * (server/jobs/feed.py), from GET .../jobs/{id} every 2 s meanwhile. Returns {feed, stop}. */
+export function watchJob(ctx, pid, jobId, onEnd) {
+  let done = false;
+  const end = (job) => { if (!done && !ACTIVE.has(job.status)) { done = true; clearInterval(timer); onEnd(job); } };
+  const timer = setInterval(() => {
+    ctx.api.get(`/api/v1/projects/${pid}/jobs/${jobId}`).then(end).catch(() => {});
+  }, FALLBACK_MS);
+  return {
+    feed(msg) { if (msg.type === "job" && msg.job.id === jobId) end(msg.job); },
+    stop() { done = true; clearInterval(timer); },
+  };
+}

@@ -4,7 +4,7 @@
 // auto-retrain setting. REST: docs/api.md "Models and predictions"; job events: docs/protocol.md.
 import { h, modal } from "../dom.js";
 import { href } from "../router.js";
-import { jobsPanel } from "./jobs.js";
+import { jobsPanel, watchJob } from "./jobs.js";
 import { barChart, lineChart, pairBars } from "./charts.js";
 import { pctText, perLabelRows, quality, thresholdPoint } from "./review.js";
 
@@ -28,10 +28,24 @@ export async function mount(root, ctx) {
       const [m, l, s] = await Promise.all([ctx.api.get(`/api/v1/projects/${pid}/models`), ctx.api.get(`/api/v1/projects/${pid}/labels`),
         ctx.api.get(`/api/v1/projects/${pid}/settings`)]);
       state.models = m.models; state.labels = l.labels; state.retrain = s.project.retrain_after_images ?? null;
+      for (const x of state.models) if (x.training) watch(x.training.job);
       // Charts of the latest version show at once (a project has few models).
       await Promise.all(state.models.filter((m) => (m.versions || []).length).map((m) => loadDetail(m.id)));
     } catch (err) { ctx.toast(err.message); }
     render();
+  }
+
+  // Training jobs being waited for (their end brings a new version): id -> watchJob handle.
+  const watched = new Map();
+  function watch(jobId) {
+    if (watched.has(jobId)) return;
+    watched.set(jobId, watchJob(ctx, pid, jobId, (job) => {
+      watched.get(jobId)?.stop();
+      watched.delete(jobId);
+      jobs.onEvent({ type: "job", job });
+      if (job.status === "failed") ctx.toast(`Training failed: ${job.error || "see the job"}`);
+      load();
+    }));
   }
 
   async function loadDetail(id) {
@@ -187,6 +201,7 @@ export async function mount(root, ctx) {
     try {
       const res = await ctx.api.post(`/api/v1/projects/${pid}/models`, body);
       jobs.onEvent({ type: "job", job: res.job });
+      watch(res.job.id);
       ctx.toast(`Training ${res.model.name}: job ${res.job.id} queued.`, "info");
       await load();
       return true;
@@ -197,6 +212,7 @@ export async function mount(root, ctx) {
     // The labels as they are now (the page may have opened before they loaded, or be old).
     try { state.labels = (await ctx.api.get(`/api/v1/projects/${pid}/labels`)).labels; } catch (err) { ctx.toast(err.message); return; }
     const error = h("p", { class: "error", role: "alert" });
+    const multiRow = h("label", {}, h("input", { type: "checkbox", name: "multi", id: "train-multi" }), " Multi-label (an image may get several labels)");
     const labels = h("fieldset", { class: "label-pick" }, h("legend", {}, "Labels to learn"),
       state.labels.map((l) => h("label", {}, h("input", { type: "checkbox", name: "label", value: l.name, checked: true, dataset: { label: l.name } }), ` ${l.name}`)));
     const form = h("form", { class: "train-form", onsubmit: async (e) => {
@@ -209,16 +225,16 @@ export async function mount(root, ctx) {
       try {
         const res = await ctx.api.post(`/api/v1/projects/${pid}/models`, body);
         jobs.onEvent({ type: "job", job: res.job });
+        watch(res.job.id);
         dlg.close();
         ctx.toast(`Training ${res.model.name}: job ${res.job.id} queued.`, "info");
         await load();
       } catch (err) { error.textContent = err.message; }
     } },
-    h("label", {}, "Task ", h("select", { name: "task", id: "train-task" }, h("option", { value: "classification" }, "Classification (labels of the whole image)"),
+    h("label", {}, "Task ", h("select", { name: "task", id: "train-task", onchange: (e) => { multiRow.hidden = e.target.value !== "classification"; } }, h("option", { value: "classification" }, "Classification (labels of the whole image)"),
       h("option", { value: "detection" }, "Object detection (boxes)"))),
     h("label", {}, "Name ", h("input", { name: "name", id: "train-name", required: true, maxlength: 200, placeholder: "e.g. pets" })),
-    h("label", {}, h("input", { type: "checkbox", name: "multi", id: "train-multi" }), " Multi-label (an image may get several labels)"),
-    labels, h("p", { class: "muted" }, "Trains on the images people labeled (labels added from predictions count once someone confirms them)."),
+    multiRow, labels, h("p", { class: "muted" }, "Trains on the images people labeled (labels added from predictions count once someone confirms them)."),
     h("div", { class: "row" }, error, h("span", { class: "spacer" }), h("button", { type: "submit", class: "primary", id: "train-start" }, "Start training")));
     const dlg = modal(ctx.overlayRoot, "Train a new model", form);
   }
@@ -233,9 +249,10 @@ export async function mount(root, ctx) {
   let timer = null;
   const off = ctx.onHub((msg) => {
     jobs.onEvent(msg);
+    for (const w of watched.values()) w.feed(msg);
     if (msg.type === "job" && msg.job.project === Number(pid) && msg.job.kind === "train") {
       if (msg.job.status === "queued" || msg.job.status === "running") render();
-      else { clearTimeout(timer); timer = setTimeout(load, 100); }
+      else if (!watched.has(msg.job.id)) { clearTimeout(timer); timer = setTimeout(load, 100); }  // e.g. an auto-retrain
     }
     if (msg.type === "_resumed") load();
   });
@@ -248,5 +265,5 @@ export async function mount(root, ctx) {
   }).catch(() => {});
   jobs.load();
   await load();
-  return { unmount() { off(); jobs.stop(); clearTimeout(timer); } };
+  return { unmount() { off(); jobs.stop(); clearTimeout(timer); for (const w of watched.values()) w.stop(); } };
 }

@@ -9,7 +9,7 @@
 import { h } from "../dom.js";
 import { href } from "../router.js";
 import { filterFromQuery } from "./selection.js";
-import { jobsPanel } from "./jobs.js";
+import { jobsPanel, watchJob } from "./jobs.js";
 import { BUILTIN_THRESHOLD, addBody, checkedLabels, checkedObjects, dragCorner, pctText, resultText, versionThreshold } from "./review.js";
 
 const NS = "http://www.w3.org/2000/svg";
@@ -88,7 +88,8 @@ export async function mount(root, ctx) {
       jobs.onEvent({ type: "job", job: res.job });
       state.message = `Predicting ${res.images} image${res.images === 1 ? "" : "s"} with ${model().name}${res.version ? ` v${res.version}` : ""}…`;
       // A quick job may have ended (its events heard) before this answer came.
-      if (ended.has(res.job.id)) finished(ended.get(res.job.id)); else state.job = res.job;
+      if (ended.has(res.job.id)) finished(ended.get(res.job.id));
+      else { state.job?.stop(); state.job = watchJob(ctx, pid, res.job.id, finished); }
     } catch (err) { ctx.toast(err.message); }
     state.busy = false; render();
   }
@@ -268,18 +269,20 @@ export async function mount(root, ctx) {
   const ended = new Map();  // job id -> its final state, as heard
   function finished(job) {
     state.message = job.status === "done" ? `Predicted ${job.result?.predicted ?? 0} image(s). Review them below.` : `The predict job ${job.status}: ${job.error || ""}`;
+    state.job?.stop();
     state.job = null;
+    jobs.onEvent({ type: "job", job });  // the panel too, if the end was read rather than heard
     load();
   }
   const off = ctx.onHub((msg) => {
     jobs.onEvent(msg);
     if (msg.type === "job" && msg.job.kind === "predict" && !["queued", "running"].includes(msg.job.status)) {
       ended.set(msg.job.id, msg.job);
-      if (state.job && msg.job.id === state.job.id) finished(msg.job);
+      state.job?.feed(msg);
     }
     if (msg.type === "_resumed") load();
   });
   jobs.load();
   await load();
-  return { unmount() { off(); jobs.stop(); } };
+  return { unmount() { off(); jobs.stop(); state.job?.stop(); } };
 }
