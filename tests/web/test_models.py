@@ -174,7 +174,13 @@ def test_models_and_predictions_end_to_end(browser: Any, live: Live, settings: S
         text = box.inner_text()
         assert "Compare v1 and v2" in text and "Images\t10\t20" in text, text
         assert box.locator("svg.chart").count() == 4
+        # 8. Auto-retrain from the models page: the project setting.
+        page.fill("#retrain-n", "5")
+        page.click("#retrain-save")
+        page.wait_for_selector("#retrain >> text=(on: every 5)")
+        assert api.get(f"/api/v1/projects/{pid}/settings").json()["project"]["retrain_after_images"] == 5
         SHOTS.mkdir(parents=True, exist_ok=True)
+        page.evaluate("document.querySelectorAll('.toast').forEach((t) => t.remove())")  # off the charts
         page.screenshot(path=str(SHOTS / "models.png"), full_page=True)
     assert page.js_errors == []
 
