@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from server.jobs.context import JobContext
 
-__all__ = ["TASK_MODULES", "IdleHook", "TaskFn", "get", "idle_hooks", "kinds", "load", "on_idle", "task"]
+__all__ = ["TASK_MODULES", "IdleHook", "TaskFn", "get", "idle_hooks", "kinds", "load", "on_idle",
+           "task"]
 
 #: Modules whose import registers the tasks a worker can run.
 TASK_MODULES: list[str] = ["server.jobs.builtin", "server.ai.tasks", "server.ai.model_jobs",

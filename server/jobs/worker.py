@@ -84,7 +84,7 @@ class Worker:
             listener.start()
         poll = SQLITE_POLL if listener is None else POSTGRES_POLL
         log.info("worker %s runs %s", self.name, ", ".join(kinds) or "no kinds")
-        idle_at = 0.0
+        idle_at = -IDLE_EVERY  # the first idle moment runs them
         try:
             while not self._stopping.is_set():
                 waker.clear()
