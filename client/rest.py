@@ -319,6 +319,13 @@ class RestClient:
         return int((await self.request(
             "POST", f"/api/v1/projects/{project_id}/predictions/dismiss", json=body))["dismissed"])
 
+    async def confirm_auto_labels(self, project_id: int, images: Iterable[int]) -> dict[str, Any]:
+        """A person reviewed these images: their labels from a model become manual ones credited
+        to the caller (``label``): ``{"confirmed": [{"image", "labels"}], "skipped": [{"image",
+        "reason"}], "seq"}``."""
+        return dict(await self.request("POST", f"/api/v1/projects/{project_id}/auto-labels/confirm",
+                                       json={"images": list(images)}))
+
 
 def _param(value: Any) -> Any:
     if isinstance(value, bool):

@@ -53,6 +53,9 @@ class LabelingSettings(BaseModel):
     simplify_tolerance: float = Field(default=1.0, ge=0, le=100)
     undo_history_length: int = Field(default=100, ge=1, le=1000)
     disable_smoothing_when_zoomed: bool = False
+    # Auto-retrain (server/ai/retrain.py): a new version of the newest trained model after this
+    # many images got new human labels since its last training; None: never.
+    retrain_after_images: int | None = Field(default=None, ge=1, le=100_000)
 
 
 _policies: dict[tuple[int, int, int], tuple[LabelingSettings, Policy]] = {}

@@ -76,6 +76,7 @@ export function createApi({ fetchImpl = (...a) => fetch(...a), base = "", onUnau
     get: (p, query) => request("GET", p, { query }),
     post: (p, json, query) => request("POST", p, { json, query }),
     patch: (p, json) => request("PATCH", p, { json }),
+    put: (p, json) => request("PUT", p, { json }),
     del: (p) => request("DELETE", p),
     postForm: (p, form, query) => request("POST", p, { form, query }),
     postRaw: (p, raw, query) => request("POST", p, { raw, query }),

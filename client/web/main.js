@@ -15,8 +15,10 @@ import * as similar from "./views/similarity.js";
 import * as invite from "./views/invite.js";
 import * as account from "./views/account.js";
 import * as users from "./views/users.js";
+import * as models from "./views/models.js";
+import * as predictions from "./views/predictions.js";
 
-const VIEWS = { login, projects, dashboard, settings: dashboard, members, supervisor, tool, similar, invite, account, users };
+const VIEWS = { login, projects, dashboard, settings: dashboard, members, supervisor, tool, similar, invite, account, users, models, predictions };
 // Pages for people who are not logged in (an invitation may also be opened by its account).
 const PUBLIC = new Set(["login", "invite"]);
 

@@ -1,6 +1,6 @@
 // Hash routes, parsed and built by pure functions.
 //   #/login  #/invite/<token>  #/account  #/users  #/  #/p/7  #/p/7/members  #/p/7/supervisor  #/p/7/settings  #/p/7/label?ids=1,2&label=cat  #/p/7/label/12
-//   #/p/7/similar?label=cat  #/p/7/similar?image=12
+//   #/p/7/similar?label=cat  #/p/7/similar?image=12  #/p/7/models  #/p/7/predictions?model=pets&status=pending
 
 export function parseRoute(hash) {
   const raw = (hash || "").replace(/^#/, "");
@@ -14,7 +14,7 @@ export function parseRoute(hash) {
     const project = Number(parts[1]);
     const sub = parts[2];
     if (!sub) return { name: "dashboard", params: { project }, query };
-    if (sub === "members" || sub === "supervisor" || sub === "settings" || sub === "similar") {
+    if (["members", "supervisor", "settings", "similar", "models", "predictions"].includes(sub)) {
       return { name: sub, params: { project }, query };
     }
     if (sub === "label") {
@@ -40,7 +40,7 @@ export function href(name, params = {}, query = {}) {
     case "dashboard": return `#/p/${params.project}${qs}`;
     case "members": case "supervisor": case "settings":
       return `#/p/${params.project}/${name}`;
-    case "similar": return `#/p/${params.project}/similar${qs}`;
+    case "similar": case "models": case "predictions": return `#/p/${params.project}/${name}${qs}`;
     case "tool": return `#/p/${params.project}/label${params.image ? "/" + params.image : ""}${qs}`;
     default: return "#/";
   }

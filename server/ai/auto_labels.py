@@ -21,13 +21,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server import _label_store as label_store
 from server._oplog import PendingOp, append_ops
 from server._web import parse_as
-from server.classification import AddLabel, ClassificationError, apply_label_op, normalize_label
+from server.classification import (
+    AddLabel,
+    ClassificationError,
+    ImageLabelState,
+    SetLabels,
+    apply_label_op,
+    normalize_label,
+)
 from server.errors import ApiError, invalid
 from server.image_query import DbId, ImageFilter, apply_filter
 from server.models import Image, ImageLock, utcnow
 
-__all__ = ["MAX_IMAGES", "AddItem", "Added", "add_auto_labels", "locked_by_others",
-           "project_images", "target_images"]
+__all__ = ["MAX_IMAGES", "AddItem", "Added", "add_auto_labels", "confirm_auto_labels",
+           "locked_by_others", "project_images", "target_images"]
 
 MAX_IMAGES = 10_000  # per request: suggestions, predictions and adding them
 
@@ -148,4 +155,42 @@ async def add_auto_labels(session: AsyncSession, project_id: int, user_id: int,
     for start in range(0, len(ids), 500):
         await session.execute(update(Image).where(Image.id.in_(ids[start : start + 500]))
                               .values(auto_labeled=True))
+    return out
+
+
+async def confirm_auto_labels(session: AsyncSession, project_id: int, user_id: int,
+                              images: Sequence[int]) -> Added:
+    """A person reviewed these images: their labels with source ``auto`` become ``manual``,
+    credited to ``user_id`` (so they train models from now on), as one ``set_labels`` op per
+    image with its inverse (live, undoable), and the images leave the auto-labeled filter.
+    Order and default label are kept. Images locked by someone else are skipped (``locked``),
+    images without auto labels too (``nothing_to_confirm``). Same transaction rules as
+    :func:`add_auto_labels`."""
+    wanted = await project_images(session, project_id, list(images))
+    skip = dict.fromkeys(await locked_by_others(session, wanted, user_id), "locked")
+    states = await label_store.read_labels(session, [i for i in wanted if i not in skip])
+    changed: dict[int, Any] = {}
+    pending: list[PendingOp] = []
+    out = Added()
+    for image_id in wanted:
+        state = states.get(image_id, [])
+        autos = [s.label for s in state if s.source == "auto"]
+        if image_id not in skip and not autos:
+            skip[image_id] = "nothing_to_confirm"
+        if image_id in skip:
+            out.skipped.append({"image": image_id, "reason": skip[image_id]})
+            continue
+        op = SetLabels(tuple(ImageLabelState(s.label, s.is_default, "manual", user_id)
+                             if s.source == "auto" else s for s in state))
+        new_state, inverse = apply_label_op(state, op, user_id)
+        assert inverse is not None
+        pending.append(PendingOp(image_id, op.kind, op.to_dict(), inverse.to_dict()))
+        changed[image_id] = new_state
+        out.applied.append({"image": image_id, "labels": autos})
+    await label_store.write_labels(session, project_id, changed)
+    out.seq = await append_ops(session, project_id, user_id, pending, "rest")
+    ids = sorted(changed)
+    for start in range(0, len(ids), 500):
+        await session.execute(update(Image).where(Image.id.in_(ids[start : start + 500]))
+                              .values(auto_labeled=False))
     return out

@@ -7,6 +7,8 @@ item says whether it is ``stale`` (its model's labels were renamed or deleted si
 applied under another name). ``POST .../predictions/add`` (``label``): add chosen labels the
 way accepted suggestions are (``server/ai/auto_labels.py``) and mark the predictions added;
 stale ones are skipped. ``POST .../predictions/dismiss`` (``label``).
+``POST .../auto-labels/confirm`` (``label``): a person reviewed images a model labeled; their
+auto labels become manual ones (``confirm_auto_labels``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from server.ai.auto_labels import (
     MAX_IMAGES,
     AddItem,
     add_auto_labels,
+    confirm_auto_labels,
     project_images,
     target_images,
 )
@@ -208,10 +211,26 @@ async def dismiss(request: Request) -> Response:
         return JSONResponse({"dismissed": len(pending)})
 
 
+class ConfirmIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    images: list[DbId] = Field(min_length=1, max_length=MAX_IMAGES)
+
+
+async def confirm(request: Request) -> Response:
+    """A person reviewed images that came from a model: their auto labels become theirs."""
+    project_id = path_int(request, "project_id")
+    body = await read_body(request, ConfirmIn)
+    async with unit_of_work(request) as (session, user):
+        await project_access(session, user, project_id, Privilege.LABEL, lock=True)
+        done = await confirm_auto_labels(session, project_id, user.id, body.images)
+        return JSONResponse({"confirmed": done.applied, "skipped": done.skipped, "seq": done.seq})
+
+
 routes = [
     Route("/api/v1/projects/{project_id}/predictions", create, methods=["POST"]),
     Route("/api/v1/projects/{project_id}/predictions", list_predictions, methods=["GET"]),
     Route("/api/v1/projects/{project_id}/predictions/add", add, methods=["POST"]),
     Route("/api/v1/projects/{project_id}/predictions/dismiss", dismiss, methods=["POST"]),
+    Route("/api/v1/projects/{project_id}/auto-labels/confirm", confirm, methods=["POST"]),
 ]
 

@@ -14,14 +14,20 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from server.jobs.context import JobContext
 
-__all__ = ["TASK_MODULES", "TaskFn", "get", "kinds", "load", "task"]
+__all__ = ["TASK_MODULES", "IdleHook", "TaskFn", "get", "idle_hooks", "kinds", "load", "on_idle",
+           "task"]
 
 #: Modules whose import registers the tasks a worker can run.
-TASK_MODULES: list[str] = ["server.jobs.builtin", "server.ai.tasks", "server.ai.model_jobs"]
+TASK_MODULES: list[str] = ["server.jobs.builtin", "server.ai.tasks", "server.ai.model_jobs",
+                           "server.ai.retrain"]
 
 TaskFn = Callable[["JobContext"], Awaitable[dict[str, Any] | None]]
 F = TypeVar("F", bound=TaskFn)
 _TASKS: dict[str, TaskFn] = {}
+#: Called by an idle worker at most every ``IDLE_EVERY`` seconds with its session maker: checks
+#: that may defer jobs (auto-retrain). Keep them cheap; they must be safe when several run at once.
+IdleHook = Callable[[Any], Awaitable[object]]
+_IDLE: dict[str, IdleHook] = {}
 
 
 def task(kind: str) -> Callable[[F], F]:
@@ -41,6 +47,16 @@ def task(kind: str) -> Callable[[F], F]:
         return fn
 
     return register
+
+
+def on_idle(fn: IdleHook) -> IdleHook:
+    """Register a check an idle worker runs now and then (once per function name)."""
+    _IDLE[f"{fn.__module__}.{fn.__qualname__}"] = fn
+    return fn
+
+
+def idle_hooks() -> list[IdleHook]:
+    return list(_IDLE.values())
 
 
 def load(modules: list[str] | None = None) -> None:

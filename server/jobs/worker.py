@@ -43,6 +43,7 @@ __all__ = ["Worker", "worker_name"]
 log = logging.getLogger("labelhub.jobs")
 SQLITE_POLL = 0.5
 POSTGRES_POLL = 2.0
+IDLE_EVERY = 30.0  # seconds between an idle worker's runs of the registered idle hooks
 CANCEL_GRACE = 0.25  # seconds a task has to stop by itself once cancellation is seen
 
 
@@ -84,6 +85,7 @@ class Worker:
             listener.start()
         poll = SQLITE_POLL if listener is None else POSTGRES_POLL
         log.info("worker %s runs %s", self.name, ", ".join(kinds) or "no kinds")
+        idle_at = -IDLE_EVERY  # the first idle moment runs them
         try:
             while not self._stopping.is_set():
                 waker.clear()
@@ -98,6 +100,9 @@ class Worker:
                     except Exception:  # recording the end failed: the lease runs out, and
                         log.exception("job %s: recording its end failed", job.id)  # it reruns
                     continue
+                if time.monotonic() - idle_at >= IDLE_EVERY:
+                    idle_at = time.monotonic()
+                    await self._idle()
                 stop = asyncio.ensure_future(self._stopping.wait())
                 wake = asyncio.ensure_future(waker.wait())
                 try:
@@ -111,6 +116,13 @@ class Worker:
             if listener is not None:
                 await listener.stop()
             self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _idle(self) -> None:
+        for hook in registry.idle_hooks():
+            try:
+                await hook(self.sessions)
+            except Exception:  # a failing check must not stop the worker; it runs again later
+                log.exception("idle hook %s failed", getattr(hook, "__qualname__", hook))
 
     async def run_job(self, job: queue.Claimed) -> None:
         """Run one claimed job to its end (or hand it back when the worker stops)."""

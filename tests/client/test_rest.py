@@ -90,6 +90,8 @@ async def test_models_and_predictions(team: Team) -> None:
     added = await rest.add_predictions(pid, {first["image"]: [first["labels"][0]["label"]]},
                                        model="shade")
     assert [a["image"] for a in added["applied"]] == [first["image"]]
+    confirmed = await rest.confirm_auto_labels(pid, [first["image"]])
+    assert confirmed["confirmed"] == added["applied"] and confirmed["skipped"] == []
     assert await rest.dismiss_predictions(pid, [second["image"]]) == 1
     assert (await rest.predictions(pid))["items"] == []
     assert (await rest.download_model(pid, "shade"))[:2] == b"PK"

@@ -9,6 +9,7 @@ from starlette.applications import Starlette
 
 from server.db import dispose, make_engine, make_sessionmaker, transaction
 from server.jobs import JobContext, queue, task
+from server.jobs.registry import on_idle
 from server.jobs.worker import Worker
 from server.models import Job
 from tests.jobs.conftest import ended, queue_job, running_worker, wait_job
@@ -24,6 +25,33 @@ async def _quiet(ctx: JobContext) -> None:
     """Reports no progress: only the lease heartbeat can stop it."""
     await ctx.progress(1, 2)
     await asyncio.Event().wait()
+
+
+_idle_seen: list[asyncio.Event] = []
+
+
+@on_idle
+async def _failing_check(sessions: Any) -> None:
+    """An idle hook that fails while the test below watches: the worker logs it and goes on.
+    (Registered for the whole run: other tests' workers find nothing to do here.)"""
+    for event in _idle_seen:
+        event.set()
+    if _idle_seen:
+        raise RuntimeError("a failing idle check")
+
+
+async def test_an_idle_worker_runs_the_idle_hooks_and_survives_their_failure(
+        app: Starlette, project: int) -> None:
+    seen = asyncio.Event()
+    _idle_seen.append(seen)
+    try:
+        async with running_worker(app):
+            await seen.wait()  # the first idle moment runs the hooks
+            job_id = await queue_job(app, "count", project, {"to": 2, "step_seconds": 0})
+            state = await wait_job(app, job_id, ended)
+        assert state.status == "done"
+    finally:
+        _idle_seen.remove(seen)
 
 
 async def test_worker_runs_a_job_to_the_end(app: Starlette, project: int) -> None:

@@ -1,4 +1,4 @@
-// Small SVG charts (bar and grouped-by-day stacked bars) and the CSV of the time table. Pure builders.
+// Small SVG charts (bars, stacked bars by day, lines, paired bars) and the CSV of the time table. Pure builders.
 const NS = "http://www.w3.org/2000/svg";
 const PALETTE = ["#1f6feb", "#e6194b", "#3cb44b", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324"];
 
@@ -66,3 +66,63 @@ function csvCell(v) {
 export function toCsv(header, rows) {
   return [header, ...rows].map((r) => r.map(csvCell).join(",")).join("\n") + "\n";
 }
+
+/** Lines on 0..1 (y) against x: series = [{label, points: [{x, y}]}]; `marks`: [{x, y, label}]
+ * drawn as rings (e.g. the chosen threshold on a precision-recall curve). */
+export function lineChart(series, { title = "", width = 360, height = 220, xLabel = "", yLabel = "", xMax = null, marks = [] } = {}) {
+  const left = 40, right = series.length > 1 ? 90 : 14, top = 24, bottom = 34;
+  const plotW = width - left - right, plotH = height - top - bottom;
+  const maxX = xMax ?? Math.max(1e-9, ...series.flatMap((s) => s.points.map((p) => p.x)));
+  const X = (x) => left + (plotW * x) / maxX, Y = (y) => top + plotH * (1 - Math.max(0, Math.min(1, y)));
+  const svg = el("svg", { class: "chart", width, height, role: "img", "aria-label": title });
+  svg.append(el("text", { x: 6, y: 16, "font-weight": "600" }, title));
+  for (const t of [0, 0.5, 1]) {
+    svg.append(el("line", { x1: left, y1: Y(t), x2: left + plotW, y2: Y(t), stroke: t ? "#e3e5ea" : "#999" }));
+    svg.append(el("text", { x: left - 4, y: Y(t) + 4, "text-anchor": "end" }, String(t)));
+  }
+  svg.append(el("line", { x1: left, y1: top, x2: left, y2: top + plotH, stroke: "#999" }));
+  svg.append(el("text", { x: left + plotW, y: height - 4, "text-anchor": "end" }, xLabel));
+  svg.append(el("text", { x: left + 6, y: top + 12, fill: "#666" }, yLabel));
+  svg.append(el("text", { x: left, y: top + plotH + 14, "text-anchor": "middle" }, "0"));
+  svg.append(el("text", { x: left + plotW, y: top + plotH + 14, "text-anchor": "middle" }, fmtNum(maxX)));
+  series.forEach((s, i) => {
+    const pts = s.points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
+    if (pts.length) svg.append(el("polyline", { points: pts.map((p) => `${X(p.x)},${Y(p.y)}`).join(" "), fill: "none", stroke: colorFor(i), "stroke-width": 2 }));
+    for (const p of pts) svg.append(el("circle", { cx: X(p.x), cy: Y(p.y), r: 2.5, fill: colorFor(i) }));
+    if (series.length > 1) {
+      svg.append(el("rect", { x: width - right + 8, y: top + i * 16, width: 10, height: 10, fill: colorFor(i) }));
+      svg.append(el("text", { x: width - right + 22, y: top + i * 16 + 9 }, s.label.slice(0, 12)));
+    }
+  });
+  for (const m of marks) {
+    svg.append(el("circle", { class: "mark", cx: X(m.x), cy: Y(m.y), r: 6, fill: "none", stroke: "#111", "stroke-width": 2 }));
+    const leftSide = X(m.x) > left + plotW / 2;  // the text stays inside the chart
+    svg.append(el("text", { x: X(m.x) + (leftSide ? -8 : 8), y: Y(m.y) + 18, "text-anchor": leftSide ? "end" : "start" }, m.label || ""));
+  }
+  if (!series.some((s) => s.points.length)) svg.append(el("text", { x: left + 10, y: top + 30 }, "No data yet."));
+  return svg;
+}
+
+/** Pairs of bars on 0..1 per row: rows = [{label, a, b}] (null: not measured), names = [a, b]. */
+export function pairBars(rows, names, { title = "", width = 360 } = {}) {
+  const rowH = 30, left = 110, top = 40, barW = width - left - 50;
+  const svg = el("svg", { class: "chart", width, height: top + Math.max(1, rows.length) * rowH + 6, role: "img", "aria-label": title });
+  svg.append(el("text", { x: 6, y: 16, "font-weight": "600" }, title));
+  names.forEach((n, j) => {
+    svg.append(el("rect", { x: left + j * 100, y: 24, width: 10, height: 10, fill: colorFor(j) }));
+    svg.append(el("text", { x: left + j * 100 + 14, y: 33 }, n));
+  });
+  rows.forEach((r, i) => {
+    const y = top + i * rowH;
+    svg.append(el("text", { x: 6, y: y + 18 }, r.label.length > 14 ? r.label.slice(0, 13) + "…" : r.label));
+    [r.a, r.b].forEach((v, j) => {
+      const w = v === null || v === undefined ? 0 : barW * Math.max(0, Math.min(1, v));
+      svg.append(el("rect", { x: left, y: y + 3 + j * 12, width: w, height: 10, fill: colorFor(j), rx: 2 }));
+      svg.append(el("text", { x: left + w + 4, y: y + 12 + j * 12, "font-size": 10 }, v === null || v === undefined ? "—" : fmtNum(v)));
+    });
+  });
+  if (!rows.length) svg.append(el("text", { x: 6, y: top + 16 }, "No data yet."));
+  return svg;
+}
+
+function fmtNum(v) { return Number.isInteger(v) ? String(v) : v.toFixed(2); }

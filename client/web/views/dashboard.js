@@ -142,6 +142,11 @@ export async function mount(root, ctx) {
     ctx.navigate(href("tool", { project: pid }, query));
   }
 
+  function openPredictions() {
+    const query = !state.sel.all && state.sel.ids.size ? { ids: [...state.sel.ids].join(",") } : { ...state.filter };
+    ctx.navigate(href("predictions", { project: pid }, query));
+  }
+
   grid.addEventListener("click", (e) => {
     const li = e.target.closest("li.tile");
     if (!li) return;
@@ -187,6 +192,8 @@ export async function mount(root, ctx) {
   const actions = h("div", { class: "actions" },
     h("button", { type: "button", class: "primary", id: "label-images", onclick: openTool, title: "Open the labeling tool on the selection, else the filter, else all images" }, "Label images"),
     h("a", { class: "button", id: "similar-btn", href: href("similar", { project: pid }), title: "Find images like a label's examples and label them in one click" }, "Label by similarity"),
+    h("a", { class: "button", id: "models-btn", href: href("models", { project: pid }), title: "Pre-trained and trained models, training, metrics" }, "Models"),
+    h("button", { type: "button", id: "predict-btn", onclick: openPredictions, title: "Predict labels for the selection (else the filter) and review them" }, "Predictions"),
     can.has("upload") ? h("button", { type: "button", id: "upload-btn", onclick: () => openUpload({ ctx, pid, labels: state.labels, done: async () => { await loadLabels(); await reload(); } }) }, "Upload") : null,
     can.has("import_export") ? h("button", { type: "button", id: "import-btn", onclick: () => openImport({ ctx, pid, done: async () => { await loadLabels(); await reload(); } }) }, "Import labels") : null,
     can.has("import_export") ? h("button", { type: "button", id: "export-btn", onclick: () => openExport({ ctx, pid, filter: state.filter, sel: state.sel }) }, "Export labels") : null,

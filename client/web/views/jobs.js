@@ -54,7 +54,12 @@ export function jobsPanel({ ctx, pid, can }) {
     el.replaceChildren(h("h3", {}, "Jobs"), h("ul", {}, list.map(row)));
   }
 
+  // Jobs seen ending: a quick job's events may arrive before the answer to the request that
+  // queued it, and that older "queued" state must not bring it back.
+  const ended = new Map();
   function update(job) {
+    if (!ACTIVE.has(job.status)) ended.set(job.id, job.updated_at);
+    else if (ended.has(job.id) && ended.get(job.id) >= job.updated_at) return;
     jobs = applyJob(jobs, job);
     if (jobs.has(job.id) && !ACTIVE.has(job.status) && !timers.has(job.id)) {
       timers.set(job.id, setTimeout(() => { jobs.delete(job.id); timers.delete(job.id); render(); }, LINGER_MS));
@@ -73,10 +78,27 @@ export function jobsPanel({ ctx, pid, can }) {
 
   return {
     el, load,
+    get: (id) => jobs.get(id),
     onEvent(msg) {
       if (msg.type === "job" && msg.job.project === Number(pid)) update(msg.job);
       if (msg.type === "_resumed") load();  // events missed while away are not replayed
     },
     stop() { for (const t of timers.values()) clearTimeout(t); },
+  };
+}
+
+const FALLBACK_MS = 2000;
+/** Calls `onEnd(job)` once the job has ended, from `job` events (`feed(msg)`) or, because on
+ * SQLite a job queued and ended between two of the server's polls is never announced
+ * (server/jobs/feed.py), from GET .../jobs/{id} every 2 s meanwhile. Returns {feed, stop}. */
+export function watchJob(ctx, pid, jobId, onEnd) {
+  let done = false;
+  const end = (job) => { if (!done && !ACTIVE.has(job.status)) { done = true; clearInterval(timer); onEnd(job); } };
+  const timer = setInterval(() => {
+    ctx.api.get(`/api/v1/projects/${pid}/jobs/${jobId}`).then(end).catch(() => {});
+  }, FALLBACK_MS);
+  return {
+    feed(msg) { if (msg.type === "job" && msg.job.id === jobId) end(msg.job); },
+    stop() { done = true; clearInterval(timer); },
   };
 }

@@ -104,5 +104,5 @@ export function acceptSummary(res, label) {
 
 /** How a label's source reads in titles: manual / auto / sync. */
 export function sourceText(source) {
-  return { auto: "added automatically (suggestion accepted)", sync: "added from an object label" }[source] || "added by hand";
+  return { auto: "added automatically by a model (suggestion or prediction), not reviewed yet", sync: "added from an object label" }[source] || "added by hand";
 }

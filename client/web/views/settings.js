@@ -15,6 +15,7 @@ export const SETTINGS = [
   ["simplify_tolerance", "number", "Simplification tolerance (pixels)", ""],
   ["undo_history_length", "int", "Undo history length", "How many of your edits per image can be undone."],
   ["disable_smoothing_when_zoomed", "bool", "Disable smoothing when zoomed in", "Show sharp pixels when zoomed in."],
+  ["retrain_after_images", "int", "Retrain the newest model after N new labeled images", "Empty: never. A new version trains once this many images got labels from people (see Models)."],
 ];
 
 function field(key, kind, value, disabled, prefix) {

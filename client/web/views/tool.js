@@ -76,6 +76,7 @@ export async function mount(root, ctx) {
     deleteObject: (id) => { ui.st = { ...ui.st, selected: null }; send(O.remove(id)); },
     addRpy: () => send(O.create(O.objectOf("rpy", { roll: 0, pitch: 0, yaw: 0 }, labelForNew()))),
     classToggle: (name) => session.classToggle(name), classDefault: (name) => session.classDefault(name),
+    confirmAuto: () => session.confirmAuto(),
     setView: (patch) => { Object.assign(ui.view, patch); stage.redraw(); },
     suggestions: suggest.el,
   });

@@ -188,6 +188,8 @@ export function createPanel(a) {
         h("button", { type: "button", disabled: m.readOnly, onclick: a.rasterizeAll, title: "Turn every box and polygon into a bitmap" }, "Rasterize all"),
         h("button", { type: "button", disabled: m.readOnly, onclick: a.addRpy, title: "Add a roll/pitch/yaw object for the image" }, "Add RPY")),
       h("h3", {}, "Classification"), a.suggestions || null, cls,
+      m.imageLabels.some((l) => l.source === "auto") ? h("button", { type: "button", id: "confirm-auto", disabled: m.readOnly, onclick: a.confirmAuto,
+        title: "The labels marked “auto” came from a model: confirm them as reviewed (they then train models)" }, "Confirm model labels") : null,
       viewControls(m.view, a.setView, viewOpen));
     list.restore();  // the list was taken out and put back: its scroll position went with it
     if (keep) el.querySelector(keep)?.focus({ preventScroll: true });

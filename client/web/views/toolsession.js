@@ -255,6 +255,17 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
     const has = s.imageLabels.some((l) => l.label === name);
     s.send(has ? { kind: "remove_label", label: name } : { kind: "add_label", label: name, source: "manual" });
   };
+  /** The person reviewed the labels a model added: they become theirs (source manual) through
+   * POST /auto-labels/confirm, one set_labels op that reaches this tool live like any edit. */
+  s.confirmAuto = async () => {
+    if (!s.image) return;
+    if (s.readOnly) { say(s.readOnlyReason); return; }
+    try {
+      const res = await ctx.api.post(`/api/v1/projects/${pid}/auto-labels/confirm`, { images: [s.image.id] });
+      if (res.skipped.length) say(`Not confirmed: ${res.skipped[0].reason.replace(/_/g, " ")}.`);
+      else say("Labels confirmed.");
+    } catch (err) { say(plain(err)); }
+  };
   s.classDefault = (name) => { if (s.readOnly) { say(s.readOnlyReason); return; } s.send({ kind: "set_default_label", label: name }); };
 
   s.sendCursor = (p) => {
