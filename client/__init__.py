@@ -20,8 +20,10 @@ Exceptions (``client.errors``)::
         ├── ForbiddenError          403, ``forbidden``, close code 4403
         ├── NotFoundError           ``not_found``
         ├── InvalidRequestError     ``invalid``, ``invalid_op``, ``bad_json``, ``too_large``
+        ├── ConflictError           ``conflict``: the image's workflow state moved on meanwhile
         ├── LockedError             ``locked`` (``.holder`` says who)
-        ├── LockLostError           ``no_lock``, ``stale_token``, ``lock_expired``, ``lock_lost``
+        ├── LockLostError           ``no_lock``, ``stale_token``, ``lock_expired``, ``lock_lost``,
+        │                           ``lock_required`` (marking done without the lock)
         ├── NothingToUndoError      ``nothing_to_undo``, ``nothing_to_redo``
         ├── NotReadyError           ``not_ready``: image features still computing (``.job``)
         ├── RateLimitedError        ``rate_limited``
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 from client.errors import (
     AuthenticationError,
+    ConflictError,
     ConnectionClosed,
     ForbiddenError,
     InvalidRequestError,
@@ -53,6 +56,7 @@ from client.rest import RestClient
 __all__ = [
     "Applied",
     "AuthenticationError",
+    "ConflictError",
     "ConnectionClosed",
     "Event",
     "ForbiddenError",

@@ -59,6 +59,11 @@ class InvalidRequestError(RequestError):
     """The request or the op was malformed or broke a geometry rule."""
 
 
+class ConflictError(RequestError):
+    """The image moved on meanwhile (``conflict``, HTTP 409): e.g. a reviewer accepted it while
+    a manager reopened it; one of the two won. Read the image again before deciding anew."""
+
+
 class LockedError(RequestError):
     """Another user holds the image's lock; ``holder`` says who."""
 
@@ -99,6 +104,8 @@ _BY_CODE: dict[str, type[RequestError]] = {
     "stale_token": LockLostError,
     "lock_expired": LockLostError,
     "lock_lost": LockLostError,
+    "lock_required": LockLostError,
+    "conflict": ConflictError,
     "not_ready": NotReadyError,
     "nothing_to_undo": NothingToUndoError,
     "nothing_to_redo": NothingToUndoError,

@@ -21,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 from server import (
     accounts,
     formats,
+    image_states,
     images,
     invitations,
     labels,
@@ -47,9 +48,9 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "client" / "web"
 # Feature modules: each has ``routes`` and may have ``lifespan(app)``, an async context
 # manager run at start-up (after the database is ready) and left at shutdown.
 # The jobs feed needs the hub: it comes after hub_endpoint.
-FEATURES: list[ModuleType] = [accounts, invitations, projects, images, labels, preferences, formats,
-                              stats, hub_endpoint, jobs_routes, similarity, suggestions,
-                              classifiers, predictions]
+FEATURES: list[ModuleType] = [accounts, invitations, projects, images, image_states, labels,
+                              preferences, formats, stats, hub_endpoint, jobs_routes, similarity,
+                              suggestions, classifiers, predictions]
 
 
 async def healthz(_request: Request) -> Response:
