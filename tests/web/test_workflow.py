@@ -2,6 +2,7 @@
 
 Assignment from the dashboard; Done and next; reject with a comment the labeler reads; fix;
 accept; the supervisor's counts by state follow live. Labels given at upload count as no work.
+With LABELHUB_SCREENSHOTS=docs/screenshots it saves review.png and workflow.png.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytest
 from tests.web._images import scene
 from tests.web._tool import open_tool
 from tests.web.conftest import Live, login, make_user
+from tests.web.test_scenario import shot
 
 pytestmark = pytest.mark.browser
 
@@ -83,10 +85,12 @@ def test_done_review_reject_fix_accept_with_assignment_and_live_counts(
     ann.keyboard.press("a")
     on_image(ann, "a.png")
     ann.wait_for_selector("#review-note:has-text('the car on the left is missing')")
+    shot(ann, "review.png")
     assert "Sue" in ann.inner_text("#review-note")
     ann.wait_for_selector("#workflow .badge.state-in_progress")
     ann.keyboard.press("Control+Shift+Enter")  # Done, stay
     ann.wait_for_selector("#workflow .badge.state-done")
+    ann.wait_for_selector(".banner:has-text('handed over for review')")  # her lock is released
 
     sue.goto(f"{live.url}/#/p/{pid}/label?queue=review")
     on_image(sue, "a.png")
@@ -96,6 +100,7 @@ def test_done_review_reject_fix_accept_with_assignment_and_live_counts(
     sup.wait_for_function(
         "document.querySelector('#people-table tr:has(td.name) td.accepted')?.textContent === '1'")
     assert "Ann" in sup.inner_text("#people-table")
+    shot(sup, "workflow.png")
 
     # Bob finishes his: the dashboard's state filter and badges follow.
     bob.click("#wf-done")
