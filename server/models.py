@@ -154,14 +154,13 @@ class Image(Base):
     )
     # Workflow (server/workflow.py), changed only by state ops: the state, its last change, who
     # marked it done (the review queue leaves out your own), the last review's comment.
+    # done_by / reviewed_by are user ids without a foreign key: adding one to `images` on SQLite
+    # rebuilds the table, and dropping the old one cascades to every row referencing an image
+    # (migration 0010). Users are deactivated, not deleted; a missing one reads "user N".
     state: Mapped[str] = mapped_column(String(16), default="new", server_default="new")
     state_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    done_by: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
-    )
-    reviewed_by: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
-    )
+    done_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reviewed_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
     review_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 

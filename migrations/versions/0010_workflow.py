@@ -7,7 +7,7 @@ Create Date: 2026-12-02 13:20:00
 ``images.state`` (new / in_progress / done / accepted / rejected, see ``server/workflow.py``)
 with who marked it done, who reviewed it and the review's comment; ``image_assignments``: the
 person a manager gave an image to. Existing images start ``new``, or ``in_progress`` when
-somebody already edited them (labels given at upload are not work done).
+somebody already held their lock to label them (labels given at upload or imported are not work).
 """
 
 from __future__ import annotations
@@ -24,22 +24,22 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('images', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('state', sa.String(length=16), server_default='new',
+    # Plain ADD COLUMNs, no batch mode: on SQLite batch mode copies `images` and drops the old
+    # table, and with foreign keys on (as the app's connections have them) that drop cascades to
+    # every row referencing an image — objects, labels, sessions. So done_by / reviewed_by carry
+    # no foreign key (server/models.py says why).
+    op.add_column('images', sa.Column('state', sa.String(length=16), server_default='new',
                                       nullable=False))
-        batch_op.add_column(sa.Column('state_at', sa.DateTime(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column('done_by', sa.Integer(), nullable=True))
-        batch_op.add_column(sa.Column('reviewed_by', sa.Integer(), nullable=True))
-        batch_op.add_column(sa.Column('review_comment', sa.Text(), nullable=True))
-        batch_op.create_foreign_key(batch_op.f('fk_images_done_by_users'), 'users', ['done_by'],
-                                    ['id'], ondelete='SET NULL')
-        batch_op.create_foreign_key(batch_op.f('fk_images_reviewed_by_users'), 'users',
-                                    ['reviewed_by'], ['id'], ondelete='SET NULL')
-        batch_op.create_index('ix_images_project_state', ['project_id', 'state'], unique=False)
-    images = sa.table('images', sa.column('state', sa.String()),
-                      sa.column('labeled_by', sa.Integer()))
-    op.get_bind().execute(images.update().where(images.c.labeled_by.is_not(None))
-                          .values(state='in_progress'))
+    op.add_column('images', sa.Column('state_at', sa.DateTime(timezone=True), nullable=True))
+    op.add_column('images', sa.Column('done_by', sa.Integer(), nullable=True))
+    op.add_column('images', sa.Column('reviewed_by', sa.Integer(), nullable=True))
+    op.add_column('images', sa.Column('review_comment', sa.Text(), nullable=True))
+    op.create_index('ix_images_project_state', 'images', ['project_id', 'state'], unique=False)
+    # Somebody held the image's lock to work on it: in progress. Upload tags and imports are not.
+    images = sa.table('images', sa.column('id', sa.Integer()), sa.column('state', sa.String()))
+    spans = sa.table('labeling_sessions', sa.column('image_id', sa.Integer()))
+    op.get_bind().execute(images.update().where(
+        sa.exists().where(spans.c.image_id == images.c.id)).values(state='in_progress'))
 
     op.create_table('image_assignments',
     sa.Column('image_id', sa.Integer(), nullable=False),
@@ -58,14 +58,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index('ix_images_project_state', table_name='images')
     op.drop_index('ix_image_assignments_project_user', table_name='image_assignments')
     op.drop_table('image_assignments')
-    with op.batch_alter_table('images', schema=None) as batch_op:
-        batch_op.drop_index('ix_images_project_state')
-        batch_op.drop_constraint(batch_op.f('fk_images_reviewed_by_users'), type_='foreignkey')
-        batch_op.drop_constraint(batch_op.f('fk_images_done_by_users'), type_='foreignkey')
-        batch_op.drop_column('review_comment')
-        batch_op.drop_column('reviewed_by')
-        batch_op.drop_column('done_by')
-        batch_op.drop_column('state_at')
-        batch_op.drop_column('state')
+    # Plain DROP COLUMNs (SQLite >= 3.35), for the reason upgrade() gives.
+    for column in ('review_comment', 'reviewed_by', 'done_by', 'state_at', 'state'):
+        op.drop_column('images', column)
