@@ -21,8 +21,10 @@ Exceptions (``client.errors``)::
         ├── NotFoundError           ``not_found``
         ├── InvalidRequestError     ``invalid``, ``invalid_op``, ``bad_json``
         │   └── TooLargeError       ``too_large``: over the size limit; split it, do not resend
+        ├── ConflictError           ``conflict``: the image's workflow state moved on meanwhile
         ├── LockedError             ``locked`` (``.holder`` says who)
-        ├── LockLostError           ``no_lock``, ``stale_token``, ``lock_expired``, ``lock_lost``
+        ├── LockLostError           ``no_lock``, ``stale_token``, ``lock_expired``, ``lock_lost``,
+        │                           ``lock_required`` (marking done without the lock)
         ├── NothingToUndoError      ``nothing_to_undo``, ``nothing_to_redo``
         ├── NotReadyError           ``not_ready``: image features still computing (``.job``)
         ├── RateLimitedError        ``rate_limited`` (ops are paced and resent for you), ``busy``
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 from client.errors import (
     AuthenticationError,
+    ConflictError,
     ConnectionClosed,
     ForbiddenError,
     InvalidRequestError,
@@ -55,6 +58,7 @@ from client.rest import RestClient
 __all__ = [
     "Applied",
     "AuthenticationError",
+    "ConflictError",
     "ConnectionClosed",
     "Event",
     "ForbiddenError",

@@ -65,6 +65,11 @@ class TooLargeError(InvalidRequestError):
     succeed: split the batch. Raised before sending when the SDK can tell (nothing was sent)."""
 
 
+class ConflictError(RequestError):
+    """The image moved on meanwhile (``conflict``, HTTP 409): e.g. a reviewer accepted it while
+    a manager reopened it; one of the two won. Read the image again before deciding anew."""
+
+
 class LockedError(RequestError):
     """Another user holds the image's lock; ``holder`` says who."""
 
@@ -105,6 +110,8 @@ _BY_CODE: dict[str, type[RequestError]] = {
     "stale_token": LockLostError,
     "lock_expired": LockLostError,
     "lock_lost": LockLostError,
+    "lock_required": LockLostError,
+    "conflict": ConflictError,
     "not_ready": NotReadyError,
     "nothing_to_undo": NothingToUndoError,
     "nothing_to_redo": NothingToUndoError,

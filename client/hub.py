@@ -97,9 +97,14 @@ class LabelhubClient(_Session):
 
     async def next_image(self, *, after: int | None = None, direction: str = "next",
                          images: list[int] | None = None, filter: dict[str, Any] | None = None,
-                         release: bool = True) -> Opened | None:
-        """Choose and lock the next image to label (skip rules apply); ``None`` when none is left."""
+                         release: bool = True, queue: str = "label",
+                         own: bool = False) -> Opened | None:
+        """Choose and lock the next image to label (skip rules apply; images not done yet, my
+        assigned ones first); ``None`` when none is left. ``queue="review"``: the next done
+        image to review (not my own unless ``own``)."""
         msg: dict[str, Any] = {"type": "next_image", "direction": direction, "release": release}
+        if queue != "label" or own:
+            msg.update(queue=queue, own=own)
         for key, value in (("after", after), ("images", images), ("filter", filter)):
             if value is not None:
                 msg[key] = value
@@ -111,6 +116,36 @@ class LabelhubClient(_Session):
         if ack.lock is not None:
             self._locks[ack.image] = ack.lock
         return Opened(ack.image, snap, ack.lock, ack.holder)
+
+    async def set_state(self, image: int, action: str, *, comment: str | None = None,
+                        token: int | None = None, expect: str | None = None) -> str:
+        """Move the image along the workflow (``done``, ``accept``, ``reject``, ``reopen``);
+        returns its new state. ``done`` sends my lock's token; ``expect``: the state I saw.
+        Raises ``ConflictError`` when the image moved on meanwhile (or is not in ``expect``),
+        ``LockLostError`` for ``done`` without the lock."""
+        msg: dict[str, Any] = {"type": "set_state", "image": image, "action": action}
+        for key, value in (("comment", comment), ("expect", expect)):
+            if value is not None:
+                msg[key] = value
+        if action == "done":
+            lock = self._locks.get(image)
+            msg["token"] = token if token is not None else (lock.token if lock else None)
+        ack, _snap = await self._request(msg)
+        assert ack.state is not None
+        return ack.state
+
+    async def mark_done(self, image: int) -> str:
+        return await self.set_state(image, "done")
+
+    async def accept(self, image: int, comment: str | None = None) -> str:
+        return await self.set_state(image, "accept", comment=comment)
+
+    async def reject(self, image: int, comment: str) -> str:
+        return await self.set_state(image, "reject", comment=comment)
+
+    async def reopen(self, image: int, comment: str | None = None,
+                     expect: str | None = None) -> str:
+        return await self.set_state(image, "reopen", comment=comment, expect=expect)
 
     async def release_image(self, image: int) -> None:
         self._locks.pop(image, None)

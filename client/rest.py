@@ -150,6 +150,28 @@ class RestClient:
         ``{"image", "seq", "objects"}``."""
         return dict(await self.request(
             "GET", f"/api/v1/projects/{project_id}/images/{image_id}/objects"))
+    async def set_state(self, image_id: int, action: str, *, comment: str | None = None,
+                        token: int | None = None, expect: str | None = None) -> dict[str, Any]:
+        """Workflow change (``done`` needs the lock's ``token``; ``expect``: the state I saw):
+        ``{"image", "state", "seq"}``."""
+        body: dict[str, Any] = {"action": action}
+        for key, value in (("comment", comment), ("token", token), ("expect", expect)):
+            if value is not None:
+                body[key] = value
+        return dict(await self.request("POST", f"/api/v1/images/{image_id}/state", json=body))
+
+    async def assign(self, project_id: int, user_id: int | None, *,
+                     images: Iterable[int] | None = None,
+                     filter: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Give images (a list, or those matching an image-list filter) to a member; ``None``
+        takes them back. ``{"assigned", "user", "seq"}``."""
+        body: dict[str, Any] = {"user": user_id}
+        if images is not None:
+            body["images"] = list(images)
+        if filter is not None:
+            body["filter"] = dict(filter)
+        return dict(await self.request("POST", f"/api/v1/projects/{project_id}/assignments",
+                                       json=body))
 
     # --- hub side: audit and stats -----------------------------------------------------------
 

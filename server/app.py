@@ -24,6 +24,7 @@ from server import (
     formats,
     image_bulk,
     image_objects,
+    image_states,
     images,
     invitations,
     labels,
@@ -53,9 +54,9 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "client" / "web"
 # manager run at start-up (after the database is ready) and left at shutdown.
 # The jobs feed needs the hub: it comes after hub_endpoint.
 FEATURES: list[ModuleType] = [accounts, invitations, projects, images, image_bulk, image_objects,
-                              labels, preferences, formats,
-                              stats, hub_endpoint, jobs_routes, similarity, suggestions,
-                              classifiers, predictions, exports, telemetry_routes]
+                              image_states, labels, preferences, formats, stats, hub_endpoint,
+                              jobs_routes, similarity, suggestions, classifiers, predictions,
+                              exports, telemetry_routes]
 
 
 async def healthz(_request: Request) -> Response:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.models import (
     Image,
+    ImageAssignment,
     ImageLabel,
     ImageLock,
     LabelDef,
@@ -25,6 +26,7 @@ from server.models import (
     User,
     utcnow,
 )
+from server.workflow import State
 
 DbId = Annotated[int, Field(ge=1, le=2**31 - 1)]  # a 32-bit id column
 Sort = Literal["name", "-name", "uploaded_at", "-uploaded_at", "id", "-id"]
@@ -44,9 +46,13 @@ class ImageFilter(BaseModel):
     labeled_by: DbId | None = None
     locked: bool | None = None
     ids: list[DbId] | None = Field(default=None, max_length=10_000)
+    #: Workflow states, any of (``done,accepted`` in a query string).
+    state: list[State] | None = Field(default=None, min_length=1, max_length=5)
+    assignee: DbId | None = None
+    assigned: bool | None = None
     sort: Sort = "id"
 
-    @field_validator("ids", mode="before")
+    @field_validator("ids", "state", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
         # "1,2,3" from a query string, or a JSON list from a message.
@@ -108,6 +114,14 @@ def apply_filter(stmt: Select[Any], flt: ImageFilter, now: datetime | None = Non
         stmt = stmt.where(locked if flt.locked else ~locked)
     if flt.ids is not None:
         stmt = stmt.where(Image.id.in_(flt.ids))
+    if flt.state is not None:
+        stmt = stmt.where(Image.state.in_([s.value for s in flt.state]))
+    if flt.assignee is not None:
+        stmt = stmt.where(exists().where(ImageAssignment.image_id == Image.id,
+                                         ImageAssignment.user_id == flt.assignee))
+    if flt.assigned is not None:
+        assigned = exists().where(ImageAssignment.image_id == Image.id)
+        stmt = stmt.where(assigned if flt.assigned else ~assigned)
     return stmt
 
 
@@ -146,6 +160,13 @@ class LockOut(BaseModel):
     expires_at: datetime
 
 
+class ReviewOut(BaseModel):
+    """The last review: who, and the comment the labeler reads."""
+
+    by: HolderOut | None
+    comment: str | None
+
+
 class ImageOut(BaseModel):
     id: int
     project_id: int
@@ -162,6 +183,11 @@ class ImageOut(BaseModel):
     labeled: bool
     labels: list[LabelOut]
     lock: LockOut | None
+    state: State
+    state_at: datetime | None
+    done_by: HolderOut | None
+    review: ReviewOut | None
+    assignee: HolderOut | None
     thumbnail_url: str
     file_url: str
 
@@ -172,6 +198,7 @@ async def image_items(session: AsyncSession, images: Sequence[Image],
     ids = [img.id for img in images]
     labels: dict[int, list[LabelOut]] = defaultdict(list)
     locks: dict[int, LockOut] = {}
+    assignees: dict[int, int] = {}
     if ids:
         rows = await session.execute(
             select(ImageLabel.image_id, LabelDef.name, LabelDef.color, ImageLabel.is_default,
@@ -192,6 +219,17 @@ async def image_items(session: AsyncSession, images: Sequence[Image],
             assert expires_at is not None  # the query compares it with now
             locks[image_id] = LockOut(holder=HolderOut(id=uid, name=uname),
                                       expires_at=expires_at)
+        assignees = dict((await session.execute(
+            select(ImageAssignment.image_id, ImageAssignment.user_id)
+            .where(ImageAssignment.image_id.in_(ids)))).all())
+    people = await _people(session, {*assignees.values(),
+                                     *(i.done_by for i in images if i.done_by is not None),
+                                     *(i.reviewed_by for i in images if i.reviewed_by is not None)})
+
+    def person(user_id: int | None) -> HolderOut | None:
+        return HolderOut(id=user_id, name=people.get(user_id, f"user {user_id}")) \
+            if user_id is not None else None
+
     return [
         ImageOut(
             id=img.id, project_id=img.project_id, name=img.name, width=img.width,
@@ -200,11 +238,22 @@ async def image_items(session: AsyncSession, images: Sequence[Image],
             auto_labeled=img.auto_labeled, object_count=img.object_count,
             labeled=img.object_count > 0 or bool(labels.get(img.id)),
             labels=labels.get(img.id, []), lock=locks.get(img.id),
+            state=State(img.state), state_at=img.state_at, done_by=person(img.done_by),
+            review=ReviewOut(by=person(img.reviewed_by), comment=img.review_comment)
+            if img.reviewed_by is not None or img.review_comment else None,
+            assignee=person(assignees.get(img.id)),
             thumbnail_url=f"/api/v1/images/{img.id}/thumbnail",
             file_url=f"/api/v1/images/{img.id}/file",
         ).model_dump(mode="json")
         for img in images
     ]
+
+
+async def _people(session: AsyncSession, ids: set[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    return dict((await session.execute(
+        select(User.id, User.name).where(User.id.in_(ids)))).all())
 
 
 __all__ = ["ImageFilter", "ImageOut", "apply_filter", "image_filter_query", "image_items",

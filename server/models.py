@@ -130,7 +130,8 @@ class Membership(Base):
 
 class Image(Base):
     __tablename__ = "images"
-    __table_args__ = (UniqueConstraint("project_id", "sha256"),)
+    __table_args__ = (UniqueConstraint("project_id", "sha256"),
+                      Index("ix_images_project_state", "project_id", "state"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
@@ -151,6 +152,32 @@ class Image(Base):
     labeled_by: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
+    # Workflow (server/workflow.py), changed only by state ops: the state, its last change, who
+    # marked it done (the review queue leaves out your own), the last review's comment.
+    # done_by / reviewed_by are user ids without a foreign key: adding one to `images` on SQLite
+    # rebuilds the table, and dropping the old one cascades to every row referencing an image
+    # (migration 0010). Users are deactivated, not deleted; a missing one reads "user N".
+    state: Mapped[str] = mapped_column(String(16), default="new", server_default="new")
+    state_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    done_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reviewed_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    review_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ImageAssignment(Base):
+    """Who a manager gave an image to: ``next_image`` serves it to them first, to nobody else."""
+
+    __tablename__ = "image_assignments"
+    __table_args__ = (Index("ix_image_assignments_project_user", "project_id", "user_id"),)
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    assigned_by: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    assigned_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class LabelDef(Base):

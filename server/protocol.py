@@ -75,9 +75,14 @@ class NextImage(_Request):
     ``after``: the image the tool is on now (the next one after it in id order, else the first);
     ``direction``: ``next`` or ``previous``; ``images``: the selection the tool was opened with;
     ``filter``: the dashboard filter (the keys of the image list's query parameters).
+    ``queue``: ``label`` (default) hands out images not done yet (unless the filter names a
+    ``state``), the ones assigned to me first, never one assigned to someone else; ``review``
+    (needs ``review``) hands out done images, not my own unless ``own`` is true.
     """
 
     type: Literal["next_image"]
+    queue: Literal["label", "review"] = "label"
+    own: bool = False
     after: ImageId | None = None
     direction: Literal["next", "previous"] = "next"
     images: list[ImageId] | None = Field(default=None, max_length=10_000)
@@ -103,6 +108,21 @@ class Op(_Request):
         return value
 
 
+class SetState(_Request):
+    """Move the image along the workflow (``server/workflow.py``): ``done`` (needs ``label`` and
+    the lock: ``token``), ``accept`` / ``reject`` (``review``; a rejection needs ``comment``),
+    ``reopen`` (``manage_members``). ``expect``: the state the client shows; when the image is in
+    another one by now the answer is ``conflict``. The ack carries the op's ``seq`` and the new
+    ``state``."""
+
+    type: Literal["set_state"]
+    image: ImageId
+    action: Literal["done", "accept", "reject", "reopen"]
+    expect: Literal["new", "in_progress", "done", "accepted", "rejected"] | None = None
+    token: int | None = None
+    comment: Annotated[str, Field(max_length=2000)] | None = None
+
+
 class Undo(_Request):
     type: Literal["undo"]
     image: ImageId
@@ -126,7 +146,7 @@ class Cursor(_Request):
 
 ClientMessage = Annotated[
     Hello | Subscribe | Unsubscribe | OpenImage | ReleaseImage | Heartbeat | NextImage | Op
-    | Undo | Redo | Cursor,
+    | Undo | Redo | Cursor | SetState,
     Field(discriminator="type"),
 ]
 client_message: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
@@ -166,6 +186,7 @@ class Ack(_Msg):
     op: dict[str, Any] | None = None
     duplicate: bool | None = None
     present: list[Present] | None = None
+    state: str | None = None  # set_state: the image's new workflow state
 
 
 class Error(_Msg):
@@ -208,6 +229,8 @@ class LockEvent(_Msg):
     state: Literal["granted", "released", "expired", "taken_over"]
     holder: UserRef | None = None
     expires_at: str | None = None
+    #: Set when the grant moved the image along the workflow (new or rejected → in_progress).
+    image_state: str | None = None
 
 
 class PresenceEvent(_Msg):
@@ -227,6 +250,8 @@ class ProgressEvent(_Msg):
     labeled: int
     in_progress: int
     untouched: int
+    #: Images by workflow state (new, in_progress, done, accepted, rejected): the work done.
+    states: dict[str, int] = Field(default_factory=dict)
 
 
 class PrivilegesEvent(_Msg):

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from server._web import path_int, project_access, query_int, unit_of_work
+from server._workflow_stats import state_counts, workflow_stats
 from server.errors import forbidden
 from server.hub.leases import iso
 from server.hub.timing import Span, touch
@@ -26,7 +27,7 @@ from server.permissions import Privilege, allowed
 from server.protocol import ProgressEvent
 
 OBJECT_KINDS_CREATE = frozenset({"create"})
-NON_EDIT_KINDS = frozenset({"lock", "members", "rename_label", "delete_label"})
+NON_EDIT_KINDS = frozenset({"lock", "members", "rename_label", "delete_label", "state", "assign"})
 
 
 def _day(moment: datetime) -> str:
@@ -99,6 +100,7 @@ async def stats(request: Request) -> Response:
         body = await project_stats(session, project_id, request.app.state.settings.idle_limit_seconds)
         counts = await progress(session, project_id, 0)
         body["progress"] = counts.model_dump(exclude={"type", "seq"})
+        body["workflow"] = await workflow_stats(session, project_id)
         return JSONResponse(body)
 
 
@@ -134,7 +136,8 @@ routes = [
 
 
 async def progress(session: AsyncSession, project_id: int, seq: int) -> ProgressEvent:
-    """Project counts for dashboards: labeled, in progress (locked, not labeled), untouched."""
+    """Project counts for dashboards: labeled, in progress (locked, not labeled), untouched
+    (these count labels given at upload), and images by workflow state (they do not)."""
     now = utcnow()
     labeled = or_(Image.object_count > 0,
                   select(ImageLabel.image_id).where(ImageLabel.image_id == Image.id).exists())
@@ -145,4 +148,5 @@ async def progress(session: AsyncSession, project_id: int, seq: int) -> Progress
         select(func.count(), func.count().filter(labeled), func.count().filter(locked & ~labeled))
         .select_from(Image).where(Image.project_id == project_id))).one()
     return ProgressEvent(project=project_id, seq=seq, total=total, labeled=done,
-                         in_progress=busy, untouched=total - done - busy)
+                         in_progress=busy, untouched=total - done - busy,
+                         states=await state_counts(session, project_id))

@@ -118,3 +118,64 @@ async def test_0009_names_the_nameless_on_postgres(pg_template: PgTemplate) -> N
         assert await _names_after_0009(with_database(pg_base_url(), name)) == EXPECTED_NAMES
     finally:
         await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _states_after_0010(url: str) -> dict[int, str]:
+    """Two images an import labeled (``labeled_by`` set); one of them someone held to label."""
+    cfg = alembic_config(url)
+    _in_thread(lambda: command.upgrade(cfg, "0009"))
+    now = datetime.now(UTC)
+    typed = {"settings": sa.JSON(), "created_at": sa.DateTime(timezone=True),
+             "uploaded_at": sa.DateTime(timezone=True), "started_at": sa.DateTime(timezone=True),
+             "last_activity_at": sa.DateTime(timezone=True), "is_admin": sa.Boolean(),
+             "is_active": sa.Boolean(), "auto_labeled": sa.Boolean()}
+    t = {name: sa.table(name, *(sa.column(c, typed.get(c)) for c in cols)) for name, cols in {
+        "users": ("id", "email", "name", "password_hash", "is_admin", "is_active", "token_version",
+                  "settings", "created_at"),
+        "projects": ("id", "name", "description", "created_by", "created_at", "seq", "settings"),
+        "images": ("id", "project_id", "name", "sha256", "mime", "size_bytes", "width", "height",
+                   "uploaded_at", "auto_labeled", "object_count", "labeled_by"),
+        "labeling_sessions": ("project_id", "image_id", "user_id", "lock_token", "started_at",
+                              "last_activity_at", "active_seconds"),
+    }.items()}
+    engine = make_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(t["users"].insert(), [{
+                "id": 1, "email": "a@example.com", "name": "a", "password_hash": "x",
+                "is_admin": False, "is_active": True, "token_version": 0,
+                "settings": {}, "created_at": now}])
+            await conn.execute(t["projects"].insert(), [{
+                "id": 1, "name": "p", "description": "", "created_by": 1, "created_at": now,
+                "seq": 0, "settings": {}}])
+            await conn.execute(t["images"].insert(), [{
+                "id": i, "project_id": 1, "name": f"{i}.png", "sha256": str(i) * 64,
+                "mime": "image/png", "size_bytes": 1, "width": 1, "height": 1, "uploaded_at": now,
+                "auto_labeled": False, "object_count": 0, "labeled_by": 1} for i in (1, 2)])
+            await conn.execute(t["labeling_sessions"].insert(), [{
+                "project_id": 1, "image_id": 1, "user_id": 1, "lock_token": 1, "started_at": now,
+                "last_activity_at": now, "active_seconds": 0.0}])
+        _in_thread(lambda: command.upgrade(cfg, "0010"))
+        async with engine.connect() as conn:
+            # Adding the columns kept the rows that reference images (no table rebuild).
+            assert (await conn.execute(sa.text("SELECT count(*) FROM labeling_sessions"))).scalar() == 1
+            rows = await conn.execute(sa.text("SELECT id, state FROM images"))
+            return {int(i): str(state) for i, state in rows}
+    finally:
+        await engine.dispose()
+
+
+async def test_0010_starts_only_images_someone_worked_on(tmp_path: Path) -> None:
+    states = await _states_after_0010(f"sqlite+aiosqlite:///{tmp_path / 'wf.db'}")
+    assert states == {1: "in_progress", 2: "new"}  # 2 was only imported: no work done on it
+
+
+@pytest.mark.postgres
+async def test_0010_starts_only_images_someone_worked_on_postgres(pg_template: PgTemplate) -> None:
+    name = f"lh_m_{uuid.uuid4().hex[:10]}"
+    await _admin(f'CREATE DATABASE "{name}"')
+    try:
+        states = await _states_after_0010(with_database(pg_base_url(), name))
+        assert states == {1: "in_progress", 2: "new"}
+    finally:
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

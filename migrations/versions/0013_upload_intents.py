@@ -1,7 +1,7 @@
 """upload intents: files an upload is writing, so a crash leaves no orphans; images by content
 
 Revision ID: 0013
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-02 13:20:00
 
 ``upload_intents``: one row per content an upload is about to write to the store, committed
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0013'
-down_revision: str | None = '0009'
+down_revision: str | None = '0010'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -46,6 +46,7 @@ class ImageRecord:
     height: int
     labels: list[ImageLabelState] = field(default_factory=list)
     objects: list[dict[str, Any]] = field(default_factory=list)
+    state: str = "new"  # the workflow state (server/workflow.py)
 
 
 class _Row(NamedTuple):
@@ -92,7 +93,7 @@ async def _read_batch(
     labels: bool, objects: bool, batch: int,
 ) -> list[ImageRecord]:
     async with transaction(sessions) as session:
-        stmt: Any = select(Image.id, Image.name, Image.width, Image.height).where(
+        stmt: Any = select(Image.id, Image.name, Image.width, Image.height, Image.state).where(
             Image.project_id == project_id, Image.id > after)
         if flt is not None:
             stmt = apply_filter(stmt, flt)
@@ -102,7 +103,8 @@ async def _read_batch(
         ids = [r.id for r in rows]
         states = await read_labels(session, ids) if labels else {}
         objs = await _objects(session, ids, objects)
-    return [ImageRecord(r.id, r.name, r.width, r.height, states.get(r.id, []), objs[r.id]) for r in rows]
+    return [ImageRecord(r.id, r.name, r.width, r.height, states.get(r.id, []), objs[r.id], r.state)
+            for r in rows]
 
 
 async def iter_images(

@@ -3,13 +3,15 @@ with keypoints, attributes, rpy, occluded, z; bitmaps as COCO RLE).
 
     {"format": "labelhub", "version": 1,
      "labels": [{"name": "cat", "color": "#e6194b", "shortcut": 1}],
-     "images": [{"name": "a.jpg", "width": 640, "height": 480,
+     "images": [{"name": "a.jpg", "width": 640, "height": 480, "state": "accepted",
                  "labels": [{"label": "cat", "is_default": true, "source": "manual"}],
                  "objects": [{"id": "o1", "type": "bbox", "label": "cat",
                               "geometry": {"x": 10, "y": 20, "w": 30, "h": 40}, ...}]}]}
 
 Import also accepts a bare list of images. In an image, ``labels`` may be a list of names
 (the first is the default) and either key may be left out (then that part is left alone).
+``state`` is the image's workflow state; exported for the record, not imported (a state is
+something a person sets in the tool).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=F
 
 def _image_texts(batch: list[ImageRecord]) -> list[str]:
     return [_dumps({"name": img.name, "width": img.width, "height": img.height,
+                    "state": img.state,
                     "labels": [{"label": s.label, "is_default": s.is_default, "source": s.source}
                                for s in img.labels],
                     "objects": img.objects}) for img in batch]

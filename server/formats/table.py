@@ -1,14 +1,15 @@
 """CSV: one row per image with its classification labels and the default one.
 
-    image,labels,default_label
-    a.jpg,cat;dog,dog
-    b.jpg,cat,cat
+    image,labels,default_label,state
+    a.jpg,cat;dog,dog,accepted
+    b.jpg,cat,cat,done
 
 ``labels`` is a ``;``-separated list (a ``;`` or ``\\`` inside a name is escaped with ``\\``).
 A cell that a spreadsheet would run as a formula (starting with ``= + - @``, a tab or a CR) is
 written with a ``'`` before it (which spreadsheets show as text), and so is one that starts with
 quotes before such a character; the import takes exactly one such ``'`` off again, so every name
 round-trips.
+``state`` (the workflow state) is exported for the record; the import ignores it.
 On import ``default_label`` may be empty (then the first label is the default of an image that
 had none), and an image may appear on several rows: their labels are combined, in both the
 replace and the merge mode.
@@ -27,6 +28,7 @@ from server.formats._source import ExportJob, iter_images
 MEDIA_TYPE = "text/csv; charset=utf-8"
 SUFFIX = "csv"
 HEADER = ["image", "labels", "default_label"]
+EXPORT_HEADER = [*HEADER, "state"]
 
 
 # Quotes, then a character that starts a formula (OWASP's CSV injection list).
@@ -67,12 +69,12 @@ def split_labels(cell: str) -> list[str]:
 async def export(job: ExportJob) -> AsyncIterator[bytes]:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(HEADER)
+    writer.writerow(EXPORT_HEADER)
     async for batch in iter_images(job.sessions, job.project_id, job.flt, objects=False):
         for img in batch:
             default = next((s.label for s in img.labels if s.is_default), "")
             writer.writerow([guard_cell(img.name), guard_cell(";".join(escape(s.label) for s in img.labels)),
-                             guard_cell(default)])
+                             guard_cell(default), img.state])
         yield buf.getvalue().encode()
         buf.seek(0)
         buf.truncate()

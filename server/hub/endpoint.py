@@ -27,7 +27,7 @@ from server.auth import authenticate_credential
 from server.db import connection_lost, is_sqlite, transaction
 from server.edits import EditError
 from server.errors import ApiError
-from server.hub import leases
+from server.hub import _states, leases
 from server.hub._frames import head_fields
 from server.hub.bus import PgBus, asyncpg_dsn
 from server.hub.connection import Connection
@@ -51,6 +51,7 @@ from server.protocol import (
     PresenceEvent,
     Redo,
     ReleaseImage,
+    SetState,
     Subscribe,
     Undo,
     Unsubscribe,
@@ -245,6 +246,8 @@ async def _dispatch(conn: Connection, handlers: Handlers, msg: Any) -> None:
             await handlers.undo_redo(conn, msg)
         case Cursor():
             await handlers.cursor(conn, msg, time.monotonic())
+        case SetState():
+            await _states.set_state(handlers, conn, msg)
 
 
 async def _release_all(state: Any, conn: Connection) -> None:

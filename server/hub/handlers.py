@@ -257,7 +257,8 @@ class Handlers:
             where = ".".join(str(p) for p in err["loc"])
             raise RequestError("invalid", f"filter.{where}: {err['msg']}") from None
         async with transaction(self.state.sessions) as session:
-            await self._require(session, conn, Privilege.LABEL)
+            await self._require(session, conn,
+                                Privilege.REVIEW if msg.queue == "review" else Privilege.LABEL)
             assert conn.project_id is not None
             prefs = await effective_settings(session, conn.project_id, conn.user_id)
             now = utcnow()
@@ -272,7 +273,7 @@ class Handlers:
                 after=msg.after, direction=msg.direction, images=msg.images, flt=flt,
                 rules=SkipRules(prefs.skip_other_users_images, prefs.skip_images_being_labeled),
                 ttl=self.settings.lock_ttl_seconds, now=now,
-                idle_limit=self.settings.idle_limit_seconds)
+                idle_limit=self.settings.idle_limit_seconds, queue=msg.queue, own=msg.own)
         if chosen is None:
             conn.send(encode(Ack(id=msg.id, image=None)))
             return

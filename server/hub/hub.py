@@ -39,7 +39,8 @@ from server.stats import progress
 log = logging.getLogger("labelhub.hub")
 TAIL_BATCH = 500
 PROGRESS_INTERVAL = 1.0  # seconds between progress events of one project
-PROJECT_WIDE = frozenset({"rename_label", "delete_label", "members"})
+# Workflow states go to every watcher: dashboards and the supervisor view count them live.
+PROJECT_WIDE = frozenset({"rename_label", "delete_label", "members", "state"})
 _VIEW = int(Privilege.VIEW)
 #: Why a socket whose membership went away is closed (with 4403).
 NOT_A_MEMBER = "you are no longer a member of this project"
@@ -70,7 +71,8 @@ def lock_event(row: Any) -> str:
     op = row.op
     who = op.get("holder")
     return encode(LockEvent(seq=row.seq, image=row.image_id, state=op["state"],
-                            holder=UserRef(**who) if who else None, expires_at=op.get("expires_at")))
+                            holder=UserRef(**who) if who else None, expires_at=op.get("expires_at"),
+                            image_state=op.get("image_state")))
 
 
 def row_event(row: Any) -> str:

@@ -12,14 +12,25 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import case, exists, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server import image_states
+from server._oplog import reserve_seqs
 from server.edits import append
 from server.hub import locks, skip, timing
 from server.image_query import ImageFilter, apply_filter
-from server.models import Image, ImageLabel, ImageLock, LabelingSession, LabelObjectRow, User
+from server.models import (
+    Image,
+    ImageAssignment,
+    ImageLabel,
+    ImageLock,
+    LabelingSession,
+    LabelObjectRow,
+    User,
+)
+from server.workflow import FINISHED, State
 
 
 @dataclass(frozen=True)
@@ -40,12 +51,16 @@ def iso(moment: datetime | None) -> str | None:
 
 
 async def _log_lock(session: AsyncSession, project_id: int, image_id: int, state: str,
-                    who: Holder | None, expires_at: datetime | None, user_id: int | None) -> int:
+                    who: Holder | None, expires_at: datetime | None, user_id: int | None,
+                    seq: int | None = None, image_state: str | None = None) -> int:
     op: dict[str, Any] = {"kind": "lock", "state": state,
                           "holder": {"id": who.id, "name": who.name} if who else None,
                           "expires_at": iso(expires_at)}
+    if image_state is not None:  # the grant started the image (server.workflow)
+        op["image_state"] = image_state
     return await append(session, project_id=project_id, image_id=image_id, user_id=user_id,
-                        kind="lock", op=op, inverse=None, client_op_id=None, origin="lock")
+                        kind="lock", op=op, inverse=None, client_op_id=None, origin="lock",
+                        seq=seq)
 
 
 async def _locked_row(session: AsyncSession, image: Image, *, skip_locked: bool = False) -> ImageLock | None:
@@ -90,8 +105,9 @@ class OpenResult:
 
 async def open_image(session: AsyncSession, image: Image, *, user_id: int, connection_id: str,
                      ttl: float, take_over: bool, now: datetime, idle_limit: float,
-                     skip_locked: bool = False) -> OpenResult | None:
-    """Grant or refuse the lease; ``None`` when ``skip_locked`` and another transaction has it."""
+                     skip_locked: bool = False, start: bool = True) -> OpenResult | None:
+    """Grant or refuse the lease; ``None`` when ``skip_locked`` and another transaction has it.
+    ``start``: a grant puts a new or rejected image in progress (not for a reviewer's lock)."""
     row = await _locked_row(session, image, skip_locked=skip_locked)
     if row is None:
         return None
@@ -109,8 +125,12 @@ async def open_image(session: AsyncSession, image: Image, *, user_id: int, conne
                                     lock_token=lease.token, started_at=now, last_activity_at=now,
                                     active_seconds=0.0))
         state = "taken_over" if decision.previous_holder is not None else "granted"
+        # The seq first (the project row), then the image's state: the order of state changes.
+        seq = await reserve_seqs(session, image.project_id, 1)
+        started = await image_states.start(session, image.id, now) if start else None
         await _log_lock(session, image.project_id, image.id, state,
-                        await holder(session, user_id), lease.expires_at, user_id)
+                        await holder(session, user_id), lease.expires_at, user_id, seq=seq,
+                        image_state=started)
     return OpenResult(True, lease.token, lease.expires_at)
 
 
@@ -197,9 +217,17 @@ async def next_image(
     session: AsyncSession, *, project_id: int, user_id: int, connection_id: str,
     after: int | None, direction: Literal["next", "previous"], images: Sequence[int] | None,
     flt: ImageFilter | None, rules: skip.SkipRules, ttl: float, now: datetime, idle_limit: float,
+    queue: Literal["label", "review"] = "label", own: bool = False,
 ) -> tuple[Image, OpenResult] | None:
-    """Choose and lock in one step: a candidate another transaction is locking is skipped."""
+    """Choose and lock in one step: a candidate another transaction is locking is skipped.
+
+    ``label`` queue: going forward, images not finished (done or accepted) unless the filter
+    names a state; the ones assigned to me first; none assigned to someone else unless the
+    selection names it. ``review`` queue: done images, not my own unless ``own``,
+    never one another reviewer (or anyone) has open; the lock taken does not start the image."""
     mine = user_id
+    if queue == "review":
+        rules = skip.SkipRules(skip_labeled_by_others=False, skip_locked_by_others=True)
     by_other_objects = exists().where(LabelObjectRow.image_id == Image.id,
                                       LabelObjectRow.created_by.is_not(None),
                                       LabelObjectRow.created_by != mine)
@@ -218,13 +246,30 @@ async def next_image(
         stmt = apply_filter(stmt, flt, now)
     if images is not None:
         stmt = stmt.where(Image.id.in_(list(images)))
+    assigned_me = exists().where(ImageAssignment.image_id == Image.id,
+                                 ImageAssignment.user_id == mine)
+    first: list[Any] = []
+    if queue == "review":
+        stmt = stmt.where(Image.state == State.DONE.value)
+        if not own:
+            stmt = stmt.where(or_(Image.done_by.is_(None), Image.done_by != mine))
+    elif direction == "next":
+        if flt is None or flt.state is None:
+            stmt = stmt.where(Image.state.not_in([s.value for s in FINISHED]))
+        if images is None:
+            stmt = stmt.where(~exists().where(ImageAssignment.image_id == Image.id,
+                                              ImageAssignment.user_id != mine))
+        # My assigned images first (all of them from the start, those ahead when walking on;
+        # one skipped is met again on the next walk from the start), then the rest in order.
+        first = [case((assigned_me, 0), else_=1)]
     if after is not None:
         stmt = stmt.where(Image.id > after if direction == "next" else Image.id < after)
     if rules.skip_labeled_by_others:
         stmt = stmt.where(~or_(by_other_objects, by_other_labels))
     if rules.skip_locked_by_others:
         stmt = stmt.where(~locked_other)
-    stmt = stmt.order_by(Image.id.asc() if direction == "next" else Image.id.desc()).limit(200)
+    stmt = stmt.order_by(*first, Image.id.asc() if direction == "next" else Image.id.desc())
+    stmt = stmt.limit(200)
     candidates = [skip.Candidate(int(i), bool(locked), bool(labeled))
                   for i, labeled, locked in (await session.execute(stmt)).all()]
     for cand in candidates:
@@ -235,7 +280,7 @@ async def next_image(
             continue
         result = await open_image(session, image, user_id=user_id, connection_id=connection_id,
                                   ttl=ttl, take_over=False, now=now, idle_limit=idle_limit,
-                                  skip_locked=True)
+                                  skip_locked=True, start=queue == "label")
         if result is None:
             continue  # another labeler is taking it right now
         if result.granted or not rules.skip_locked_by_others:

@@ -9,6 +9,7 @@ import pytest
 
 from client import (
     AuthenticationError,
+    ConflictError,
     ForbiddenError,
     LabelhubClient,
     LockedError,
@@ -318,3 +319,28 @@ async def test_the_sdk_sends_its_token_in_a_header_not_the_url(team: Team) -> No
         logger.setLevel(level)
     accepted = [line for line in seen if "WebSocket /api/v1/ws" in line]
     assert accepted and all("token" not in line for line in accepted), accepted
+
+
+async def test_workflow_through_the_sdk(team: Team) -> None:
+    (a_token, a_id), (s_token, _) = await team.member("ana"), await team.member("sue", "supervisor")
+    ana, sue = await team.hub(a_token), await team.hub(s_token)
+    assert (await team.admin.assign(team.project, a_id, images=[team.images[3]]))["assigned"] == 1
+    opened = await ana.next_image()
+    assert opened is not None and opened.image == team.images[3]  # assigned first
+    with pytest.raises(LockLostError):  # done needs the lock: not held on another image
+        await ana.set_state(team.images[0], "done")
+    assert await ana.mark_done(opened.image) == "done"
+    await ana.release_image(opened.image)
+    event = await sue.next_event(OpEvent)  # every watcher of the project hears of it
+    while isinstance(event, OpEvent) and event.op["kind"] != "state":  # the assignment first
+        event = await sue.next_event(OpEvent)
+    assert isinstance(event, OpEvent) and event.op["to"] == "done"
+    with pytest.raises(ForbiddenError):
+        await ana.accept(opened.image)
+    review = await sue.next_image(queue="review")
+    assert review is not None and review.image == opened.image
+    assert await sue.reject(opened.image, "missing the wheel") == "rejected"
+    with pytest.raises(ConflictError):
+        await sue.accept(opened.image)
+    item = await team.admin.image(opened.image)
+    assert item["state"] == "rejected" and item["review"]["comment"] == "missing the wheel"

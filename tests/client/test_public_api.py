@@ -8,7 +8,7 @@ from client import errors
 
 def test_all_is_pinned() -> None:
     assert client.__all__ == [
-        "Applied", "AuthenticationError", "ConnectionClosed", "Event", "ForbiddenError",
+        "Applied", "AuthenticationError", "ConflictError", "ConnectionClosed", "Event", "ForbiddenError",
         "InvalidRequestError", "LabelhubClient", "LabelhubError", "LockLostError", "LockedError",
         "NotFoundError", "NotReadyError", "NothingToUndoError", "Opened", "RateLimitedError", "RequestError",
         "RequestTimeout", "RestClient", "TooLargeError", "TransportError", "UnavailableError",
@@ -23,7 +23,7 @@ def test_exception_tree_matches_the_docstring() -> None:
     for cls in (client.AuthenticationError, client.ForbiddenError, client.NotFoundError,
                 client.InvalidRequestError, client.LockedError, client.LockLostError,
                 client.NothingToUndoError, client.RateLimitedError, client.UnavailableError,
-                client.NotReadyError, client.TooLargeError):
+                client.NotReadyError, client.TooLargeError, client.ConflictError):
         assert issubclass(cls, client.RequestError)
         assert cls.__name__ in (client.__doc__ or "")
     assert issubclass(client.RequestError, client.LabelhubError)
@@ -32,6 +32,8 @@ def test_exception_tree_matches_the_docstring() -> None:
 def test_error_codes_pick_the_subclass() -> None:
     assert isinstance(errors.error_for("stale_token", "x"), client.LockLostError)
     assert isinstance(errors.error_for("locked", "x"), client.LockedError)
+    assert isinstance(errors.error_for("conflict", "x"), client.ConflictError)
+    assert isinstance(errors.error_for("lock_required", "x"), client.LockLostError)
     assert isinstance(errors.error_for("unavailable", "x"), client.UnavailableError)
     assert isinstance(errors.error_for("too_large", "x"), client.TooLargeError)
     assert issubclass(client.TooLargeError, client.InvalidRequestError)

@@ -71,7 +71,7 @@ def test_public_names_exist() -> None:
 
 
 # Rule modules outside the geometry core that must stay pure (state in, decisions out).
-PURE_RULE_MODULES = ("server.throttle", "server.jobs.status")
+PURE_RULE_MODULES = ("server.throttle", "server.jobs.status", "server.workflow")
 
 
 def test_rule_modules_import_no_async_web_or_database_code() -> None:

@@ -88,3 +88,54 @@ async def test_fifty_labelers_at_once_never_share_an_image(server: LiveServer, t
     assert all(a["type"] == "ack" and "lock" in a for a in acks)
     assert len(set(got)) == 50 and set(got) <= images
     await asyncio.gather(*(c.close() for c in labelers))
+
+
+async def test_hands_out_work_not_done_assigned_first_and_a_review_queue(
+        server: LiveServer, team: Team, users: UserFactory) -> None:
+    bob, ann, sue = await users("bob"), await users("ann"), await users("sue")
+    for member, role in ((bob, "labeler"), (ann, "labeler"), (sue, "supervisor")):
+        await add_member(team.owner, team.project_id, member, role=role)
+    i0, i1, i2, i3 = team.images
+    resp = await team.owner.client.post(f"/api/v1/projects/{team.project_id}/assignments",
+                                        json={"user": bob.user["id"], "images": [i3]})
+    assert resp.json()["assigned"] == 1
+    resp = await team.owner.client.post(f"/api/v1/projects/{team.project_id}/assignments",
+                                        json={"user": ann.user["id"], "images": [i2]})
+    b, a, s = [await server.connect(x) for x in (bob, ann, sue)]
+    for conn in (b, a, s):
+        await conn.request("hello", project=team.project_id)
+    # Bob: his assigned image first, then the free ones in order; never Ann's.
+    got = await b.request("next_image")
+    assert got["image"] == i3
+    done = await b.request("set_state", image=i3, action="done", token=got["lock"]["token"])
+    assert done["state"] == "done"
+    got = await b.request("next_image", after=i3)
+    assert got["type"] == "ack" and "image" not in got  # nothing after i3 that is his or free
+    got = await b.request("next_image")
+    assert got["image"] == i0
+    await b.request("set_state", image=i0, action="done", token=got["lock"]["token"])
+    got = await b.request("next_image", after=i0)
+    assert got["image"] == i1  # i2 is Ann's, i3 is done
+    # A filter naming a state hands finished work out again.
+    got = await b.request("next_image", after=i1, filter={"state": "done"})
+    assert got["image"] == i3
+    # Ann gets her assigned image; the done ones are not hers to label.
+    assert (await a.request("next_image"))["image"] == i2
+    # Review queue: a labeler may not use it; Bob's done images go to Sue, not to Bob.
+    assert (await a.request("next_image", queue="review"))["code"] == "forbidden"
+    assert (await b.request("next_image", queue="review"))["code"] == "forbidden"
+    await b.request("release_image", image=i3)
+    await b.request("release_image", image=i1)
+    review = await s.request("next_image", queue="review")
+    assert review["image"] == i0 and review["lock"]["token"] >= 1
+    assert (await s.request("next_image", queue="review", after=i0, release=False))["image"] == i3
+    owner = await server.connect(team.owner)
+    await owner.request("hello", project=team.project_id)
+    # Both are open by Sue now: another reviewer gets none of them.
+    none_left = await owner.request("next_image", queue="review")
+    assert none_left["type"] == "ack" and "image" not in none_left
+    listed = (await bob.client.get(f"/api/v1/projects/{team.project_id}/images",
+                                   params={"state": "done"})).json()
+    assert [i["id"] for i in listed["images"]] == [i0, i3]  # reviewing does not start an image
+    for conn in (b, a, s, owner):
+        await conn.close()

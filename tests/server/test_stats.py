@@ -10,7 +10,10 @@ from starlette.applications import Starlette
 
 from server.db import transaction
 from server.edits import append
-from server.models import LabelingSession, OpLogEntry
+from server.hub import leases
+from server.image_states import change_state
+from server.models import Image, LabelingSession, OpLogEntry, utcnow
+from server.permissions import PRESETS, Actor
 from tests.conftest import Api, UserFactory, add_member, make_project
 from tests.server._rows import make_images
 
@@ -100,3 +103,49 @@ async def test_audit_log_pages_and_filters(app: Starlette, admin: Api, users: Us
     assert one[0]["created_at"].startswith("2026-11-24")
     bad = await admin.client.get(url, params={"limit": 0})
     assert bad.status_code == 422 and bad.json()["error"]["code"]
+
+
+async def test_workflow_figures_count_states_not_labels(app: Starlette, admin: Api,
+                                                        users: UserFactory) -> None:
+    ana_api, sue_api = await users("ana"), await users("sue")
+    pid = await make_project(admin)
+    await add_member(admin, pid, ana_api, role="labeler")
+    await add_member(admin, pid, sue_api, role="supervisor")
+    images = await make_images(app, pid, ["a.png", "b.png", "c.png"])
+    box = {"id": "o1", "type": "bbox", "label": "cat", "geometry": {"x": 1, "y": 1, "w": 4, "h": 4}}
+    body = [{"name": n, "labels": ["street"], "objects": [box] if n != "c.png" else []}
+            for n in ("a.png", "b.png", "c.png")]
+    resp = await admin.client.post(f"/api/v1/projects/{pid}/import", params={"format": "json"},
+                                   json=body)
+    assert resp.status_code == 200, resp.text
+    ana = Actor(ana_api.user["id"], False, int(PRESETS["labeler"]))
+    sue = Actor(sue_api.user["id"], False, int(PRESETS["supervisor"]))
+    async with transaction(app.state.sessions) as session:
+        for image_id in images[:2]:
+            image = await session.get(Image, image_id)
+            assert image is not None
+            lease = await leases.open_image(session, image, user_id=ana.user_id, connection_id="c1",
+                                            ttl=60, take_over=False, now=utcnow(), idle_limit=60)
+            assert lease is not None and lease.granted
+            await change_state(session, project_id=pid, image_id=image_id, actor=ana, action="done",
+                               comment=None, token=lease.token, now=utcnow(), idle_limit=60)
+    async with transaction(app.state.sessions) as session:
+        for image_id, action in ((images[0], "accept"), (images[1], "reject")):
+            await change_state(session, project_id=pid, image_id=image_id, actor=sue,
+                               action=action, comment="redo the cat", token=None, now=utcnow(),
+                               idle_limit=60)
+    stats = (await admin.client.get(f"/api/v1/projects/{pid}/stats")).json()
+    # Every image has labels (imported), yet only what people marked counts as work.
+    assert stats["progress"]["labeled"] == 3
+    flow = stats["workflow"]
+    assert flow["states"] == {"new": 1, "in_progress": 0, "done": 0, "accepted": 1, "rejected": 1}
+    assert stats["progress"]["states"] == flow["states"]
+    by_label = {row["label"]: row for row in flow["per_label"]}
+    assert by_label["cat"] == {"label": "cat", "objects": 2, "images": 2, "classified": 0}
+    assert by_label["street"]["classified"] == 3 and by_label["street"]["objects"] == 0
+    per = {row["user"]["name"]: row for row in flow["per_user"]}
+    assert (per["ana"]["accepted"], per["ana"]["rejected"], per["ana"]["rejection_rate"]) == (1, 1, 0.5)
+    assert per["sue"]["reviewed"] == 2
+    assert flow["review"]["rejection_rate"] == 0.5 and len(flow["review"]["per_day"]) == 1
+    # Reviews are no edits: the reviewer, who changed no object, is not in the day table.
+    assert all(r["user"]["name"] != "sue" for r in stats["per_user_day"])

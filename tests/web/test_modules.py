@@ -96,7 +96,8 @@ async () => {
   // The `?` overlay lists every key the tool answers to, in the row of the command it runs.
   const shown = { ArrowRight: "→", ArrowLeft: "←", Escape: "Esc", "-": "\u2212" };
   const combos = [...Object.keys(keys.SIMPLE).map((k) => [k, keys.SIMPLE[k]]), ...[..."123456789"].map((d) => [d, `label:${d}`]),
-    ["Ctrl+Z", "undo"], ["Ctrl+Shift+Z", "redo"], ["Ctrl+Y", "redo"], ["Ctrl+S", "save"]];
+    ["Ctrl+Z", "undo"], ["Ctrl+Shift+Z", "redo"], ["Ctrl+Y", "redo"], ["Ctrl+S", "save"],
+    ["Ctrl+Enter", "done-next"], ["Ctrl+Shift+Enter", "done"]];
   out.undocumented = combos.filter(([key, cmd]) => {
     const row = keys.KEYS.find(([, c]) => c && (cmd === c || cmd.startsWith(c + "-") || cmd.startsWith(c + ":")));
     if (!row) return true;
@@ -111,6 +112,13 @@ async () => {
   keys.shortcutOverlay(root, keys.KEYS);
   out.overlayRows = root.querySelectorAll("#shortcuts tr").length;
   out.keyRows = keys.KEYS.length;
+  // Workflow: which buttons show, and an image item after live state events.
+  const wf = await import("/views/workflow.js");
+  out.wfActions = [wf.actionsFor("in_progress", ["view", "label"], { holdsLock: true }), wf.actionsFor("in_progress", ["view", "label"]),
+    wf.actionsFor("done", ["view", "review"]), wf.actionsFor("accepted", ["view", "label", "review", "manage_members"])];
+  out.wfKeys = [keys.commandFor({ key: "Enter", ctrlKey: true }), keys.commandFor({ key: "Enter", ctrlKey: true, shiftKey: true })];
+  const item = wf.withState({ id: 5, state: "done" }, { type: "op", user: 3, op: { kind: "state", action: "reject", from: "done", to: "rejected", comment: "fix" } }, { 3: "Sue" });
+  out.wfItem = [item.state, item.review, wf.withState(item, { type: "lock", image: 5, image_state: "in_progress" }).state];
   return out;
 }
 """
@@ -147,6 +155,9 @@ def test_pure_modules_in_the_page(browser: Any, live: Live) -> None:
     assert out["rules"] == ["x*", "x* y", "x* y z", "x y* z", "x* z"]
     assert out["undocumented"] == [] and out["unhandled"] == []
     assert out["overlayRows"] == out["keyRows"]
+    assert out["wfActions"] == [["done", "done-next"], [], ["accept", "reject"], ["reopen"]]
+    assert out["wfKeys"] == ["done-next", "done"]
+    assert out["wfItem"] == ["rejected", {"by": {"id": 3, "name": "Sue"}, "comment": "fix"}, "in_progress"]
 
 
 def _pycoco_empty(n: int) -> str:

@@ -37,6 +37,8 @@ export const KEYS = [
   ["Ctrl+Shift+Z / Ctrl+Y", "redo", "Redo", "Labeling tool"],
   ["S / Ctrl+S", "save", "Save (waits until the server has every edit)", "Labeling tool"],
   ["D / →", "next", "Save and go to the next image", "Labeling tool"],
+  ["Ctrl+Enter", "done-next", "Mark the image done and go to the next one", "Labeling tool"],
+  ["Ctrl+Shift+Enter", "done", "Mark the image done (stay on it)", "Labeling tool"],
   ["A / ←", "prev", "Save and go to the previous image", "Labeling tool"],
   ["F", "fit", "Fit the image to the window", "Labeling tool"],
   ["+ / = / − / wheel", "zoom", "Zoom in / out", "Labeling tool"],
@@ -62,6 +64,7 @@ export function commandFor(ev) {
     if (k === "z") return ev.shiftKey ? "redo" : "undo";
     if (k === "y") return "redo";
     if (k === "s") return "save";
+    if (key === "Enter") return ev.shiftKey ? "done" : "done-next";
     return null;
   }
   if (ev.altKey) return null;

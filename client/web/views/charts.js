@@ -13,14 +13,16 @@ export function colorFor(i) { return PALETTE[i % PALETTE.length]; }
 
 /** Horizontal bars: [{label, value}] -> <svg>. */
 export function barChart(rows, { title = "", unit = "", width = 460, fmt = (v) => String(v) } = {}) {
-  const rowH = 24, left = 130, top = title ? 24 : 6;
+  // Names in full: the label column grows with the longest one (about 7 px a character).
+  const rowH = 24, left = Math.max(130, 16 + 7 * Math.max(0, ...rows.map((r) => r.label.length))), top = title ? 24 : 6;
+  width = Math.max(width, left + 200);
   const max = Math.max(1e-9, ...rows.map((r) => r.value));
   const svg = el("svg", { class: "chart", width, height: top + Math.max(1, rows.length) * rowH + 8, role: "img", "aria-label": title });
   if (title) svg.append(el("text", { x: 6, y: 16, "font-weight": "600" }, title));
   rows.forEach((r, i) => {
     const y = top + i * rowH;
     const w = ((width - left - 70) * r.value) / max;
-    svg.append(el("text", { x: 6, y: y + 15 }, r.label.length > 18 ? r.label.slice(0, 17) + "…" : r.label));
+    svg.append(el("text", { x: 6, y: y + 15 }, r.label));
     svg.append(el("rect", { x: left, y: y + 3, width: Math.max(0, w), height: rowH - 8, fill: colorFor(i), rx: 3 }));
     svg.append(el("text", { x: left + w + 6, y: y + 15 }, fmt(r.value) + unit));
   });
@@ -30,7 +32,8 @@ export function barChart(rows, { title = "", unit = "", width = 460, fmt = (v) =
 
 /** Stacked columns per day: days = ["2025-01-01", ...], series = [{label, values: {day: number}}]. */
 export function stackedDays(days, series, { title = "", width = 640, height = 220, fmt = (v) => String(v) } = {}) {
-  const left = 46, bottom = 36, top = 26, right = 120;
+  const left = 46, bottom = 36, top = 26, right = Math.max(120, 34 + 7 * Math.max(0, ...series.map((x) => x.label.length)));
+  width += right - 120;  // the legend shows names in full
   const totals = days.map((d) => series.reduce((s, x) => s + (x.values[d] || 0), 0));
   const max = Math.max(1e-9, ...totals);
   const svg = el("svg", { class: "chart", width, height, role: "img", "aria-label": title });
@@ -51,7 +54,7 @@ export function stackedDays(days, series, { title = "", width = 640, height = 22
   });
   series.forEach((s, j) => {
     svg.append(el("rect", { x: width - right + 10, y: top + j * 16, width: 10, height: 10, fill: colorFor(j) }));
-    svg.append(el("text", { x: width - right + 24, y: top + j * 16 + 9 }, s.label.slice(0, 14)));
+    svg.append(el("text", { x: width - right + 24, y: top + j * 16 + 9 }, s.label));
   });
   if (!days.length) svg.append(el("text", { x: left + 10, y: top + 30 }, "No labeling time recorded yet."));
   return svg;

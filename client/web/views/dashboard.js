@@ -10,6 +10,7 @@ import { openExport, openImport } from "./transfer.js";
 import { imageMenu, openMenuFor } from "./imagemenu.js";
 import { openLabelDialog } from "./labeldialog.js";
 import { jobsPanel } from "./jobs.js";
+import { STATES, STATE_TEXT } from "./workflow.js";
 
 const PAGE = 60;
 
@@ -55,6 +56,10 @@ export async function mount(root, ctx) {
       h("label", {}, "Labeled by", h("select", { name: "labeled_by" }, h("option", { value: "" }, "anyone"),
         state.members.map((m) => h("option", { value: m.user_id, selected: f.labeled_by === m.user_id }, m.name)))),
       tri("locked", "Being labeled", "now", "not now"),
+      h("label", {}, "State", h("select", { name: "state", id: "state-filter" }, h("option", { value: "" }, "any"),
+        STATES.map((st) => h("option", { value: st, selected: f.state === st }, STATE_TEXT[st])))),
+      h("label", {}, "Assigned to", h("select", { name: "assignee" }, h("option", { value: "" }, "anyone"),
+        state.members.map((m) => h("option", { value: m.user_id, selected: f.assignee === m.user_id }, m.name)))),
       Object.keys(f).length ? h("button", { type: "button", onclick: () => setFilter({}) }, "Clear filters") : "");
   }
 
@@ -199,6 +204,8 @@ export async function mount(root, ctx) {
     can.has("import_export") ? h("button", { type: "button", id: "export-btn", onclick: () => openExport({ ctx, pid, filter: state.filter, sel: state.sel }) }, "Export labels") : null,
     h("button", { type: "button", id: "settings-btn", onclick: () => openSettings({ ctx, pid, can, done: loadLabels }) }, "Settings"),
     can.has("manage_members") || can.has("view") ? h("a", { class: "button", href: href("members", { project: pid }) }, "Members") : null,
+    can.has("review") ? h("a", { class: "button", id: "review-btn", href: href("tool", { project: pid }, { queue: "review" }),
+      title: "Review done images one after another (not your own): accept, or reject with a comment" }, "Review") : null,
     can.has("view_stats") ? h("a", { class: "button", href: href("supervisor", { project: pid }) }, "Supervisor view") : null);
 
   const toolbar = h("div", { class: "toolbar" },
@@ -206,7 +213,28 @@ export async function mount(root, ctx) {
     h("button", { type: "button", onclick: () => { state.sel = selectAll(); renderGrid(); } , title: "Ctrl+A" }, "Select all"),
     h("button", { type: "button", onclick: () => { state.sel = emptySelection(); renderGrid(); }, title: "Esc" }, "Clear selection"),
     can.has("delete") ? h("button", { type: "button", class: "danger", onclick: deleteSelected }, "Delete") : null,
+    can.has("manage_members") ? assignControl() : null,
     h("span", { class: "spacer" }), pager);
+
+  /** Give the selection (or everything matching the filter) to a member who may label. */
+  function assignControl() {
+    const who = h("select", { id: "assign-to", "aria-label": "Assign to" }, h("option", { value: "" }, "Assign to…"));
+    const fill = () => who.replaceChildren(h("option", { value: "" }, "Assign to…"), h("option", { value: "none" }, "nobody (take back)"),
+      ...state.members.filter((m) => (m.privileges || []).includes("label")).map((m) => h("option", { value: m.user_id }, m.name)));
+    state.fillAssignees = fill;
+    const go = async () => {
+      const n = selectionCount(state.sel, state.total);
+      if (!n || !who.value) { ctx.toast(n ? "Choose whom to assign them to." : "Select some images first.", "info"); return; }
+      const body = { user: who.value === "none" ? null : Number(who.value), ...(state.sel.all ? { filter: { ...state.filter } } : { images: [...state.sel.ids] }) };
+      try {
+        const res = await ctx.api.post(`/api/v1/projects/${pid}/assignments`, body);
+        const name = who.selectedOptions[0]?.textContent;
+        ctx.toast(body.user === null ? `${res.assigned} image(s) taken back.` : `${res.assigned} image(s) assigned to ${name}.`, "info");
+        await reload();
+      } catch (err) { ctx.toast(err.message); }
+    };
+    return h("span", { class: "assign" }, who, h("button", { type: "button", id: "assign-btn", onclick: go, title: "Next image serves them to that person first, and to nobody else" }, "Assign"));
+  }
 
   async function deleteSelected() {
     // All of the selection: with "select all matching" that is every image the filter matches.
@@ -232,14 +260,15 @@ export async function mount(root, ctx) {
   const off = ctx.onHub((msg) => {
     jobs.onEvent(msg);
     // Also once the socket is up: a lock taken between the first load and joining the room sends us nothing.
-    if (msg.type === "lock" || msg.type === "progress" || msg.type === "_resumed" || (msg.type === "_conn" && msg.state === "online")) softReload();
+    if (msg.type === "lock" || msg.type === "progress" || msg.type === "_resumed" || (msg.type === "_conn" && msg.state === "online")
+        || (msg.type === "op" && (msg.op?.kind === "state" || msg.op?.kind === "assign"))) softReload();
     if (msg.type === "presence") {
       state.presence = presenceMap(state.where, msg, ctx.me);
       renderGrid();
     }
   });
 
-  ctx.api.get(`/api/v1/projects/${pid}/members`).then((r) => { state.members = r.members; renderFilters(); }).catch(() => {});
+  ctx.api.get(`/api/v1/projects/${pid}/members`).then((r) => { state.members = r.members; renderFilters(); state.fillAssignees?.(); }).catch(() => {});
   jobs.load();
   await loadLabels();
   await reload();

@@ -32,14 +32,14 @@ export function target(sel, filter) {
 }
 
 /** The dashboard filter from the route query: only known keys, typed. */
-export const FILTER_KEYS = ["labeled", "label", "auto_labeled", "labeled_by", "locked"];
+export const FILTER_KEYS = ["labeled", "label", "auto_labeled", "labeled_by", "locked", "state", "assignee"];
 export function filterFromQuery(query) {
   const out = {};
   for (const k of FILTER_KEYS) {
     const v = query[k];
     if (v === undefined || v === "") continue;
     if (k === "labeled" || k === "auto_labeled" || k === "locked") out[k] = v === "true";
-    else if (k === "labeled_by") out[k] = Number(v);
+    else if (k === "labeled_by" || k === "assignee") out[k] = Number(v);
     else out[k] = v;
   }
   return out;

@@ -2,6 +2,7 @@
 import { fmtDuration, h } from "../dom.js";
 import { href } from "../router.js";
 import { barChart, stackedDays, toCsv } from "./charts.js";
+import { STATES, STATE_TEXT } from "./workflow.js";
 
 /** Normalize the stats response into rows {user_id, name, day, active_seconds, images, objects_created, objects_edited, ops}. */
 export function statRows(stats) {
@@ -44,17 +45,51 @@ export async function mount(root, ctx) {
   const charts = h("div", { class: "row", style: { alignItems: "flex-start" } });
   const holders = h("table", { class: "data", id: "holders" });
   const timeTable = h("table", { class: "data", id: "time-table" });
+  const stateKpis = h("div", { class: "kpis", id: "state-kpis", "aria-live": "polite" });
+  const reviewKpis = h("div", { class: "kpis", id: "review-kpis" });
+  const peopleTable = h("table", { class: "data", id: "people-table" });
+  const labelTable = h("table", { class: "data", id: "label-table" });
   const error = h("p", { class: "error", role: "alert" });
   let rows = [];
 
   const count = async (q) => (await ctx.api.get(`/api/v1/projects/${pid}/images`, { ...q, limit: 1 })).total;
 
-  function showProgress({ total, labeled, in_progress: locked, untouched }) {
+  function showProgress({ total, labeled, in_progress: locked, untouched, states }) {
+    // Labels (upload tags included) say nothing about work done: the states do.
     kpis.replaceChildren(
-      h("div", { class: "kpi", dataset: { k: "labeled" } }, h("b", {}, String(labeled)), "images labeled"),
-      h("div", { class: "kpi", dataset: { k: "progress" } }, h("b", {}, String(locked)), "in progress"),
-      h("div", { class: "kpi", dataset: { k: "untouched" } }, h("b", {}, String(Math.max(0, untouched))), "untouched"),
-      h("div", { class: "kpi" }, h("b", {}, total ? `${Math.round((100 * labeled) / total)}%` : "–"), `done of ${total}`));
+      h("div", { class: "kpi", dataset: { k: "labeled" }, title: "Images with objects or classification labels, labels given at upload included" }, h("b", {}, String(labeled)), "have labels"),
+      h("div", { class: "kpi", dataset: { k: "progress" } }, h("b", {}, String(locked)), "open, no labels yet"),
+      h("div", { class: "kpi", dataset: { k: "untouched" } }, h("b", {}, String(Math.max(0, untouched))), "without labels"));
+    if (states) showStates(states, total);
+  }
+
+  function showStates(states, total) {
+    const finished = (states.done || 0) + (states.accepted || 0);
+    stateKpis.replaceChildren(
+      ...STATES.map((st) => h("div", { class: `kpi state-${st}`, dataset: { k: st } }, h("b", {}, String(states[st] || 0)), STATE_TEXT[st].toLowerCase())),
+      h("div", { class: "kpi", dataset: { k: "finished" }, title: "Done or accepted, of all images" }, h("b", {}, total ? `${Math.round((100 * finished) / total)}%` : "–"), `done of ${total}`),
+      h("div", { class: "kpi", dataset: { k: "accepted-share" } }, h("b", {}, total ? `${Math.round((100 * (states.accepted || 0)) / total)}%` : "–"), "accepted"));
+  }
+
+  function showWorkflow(flow) {
+    if (!flow) return;
+    const rate = (r) => (r === null || r === undefined ? "–" : `${Math.round(r * 100)}%`);
+    const review = flow.review;
+    reviewKpis.replaceChildren(
+      h("div", { class: "kpi", dataset: { k: "reviews" } }, h("b", {}, String(review.accepted + review.rejected)), "reviews"),
+      h("div", { class: "kpi", dataset: { k: "rejection-rate" } }, h("b", {}, rate(review.rejection_rate)), "rejected"),
+      ...review.per_day.slice(-7).map((d) => h("div", { class: "kpi", dataset: { day: d.day } }, h("b", {}, `${d.accepted} / ${d.rejected}`), `${d.day.slice(5)} accepted / rejected`)));
+    const th = (t, title) => h("th", { title }, t);
+    peopleTable.replaceChildren(h("thead", {}, h("tr", {}, th("Person"), th("Done", "Marked done by them, waiting for review"), th("Accepted"), th("Rejected", "Rejected, not fixed yet"),
+      th("Reopened", "Marked done, reopened by a manager"), th("Reviews made"), th("Rejection rate", "Of the reviews their work received"))),
+      h("tbody", {}, flow.per_user.length ? flow.per_user.map((u) => h("tr", { dataset: { user: String(u.user.id) } }, h("td", { class: "name" }, u.user.name),
+        h("td", { class: "done" }, u.done), h("td", { class: "accepted" }, u.accepted), h("td", { class: "rejected" }, u.rejected), h("td", {}, u.in_progress),
+        h("td", { class: "reviewed" }, u.reviewed), h("td", { class: "rate" }, rate(u.rejection_rate))))
+        : h("tr", {}, h("td", { colspan: 7, class: "muted" }, "Nobody has marked an image done yet."))));
+    labelTable.replaceChildren(h("thead", {}, h("tr", {}, th("Label"), th("Objects"), th("Images with objects"), th("Images classified", "Classification labels, those given at upload included"))),
+      h("tbody", {}, flow.per_label.length ? flow.per_label.map((l) => h("tr", { dataset: { label: l.label } }, h("td", {}, l.label || "(no label)"),
+        h("td", { class: "objects" }, l.objects), h("td", { class: "images" }, l.images), h("td", {}, l.classified)))
+        : h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No labels used yet."))));
   }
 
   async function loadCounts() {
@@ -70,7 +105,10 @@ export async function mount(root, ctx) {
 
   async function loadStats() {
     try {
-      rows = statRows(await ctx.api.get(`/api/v1/projects/${pid}/stats`));
+      const stats = await ctx.api.get(`/api/v1/projects/${pid}/stats`);
+      rows = statRows(stats);
+      if (stats.progress?.states) showStates(stats.progress.states, stats.progress.total);
+      showWorkflow(stats.workflow);
       error.textContent = "";
     } catch (err) { error.textContent = `Labeling statistics are not available: ${err.message}`; rows = []; }
     const users = perUser(rows);
@@ -93,7 +131,10 @@ export async function mount(root, ctx) {
   }
 
   root.append(h("section", { class: "page wide" }, h("h1", {}, `Supervisor view — ${project.name}`), error,
-    h("h2", {}, "Progress"), kpis, h("h2", {}, "Charts"), charts,
+    h("h2", {}, "Work by state"), stateKpis, h("h2", {}, "Labels"), kpis,
+    h("h2", {}, "Review"), reviewKpis, h("h2", {}, "Work by person"), h("div", { class: "scroll-x" }, peopleTable),
+    h("h2", {}, "By label"), h("div", { class: "scroll-x" }, labelTable),
+    h("h2", {}, "Charts"), charts,
     h("h2", {}, "Who holds which image now"), holders,
     h("h2", {}, "Time per user per day ", h("button", { type: "button", id: "csv-btn", onclick: downloadCsv }, "Download CSV")), h("div", { class: "scroll-x" }, timeTable)));
 
@@ -102,7 +143,8 @@ export async function mount(root, ctx) {
   const off = ctx.onHub((msg) => {
     if (msg.type === "progress") showProgress(msg);
     // Also once the socket is up: an edit between the first load and joining the room sends us nothing.
-    if (msg.type === "progress" || msg.type === "lock" || msg.type === "_resumed" || (msg.type === "_conn" && msg.state === "online")) refresh();
+    if (msg.type === "progress" || msg.type === "lock" || msg.type === "_resumed" || (msg.type === "_conn" && msg.state === "online")
+        || (msg.type === "op" && msg.op?.kind === "state")) refresh();
   });
   await Promise.all([loadCounts().catch((err) => { error.textContent = err.message; }), loadStats()]);
   return { unmount() { off(); clearTimeout(timer); } };

@@ -1,6 +1,7 @@
 // One image tile of the dashboard grid.
 import { h } from "../dom.js";
 import { sourceText } from "./scores.js";
+import { stateBadge } from "./workflow.js";
 
 export function labelChip(label, { onClick } = {}) {
   // Where the label came from shows on the chip: "auto" (an accepted suggestion) or "sync".
@@ -19,7 +20,10 @@ export function labelChip(label, { onClick } = {}) {
 export function tile(image, { selected, presence = [], me, onChip, menu } = {}) {
   const lockedBy = image.lock?.holder;
   const badges = h("div", { class: "badges" },
-    image.labeled ? h("span", { class: "badge ok", title: "Labeled" }, "✓") : null,
+    image.state ? stateBadge(image.state) : null,
+    image.assignee ? h("span", { class: "badge assignee", title: `Assigned to ${image.assignee.name}` },
+      "for: " + (me && image.assignee.id === me.id ? "you" : image.assignee.name)) : null,
+    image.labeled ? h("span", { class: "badge ok", title: "Has labels or objects" }, "✓") : null,
     image.auto_labeled ? h("span", { class: "badge auto", title: "Auto-labeled" }, "auto") : null,
     lockedBy ? h("span", { class: "badge lock", title: `Being labeled by ${lockedBy.name}` },
       "locked: " + (me && lockedBy.id === me.id ? "you" : lockedBy.name)) : null,

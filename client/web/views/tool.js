@@ -10,6 +10,7 @@ import { createPanel } from "./toolpanel.js";
 import { createImageSession } from "./toolsession.js";
 import { createUnsavedBox } from "./unsavedbox.js";
 import { createSuggestions } from "./suggestions.js";
+import { createWorkflowBar } from "./workflow.js";
 
 const TOOL_BUTTONS = [
   ["select", "M4 3 L4 16 L8 12 L11 18 L13 17 L10 11 L15 11 Z", "Select and move (V)"],
@@ -83,8 +84,9 @@ export async function mount(root, ctx) {
   const toolbox = h("nav", { class: "toolbox", "aria-label": "Tools" }, TOOL_BUTTONS.map(([tool, path, title]) =>
     h("button", { type: "button", class: "toolbtn", dataset: { tool }, title, "aria-label": title, onclick: () => useTool(tool) }, icon(path))));
   const modeLine = h("div", { class: "toolbar tool-top", "aria-live": "polite" });
+  const workflow = createWorkflowBar({ ctx, project, session, say: (t) => ctx.toast(t, "info"), onChange: render });
   const unsaved = createUnsavedBox({ reapply: () => session.reapply(), discard: () => session.discardUnsaved(), toast: (t) => ctx.toast(t, "info") });
-  const layout = h("div", { class: "tool" }, toolbox, h("div", { class: "stage-col" }, modeLine, unsaved.el, stage.el), panel.el);
+  const layout = h("div", { class: "tool" }, toolbox, h("div", { class: "stage-col" }, workflow.el, modeLine, unsaved.el, stage.el), panel.el);
   root.append(layout);
 
   function selected() { return session.objects.find((o) => o.id === ui.st.selected) || null; }
@@ -176,6 +178,9 @@ export async function mount(root, ctx) {
       case "save": return doSave();
       case "next": return session.next();
       case "prev": return session.prev();
+      case "done": case "done-next":
+        if (!workflow.has(cmd)) { ctx.toast(session.readOnly ? "Open the image (hold its lock) to mark it done." : "This image is done already.", "info"); return; }
+        return workflow.act(cmd);
       case "fit": return stage.fit();
       case "zoom-in": return stage.zoom(1.25);
       case "zoom-out": return stage.zoom(0.8);
@@ -252,6 +257,7 @@ export async function mount(root, ctx) {
       h("button", { type: "button", onclick: () => session.undo(), title: "Undo (Ctrl+Z)", disabled: session.readOnly }, "Undo"),
       h("button", { type: "button", onclick: () => session.redo(), title: "Redo (Ctrl+Shift+Z)", disabled: session.readOnly }, "Redo"),
       h("a", { class: "button", href: href("dashboard", { project: pid }) }, "Close"));
+    workflow.update();
     stage.say(session.banner());
     unsaved.update(session.unsaved, session.canReapply());
     panel.update({ objects: O.ordered(session.objects), selectedId: ui.st.selected, labels, colors, currentLabel: selected()?.label ?? labelForNew(), readOnly: session.readOnly,

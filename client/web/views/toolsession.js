@@ -5,6 +5,7 @@ import { decodeMask, encodeMask, paintMask } from "../tool/rle.js";
 import { maskCanvas } from "../tool/canvas.js";
 import { newId } from "../socket.js";
 import * as U from "../tool/unsaved.js";
+import { withState } from "./workflow.js";
 
 const LABEL_KINDS = new Set(["add_label", "remove_label", "set_default_label", "set_labels"]);
 const CURSOR_COLORS = ["#e91e63", "#9c27b0", "#00bcd4", "#ff5722", "#8bc34a", "#3f51b5"];
@@ -36,7 +37,9 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
   const hub = ctx.hub;
   let canLabel = project.privileges.includes("label");
   const filter = {};
-  for (const k of ["labeled", "label", "auto_labeled", "labeled_by", "locked"]) if (query[k] !== undefined && query[k] !== "") filter[k] = k === "labeled_by" ? Number(query[k]) : ["labeled", "auto_labeled", "locked"].includes(k) ? query[k] === "true" : query[k];
+  for (const k of ["labeled", "label", "auto_labeled", "labeled_by", "locked", "state", "assignee"]) if (query[k] !== undefined && query[k] !== "") filter[k] = k === "labeled_by" || k === "assignee" ? Number(query[k]) : ["labeled", "auto_labeled", "locked"].includes(k) ? query[k] === "true" : query[k];
+  // The review queue (from the dashboard's "Review" button): done images, not one's own.
+  const queue = query.queue === "review" && project.privileges.includes("review") ? "review" : "label";
   const images = query.ids ? query.ids.split(",").map(Number).filter(Boolean) : null;
   const s = {
     image: null, imageEl: null, objects: [], imageLabels: [], readOnly: true, readOnlyReason: "", holder: null,
@@ -115,7 +118,7 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
 
   function setLock(ack, holder) {
     s.free = false;
-    if (!canLabel) { s.readOnly = true; s.readOnlyReason = "Read-only: you can view this project but not label it."; return; }
+    if (!canLabel) { s.readOnly = true; s.readOnlyReason = queue === "review" ? "Reviewing: accept it, or reject it with a comment." : "Read-only: you can view this project but not label it."; return; }
     if (ack && ack.lock) { s.readOnly = false; s.readOnlyReason = ""; s.holder = null; return; }
     const who = holder?.name || "someone else";
     s.readOnly = true; s.holder = holder;
@@ -177,9 +180,10 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
   /** Next / previous through the hub's next_image (skip settings, the selection or filter). */
   async function step(direction) {
     await online();
-    if (!canLabel) return say("Moving between images needs the label privilege; open images from the dashboard.");
+    if (!canLabel && queue !== "review") return say("Moving between images needs the label privilege; open images from the dashboard.");
     await hub.whenIdle();
     const fields = { direction, release: false };
+    if (queue === "review") fields.queue = "review";
     if (s.image) fields.after = s.image.id;
     if (images) fields.images = images; else if (Object.keys(filter).length) fields.filter = filter;
     try {
@@ -187,7 +191,9 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
       const id = ack.image && typeof ack.image === "object" ? ack.image.id : ack.image;
       if (!id) {
         if (!s.image) s.ended = true;
-        say(direction === "next" ? "No more images to label with this selection." : "There is no earlier image in this selection.");
+        // A reviewer at the end of the queue lets go of the image just reviewed.
+        else if (queue === "review" && direction === "next") { await release(); s.readOnly = true; s.readOnlyReason = "Nothing left to review for now."; }
+        say(direction === "next" ? (queue === "review" ? "Nothing left to review." : "No more images to label with this selection.") : "There is no earlier image in this selection.");
         onChange();
         return;
       }
@@ -196,6 +202,22 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
     } catch (err) { say(plain(err)); }
   }
   s.next = () => step("next");
+  /** After "Done" (staying on the image): let go of the lock, so a reviewer can take it. */
+  s.handOver = async () => {
+    if (!s.image || s.readOnly) return;
+    await release();
+    await hub.subscribe(s.image.id).catch(() => null);
+    s.readOnly = true; s.holder = null;
+    s.readOnlyReason = "Done: handed over for review. Open the image again (F5) to change it.";
+    onChange();
+  };
+  s.queue = queue;
+  /** The image item read again (after a workflow conflict: show the state it is in now). */
+  s.refreshItem = async () => {
+    const id = s.image?.id;
+    const item = id ? await ctx.api.get(`/api/v1/images/${id}`).catch(() => null) : null;
+    if (item && s.image?.id === id) { s.image = item; onChange(); }
+  };
   s.prev = () => step("previous");
 
   s.close = async () => {
@@ -318,6 +340,7 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
     if (typeof msg.seq === "number" && msg.seq <= s.seq) return;
     s.seq = msg.seq ?? s.seq;
     const op = msg.op;
+    if (op.kind === "state") { s.image = withState(s.image, msg); s.refreshItem(); return; }
     if (LABEL_KINDS.has(op.kind)) s.imageLabels = applyLabelOp(s.imageLabels, op);
     else if (isLocal(op)) s.objects = applyOp(s.objects, op);
     else resync(cur);
@@ -334,7 +357,10 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
     if (msg.type === "snapshot" || msg.type === "op") {
       take(msg);
       onChange();
-    } else if (msg.type === "lock" && msg.image === cur) {
+    } else if (msg.type === "lock" && msg.image === cur && msg.image_state && s.image) {
+      s.image = withState(s.image, msg); onChange();
+    }
+    if (msg.type === "lock" && msg.image === cur) {
       const holder = msg.state === "released" || msg.state === "expired" ? null : msg.holder;
       const mineNow = holder && ctx.me && holder.id === ctx.me.id;
       if (!s.readOnly && holder && !mineNow) { hub.tokens.delete(cur); setLock(null, holder); say(`${holder.name || "Someone"} took over this image; it is read-only now.`); onChange(); }

@@ -145,8 +145,9 @@ async def test_export_of_a_selection(admin: Api, app: Starlette) -> None:
     ids = [i["id"] for i in (await admin.client.get(f"/api/v1/projects/{pid}/images")).json()["images"]]
     picked = json.loads(await export(admin, pid, ids=f"{ids[2]},{ids[1]}"))
     assert [i["name"] for i in picked["images"]] == ["b.png", "c.png"]
+    assert [i["state"] for i in picked["images"]] == ["new", "new"]  # imported labels are no work
     csv_rows = (await export(admin, pid, "csv", ids=str(ids[0]))).decode().splitlines()
-    assert csv_rows == ["image,labels,default_label", "a.png,cat;dog,dog"]
+    assert csv_rows == ["image,labels,default_label,state", "a.png,cat;dog,dog,new"]
 
 
 async def test_malformed_files_are_refused_not_crashed(admin: Api, app: Starlette) -> None:

@@ -27,7 +27,8 @@ async def test_csv_round_trip_and_default(admin: Api, app: Starlette) -> None:
     assert resp.status_code == 200, resp.text
     assert resp.json()["images_with_label_changes"] == 2
     out = (await export(admin, pid, "csv")).decode()
-    assert out == "image,labels,default_label\na.jpg,cat;dog,dog\nb.jpg,cat;owl,cat\nc.jpg,,\n"
+    assert out == ("image,labels,default_label,state\na.jpg,cat;dog,dog,new\nb.jpg,cat;owl,cat,new\n"
+                   "c.jpg,,,new\n")
     images = json.loads(await export(admin, pid))["images"]
     assert images[0]["labels"][1] == {"label": "dog", "is_default": True, "source": "manual"}
 
