@@ -50,6 +50,7 @@ def scene(rng: np.random.Generator, size: int = 320, shapes: tuple[int, int] = (
     return image, boxes
 
 
-def scenes(n: int, seed: int = 0, size: int = 320) -> list[tuple[np.ndarray, list[Box]]]:
+def scenes(n: int, seed: int = 0, size: int = 320, shapes: tuple[int, int] = (48, 100)
+           ) -> list[tuple[np.ndarray, list[Box]]]:
     rng = np.random.default_rng(seed)
-    return [scene(rng, size) for _ in range(n)]
+    return [scene(rng, size, shapes) for _ in range(n)]
