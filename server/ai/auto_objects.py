@@ -4,7 +4,8 @@ Each box goes in as a ``create`` op through the edit path's own step (``server.e
 apply_object_op``: validation against the image and the project's geometry policy, the inverse
 op), written with source ``auto`` and logged with origin ``rest`` like auto labels (each with
 its inverse: live to everyone watching, undoable by the user who added it), and the images are
-marked ``auto_labeled``. Only new objects are added: a box overlapping an existing object of its
+marked ``auto_labeled`` (with label synchronization on, their labels follow, as for any
+edit). Only new objects are added: a box overlapping an existing object of its
 label (or one added just before) by IoU >= :data:`SAME_IOU` is not added twice; nothing is
 removed or changed. Images someone else holds the lock of are skipped by the caller. Runs in the
 caller's transaction, which must have locked the project row first.
@@ -20,8 +21,10 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server import _label_store as label_store
 from server._object_store import load_objects
 from server._oplog import PendingOp, append_ops
+from server.classification import apply_label_op, sync_label_ops
 from server.edits import EditError, ImageRef, apply_object_op
 from server.errors import invalid
 from server.geometry import GeometryError, parse_op
@@ -51,6 +54,26 @@ def bounds(kind: str, geometry: Any) -> Rect | None:
         return None
     xs, ys = [float(p[0]) for p in points], [float(p[1]) for p in points]
     return min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)
+
+
+async def _sync(session: AsyncSession, project_id: int, user_id: int,
+                added: Mapping[int, Sequence[Mapping[str, Any]]]) -> int | None:
+    """Label synchronization, as the edit path does it: each new object label also becomes a
+    label of the image (source ``sync``, logged with origin ``sync``)."""
+    images = [i for i, objs in added.items() if objs]
+    states = await label_store.read_labels(session, images)
+    changed: dict[int, Any] = {}
+    ops: list[PendingOp] = []
+    for image_id in images:
+        state = states[image_id]
+        for name in sorted({str(o["label"]) for o in added[image_id]}):
+            for op in sync_label_ops(name, state):
+                state, inverse = apply_label_op(state, op, user_id)
+                if inverse is not None:
+                    ops.append(PendingOp(image_id, op.kind, op.to_dict(), inverse.to_dict()))
+                    changed[image_id] = state
+    await label_store.write_labels(session, project_id, changed)
+    return await append_ops(session, project_id, user_id, ops, "sync")
 
 
 def _iou(a: Rect, b: Rect) -> float:
@@ -115,6 +138,8 @@ async def add_auto_objects(session: AsyncSession, project_id: int, user_id: int,
         if added:
             counts[image_id] = image.object_count
     out.seq = await append_ops(session, project_id, user_id, pending, "rest")
+    if settings.synchronize_labels:
+        out.seq = await _sync(session, project_id, user_id, out.added) or out.seq
     now = utcnow()
     for image_id, count in counts.items():
         await session.execute(update(Image).where(Image.id == image_id).values(

@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 
 from server.ai.auto_objects import bounds
 from server.db import transaction
-from server.models import Image, ImageLock, LabelObjectRow, OpLogEntry, utcnow
+from server.models import Image, ImageLabel, ImageLock, LabelDef, LabelObjectRow, OpLogEntry, utcnow
 from tests.ai._boxes import plain_images, seeded_detector, seeded_prediction
 from tests.conftest import Api, UserFactory, add_member, make_project
 from tests.hub.conftest import LiveServer
@@ -146,3 +146,26 @@ def test_bounds_of_stored_geometries() -> None:
     assert bounds("polygon", {"parts": [{"exterior": [[1, 1], [5, 2], [3, 9]]}]}) == (1, 1, 4, 8)
     assert bounds("polyline", {"points": [[2, 2], [4, 6]]}) == (2, 2, 2, 4)
     assert bounds("point", {"x": 1, "y": 1}) is None
+
+
+async def test_with_label_synchronization_the_image_labels_follow_the_added_boxes(
+        app: Starlette, admin: Api) -> None:
+    pid = await make_project(admin)
+    [a] = await plain_images(app, pid, 1)
+    resp = await admin.client.patch(f"/api/v1/projects/{pid}/settings",
+                                    json={"synchronize_labels": True})
+    assert resp.status_code == 200, resp.text
+    model_id, _ = await seeded_detector(app, pid)
+    p = await seeded_prediction(app, pid, model_id, a, [("cat", 0.9, 5, 5, 20, 20),
+                                                        ("cat", 0.8, 50, 40, 20, 20)])
+    out = (await admin.client.post(f"/api/v1/projects/{pid}/predictions/add",
+                                   json={"items": [{"prediction": p}]})).json()
+    assert len(out["applied"][0]["objects"]) == 2
+    async with app.state.sessions() as session:
+        labels = (await session.execute(select(ImageLabel.source, LabelDef.name).join(
+            LabelDef, LabelDef.id == ImageLabel.label_id).where(ImageLabel.image_id == a))).all()
+        last = (await session.execute(select(OpLogEntry).where(OpLogEntry.seq == out["seq"],
+                                                               OpLogEntry.project_id == pid))
+                ).scalar_one()
+    assert [tuple(r) for r in labels] == [("sync", "cat")]
+    assert (last.kind, last.origin) == ("add_label", "sync")
