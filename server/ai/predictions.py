@@ -265,7 +265,11 @@ async def add(request: Request) -> Response:
                 raise invalid(f"prediction {item.prediction} is of image {owner}, not {item.image}")
             image_of.append(int(owner if owner is not None else item.image))  # type: ignore[arg-type]
         images = await project_images(session, project_id, image_of)
-        pending = await _pending(session, project_id, images, body.model)
+        # An item naming an image concerns its pending predictions; one naming a prediction,
+        # that prediction only (adding a detector's boxes leaves a classifier's alone).
+        plain = [i for item, i in zip(body.items, image_of, strict=True) if item.prediction is None]
+        pending = await _pending(session, project_id, list(dict.fromkeys(plain)), body.model) \
+            if plain else []
         reader = _Reader(session, project_id)
         fresh: dict[int, list[int]] = {}
         stale: set[int] = set()

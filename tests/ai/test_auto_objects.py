@@ -158,9 +158,15 @@ async def test_with_label_synchronization_the_image_labels_follow_the_added_boxe
     model_id, _ = await seeded_detector(app, pid)
     p = await seeded_prediction(app, pid, model_id, a, [("cat", 0.9, 5, 5, 20, 20),
                                                         ("cat", 0.8, 50, 40, 20, 20)])
+    other_model, _ = await seeded_detector(app, pid, name="other")
+    other = await seeded_prediction(app, pid, other_model, a, [("dog", 0.9, 5, 5, 20, 20)])
     out = (await admin.client.post(f"/api/v1/projects/{pid}/predictions/add",
                                    json={"items": [{"prediction": p}]})).json()
     assert len(out["applied"][0]["objects"]) == 2
+    # Only the prediction named is reviewed: another model's for the image stays pending.
+    statuses = {i["id"]: i["status"] for i in (await admin.client.get(
+        f"/api/v1/projects/{pid}/predictions")).json()["items"]}
+    assert statuses == {p: "added", other: "pending"}
     async with app.state.sessions() as session:
         labels = (await session.execute(select(ImageLabel.source, LabelDef.name).join(
             LabelDef, LabelDef.id == ImageLabel.label_id).where(ImageLabel.image_id == a))).all()
