@@ -170,9 +170,13 @@ def _objects(found: Sequence[Detected], width: int, height: int) -> list[dict[st
 
 def _detect(ext: Extractor, store: ImageStore, detector: Detector, shas: Sequence[str]
             ) -> list[list[dict[str, Any]] | str]:
+    from threadpoolctl import threadpool_limits
+
     floor = min(PREDICT_FLOOR, detector.threshold)
-    return [r if isinstance(r, str) else _objects(dt.detect_image(detector, r[0], floor), r[1], r[2])
-            for r in _maps(ext, store, shas)]
+    maps = _maps(ext, store, shas)
+    with threadpool_limits(1):  # small products: more BLAS threads only spin on shared cores
+        return [r if isinstance(r, str) else _objects(dt.detect_image(detector, r[0], floor),
+                                                      r[1], r[2]) for r in maps]
 
 
 Save = Callable[[Sequence[tuple[int, list[dict[str, Any]], list[dict[str, Any]]]]], Awaitable[None]]
