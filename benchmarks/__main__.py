@@ -6,7 +6,7 @@ import importlib
 import sys
 
 MODULES = ["benchmarks.geometry", "benchmarks.hub", "benchmarks.formats", "benchmarks.logins",
-           "benchmarks.ai", "benchmarks.offload", "benchmarks.uploads"]
+           "benchmarks.ai", "benchmarks.ai_detection", "benchmarks.offload", "benchmarks.uploads"]
 
 
 def main(argv: list[str]) -> int:

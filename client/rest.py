@@ -265,11 +265,13 @@ class RestClient:
 
     async def train_model(self, project_id: int, name: str, *, labels: Iterable[str] | None = None,
                           multi_label: bool | None = None,
-                          features: Iterable[str] | None = None) -> dict[str, Any]:
-        """Train ``name`` (a new model, or its next version) on the images people labeled
-        (``manage_labels``): ``{"model", "job"}``; the job's result names the version.
-        Raises ``InvalidRequestError`` (code ``not_enough_examples``) saying what is missing."""
-        body: dict[str, Any] = {"task": "classification", "name": name}
+                          features: Iterable[str] | None = None,
+                          task: str = "classification") -> dict[str, Any]:
+        """Train ``name`` (a new model, or its next version) on the images people labeled, or
+        with ``task="detection"`` a box detector on the boxes people drew (``manage_labels``):
+        ``{"model", "job"}``; the job's result names the version. Raises
+        ``InvalidRequestError`` (code ``not_enough_examples``) saying what is missing."""
+        body: dict[str, Any] = {"task": task, "name": name}
         if labels is not None:
             body["labels"] = list(labels)
         if multi_label is not None:
@@ -331,6 +333,22 @@ class RestClient:
             body["model"] = model
         return dict(await self.request(
             "POST", f"/api/v1/projects/{project_id}/predictions/add", json=body))
+
+    async def add_predicted_objects(
+            self, project_id: int,
+            predictions: Mapping[int, Iterable[int | Mapping[str, Any]] | None]) -> dict[str, Any]:
+        """Add a detector's boxes as ``auto`` objects (``label``): ``{prediction id: chosen}``,
+        ``chosen`` the indices of its ``objects`` to add, or ``{"index", "geometry"}`` with the
+        box adjusted, or ``None`` for those at the version's threshold. Returns ``{"applied":
+        [{"image", "objects", "duplicates"}], "skipped": [{"image", "reason"}], "seq"}``."""
+        items: list[dict[str, Any]] = []
+        for prediction, chosen in predictions.items():
+            item: dict[str, Any] = {"prediction": prediction}
+            if chosen is not None:
+                item["objects"] = [{"index": c} if isinstance(c, int) else dict(c) for c in chosen]
+            items.append(item)
+        return dict(await self.request(
+            "POST", f"/api/v1/projects/{project_id}/predictions/add", json={"items": items}))
 
     async def dismiss_predictions(self, project_id: int, images: Iterable[int], *,
                                   model: int | str | None = None) -> int:

@@ -7,7 +7,8 @@ version of one with that name) in a ``train`` job; 422 when the labeled images c
 ``PUT .../models/{model}/mapping`` (``manage_labels``): the built-in model's ImageNet class ->
 label mapping (names not yet labels become labels).
 ``GET .../models/{model}/download`` (``view``): a trained version as a ZIP (ONNX head, labels,
-README). ``{model}`` is the model's id or name (the built-in one is ``imagenet``).
+README). ``task: detection`` trains a box detector on the project's boxes instead
+(server/ai/detector_jobs.py). ``{model}`` is the model's id or name (the built-in one is ``imagenet``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from starlette.routing import Route
 from server import _label_store as label_store
 from server._web import path_int, project_access, query_int, read_body, unit_of_work
 from server.ai._ready import job_info
+from server.ai.detector_export import detector_bundle
+from server.ai.detector_jobs import box_examples, detector_of
+from server.ai.detector_training import shortfalls as detector_shortfalls
 from server.ai.export import bundle
 from server.ai.features import FEATURE_KEYS, ModelError
 from server.ai.mapping import BUILTIN_NAME
@@ -67,7 +71,7 @@ def _label(value: str) -> str:
 
 class TrainIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    task: Literal["classification"] = "classification"
+    task: Literal["classification", "detection"] = "classification"
     name: str = Field(min_length=1, max_length=200)
     labels: list[str] | None = Field(default=None, min_length=1, max_length=1000)
     multi_label: bool | None = None
@@ -151,15 +155,28 @@ async def train(request: Request) -> Response:
         await project_access(session, user, project_id, Privilege.MANAGE_LABELS, lock=True)
         model = (await session.execute(select(AiModel).where(
             AiModel.project_id == project_id, AiModel.name == body.name))).scalar_one_or_none()
-        if model is not None and body.multi_label is not None and body.multi_label != model.multi_label:
+        if model is not None and model.task != body.task:
+            raise invalid(f"model {body.name!r} is a {model.task} model; train another name "
+                          f"for {body.task}")
+        if body.task == "detection":
+            if body.multi_label or body.features:
+                raise invalid("a detector takes no multi_label nor features: it reads the "
+                              "network's feature maps and finds any number of boxes")
+            boxes = await box_examples(session, project_id, body.labels)
+            problems = detector_shortfalls(boxes.counts(), len(boxes.image_ids))
+            if problems:
+                raise ApiError(422, "not_enough_examples", "; ".join(problems),
+                               {"boxes": boxes.counts(), "images": len(boxes.image_ids)})
+        elif model is not None and body.multi_label is not None and body.multi_label != model.multi_label:
             kind = "multi-label" if model.multi_label else "single-label"
             raise invalid(f"model {body.name!r} is {kind}; train another name to change that")
         multi = model.multi_label if model is not None else bool(body.multi_label)
-        ex = await examples(session, project_id, body.labels, multi)
-        problems = shortfalls(ex.counts(), len(ex.image_ids), multi)
-        if problems:
-            raise ApiError(422, "not_enough_examples", "; ".join(problems),
-                           {"examples": ex.counts()})
+        if body.task == "classification":
+            ex = await examples(session, project_id, body.labels, multi)
+            problems = shortfalls(ex.counts(), len(ex.image_ids), multi)
+            if problems:
+                raise ApiError(422, "not_enough_examples", "; ".join(problems),
+                               {"examples": ex.counts()})
         if model is None:
             model = AiModel(project_id=project_id, name=body.name, task=body.task, kind="trained",
                             multi_label=multi, mapping={}, created_by=user.id, created_at=utcnow())
@@ -205,10 +222,16 @@ async def download(request: Request) -> Response:
         wanted = query_int(request, "version", 0, 0, 2**31 - 1) or None
         row = await find_version(session, model, wanted)
         try:
-            head = head_of(model, row)
+            if model.task == "detection":
+                detector = detector_of(model, row)
+            else:
+                head = head_of(model, row)
         except ModelError as exc:
             raise ApiError(409, "model_corrupted", str(exc)) from None
-    data = bundle(model.name, row.version, head, row.metrics)
+    if model.task == "detection":
+        data = detector_bundle(model.name, row.version, detector, row.metrics)
+    else:
+        data = bundle(model.name, row.version, head, row.metrics)
     filename = f"{model.name}-v{row.version}.zip".replace('"', "")
     return Response(data, media_type="application/zip", headers={
         "Content-Disposition": f'attachment; filename="{filename}"'})

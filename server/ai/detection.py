@@ -1,31 +1,47 @@
 """A box detector trained on a project's own boxes over the frozen network's feature maps — pure.
 
-The prototype of docs/ai.md's notes (not wired to routes or jobs yet). Each image is resized to
-``SIZE`` x ``SIZE``; every cell of the network's stride-16 map (plus the stride-32 map,
-upsampled) is a sample: a multinomial logistic regression says "which label, or background",
-and a ridge regression gives the box (centre offset from the cell, log width and height in
-cells) for cells that are not background. Prediction keeps the cells that are a local peak of
-a label's score, decodes their boxes and removes overlaps (non-maximum suppression).
+Each *view* of an image (the whole image, plus overlapping tiles for large ones: :func:`views`)
+is resized to ``SIZE`` x ``SIZE``; every cell of the network's stride-16 map (plus the stride-32
+map, upsampled) is a sample: a multinomial logistic regression says "which label, or
+background", and a ridge regression gives the box (centre offset from the cell, log width and
+height in cells) for cells that are not background. Detection keeps the cells that are a local
+peak of a label's score, decodes their boxes and removes overlaps (non-maximum suppression),
+within a view and then across the views of an image.
 
 A cell is an example of a box when its centre lies in the box's central part (``CENTRE``) —
-a few cells per object, so small data sets still have positives. CPU-heavy: run it off the
-event loop. scikit-learn fits the regressions (as in server/ai/training.py).
+a few cells per object, so small data sets still have positives. Stored like a classifier's
+head (server/ai/heads.py): raw float32 bytes and a JSON description carrying their sha256, so
+a corrupted row is refused (:func:`load_detector` raises ``ModelError``). CPU-heavy: run it off
+the event loop. scikit-learn fits the regressions (as in server/ai/training.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-__all__ = ["SIZE", "STRIDE", "Detected", "Detector", "cell_features", "iou", "nms", "train_detector"]
+from server.ai.errors import ModelError
+
+__all__ = ["FEATURE", "SIZE", "STRIDE", "Box", "Detected", "Detector", "cell_features",
+           "fit_detector", "iou", "load_detector", "nms", "targets", "view_boxes", "views"]
 
 SIZE = 320  # network input for detection: objects of ~48-120 px at this size suit stride 16
 STRIDE = 16
+FEATURE = "lite0-maps@1"  # what a detector reads: EfficientNet-Lite0's stride-16 and 32 maps
 CENTRE = 0.25  # a cell is positive when its centre is within this share of the box from its centre
-BACKGROUND_PER_POSITIVE = 4  # background cells kept per positive one when training
+TILE_ABOVE = 2 * SIZE  # images whose longer side is at least this also get tiles
+TILE_SHARE = 0.625  # a tile's side, as a share of the image's (2 x 2 tiles, overlapping)
+MIN_VISIBLE = 0.7  # a box trains a view when at least this share of it lies in the view
 C = 1.0
+RIDGE = 1.0
+
+Box = tuple[str, float, float, float, float]  # (label, x, y, w, h)
+Rect = tuple[int, int, int, int]  # (x, y, w, h) of a view, in image pixels
 
 
 @dataclass(frozen=True)
@@ -40,20 +56,44 @@ class Detected:
     h: float
 
 
+def views(width: int, height: int) -> list[Rect]:
+    """The parts of an image the network looks at: all of it, and for a large image also 2 x 2
+    overlapping tiles (each ``TILE_SHARE`` of its sides), so smaller objects stay visible."""
+    out: list[Rect] = [(0, 0, width, height)]
+    if max(width, height) >= TILE_ABOVE:
+        tw, th = math.ceil(width * TILE_SHARE), math.ceil(height * TILE_SHARE)
+        out += [(x, y, tw, th) for y in (0, height - th) for x in (0, width - tw)]
+    return out
+
+
+def view_boxes(boxes: Sequence[Box], rect: Rect) -> list[Box]:
+    """The boxes mostly inside a view, clipped to it, in its ``SIZE`` x ``SIZE`` pixels."""
+    vx, vy, vw, vh = rect
+    sx, sy = SIZE / vw, SIZE / vh
+    out: list[Box] = []
+    for name, x, y, w, h in boxes:
+        x0, y0 = max(x, vx), max(y, vy)
+        x1, y1 = min(x + w, vx + vw), min(y + h, vy + vh)
+        if x1 <= x0 or y1 <= y0 or (x1 - x0) * (y1 - y0) < MIN_VISIBLE * w * h:
+            continue
+        out.append((name, (x0 - vx) * sx, (y0 - vy) * sy, (x1 - x0) * sx, (y1 - y0) * sy))
+    return out
+
+
 def cell_features(map16: np.ndarray, map32: np.ndarray) -> np.ndarray:
-    """``(H * W, C16 + C32)`` per-cell vectors of one image's maps (``(C, H, W)``, ``(C, H/2,
+    """``(H * W, C16 + C32)`` per-cell vectors of one view's maps (``(C, H, W)``, ``(C, H/2,
     W/2)``), each half L2-normalised."""
     c16, h, w = map16.shape
-    up = np.repeat(np.repeat(map32, 2, axis=1), 2, axis=2)[:, :h, :w]
-    a = map16.reshape(c16, -1).T
+    up = np.repeat(np.repeat(np.asarray(map32, np.float32), 2, axis=1), 2, axis=2)[:, :h, :w]
+    a = np.asarray(map16, np.float32).reshape(c16, -1).T
     b = up.reshape(up.shape[0], -1).T
     a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-6)
     b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-6)
     return np.hstack([a, b]).astype(np.float32)
 
 
-def _targets(boxes: Sequence[tuple[int, float, float, float, float]], h: int, w: int
-             ) -> tuple[np.ndarray, np.ndarray]:
+def targets(boxes: Sequence[tuple[int, float, float, float, float]], h: int, w: int
+            ) -> tuple[np.ndarray, np.ndarray]:
     """Per cell the class (0: background, else label index + 1) and the box regression target,
     for boxes ``(label index, x, y, w, h)`` in network-input pixels."""
     cls = np.zeros(h * w, np.int64)
@@ -101,60 +141,91 @@ class Detector:
     intercept: np.ndarray
     reg_coef: np.ndarray  # (4, dim)
     reg_intercept: np.ndarray  # (4,)
+    threshold: float = 0.5  # boxes scoring at least this are the confident ones
 
-    def detect(self, cells: np.ndarray, h: int, w: int, image_w: int, image_h: int,
-               threshold: float = 0.5) -> list[Detected]:
-        """Boxes in one image from its :func:`cell_features` (maps of ``h`` x ``w`` cells)."""
+    def detect(self, cells: np.ndarray, h: int, w: int, rect: Rect,
+               threshold: float | None = None) -> list[Detected]:
+        """Boxes in image pixels from one view's :func:`cell_features` (maps of ``h`` x ``w``
+        cells; ``rect`` the view in the image)."""
+        floor = self.threshold if threshold is None else threshold
         z = cells @ self.coef.T + self.intercept
         p = np.exp(z - z.max(axis=1, keepdims=True))
         p /= p.sum(axis=1, keepdims=True)
         reg = cells @ self.reg_coef.T + self.reg_intercept
-        sx, sy = image_w / (w * STRIDE), image_h / (h * STRIDE)
+        vx, vy, vw, vh = rect
+        sx, sy = vw / (w * STRIDE), vh / (h * STRIDE)
         found: list[Detected] = []
         for j, name in enumerate(self.labels):
             score = p[:, j + 1].reshape(h, w)
             padded = np.pad(score, 1, constant_values=-1.0)
             peak = np.max([padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)],
                           axis=0)
-            for cy, cx in zip(*np.nonzero((score >= threshold) & (score >= peak)), strict=True):
+            for cy, cx in zip(*np.nonzero((score >= floor) & (score >= peak)), strict=True):
                 r = reg[cy * w + cx]
                 mx, my = (cx + 0.5 + r[0]) * STRIDE, (cy + 0.5 + r[1]) * STRIDE
                 bw, bh = np.exp(np.clip(r[2:], -3, 5)) * STRIDE
-                found.append(Detected(name, float(score[cy, cx]), float((mx - bw / 2) * sx),
-                                      float((my - bh / 2) * sy), float(bw * sx), float(bh * sy)))
+                found.append(Detected(name, float(score[cy, cx]), float(vx + (mx - bw / 2) * sx),
+                                      float(vy + (my - bh / 2) * sy), float(bw * sx),
+                                      float(bh * sy)))
         return nms(found)
 
+    def weights(self) -> bytes:
+        parts = (self.coef, self.intercept, self.reg_coef, self.reg_intercept)
+        return b"".join(np.ascontiguousarray(p, "<f4").tobytes() for p in parts)
 
-def train_detector(cells: Sequence[np.ndarray], shapes: Sequence[tuple[int, int]],
-                   boxes: Sequence[Sequence[tuple[str, float, float, float, float]]],
-                   labels: Sequence[str], seed: int = 0) -> Detector:
-    """Fit on images given as their :func:`cell_features` (maps of ``shapes[i]`` = ``(h, w)``
-    cells) and their boxes ``(label, x, y, w, h)`` in network-input pixels."""
+    def describe(self) -> dict[str, Any]:
+        """The JSON kept beside :meth:`weights` (what :func:`load_detector` needs)."""
+        return {"type": "detector", "features": [FEATURE], "size": SIZE, "stride": STRIDE,
+                "dim": int(self.coef.shape[1]), "threshold": float(self.threshold),
+                "sha256": hashlib.sha256(self.weights()).hexdigest()}
+
+    def with_threshold(self, threshold: float) -> Detector:
+        return Detector(self.labels, self.coef, self.intercept, self.reg_coef,
+                        self.reg_intercept, threshold)
+
+
+def load_detector(description: Mapping[str, Any], labels: Sequence[str], blob: bytes | None
+                  ) -> Detector:
+    """A detector from its stored form; ``ModelError`` saying what is wrong when corrupted."""
+    try:
+        dim = int(description["dim"])
+        threshold = float(description["threshold"])
+        digest = str(description["sha256"])
+        kind, size = description["type"], int(description["size"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"the stored detector description is incomplete ({exc!r})") from None
+    if kind != "detector" or size != SIZE:
+        raise ModelError(f"the stored model is not a detector this server runs ({kind}, {size})")
+    n = len(labels) + 1
+    expected = 4 * (n * (dim + 1) + 4 * (dim + 1))
+    if n < 2 or dim < 1 or blob is None or len(blob) != expected:
+        raise ModelError(f"the stored weights have {'no' if blob is None else len(blob)} bytes, "
+                         f"expected {expected} ({len(labels)} labels, {dim} inputs, float32)")
+    if hashlib.sha256(blob).hexdigest() != digest:
+        raise ModelError("the stored weights do not match their checksum")
+    v = np.frombuffer(blob, "<f4").astype(np.float32)
+    if not np.isfinite(v).all():
+        raise ModelError("the stored weights hold non-finite numbers")
+    a, b, c = n * dim, n * dim + n, n * dim + n + 4 * dim
+    return Detector(tuple(labels), v[:a].reshape(n, dim), v[a:b].copy(),
+                    v[b:c].reshape(4, dim), v[c:].copy(), threshold)
+
+
+def fit_detector(x: np.ndarray, y: np.ndarray, reg: np.ndarray, labels: Sequence[str]) -> Detector:
+    """Fit on sample cells ``x`` whose classes are ``y`` (0: background) and whose box targets
+    are ``reg`` (used where ``y > 0``). The caller limits BLAS threads (threadpoolctl)."""
     from sklearn.linear_model import LogisticRegression, Ridge
-    from threadpoolctl import threadpool_limits
 
-    index = {n: j for j, n in enumerate(labels)}
-    xs, cls, regs = [], [], []
-    for c, (h, w), bs in zip(cells, shapes, boxes, strict=True):
-        k, r = _targets([(index[n], x, y, bw, bh) for n, x, y, bw, bh in bs], h, w)
-        xs.append(c)
-        cls.append(k)
-        regs.append(r)
-    x, y, reg = np.vstack(xs), np.concatenate(cls), np.vstack(regs)
     pos = np.flatnonzero(y > 0)
     if pos.size == 0:
         raise ValueError("no boxes to learn from")
-    neg = np.flatnonzero(y == 0)
-    rng = np.random.default_rng(seed)
-    neg = rng.choice(neg, min(neg.size, BACKGROUND_PER_POSITIVE * pos.size), replace=False)
-    rows = np.concatenate([pos, neg])
-    with threadpool_limits(1):
-        clf = LogisticRegression(C=C, max_iter=500, tol=1e-3).fit(x[rows], y[rows])
-        ridge = Ridge(alpha=1.0).fit(x[pos], reg[pos])
+    # A few hundred iterations at this tolerance: the last digits of the loss do not move mAP.
+    clf = LogisticRegression(C=C, max_iter=300, tol=1e-3).fit(x, y)
+    ridge = Ridge(alpha=RIDGE).fit(x[pos], reg[pos])
     coef = np.zeros((len(labels) + 1, x.shape[1]), np.float32)
-    intercept = np.full(len(labels) + 1, -30.0, np.float32)
+    intercept = np.full(len(labels) + 1, -30.0, np.float32)  # a label absent here never wins
     classes = clf.classes_.astype(int)
-    if classes.size == 2:
+    if classes.size == 2:  # scikit-learn keeps one row for two classes: softmax([0, z])
         coef[classes[1]], intercept[classes[1]] = clf.coef_[0], clf.intercept_[0]
         coef[classes[0]], intercept[classes[0]] = 0.0, 0.0
     else:

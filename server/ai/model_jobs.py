@@ -10,6 +10,7 @@ scores the images a batch at a time and stores one prediction per image (pending
 images already predicted by that version, so a run again after a worker died goes on where it
 stopped. The built-in model runs the network itself (its class scores are not stored vectors).
 A corrupted stored model fails the job with a message naming the model and what is wrong.
+Detectors (``task: detection``) train and predict in server/ai/detector_jobs.py.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
+from server.ai.detection import Detector
+from server.ai.detector_jobs import detector_of, predict_detections, train_detection
 from server.ai.embeddings import missing
 from server.ai.features import FEATURE_KEYS, Extractor, ModelError
 from server.ai.heads import LinearHead, assemble
@@ -72,6 +75,9 @@ async def train_model(ctx: JobContext) -> dict[str, Any]:
                 ).scalar_one_or_none()
         if done is not None:
             return {"model": model.id, "version": done}
+    if model.task == "detection":
+        return await train_detection(ctx, model)
+    async with ctx.sessions() as session:
         ex = await examples(session, ctx.project_id, ctx.params.get("labels"), model.multi_label)
     keys = _features(ctx)
     async with ctx.sessions() as session:
@@ -137,33 +143,46 @@ async def _todo(ctx: JobContext, model: AiModel, version: int) -> list[tuple[int
 
 
 async def _save(ctx: JobContext, model: AiModel, version: int,
-                items: Sequence[tuple[int, list[dict[str, Any]]]]) -> None:
+                items: Sequence[tuple[int, list[dict[str, Any]], list[dict[str, Any]]]]) -> None:
+    """Store one pending prediction per ``(image id, labels, objects)``."""
     if not items:
         return
     now = utcnow()
     async with transaction(ctx.sessions) as session:
         existing = set((await session.execute(select(Image.id).where(
-            Image.id.in_([i for i, _ in items])))).scalars())  # deleted meanwhile: skipped
+            Image.id.in_([i for i, _, _ in items])))).scalars())  # deleted meanwhile: skipped
         done = set((await session.execute(select(Prediction.image_id).where(
             Prediction.model_id == model.id, Prediction.version == version,
-            Prediction.image_id.in_([i for i, _ in items])))).scalars())
+            Prediction.image_id.in_([i for i, _, _ in items])))).scalars())
         session.add_all(Prediction(
             project_id=model.project_id, image_id=i, model_id=model.id, version=version,
-            labels=labels, objects=[], status="pending", job_id=ctx.job_id, created_at=now,
-            updated_at=now) for i, labels in items if i in existing and i not in done)
+            labels=labels, objects=objects, status="pending", job_id=ctx.job_id, created_at=now,
+            updated_at=now) for i, labels, objects in items if i in existing and i not in done)
 
 
 @task(PREDICT_KIND)
 async def predict(ctx: JobContext) -> dict[str, Any]:
     model = await _model(ctx)
     head: LinearHead | None = None
+    detector: Detector | None = None
     version = 0
     if model.kind == "trained":
         async with ctx.sessions() as session:
             row = await find_version(session, model, int(ctx.params["version"]))
-            head = head_of(model, row)  # ModelError when corrupted: the job fails saying so
+            # ModelError when corrupted: the job fails saying so
+            if model.task == "detection":
+                detector = detector_of(model, row)
+            else:
+                head = head_of(model, row)
             version = row.version
     todo = await _todo(ctx, model, version)
+    if detector is not None:
+        async def save(items: Sequence[tuple[int, list[dict[str, Any]], list[dict[str, Any]]]]
+                       ) -> None:
+            await _save(ctx, model, version, items)
+
+        found, lost = await predict_detections(ctx, detector, todo, save)
+        return {"model": model.id, "version": version, "predicted": found, "failed": lost}
     failed: list[dict[str, Any]] = []
     predicted = 0
     if head is None:  # the built-in model: the network's own class scores, a batch at a time
@@ -178,7 +197,7 @@ async def predict(ctx: JobContext) -> dict[str, Any]:
                     if not isinstance(img, str)]
             failed += [{"image": i, "error": img} for (i, _), img in zip(batch, decoded, strict=True)
                        if isinstance(img, str)]
-            items: list[tuple[int, list[dict[str, Any]]]] = []
+            items: list[tuple[int, list[dict[str, Any]], list[dict[str, Any]]]] = []
             if good:
                 net = extractor(ctx.settings.model_dir, ctx.settings.ai_threads)
                 try:
@@ -186,7 +205,7 @@ async def predict(ctx: JobContext) -> dict[str, Any]:
                 except ModelError as exc:
                     raise ModelError(f"the built-in model cannot run: {exc}") from exc
                 names = net.network.class_names
-                items = [(i, top_classes(p, names)) for (i, _), p in zip(good, probs, strict=True)]
+                items = [(i, top_classes(p, names), []) for (i, _), p in zip(good, probs, strict=True)]
             await _save(ctx, model, version, items)
             predicted += len(items)
             await ctx.progress(min(start + BATCH, total), total)
@@ -207,7 +226,7 @@ async def predict(ctx: JobContext) -> dict[str, Any]:
             if ready:
                 stacked = {k: np.stack([vectors[s][k] for _, s in ready]) for k in head.features}
                 scored = await ctx.run_cpu(_trained_items, head, stacked)
-                items = [(i, labels) for (i, _), labels in zip(ready, scored, strict=True)]
+                items = [(i, labels, []) for (i, _), labels in zip(ready, scored, strict=True)]
                 await _save(ctx, model, version, items)
                 predicted += len(items)
             await ctx.progress(len(lacking) + min(start + SCORE_CHUNK, len(todo)), total)

@@ -143,6 +143,8 @@ def model_out(model: AiModel, rows: Sequence[AiModelVersion], current: dict[int,
             for v in listed:
                 m = v.pop("metrics")
                 v["accuracy"] = m.get("accuracy")
+                if model.task == "detection":
+                    v["map50"] = m.get("map50")
         out["versions"] = listed
         out["latest"] = rows[-1].version if rows else None
         out["training"] = None if training is None else {

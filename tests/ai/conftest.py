@@ -1,4 +1,5 @@
-"""One converted network per test session (conversion takes about a second)."""
+"""One converted network per test session (conversion takes about a second); ``live_server``
+(a real uvicorn serving the hub) for tests that check that added predictions reach live clients."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from pathlib import Path
 import pytest
 
 from server.ai.model import Network
+from tests.hub.conftest import server as live_server
+
+__all__ = ["live_server", "model_cache", "network"]
 
 
 @pytest.fixture(scope="session")

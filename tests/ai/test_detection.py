@@ -1,60 +1,33 @@
-"""The box detector prototype on synthetic scenes: shapes pasted onto photos, trained on 24
-images, tested on 12 others, over the real network's feature maps."""
+"""The detector's pure parts: views and tiles of large images, targets, NMS, storing and
+loading (a corrupted row is refused)."""
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
-from skimage import data as skdata
+import pytest
 
-from server.ai.detection import SIZE, Detected, cell_features, iou, nms, train_detector
-from server.ai.model import Network
-
-LABELS = ("circle", "square", "triangle")
-PHOTOS = (skdata.astronaut, skdata.coffee, skdata.chelsea, skdata.rocket)
-
-
-def scene(rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[str, float, float, float, float]]]:
-    photo = PHOTOS[int(rng.integers(len(PHOTOS)))]()
-    h, w = photo.shape[:2]
-    y0, x0 = int(rng.integers(0, h // 3)), int(rng.integers(0, w // 3))
-    image = cv2.resize(photo[y0 : y0 + 2 * h // 3, x0 : x0 + 2 * w // 3], (SIZE, SIZE)).copy()
-    boxes: list[tuple[str, float, float, float, float]] = []
-    for _ in range(int(rng.integers(1, 4))):
-        s = int(rng.integers(48, 100))
-        x, y = int(rng.integers(0, SIZE - s)), int(rng.integers(0, SIZE - s))
-        if any(abs(x - bx) < s and abs(y - by) < s for _, bx, by, _, _ in boxes):
-            continue
-        name = LABELS[int(rng.integers(3))]
-        color = (255, 255, 255) if rng.random() < 0.5 else (20, 20, 20)
-        if name == "circle":
-            cv2.circle(image, (x + s // 2, y + s // 2), s // 2, color, -1)
-        elif name == "square":
-            cv2.rectangle(image, (x, y), (x + s - 1, y + s - 1), color, -1)
-        else:
-            pts = np.array([[x + s // 2, y], [x, y + s - 1], [x + s - 1, y + s - 1]], np.int32)
-            cv2.fillPoly(image, [pts], color)
-        boxes.append((name, float(x), float(y), float(s), float(s)))
-    return image, boxes
+from server.ai.detection import (
+    SIZE,
+    TILE_ABOVE,
+    Detected,
+    Detector,
+    iou,
+    load_detector,
+    nms,
+    targets,
+    view_boxes,
+    views,
+)
+from server.ai.errors import ModelError
 
 
-def test_detector_finds_most_shapes(network: Network) -> None:
-    rng = np.random.default_rng(0)
-    scenes = [scene(rng) for _ in range(36)]
-    map16, map32 = network.run([img for img, _ in scenes], ["map16", "map32"], size=SIZE)
-    cells = [cell_features(map16[i], map32[i]) for i in range(len(scenes))]
-    shape = map16.shape[2:]
-    detector = train_detector(cells[:24], [shape] * 24, [b for _, b in scenes[:24]], LABELS)
-    found = hits = truth = 0
-    for i in range(24, 36):
-        boxes = detector.detect(cells[i], *shape, SIZE, SIZE, threshold=0.5)
-        expected = [Detected(n, 1.0, x, y, w, h) for n, x, y, w, h in scenes[i][1]]
-        found += len(boxes)
-        truth += len(expected)
-        hits += sum(any(b.label == e.label and iou(b, e) >= 0.5 for b in boxes) for e in expected)
-    assert truth >= 12
-    assert hits / truth >= 0.5, (hits, truth)  # recall at IoU 0.5, right label
-    assert hits / max(found, 1) >= 0.5, (hits, found)  # precision
+def detector(labels: tuple[str, ...] = ("a", "b"), dim: int = 6, seed: int = 0) -> Detector:
+    rng = np.random.default_rng(seed)
+    n = len(labels) + 1
+    return Detector(labels, rng.normal(size=(n, dim)).astype(np.float32),
+                    rng.normal(size=n).astype(np.float32),
+                    rng.normal(size=(4, dim)).astype(np.float32),
+                    rng.normal(size=4).astype(np.float32), 0.4)
 
 
 def test_nms_keeps_the_best_of_overlapping_boxes_per_label() -> None:
@@ -64,3 +37,51 @@ def test_nms_keeps_the_best_of_overlapping_boxes_per_label() -> None:
     d = Detected("x", 0.6, 50, 50, 10, 10)
     assert nms([b, d, a, c]) == [a, c, d]
     assert iou(a, a) == 1.0 and iou(a, d) == 0.0
+
+
+def test_small_images_are_one_view_and_large_ones_get_four_overlapping_tiles() -> None:
+    assert views(400, 300) == [(0, 0, 400, 300)]
+    big = views(TILE_ABOVE * 2, TILE_ABOVE)
+    assert big[0] == (0, 0, TILE_ABOVE * 2, TILE_ABOVE) and len(big) == 5
+    for x, y, w, h in big[1:]:  # tiles cover the image, each a bit more than half of it
+        assert 0 <= x and x + w <= TILE_ABOVE * 2 and 0 <= y and y + h <= TILE_ABOVE
+        assert w > TILE_ABOVE and h > TILE_ABOVE // 2
+    assert {(x, y) for x, y, _, _ in big[1:]} == {
+        (0, 0), (TILE_ABOVE * 2 - big[1][2], 0), (0, TILE_ABOVE - big[1][3]),
+        (TILE_ABOVE * 2 - big[1][2], TILE_ABOVE - big[1][3])}
+
+
+def test_view_boxes_keep_boxes_mostly_inside_scaled_to_the_network_input() -> None:
+    boxes = [("a", 10.0, 20.0, 40.0, 40.0), ("b", 610.0, 10.0, 40.0, 50.0)]
+    assert view_boxes(boxes, (0, 0, 640, 640)) == [
+        ("a", 5.0, 10.0, 20.0, 20.0), ("b", 305.0, 5.0, 15.0, 25.0)]  # b: 3/4 inside, clipped
+    assert view_boxes(boxes, (0, 0, 400, 400)) == [("a", 8.0, 16.0, 32.0, 32.0)]
+    assert view_boxes(boxes, (630, 0, 400, 400)) == []  # half of b is not enough
+    assert view_boxes(boxes, (600, 0, 400, 400)) == [("b", 8.0, 8.0, 32.0, 40.0)]
+
+
+def test_targets_mark_the_cells_near_a_box_centre() -> None:
+    cls, reg = targets([(1, 96.0, 96.0, 64.0, 64.0)], SIZE // 16, SIZE // 16)
+    cells = np.flatnonzero(cls)
+    assert cls[cells].tolist() == [2] * len(cells) and 1 <= len(cells) <= 9
+    # The box's centre (128, 128) is the corner of four cells: each regresses onto it.
+    assert np.allclose(np.abs(reg[cells, :2]), 0.5) and np.allclose(reg[cells, 2:], np.log(4.0))
+
+
+def test_a_detector_round_trips_and_a_corrupted_one_is_refused() -> None:
+    d = detector()
+    loaded = load_detector(d.describe(), list(d.labels), d.weights())
+    assert loaded.labels == d.labels and loaded.threshold == pytest.approx(0.4)
+    for mine, theirs in ((d.coef, loaded.coef), (d.intercept, loaded.intercept),
+                         (d.reg_coef, loaded.reg_coef), (d.reg_intercept, loaded.reg_intercept)):
+        assert np.array_equal(mine, theirs)
+    broken = bytearray(d.weights())
+    broken[5] ^= 0xFF
+    with pytest.raises(ModelError, match="checksum"):
+        load_detector(d.describe(), list(d.labels), bytes(broken))
+    with pytest.raises(ModelError, match="bytes"):
+        load_detector(d.describe(), ["a"], d.weights())  # a label fewer: the size is wrong
+    with pytest.raises(ModelError, match="incomplete"):
+        load_detector({"type": "detector"}, list(d.labels), d.weights())
+    with pytest.raises(ModelError, match="not a detector"):
+        load_detector({**d.describe(), "size": 224}, list(d.labels), d.weights())

@@ -97,3 +97,18 @@ async def test_models_and_predictions(team: Team) -> None:
     assert (await rest.download_model(pid, "shade"))[:2] == b"PK"
     mapped = await rest.set_model_mapping(pid, {"Egyptian cat": "cat"})
     assert mapped["mapping"] == {"Egyptian cat": "cat"}
+
+
+async def test_detectors_and_their_boxes(team: Team) -> None:
+    from tests.ai._boxes import seeded_detector, seeded_prediction
+
+    rest, pid, images = team.admin, team.project, team.images
+    with pytest.raises(InvalidRequestError) as caught:
+        await rest.train_model(pid, "boxes", task="detection")
+    assert caught.value.code == "not_enough_examples" and "there are none" in str(caught.value)
+    model_id, _ = await seeded_detector(team.live.app, pid)
+    p = await seeded_prediction(team.live.app, pid, model_id, images[0],
+                                [("cat", 0.9, 1, 1, 4, 4), ("dog", 0.8, 2, 2, 3, 3)])
+    added = await rest.add_predicted_objects(pid, {p: [1]})
+    assert [[o["label"] for o in a["objects"]] for a in added["applied"]] == [["dog"]]
+    assert (await rest.predictions(pid, model=model_id, status="added"))["items"][0]["id"] == p
