@@ -42,7 +42,7 @@ IMPORTERS: dict[str, Callable[[bytes], list[Incoming]]] = {
 }
 #: Parse cost per body byte (``server.offload`` units): a body past ~200 KB is parsed in a worker.
 _PARSE_COST_PER_BYTE = 1
-_OPTIONS = {"task": {"detect", "segment"}}
+_OPTIONS = {"task": {"detect", "segment"}, "crowd_rle": {"0", "1", "true", "false"}}
 
 
 def _format(request: Request, allowed: Any) -> str:
@@ -57,7 +57,7 @@ async def export(request: Request) -> Response:
     project_id = path_int(request, "project_id")
     fmt = _format(request, EXPORTERS)
     flt = parse_as(ImageFilter, ImageFilter.from_query(request.query_params))
-    options = {k: v for k, v in request.query_params.items() if k in ("task", "types")}
+    options = {k: v for k, v in request.query_params.items() if k in ("task", "types", "crowd_rle")}
     for key, values in _OPTIONS.items():
         if key in options and options[key] not in values:
             raise invalid(f"{key} must be one of {', '.join(sorted(values))}")

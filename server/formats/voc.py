@@ -14,7 +14,7 @@ from xml.sax.saxutils import escape
 
 from server.formats._outline import crop, polygon_pixels
 from server.formats._source import ExportJob, ImageRecord, iter_images
-from server.formats._zip import Spool, ZipStream, member_name, unique_stems
+from server.formats._zip import Spool, ZipStream, member_path, names_rows, suffix, unique_stems
 from server.geometry.rle import rle_bbox
 
 MEDIA_TYPE = "application/zip"
@@ -45,11 +45,14 @@ def pixel_box(obj: dict[str, Any], w: int, h: int) -> tuple[int, int, int, int] 
     return (c0, r0, c1, r1) if c1 > c0 and r1 > r0 else None
 
 
-def xml_for(img: ImageRecord) -> str:
-    out = ["<annotation>", "  <folder>images</folder>", f"  <filename>{escape(member_name(img.name))}</filename>",
+def xml_for(img: ImageRecord, path: str | None = None) -> str:
+    """The image's annotation; ``path`` is its unique file path in the archive (folders kept)."""
+    path = path or member_path(img.name)
+    # <segmented> says SegmentationClass/ PNGs exist; this export writes none.
+    out = ["<annotation>", "  <folder>JPEGImages</folder>", f"  <filename>{escape(path)}</filename>",
            "  <source><database>Labelhub</database></source>",
            f"  <size><width>{img.width}</width><height>{img.height}</height><depth>3</depth></size>",
-           f"  <segmented>{int(any(o['type'] != 'bbox' for o in img.objects))}</segmented>"]
+           "  <segmented>0</segmented>"]
     for obj in img.objects:
         box = pixel_box(obj, img.width, img.height)
         if box is None:
@@ -68,21 +71,26 @@ def xml_for(img: ImageRecord) -> str:
 
 def _write_batch(z: ZipStream, batch: list[ImageRecord], stems: list[str]) -> str:
     for img, st in zip(batch, stems, strict=True):
-        z.add(f"Annotations/{st}.xml", xml_for(img))
+        z.add(f"Annotations/{st}.xml", xml_for(img, f"{st}.{suffix(img.name)}"))
     return "".join(f"{st}\n" for st in stems)
 
 
 async def export(job: ExportJob) -> AsyncIterator[bytes]:
     z = ZipStream()
     seen: dict[str, int] = {}
-    listing = Spool()
+    listing, names = Spool(), Spool()
+    names.write("stem,image\n")
     try:
         async for batch in iter_images(job.sessions, job.project_id, job.flt, labels=False):
             stems = unique_stems([im.name for im in batch], seen)
             listing.write(await asyncio.to_thread(_write_batch, z, batch, stems))  # off the event loop
+            names.write(names_rows(stems, [im.name for im in batch]))
             yield z.drain()
         for chunk in z.add_chunks("ImageSets/Main/default.txt", listing.chunks()):
             yield chunk
+        for chunk in z.add_chunks("names.csv", names.chunks()):
+            yield chunk
     finally:
         listing.close()
+        names.close()
     yield z.close()

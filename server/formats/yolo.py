@@ -19,7 +19,7 @@ import numpy as np
 
 from server.formats._outline import crop, outline
 from server.formats._source import ExportJob, ImageRecord, iter_images, object_labels
-from server.formats._zip import Spool, ZipStream, member_name, unique_stems
+from server.formats._zip import Spool, ZipStream, names_rows, suffix, unique_stems
 from server.geometry.rle import rle_bbox, rle_decode
 
 MEDIA_TYPE = "application/zip"
@@ -85,8 +85,7 @@ def _write_batch(z: ZipStream, batch: list[ImageRecord], stems: list[str], class
                 classes[obj["label"]] = len(classes)
             lines += lines_for(obj, classes[obj["label"]], im.width, im.height, task)
         z.add(f"labels/train/{st}.txt", "\n".join(lines) + ("\n" if lines else ""))
-        ext = member_name(im.name).rsplit(".", 1)[-1] if "." in member_name(im.name) else "jpg"
-        listing.append(f"./images/train/{st}.{ext}\n")
+        listing.append(f"./images/train/{st}.{suffix(im.name)}\n")
     return "".join(listing)
 
 
@@ -95,16 +94,21 @@ async def export(job: ExportJob) -> AsyncIterator[bytes]:
     classes = {n: i for i, n in enumerate(await object_labels(job.sessions, job.project_id))}
     z = ZipStream()
     seen: dict[str, int] = {}
-    listing = Spool()
+    listing, names = Spool(), Spool()
+    names.write("stem,image\n")
     try:
         async for batch in iter_images(job.sessions, job.project_id, job.flt, labels=False):
             stems = unique_stems([im.name for im in batch], seen)
             listing.write(await asyncio.to_thread(_write_batch, z, batch, stems, classes, task))
+            names.write(names_rows(stems, [im.name for im in batch]))
             yield z.drain()
         for chunk in z.add_chunks("train.txt", listing.chunks()):
             yield chunk
+        for chunk in z.add_chunks("names.csv", names.chunks()):
+            yield chunk
     finally:
         listing.close()
+        names.close()
     # Last, so that it names every class used (a ZIP's member order does not matter).
     z.add("data.yaml", data_yaml(list(classes)))
     yield z.close()
