@@ -9,6 +9,8 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -30,7 +32,7 @@ from server.formats._importing import ImportFileError, Incoming, images_by_name,
 from server.formats._source import ExportJob
 from server.image_query import ImageFilter
 from server.labels import LabelIn
-from server.limits import read_limited, upload_limit
+from server.limits import limit_body, read_limited, upload_limit
 from server.models import LabelDef
 from server.permissions import Privilege
 from server.preferences import effective_settings
@@ -79,7 +81,7 @@ async def import_labels(request: Request) -> Response:
         raise invalid("mode must be replace or merge (default: the project's override setting)")
     # The privilege first: nobody else makes the server read a file (counted while reading; F1).
     await authorize(request, needs(project_id, Privilege.IMPORT_EXPORT))
-    body = await read_limited(request, upload_limit(request))
+    body = await read_body(request)
     max_mask_pixels = request.app.state.settings.max_mask_pixels
     records, raw_defs = await _parse(request, project_id, fmt, body, max_mask_pixels)
     defs = _valid_defs(raw_defs)
@@ -111,6 +113,27 @@ def _valid_defs(defs: list[dict[str, Any]]) -> list[LabelIn]:
             where = f"labels.{i}.{details[0]['field'] or 'name'}"
             raise ApiError(422, "invalid", f"{where}: {details[0]['message']}", details) from None
     return out
+
+
+async def read_body(request: Request) -> bytes:
+    """The import file: the raw body, or the ``file`` field of a multipart form (``curl -F
+    file=@labels.json``), both counted against the upload limit while they arrive."""
+    limit = upload_limit(request)
+    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if kind != "multipart/form-data":
+        return await read_limited(request, limit)
+    try:
+        form = await limit_body(request, limit).form(max_files=1, max_fields=10)
+    except MultiPartException as exc:
+        raise ApiError(400, "bad_form", exc.message) from None
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise invalid("the form needs a file field named file",
+                          [{"field": "file", "message": "missing"}])
+        return await upload.read()
+    finally:
+        await form.close()
 
 
 async def _parse(request: Request, project_id: int, fmt: str, body: bytes,
