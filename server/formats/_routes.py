@@ -29,11 +29,12 @@ from server._web import (
 from server.errors import ApiError, invalid, validation_details
 from server.formats import coco, masks, native, table, voc, yolo
 from server.formats._importing import ImportFileError, Incoming, images_by_name, run_import
+from server.formats._names import NameIndex
 from server.formats._source import ExportJob
 from server.image_query import ImageFilter
 from server.labels import LabelIn
 from server.limits import limit_body, read_limited, upload_limit
-from server.models import LabelDef
+from server.models import Image, LabelDef
 from server.permissions import Privilege
 from server.preferences import effective_settings
 
@@ -41,6 +42,10 @@ EXPORTERS: dict[str, ModuleType] = {"json": native, "csv": table, "coco": coco, 
                                     "voc": voc, "masks": masks}
 IMPORTERS: dict[str, Callable[[bytes], list[Incoming]]] = {
     "json": lambda body: native.parse(body)[0], "csv": table.parse, "coco": coco.parse, "masks": masks.parse,
+}
+#: Formats whose files name images their own way (matched through a NameIndex of the project).
+INDEXED_IMPORTERS: dict[str, Callable[[bytes, NameIndex], list[Incoming]]] = {
+    "yolo": yolo.parse, "voc": voc.parse,
 }
 #: Parse cost per body byte (``server.offload`` units): a body past ~200 KB is parsed in a worker.
 _PARSE_COST_PER_BYTE = 1
@@ -74,7 +79,7 @@ async def export(request: Request) -> Response:
 
 async def import_labels(request: Request) -> Response:
     project_id = path_int(request, "project_id")
-    fmt = _format(request, IMPORTERS)
+    fmt = _format(request, sorted(IMPORTERS.keys() | INDEXED_IMPORTERS.keys()))
     dry_run = query_bool(request, "dry_run", False)
     mode = request.query_params.get("mode")
     if mode not in (None, "", "replace", "merge"):
@@ -146,6 +151,10 @@ async def _parse(request: Request, project_id: int, fmt: str, body: bytes,
     try:
         if fmt == "json":
             return await offload.run(native.parse, body, cost=cost)
+        if fmt in INDEXED_IMPORTERS:
+            async with unit_of_work(request) as (session, _user):
+                index = await name_index(session, project_id)
+            return await offload.run(INDEXED_IMPORTERS[fmt], body, index, cost=cost), []
         if fmt != "masks":
             return await offload.run(IMPORTERS[fmt], body, cost=cost), []
         names = await offload.run(masks.image_names, body, cost=cost)
@@ -158,6 +167,13 @@ async def _parse(request: Request, project_id: int, fmt: str, body: bytes,
         raise ApiError(400, "bad_file", str(exc)) from None
     except offload.Busy as exc:
         raise ApiError(503, "busy", exc.message) from None
+
+
+async def name_index(session: AsyncSession, project_id: int) -> NameIndex:
+    """Every image of the project by the names a foreign file may use for it."""
+    rows = await session.execute(select(Image.name, Image.width, Image.height)
+                                 .where(Image.project_id == project_id))
+    return NameIndex.build([(n, w, h) for n, w, h in rows])
 
 
 async def image_sizes(session: AsyncSession, project_id: int,
