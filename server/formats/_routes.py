@@ -27,7 +27,7 @@ from server._web import (
     unit_of_work,
 )
 from server.errors import ApiError, invalid, validation_details
-from server.formats import coco, labelstudio, masks, native, table, voc, yolo
+from server.formats import coco, cvat, labelstudio, masks, native, table, voc, yolo
 from server.formats._importing import ImportFileError, Incoming, images_by_name, run_import
 from server.formats._names import NameIndex
 from server.formats._source import ExportJob
@@ -39,13 +39,15 @@ from server.permissions import Privilege
 from server.preferences import effective_settings
 
 EXPORTERS: dict[str, ModuleType] = {"json": native, "csv": table, "coco": coco, "yolo": yolo,
-                                    "voc": voc, "masks": masks, "labelstudio": labelstudio}
+                                    "voc": voc, "masks": masks, "labelstudio": labelstudio,
+                                    "cvat": cvat}
 IMPORTERS: dict[str, Callable[[bytes], list[Incoming]]] = {
     "json": lambda body: native.parse(body)[0], "csv": table.parse, "coco": coco.parse, "masks": masks.parse,
 }
 #: Formats whose files name images their own way (matched through a NameIndex of the project).
 INDEXED_IMPORTERS: dict[str, Callable[[bytes, NameIndex], list[Incoming]]] = {
     "yolo": yolo.parse, "voc": voc.parse, "labelstudio": labelstudio.parse,
+    "cvat": cvat.parse,
 }
 #: Parse cost per body byte (``server.offload`` units): a body past ~200 KB is parsed in a worker.
 _PARSE_COST_PER_BYTE = 1
