@@ -30,7 +30,7 @@ from server.errors import ApiError, invalid, validation_details
 from server.formats import coco, cvat, labelstudio, masks, native, table, voc, yolo
 from server.formats._importing import ImportFileError, Incoming, images_by_name, run_import
 from server.formats._names import NameIndex
-from server.formats._source import ExportJob
+from server.formats._source import ExportJob, Snapshot, open_snapshot
 from server.image_query import ImageFilter
 from server.labels import LabelIn
 from server.limits import limit_body, read_limited, upload_limit
@@ -44,6 +44,8 @@ EXPORTERS: dict[str, ModuleType] = {"json": native, "csv": table, "coco": coco, 
 IMPORTERS: dict[str, Callable[[bytes], list[Incoming]]] = {
     "json": lambda body: native.parse(body)[0], "csv": table.parse, "coco": coco.parse, "masks": masks.parse,
 }
+#: The op-log seq an export reflects (every format; json and coco also carry it inside).
+SEQ_HEADER = "X-Labelhub-Seq"
 #: Formats whose files name images their own way (matched through a NameIndex of the project).
 INDEXED_IMPORTERS: dict[str, Callable[[bytes, NameIndex], list[Incoming]]] = {
     "yolo": yolo.parse, "voc": voc.parse, "labelstudio": labelstudio.parse,
@@ -73,10 +75,21 @@ async def export(request: Request) -> Response:
     async with unit_of_work(request) as (session, user):
         project, _ = await project_access(session, user, project_id, Privilege.IMPORT_EXPORT)
         filename = f"project-{project.id}-{fmt}.{EXPORTERS[fmt].SUFFIX}"
-    job = ExportJob(request.app.state.sessions, project_id, flt, options)
-    body: AsyncIterator[bytes] = EXPORTERS[fmt].export(job)
-    return StreamingResponse(body, media_type=EXPORTERS[fmt].MEDIA_TYPE,
-                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    snapshot = await open_snapshot(request.app.state.sessions, project_id)
+    job = ExportJob(snapshot, project_id, flt, options)
+    return StreamingResponse(_closing(EXPORTERS[fmt].export(job), snapshot),
+                             media_type=EXPORTERS[fmt].MEDIA_TYPE,
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                                      SEQ_HEADER: str(snapshot.seq)})
+
+
+async def _closing(body: AsyncIterator[bytes], snapshot: Snapshot) -> AsyncIterator[bytes]:
+    """The export's bytes; its snapshot ends with it (finished, failed or abandoned)."""
+    try:
+        async for chunk in body:
+            yield chunk
+    finally:
+        await snapshot.close()
 
 
 async def import_labels(request: Request) -> Response:

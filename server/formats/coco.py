@@ -33,10 +33,9 @@ import numpy as np
 from sqlalchemy import String, cast, select
 
 from server import strict_json
-from server.db import transaction
 from server.formats._importing import ImportFileError, Incoming
 from server.formats._outline import crop, outline, polygon_pixels
-from server.formats._source import ExportJob, ImageRecord, iter_images
+from server.formats._source import ExportJob, ImageRecord, iter_images, reading
 from server.geometry.rle import counts_to_string, rle_area, rle_bbox, rle_encode
 from server.models import LabelObjectRow
 
@@ -54,7 +53,7 @@ async def _categories(job: ExportJob) -> tuple[dict[str, int], dict[str, list[st
     """Category ids by label, and each category's keypoint names (first-seen order)."""
     keypoints: dict[str, list[str]] = {}
     col = LabelObjectRow
-    async with transaction(job.sessions) as session:
+    async with reading(job.sessions) as session:
         names = set((await session.execute(select(col.label).distinct().where(
             col.project_id == job.project_id, col.type.in_(INSTANCE_TYPES)))).scalars())
         # Only the (usually few) objects that have keypoints are read in full.
@@ -166,7 +165,8 @@ async def export(job: ExportJob) -> AsyncIterator[bytes]:
     come from the same read. COCO readers do not care about the order of the top-level keys."""
     cats, kp_names = await _categories(job)
     crowd_rle = job.options.get("crowd_rle") in ("1", "true")
-    yield b'{"info":{"description":"Labelhub export","version":"1.0"},"licenses":[],"annotations":['
+    seq = f',"labelhub_seq":{job.seq}' if job.seq is not None else ""  # the op-log position
+    yield f'{{"info":{{"description":"Labelhub export","version":"1.0"{seq}}},"licenses":[],"annotations":['.encode()
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as spool:
         ann_id, sep = 0, ""
         async for batch in iter_images(job.sessions, job.project_id, job.flt, labels=False):

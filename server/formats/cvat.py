@@ -30,12 +30,18 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import String, cast, select
 
-from server.db import transaction
 from server.formats._importing import ImportFileError, Incoming
 from server.formats._names import NameIndex
 from server.formats._outline import polygon_pixels
 from server.formats._reading import parse_xml
-from server.formats._source import ExportJob, ImageRecord, iter_images, label_defs, object_labels
+from server.formats._source import (
+    ExportJob,
+    ImageRecord,
+    iter_images,
+    label_defs,
+    object_labels,
+    reading,
+)
 from server.geometry.rle import rle_decode, rle_encode
 from server.models import LabelObjectRow
 
@@ -134,7 +140,7 @@ async def _meta(job: ExportJob) -> str:
                                  | set(await object_labels(job.sessions, job.project_id))))
     attrs: dict[str, dict[str, None]] = {}
     o = LabelObjectRow
-    async with transaction(job.sessions) as session:
+    async with reading(job.sessions) as session:
         rows = await session.execute(select(o.label, o.attributes).where(
             o.project_id == job.project_id, cast(o.attributes, String) != "{}"))
         for label, values in rows:
