@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -40,6 +40,8 @@ class Snapshot:
     def __init__(self, session: AsyncSession, seq: int) -> None:
         self.session, self.seq = session, seq
         self._turn = asyncio.Lock()
+        #: Told how many images each batch read (a job's progress).
+        self.on_batch: Callable[[int], Awaitable[None]] | None = None
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -173,6 +175,8 @@ async def iter_images(
         while records := await ahead:
             ahead = asyncio.ensure_future(
                 _read_batch(sessions, project_id, flt, records[-1].id, labels, objects, batch))
+            if isinstance(sessions, Snapshot) and sessions.on_batch is not None:
+                await sessions.on_batch(len(records))
             yield records
     finally:
         if not ahead.done():  # the client went away: stop reading

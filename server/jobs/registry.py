@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 __all__ = ["TASK_MODULES", "TaskFn", "get", "kinds", "load", "task"]
 
 #: Modules whose import registers the tasks a worker can run.
-TASK_MODULES: list[str] = ["server.jobs.builtin", "server.ai.tasks", "server.ai.model_jobs"]
+TASK_MODULES: list[str] = ["server.jobs.builtin", "server.ai.tasks", "server.ai.model_jobs",
+                           "server.formats._jobs"]
 
 TaskFn = Callable[["JobContext"], Awaitable[dict[str, Any] | None]]
 F = TypeVar("F", bound=TaskFn)

@@ -1,0 +1,175 @@
+"""Big imports and exports as durable jobs (``server/jobs/``), with progress.
+
+``GET .../export?async=1`` and ``POST .../import?async=1`` (or an import body over
+``LABELHUB_IMPORT_JOB_MB``) answer ``202 {"job": ...}``; a worker runs the job. An export job
+writes its file under ``<data dir>/transfers/`` and reports images read / images; its result
+says where to download it (``GET .../transfers/{job_id}/file``). An import job reads the upload
+stored there, parses, applies it all or nothing, and its result is the report (``status`` 200)
+or the error the request would have answered (``status`` 400/422, ``error``). Files older than
+a day are removed when a job starts.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from server._web import path_int, project_access, unit_of_work
+from server.db import transaction
+from server.errors import ApiError
+from server.formats._pipeline import EXPORTERS, apply_import, export_stream, parse_file, valid_defs
+from server.image_query import ImageFilter, apply_filter
+from server.jobs import JobContext, Status, defer, task
+from server.jobs.feed import state_of
+from server.models import Image, Job, User
+from server.permissions import Privilege
+from server.settings import Settings
+
+__all__ = ["EXPORT_KIND", "IMPORT_KIND", "queue_export", "queue_import", "routes"]
+
+EXPORT_KIND = "export"
+IMPORT_KIND = "import"
+KEEP_SECONDS = 24 * 3600
+
+
+def transfer_dir(settings: Settings) -> Path:
+    path = settings.data_dir / "transfers"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _tidy(folder: Path) -> None:
+    cutoff = time.time() - KEEP_SECONDS
+    for f in folder.iterdir():
+        if f.stat().st_mtime < cutoff:
+            f.unlink(missing_ok=True)
+
+
+async def _accepted(session: AsyncSession, job_id: int) -> Response:
+    await session.flush()
+    job = await session.get(Job, job_id)
+    assert job is not None
+    return JSONResponse({"job": state_of(job).model_dump(mode="json")}, status_code=202)
+
+
+async def queue_export(session: AsyncSession, user: User, project_id: int, fmt: str,
+                       flt: dict[str, Any], options: dict[str, str]) -> Response:
+    job_id = await defer(session, kind=EXPORT_KIND, project_id=project_id, created_by=user.id,
+                         params={"format": fmt, "filter": flt, "options": options})
+    return await _accepted(session, job_id)
+
+
+async def queue_import(session: AsyncSession, settings: Settings, user: User, project_id: int,
+                       fmt: str, body: bytes, mode: str | None, dry_run: bool) -> Response:
+    folder = transfer_dir(settings)
+    path = folder / f"import-{project_id}-{os.urandom(8).hex()}.upload"
+    path.write_bytes(body)
+    job_id = await defer(session, kind=IMPORT_KIND, project_id=project_id, created_by=user.id,
+                         params={"format": fmt, "file": path.name, "mode": mode, "dry_run": dry_run,
+                                 "user_id": user.id})
+    return await _accepted(session, job_id)
+
+
+async def _count(ctx: JobContext, flt: ImageFilter | None) -> int:
+    stmt: Any = select(Image.id).where(Image.project_id == ctx.project_id)
+    if flt is not None:
+        stmt = apply_filter(stmt, flt)
+    async with transaction(ctx.sessions) as session:
+        return int((await session.execute(select(func.count()).select_from(stmt.subquery()))).scalar_one())
+
+
+@task(EXPORT_KIND)
+async def export_job(ctx: JobContext) -> dict[str, Any]:
+    """Params: ``format``, ``filter`` (the image list's filter keys), ``options``."""
+    project_id = ctx.project_id
+    if project_id is None:
+        raise ValueError("an export job belongs to a project")
+    fmt = str(ctx.params["format"])
+    flt = ImageFilter.model_validate(ctx.params["filter"]) if ctx.params.get("filter") else None
+    folder = transfer_dir(ctx.settings)
+    _tidy(folder)
+    total, done = await _count(ctx, flt), 0
+
+    async def on_batch(n: int) -> None:
+        nonlocal done
+        done += n
+        await ctx.progress(done, total)
+
+    await ctx.progress(0, total)
+    seq, body = await export_stream(ctx.sessions, project_id, fmt, flt, dict(ctx.params.get("options") or {}),
+                                    on_batch)
+    suffix = EXPORTERS[fmt].SUFFIX
+    path = folder / f"export-{ctx.job_id}.{suffix}"
+    part = path.with_suffix(".part")
+    with part.open("wb") as out:
+        async for chunk in body:
+            out.write(chunk)
+    part.replace(path)
+    await ctx.progress(total, total)
+    return {"format": fmt, "seq": seq, "bytes": path.stat().st_size, "images": total,
+            "filename": f"project-{project_id}-{fmt}.{suffix}",
+            "download": f"/api/v1/projects/{project_id}/transfers/{ctx.job_id}/file"}
+
+
+@task(IMPORT_KIND)
+async def import_job(ctx: JobContext) -> dict[str, Any]:
+    """Params: ``format``, ``file`` (the stored upload), ``mode``, ``dry_run``, ``user_id``."""
+    project_id = ctx.project_id
+    if project_id is None:
+        raise ValueError("an import job belongs to a project")
+    path = transfer_dir(ctx.settings) / Path(str(ctx.params["file"])).name
+    if not path.is_file():
+        return {"status": 410, "error": {"code": "gone", "message": "the uploaded file is no longer stored"}}
+
+    async def run(fn: Any, *args: Any, cost: int) -> Any:
+        return await ctx.run_cpu(fn, *args)  # the worker's threads: its loop keeps its lease
+
+    try:
+        await ctx.progress(0, 2)
+        records, raw_defs = await parse_file(ctx.sessions, project_id, str(ctx.params["format"]),
+                                             path.read_bytes(), ctx.settings.max_mask_pixels, run)
+        defs = valid_defs(raw_defs)
+        await ctx.progress(1, 2)
+        async with transaction(ctx.sessions) as session:
+            user = await session.get(User, int(ctx.params["user_id"]))
+            if user is None:
+                raise ApiError(403, "forbidden", "the user who started the import no longer exists")
+            # Checked again as the import applies: the privilege may have gone meanwhile.
+            await project_access(session, user, project_id, Privilege.IMPORT_EXPORT, lock=True)
+            report = await apply_import(session, project_id, user.id, records, defs,
+                                        ctx.params.get("mode"), bool(ctx.params.get("dry_run")))
+        await ctx.progress(2, 2)
+        path.unlink(missing_ok=True)
+        return {"status": 200, "report": report}
+    except ApiError as exc:
+        path.unlink(missing_ok=True)
+        return {"status": exc.status, "error": {"code": exc.code, "message": exc.message, "details": exc.details}}
+
+
+async def download(request: Request) -> Response:
+    """``GET /api/v1/projects/{id}/transfers/{job_id}/file``: a finished export job's file."""
+    project_id, job_id = path_int(request, "project_id"), path_int(request, "job_id")
+    async with unit_of_work(request) as (session, user):
+        await project_access(session, user, project_id, Privilege.IMPORT_EXPORT)
+        job = await session.get(Job, job_id)
+        if job is None or job.project_id != project_id or job.kind != EXPORT_KIND:
+            raise ApiError(404, "not_found", "no such export job in this project")
+        if job.status != Status.DONE:
+            raise ApiError(409, "not_ready", f"the export job is {job.status}", extra={"job": job_id})
+        result = dict(job.result or {})
+    path = transfer_dir(request.app.state.settings) / f"export-{job_id}.{EXPORTERS[result['format']].SUFFIX}"
+    if not path.is_file():
+        raise ApiError(410, "gone", "the export file is no longer stored: export again")
+    return FileResponse(path, media_type=EXPORTERS[result["format"]].MEDIA_TYPE, filename=result["filename"],
+                        headers={"X-Labelhub-Seq": str(result["seq"])})
+
+
+routes = [Route("/api/v1/projects/{project_id}/transfers/{job_id}/file", download, methods=["GET"])]
