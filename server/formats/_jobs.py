@@ -25,7 +25,14 @@ from starlette.routing import Route
 from server._web import path_int, project_access, unit_of_work
 from server.db import transaction
 from server.errors import ApiError
-from server.formats._pipeline import EXPORTERS, apply_import, export_stream, parse_file, valid_defs
+from server.formats._pipeline import (
+    EXPORTERS,
+    apply_import,
+    export_stream,
+    export_type,
+    parse_file,
+    valid_defs,
+)
 from server.image_query import ImageFilter, apply_filter
 from server.jobs import JobContext, Status, defer, task
 from server.jobs.feed import state_of
@@ -104,10 +111,12 @@ async def export_job(ctx: JobContext) -> dict[str, Any]:
         await ctx.progress(done, total)
 
     await ctx.progress(0, total)
-    seq, body = await export_stream(ctx.sessions, project_id, fmt, flt, dict(ctx.params.get("options") or {}),
-                                    on_batch)
-    suffix = EXPORTERS[fmt].SUFFIX
-    path = folder / f"export-{ctx.job_id}.{suffix}"
+    options = dict(ctx.params.get("options") or {})
+    images = options.get("images") in ("1", "true")
+    seq, body = await export_stream(ctx.sessions, project_id, fmt, flt, options, on_batch,
+                                    ctx.settings.image_dir if images else None)
+    suffix = export_type(fmt, images)[1]
+    path = folder / f"export-{ctx.job_id}-{fmt}.{suffix}"
     part = path.with_suffix(".part")
     with part.open("wb") as out:
         async for chunk in body:
@@ -165,10 +174,12 @@ async def download(request: Request) -> Response:
         if job.status != Status.DONE:
             raise ApiError(409, "not_ready", f"the export job is {job.status}", extra={"job": job_id})
         result = dict(job.result or {})
-    path = transfer_dir(request.app.state.settings) / f"export-{job_id}.{EXPORTERS[result['format']].SUFFIX}"
+    path = transfer_dir(request.app.state.settings) / result["filename"].replace(
+        f"project-{project_id}-", f"export-{job_id}-", 1)
     if not path.is_file():
         raise ApiError(410, "gone", "the export file is no longer stored: export again")
-    return FileResponse(path, media_type=EXPORTERS[result["format"]].MEDIA_TYPE, filename=result["filename"],
+    media_type = "application/zip" if path.suffix == ".zip" else EXPORTERS[result["format"]].MEDIA_TYPE
+    return FileResponse(path, media_type=media_type, filename=result["filename"],
                         headers={"X-Labelhub-Seq": str(result["seq"])})
 
 

@@ -6,6 +6,7 @@ writing an export from one snapshot."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
@@ -17,6 +18,7 @@ from server import _label_store as store
 from server.db import transaction
 from server.errors import ApiError, validation_details
 from server.formats import coco, cvat, labelstudio, masks, native, table, voc, yolo
+from server.formats._images import with_images
 from server.formats._importing import ImportFileError, Incoming, images_by_name, run_import
 from server.formats._names import NameIndex
 from server.formats._source import ExportJob, Snapshot, open_snapshot
@@ -26,7 +28,7 @@ from server.models import Image, LabelDef
 from server.preferences import effective_settings
 
 __all__ = ["EXPORTERS", "EXPORT_OPTIONS", "IMPORTERS", "INDEXED_IMPORTERS", "Runner",
-           "apply_import", "export_stream", "parse_file", "valid_defs"]
+           "apply_import", "export_stream", "export_type", "parse_file", "valid_defs"]
 
 EXPORTERS: dict[str, ModuleType] = {"json": native, "csv": table, "coco": coco, "yolo": yolo,
                                     "voc": voc, "masks": masks, "labelstudio": labelstudio,
@@ -41,7 +43,7 @@ INDEXED_IMPORTERS: dict[str, Callable[[bytes, NameIndex], list[Incoming]]] = {
 #: Export query options and the values each may take (None: any text).
 EXPORT_OPTIONS: dict[str, set[str] | None] = {
     "task": {"detect", "segment"}, "types": None, "crowd_rle": {"0", "1", "true", "false"},
-    "image_url": None,
+    "image_url": None, "images": {"0", "1", "true", "false"},
 }
 #: Parse cost per body byte (``server.offload`` units): a body past ~200 KB is parsed in a worker.
 PARSE_COST_PER_BYTE = 1
@@ -144,16 +146,25 @@ async def _label_defs(session: AsyncSession, project_id: int, defs: list[LabelIn
             await session.execute(update(LabelDef).where(LabelDef.id == ids[d.name]).values(**values))
 
 
+def export_type(fmt: str, images: bool) -> tuple[str, str]:
+    """(media type, file suffix) of an export; with the image files every format is a ZIP."""
+    module = EXPORTERS[fmt]
+    return ("application/zip", "zip") if images else (module.MEDIA_TYPE, module.SUFFIX)
+
+
 async def export_stream(sessions: async_sessionmaker[AsyncSession], project_id: int, fmt: str,
                         flt: ImageFilter | None, options: dict[str, str],
-                        on_batch: Callable[[int], Awaitable[None]] | None = None
-                        ) -> tuple[int, AsyncIterator[bytes]]:
-    """The op-log seq of the export's snapshot and its bytes; the snapshot closes when the bytes
-    end, fail or are abandoned."""
+                        on_batch: Callable[[int], Awaitable[None]] | None = None,
+                        image_dir: Path | None = None) -> tuple[int, AsyncIterator[bytes]]:
+    """The op-log seq of the export's snapshot and its bytes (with the image files when
+    ``image_dir`` is given); the snapshot closes when the bytes end, fail or are abandoned."""
     snapshot = await open_snapshot(sessions, project_id)
     snapshot.on_batch = on_batch
-    job = ExportJob(snapshot, project_id, flt, options)
-    return snapshot.seq, _closing(EXPORTERS[fmt].export(job), snapshot)
+    job = ExportJob(snapshot, project_id, flt, options, image_dir)
+    module = EXPORTERS[fmt]
+    body = with_images(module, job) if image_dir is not None and module.MEDIA_TYPE != "application/zip" \
+        else module.export(job)
+    return snapshot.seq, _closing(body, snapshot)
 
 
 async def _closing(body: AsyncIterator[bytes], snapshot: Snapshot) -> AsyncIterator[bytes]:

@@ -30,6 +30,7 @@ from server.formats._pipeline import (
     INDEXED_IMPORTERS,
     apply_import,
     export_stream,
+    export_type,
     parse_file,
     valid_defs,
 )
@@ -61,13 +62,17 @@ async def export(request: Request) -> Response:
         if key in options and values is not None and options[key] not in values:
             raise invalid(f"{key} must be one of {', '.join(sorted(values))}")
     as_job = query_bool(request, "async", False)
+    images = options.get("images") in ("1", "true")
+    media_type, suffix = export_type(fmt, images)
     async with unit_of_work(request) as (session, user):
         project, _ = await project_access(session, user, project_id, Privilege.IMPORT_EXPORT)
-        filename = f"project-{project.id}-{fmt}.{EXPORTERS[fmt].SUFFIX}"
+        filename = f"project-{project.id}-{fmt}.{suffix}"
         if as_job:
             return await _jobs.queue_export(session, user, project_id, fmt, raw_filter, options)
-    seq, body = await export_stream(request.app.state.sessions, project_id, fmt, flt, options)
-    return StreamingResponse(body, media_type=EXPORTERS[fmt].MEDIA_TYPE,
+    image_dir = request.app.state.settings.image_dir if images else None
+    seq, body = await export_stream(request.app.state.sessions, project_id, fmt, flt, options,
+                                    image_dir=image_dir)
+    return StreamingResponse(body, media_type=media_type,
                              headers={"Content-Disposition": f'attachment; filename="{filename}"',
                                       SEQ_HEADER: str(seq)})
 

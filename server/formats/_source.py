@@ -17,6 +17,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from sqlalchemy import Text, cast, func, select
@@ -90,6 +91,8 @@ class ExportJob:
     project_id: int
     flt: ImageFilter | None
     options: dict[str, str]
+    #: The image store's folder when the export includes the image files (``?images=1``).
+    image_dir: Path | None = None
 
     @property
     def seq(self) -> int | None:
@@ -105,6 +108,7 @@ class ImageRecord:
     height: int
     labels: list[ImageLabelState] = field(default_factory=list)
     objects: list[dict[str, Any]] = field(default_factory=list)
+    sha256: str = ""  # where the image file is stored (an export that includes the files)
 
 
 class _Row(NamedTuple):
@@ -151,7 +155,7 @@ async def _read_batch(
     labels: bool, objects: bool, batch: int,
 ) -> list[ImageRecord]:
     async with reading(sessions) as session:
-        stmt: Any = select(Image.id, Image.name, Image.width, Image.height).where(
+        stmt: Any = select(Image.id, Image.name, Image.width, Image.height, Image.sha256).where(
             Image.project_id == project_id, Image.id > after)
         if flt is not None:
             stmt = apply_filter(stmt, flt)
@@ -161,7 +165,8 @@ async def _read_batch(
         ids = [r.id for r in rows]
         states = await read_labels(session, ids) if labels else {}
         objs = await _objects(session, ids, objects)
-    return [ImageRecord(r.id, r.name, r.width, r.height, states.get(r.id, []), objs[r.id]) for r in rows]
+    return [ImageRecord(r.id, r.name, r.width, r.height, states.get(r.id, []), objs[r.id], r.sha256)
+            for r in rows]
 
 
 async def iter_images(

@@ -10,7 +10,7 @@ import csv
 import io
 import tempfile
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 from server.formats.table import guard_cell
@@ -46,6 +46,22 @@ class ZipStream:
         info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
         info.compress_type = zipfile.ZIP_DEFLATED
         self._zip.writestr(info, data)
+
+    def add_stored(self, name: str, data: bytes) -> None:
+        """A member written as is: image files are compressed already."""
+        info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+        info.compress_type = zipfile.ZIP_STORED
+        self._zip.writestr(info, data)
+
+    async def add_async(self, name: str, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """Write a member from an async stream (another exporter's output), yielding the output."""
+        info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with self._zip.open(info, "w") as member:
+            async for chunk in chunks:
+                member.write(chunk)
+                yield self.drain()
+        yield self.drain()
 
     def add_chunks(self, name: str, chunks: Iterable[bytes]) -> Iterator[bytes]:
         """Write a member piece by piece (a listing spooled to disk), yielding the output so far."""

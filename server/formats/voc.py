@@ -18,6 +18,7 @@ from typing import Any
 from xml.etree.ElementTree import Element
 from xml.sax.saxutils import escape
 
+from server.formats._images import add_images
 from server.formats._importing import ImportFileError, Incoming
 from server.formats._names import NameIndex
 from server.formats._outline import crop, polygon_pixels
@@ -118,6 +119,8 @@ async def export(job: ExportJob) -> AsyncIterator[bytes]:
     finally:
         listing.close()
         names.close()
+    async for chunk in add_images(z, job, lambda st, name: f"JPEGImages/{st}.{suffix(name)}"):
+        yield chunk
     z.add("labelmap.txt", labelmap(list(labels)))
     yield z.close()
 

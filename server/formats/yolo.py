@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from server.formats._images import add_images
 from server.formats._importing import ImportFileError, Incoming
 from server.formats._names import NameIndex
 from server.formats._outline import crop, outline
@@ -121,6 +122,8 @@ async def export(job: ExportJob) -> AsyncIterator[bytes]:
     finally:
         listing.close()
         names.close()
+    async for chunk in add_images(z, job, lambda st, name: f"images/train/{st}.{suffix(name)}"):
+        yield chunk
     # Last, so that it names every class used (a ZIP's member order does not matter).
     z.add("data.yaml", data_yaml(list(classes)))
     yield z.close()

@@ -4,6 +4,7 @@ format, and ``names.csv`` maps each file back to its image."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import xml.etree.ElementTree as ET
@@ -12,6 +13,7 @@ import zipfile
 from starlette.applications import Starlette
 
 from server.formats._zip import member_path, stem, unique_stems
+from server.storage import ImageStore
 from tests.conftest import Api, make_project
 from tests.server._rows import make_images
 from tests.server.formats.test_native import export
@@ -60,3 +62,23 @@ async def test_cat_and_dog_stay_apart_in_every_zip(admin: Api, app: Starlette) -
     assert sorted(n for n in masks.namelist() if n.endswith(".png")) == ["cat/001/c.png", "dog/001/d.png"]
     coco = json.loads(await export(admin, pid, "coco"))
     assert sorted(i["file_name"] for i in coco["images"]) == ["cat/001.jpg", "dog/001.jpg"]
+
+
+async def test_exports_can_include_the_image_files(admin: Api, app: Starlette) -> None:
+    pid = await cat_and_dog(admin, app)
+    store = ImageStore(app.state.settings.image_dir)
+    sha = hashlib.sha256(f"{pid}/cat/001.jpg".encode()).hexdigest()  # as make_images names it
+    store.path(sha).parent.mkdir(parents=True, exist_ok=True)
+    store.path(sha).write_bytes(b"\xff\xd8 the cat's jpeg")  # the dog's file is missing
+    yolo = zipfile.ZipFile(io.BytesIO(await export(admin, pid, "yolo", images="1")))
+    assert yolo.read("images/train/cat/001.jpg") == b"\xff\xd8 the cat's jpeg"
+    assert yolo.read("missing.txt").decode() == "dog/001.jpg\n"  # listed, not a failed export
+    voc = zipfile.ZipFile(io.BytesIO(await export(admin, pid, "voc", images="1")))
+    assert voc.read("JPEGImages/cat/001.jpg") == b"\xff\xd8 the cat's jpeg"
+    resp = await admin.client.get(f"/api/v1/projects/{pid}/export", params={"format": "coco", "images": "1"})
+    assert resp.headers["content-type"] == "application/zip" and "coco.zip" in resp.headers["content-disposition"]
+    wrapped = zipfile.ZipFile(io.BytesIO(resp.content))
+    coco = json.loads(wrapped.read("annotations.json"))
+    [cat] = [i["file_name"] for i in coco["images"] if i["file_name"].startswith("cat")]
+    assert wrapped.read(f"images/{cat}") == b"\xff\xd8 the cat's jpeg"
+    assert _names(wrapped) == {"cat/001": "cat/001.jpg", "dog/001": "dog/001.jpg"}
