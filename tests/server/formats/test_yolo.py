@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -9,14 +10,18 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 import yaml
+from datumaro.components.annotation import AnnotationType
+from datumaro.components.dataset import Dataset
 from starlette.applications import Starlette
 
 from server.formats.yolo import data_yaml
 from server.geometry.raster import rasterize
 from server.geometry.validation import parse_object
+from server.storage import ImageStore
 from tests.conftest import Api, make_project
 from tests.server._rows import make_images
 from tests.server.formats._seed import H, W, seeded_project
@@ -144,3 +149,21 @@ async def test_yolo_import_refuses_bad_rows_and_writes_nothing(admin: Api, app: 
     assert all(i["objects"] == [] for i in json.loads(await export(admin, dst))["images"])
     resp = await admin.client.post(f"/api/v1/projects/{dst}/import", params={"format": "yolo"}, content=b"nope")
     assert resp.status_code == 400 and resp.json()["error"]["code"] == "bad_file"
+
+
+async def test_yolo_export_with_images_reads_in_datumaro(admin: Api, app: Starlette, tmp_path: Path) -> None:
+    pid = await seeded_project(admin, app)
+    store = ImageStore(app.state.settings.image_dir)
+    for name in ("a.png", "b.png", "c.png"):  # real files: datumaro sizes images from them
+        path = store.path(hashlib.sha256(f"{pid}/{name}".encode()).hexdigest())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(cv2.imencode(".png", np.zeros((H, W, 3), np.uint8))[1].tobytes())
+    unzip(await export(admin, pid, "yolo", images="1"), tmp_path / "y")
+    dataset = Dataset.import_from(str(tmp_path / "y"), "yolo")
+    names = dataset.categories()[AnnotationType.label]
+    items = {item.id: item for item in dataset}
+    assert set(items) == {"a", "b", "c"} and items["c"].annotations == []
+    [box] = items["b"].annotations
+    assert names[box.label].name == "cat"
+    assert [box.x, box.y, box.w, box.h] == pytest.approx([40, 30, 10, 8], abs=1e-4)
+    assert len(items["a"].annotations) == 4  # box, two polygons and the bitmap, as extents
