@@ -11,7 +11,7 @@ image's objects in Label Studio's percent coordinates (``x * 100 / width``):
   fields); polylines, rpy objects, object keypoints, ``occluded`` and ``z`` have no place.
 
 Import reads the same and Label Studio's own exports: the last annotation not cancelled of each
-task (or the file's ``completions``), rotated rectangles as polygons, per-region ``textarea`` /
+task (or the file's ``completions``; a task without one leaves its image alone), rotated rectangles as polygons, per-region ``textarea`` /
 ``choices`` / ``number`` / ``rating`` results as attributes, other ``choices`` as the image's
 labels (the first one the default). Images are matched by file name (``server/formats/_names.py``).
 """
@@ -191,7 +191,8 @@ def _image_ref(task: dict[str, Any]) -> str | None:
 
 def _read_task(rec: Incoming, task: dict[str, Any], size: tuple[int, int]) -> None:
     picked = _annotation(task)
-    if picked is None:
+    if picked is None:  # not annotated in Label Studio: the image is left as it is
+        rec.has_objects = False
         return
     a, ann = picked
     results = ann.get("result")

@@ -127,6 +127,20 @@ async def test_label_studio_round_trip_and_cat_dog(admin: Api, app: Starlette) -
                 assert value[k] == pytest.approx(v, abs=1e-9), (key, k)
 
 
+async def test_a_task_without_annotations_leaves_its_image_alone(admin: Api, app: Starlette) -> None:
+    pid = await make_project(admin, "Unannotated")
+    await make_images(app, pid, ["a.jpg"], W, H)
+    url = f"/api/v1/projects/{pid}/import"
+    await admin.client.post(url, params={"format": "labelstudio"}, json=[ls_task("a.jpg", [rect("r", "cat", 0, 0, 10, 10)])])
+    cancelled = ls_task("a.jpg", [])
+    cancelled["annotations"] = cancelled["annotations"][:1]  # only the cancelled one
+    for task in ({"id": 2, "data": {"image": "a.jpg"}}, cancelled):
+        resp = await admin.client.post(url, params={"format": "labelstudio", "mode": "replace"}, json=[task])
+        assert resp.status_code == 200 and resp.json()["images_with_object_changes"] == 0, resp.text
+    [image] = json.loads(await export(admin, pid))["images"]
+    assert [o["id"] for o in image["objects"]] == ["r"]
+
+
 async def test_bad_label_studio_files_are_refused_per_row(admin: Api, app: Starlette) -> None:
     pid = await make_project(admin, "Bad")
     await make_images(app, pid, ["a.jpg", "b.jpg", "c.jpg"], W, H)
