@@ -133,6 +133,7 @@ async def export(job: ExportJob) -> AsyncIterator[bytes]:
 
 _LISTS = {"train.txt", "val.txt", "test.txt", "classes.txt", "obj.names", "names.csv"}
 _TOLERANCE = 1e-6  # normalized coordinates are written with 6 decimals
+_MAX_YAML_BYTES = 1 << 20
 
 
 def _class_names(archive: zipfile.ZipFile) -> dict[int, str]:
@@ -141,11 +142,17 @@ def _class_names(archive: zipfile.ZipFile) -> dict[int, str]:
     files = {p.rsplit("/", 1)[-1]: p for p in archive.namelist()}
     for key in ("data.yaml", "dataset.yaml"):
         if key in files:
+            if archive.getinfo(files[key]).file_size > _MAX_YAML_BYTES:
+                raise ImportFileError(f"{key}: larger than {_MAX_YAML_BYTES} bytes")
             try:
                 data = yaml.safe_load(read_member(archive, files[key]).decode("utf-8-sig"))
             except (yaml.YAMLError, UnicodeDecodeError) as exc:
                 raise ImportFileError(f"{key}: not readable YAML ({exc})") from None
             names = data.get("names") if isinstance(data, dict) else None
+            # Scalars only: YAML aliases can nest a small file into a huge structure.
+            values = names.values() if isinstance(names, dict) else names if isinstance(names, list) else []
+            if not all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in values):
+                raise ImportFileError(f"{key}: each class name must be a text")
             if isinstance(names, list):
                 return {i: str(n) for i, n in enumerate(names)}
             if isinstance(names, dict) and all(isinstance(k, int) for k in names):

@@ -149,6 +149,10 @@ async def test_yolo_import_refuses_bad_rows_and_writes_nothing(admin: Api, app: 
     assert all(i["objects"] == [] for i in json.loads(await export(admin, dst))["images"])
     resp = await admin.client.post(f"/api/v1/projects/{dst}/import", params={"format": "yolo"}, content=b"nope")
     assert resp.status_code == 400 and resp.json()["error"]["code"] == "bad_file"
+    aliases = "a: &a [x, x, x, x]\nb: &b [*a, *a, *a, *a]\nc: &c [*b, *b, *b, *b]\nnames: [*c, *c]\n"
+    resp = await admin.client.post(f"/api/v1/projects/{dst}/import", params={"format": "yolo"},
+                                   content=_zip({"data.yaml": aliases, "labels/train/a.txt": ""}))
+    assert resp.status_code == 400 and "must be a text" in resp.json()["error"]["message"]
 
 
 async def test_yolo_export_with_images_reads_in_datumaro(admin: Api, app: Starlette, tmp_path: Path) -> None:
