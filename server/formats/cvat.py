@@ -49,10 +49,14 @@ MEDIA_TYPE = "application/xml"
 SUFFIX = "xml"
 
 
-def _esc(text: str) -> str:
+def _clean(text: str) -> str:
     # XML 1.0 cannot hold most control characters even escaped: they are dropped.
-    clean = "".join(c for c in text if c >= " " or c in "\t\n\r")
-    return clean.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return "".join(c for c in text if c >= " " or c in "\t\n\r")
+
+
+def _esc(text: str) -> str:
+    """Text content, escaped (attribute values go through ``quoteattr(_clean(...))`` instead)."""
+    return _clean(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _attr(value: Any) -> str:
@@ -83,12 +87,12 @@ def mask_rle(mask: npt.NDArray[np.bool_]) -> tuple[str, int, int, int, int] | No
 
 
 def _common(obj: dict[str, Any]) -> str:
-    return (f' label={quoteattr(_esc(obj["label"]))} source="manual" occluded="{int(obj["occluded"])}"'
+    return (f' label={quoteattr(_clean(obj["label"]))} source="manual" occluded="{int(obj["occluded"])}"'
             f' z_order="{obj["z"]}"')
 
 
 def _children(obj: dict[str, Any]) -> str:
-    return "".join(f"<attribute name={quoteattr(_esc(str(k)))}>{_attr(v)}</attribute>"
+    return "".join(f"<attribute name={quoteattr(_clean(str(k)))}>{_attr(v)}</attribute>"
                    for k, v in obj["attributes"].items())
 
 
@@ -124,9 +128,9 @@ def shapes_for(obj: dict[str, Any], w: int, h: int) -> list[str]:
 
 
 def image_xml(img: ImageRecord, frame: int) -> str:
-    out = [f'  <image id="{frame}" name={quoteattr(_esc(img.name))} width="{img.width}" height="{img.height}">']
+    out = [f'  <image id="{frame}" name={quoteattr(_clean(img.name))} width="{img.width}" height="{img.height}">']
     for s in sorted(img.labels, key=lambda s: not s.is_default):
-        out.append(f'    <tag label={quoteattr(_esc(s.label))} source="manual"></tag>')
+        out.append(f'    <tag label={quoteattr(_clean(s.label))} source="manual"></tag>')
     for obj in img.objects:
         out += shapes_for(obj, img.width, img.height)
     out.append("  </image>")

@@ -125,9 +125,22 @@ async def test_cvat_round_trip_and_cat_dog(admin: Api, app: Starlette) -> None:
 
 async def test_cat_and_dog_export(admin: Api, app: Starlette) -> None:
     pid = await cat_and_dog(admin, app)
-    root = ET.fromstring(await export(admin, pid, "cvat"))
+    odd = 'a&b <c> "d"'  # escaped once, in attributes, text and <meta>
+    body = {"images": [{"name": "dog/001.jpg", "objects": [
+        {"id": "d", "type": "bbox", "label": odd, "attributes": {odd: odd},
+         "geometry": {"x": 30, "y": 20, "w": 20, "h": 20}}]}]}
+    resp = await admin.client.post(f"/api/v1/projects/{pid}/import", params={"format": "json"}, json=body)
+    assert resp.status_code == 200, resp.text
+    xml = await export(admin, pid, "cvat")
+    root = ET.fromstring(xml)
     assert [(i.attrib["name"], i[0].attrib["label"]) for i in root.findall("image")] == [
-        ("cat/001.jpg", "cat"), ("dog/001.jpg", "dog")]
+        ("cat/001.jpg", "cat"), ("dog/001.jpg", odd)]
+    assert root.find("image/box/attribute").attrib["name"] == odd  # type: ignore[union-attr]
+    assert odd in [el.text for el in root.iter("name")]
+    resp = await admin.client.post(f"/api/v1/projects/{pid}/import", params={"format": "cvat"}, content=xml)
+    assert resp.status_code == 200 and resp.json()["images_with_object_changes"] == 2, resp.text
+    dog = json.loads(await export(admin, pid))["images"][1]["objects"][0]
+    assert (dog["label"], dog["attributes"]) == (odd, {odd: odd})
 
 
 async def test_hostile_and_malformed_cvat_files_are_refused(admin: Api, app: Starlette) -> None:
