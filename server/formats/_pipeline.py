@@ -10,6 +10,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
+import anyio
 from pydantic import ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -172,4 +173,7 @@ async def _closing(body: AsyncIterator[bytes], snapshot: Snapshot) -> AsyncItera
         async for chunk in body:
             yield chunk
     finally:
-        await snapshot.close()
+        # Shielded: when the client goes away the response's task is cancelled, and the
+        # connection must still go back to the pool.
+        with anyio.CancelScope(shield=True):
+            await snapshot.close()
