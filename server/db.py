@@ -33,6 +33,10 @@ def private_file(path: Path) -> None:
         path.chmod(mode & 0o700)
 
 
+#: Execution option of a connection that only reads, in one snapshot (see ``make_engine``).
+READ_SNAPSHOT = "labelhub_read_snapshot"
+
+
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
@@ -58,7 +62,10 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         @event.listens_for(engine.sync_engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
             # Take the write lock at BEGIN so read-then-write transactions cannot deadlock.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # A read-only snapshot (an export: server/formats/_source.py) takes none: in WAL
+            # mode it reads one snapshot from its first read on while writers go on.
+            read_only = conn.get_execution_options().get(READ_SNAPSHOT, False)
+            conn.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     kwargs.setdefault("pool_size", 10)

@@ -18,7 +18,8 @@ from starlette.routing import Route
 from server._upload_save import unavailable
 from server._web import parse_as, path_int, project_access, unit_of_work
 from server.errors import invalid, not_found
-from server.formats._routes import _OPTIONS, EXPORTERS, _format
+from server.formats._pipeline import EXPORT_OPTIONS, EXPORTERS
+from server.formats._routes import _format
 from server.formats._source import ExportJob
 from server.image_query import ImageFilter
 from server.permissions import Privilege
@@ -43,9 +44,10 @@ async def save_export(request: Request) -> Response:
     project_id = path_int(request, "project_id")
     fmt = _format(request, EXPORTERS)
     flt = parse_as(ImageFilter, ImageFilter.from_query(request.query_params))
-    options = {k: v for k, v in request.query_params.items() if k in _OPTIONS}
-    for key, values in _OPTIONS.items():
-        if key in options and options[key] not in values:
+    options = {k: v for k, v in request.query_params.items()
+               if k in EXPORT_OPTIONS and k != "images"}  # kept exports hold the labels only
+    for key, values in EXPORT_OPTIONS.items():
+        if key in options and values is not None and options[key] not in values:
             raise invalid(f"{key} must be one of {', '.join(sorted(values))}")
     async with unit_of_work(request) as (session, user):
         await project_access(session, user, project_id, Privilege.IMPORT_EXPORT)

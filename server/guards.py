@@ -31,8 +31,8 @@ __all__ = ["SECURITY_HEADERS", "Guard", "origin_allowed"]
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FORM_TYPES = frozenset({"text/plain", "application/x-www-form-urlencoded"})
-# The only routes that take multipart bodies.
-MULTIPART_PATHS = re.compile(r"^/api/v1/projects/[^/]+/images(/zip)?/?$")
+# The only routes that take multipart bodies: image uploads and label imports (``curl -F``).
+MULTIPART_PATHS = re.compile(r"^/api/v1/projects/[^/]+/(images(/zip)?|import)/?$")
 
 # The browser app is same-origin ES modules, a stylesheet, images from the API and blob:/data:
 # URLs, and one WebSocket back to this server ('self' covers ws:/wss: to the same host in

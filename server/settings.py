@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     offload_queue: int = Field(default=8, ge=0)
     # Largest mask (decoded pixels) an import reads; a mask must also fit its image.
     max_mask_pixels: int = Field(default=100_000_000, ge=1)
+    # An import body larger than this (MiB) runs as a job (202 + job id) instead of in the request.
+    import_job_mb: int = Field(default=64, ge=0)
     # PostgreSQL connection pool of each server process. A request that waits longer than
     # db_pool_timeout for a connection gets "busy" (HTTP 503, socket error) instead of a 500.
     db_pool_size: int = Field(default=10, ge=1)

@@ -1,7 +1,8 @@
 """Import and export in the formats people train with; one module per format.
 
-Export: ``json`` (native, lossless), ``csv``, ``coco``, ``yolo``, ``voc``, ``masks``.
-Import: ``json``, ``csv``, ``coco``, ``masks``. Routes are in ``_routes.py``.
+Export: ``json`` (native, lossless), ``csv``, ``coco``, ``yolo``, ``voc``, ``masks``,
+``labelstudio``, ``cvat``. Import: all of them but ``masks``' export-only options. Routes are in
+``_routes.py``, the steps they share with the jobs (``_jobs.py``) in ``_pipeline.py``.
 """
 
 from __future__ import annotations

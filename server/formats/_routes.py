@@ -1,19 +1,16 @@
-"""``GET /projects/{id}/export`` and ``POST /projects/{id}/import`` (privilege ``import_export``)."""
+"""``GET /projects/{id}/export`` and ``POST /projects/{id}/import`` (privilege ``import_export``);
+``?async=1`` (or an import over ``LABELHUB_IMPORT_JOB_MB``) runs them as jobs (``_jobs.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from types import ModuleType
 from typing import Any
 
-from pydantic import ValidationError
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from server import _label_store as store
 from server import offload
 from server._web import (
     authorize,
@@ -24,25 +21,28 @@ from server._web import (
     query_bool,
     unit_of_work,
 )
-from server.errors import ApiError, invalid, validation_details
-from server.formats import coco, masks, native, table, voc, yolo
-from server.formats._importing import ImportFileError, Incoming, images_by_name, run_import
-from server.formats._source import ExportJob
+from server.errors import ApiError, invalid
+from server.formats import _jobs
+from server.formats._pipeline import (
+    EXPORT_OPTIONS,
+    EXPORTERS,
+    IMPORTERS,
+    INDEXED_IMPORTERS,
+    apply_import,
+    export_stream,
+    export_type,
+    parse_file,
+    valid_defs,
+)
 from server.image_query import ImageFilter
-from server.labels import LabelIn
-from server.limits import read_limited, upload_limit
-from server.models import LabelDef
+from server.limits import limit_body, read_limited, upload_limit
 from server.permissions import Privilege
-from server.preferences import effective_settings
+from server.storage import open_store
 
-EXPORTERS: dict[str, ModuleType] = {"json": native, "csv": table, "coco": coco, "yolo": yolo,
-                                    "voc": voc, "masks": masks}
-IMPORTERS: dict[str, Callable[[bytes], list[Incoming]]] = {
-    "json": lambda body: native.parse(body)[0], "csv": table.parse, "coco": coco.parse, "masks": masks.parse,
-}
-#: Parse cost per body byte (``server.offload`` units): a body past ~200 KB is parsed in a worker.
-_PARSE_COST_PER_BYTE = 1
-_OPTIONS = {"task": {"detect", "segment"}}
+__all__ = ["SEQ_HEADER", "routes"]
+
+#: The op-log seq an export reflects (every format; json and coco also carry it inside).
+SEQ_HEADER = "X-Labelhub-Seq"
 
 
 def _format(request: Request, allowed: Any) -> str:
@@ -56,114 +56,80 @@ def _format(request: Request, allowed: Any) -> str:
 async def export(request: Request) -> Response:
     project_id = path_int(request, "project_id")
     fmt = _format(request, EXPORTERS)
-    flt = parse_as(ImageFilter, ImageFilter.from_query(request.query_params))
-    options = {k: v for k, v in request.query_params.items() if k in ("task", "types")}
-    for key, values in _OPTIONS.items():
-        if key in options and options[key] not in values:
+    raw_filter = ImageFilter.from_query(request.query_params)
+    flt = parse_as(ImageFilter, raw_filter)
+    options = {k: v for k, v in request.query_params.items() if k in EXPORT_OPTIONS}
+    for key, values in EXPORT_OPTIONS.items():
+        if key in options and values is not None and options[key] not in values:
             raise invalid(f"{key} must be one of {', '.join(sorted(values))}")
+    as_job = query_bool(request, "async", False)
+    images = options.get("images") in ("1", "true")
+    media_type, suffix = export_type(fmt, images)
     async with unit_of_work(request) as (session, user):
         project, _ = await project_access(session, user, project_id, Privilege.IMPORT_EXPORT)
-        filename = f"project-{project.id}-{fmt}.{EXPORTERS[fmt].SUFFIX}"
-    job = ExportJob(request.app.state.sessions, project_id, flt, options)
-    body: AsyncIterator[bytes] = EXPORTERS[fmt].export(job)
-    return StreamingResponse(body, media_type=EXPORTERS[fmt].MEDIA_TYPE,
-                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+        filename = f"project-{project.id}-{fmt}.{suffix}"
+        if as_job:
+            return await _jobs.queue_export(session, user, project_id, fmt, raw_filter, options)
+    store = open_store(request.app.state.settings) if images else None
+    seq, body = await export_stream(request.app.state.sessions, project_id, fmt, flt, options,
+                                    images=store)
+    return StreamingResponse(body, media_type=media_type,
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                                      SEQ_HEADER: str(seq)})
 
 
 async def import_labels(request: Request) -> Response:
     project_id = path_int(request, "project_id")
-    fmt = _format(request, IMPORTERS)
+    fmt = _format(request, sorted(IMPORTERS.keys() | INDEXED_IMPORTERS.keys()))
     dry_run = query_bool(request, "dry_run", False)
+    as_job = query_bool(request, "async", False)
     mode = request.query_params.get("mode")
     if mode not in (None, "", "replace", "merge"):
         raise invalid("mode must be replace or merge (default: the project's override setting)")
     # The privilege first: nobody else makes the server read a file (counted while reading; F1).
     await authorize(request, needs(project_id, Privilege.IMPORT_EXPORT))
-    body = await read_limited(request, upload_limit(request))
-    max_mask_pixels = request.app.state.settings.max_mask_pixels
-    records, raw_defs = await _parse(request, project_id, fmt, body, max_mask_pixels)
-    defs = _valid_defs(raw_defs)
-    async with unit_of_work(request) as (session, user):
-        await project_access(session, user, project_id, Privilege.IMPORT_EXPORT, lock=True)
-        settings = await effective_settings(session, project_id, user.id)
-        replace = settings.override_labels_on_import if not mode else mode == "replace"
-        report = await run_import(session, project_id, user.id, records, settings,
-                                  replace=replace, dry_run=dry_run)
-        if report.refused and not dry_run:
-            raise ApiError(422, "import_refused",
-                           f"{report.refused} of {report.rows} rows were refused; nothing was imported",
-                           report.to_dict())
-        if defs and not dry_run:
-            await _label_defs(session, project_id, defs)
-        return JSONResponse(report.to_dict())
-
-
-def _valid_defs(defs: list[dict[str, Any]]) -> list[LabelIn]:
-    """A native file's label definitions, checked by the model ``POST .../labels`` uses (one rule
-    in one place): 422 naming ``labels.N.field``, before anything is written. Keys other than
-    name, color and shortcut are ignored, as the export writes no others."""
-    out = []
-    for i, d in enumerate(defs):
-        try:
-            out.append(LabelIn.model_validate({k: d[k] for k in ("name", "color", "shortcut") if k in d}))
-        except ValidationError as exc:
-            details = validation_details(exc)
-            where = f"labels.{i}.{details[0]['field'] or 'name'}"
-            raise ApiError(422, "invalid", f"{where}: {details[0]['message']}", details) from None
-    return out
-
-
-async def _parse(request: Request, project_id: int, fmt: str, body: bytes,
-                 max_mask_pixels: int) -> tuple[list[Incoming], list[dict[str, Any]]]:
-    """The file's records (and a native file's label definitions), parsed in the worker pool:
-    decoding is CPU work the event loop must not do. Masks are read in two steps: the image
-    names from the ZIP's directory, then each mask checked against its image's size before it
-    is decoded."""
-    cost = len(body) * _PARSE_COST_PER_BYTE
+    body = await read_body(request)
+    settings = request.app.state.settings
+    if as_job or len(body) > settings.import_job_mb * 1024 * 1024:
+        async with unit_of_work(request) as (session, user):
+            await project_access(session, user, project_id, Privilege.IMPORT_EXPORT)
+            return await _jobs.queue_import(session, settings, user, project_id, fmt, body, mode or None,
+                                            dry_run)
+    pool = offload.get()
     try:
-        if fmt == "json":
-            return await offload.run(native.parse, body, cost=cost)
-        if fmt != "masks":
-            return await offload.run(IMPORTERS[fmt], body, cost=cost), []
-        names = await offload.run(masks.image_names, body, cost=cost)
-        async with unit_of_work(request) as (session, _user):
-            sizes = await image_sizes(session, project_id, names)
-        # Decoding costs the pixels it may produce, whatever the file's size: always the pool.
-        return await offload.run(masks.parse, body, sizes, max_mask_pixels,
-                                 cost=max(cost, offload.get().inline_cost)), []
-    except ImportFileError as exc:
-        raise ApiError(400, "bad_file", str(exc)) from None
+        records, raw_defs = await parse_file(request.app.state.sessions, project_id, fmt, body,
+                                             settings.max_mask_pixels, pool.run, pool.inline_cost)
     except offload.Busy as exc:
         raise ApiError(503, "busy", exc.message) from None
+    defs = valid_defs(raw_defs)
+    async with unit_of_work(request) as (session, user):
+        await project_access(session, user, project_id, Privilege.IMPORT_EXPORT, lock=True)
+        return JSONResponse(await apply_import(session, project_id, user.id, records, defs, mode, dry_run))
 
 
-async def image_sizes(session: AsyncSession, project_id: int,
-                      names: set[str]) -> dict[str, tuple[int, int]]:
-    """(width, height) by name of the project's images named in ``names`` (a name two images
-    share is left out: the import refuses it anyway)."""
-    found = await images_by_name(session, project_id, names)
-    return {name: (m[0][1], m[0][2]) for name, m in found.items() if len(m) == 1}
-
-
-async def _label_defs(session: AsyncSession, project_id: int, defs: list[LabelIn]) -> None:
-    """Colors and shortcuts from a native file (labels are created; existing ones recolored)."""
-    ids = await store.ensure_label_defs(session, project_id, [d.name for d in defs])
-    for d in defs:
-        if d.name not in ids:
-            continue
-        values: dict[str, Any] = {}
-        if d.color is not None:
-            values["color"] = d.color
-        if d.shortcut is not None:
-            taken = (await session.execute(select(LabelDef.id).where(
-                LabelDef.project_id == project_id, LabelDef.shortcut == d.shortcut))).scalar_one_or_none()
-            if taken is None or taken == ids[d.name]:
-                values["shortcut"] = d.shortcut
-        if values:
-            await session.execute(update(LabelDef).where(LabelDef.id == ids[d.name]).values(**values))
+async def read_body(request: Request) -> bytes:
+    """The import file: the raw body, or the ``file`` field of a multipart form (``curl -F
+    file=@labels.json``), both counted against the upload limit while they arrive."""
+    limit = upload_limit(request)
+    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if kind != "multipart/form-data":
+        return await read_limited(request, limit)
+    try:
+        form = await limit_body(request, limit).form(max_files=1, max_fields=10)
+    except MultiPartException as exc:
+        raise ApiError(400, "bad_form", exc.message) from None
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise invalid("the form needs a file field named file",
+                          [{"field": "file", "message": "missing"}])
+        return await upload.read()
+    finally:
+        await form.close()
 
 
 routes = [
     Route("/api/v1/projects/{project_id}/export", export, methods=["GET"]),
     Route("/api/v1/projects/{project_id}/import", import_labels, methods=["POST"]),
+    *_jobs.routes,
 ]

@@ -1,17 +1,21 @@
 """Reading a project's labels in bounded batches of images, for every exporter.
 
-Each batch runs in its own short transaction (keyset pagination on image id), so an export of a
-huge project never holds one transaction open, and memory stays at two batches (the one being
-converted and the next, read ahead meanwhile). An export is therefore not one snapshot: an edit
-committed while it runs shows up if it touches an image not yet read.
+An export reads one snapshot of the project (:func:`open_snapshot`): one read-only transaction
+held for the whole export — ``REPEATABLE READ`` on PostgreSQL, a deferred (lock-free) read
+transaction in SQLite's WAL mode — so edits committed while it runs never half-appear, and the
+export states the op-log ``seq`` it reflects (the project's seq read first in that snapshot;
+seqs are handed out under the project row's lock, so every op up to it is in, none after).
+Writers are not blocked meanwhile. Batches are read by keyset pagination on image id, and
+memory stays at two batches (the one being converted and the next, read ahead meanwhile).
+Without a snapshot (``sessions`` a plain session factory) each batch is its own transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import suppress
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -21,21 +25,79 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server._label_store import read_labels
 from server._object_store import row_to_dict  # the one wire form of an object row
 from server.classification import ImageLabelState
-from server.db import transaction
+from server.db import READ_SNAPSHOT, transaction
 from server.image_query import ImageFilter, apply_filter
-from server.models import Image, LabelDef, LabelObjectRow
+from server.models import Image, LabelDef, LabelObjectRow, Project
+from server.storage import Store
 
 BATCH = 500
+
+
+class Snapshot:
+    """One read-only transaction an export reads everything from; ``seq`` is the op-log
+    position it reflects. Reads take turns (one connection): the read-ahead and the
+    exporter's own queries never overlap."""
+
+    def __init__(self, session: AsyncSession, seq: int) -> None:
+        self.session, self.seq = session, seq
+        self._turn = asyncio.Lock()
+        #: Told how many images each batch read (a job's progress).
+        self.on_batch: Callable[[int], Awaitable[None]] | None = None
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        async with self._turn:
+            yield self.session
+
+    async def close(self) -> None:
+        await self.session.close()  # rolls the read-only transaction back
+
+
+Sessions = async_sessionmaker[AsyncSession] | Snapshot
+
+
+async def open_snapshot(sessions: async_sessionmaker[AsyncSession], project_id: int) -> Snapshot:
+    """A snapshot of the project for an export (close it when the export ends)."""
+    engine: Any = sessions.kw["bind"]
+    options: dict[str, Any] = {READ_SNAPSHOT: True}
+    if engine.dialect.name == "postgresql":
+        options.update(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+    session = AsyncSession(bind=engine.execution_options(**options), expire_on_commit=False)
+    try:
+        await session.begin()
+        seq = (await session.execute(select(Project.seq).where(Project.id == project_id))).scalar_one_or_none()
+    except BaseException:
+        await session.close()
+        raise
+    return Snapshot(session, int(seq or 0))
+
+
+@asynccontextmanager
+async def reading(sessions: Sessions) -> AsyncIterator[AsyncSession]:
+    """A session to read with: the snapshot's, or a short transaction of its own."""
+    if isinstance(sessions, Snapshot):
+        async with sessions.read() as session:
+            yield session
+    else:
+        async with transaction(sessions) as session:
+            yield session
 
 
 @dataclass(frozen=True)
 class ExportJob:
     """What an exporter needs: where to read, which images, and the format's query options."""
 
-    sessions: async_sessionmaker[AsyncSession]
+    sessions: Sessions
     project_id: int
     flt: ImageFilter | None
     options: dict[str, str]
+    #: The image store when the export includes the image files (``?images=1``).
+    images: Store | None = None
+
+    @property
+    def seq(self) -> int | None:
+        """The op-log position the export reflects (None without a snapshot)."""
+        return self.sessions.seq if isinstance(self.sessions, Snapshot) else None
 
 
 @dataclass
@@ -47,6 +109,7 @@ class ImageRecord:
     labels: list[ImageLabelState] = field(default_factory=list)
     objects: list[dict[str, Any]] = field(default_factory=list)
     state: str = "new"  # the workflow state (server/workflow.py)
+    sha256: str = ""  # where the image file is stored (an export that includes the files)
 
 
 class _Row(NamedTuple):
@@ -89,11 +152,12 @@ async def _objects(session: AsyncSession, ids: list[int], with_objects: bool) ->
 
 
 async def _read_batch(
-    sessions: async_sessionmaker[AsyncSession], project_id: int, flt: ImageFilter | None, after: int,
+    sessions: Sessions, project_id: int, flt: ImageFilter | None, after: int,
     labels: bool, objects: bool, batch: int,
 ) -> list[ImageRecord]:
-    async with transaction(sessions) as session:
-        stmt: Any = select(Image.id, Image.name, Image.width, Image.height, Image.state).where(
+    async with reading(sessions) as session:
+        stmt: Any = select(Image.id, Image.name, Image.width, Image.height, Image.state,
+                           Image.sha256).where(
             Image.project_id == project_id, Image.id > after)
         if flt is not None:
             stmt = apply_filter(stmt, flt)
@@ -103,12 +167,13 @@ async def _read_batch(
         ids = [r.id for r in rows]
         states = await read_labels(session, ids) if labels else {}
         objs = await _objects(session, ids, objects)
-    return [ImageRecord(r.id, r.name, r.width, r.height, states.get(r.id, []), objs[r.id], r.state)
+    return [ImageRecord(r.id, r.name, r.width, r.height, states.get(r.id, []), objs[r.id], r.state,
+                        r.sha256)
             for r in rows]
 
 
 async def iter_images(
-    sessions: async_sessionmaker[AsyncSession], project_id: int, flt: ImageFilter | None,
+    sessions: Sessions, project_id: int, flt: ImageFilter | None,
     *, labels: bool = True, objects: bool = True, batch: int = BATCH,
 ) -> AsyncIterator[list[ImageRecord]]:
     """Batches of images (ordered by id) matching ``flt`` with their labels and objects. The next
@@ -118,6 +183,8 @@ async def iter_images(
         while records := await ahead:
             ahead = asyncio.ensure_future(
                 _read_batch(sessions, project_id, flt, records[-1].id, labels, objects, batch))
+            if isinstance(sessions, Snapshot) and sessions.on_batch is not None:
+                await sessions.on_batch(len(records))
             yield records
     finally:
         if not ahead.done():  # the client went away: stop reading
@@ -126,16 +193,16 @@ async def iter_images(
                 await ahead
 
 
-async def label_defs(sessions: async_sessionmaker[AsyncSession], project_id: int) -> list[dict[str, Any]]:
-    async with transaction(sessions) as session:
+async def label_defs(sessions: Sessions, project_id: int) -> list[dict[str, Any]]:
+    async with reading(sessions) as session:
         rows = await session.execute(select(LabelDef.name, LabelDef.color, LabelDef.shortcut)
                                      .where(LabelDef.project_id == project_id).order_by(LabelDef.name))
         return [{"name": n, "color": c, "shortcut": s} for n, c, s in rows]
 
 
-async def object_labels(sessions: async_sessionmaker[AsyncSession], project_id: int) -> list[str]:
+async def object_labels(sessions: Sessions, project_id: int) -> list[str]:
     """Distinct object label names of the project, sorted (stable category/class ids)."""
-    async with transaction(sessions) as session:
+    async with reading(sessions) as session:
         rows = await session.execute(select(LabelObjectRow.label).where(
             LabelObjectRow.project_id == project_id).distinct())
         return sorted({r for (r,) in rows})

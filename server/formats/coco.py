@@ -6,8 +6,9 @@ names its objects use). Per object:
 * ``bbox`` -> ``bbox`` as drawn; ``segmentation`` is the rectangle of pixels the box covers;
 * ``polygon`` -> ``segmentation`` as polygon lists: the exact pixel outline of the polygon as
   Labelhub rasterizes it, so ``annToMask`` gives the same pixels (``bbox`` is the vertex extent);
-* polygons with holes and ``bitmap`` -> ``segmentation`` as compressed RLE with ``iscrowd: 1``
-  (COCO's convention for RLE); all others ``iscrowd: 0``;
+* polygons with holes and ``bitmap`` -> ``segmentation`` as compressed RLE, ``iscrowd: 0`` (an
+  instance trainers learn from; ``?crowd_rle=1`` gives the old ``iscrowd: 1``); all others
+  ``iscrowd: 0``;
 * ``area`` is the pixel count; points, polylines and rpy objects are not COCO instances and are
   left out. Each annotation carries ``labelhub: {"id", "type"}``, ``attributes`` and
   ``occluded`` (extra keys COCO readers ignore; the importer uses them).
@@ -32,10 +33,9 @@ import numpy as np
 from sqlalchemy import String, cast, select
 
 from server import strict_json
-from server.db import transaction
 from server.formats._importing import ImportFileError, Incoming
 from server.formats._outline import crop, outline, polygon_pixels
-from server.formats._source import ExportJob, ImageRecord, iter_images
+from server.formats._source import ExportJob, ImageRecord, iter_images, reading
 from server.geometry.rle import counts_to_string, rle_area, rle_bbox, rle_encode
 from server.models import LabelObjectRow
 
@@ -53,7 +53,7 @@ async def _categories(job: ExportJob) -> tuple[dict[str, int], dict[str, list[st
     """Category ids by label, and each category's keypoint names (first-seen order)."""
     keypoints: dict[str, list[str]] = {}
     col = LabelObjectRow
-    async with transaction(job.sessions) as session:
+    async with reading(job.sessions) as session:
         names = set((await session.execute(select(col.label).distinct().where(
             col.project_id == job.project_id, col.type.in_(INSTANCE_TYPES)))).scalars())
         # Only the (usually few) objects that have keypoints are read in full.
@@ -93,8 +93,10 @@ def box_text(obj: dict[str, Any], w: int, h: int, ann_id: int, image_id: int, ca
             f'"attributes":{_dumps(attrs) if attrs else "{}"},"occluded":{"true" if obj["occluded"] else "false"}}}')
 
 
-def annotation(obj: dict[str, Any], w: int, h: int) -> dict[str, Any] | None:
-    """The COCO fields of one object (without ids/category), or None if it is not an instance."""
+def annotation(obj: dict[str, Any], w: int, h: int, crowd_rle: bool = False) -> dict[str, Any] | None:
+    """The COCO fields of one object (without ids/category), or None if it is not an instance.
+    RLE segmentations are ``iscrowd: 0`` unless ``crowd_rle`` (the old export's convention,
+    which most trainers read as "ignore this region")."""
     g, kind = obj["geometry"], obj["type"]
     if kind == "bbox":
         c0, r0, c1, r1 = box_pixels(g, w, h)
@@ -104,7 +106,7 @@ def annotation(obj: dict[str, Any], w: int, h: int) -> dict[str, Any] | None:
     if kind == "bitmap":
         rle = g["rle"]
         return {"segmentation": {"size": rle["size"], "counts": rle["counts"]}, "area": rle_area(rle),
-                "bbox": rle_bbox(rle), "iscrowd": 1}
+                "bbox": rle_bbox(rle), "iscrowd": int(crowd_rle)}
     if kind != "polygon":
         return None
     mask, (x0, y0), bbox = polygon_pixels(g, w, h)
@@ -116,13 +118,13 @@ def annotation(obj: dict[str, Any], w: int, h: int) -> dict[str, Any] | None:
     if any(holes for _ext, holes in rings):
         full = np.zeros((h, w), dtype=bool)
         full[y0 : y0 + mask.shape[0], x0 : x0 + mask.shape[1]] = mask
-        return {"segmentation": rle_encode(full), "area": area, "bbox": bbox, "iscrowd": 1}
+        return {"segmentation": rle_encode(full), "area": area, "bbox": bbox, "iscrowd": int(crowd_rle)}
     seg: list[list[float]] = [[float(v) for pt in ext for v in pt] for ext, _holes in rings]
     return {"segmentation": seg, "area": area, "bbox": bbox, "iscrowd": 0}
 
 
 def _convert(batch: list[ImageRecord], cats: dict[str, int], kp_names: dict[str, list[str]],
-             ann_id: int) -> tuple[list[str], list[str], int]:
+             ann_id: int, crowd_rle: bool = False) -> tuple[list[str], list[str], int]:
     """One batch as JSON texts (annotations, images) and the last annotation id used. Runs in a
     worker thread: polygons are rasterized and traced here, which must not stall the server."""
     out: list[str] = []
@@ -137,7 +139,7 @@ def _convert(batch: list[ImageRecord], cats: dict[str, int], kp_names: dict[str,
                 ann_id += 1
                 out.append(box_text(obj, im.width, im.height, ann_id, im.id, cats[obj["label"]]))
                 continue
-            ann = annotation(obj, im.width, im.height)
+            ann = annotation(obj, im.width, im.height, crowd_rle)
             if ann is None:
                 continue
             ann_id += 1
@@ -162,11 +164,13 @@ async def export(job: ExportJob) -> AsyncIterator[bytes]:
     spooled (to disk past a few MB) and written after them, so every image and its annotations
     come from the same read. COCO readers do not care about the order of the top-level keys."""
     cats, kp_names = await _categories(job)
-    yield b'{"info":{"description":"Labelhub export","version":"1.0"},"licenses":[],"annotations":['
+    crowd_rle = job.options.get("crowd_rle") in ("1", "true")
+    seq = f',"labelhub_seq":{job.seq}' if job.seq is not None else ""  # the op-log position
+    yield f'{{"info":{{"description":"Labelhub export","version":"1.0"{seq}}},"licenses":[],"annotations":['.encode()
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as spool:
         ann_id, sep = 0, ""
         async for batch in iter_images(job.sessions, job.project_id, job.flt, labels=False):
-            out, images, ann_id = await asyncio.to_thread(_convert, batch, cats, kp_names, ann_id)
+            out, images, ann_id = await asyncio.to_thread(_convert, batch, cats, kp_names, ann_id, crowd_rle)
             if out:
                 yield (sep + ",".join(out)).encode()
                 sep = ","

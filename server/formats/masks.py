@@ -23,9 +23,10 @@ import cv2
 import numpy as np
 
 from server import offload
+from server.formats._images import add_images
 from server.formats._importing import ImportFileError, Incoming
 from server.formats._source import ExportJob, ImageRecord, iter_images
-from server.formats._zip import Spool, ZipStream, unique_stems
+from server.formats._zip import Spool, ZipStream, suffix, unique_stems
 from server.formats.table import guard_cell, unguard_cell
 from server.geometry.raster import rasterize
 from server.geometry.rle import rle_encode
@@ -88,6 +89,8 @@ async def export(job: ExportJob) -> AsyncIterator[bytes]:
             yield chunk
     finally:
         index.close()
+    async for chunk in add_images(z, job, lambda st, name: f"images/{st}.{suffix(name)}"):
+        yield chunk
     yield z.close()
 
 

@@ -42,7 +42,8 @@ def _image_texts(batch: list[ImageRecord]) -> list[str]:
 
 async def export(job: ExportJob) -> AsyncIterator[bytes]:
     labels = await label_defs(job.sessions, job.project_id)
-    yield f'{{"format":"labelhub","version":1,"labels":{_dumps(labels)},"images":['.encode()
+    seq = f'"seq":{job.seq},' if job.seq is not None else ""  # the op-log position it reflects
+    yield f'{{"format":"labelhub","version":1,{seq}"labels":{_dumps(labels)},"images":['.encode()
     sep = "\n"
     async for batch in iter_images(job.sessions, job.project_id, job.flt):
         texts = await asyncio.to_thread(_image_texts, batch)  # big bitmaps: off the event loop

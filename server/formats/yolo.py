@@ -6,20 +6,33 @@ normalized to 0..1. ``?task=segment``: one ``class x1 y1 x2 y2 ...`` line per po
 (vertices as drawn), per box (its corners) and per bitmap component (its exact pixel outline).
 Classes are the object labels in name order (``names`` in ``data.yaml``). Points, polylines and
 rpy objects are left out.
+
+Import (``format=yolo``): the same ZIP (or any ultralytics/darknet layout: ``data.yaml`` or
+``classes.txt`` for the names, ``labels/<split>/<path>.txt``); 5-value lines are boxes, longer
+ones polygons. One record per label file (an empty file: no objects).
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
+import zipfile
 from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
+import yaml
 
+from server.formats._images import add_images
+from server.formats._importing import ImportFileError, Incoming
+from server.formats._names import NameIndex
 from server.formats._outline import crop, outline
+from server.formats._reading import open_zip, read_member
 from server.formats._source import ExportJob, ImageRecord, iter_images, object_labels
-from server.formats._zip import Spool, ZipStream, member_name, unique_stems
+from server.formats._zip import Spool, ZipStream, names_rows, suffix, unique_stems
+from server.formats.table import unguard_cell
 from server.geometry.rle import rle_bbox, rle_decode
 
 MEDIA_TYPE = "application/zip"
@@ -85,8 +98,7 @@ def _write_batch(z: ZipStream, batch: list[ImageRecord], stems: list[str], class
                 classes[obj["label"]] = len(classes)
             lines += lines_for(obj, classes[obj["label"]], im.width, im.height, task)
         z.add(f"labels/train/{st}.txt", "\n".join(lines) + ("\n" if lines else ""))
-        ext = member_name(im.name).rsplit(".", 1)[-1] if "." in member_name(im.name) else "jpg"
-        listing.append(f"./images/train/{st}.{ext}\n")
+        listing.append(f"./images/train/{st}.{suffix(im.name)}\n")
     return "".join(listing)
 
 
@@ -95,16 +107,147 @@ async def export(job: ExportJob) -> AsyncIterator[bytes]:
     classes = {n: i for i, n in enumerate(await object_labels(job.sessions, job.project_id))}
     z = ZipStream()
     seen: dict[str, int] = {}
-    listing = Spool()
+    listing, names = Spool(), Spool()
+    names.write("stem,image\n")
     try:
         async for batch in iter_images(job.sessions, job.project_id, job.flt, labels=False):
             stems = unique_stems([im.name for im in batch], seen)
             listing.write(await asyncio.to_thread(_write_batch, z, batch, stems, classes, task))
+            names.write(names_rows(stems, [im.name for im in batch]))
             yield z.drain()
         for chunk in z.add_chunks("train.txt", listing.chunks()):
             yield chunk
+        for chunk in z.add_chunks("names.csv", names.chunks()):
+            yield chunk
     finally:
         listing.close()
+        names.close()
+    async for chunk in add_images(z, job, lambda st, name: f"images/train/{st}.{suffix(name)}"):
+        yield chunk
     # Last, so that it names every class used (a ZIP's member order does not matter).
     z.add("data.yaml", data_yaml(list(classes)))
     yield z.close()
+
+
+# --- import ----------------------------------------------------------------------------------
+
+_LISTS = {"train.txt", "val.txt", "test.txt", "classes.txt", "obj.names", "names.csv"}
+_TOLERANCE = 1e-6  # normalized coordinates are written with 6 decimals
+_MAX_YAML_BYTES = 1 << 20
+
+
+def _class_names(archive: zipfile.ZipFile) -> dict[int, str]:
+    """Class names from ``data.yaml`` (``names`` as a list or a mapping) or ``classes.txt`` /
+    ``obj.names`` (one a line); none: the class ids themselves are the labels."""
+    files = {p.rsplit("/", 1)[-1]: p for p in archive.namelist()}
+    for key in ("data.yaml", "dataset.yaml"):
+        if key in files:
+            if archive.getinfo(files[key]).file_size > _MAX_YAML_BYTES:
+                raise ImportFileError(f"{key}: larger than {_MAX_YAML_BYTES} bytes")
+            try:
+                data = yaml.safe_load(read_member(archive, files[key]).decode("utf-8-sig"))
+            except (yaml.YAMLError, UnicodeDecodeError) as exc:
+                raise ImportFileError(f"{key}: not readable YAML ({exc})") from None
+            names = data.get("names") if isinstance(data, dict) else None
+            # Scalars only: YAML aliases can nest a small file into a huge structure.
+            values = names.values() if isinstance(names, dict) else names if isinstance(names, list) else []
+            if not all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in values):
+                raise ImportFileError(f"{key}: each class name must be a text")
+            if isinstance(names, list):
+                return {i: str(n) for i, n in enumerate(names)}
+            if isinstance(names, dict) and all(isinstance(k, int) for k in names):
+                return {int(k): str(v) for k, v in names.items()}
+            raise ImportFileError(f"{key}: names must be a list or a mapping of class ids to names")
+    for key in ("classes.txt", "obj.names"):
+        if key in files:
+            lines = read_member(archive, files[key]).decode("utf-8-sig").splitlines()
+            return {i: n.strip() for i, n in enumerate(lines) if n.strip()}
+    return {}
+
+
+def _image_refs(archive: zipfile.ZipFile) -> dict[str, str]:
+    """Label file path -> image reference, from ``names.csv`` (this exporter's map) and the
+    image lists (``images/<split>/x.jpg`` -> ``labels/<split>/x.txt``, as ultralytics does)."""
+    out: dict[str, str] = {}
+    for path in archive.namelist():
+        base = path.rsplit("/", 1)[-1]
+        if base in ("train.txt", "val.txt", "test.txt"):
+            root = path[: -len(base)]
+            for line in read_member(archive, path).decode("utf-8-sig").splitlines():
+                ref = line.strip().removeprefix("./")
+                if "images/" in f"/{ref}":
+                    head, _, tail = f"/{ref}".rpartition("/images/")
+                    label = f"{root}{head.lstrip('/')}{'/' if head.strip('/') else ''}labels/{tail}"
+                    out[label.rsplit(".", 1)[0] + ".txt"] = tail.split("/", 1)[-1]
+    return out
+
+
+def _label_stem(path: str) -> str:
+    """``labels/train/cat/001.txt`` -> ``cat/001`` (the split folder dropped)."""
+    rest = path.removesuffix(".txt")
+    if "labels/" in f"/{rest}":
+        rest = f"/{rest}".rpartition("/labels/")[2]
+        first, _, after = rest.partition("/")
+        rest = after if after and first in ("train", "val", "valid", "test") else rest
+    return rest
+
+
+def _shape(values: list[float], w: int, h: int) -> tuple[str, dict[str, Any]]:
+    if any(not -_TOLERANCE <= v <= 1 + _TOLERANCE for v in values):
+        raise ValueError("coordinates outside the image (YOLO's are normalized to 0..1)")
+    if len(values) == 4:
+        cx, cy, bw, bh = values
+        return "bbox", {"x": (cx - bw / 2) * w, "y": (cy - bh / 2) * h, "w": bw * w, "h": bh * h}
+    if len(values) >= 6 and len(values) % 2 == 0:
+        ring = [[values[i] * w, values[i + 1] * h] for i in range(0, len(values), 2)]
+        return "polygon", {"parts": [{"exterior": ring}]}
+    raise ValueError("a line is 'class cx cy w h' or 'class x1 y1 x2 y2 x3 y3 ...'")
+
+
+def parse(body: bytes, index: NameIndex) -> list[Incoming]:
+    """A ZIP in the ultralytics layout (``data.yaml``, ``labels/<split>/*.txt``, boxes or
+    segments): one record per label file, its objects replacing the image's."""
+    archive = open_zip(body, "a ZIP of YOLO label files")
+    classes = _class_names(archive)
+    refs = _image_refs(archive)
+    stems: dict[str, str] = {}
+    if "names.csv" in archive.namelist():
+        rows = csv.DictReader(io.StringIO(read_member(archive, "names.csv").decode("utf-8-sig")))
+        stems = {unguard_cell(r.get("stem") or ""): unguard_cell(r.get("image") or "") for r in rows}
+    paths = sorted(p for p in archive.namelist() if p.endswith(".txt")
+                   and p.rsplit("/", 1)[-1] not in _LISTS and not p.endswith("/"))
+    if not paths:
+        raise ImportFileError("the ZIP holds no YOLO label files (labels/<split>/<image>.txt)")
+    out: list[Incoming] = []
+    for row, path in enumerate(paths, start=1):
+        st = _label_stem(path)
+        if st in stems:
+            name, size = index.resolve(stems[st])
+        elif path in refs:
+            name, size = index.resolve(refs[path])
+        else:
+            name, size = index.resolve(st, stem=True)
+        rec = Incoming(row, name, objects=[], has_objects=True)
+        out.append(rec)
+        if size is None:
+            continue  # no such image: run_import refuses the row by name
+        try:
+            text = read_member(archive, path).decode("utf-8-sig")
+        except UnicodeDecodeError:
+            rec.error = (path, "not UTF-8 text")
+            continue
+        for n, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                fields = line.split()
+                cls = int(fields[0])
+                if classes and cls not in classes:
+                    raise ValueError(f"class {cls} is not in the class names")
+                kind, geometry = _shape([float(v) for v in fields[1:]], *size)
+            except ValueError as exc:
+                rec.error = (f"{path}:{n}", str(exc))
+                break
+            rec.objects.append({"id": f"yolo-{n}", "type": kind, "label": classes.get(cls, str(cls)),
+                                "geometry": geometry})
+    return out

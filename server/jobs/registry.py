@@ -19,7 +19,7 @@ __all__ = ["TASK_MODULES", "IdleHook", "TaskFn", "get", "idle_hooks", "kinds", "
 
 #: Modules whose import registers the tasks a worker can run.
 TASK_MODULES: list[str] = ["server.jobs.builtin", "server.ai.tasks", "server.ai.model_jobs",
-                           "server.ai.retrain"]
+                           "server.ai.retrain", "server.formats._jobs"]
 
 TaskFn = Callable[["JobContext"], Awaitable[dict[str, Any] | None]]
 F = TypeVar("F", bound=TaskFn)

@@ -5,16 +5,18 @@ import { queryString } from "../api.js";
 export const EXPORT_FORMATS = [
   ["json", "Labelhub JSON (everything, lossless)"], ["csv", "CSV (classification labels)"],
   ["coco", "COCO (instances)"], ["yolo", "YOLO (ZIP, ultralytics layout)"], ["voc", "Pascal VOC (ZIP of XML)"],
-  ["masks", "PNG masks (ZIP)"],
+  ["masks", "PNG masks (ZIP)"], ["labelstudio", "Label Studio JSON"], ["cvat", "CVAT for images 1.1 (XML)"],
 ];
-export const IMPORT_FORMATS = [["json", "Labelhub JSON"], ["csv", "CSV"], ["coco", "COCO"], ["masks", "PNG masks (ZIP)"]];
+export const IMPORT_FORMATS = [["json", "Labelhub JSON"], ["csv", "CSV"], ["coco", "COCO"], ["masks", "PNG masks (ZIP)"],
+  ["yolo", "YOLO (ZIP)"], ["voc", "Pascal VOC (ZIP)"], ["labelstudio", "Label Studio JSON"], ["cvat", "CVAT for images 1.1 (XML)"]];
 
 /** The export URL for a format and scope (pure). */
-export function exportUrl(pid, format, scope, { filter = {}, ids = [], task } = {}) {
+export function exportUrl(pid, format, scope, { filter = {}, ids = [], task, images = false } = {}) {
   const q = { format };
   if (scope === "filter") Object.assign(q, filter);
   if (scope === "selection") q.ids = ids.join(",");
   if (format === "yolo" && task) q.task = task;
+  if (images) q.images = "1";
   return `/api/v1/projects/${pid}/export${queryString(q)}`;
 }
 
@@ -27,16 +29,17 @@ export function openExport({ ctx, pid, filter, sel }) {
     hasSel ? h("option", { value: "selection", selected: true }, `The ${sel.ids.size} selected image(s)`) : null);
   const task = h("select", { id: "export-task" }, h("option", { value: "detect" }, "Detection (boxes)"), h("option", { value: "segment" }, "Segmentation (polygons)"));
   const taskRow = h("div", { hidden: true }, h("label", { for: "export-task" }, "YOLO task"), task);
+  const images = h("input", { type: "checkbox", id: "export-images" });
   const link = h("a", { class: "button primary", id: "export-download", download: "" }, "Download");
   const update = () => {
     taskRow.hidden = format.value !== "yolo";
-    link.href = exportUrl(pid, format.value, scope.value, { filter, ids: [...sel.ids], task: task.value });
+    link.href = exportUrl(pid, format.value, scope.value, { filter, ids: [...sel.ids], task: task.value, images: images.checked });
   };
-  for (const el of [format, scope, task]) el.addEventListener("change", update);
+  for (const el of [format, scope, task, images]) el.addEventListener("change", update);
   update();
   modal(ctx.overlayRoot, "Export labels", h("div", { class: "form" },
     h("label", { for: "export-format" }, "Format"), format, h("label", { for: "export-scope" }, "Which images"), scope, taskRow,
-    h("div", { class: "row end" }, link)));
+    h("label", {}, images, " Include the image files (ZIP)"), h("div", { class: "row end" }, link)));
 }
 
 export function openImport({ ctx, pid, done }) {
@@ -59,6 +62,10 @@ export function openImport({ ctx, pid, done }) {
     }
   };
   function showReport(res, dryRun) {
+    if (res.job) {  // a big file runs as a job: its progress shows with the project's jobs
+      report.replaceChildren(h("p", {}, `The file is large: it is being imported as job #${res.job.id}.`));
+      return;
+    }
     report.replaceChildren(h("p", {}, `${dryRun ? "Check only — nothing written. " : "Imported. "}` +
       `${res.rows ?? "?"} row(s): ${res.applied ?? "?"} applied, ${res.refused ?? 0} refused.`));
     showRows(res);

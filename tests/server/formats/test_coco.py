@@ -40,10 +40,12 @@ async def test_coco_loads_in_pycocotools_and_masks_match(admin: Api, app: Starle
         assert np.array_equal(coco.annToMask(ann).astype(bool), ours), obj["id"]
         assert ann["area"] == int(ours.sum())
         is_rle = isinstance(ann["segmentation"], dict)
-        assert ann["iscrowd"] == int(is_rle)
+        assert ann["iscrowd"] == 0  # RLE instances too: trainers skip crowd regions
         assert is_rle == (obj["type"] == "bitmap" or obj["id"] == "p2")  # bitmaps and holes as RLE
     box = next(a for a in anns if a["labelhub"]["id"] == "b1")
     assert box["bbox"] == [2.3, 3.7, 20.5, 10.2] and box["keypoints"] == [5.0, 6.0, 2]
+    old = json.loads(await export(admin, pid, "coco", crowd_rle="1"))["annotations"]
+    assert {a["labelhub"]["id"] for a in old if a["iscrowd"]} == {"m1", "p2"}  # the old convention
 
 
 async def test_coco_import_creates_objects(admin: Api, app: Starlette) -> None:

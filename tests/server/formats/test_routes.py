@@ -26,7 +26,8 @@ from tests.server.test_offload import Gate, wait_for_pipe
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     # One worker, no queue: a second heavy job is refused at once.
-    return make_settings(database_url, tmp_path / "data", offload_workers=1, offload_queue=0)
+    return make_settings(database_url, tmp_path / "data", offload_workers=1, offload_queue=0,
+                         max_upload_mb=1)
 
 
 def _zip(files: dict[str, bytes]) -> bytes:
@@ -110,3 +111,22 @@ async def test_an_import_waits_in_the_pool_not_on_the_loop(
     done = await admin.client.post(url, params={"format": "masks"}, content=body)
     assert done.status_code == 200, done.text
     assert done.json()["images_with_object_changes"] == 1
+
+
+async def test_the_file_may_come_as_a_multipart_form_field(
+        admin: Api, anon: httpx.AsyncClient, app: object) -> None:
+    pid = await make_project(admin)
+    await make_images(app, pid, ["a.png"], 64, 48)  # type: ignore[arg-type]
+    url = f"/api/v1/projects/{pid}/import"
+    csv_file = b"image,labels\na.png,cat\n"
+    # What `curl -F file=@labels.csv` sends.
+    resp = await admin.client.post(url, params={"format": "csv"}, files={"file": ("labels.csv", csv_file)})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["images_with_label_changes"] == 1
+    resp = await admin.client.post(url, params={"format": "csv"}, files={"other": ("x.csv", csv_file)})
+    assert resp.status_code == 422 and resp.json()["error"]["details"][0]["field"] == "file"
+    big = b"image,labels\n" + b"a.png,cat\n" * 120_000  # past the 1 MB limit
+    resp = await admin.client.post(url, params={"format": "csv"}, files={"file": ("big.csv", big)})
+    assert resp.status_code == 413 and resp.json()["error"]["code"] == "too_large"
+    resp = await anon.post(url, params={"format": "csv"}, files={"file": ("labels.csv", csv_file)})
+    assert resp.status_code == 401
