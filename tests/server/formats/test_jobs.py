@@ -9,6 +9,7 @@ import json
 import pytest
 from starlette.applications import Starlette
 
+from server.storage import open_store
 from tests.conftest import Api, make_project
 from tests.jobs.conftest import ended, running_worker, wait_job
 from tests.server._rows import make_images
@@ -53,6 +54,8 @@ async def test_import_jobs_report_like_the_request(admin: Api, app: Starlette,
     resp = await admin.client.post(url, params={"format": "labelstudio"}, json=good)
     assert resp.status_code == 202, resp.text
     good_job = resp.json()["job"]["id"]
+    store = open_store(app.state.settings)  # the uploads wait in the store for a worker
+    assert len([key async for key, _ in store.list("transfers/") if key.endswith(".upload")]) == 2
     async with running_worker(app):
         refused = await wait_job(app, bad_job, ended)
         applied = await wait_job(app, good_job, ended)
@@ -62,4 +65,4 @@ async def test_import_jobs_report_like_the_request(admin: Api, app: Starlette,
     assert applied.result["report"]["images_with_object_changes"] == 1  # type: ignore[index]
     [image] = json.loads(await export(admin, pid))["images"]
     assert image["objects"][0]["geometry"] == {"x": 16.0, "y": 12.0, "w": 32.0, "h": 24.0}
-    assert list((app.state.settings.data_dir / "transfers").glob("*.upload")) == []
+    assert [key async for key, _ in store.list("transfers/") if key.endswith(".upload")] == []

@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 from server.formats.yolo import data_yaml
 from server.geometry.raster import rasterize
 from server.geometry.validation import parse_object
-from server.storage import ImageStore
+from server.storage import open_store, original_key
 from tests.conftest import Api, make_project
 from tests.server._rows import make_images
 from tests.server.formats._seed import H, W, seeded_project
@@ -157,11 +157,11 @@ async def test_yolo_import_refuses_bad_rows_and_writes_nothing(admin: Api, app: 
 
 async def test_yolo_export_with_images_reads_in_datumaro(admin: Api, app: Starlette, tmp_path: Path) -> None:
     pid = await seeded_project(admin, app)
-    store = ImageStore(app.state.settings.image_dir)
-    for name in ("a.png", "b.png", "c.png"):  # real files: datumaro sizes images from them
-        path = store.path(hashlib.sha256(f"{pid}/{name}".encode()).hexdigest())
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(cv2.imencode(".png", np.zeros((H, W, 3), np.uint8))[1].tobytes())
+    png = cv2.imencode(".png", np.zeros((H, W, 3), np.uint8))[1].tobytes()
+    # Real files (datumaro sizes images from them), where the store keeps originals.
+    await open_store(app.state.settings).put_many(
+        [(original_key(hashlib.sha256(f"{pid}/{name}".encode()).hexdigest()), png)
+         for name in ("a.png", "b.png", "c.png")])
     unzip(await export(admin, pid, "yolo", images="1"), tmp_path / "y")
     dataset = Dataset.import_from(str(tmp_path / "y"), "yolo")
     names = dataset.categories()[AnnotationType.label]

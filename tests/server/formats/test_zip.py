@@ -13,7 +13,7 @@ import zipfile
 from starlette.applications import Starlette
 
 from server.formats._zip import member_path, stem, unique_stems
-from server.storage import ImageStore
+from server.storage import open_store, original_key
 from tests.conftest import Api, make_project
 from tests.server._rows import make_images
 from tests.server.formats.test_native import export
@@ -66,10 +66,9 @@ async def test_cat_and_dog_stay_apart_in_every_zip(admin: Api, app: Starlette) -
 
 async def test_exports_can_include_the_image_files(admin: Api, app: Starlette) -> None:
     pid = await cat_and_dog(admin, app)
-    store = ImageStore(app.state.settings.image_dir)
     sha = hashlib.sha256(f"{pid}/cat/001.jpg".encode()).hexdigest()  # as make_images names it
-    store.path(sha).parent.mkdir(parents=True, exist_ok=True)
-    store.path(sha).write_bytes(b"\xff\xd8 the cat's jpeg")  # the dog's file is missing
+    # The dog's file is missing.
+    await open_store(app.state.settings).put_many([(original_key(sha), b"\xff\xd8 the cat's jpeg")])
     yolo = zipfile.ZipFile(io.BytesIO(await export(admin, pid, "yolo", images="1")))
     assert yolo.read("images/train/cat/001.jpg") == b"\xff\xd8 the cat's jpeg"
     assert yolo.read("missing.txt").decode() == "dog/001.jpg\n"  # listed, not a failed export
