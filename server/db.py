@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -140,14 +141,48 @@ async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
             raise ConnectionLost(f"the database connection was lost: {exc}") from exc
 
 
-async def dispose(engine: AsyncEngine) -> None:
-    """Close the engine's pool and its driver pool (:func:`driver_connection`)."""
+#: How long :func:`dispose` waits for connections still in use to come back (seconds).
+DISPOSE_GRACE = 5.0
+
+
+async def dispose(engine: AsyncEngine, grace: float = DISPOSE_GRACE) -> None:
+    """Close the engine's pool and its driver pool (:func:`driver_connection`), once the
+    connections in use came back (``grace`` seconds at most).
+
+    Why wait: ``engine.dispose()`` closes only the connections in the pool. One that a task
+    still holds (a request finishing, a stream's read-ahead, a cancelled task unwinding) is
+    checked in to the disposed pool afterwards and never closed; the garbage collector then
+    finds it open (aiosqlite: "Connection ... was deleted before being closed", a
+    ResourceWarning in whatever test runs next)."""
+    await _connections_returned(engine, grace)
     pool = _driver_pools.pop(engine, None)
     try:
         if pool is not None:
             await pool.close()
     finally:
         await engine.dispose()
+
+
+async def _connections_returned(engine: AsyncEngine, grace: float) -> None:
+    checkedout = getattr(engine.sync_engine.pool, "checkedout", None)
+    if checkedout is None or checkedout() <= 0:
+        return
+    loop = asyncio.get_running_loop()
+    returned: asyncio.Future[None] = loop.create_future()
+
+    def check() -> None:
+        if checkedout() <= 0 and not returned.done():
+            returned.set_result(None)
+
+    def on_checkin(*_args: Any) -> None:
+        loop.call_soon(check)  # the pool counts the connection in right after this hook
+
+    event.listen(engine.sync_engine, "checkin", on_checkin)
+    try:
+        with suppress(TimeoutError):
+            await asyncio.wait_for(returned, grace)
+    finally:
+        event.remove(engine.sync_engine, "checkin", on_checkin)
 
 
 _CONNECTION_KEY = "labelhub.connection"
