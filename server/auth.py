@@ -107,9 +107,12 @@ class TokenSigner:
     def issue(self, user: User) -> str:
         return self._serializer.dumps({"uid": user.id, "v": user.token_version})
 
-    def read(self, token: str) -> tuple[int, int] | None:
+    def read(self, token: str) -> tuple[int, int, float] | None:
+        """``(user id, token version, expiry as a Unix time)``, or ``None`` when the token is
+        forged or expired. A socket opened with it is closed at its expiry."""
         try:
-            data = self._serializer.loads(token, max_age=self.ttl_seconds)
+            data, issued = self._serializer.loads(token, max_age=self.ttl_seconds,
+                                                  return_timestamp=True)
         except (SignatureExpired, BadSignature):
             return None
         if not isinstance(data, dict):
@@ -117,7 +120,7 @@ class TokenSigner:
         uid, version = data.get("uid"), data.get("v")
         if not isinstance(uid, int) or not isinstance(version, int):
             return None
-        return uid, version
+        return uid, version, issued.timestamp() + self.ttl_seconds
 
 
 def new_api_token() -> tuple[str, str, str]:
@@ -183,6 +186,7 @@ class Credential:
     user_id: int
     token_version: int | None = None
     api_token_id: int | None = None
+    expires_at: float | None = None  # a login token's end (Unix time); API tokens do not expire
 
 
 async def credential_for(session: AsyncSession, signer: TokenSigner,
@@ -204,11 +208,11 @@ async def credential_for(session: AsyncSession, signer: TokenSigner,
     parsed = signer.read(token)
     if parsed is None:
         return None
-    uid, version = parsed
+    uid, version, expires_at = parsed
     user = await session.get(User, uid)
     if user is None or not user.is_active or user.token_version != version:
         return None
-    return user, Credential(uid, token_version=version)
+    return user, Credential(uid, token_version=version, expires_at=expires_at)
 
 
 async def authenticate(conn: HTTPConnection, session: AsyncSession) -> User:
