@@ -133,6 +133,33 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _repair_text(settings: Settings, dry_run: bool) -> list[str]:
+    from sqlalchemy.exc import DBAPIError
+
+    from server.db import dispose, is_sqlite, make_engine, make_sessionmaker
+    from server.text_repair import repair_text
+
+    url = settings.resolved_database_url
+    engine = make_engine(url)
+    try:
+        # PostgreSQL refuses lone surrogates and NUL in jsonb: only names need a look there.
+        report = await repair_text(make_sessionmaker(engine), dry_run=dry_run,
+                                   json_columns=is_sqlite(url))
+    except DBAPIError as exc:
+        first = str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__
+        raise CliError(f"database error ({first}); is it migrated? run `labelhub db upgrade`"
+                       ) from None
+    finally:
+        await dispose(engine)
+    return report.lines()
+
+
+def cmd_db_repair_text(args: argparse.Namespace) -> int:
+    for line in asyncio.run(_repair_text(get_settings(), args.dry_run)):
+        print(line)
+    return 0
+
+
 def admin_login(settings: Settings) -> tuple[str, str, bool]:
     """The first admin's login: from settings, else a generated password kept in the data dir."""
     email = settings.admin_email or "admin@example.com"
@@ -200,6 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     up = db_sub.add_parser("upgrade", help="migrate the database to the newest schema")
     up.add_argument("revision", nargs="?", default="head")
     up.set_defaults(func=cmd_db_upgrade)
+    repair = db_sub.add_parser("repair-text", help="find and fix text stored before the Unicode "
+                                                   "checks (lone surrogates, control characters "
+                                                   "in names)")
+    repair.add_argument("--dry-run", action="store_true", help="only report what would change")
+    repair.set_defaults(func=cmd_db_repair_text)
 
     add_user_commands(sub)
 
