@@ -91,7 +91,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.sessions = make_sessionmaker(engine)
         try:  # a failed start disposes the engine too (no connection left to the collector)
             await ensure_admin(app)
-            offload.configure(settings.offload_workers, settings.offload_queue)
+            offload.configure(settings.offload_workers, settings.offload_queue,
+                              split_cores=settings.cpu_split)
             hooks = [m.lifespan for m in FEATURES if hasattr(m, "lifespan")]
             async with _run_hooks(app, hooks):
                 yield

@@ -44,7 +44,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     email, password, _ = admin_login(settings)
     settings = settings.model_copy(update={"admin_email": email, "admin_password": password})
     app = create_app(settings)
-    workers = [_spawn_worker() for _ in range(settings.workers)]
+    from server import offload
+
+    split = offload.core_split() if settings.cpu_split else None
+    workers = [_spawn_worker(split[1] if split else None) for _ in range(settings.workers)]
+    if split is not None:
+        offload.pin(split[0])  # the event loop's cores; the pool's workers re-pin themselves
     try:
         _serve(app, settings, args)
     finally:
@@ -52,8 +57,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _worker_preexec() -> None:  # pragma: no cover - runs in the child between fork and exec
-    os.nice(10)  # jobs yield the CPU to the server's requests
+def _worker_preexec(cores: frozenset[int] | None) -> None:  # pragma: no cover - in the child
+    # Runs between fork and exec. Jobs yield the CPU to the server's requests, and with
+    # cpu_split keep to the heavy cores (server.offload.core_split).
+    os.nice(10)
+    if cores:
+        os.sched_setaffinity(0, cores)
     if sys.platform == "linux":
         import ctypes
 
@@ -62,12 +71,14 @@ def _worker_preexec() -> None:  # pragma: no cover - runs in the child between f
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
-def _spawn_worker() -> subprocess.Popen[bytes]:
-    """One ``labelhub worker`` beside the server, at lowered priority, ended with it."""
+def _spawn_worker(cores: frozenset[int] | None = None) -> subprocess.Popen[bytes]:
+    """One ``labelhub worker`` beside the server, at lowered priority (on ``cores`` when
+    given), ended with it."""
     # The same code as this process, whatever the working directory or installed copy.
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     return subprocess.Popen([sys.executable, "-m", "server.cli", "worker"],
-                            env={**os.environ, "PYTHONPATH": path}, preexec_fn=_worker_preexec)
+                            env={**os.environ, "PYTHONPATH": path},
+                            preexec_fn=lambda: _worker_preexec(cores))
 
 
 def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
