@@ -215,6 +215,22 @@ async def credential_for(session: AsyncSession, signer: TokenSigner,
     return user, Credential(uid, token_version=version, expires_at=expires_at)
 
 
+async def credential_holds(session: AsyncSession, credential: Credential) -> bool:
+    """Whether ``credential`` still holds, read afresh (column reads: no cached row): the
+    account active, a login token's version current, an API token not revoked."""
+    row = (await session.execute(select(User.is_active, User.token_version)
+                                 .where(User.id == credential.user_id))).first()
+    if row is None or not row.is_active:
+        return False
+    if credential.token_version is not None and credential.token_version != row.token_version:
+        return False
+    if credential.api_token_id is not None:
+        live = await session.execute(select(ApiToken.id).where(
+            ApiToken.id == credential.api_token_id, ApiToken.revoked_at.is_(None)))
+        return live.first() is not None
+    return True
+
+
 async def authenticate(conn: HTTPConnection, session: AsyncSession) -> User:
     """The user behind a request or socket handshake; 401 when there is none."""
     return (await authenticate_credential(conn, session))[0]

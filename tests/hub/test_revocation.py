@@ -379,3 +379,38 @@ async def test_a_socket_closes_when_its_login_token_expires(
     scripted = await WsClient.open(server.ws_url, api)  # API tokens have no TTL
     assert (await scripted.request("hello", project=team.project_id))["type"] == "ack"
     await scripted.close()
+
+
+async def test_a_rest_request_in_flight_at_logout_rolls_back(
+        users: UserFactory, admin: Api, monkeypatch: pytest.MonkeyPatch,
+        database_url: str) -> None:
+    """The request passed its checks and holds its transaction open when the logout commits:
+    it answers 401 and writes nothing. (PostgreSQL: on SQLite the request's transaction holds
+    the write lock, so the logout cannot commit before it.)"""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite serializes the request and the logout")
+    from server import labels
+
+    lab = await users("lab")
+    project = (await lab.client.post("/api/v1/projects", json={"name": "Mine"})).json()["id"]
+    reached, go_on = asyncio.Event(), asyncio.Event()
+    real = labels.project_access
+
+    async def held(*args: Any, **kwargs: Any) -> Any:
+        found = await real(*args, **kwargs)
+        reached.set()
+        await go_on.wait()
+        return found
+
+    monkeypatch.setattr(labels, "project_access", held)
+    request = asyncio.create_task(
+        lab.client.post(f"/api/v1/projects/{project}/labels", json={"name": "late"}))
+    await reached.wait()
+    monkeypatch.setattr(labels, "project_access", real)
+    assert (await lab.client.post("/api/v1/auth/logout")).status_code == 200
+    go_on.set()
+    answer = await request
+    assert answer.status_code == 401 and answer.json()["error"]["message"] == "session revoked"
+    names = [x["name"] for x in
+             (await admin.client.get(f"/api/v1/projects/{project}/labels")).json()["labels"]]
+    assert "late" not in names
