@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -141,6 +142,7 @@ async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
             raise ConnectionLost(f"the database connection was lost: {exc}") from exc
 
 
+log = logging.getLogger("labelhub.db")
 #: How long :func:`dispose` waits for connections still in use to come back (seconds).
 DISPOSE_GRACE = 5.0
 
@@ -179,8 +181,10 @@ async def _connections_returned(engine: AsyncEngine, grace: float) -> None:
 
     event.listen(engine.sync_engine, "checkin", on_checkin)
     try:
-        with suppress(TimeoutError):
-            await asyncio.wait_for(returned, grace)
+        await asyncio.wait_for(returned, grace)
+    except TimeoutError:  # a task stuck on its connection: dispose anyway, and say so
+        log.warning("disposing the database engine with %d connection(s) still in use",
+                    checkedout())
     finally:
         event.remove(engine.sync_engine, "checkin", on_checkin)
 
