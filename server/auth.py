@@ -78,9 +78,19 @@ async def _off_loop(fn: Callable[..., T], *args: Any) -> T:
         raise PasswordsBusy()
     _password_jobs += 1
     try:
-        return await asyncio.get_running_loop().run_in_executor(_password_pool, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(
+            _password_pool, _on_heavy_cores, fn, *args)
     finally:
         _password_jobs -= 1
+
+
+def _on_heavy_cores(fn: Callable[..., T], *args: Any) -> T:
+    # argon2 is heavy work too: with the CPU split its thread leaves the event loop's core (the
+    # serving process is pinned there, and a thread inherits that). One syscall per hash.
+    from server.offload import pin, thread_cores
+
+    pin(thread_cores())
+    return fn(*args)
 
 
 async def hash_password_off_loop(password: str) -> str:

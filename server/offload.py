@@ -31,7 +31,8 @@ from typing import Any, TypeVar
 
 from server.geometry.cost import INLINE_COST
 
-__all__ = ["Busy", "Offload", "configure", "core_split", "get", "pin", "run", "shutdown"]
+__all__ = ["Busy", "Offload", "configure", "core_split", "get", "pin", "run", "shutdown",
+           "thread_cores"]
 
 T = TypeVar("T")
 
@@ -82,6 +83,14 @@ def pin(cores: frozenset[int] | None) -> None:
             setaffinity(0, cores)
         except OSError:  # a container's cpuset changed under us: run unpinned
             pass
+
+
+_heavy_threads: frozenset[int] | None = None  # where the server's heavy threads run (configure)
+
+
+def thread_cores() -> frozenset[int] | None:
+    """The heavy cores when the split is on (for the server's own heavy threads: argon2)."""
+    return _heavy_threads
 
 
 def _init_worker(nice: int, cores: frozenset[int] | None) -> None:
@@ -201,10 +210,11 @@ _current: Offload | None = None
 def configure(workers: int, queue: int, split_cores: bool = False) -> Offload:
     """Replace the process's pool (the app's lifespan does, from the settings); with
     ``split_cores`` its workers run on the heavy cores of :func:`core_split`."""
-    global _current
+    global _current, _heavy_threads
     shutdown()
     split = core_split() if split_cores else None
-    _current = Offload(workers, queue, cores=split[1] if split else None)
+    _heavy_threads = split[1] if split else None
+    _current = Offload(workers, queue, cores=_heavy_threads)
     return _current
 
 

@@ -147,3 +147,17 @@ async def test_a_caller_that_waits_gets_the_next_free_place(pool: offload.Offloa
     await second.open()
     assert await waiting == await queued
     assert pool.pending == 0
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores")
+async def test_password_hashing_runs_on_the_heavy_cores_when_split() -> None:
+    from server.auth import _off_loop
+
+    split = offload.core_split()
+    assert split is not None
+    offload.configure(1, 0, split_cores=True)
+    try:
+        assert await _off_loop(_affinity) == split[1]
+    finally:
+        offload.configure(1, 0)  # the split off again for the tests after this one
+        offload.shutdown()
