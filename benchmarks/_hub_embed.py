@@ -58,11 +58,17 @@ def jpegs(start: int, n: int) -> list[bytes]:
 
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """``labelhub worker`` as ``labelhub serve`` starts it (the same pre-exec hook)."""
+    """``labelhub worker`` as ``labelhub serve`` starts it (the same pre-exec hook: nice +10,
+    and on the heavy cores unless ``LABELHUB_CPU_SPLIT`` is off)."""
     from server.cli import _worker_preexec
+    from server.offload import core_split
 
+    split = core_split() if env.get("LABELHUB_CPU_SPLIT", "1").lower() not in (
+        "0", "false", "no", "off") else None
+    cores = split[1] if split else None
     return subprocess.Popen([sys.executable, "-m", "server.cli", "worker", "--log-level",
-                             "warning"], cwd=ROOT, env=env, preexec_fn=_worker_preexec)
+                             "warning"], cwd=ROOT, env=env,
+                            preexec_fn=lambda: _worker_preexec(cores))
 
 
 def stop_worker(proc: subprocess.Popen[bytes]) -> None:

@@ -35,10 +35,12 @@ def _do_run(connection: Connection) -> None:
 
 async def _run_async() -> None:
     engine = make_engine(_url())
-    async with engine.connect() as connection:
-        await connection.run_sync(_do_run)
-        await connection.commit()
-    await engine.dispose()
+    try:  # a failing migration must not leave the pooled connection to the collector
+        async with engine.connect() as connection:
+            await connection.run_sync(_do_run)
+            await connection.commit()
+    finally:
+        await engine.dispose()
 
 
 def run_migrations_online() -> None:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection, Request
 
 from server import strict_json
-from server.auth import authenticate
+from server.auth import authenticate_credential, credential_holds
 from server.db import transaction
 from server.errors import ApiError, forbidden, not_found, validation_details
 from server.limits import json_limit, read_limited
@@ -144,10 +144,18 @@ def query_bool(request: HTTPConnection, name: str, default: bool = False) -> boo
 
 @asynccontextmanager
 async def unit_of_work(request: HTTPConnection) -> AsyncIterator[tuple[AsyncSession, User]]:
-    """One transaction for the whole request, with the authenticated user."""
+    """One transaction for the whole request, with the authenticated user. When this process
+    heard of a revocation while the request ran (logout, password change, token revoked,
+    deactivation), its credential is read again before the commit: a request in flight at that
+    moment rolls back with 401 instead of finishing (docs/security.md, "Edits in flight")."""
+    revoker = getattr(request.app.state, "revoker", None)
+    heard = revoker.heard if revoker is not None else 0
     async with transaction(request.app.state.sessions) as session:
-        user = await authenticate(request, session)
+        user, credential = await authenticate_credential(request, session)
         yield session, user
+        if revoker is not None and revoker.heard != heard \
+                and not await credential_holds(session, credential):
+            raise ApiError(401, "unauthorized", "session revoked")
 
 
 async def actor_for(session: AsyncSession, user: User, project_id: int) -> Actor:

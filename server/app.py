@@ -96,9 +96,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             pool_timeout=settings.db_pool_timeout)
         app.state.engine = engine
         app.state.sessions = make_sessionmaker(engine)
-        await ensure_admin(app)
-        offload.configure(settings.offload_workers, settings.offload_queue)
-        try:
+        try:  # a failed start disposes the engine too (no connection left to the collector)
+            await ensure_admin(app)
+            offload.configure(settings.offload_workers, settings.offload_queue,
+                              split_cores=settings.cpu_split)
             hooks = [m.lifespan for m in FEATURES if hasattr(m, "lifespan")]
             async with _run_hooks(app, hooks):
                 yield

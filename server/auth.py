@@ -78,9 +78,19 @@ async def _off_loop(fn: Callable[..., T], *args: Any) -> T:
         raise PasswordsBusy()
     _password_jobs += 1
     try:
-        return await asyncio.get_running_loop().run_in_executor(_password_pool, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(
+            _password_pool, _on_heavy_cores, fn, *args)
     finally:
         _password_jobs -= 1
+
+
+def _on_heavy_cores(fn: Callable[..., T], *args: Any) -> T:
+    # argon2 is heavy work too: with the CPU split its thread leaves the event loop's core (the
+    # serving process is pinned there, and a thread inherits that). One syscall per hash.
+    from server.offload import pin, thread_cores
+
+    pin(thread_cores())
+    return fn(*args)
 
 
 async def hash_password_off_loop(password: str) -> str:
@@ -107,9 +117,12 @@ class TokenSigner:
     def issue(self, user: User) -> str:
         return self._serializer.dumps({"uid": user.id, "v": user.token_version})
 
-    def read(self, token: str) -> tuple[int, int] | None:
+    def read(self, token: str) -> tuple[int, int, float] | None:
+        """``(user id, token version, expiry as a Unix time)``, or ``None`` when the token is
+        forged or expired. A socket opened with it is closed at its expiry."""
         try:
-            data = self._serializer.loads(token, max_age=self.ttl_seconds)
+            data, issued = self._serializer.loads(token, max_age=self.ttl_seconds,
+                                                  return_timestamp=True)
         except (SignatureExpired, BadSignature):
             return None
         if not isinstance(data, dict):
@@ -117,7 +130,7 @@ class TokenSigner:
         uid, version = data.get("uid"), data.get("v")
         if not isinstance(uid, int) or not isinstance(version, int):
             return None
-        return uid, version
+        return uid, version, issued.timestamp() + self.ttl_seconds
 
 
 def new_api_token() -> tuple[str, str, str]:
@@ -183,6 +196,7 @@ class Credential:
     user_id: int
     token_version: int | None = None
     api_token_id: int | None = None
+    expires_at: float | None = None  # a login token's end (Unix time); API tokens do not expire
 
 
 async def credential_for(session: AsyncSession, signer: TokenSigner,
@@ -204,11 +218,27 @@ async def credential_for(session: AsyncSession, signer: TokenSigner,
     parsed = signer.read(token)
     if parsed is None:
         return None
-    uid, version = parsed
+    uid, version, expires_at = parsed
     user = await session.get(User, uid)
     if user is None or not user.is_active or user.token_version != version:
         return None
-    return user, Credential(uid, token_version=version)
+    return user, Credential(uid, token_version=version, expires_at=expires_at)
+
+
+async def credential_holds(session: AsyncSession, credential: Credential) -> bool:
+    """Whether ``credential`` still holds, read afresh (column reads: no cached row): the
+    account active, a login token's version current, an API token not revoked."""
+    row = (await session.execute(select(User.is_active, User.token_version)
+                                 .where(User.id == credential.user_id))).first()
+    if row is None or not row.is_active:
+        return False
+    if credential.token_version is not None and credential.token_version != row.token_version:
+        return False
+    if credential.api_token_id is not None:
+        live = await session.execute(select(ApiToken.id).where(
+            ApiToken.id == credential.api_token_id, ApiToken.revoked_at.is_(None)))
+        return live.first() is not None
+    return True
 
 
 async def authenticate(conn: HTTPConnection, session: AsyncSession) -> User:

@@ -61,7 +61,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (is another "
                        "server running there? choose --port or LABELHUB_PORT)") from None
     app = create_app(settings)
-    workers = [_spawn_worker() for _ in range(settings.workers)]
+    from server import offload
+
+    split = offload.core_split() if settings.cpu_split else None
+    workers = [_spawn_worker(split[1] if split else None) for _ in range(settings.workers)]
+    if split is not None:
+        offload.pin(split[0])  # the event loop's cores; the pool's workers re-pin themselves
     try:
         _serve(app, listener, args, settings)
     finally:
@@ -69,8 +74,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _worker_preexec() -> None:  # pragma: no cover - runs in the child between fork and exec
-    os.nice(10)  # jobs yield the CPU to the server's requests
+def _worker_preexec(cores: frozenset[int] | None) -> None:  # pragma: no cover - in the child
+    # Runs between fork and exec. Jobs yield the CPU to the server's requests, and with
+    # cpu_split keep to the heavy cores (server.offload.core_split).
+    os.nice(10)
+    if cores:
+        os.sched_setaffinity(0, cores)
     if sys.platform == "linux":
         import ctypes
 
@@ -79,12 +88,14 @@ def _worker_preexec() -> None:  # pragma: no cover - runs in the child between f
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
-def _spawn_worker() -> subprocess.Popen[bytes]:
-    """One ``labelhub worker`` beside the server, at lowered priority, ended with it."""
+def _spawn_worker(cores: frozenset[int] | None = None) -> subprocess.Popen[bytes]:
+    """One ``labelhub worker`` beside the server, at lowered priority (on ``cores`` when
+    given), ended with it."""
     # The same code as this process, whatever the working directory or installed copy.
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     return subprocess.Popen([sys.executable, "-m", "server.cli", "worker"],
-                            env={**os.environ, "PYTHONPATH": path}, preexec_fn=_worker_preexec)
+                            env={**os.environ, "PYTHONPATH": path},
+                            preexec_fn=lambda: _worker_preexec(cores))
 
 
 def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
@@ -189,6 +200,33 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _repair_text(settings: Settings, dry_run: bool) -> list[str]:
+    from sqlalchemy.exc import DBAPIError
+
+    from server.db import dispose, is_sqlite, make_engine, make_sessionmaker
+    from server.text_repair import repair_text
+
+    url = settings.resolved_database_url
+    engine = make_engine(url)
+    try:
+        # PostgreSQL refuses lone surrogates and NUL in jsonb: only names need a look there.
+        report = await repair_text(make_sessionmaker(engine), dry_run=dry_run,
+                                   json_columns=is_sqlite(url))
+    except DBAPIError as exc:
+        first = str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__
+        raise CliError(f"database error ({first}); is it migrated? run `labelhub db upgrade`"
+                       ) from None
+    finally:
+        await dispose(engine)
+    return report.lines()
+
+
+def cmd_db_repair_text(args: argparse.Namespace) -> int:
+    for line in asyncio.run(_repair_text(get_settings(), args.dry_run)):
+        print(line)
+    return 0
+
+
 def admin_login(settings: Settings) -> tuple[str, str, bool]:
     """The first admin's login: from settings, else a generated password kept in the data dir."""
     email = settings.admin_email or "admin@example.com"
@@ -256,6 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
     up = db_sub.add_parser("upgrade", help="migrate the database to the newest schema")
     up.add_argument("revision", nargs="?", default="head")
     up.set_defaults(func=cmd_db_upgrade)
+    repair = db_sub.add_parser("repair-text", help="find and fix text stored before the Unicode "
+                                                   "checks (lone surrogates, control characters "
+                                                   "in names)")
+    repair.add_argument("--dry-run", action="store_true", help="only report what would change")
+    repair.set_defaults(func=cmd_db_repair_text)
 
     add_user_commands(sub)
     add_storage_commands(sub)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -147,14 +149,51 @@ async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
             raise ConnectionLost(f"the database connection was lost: {exc}") from exc
 
 
-async def dispose(engine: AsyncEngine) -> None:
-    """Close the engine's pool and its driver pool (:func:`driver_connection`)."""
+log = logging.getLogger("labelhub.db")
+#: How long :func:`dispose` waits for connections still in use to come back (seconds).
+DISPOSE_GRACE = 5.0
+
+
+async def dispose(engine: AsyncEngine, grace: float = DISPOSE_GRACE) -> None:
+    """Close the engine's pool and its driver pool (:func:`driver_connection`), once the
+    connections in use came back (``grace`` seconds at most).
+
+    Why wait: ``engine.dispose()`` closes only the connections in the pool. One that a task
+    still holds (a request finishing, a stream's read-ahead, a cancelled task unwinding) is
+    checked in to the disposed pool afterwards and never closed; the garbage collector then
+    finds it open (aiosqlite: "Connection ... was deleted before being closed", a
+    ResourceWarning in whatever test runs next)."""
+    await _connections_returned(engine, grace)
     pool = _driver_pools.pop(engine, None)
     try:
         if pool is not None:
             await pool.close()
     finally:
         await engine.dispose()
+
+
+async def _connections_returned(engine: AsyncEngine, grace: float) -> None:
+    checkedout = getattr(engine.sync_engine.pool, "checkedout", None)
+    if checkedout is None or checkedout() <= 0:
+        return
+    loop = asyncio.get_running_loop()
+    returned: asyncio.Future[None] = loop.create_future()
+
+    def check() -> None:
+        if checkedout() <= 0 and not returned.done():
+            returned.set_result(None)
+
+    def on_checkin(*_args: Any) -> None:
+        loop.call_soon(check)  # the pool counts the connection in right after this hook
+
+    event.listen(engine.sync_engine, "checkin", on_checkin)
+    try:
+        await asyncio.wait_for(returned, grace)
+    except TimeoutError:  # a task stuck on its connection: dispose anyway, and say so
+        log.warning("disposing the database engine with %d connection(s) still in use",
+                    checkedout())
+    finally:
+        event.remove(engine.sync_engine, "checkin", on_checkin)
 
 
 _CONNECTION_KEY = "labelhub.connection"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import functools
 import multiprocessing
 import os
 from collections.abc import Callable
@@ -30,7 +31,8 @@ from typing import Any, TypeVar
 
 from server.geometry.cost import INLINE_COST
 
-__all__ = ["Busy", "Offload", "configure", "get", "run", "shutdown"]
+__all__ = ["Busy", "Offload", "configure", "core_split", "get", "pin", "run", "shutdown",
+           "thread_cores"]
 
 T = TypeVar("T")
 
@@ -56,6 +58,46 @@ def _warm() -> int:
     return os.getpid()
 
 
+@functools.cache
+def core_split() -> tuple[frozenset[int], frozenset[int]] | None:
+    """``(serving cores, heavy cores)`` of the cores this process started with, or ``None``
+    with fewer than two (or no affinity API). Heavy work — the offload pool and the job worker
+    ``labelhub serve`` starts — gets the last half (at least one core), the serving process the
+    rest, so a heavy edit or an embedding job cannot take the event loop's core: niceness alone
+    only orders processes sharing a core, and on 2 cores the scheduler kept moving the worker
+    onto the server's (docs/performance.md, "CPU work"). Computed once: after :func:`pin` the
+    process's own affinity no longer shows the whole machine."""
+    getaffinity = getattr(os, "sched_getaffinity", None)
+    cores = sorted(getaffinity(0)) if getaffinity is not None else []
+    if len(cores) < 2:
+        return None
+    heavy = max(1, len(cores) // 2)
+    return frozenset(cores[:-heavy]), frozenset(cores[-heavy:])
+
+
+def pin(cores: frozenset[int] | None) -> None:
+    """Keep this process (its threads to come included) on ``cores``; nothing when ``None``."""
+    setaffinity = getattr(os, "sched_setaffinity", None)
+    if cores and setaffinity is not None:
+        try:
+            setaffinity(0, cores)
+        except OSError:  # a container's cpuset changed under us: run unpinned
+            pass
+
+
+_heavy_threads: frozenset[int] | None = None  # where the server's heavy threads run (configure)
+
+
+def thread_cores() -> frozenset[int] | None:
+    """The heavy cores when the split is on (for the server's own heavy threads: argon2)."""
+    return _heavy_threads
+
+
+def _init_worker(nice: int, cores: frozenset[int] | None) -> None:
+    os.nice(nice)
+    pin(cores)
+
+
 class Offload:
     """A process pool that never queues more than ``queue`` jobs behind ``workers`` running ones.
 
@@ -65,8 +107,10 @@ class Offload:
     pydantic afresh for each worker.
     """
 
-    def __init__(self, workers: int, queue: int, inline_cost: int = INLINE_COST) -> None:
+    def __init__(self, workers: int, queue: int, inline_cost: int = INLINE_COST,
+                 cores: frozenset[int] | None = None) -> None:
         self.workers, self.queue, self.inline_cost = max(1, workers), max(0, queue), inline_cost
+        self.cores = cores  # the workers' CPU affinity (None: as the server's)
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self.pending = 0  # submitted and not finished (running + waiting)
         self.submitted = 0  # jobs ever sent to the pool (tests and benchmarks read it)
@@ -77,7 +121,8 @@ class Offload:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["server.geometry", "server.formats.masks"])
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                self.workers, mp_context=context, initializer=os.nice, initargs=(WORKER_NICE,))
+                self.workers, mp_context=context, initializer=_init_worker,
+                initargs=(WORKER_NICE, self.cores))
         return self._pool
 
     async def run(self, fn: Callable[..., T], *args: Any, cost: int, wait: bool = False) -> T:
@@ -162,11 +207,14 @@ class Offload:
 _current: Offload | None = None
 
 
-def configure(workers: int, queue: int) -> Offload:
-    """Replace the process's pool (the app's lifespan does, from the settings)."""
-    global _current
+def configure(workers: int, queue: int, split_cores: bool = False) -> Offload:
+    """Replace the process's pool (the app's lifespan does, from the settings); with
+    ``split_cores`` its workers run on the heavy cores of :func:`core_split`."""
+    global _current, _heavy_threads
     shutdown()
-    _current = Offload(workers, queue)
+    split = core_split() if split_cores else None
+    _heavy_threads = split[1] if split else None
+    _current = Offload(workers, queue, cores=_heavy_threads)
     return _current
 
 

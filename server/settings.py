@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     # CPU-heavy steps (mask decode, brush, fill, rasterize, vectorize, smart selection) run in
     # this many worker processes (server/offload.py); one core is left to the event loop.
     offload_workers: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) - 1), ge=1)
+    # With 2+ cores, `labelhub serve` runs on the first half of them and its offload workers
+    # and job worker on the rest (os.sched_setaffinity), so heavy work cannot take the event
+    # loop's core. Off: every process may run on any core (e.g. when a container manager pins).
+    cpu_split: bool = True
     # Heavy jobs waiting for a worker beyond those running; past it a request gets "busy".
     offload_queue: int = Field(default=8, ge=0)
     # Largest mask (decoded pixels) an import reads; a mask must also fit its image.

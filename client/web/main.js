@@ -75,7 +75,9 @@ function hubFor(project) {
  *  a deactivated account goes back to the login page; lost access to the project, to the list. */
 function revoked({ code, reason }) {
   if (code === 4401 || reason === "account no longer active") {
-    toast(code === 4401 ? "You were signed out (this session ended elsewhere). Please log in again." : "This account is no longer active.");
+    toast(code !== 4401 ? "This account is no longer active."
+      : reason === "session expired" ? "Your session expired. Please log in again."
+      : "You were signed out (this session ended elsewhere). Please log in again.");
     me = null; dropHub(); go(loginHref(location.hash));
     return;
   }

@@ -184,7 +184,7 @@ async def run(conn: Connection, msg: Op, *, engine: AsyncEngine, cache: Settings
     except EditError:
         return False  # reported by the transaction path, after the privilege and lease checks
     ids = object_ids(parsed) if parsed is not None else None
-    if ids is None or conn.project_id is None:
+    if ids is None or conn.project_id is None or conn.needs_verify():
         return False
     held, conn.held = conn.held, None
     async with driver_connection(engine) as driver:
@@ -245,6 +245,8 @@ async def _edit(driver: Any, conn: Connection, msg: Op, parsed: Any, ids: set[st
     touched_span = touched(span, now, idle_limit)
     # The count travels as a difference, so "before" is given as the count itself here.
     labeled = labeled_values(image, image.object_count, conn.user_id, log.created_at)
+    if conn.needs_verify():  # a revocation came while this ran: the transaction path checks
+        return "verify", None, image, span
     outcome = await commit(
         driver, token=msg.token, now=now, writes=writes,
         expected={oid: (row.version if (row := objects.get(oid)) else None) for oid in ids},

@@ -186,6 +186,10 @@ class Connection:
     close_reason: str = ""
     close_code: int = CLOSE_TOO_SLOW
     credential: Credential | None = None  # what the socket was opened with (revocation checks it)
+    # Revocations heard by this process (``Revoker.heard``, read through ``epoch``) when this
+    # socket's access was last verified: an edit commits only after re-checking if it moved.
+    epoch: Callable[[], int] | None = None
+    verified: int = 0
     overflowed: asyncio.Event = field(default_factory=asyncio.Event)
     _writer: asyncio.Task[None] | None = None
     _reader: asyncio.Task[Any] | None = None  # set while the reader waits for a message
@@ -226,6 +230,11 @@ class Connection:
         if self._writer is not None:
             self._writer.cancel()  # it may be stuck on a socket that does not drain
         self._wake_reader()
+
+    def needs_verify(self) -> bool:
+        """A revocation was heard since this socket's access was last verified: re-check it
+        before an edit commits (``Revoker.verify``)."""
+        return self.epoch is not None and self.epoch() != self.verified
 
     def revoke(self, reason: str, code: int) -> None:
         """Access is gone: forget the privileges and subscriptions the fan-out reads (so nothing

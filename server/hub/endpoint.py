@@ -27,7 +27,7 @@ from server.auth import authenticate_credential
 from server.db import connection_lost, is_sqlite, transaction
 from server.edits import EditError
 from server.errors import ApiError
-from server.hub import _states, leases
+from server.hub import _states, leases, revocation
 from server.hub._frames import head_fields
 from server.hub.bus import PgBus, asyncpg_dsn
 from server.hub.connection import Connection
@@ -103,14 +103,20 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     await websocket.accept()
     conn = Connection.with_queue(websocket, user_id, name, is_admin, state.settings.ws_send_queue)
     conn.credential = credential
+    # Access as verified at the handshake: revocations heard from before it on are re-checked
+    # by the next edit's transaction (``Revoker.verify``).
+    conn.epoch, conn.verified = (lambda: state.revoker.heard), heard
     handlers: Handlers = state.handlers
     release = False
     state.hub.attach(conn)
+    expiry = _close_at_expiry(conn)
     if state.revoker.heard != heard:  # a revocation came while we authenticated: re-check
         state.revoker.schedule(revocations.Revocation(user_id, None, "handshake"))
     try:
         release = await _serve(conn, handlers, websocket)
     finally:
+        if expiry is not None:
+            expiry.cancel()
         state.hub.detach(conn)
         was_viewing = state.hub.leave(conn)
         await conn.stop()
@@ -120,6 +126,17 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
                 await publish(conn, None, None, None, online=False)
         if release:
             await _release_all(state, conn)
+
+
+def _close_at_expiry(conn: Connection) -> asyncio.TimerHandle | None:
+    """Close the socket with 4401 ``session expired`` when its login token's TTL runs out:
+    the token would no longer open one, so the socket must not outlive it either (the browser
+    app returns to the login page and, after it, to the same page)."""
+    left = revocation.seconds_left(conn.credential)
+    if left is None:
+        return None
+    return asyncio.get_running_loop().call_later(
+        max(0.0, left), conn.revoke, revocation.SESSION_EXPIRED, CLOSE_UNAUTHORIZED)
 
 
 async def _serve(conn: Connection, handlers: Handlers, websocket: WebSocket) -> bool:
@@ -183,7 +200,9 @@ async def _handle(conn: Connection, handlers: Handlers, text: str) -> str | None
         await _dispatch(conn, handlers, msg)
     except RequestError as exc:
         conn.send(_error(msg.id, exc.code, exc.message, exc.holder))
-        if exc.code == "unauthorized":
+        if exc.close is not None:  # access revoked: the serve loop closes with this code
+            conn.revoke(*exc.close)
+        elif exc.code == "unauthorized":
             return "close"
     except EditError as exc:
         message = exc.message if not exc.field or exc.field in exc.message else f"{exc.field}: {exc.message}"

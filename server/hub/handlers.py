@@ -71,9 +71,12 @@ class SnapshotFrame:
 
 
 class RequestError(Exception):
-    def __init__(self, code: str, message: str, holder: UserRef | None = None) -> None:
+    """A request's ``error``; ``close`` (reason, close code): then the socket is closed."""
+
+    def __init__(self, code: str, message: str, holder: UserRef | None = None,
+                 close: tuple[str, int] | None = None) -> None:
         super().__init__(message)
-        self.code, self.message, self.holder = code, message, holder
+        self.code, self.message, self.holder, self.close = code, message, holder, close
 
 
 class Handlers:
@@ -331,7 +334,7 @@ class Handlers:
 
     async def op(self, conn: Connection, msg: Op) -> None:
         conn.own_ops.append(msg.client_op_id)  # before commit, so the tail never echoes it
-        if self.postgresql and await _fast_op.run(
+        if self.postgresql and not conn.needs_verify() and await _fast_op.run(
                 conn, msg, engine=self.state.engine, cache=self.settings_cache,
                 idle_limit=self.settings.idle_limit_seconds, check_context=self._check_context):
             return
@@ -349,7 +352,17 @@ class Handlers:
                                    user_id=conn.user_id, op_data=msg.op, settings=ctx.settings,
                                    client_op_id=msg.client_op_id, prepared=prepared)
             await touch(session, span, now, self.settings.idle_limit_seconds)
+            await self._verify(session, conn)
         conn.send(encode(Ack(id=msg.id, seq=done.seq)))
+
+    async def _verify(self, session: AsyncSession, conn: Connection) -> None:
+        """Last step of an edit's transaction: refuse (roll back) if a revocation heard while
+        it ran took the right to make it (``Revoker.verify``)."""
+        revoker = getattr(self.state, "revoker", None)
+        if revoker is not None and conn.needs_verify():
+            refused = await revoker.verify(session, conn, int(Privilege.LABEL))
+            if refused is not None:
+                raise RequestError(refused.code, refused.message, close=refused.close)
 
     async def undo_redo(self, conn: Connection, msg: Undo | Redo) -> None:
         which = msg.type
@@ -372,6 +385,7 @@ class Handlers:
                                    user_id=conn.user_id, op_data=op_data, settings=ctx.settings,
                                    client_op_id=client_op_id, origin=which, reverts_seq=row.seq)
             await touch(session, span, now, self.settings.idle_limit_seconds)
+            await self._verify(session, conn)
         conn.send(encode(Ack(id=msg.id, seq=done.seq, op=done.op)))
 
     async def cursor(self, conn: Connection, msg: Cursor, now: float) -> None:

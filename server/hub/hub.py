@@ -57,6 +57,7 @@ class Room:
     task: asyncio.Task[None] | None = None
     progress_due: float = 0.0
     progress_task: asyncio.Task[None] | None = None
+    progress_stale: bool = False  # a commit came after the running progress query began
     joining: int = 0  # joins in flight: the tail must not retire a room one is about to enter
     # Connections that are on an image (opened it or pointed at it): the ones presence is about.
     viewers: dict[Connection, int] = field(default_factory=dict)
@@ -359,23 +360,29 @@ class Hub:
                 other.send(frame, wire)
 
     def _schedule_progress(self, room: Room) -> None:
+        room.progress_stale = True
         if room.progress_task is not None and not room.progress_task.done():
-            return
-        delay = max(0.0, room.progress_due - time.monotonic())
-        room.progress_task = asyncio.create_task(self._progress(room, delay))
+            return  # the running task sees the flag and counts again once it is done
+        room.progress_task = asyncio.create_task(self._progress(room))
 
-    async def _progress(self, room: Room, delay: float) -> None:
-        if delay:
-            await asyncio.sleep(delay)  # throttle: one progress event per interval
-        room.progress_due = time.monotonic() + PROGRESS_INTERVAL
-        try:
-            event = await self.progress(room.project_id, room.seq)
-        except Exception:
-            log.exception("progress of project %s failed", room.project_id)
-            return
-        # Sent after every change, counts moved or not: the supervisor view takes it as its cue
-        # to reload per-user statistics (objects created and edited), which every edit moves.
-        self.send_to(self.audience(room), encode(event))
+    async def _progress(self, room: Room) -> None:
+        # A commit that lands while a count runs may or may not be in it: the flag makes the
+        # task count again after it, so the last event always reflects the last commit.
+        while room.progress_stale and not self._closing:
+            delay = room.progress_due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)  # throttle: one progress event per interval
+            room.progress_stale = False
+            room.progress_due = time.monotonic() + PROGRESS_INTERVAL
+            try:
+                event = await self.progress(room.project_id, room.seq)
+            except Exception:
+                log.exception("progress of project %s failed", room.project_id)
+                return
+            # Sent after every change, counts moved or not: the supervisor view takes it as its
+            # cue to reload per-user statistics (objects created and edited), which every edit
+            # moves.
+            self.send_to(self.audience(room), encode(event))
 
     async def progress(self, project_id: int, seq: int) -> ProgressEvent:
         async with self.sessions() as session:

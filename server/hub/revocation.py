@@ -16,24 +16,40 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from server.auth import Credential
 from server.hub.connection import Connection
-from server.hub.hub import Hub
+from server.hub.hub import NOT_A_MEMBER, Hub
 from server.models import ApiToken, Membership, User
-from server.permissions import ALL
+from server.permissions import ALL, Privilege
 from server.protocol import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED
 from server.revocations import Revocation
 
-__all__ = ["INACTIVE", "SESSION_REVOKED", "Revoker"]
+__all__ = ["INACTIVE", "SESSION_EXPIRED", "SESSION_REVOKED", "Refusal", "Revoker",
+           "seconds_left"]
 
 log = logging.getLogger("labelhub.revocation")
 SESSION_REVOKED = "session revoked"
+#: Why a socket is closed (4401) when the login token it was opened with reaches its TTL.
+SESSION_EXPIRED = "session expired"
 INACTIVE = "account no longer active"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why an edit may not commit: the request's error ``code`` and ``message``, and the
+    socket's close (reason, code) when it has lost access altogether."""
+
+    code: str
+    message: str
+    close: tuple[str, int] | None
 
 
 class Revoker:
@@ -66,6 +82,7 @@ class Revoker:
         conns = [c for c in self.hub.sockets.get(user_id, ()) if not c.dropped]
         if not conns:
             return
+        heard = self.heard
         try:
             async with self.sessions() as session:
                 state = await _access(session, user_id, conns)
@@ -75,29 +92,72 @@ class Revoker:
         user, live_tokens, memberships = state
         for conn in conns:
             self._apply(conn, user, live_tokens, memberships)
+            conn.verified = max(conn.verified, heard)  # the next edit need not read it again
 
     def _apply(self, conn: Connection, user: Any, live_tokens: set[int],
                memberships: dict[int, int]) -> None:
         if conn.dropped:
             return
-        if user is None or not user.is_active:
-            conn.revoke(INACTIVE, CLOSE_FORBIDDEN)
-            return
-        cred = conn.credential
-        if cred is not None and (
-                (cred.token_version is not None and cred.token_version != user.token_version)
-                or (cred.api_token_id is not None and cred.api_token_id not in live_tokens)):
-            conn.revoke(SESSION_REVOKED, CLOSE_UNAUTHORIZED)
+        lost = _lost(conn, user, live_tokens)
+        if lost is not None:
+            conn.revoke(*lost)
             return
         conn.is_admin = bool(user.is_admin)
         if conn.project_id is not None:
             privileges = int(ALL) if conn.is_admin else memberships.get(conn.project_id)
             self.hub.set_privileges(conn, privileges, always=False)
 
+    async def verify(self, session: AsyncSession, conn: Connection,
+                     needed: int) -> Refusal | None:
+        """Right before an edit of ``conn`` commits, in the edit's transaction: when a revocation
+        was heard since the socket's access was last verified, re-read it there. Returns why
+        the edit may no longer be made (it rolls back; the caller answers the request, then
+        closes the socket when ``close`` says so), else ``None``. So an edit in flight when the
+        revocation landed is refused although its own checks ran before it."""
+        if not conn.needs_verify():
+            return None
+        heard = self.heard
+        user, live_tokens, memberships = await _access(session, conn.user_id, (conn,))
+        lost = _lost(conn, user, live_tokens)
+        if lost is None and conn.project_id is not None and not user.is_admin \
+                and not memberships.get(conn.project_id, 0) & int(Privilege.VIEW):
+            lost = (NOT_A_MEMBER, CLOSE_FORBIDDEN)
+        if lost is not None:
+            code = "forbidden" if lost[0] == NOT_A_MEMBER else "unauthorized"
+            return Refusal(code, lost[0], lost)
+        self._apply(conn, user, live_tokens, memberships)  # a downgrade: told, not closed
+        if not conn.privileges & needed:
+            return Refusal("forbidden", "this needs the 'label' privilege", None)
+        conn.verified = heard
+        return None
+
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _lost(conn: Connection, user: Any, live_tokens: set[int]) -> tuple[str, int] | None:
+    """Why ``conn`` must close (reason, close code) as far as the account and the credential
+    go, or ``None``."""
+    if user is None or not user.is_active:
+        return INACTIVE, CLOSE_FORBIDDEN
+    cred = conn.credential
+    if cred is not None and (
+            (cred.token_version is not None and cred.token_version != user.token_version)
+            or (cred.api_token_id is not None and cred.api_token_id not in live_tokens)):
+        return SESSION_REVOKED, CLOSE_UNAUTHORIZED
+    left = seconds_left(cred)
+    if left is not None and left <= 0:
+        return SESSION_EXPIRED, CLOSE_UNAUTHORIZED
+    return None
+
+
+def seconds_left(credential: Credential | None) -> float | None:
+    """Seconds until a socket's login token expires (``None``: it does not, an API token)."""
+    if credential is None or credential.expires_at is None:
+        return None
+    return credential.expires_at - time.time()
 
 
 async def _access(session: AsyncSession, user_id: int,

@@ -7,10 +7,14 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from server._oplog import LoggedOp
+from server.hub import hub as hub_module
 from server.hub.connection import Connection
 from server.hub.hub import Hub, Room
 from server.permissions import Privilege
+from server.protocol import ProgressEvent
 
 
 def _op(seq: int, image: int = 7, user: int = 2, client_op_id: str | None = None) -> LoggedOp:
@@ -104,3 +108,43 @@ async def test_losing_view_drops_the_socket_a_change_tells_it() -> None:
     hub.set_privileges(removed, None)
     assert _frames(member) == [{"type": "privileges", "privileges": ["view", "review"]}]
     assert removed.dropped and removed.close_code == 4403 and removed.privileges == 0
+
+
+class _GatedCounts(Hub):
+    """A hub whose progress query reads the counts at once, then stays in flight until
+    ``gate`` opens (the database is a dict here): a commit can land while it runs."""
+
+    def __init__(self) -> None:
+        super().__init__(sessions=None)  # type: ignore[arg-type]
+        self.labeled = 0
+        self.gate = asyncio.Event()
+        self.queried = asyncio.Event()
+
+    async def progress(self, project_id: int, seq: int) -> ProgressEvent:
+        labeled = self.labeled  # what the query saw
+        self.queried.set()
+        await self.gate.wait()
+        return ProgressEvent(project=project_id, seq=seq, total=5, labeled=labeled,
+                             in_progress=0, untouched=5 - labeled)
+
+
+async def test_a_commit_during_a_progress_query_gets_its_own_progress_event(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hub_module, "PROGRESS_INTERVAL", 0.0)  # no throttle wait in the test
+    hub = _GatedCounts()
+    room = hub.rooms[3] = Room(project_id=3, seq=0)
+    dashboard = _watcher(3, 7, 0)
+    room.connections.add(dashboard)
+
+    hub.labeled = 1
+    hub.committed(3, 7, [_op(1)])
+    await hub.queried.wait()  # the count for seq 1 is under way and has read labeled = 1
+    hub.labeled = 2
+    hub.committed(3, 7, [_op(2)])  # lands while that count is in flight
+    await _after_scheduled_callbacks()
+    hub.gate.set()
+    while room.progress_task is not None and not room.progress_task.done():
+        await room.progress_task
+    progress = [f for f in _frames(dashboard) if f["type"] == "progress"]
+    assert progress[-1]["labeled"] == 2 and progress[-1]["seq"] == 2
+    assert [f["labeled"] for f in progress] == [1, 2]

@@ -3,7 +3,10 @@ the request that meets it gets "unavailable" and changes nothing; the next one w
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from server.app import create_app
-from server.db import make_engine
+from server.db import dispose, make_engine, make_sessionmaker
 from server.hub import _fast_op
 from server.hub.connection import Connection
 from server.hub.endpoint import _handle
@@ -143,3 +146,34 @@ def test_an_existing_sqlite_file_loses_group_and_other_access(tmp_path: Path) ->
     path.chmod(0o644)
     make_engine(f"sqlite+aiosqlite:///{path}")
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+async def test_dispose_waits_for_a_connection_still_in_use(database_url: str) -> None:
+    """A task that still holds a connection when the engine is disposed (a request finishing,
+    a stream's read-ahead) gives it back afterwards: it must be closed, not left to the
+    garbage collector (aiosqlite's "deleted before being closed" ResourceWarning)."""
+    engine = make_engine(database_url)
+    sessions = make_sessionmaker(engine)
+    holding, done = asyncio.Event(), asyncio.Event()
+
+    async def straggler() -> None:
+        async with sessions() as session:
+            await session.execute(text("SELECT 1"))
+            holding.set()
+            await done.wait()
+
+    task = asyncio.create_task(straggler())
+    await holding.wait()
+    disposing = asyncio.create_task(dispose(engine))
+    for _ in range(3):  # let dispose run up to its wait
+        await asyncio.sleep(0)
+    assert not disposing.done()  # still waiting for the straggler's connection
+    done.set()
+    await task
+    await disposing
+    assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del task
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]

@@ -69,6 +69,33 @@ async def test_workers_run_nicer_than_the_server(pool: offload.Offload) -> None:
     assert await pool.run(os.nice, 0, cost=pool.inline_cost) == min(mine + offload.WORKER_NICE, 19)
 
 
+def _affinity() -> frozenset[int]:
+    return frozenset(os.sched_getaffinity(0))
+
+
+def test_the_cores_are_split_between_serving_and_heavy_work() -> None:
+    split = offload.core_split()
+    cores = os.sched_getaffinity(0)
+    if len(cores) < 2:
+        assert split is None
+        return
+    assert split is not None
+    serving, heavy = split
+    assert serving and heavy and not serving & heavy and serving | heavy == cores
+    assert max(serving) < min(heavy)  # the heavy work gets the last cores
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores")
+async def test_pinned_workers_run_on_the_heavy_cores_only() -> None:
+    split = offload.core_split()
+    assert split is not None
+    pool = offload.Offload(workers=1, queue=0, cores=split[1])
+    try:
+        assert await pool.run(_affinity, cost=pool.inline_cost) == split[1]
+    finally:
+        pool.close()
+
+
 async def test_an_error_in_the_worker_reaches_the_caller_as_raised(pool: offload.Offload) -> None:
     with pytest.raises(TooCostly) as err:
         await pool.run(fail, "op.points", cost=pool.inline_cost)
@@ -120,3 +147,17 @@ async def test_a_caller_that_waits_gets_the_next_free_place(pool: offload.Offloa
     await second.open()
     assert await waiting == await queued
     assert pool.pending == 0
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores")
+async def test_password_hashing_runs_on_the_heavy_cores_when_split() -> None:
+    from server.auth import _off_loop
+
+    split = offload.core_split()
+    assert split is not None
+    offload.configure(1, 0, split_cores=True)
+    try:
+        assert await _off_loop(_affinity) == split[1]
+    finally:
+        offload.configure(1, 0)  # the split off again for the tests after this one
+        offload.shutdown()

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from server.hub import revocation
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.web._images import scene
 from tests.web._tool import open_tool
@@ -23,7 +24,8 @@ def log_in_again(page: Any) -> None:
     page.click("form button[type=submit]")
 
 
-def test_expired_session_returns_to_the_same_page(browser: Any, live: Live, tmp_path: Path) -> None:
+def test_expired_session_returns_to_the_same_page(browser: Any, live: Live, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     api = live.api()
     pid = api.post("/api/v1/projects", json={"name": "Return"}).json()["id"]
     resp = api.post(f"/api/v1/projects/{pid}/images", files={"files": ("a.png", scene(tmp_path / "a.png", 2).read_bytes())})
@@ -51,4 +53,18 @@ def test_expired_session_returns_to_the_same_page(browser: Any, live: Live, tmp_
     page.wait_for_selector("main h1, main table")
     page.goto(f"{live.url}/#/projects")
     page.wait_for_selector("#conn", state="hidden")
+
+    # Expired while the tool's socket is open: closed with 4401 "session expired" (the login
+    # token's TTL; here every login token is taken to be at its end), the app says so, goes to
+    # the login page and, once logged in, back to the tool.
+    monkeypatch.setattr(revocation, "seconds_left",
+                        lambda c: None if c is None or c.expires_at is None else 0.0)
+    page.goto(f"{live.url}/#/p/{pid}/label/{image}")
+    page.reload()  # a new socket (the members page's one was opened before the patch)
+    page.wait_for_url("**/#/login?next=*")
+    page.wait_for_selector("#toasts:has-text('Your session expired')")
+    monkeypatch.undo()
+    log_in_again(page)
+    page.wait_for_function(f"location.hash === '#/p/{pid}/label/{image}'")
+    page.wait_for_selector("#conn[data-state=online]")
     assert page.js_errors == []
