@@ -172,6 +172,7 @@ def test_a_thousand_objects_filtered_searched_hidden_locked_and_named(browser: A
     assert page.is_disabled("#props textarea")
     page.select_option("#current-label", "sign")
     page.wait_for_selector(".toast:has-text('This object is locked')")
+    assert page.input_value("#current-label") == "car"
 
     # Label names (key C): too many in view when fitted; zoomed in, the names are written.
     page.focus("#tool-canvas")

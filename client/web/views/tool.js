@@ -66,7 +66,9 @@ export async function mount(root, ctx) {
     onCursor: (p) => session.sendCursor(p),
   });
   const panel = createPanel({
-    pickLabel: (name) => { ui.picked = name; const s = selected(); if (s && s.label !== name) send(O.setLabel(s.id, name)); render(); },
+    pickLabel: (name) => {
+      if (objView.isLocked(ui.st.selected)) { lockedHint(); return false; }  // the picker goes back to its label
+      ui.picked = name; const s = selected(); if (s && s.label !== name) send(O.setLabel(s.id, name)); render(); },
     selectObject: (id) => { ui.justDrawn = null; ui.st = { ...ui.st, selected: id, forceNew: false, draft: null }; const o = selected(); if (o && !session.readOnly && !objView.isLocked(id) && !objView.isHidden(id)) bringToFront(o); render(); },
     toggleHidden: (id) => { objView.toggleHidden(id); render(); }, toggleLocked: (id) => { objView.toggleLocked(id); render(); },
     showAll: () => { objView.showAll(); render(); }, unlockAll: () => { objView.unlockAll(); render(); },

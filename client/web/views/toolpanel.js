@@ -190,7 +190,7 @@ export function createPanel(a) {
     const keep = focusKey(active, el);
     const viewOpen = el.querySelector("details.view-adjust")?.open;
     const labelSel = h("select", { id: "current-label", "aria-label": "Label for new and selected objects", disabled: m.readOnly,
-      onchange: (e) => a.pickLabel(e.target.value) },
+      onchange: (e) => { if (a.pickLabel(e.target.value) === false) e.target.value = m.currentLabel || ""; } },
     h("option", { value: "" }, "(no label)"),
     m.labels.map((l) => h("option", { value: l.name, selected: m.currentLabel === l.name }, (l.shortcut ? `${l.shortcut} · ` : "") + l.name)));
 
