@@ -290,7 +290,7 @@ export function createRenderer() {
 
   function renderLayer(s) {
     const vp = s.vp, v = view(s), mw = (v[2] - v[0]) * MARGIN, mh = (v[3] - v[1]) * MARGIN;
-    const pad = 4 / vp.scale, e = index.extent;
+    const pad = (s.names ? 18 : 4) / vp.scale, e = index.extent;  // room for the name tags above
     const all = e && [e[0] - pad, e[1] - pad, e[2] + pad, e[3] + pad];
     // All the objects when they fit in twice the view: then panning, and zooming out (shown
     // scaled till it settles), never need a redraw; else the view and a margin round it.

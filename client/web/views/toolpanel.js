@@ -89,8 +89,8 @@ function objectList(a) {
     oninput: () => { filter.text = search.value; refilter(); } });
   const showAll = h("button", { type: "button", id: "show-all", title: "Show every hidden object on the canvas again", onclick: () => a.showAll() }, "Show all");
   const unlockAll = h("button", { type: "button", id: "unlock-all", title: "Unlock every locked object", onclick: () => a.unlockAll() }, "Unlock all");
-  const section = h("section", { class: "objects-section", "aria-label": "Objects" }, title,
-    h("div", { class: "row filter-row" }, labelSel, search), h("div", { class: "row" }, showAll, unlockAll), el);
+  const section = h("section", { class: "objects-section", "aria-label": "Objects" },
+    h("div", { class: "objects-title" }, title, showAll, unlockAll), h("div", { class: "row filter-row" }, labelSel, search), el);
   let m = null, top = 0, shownSelection = null, labels = null, shown = [], shownFor = null;
   el.addEventListener("scroll", () => {
     if (Math.abs(el.scrollTop - top) < 1) return;
@@ -148,8 +148,9 @@ function objectList(a) {
     const total = m.objects.length, filtered = !!(filter.label || filter.text.trim());
     title.textContent = filtered ? `Objects (${shown.length} of ${total})` : `Objects (${total})`;
     const { hidden, locked } = m.objView.counts();
-    showAll.disabled = !hidden; showAll.textContent = hidden ? `Show all (${hidden})` : "Show all";
-    unlockAll.disabled = !locked; unlockAll.textContent = locked ? `Unlock all (${locked})` : "Unlock all";
+    // Shown while there is something to show or unlock (the rows' toggles say how to start).
+    showAll.hidden = !hidden; showAll.textContent = `Show all (${hidden})`;
+    unlockAll.hidden = !locked; unlockAll.textContent = `Unlock all (${locked})`;
     // A newly selected object (picked on the canvas) scrolls into the list's view.
     if (m.selectedId !== shownSelection && shown.length > VIRTUAL_AFTER) {
       const p = shown.findIndex((i) => m.objects[i].id === m.selectedId), rowsInView = viewRows();
