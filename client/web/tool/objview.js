@@ -6,8 +6,16 @@ export const NO_LABEL = "\u0000none";  // the label filter's value for objects w
 
 const TYPE_WORDS = { bbox: "bbox box", polygon: "polygon", polyline: "polyline line", point: "point", bitmap: "bitmap mask", rpy: "rpy" };
 
+const texts = new WeakMap();  // objects are replaced, never changed in place: cache by identity
+
 /** The text a search looks through: label, id, type and every attribute as "name=value". */
 export function searchText(o) {
+  let text = texts.get(o);
+  if (text === undefined) texts.set(o, (text = makeText(o)));
+  return text;
+}
+
+function makeText(o) {
   const attrs = Object.entries(o.attributes || {}).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`);
   return [o.label || "", o.id, TYPE_WORDS[o.type] || o.type, ...attrs, o.occluded ? "occluded" : ""].join("\n").toLowerCase();
 }
