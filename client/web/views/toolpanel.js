@@ -86,7 +86,8 @@ function objectList(a) {
     onchange: () => { filter.label = labelSel.value; refilter(); } });
   const search = h("input", { type: "search", id: "object-search", placeholder: "Search objects", "aria-label": "Search objects",
     title: "Search the label, id, type and attribute text (every word must match)",
-    oninput: () => { filter.text = search.value; refilter(); } });
+    oninput: () => { filter.text = search.value; refilter(); },
+    onkeydown: (e) => { if (e.key === "Escape" && search.value) { e.stopPropagation(); search.value = filter.text = ""; refilter(); } } });
   const showAll = h("button", { type: "button", id: "show-all", title: "Show every hidden object on the canvas again", onclick: () => a.showAll() }, "Show all");
   const unlockAll = h("button", { type: "button", id: "unlock-all", title: "Unlock every locked object", onclick: () => a.unlockAll() }, "Unlock all");
   const section = h("section", { class: "objects-section", "aria-label": "Objects" },
