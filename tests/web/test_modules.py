@@ -22,7 +22,34 @@ async () => {
   const sel = await import("/views/selection.js");
   const router = await import("/router.js");
   const session = await import("/views/toolsession.js");
+  const objview = await import("/tool/objview.js");
   const out = {};
+  // The object list's filter: a label (or none), and words that all occur in the label, id, type
+  // or attribute text, case-insensitive; hidden / locked sets per image, kept in sessionStorage.
+  const listed = [
+    { id: "a1", type: "bbox", label: "car", attributes: { color: "Red", doors: 4 } },
+    { id: "b2", type: "polygon", label: "tree", attributes: {} },
+    { id: "c3", type: "point", label: "", attributes: { note: "red light" } },
+    { id: "d4", type: "bbox", label: "carpet", occluded: true },
+  ];
+  const pick = (f) => objview.filterIndices(listed, f).map((i) => listed[i].id).join();
+  out.filters = [pick({}), pick({ label: "car" }), pick({ label: objview.NO_LABEL }), pick({ text: "RED" }), pick({ text: "car red" }),
+    pick({ text: "doors=4" }), pick({ text: "box" }), pick({ text: "b2" }), pick({ text: "occluded" }), pick({ label: "tree", text: "car" })];
+  out.targets = [objview.opTargets(ops.setLabel("a1", "x")), objview.opTargets(ops.batch([ops.remove("a1"), ops.create(listed[1])])), objview.opTargets(ops.rasterizeAll())];
+  sessionStorage.clear();
+  const ov = objview.createObjectView(sessionStorage);
+  ov.load("7.1");
+  const before = ov.visible(listed);
+  ov.toggleHidden("b2"); ov.toggleLocked("a1");
+  out.view = [before === listed, ov.visible(listed).map((o) => o.id).join(), ov.pickable(listed).map((o) => o.id).join(),
+    ov.visible(listed) === ov.visible(listed), ov.lockedBy(ops.setLabel("a1", "x")), ov.lockedBy(ops.setLabel("c3", "x")), ov.lockedBy(ops.rasterizeAll())];
+  const other = objview.createObjectView(sessionStorage);
+  other.load("7.1");
+  const again = [other.isHidden("b2"), other.isLocked("a1")];
+  other.load("7.2");
+  out.stored = [...again, other.isHidden("b2"), other.counts()];
+  ov.showAll(); ov.unlockAll();
+  out.cleared = [ov.counts(), ov.visible(listed) === listed];
   // viewport: fit centers, zoomAt keeps the point under the cursor, round trip.
   const f = vp.fit(200, 100, 420, 232, 10);
   out.fit = [f.scale, f.x, f.y];
@@ -130,6 +157,11 @@ def test_pure_modules_in_the_page(browser: Any, live: Live) -> None:
     page = context.new_page()
     page.goto(live.url + "/#/login")
     out = page.evaluate(CHECKS)
+    assert out["filters"] == ["a1,b2,c3,d4", "a1", "c3", "a1,c3", "a1", "a1", "a1,d4", "b2", "d4", ""]
+    assert out["targets"] == [["a1"], ["a1"], ["*"]]
+    assert out["view"] == [True, "a1,c3,d4", "c3,d4", True, "a1", None, "a1"]
+    assert out["stored"] == [True, True, False, {"hidden": 0, "locked": 0}]
+    assert out["cleared"] == [{"hidden": 0, "locked": 0}, True]
     assert out["fit"] == [2, 10, 16]
     assert out["zoomFixed"] is True
     # Column-major runs of [[0,1,1],[1,0,0]] are 1,2,1,1,1: the same string as pycocotools.

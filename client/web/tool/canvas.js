@@ -3,7 +3,7 @@
 // (only what can be seen) with one path per label colour, and redrawn only when they change, the
 // view leaves the layer or the zoom settles (till then the layer is shown scaled).
 import { rings } from "./geom.js";
-import { buildIndex, query } from "./spatial.js";
+import { bounds, buildIndex, query } from "./spatial.js";
 import { toScreen } from "./viewport.js";
 
 const FALLBACK = "#ffcc00";
@@ -232,6 +232,33 @@ function drawMany(ctx, s, vp, objs) {
   for (const o of single) drawOne(ctx, s, vp, o);
 }
 
+const NAME_LIMIT = 500;  // label names are written only when at most this many objects are in view
+const NAME_FONT = "12px sans-serif";
+
+/** Each object's label name at its top left corner (points: beside them), on a dark tag. */
+function drawNames(ctx, vp, objs) {
+  ctx.save();
+  ctx.font = NAME_FONT;
+  ctx.textBaseline = "bottom";
+  const widths = new Map();  // few distinct names: measure each once
+  let n = 0;
+  for (const o of objs) {
+    const b = o.label && bounds(o);
+    if (!b) continue;
+    let w = widths.get(o.label);
+    if (w === undefined) widths.set(o.label, (w = ctx.measureText(o.label).width + 6));
+    const point = o.type === "point";
+    const x = b[0] * vp.scale + vp.x + (point ? 7 : 0), y = b[1] * vp.scale + vp.y - (point ? 5 : 1);
+    ctx.fillStyle = "rgba(0,0,0,.62)";
+    ctx.fillRect(x, y - 15, w, 15);
+    ctx.fillStyle = "#fff";
+    ctx.fillText(o.label, x + 3, y - 1);
+    n++;
+  }
+  ctx.restore();
+  return n;
+}
+
 const MARGIN = 0.25;   // the layer reaches this fraction of the view past each side
 const SETTLE_MS = 150; // after the last zoom step, the layer is redrawn sharp at the new scale
 
@@ -263,13 +290,13 @@ export function createRenderer() {
 
   function renderLayer(s) {
     const vp = s.vp, v = view(s), mw = (v[2] - v[0]) * MARGIN, mh = (v[3] - v[1]) * MARGIN;
-    const pad = 4 / vp.scale, e = index.extent;
+    const pad = (s.names ? 18 : 4) / vp.scale, e = index.extent;  // room for the name tags above
     const all = e && [e[0] - pad, e[1] - pad, e[2] + pad, e[3] + pad];
     // All the objects when they fit in twice the view: then panning, and zooming out (shown
     // scaled till it settles), never need a redraw; else the view and a margin round it.
     const fits = all && (all[2] - all[0]) * vp.scale <= 2 * s.width && (all[3] - all[1]) * vp.scale <= 2 * s.height;
     const area = all && (fits ? all : intersect([v[0] - mw, v[1] - mh, v[2] + mw, v[3] + mh], all));
-    layer = { objects, selectedId: s.selectedId, colors: s.colors, scale: vp.scale, area, canvas: layer?.canvas || null, drawn: 0 };
+    layer = { objects, selectedId: s.selectedId, colors: s.colors, names: !!s.names, scale: vp.scale, area, canvas: layer?.canvas || null, drawn: 0, named: -1 };
     if (!area) return;
     const w = Math.ceil((area[2] - area[0]) * vp.scale * s.dpr), h = Math.ceil((area[3] - area[1]) * vp.scale * s.dpr);
     const c = layer.canvas || (layer.canvas = new OffscreenCanvas(w, h));
@@ -285,6 +312,9 @@ export function createRenderer() {
     }
     drawMany(lc, s, lvp, shown);
     layer.drawn = shown.length;
+    // Names only when few objects are in view (a zoom in settles into a redraw with them): the
+    // layer holds at most ~4 views' worth, so this stays a few thousand short texts at worst.
+    if (s.names && shown.length <= 4 * NAME_LIMIT && query(index, ...view(s)).length <= NAME_LIMIT) layer.named = drawNames(lc, lvp, shown);
   }
 
   function draw(ctx, s) {
@@ -301,7 +331,7 @@ export function createRenderer() {
     // Bitmaps are image-sized pictures of their own: drawn each frame, under the layer.
     for (const o of objects) if (o.type === "bitmap" && o.id !== s.selectedId) drawOne(ctx, s, vp, o);
     const e = index.extent, needed = e && intersect(view(s), [e[0], e[1], e[2], e[3]]);
-    const fresh = layer && layer.objects === objects && layer.colors === s.colors && layer.selectedId === s.selectedId;
+    const fresh = layer && layer.objects === objects && layer.colors === s.colors && layer.selectedId === s.selectedId && layer.names === !!s.names;
     const covered = fresh && (!needed || (layer.area && contains(layer.area, needed)));
     if (!covered || (s.settle && layer.scale !== vp.scale)) renderLayer(s);
     if (layer.area) {
@@ -310,9 +340,11 @@ export function createRenderer() {
     }
     const sel = s.selectedId && objects.find((o) => o.id === s.selectedId);
     if (sel && sel.type !== "rpy") drawOne(ctx, s, vp, sel);
+    const named = layer.named >= 0 && sel && sel.type !== "bitmap" ? layer.named + drawNames(ctx, vp, [sel]) : layer.named;
     drawOverlays(ctx, s);
     ctx.restore();
-    return { drawn: layer.drawn + (sel ? 1 : 0), stale: layer.scale !== vp.scale };
+    // names: how many label names are written (-1: none, off or too many objects in view).
+    return { drawn: layer.drawn + (sel ? 1 : 0), stale: layer.scale !== vp.scale, names: named };
   }
 
   return { draw, settleMs: SETTLE_MS };

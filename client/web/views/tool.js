@@ -5,6 +5,7 @@ import { commandFor } from "../tool/keys.js";
 import * as O from "../tool/ops.js";
 import * as T from "../tool/tools.js";
 import { viewFilter } from "../tool/canvas.js";
+import { createObjectView } from "../tool/objview.js";
 import { createStage } from "./toolstage.js";
 import { createPanel } from "./toolpanel.js";
 import { createImageSession } from "./toolsession.js";
@@ -50,14 +51,15 @@ export async function mount(root, ctx) {
   const labels = labelsRes.labels;
   const colors = Object.fromEntries(labels.map((l) => [l.name, l.color]));
   const byShortcut = Object.fromEntries(labels.filter((l) => l.shortcut).map((l) => [String(l.shortcut), l.name]));
-  const ui = { st: T.initialState(), picked: "", lastLabel: null, view: { brightness: 100, contrast: 100, saturation: 100, invert: false, noSmoothing: !!settings.disable_smoothing_when_zoomed }, keypointName: "" };
+  const ui = { st: T.initialState(), picked: "", lastLabel: null, view: { brightness: 100, contrast: 100, saturation: 100, invert: false, noSmoothing: !!settings.disable_smoothing_when_zoomed, names: false }, keypointName: "" };
+  const objView = createObjectView();  // hidden / locked objects: this viewer's own, per image
 
   const session = createImageSession({ ctx, pid, project, settings, query: ctx.route.query, onChange: render, say: (t) => ctx.toast(t, "info") });
   const suggest = createSuggestions({ ctx, pid, colors, getImage: () => session.image, getLabels: () => session.imageLabels,
     readOnly: () => (session.readOnly ? session.readOnlyReason || "This image is read-only." : ""), canLabel: () => project.privileges.includes("label") });
   const stage = createStage({
     scene: () => session.image && {
-      image: session.imageEl, imgW: session.image.width, imgH: session.image.height, objects: O.ordered(session.objects),
+      image: session.imageEl, imgW: session.image.width, imgH: session.image.height, objects: objView.visible(O.ordered(session.objects)), names: ui.view.names,
       colors, selectedId: ui.st.selected, st: ui.st, label: labelForNew(), filter: viewFilter(ui.view), noSmoothing: ui.view.noSmoothing,
       bitmapFor: (o) => session.bitmapCanvas(o, colors), cursors: session.cursorList(), smartPreview: session.smartCanvas,
     },
@@ -65,8 +67,12 @@ export async function mount(root, ctx) {
     onCursor: (p) => session.sendCursor(p),
   });
   const panel = createPanel({
-    pickLabel: (name) => { ui.picked = name; const s = selected(); if (s && s.label !== name) send(O.setLabel(s.id, name)); render(); },
-    selectObject: (id) => { ui.justDrawn = null; ui.st = { ...ui.st, selected: id, forceNew: false, draft: null }; const o = selected(); if (o && !session.readOnly) bringToFront(o); render(); },
+    pickLabel: (name) => {
+      if (objView.isLocked(ui.st.selected)) { lockedHint(); return false; }  // the picker goes back to its label
+      ui.picked = name; const s = selected(); if (s && s.label !== name) send(O.setLabel(s.id, name)); render(); },
+    selectObject: (id) => { ui.justDrawn = null; ui.st = { ...ui.st, selected: id, forceNew: false, draft: null }; const o = selected(); if (o && !session.readOnly && !objView.isLocked(id) && !objView.isHidden(id)) bringToFront(o); render(); },
+    toggleHidden: (id) => { objView.toggleHidden(id); render(); }, toggleLocked: (id) => { objView.toggleLocked(id); render(); },
+    showAll: () => { objView.showAll(); render(); }, unlockAll: () => { objView.unlockAll(); render(); },
     save: () => doSave(), next: () => session.next(), prev: () => session.prev(),
     setAttributes: (id, attrs) => send(O.setAttributes(id, attrs)),
     setOccluded: (id, v) => send(O.setOccluded(id, v)),
@@ -99,10 +105,17 @@ export async function mount(root, ctx) {
   }
   function env() {
     const img = session.image;
-    return { objects: O.ordered(session.objects), tol: stage.tol(), label: labelForNew(), aspect: settings.fixed_bbox_aspect_ratio || null,
+    return { objects: objView.pickable(O.ordered(session.objects)), tol: stage.tol(), label: labelForNew(), aspect: settings.fixed_bbox_aspect_ratio || null,
              size: img ? [img.width, img.height] : [1, 1], masks: (o) => session.mask(o), nextKeypoint: ui.keypointName };
   }
-  function send(op) { if (session.readOnly) { ctx.toast(session.readOnlyReason || "This image is read-only.", "info"); return; } session.send(op); }
+  function send(op) {
+    if (session.readOnly) { ctx.toast(session.readOnlyReason || "This image is read-only.", "info"); return; }
+    if (objView.lockedBy(op)) { lockedHint(op.kind === "rasterize_all"); return; }
+    session.send(op);
+  }
+  function lockedHint(all = false) {
+    ctx.toast(all ? "Some objects are locked: “Unlock all” in the object list first." : "This object is locked: unlock it (the lock in its row of the object list) to edit it.", "info");
+  }
   function bringToFront(o, always = false) {
     // Drawn last = on top: a click in the object list lifts an object that something else covers.
     if (!o || o.type === "rpy") return;
@@ -185,6 +198,7 @@ export async function mount(root, ctx) {
       case "zoom-in": return stage.zoom(1.25);
       case "zoom-out": return stage.zoom(0.8);
       case "invert": ui.view.invert = !ui.view.invert; return render();
+      case "names": ui.view.names = !ui.view.names; return render();
       case "accept-suggestion": return suggest.acceptTop();
       case "finish": if (ui.st.tool === "smart" && ui.st.smart) return smartAccept(); break;
       default: break;
@@ -193,6 +207,7 @@ export async function mount(root, ctx) {
   }
   function runMode(cmd) {
     if (session.readOnly && ["finish", "new", "delete", "edit", "group", "hole", "remove"].includes(cmd)) return;
+    if (["delete", "edit", "group", "hole", "remove"].includes(cmd) && objView.isLocked(ui.st.selected)) return lockedHint();
     apply(T.command(ui.st, env(), cmd));
   }
   function modeButtons() {
@@ -261,11 +276,12 @@ export async function mount(root, ctx) {
     stage.say(session.banner());
     unsaved.update(session.unsaved, session.canReapply());
     panel.update({ objects: O.ordered(session.objects), selectedId: ui.st.selected, labels, colors, currentLabel: selected()?.label ?? labelForNew(), readOnly: session.readOnly,
-      imageLabels: session.imageLabels, imageName: session.image?.name, pending: session.pending(), unsaved: session.unsaved.length, view: ui.view, viewKey: JSON.stringify(ui.view) });
+      imageLabels: session.imageLabels, imageName: session.image?.name, pending: session.pending(), unsaved: session.unsaved.length, view: ui.view, viewKey: JSON.stringify(ui.view),
+      objView, viewVersion: objView.version });
     stage.redraw();
     suggest.sync();
   }
-  session.onImage = () => { suggest.load(); ui.st = { ...T.initialState(), tool: ui.st.tool, brushRadius: ui.st.brushRadius }; ui.lastLabel = null; stage.fitted = false; stage.fit(); render(); };
+  session.onImage = () => { objView.load(session.image && `${pid}.${session.image.id}`); suggest.load(); ui.st = { ...T.initialState(), tool: ui.st.tool, brushRadius: ui.st.brushRadius }; ui.lastLabel = null; stage.fitted = false; stage.fit(); render(); };
   render();
   await session.start(ctx.route.params.image);
   stage.el.querySelector("canvas").focus();

@@ -1,5 +1,6 @@
 // The labeling tool's right-hand panel: label picker, object list, properties, classification, view.
-import { h } from "../dom.js";
+import { h, icon } from "../dom.js";
+import { filterIndices, NO_LABEL } from "../tool/objview.js";
 import { colorOf } from "../tool/canvas.js";
 import { sourceText } from "./scores.js";
 
@@ -51,7 +52,7 @@ export function textToAttrs(text, previous = {}) {
   return out;
 }
 
-const MODEL_KEYS = ["objects", "selectedId", "labels", "currentLabel", "readOnly", "imageLabels", "imageName", "pending", "unsaved", "viewKey"];
+const MODEL_KEYS = ["objects", "selectedId", "labels", "currentLabel", "readOnly", "imageLabels", "imageName", "pending", "unsaved", "viewKey", "viewVersion"];
 const TYPING = "textarea, input:not([type=checkbox]):not([type=range]):not([type=color]), select";
 
 /** A selector that finds the same control after the panel is rebuilt (null: none to keep). */
@@ -66,75 +67,116 @@ function focusKey(node, root) {
   return null;
 }
 
-const ROW = 24;           // px per row of a long object list (fixed: rows are placed by index)
-const VIEW_ROWS = 16;     // rows a long list shows at once
+const ROW = 24;           // px per row (fixed: a long list places rows by index)
+const VIEW_ROWS = 16;     // rows assumed in view before the list has a size
 const OVERSCAN = 8;       // rows kept in the DOM above and below the visible ones
 const VIRTUAL_AFTER = 100;
+const EYE = "M2 10 C5 5 15 5 18 10 C15 15 5 15 2 10 Z M10 8.2 A1.8 1.8 0 1 1 9.99 8.2 Z";
+const LOCK = "M5 9 H15 V17 H5 Z M7 9 V6.5 A3 3 0 0 1 13 6.5 V9";
 
-/** The object list. Past VIRTUAL_AFTER objects it scrolls on its own and holds only the rows
- * in view (plus a few), between two spacers: 10,000 objects cost a few dozen DOM rows. */
+/** The objects section: its count, the label filter and search, "Show all" / "Unlock all" and
+ * the list. Built once and kept (a rebuild of the panel never takes focus or scroll from it).
+ * Only the list scrolls; past VIRTUAL_AFTER shown objects it holds only the rows in view (plus a
+ * few) between two spacers: 10,000 objects cost a few dozen DOM rows. */
 function objectList(a) {
   const el = h("ul", { class: "objects", role: "listbox", "aria-label": "Objects on this image", id: "object-list" });
-  let m = null, top = 0, shownSelection = null;
+  const title = h("h3", { id: "objects-title" }, "Objects");
+  const filter = { label: "", text: "" };
+  const labelSel = h("select", { id: "object-filter", "aria-label": "Show objects with this label", title: "Show only objects with this label",
+    onchange: () => { filter.label = labelSel.value; refilter(); } });
+  const search = h("input", { type: "search", id: "object-search", placeholder: "Search objects", "aria-label": "Search objects",
+    title: "Search the label, id, type and attribute text (every word must match)",
+    oninput: () => { filter.text = search.value; refilter(); },
+    onkeydown: (e) => { if (e.key === "Escape" && search.value) { e.stopPropagation(); search.value = filter.text = ""; refilter(); } } });
+  const showAll = h("button", { type: "button", id: "show-all", title: "Show every hidden object on the canvas again", onclick: () => a.showAll() }, "Show all");
+  const unlockAll = h("button", { type: "button", id: "unlock-all", title: "Unlock every locked object", onclick: () => a.unlockAll() }, "Unlock all");
+  const section = h("section", { class: "objects-section", "aria-label": "Objects" },
+    h("div", { class: "objects-title" }, title, showAll, unlockAll), h("div", { class: "row filter-row" }, labelSel, search), el);
+  let m = null, top = 0, shownSelection = null, labels = null, shown = [], shownFor = null;
   el.addEventListener("scroll", () => {
     if (Math.abs(el.scrollTop - top) < 1) return;
     top = el.scrollTop;
     paint();
   });
-  const row = (o, i) => h("li", { role: "option", tabindex: "0", "aria-selected": o.id === m.selectedId ? "true" : "false", dataset: { id: o.id, type: o.type },
-    "aria-setsize": m.objects.length, "aria-posinset": i + 1,
-    onclick: () => a.selectObject(o.id), onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); a.selectObject(o.id); } } },
-  h("span", { class: "swatch", style: { background: colorOf(m.colors, o.label) } }),
-  `${i + 1}. ${TYPE_TEXT[o.type] || o.type}`, h("span", { class: "muted" }, o.label || "(no label)"),
-  o.occluded ? h("span", { class: "badge" }, "occluded") : null);
-  const spacer = (rows) => h("li", { "aria-hidden": "true", role: "presentation", style: { height: `${rows * ROW}px`, padding: "0" } });
+  const viewRows = () => Math.max(1, Math.ceil(el.clientHeight / ROW) || VIEW_ROWS);
+  const toggle = (o, kind, on, path, onText, offText) => h("button", { type: "button", class: "row-toggle", dataset: { toggle: kind },
+    "aria-pressed": String(on), title: on ? onText : offText, "aria-label": `${kind === "hide" ? "Hide" : "Lock"} object ${o.id}`,
+    onclick: (e) => { e.stopPropagation(); if (kind === "hide") a.toggleHidden(o.id); else a.toggleLocked(o.id); } }, icon(path));
+  const row = (i, pos) => {
+    const o = m.objects[i], v = m.objView, hidden = v.isHidden(o.id), locked = v.isLocked(o.id);
+    return h("li", { role: "option", tabindex: "0", "aria-selected": o.id === m.selectedId ? "true" : "false", dataset: { id: o.id, type: o.type },
+      class: (hidden ? "hidden-obj " : "") + (locked ? "locked-obj" : ""), "aria-setsize": shown.length, "aria-posinset": pos + 1,
+      onclick: () => a.selectObject(o.id),
+      onkeydown: (e) => { if (e.target === e.currentTarget && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); a.selectObject(o.id); } } },
+    h("span", { class: "swatch", style: { background: colorOf(m.colors, o.label) } }),
+    `${i + 1}. ${TYPE_TEXT[o.type] || o.type}`, h("span", { class: "muted obj-label" }, o.label || "(no label)"),
+    o.occluded ? h("span", { class: "badge" }, "occluded") : null,
+    h("span", { class: "row-toggles" },
+      toggle(o, "hide", hidden, EYE, "Hidden on the canvas: click to show it", "Hide on the canvas (not drawn, not clickable)"),
+      toggle(o, "lock", locked, LOCK, "Locked: click to unlock it", "Lock: not selectable or movable on the canvas, edits refused")));
+  };
+  const spacer = (rows) => h("li", { "aria-hidden": "true", role: "presentation", class: "spacer", style: { height: `${rows * ROW}px` } });
 
   function paint() {
-    const objs = m.objects, n = objs.length;
+    const n = shown.length;
     el.dataset.virtual = n > VIRTUAL_AFTER ? "true" : "false";
     if (n <= VIRTUAL_AFTER) {
-      Object.assign(el.style, { height: "", flex: "", overflowY: "" });
-      el.replaceChildren(...objs.map(row));
-      if (!n) el.append(h("li", { class: "muted" }, "No objects yet."));
+      el.replaceChildren(...shown.map(row));
+      if (!n) el.append(h("li", { class: "muted" }, m.objects.length ? "No objects match." : "No objects yet."));
       return;
     }
-    // A fixed height (the panel is a flex column that would squeeze a scroller to nothing).
-    Object.assign(el.style, { height: `${ROW * VIEW_ROWS}px`, flex: "none", overflowY: "auto" });
-    const first = Math.max(0, Math.min(n - VIEW_ROWS, Math.floor(top / ROW)) - OVERSCAN);
-    const last = Math.min(n, first + VIEW_ROWS + 2 * OVERSCAN);
+    const rowsInView = viewRows();
+    const first = Math.max(0, Math.min(n - rowsInView, Math.floor(top / ROW)) - OVERSCAN);
+    const last = Math.min(n, first + rowsInView + 2 * OVERSCAN);
     const rows = [];
-    for (let i = first; i < last; i++) {
-      const li = row(objs[i], i);
-      li.style.height = `${ROW}px`;
-      li.style.boxSizing = "border-box";
-      li.style.whiteSpace = "nowrap";
-      rows.push(li);
-    }
+    for (let p = first; p < last; p++) rows.push(row(shown[p], p));
     el.replaceChildren(spacer(first), ...rows, spacer(n - last));
   }
 
+  function refilter() { shownFor = null; top = 0; el.scrollTop = 0; if (m) update(m); }
+
   function update(model) {
     m = model;
+    if (labels !== m.labels) {
+      labels = m.labels;
+      const names = new Set(labels.map((l) => l.name));
+      if (filter.label && filter.label !== NO_LABEL && !names.has(filter.label)) filter.label = "";
+      labelSel.replaceChildren(h("option", { value: "" }, "All labels"), ...labels.map((l) => h("option", { value: l.name }, l.name)),
+        h("option", { value: NO_LABEL }, "(no label)"));
+      labelSel.value = filter.label;
+    }
+    if (shownFor !== m.objects) { shown = filterIndices(m.objects, filter); shownFor = m.objects; }
+    const total = m.objects.length, filtered = !!(filter.label || filter.text.trim());
+    title.textContent = filtered ? `Objects (${shown.length} of ${total})` : `Objects (${total})`;
+    const { hidden, locked } = m.objView.counts();
+    // Shown while there is something to show or unlock (the rows' toggles say how to start).
+    showAll.hidden = !hidden; showAll.textContent = `Show all (${hidden})`;
+    unlockAll.hidden = !locked; unlockAll.textContent = `Unlock all (${locked})`;
     // A newly selected object (picked on the canvas) scrolls into the list's view.
-    if (m.selectedId !== shownSelection && m.objects.length > VIRTUAL_AFTER) {
-      const i = m.objects.findIndex((o) => o.id === m.selectedId);
-      if (i >= 0 && (i * ROW < top || (i + 1) * ROW > top + VIEW_ROWS * ROW)) top = Math.max(0, (i - VIEW_ROWS / 2) * ROW);
+    if (m.selectedId !== shownSelection && shown.length > VIRTUAL_AFTER) {
+      const p = shown.findIndex((i) => m.objects[i].id === m.selectedId), rowsInView = viewRows();
+      if (p >= 0 && (p * ROW < top || (p + 1) * ROW > top + rowsInView * ROW)) top = Math.max(0, (p - rowsInView / 2) * ROW);
     }
     shownSelection = m.selectedId;
     paint();
+    if (el.scrollTop !== top) el.scrollTop = top;
   }
 
-  return { el, update, restore: () => { if (el.scrollTop !== top) el.scrollTop = top; } };
+  return { el: section, list: el, update };
 }
 
 export function createPanel(a) {
-  const el = h("aside", { class: "side", "aria-label": "Labeling panel" });
+  // Three parts: the head (image, Save / Next, label picker) and the objects section never scroll
+  // away; the list scrolls inside its section, the rest (properties, classification, view) below.
   const list = objectList(a);
+  const head = h("div", { class: "side-head" }), rest = h("div", { class: "side-rest" });
+  const el = h("aside", { class: "side", "aria-label": "Labeling panel" }, head, list.el, rest);
   let last = null, next = null, timer = 0;
   // Rebuilt a tick later, coalesced: a change event fired by leaving a field must not pull out the
   // field the person is moving to. Someone typing in a field keeps it: the rebuild (a remote edit,
   // an ack) waits until they leave it.
-  const typing = () => el.contains(document.activeElement) && document.activeElement.matches(TYPING);
+  // The search box is exempt: the objects section is never rebuilt, only its rows.
+  const typing = () => el.contains(document.activeElement) && document.activeElement.matches(TYPING) && !list.el.contains(document.activeElement);
   el.addEventListener("focusout", () => { if (next) schedule(); });
   function schedule() { if (!timer) timer = setTimeout(flush); }
   function update(m) { next = m; schedule(); }
@@ -150,12 +192,11 @@ export function createPanel(a) {
     const keep = focusKey(active, el);
     const viewOpen = el.querySelector("details.view-adjust")?.open;
     const labelSel = h("select", { id: "current-label", "aria-label": "Label for new and selected objects", disabled: m.readOnly,
-      onchange: (e) => a.pickLabel(e.target.value) },
+      onchange: (e) => { if (a.pickLabel(e.target.value) === false) e.target.value = m.currentLabel || ""; } },
     h("option", { value: "" }, "(no label)"),
     m.labels.map((l) => h("option", { value: l.name, selected: m.currentLabel === l.name }, (l.shortcut ? `${l.shortcut} · ` : "") + l.name)));
 
     list.update(m);
-    const objects = list.el;
 
     const sel = m.objects.find((o) => o.id === m.selectedId);
     const props = sel ? properties(sel, m) : h("p", { class: "muted" }, "Select an object to see its properties.");
@@ -172,7 +213,7 @@ export function createPanel(a) {
         on && on.source && on.source !== "manual" ? h("span", { class: `badge src-${on.source}`, title: sourceText(on.source) }, on.source) : null);
       }));
 
-    el.replaceChildren(
+    head.replaceChildren(
       h("div", { class: "row" }, h("strong", { title: m.imageName }, m.imageName || "…")),
       h("div", { class: "row" },
         h("button", { type: "button", onclick: a.prev, title: "Previous image (A)" }, "‹ Prev"),
@@ -181,8 +222,8 @@ export function createPanel(a) {
         // "All saved" only when nothing waits and nothing was refused (refused edits: the banner).
         h("span", { class: "saved", id: "save-state", dataset: { state: m.pending ? "saving" : m.unsaved ? "unsaved" : "saved" } },
           m.pending ? `Saving ${m.pending}…` : m.unsaved ? `${m.unsaved} not saved` : "All saved")),
-      h("h3", {}, "Label"), labelSel,
-      h("h3", {}, `Objects (${m.objects.length})`), objects,
+      h("h3", {}, "Label"), labelSel);
+    rest.replaceChildren(
       h("h3", {}, "Selected object"), props,
       h("div", { class: "row" },
         h("button", { type: "button", disabled: m.readOnly, onclick: a.rasterizeAll, title: "Turn every box and polygon into a bitmap" }, "Rasterize all"),
@@ -191,12 +232,11 @@ export function createPanel(a) {
       m.imageLabels.some((l) => l.source === "auto") ? h("button", { type: "button", id: "confirm-auto", disabled: m.readOnly, onclick: a.confirmAuto,
         title: "The labels marked “auto” came from a model: confirm them as reviewed (they then train models)" }, "Confirm model labels") : null,
       viewControls(m.view, a.setView, viewOpen));
-    list.restore();  // the list was taken out and put back: its scroll position went with it
     if (keep) el.querySelector(keep)?.focus({ preventScroll: true });
   }
 
   function properties(o, m) {
-    const ro = m.readOnly;
+    const locked = m.objView.isLocked(o.id), ro = m.readOnly || locked;
     const attrs = h("textarea", { rows: 3, "aria-label": "Attributes, one name=value per line", disabled: ro, value: attrsToText(o.attributes) });
     attrs.addEventListener("change", () => a.setAttributes(o.id, textToAttrs(attrs.value, o.attributes)));
     const decorated = o.type === "bbox" || o.type === "polygon";
@@ -210,6 +250,8 @@ export function createPanel(a) {
         } }))),
       decorated && rpy ? h("button", { type: "button", disabled: ro, onclick: () => a.setRpy(o, null) }, "Remove RPY") : null) : null;
     return h("div", { class: "props", id: "props" },
+      locked ? h("p", { class: "hint", id: "locked-hint", role: "note" }, "Locked: unlock it (the lock in its row) to edit it.") : null,
+      m.objView.isHidden(o.id) ? h("p", { class: "hint", id: "hidden-hint" }, "Hidden on the canvas (the eye in its row shows it).") : null,
       h("label", {}, "Occluded", h("input", { type: "checkbox", checked: !!o.occluded, disabled: ro, onchange: (e) => a.setOccluded(o.id, e.target.checked) })),
       h("label", { class: "col" }, "Attributes"), attrs,
       rpyFields,
@@ -228,6 +270,8 @@ export function createPanel(a) {
       slider("brightness", "Brightness"), slider("contrast", "Contrast"), slider("saturation", "Saturation"),
       h("label", {}, "Invert", h("input", { type: "checkbox", checked: v.invert, onchange: (e) => set({ invert: e.target.checked }) })),
       h("label", {}, "Sharp pixels", h("input", { type: "checkbox", checked: v.noSmoothing, onchange: (e) => set({ noSmoothing: e.target.checked }) })),
+      h("label", { title: "Write each object's label beside it (when few enough are in view: zoom in)" }, "Label names (C)",
+        h("input", { type: "checkbox", id: "show-names", checked: !!v.names, onchange: (e) => set({ names: e.target.checked }) })),
       h("button", { type: "button", onclick: () => set({ brightness: 100, contrast: 100, saturation: 100, invert: false }) }, "Reset"));
   }
 

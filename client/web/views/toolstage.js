@@ -36,6 +36,7 @@ export function createStage({ onPointer, onCursor, scene }) {
       lastScale = stage.vp.scale;
       // For tests and the browser benchmark: how many objects the last frame drew, and when.
       canvas.dataset.drawn = String(out.drawn);
+      canvas.dataset.names = String(out.names);
       canvas.dataset.drawnAt = performance.now().toFixed(1);
       canvas.dataset.drawMs = (performance.now() - t0).toFixed(2);
       hud.textContent = `${Math.round(stage.vp.scale * 100)}%` + (stage.pointer ? `  x ${stage.pointer[0].toFixed(0)}, y ${stage.pointer[1].toFixed(0)}` : "");
