@@ -352,10 +352,20 @@ def test_live_badges_selection_and_label_tools(browser: Any, live: Live, tmp_pat
     menu.wait_for()
     assert "1 selected" in page.inner_text(".sel-count")
     assert [t.strip() for t in menu.locator("[role=menuitem]").all_inner_texts()] == [
-        "Open in the labeling tool", "Find similar images", "Label images…", "Delete…"]
+        "Open in the labeling tool", "Find similar images", "Label images…", "Mark done", "Delete…"]
     menu.locator("text=Label images…").click()
     page.select_option("#label-dialog-label", "cats")
     page.click("#label-dialog-add")
     page.wait_for_selector(f".tile[data-id='{ids[2]}'] .chip:has-text('cats')")
     assert page.locator(".chip:has-text('cats')").count() == 2 + 2  # cats/0, cats/1, dogs/3, dogs/2
+    # "Mark done" from the menu takes the lock for the moment it needs; an image Bob is
+    # labeling is left alone, and the menu says why.
+    page.locator(".tile").nth(2).click(button="right")
+    page.locator(f".tile[data-id='{ids[2]}'] .menu:not([hidden]) >> text=Mark done").click()
+    page.wait_for_selector(f".tile[data-id='{ids[2]}'] [data-state=done]")
+    assert api.get(f"/api/v1/images/{ids[2]}").json()["state"] == "done"
+    page.locator(f".tile[data-id='{ids[0]}']").click(button="right")
+    page.locator(f".tile[data-id='{ids[0]}'] .menu:not([hidden]) >> text=Mark done").click()
+    page.wait_for_selector("#toasts:has-text('being labeled by Bob')")
+    assert api.get(f"/api/v1/images/{ids[0]}").json()["state"] != "done"
     assert page.js_errors == [] and bob.js_errors == [] and watcher.js_errors == []

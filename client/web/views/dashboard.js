@@ -71,7 +71,23 @@ export async function mount(root, ctx) {
       { text: "Find similar images", href: href("similar", { project: pid }, { image: image.id }) },
       can.has("label") ? { text: `Label images…${many}`, onClick: () => openLabelDialog({ ctx, pid, labels: state.labels, count: n,
         target: target(state.sel, state.filter), done: async () => { await loadLabels(); await reload(); } }) } : null,
+      can.has("label") && ["new", "in_progress", "rejected"].includes(image.state || "new")
+        ? { text: "Mark done", onClick: () => markDone(image) } : null,
       can.has("delete") ? { text: `Delete…${many}`, onClick: deleteSelected } : null].filter(Boolean);
+  }
+
+  /** "Done" needs the image's lock (the server's rule): take it, mark done, hand it back. */
+  async function markDone(image) {
+    try {
+      const ack = await ctx.hub.openImage(image.id);
+      try {
+        await ctx.hub.request("set_state", { image: image.id, action: "done", token: ack.lock.token, expect: image.state || "new" });
+        ctx.toast(`${image.name}: marked done.`, "info");
+      } finally { await ctx.hub.releaseImage(image.id); }
+    } catch (err) {
+      ctx.toast(err.code === "locked" ? `${image.name} is being labeled by ${err.detail?.holder?.name || "someone else"}: not marked done.` : err.message);
+    }
+    await reload();
   }
 
   // Right-click on a tile opens its menu; like a file manager, a tile outside the selection
