@@ -44,7 +44,7 @@ INDEXED_IMPORTERS: dict[str, Callable[[bytes, NameIndex], list[Incoming]]] = {
 #: Export query options and the values each may take (None: any text).
 EXPORT_OPTIONS: dict[str, set[str] | None] = {
     "task": {"detect", "segment"}, "types": None, "crowd_rle": {"0", "1", "true", "false"},
-    "image_url": None, "images": {"0", "1", "true", "false"},
+    "image_url": None, "images": {"0", "1", "true", "false"}, "mask_format": {"png", "bmp"},
 }
 #: Parse cost per body byte (``server.offload`` units): a body past ~200 KB is parsed in a worker.
 PARSE_COST_PER_BYTE = 1

@@ -1,5 +1,6 @@
-"""Masks as PNG files in a ZIP, one per object: ``<image stem>/<object id>.png``, 8-bit
-grayscale, 255 where the object is and 0 elsewhere, image-sized. Bitmaps by default;
+"""Masks as image files in a ZIP, one per object: ``<image stem>/<object id>.png``, 8-bit
+grayscale, 255 where the object is and 0 elsewhere, image-sized; ``?mask_format=bmp`` writes
+BMP files instead (``.bmp``, the same pixels). Bitmaps by default;
 ``?types=bitmap,polygon,bbox`` rasterizes those types too. ``index.csv`` lists
 ``image,object_id,label,file``.
 
@@ -39,7 +40,12 @@ MAX_INDEX_BYTES = 64 << 20
 
 
 def png(mask: np.ndarray) -> bytes:
-    ok, data = cv2.imencode(".png", mask.astype(np.uint8) * 255)
+    return encode(mask, "png")
+
+
+def encode(mask: np.ndarray, fmt: str) -> bytes:
+    """A 0/1 mask as an 8-bit grayscale PNG or BMP file (0 and 255)."""
+    ok, data = cv2.imencode(f".{fmt}", mask.astype(np.uint8) * 255)
     assert ok
     return bytes(data)
 
@@ -50,15 +56,16 @@ def _csv_row(*values: str) -> str:
     return buf.getvalue()
 
 
-def _render(img: ImageRecord, stem: str, types: set[str]) -> list[tuple[str, bytes, str]]:
-    """The image's masks as (path, PNG, index.csv row), in a worker process (server/offload.py):
-    each is rasterized and encoded at the image's full size."""
+def _render(img: ImageRecord, stem: str, types: set[str],
+            fmt: str = "png") -> list[tuple[str, bytes, str]]:
+    """The image's masks as (path, file, index.csv row), in a worker process
+    (server/offload.py): each is rasterized and encoded at the image's full size."""
     out = []
     for obj in img.objects:
         if obj["type"] not in types or obj["type"] not in ("bitmap", "polygon", "bbox"):
             continue
-        path = f"{stem}/{obj['id']}.png"
-        out.append((path, png(rasterize(parse_object(obj), img.height, img.width)),
+        path = f"{stem}/{obj['id']}.{fmt}"
+        out.append((path, encode(rasterize(parse_object(obj), img.height, img.width), fmt),
                     _csv_row(img.name, obj["id"], obj["label"], path)))
     return out
 
@@ -70,6 +77,7 @@ def _add_all(z: ZipStream, files: list[tuple[str, bytes, str]]) -> None:
 
 async def export(job: ExportJob) -> AsyncIterator[bytes]:
     types = set(job.options.get("types", "bitmap").split(","))
+    fmt = job.options.get("mask_format", "png")
     z = ZipStream()
     index = Spool()
     index.write(_csv_row("image", "object_id", "label", "file"))
@@ -81,7 +89,7 @@ async def export(job: ExportJob) -> AsyncIterator[bytes]:
                 # One job per image, so heavy edits interleave with a long export; an export
                 # under way waits for the pool rather than failing half-way.
                 cost = img.width * img.height // 4 * len(img.objects)
-                files = await offload.run(_render, img, stem, types, cost=cost, wait=True)
+                files = await offload.run(_render, img, stem, types, fmt, cost=cost, wait=True)
                 await asyncio.to_thread(_add_all, z, files)  # deflate releases the GIL
                 index.write("".join(row for _p, _d, row in files))
             yield z.drain()

@@ -23,7 +23,10 @@ async () => {
   const router = await import("/router.js");
   const session = await import("/views/toolsession.js");
   const objview = await import("/tool/objview.js");
+  const transfer = await import("/views/transfer.js");
   const out = {};
+  // The export dialog's "BMP masks" is the masks format with BMP files.
+  out.bmpUrl = transfer.exportUrl(7, "masks:bmp", "all");
   // The object list's filter: a label (or none), and words that all occur in the label, id, type
   // or attribute text, case-insensitive; hidden / locked sets per image, kept in sessionStorage.
   const listed = [
@@ -162,6 +165,7 @@ def test_pure_modules_in_the_page(browser: Any, live: Live) -> None:
     assert out["view"] == [True, "a1,c3,d4", "c3,d4", True, "a1", None, "a1"]
     assert out["stored"] == [True, True, False, {"hidden": 0, "locked": 0}]
     assert out["cleared"] == [{"hidden": 0, "locked": 0}, True]
+    assert out["bmpUrl"] == "/api/v1/projects/7/export?format=masks&mask_format=bmp"
     assert out["fit"] == [2, 10, 16]
     assert out["zoomFixed"] is True
     # Column-major runs of [[0,1,1],[1,0,0]] are 1,2,1,1,1: the same string as pycocotools.

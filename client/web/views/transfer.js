@@ -5,14 +5,17 @@ import { queryString } from "../api.js";
 export const EXPORT_FORMATS = [
   ["json", "Labelhub JSON (everything, lossless)"], ["csv", "CSV (classification labels)"],
   ["coco", "COCO (instances)"], ["yolo", "YOLO (ZIP, ultralytics layout)"], ["voc", "Pascal VOC (ZIP of XML)"],
-  ["masks", "PNG masks (ZIP)"], ["labelstudio", "Label Studio JSON"], ["cvat", "CVAT for images 1.1 (XML)"],
+  ["masks", "PNG masks (ZIP)"], ["masks:bmp", "BMP masks (ZIP)"], ["labelstudio", "Label Studio JSON"],
+  ["cvat", "CVAT for images 1.1 (XML)"],
 ];
 export const IMPORT_FORMATS = [["json", "Labelhub JSON"], ["csv", "CSV"], ["coco", "COCO"], ["masks", "PNG masks (ZIP)"],
   ["yolo", "YOLO (ZIP)"], ["voc", "Pascal VOC (ZIP)"], ["labelstudio", "Label Studio JSON"], ["cvat", "CVAT for images 1.1 (XML)"]];
 
 /** The export URL for a format and scope (pure). */
 export function exportUrl(pid, format, scope, { filter = {}, ids = [], task, images = false } = {}) {
-  const q = { format };
+  const [name, maskFormat] = format.split(":");  // "masks:bmp": the masks as BMP files
+  const q = { format: name };
+  if (maskFormat) q.mask_format = maskFormat;
   if (scope === "filter") Object.assign(q, filter);
   if (scope === "selection") q.ids = ids.join(",");
   if (format === "yolo" && task) q.task = task;

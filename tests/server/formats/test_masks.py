@@ -26,6 +26,16 @@ async def test_masks_export_one_png_per_bitmap(admin: Api, app: Starlette) -> No
     assert np.array_equal(png == 255, rle_decode(bitmap()))
     more = zipfile.ZipFile(io.BytesIO(await export(admin, pid, "masks", types="bitmap,bbox")))
     assert "a/b1.png" in more.namelist() and "b/b2.png" in more.namelist()
+    # The same masks as BMP files, when a tool wants bitmaps as BMP.
+    bmps = zipfile.ZipFile(io.BytesIO(await export(admin, pid, "masks", mask_format="bmp")))
+    assert set(bmps.namelist()) == {"a/m1.bmp", "index.csv"}
+    assert bmps.read("a/m1.bmp")[:2] == b"BM"
+    bmp = cv2.imdecode(np.frombuffer(bmps.read("a/m1.bmp"), np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert np.array_equal(bmp, png)
+    assert "a/m1.bmp" in bmps.read("index.csv").decode()
+    bad = await admin.client.get(f"/api/v1/projects/{pid}/export",
+                                 params={"format": "masks", "mask_format": "gif"})
+    assert bad.status_code == 422
 
 
 async def test_masks_import_png_and_bmp(admin: Api, app: Starlette) -> None:
