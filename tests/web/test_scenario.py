@@ -84,6 +84,9 @@ def test_live_labeling_scenario(browser: Any, live: Live, tmp_path: Path) -> Non
     assert objs["point"]["geometry"] == pytest.approx({"x": 250, "y": 200}, abs=1)
     assert objs["bitmap"]["geometry"]["rle"]["size"] == [240, 320]
     shot(admin, "tool.png")
+    # No panel prints an absent part as the text "null" (DOM replaceChildren does, h() does not).
+    assert not admin.evaluate("""[...document.querySelectorAll('body *')].some((e) =>
+        [...e.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim() === 'null'))""")
 
     # Bob opens the tool without a selection: the image the admin holds is skipped.
     bob = login(browser, live, bob_email, bob_password)

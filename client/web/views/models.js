@@ -68,7 +68,7 @@ export async function mount(root, ctx) {
           ctx.toast(state.retrain ? `A new version will train after ${state.retrain} new labeled images.` : "Automatic retraining is off.", "info");
         } catch (err) { ctx.toast(err.message); }
         renderRetrain();
-      } }, "Save") : null,
+      } }, "Save") : "",
       h("small", { class: "muted" }, state.retrain ? ` (on: every ${state.retrain})` : " (off)"));
   }
 

@@ -72,7 +72,7 @@ export async function mount(root, ctx) {
           h("button", { type: "button", onclick: reload }, "Check now")));
     } else if (state.error) {
       status.replaceChildren(h("p", { class: "error" }, state.error),
-        state.retry && can.has("label") ? h("button", { type: "button", id: "compute-features", onclick: computeFeatures }, "Compute image features again") : null);
+        state.retry && can.has("label") ? h("button", { type: "button", id: "compute-features", onclick: computeFeatures }, "Compute image features again") : "");
     } else if (state.loaded && !state.items.length) {
       status.replaceChildren(h("p", { class: "empty" }, imageMode ? "No similar images to show."
         : state.label ? `No more images to suggest for “${state.label}”: every image carries it, or it has no labeled examples yet.` : "Create a label and label a few images first."));

@@ -228,9 +228,9 @@ export function createPanel(a) {
       h("div", { class: "row" },
         h("button", { type: "button", disabled: m.readOnly, onclick: a.rasterizeAll, title: "Turn every box and polygon into a bitmap" }, "Rasterize all"),
         h("button", { type: "button", disabled: m.readOnly, onclick: a.addRpy, title: "Add a roll/pitch/yaw object for the image" }, "Add RPY")),
-      h("h3", {}, "Classification"), a.suggestions || null, cls,
+      h("h3", {}, "Classification"), a.suggestions || "", cls,
       m.imageLabels.some((l) => l.source === "auto") ? h("button", { type: "button", id: "confirm-auto", disabled: m.readOnly, onclick: a.confirmAuto,
-        title: "The labels marked “auto” came from a model: confirm them as reviewed (they then train models)" }, "Confirm model labels") : null,
+        title: "The labels marked “auto” came from a model: confirm them as reviewed (they then train models)" }, "Confirm model labels") : "",
       viewControls(m.view, a.setView, viewOpen));
     if (keep) el.querySelector(keep)?.focus({ preventScroll: true });
   }
