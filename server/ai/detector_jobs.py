@@ -23,13 +23,16 @@ from server.ai import detector_training as dt
 from server.ai.detection import Box, Detected, Detector, load_detector
 from server.ai.errors import ModelError
 from server.ai.features import Extractor
-from server.ai.model_store import current_labels, next_version
+from server.ai.model_store import (
+    chosen_names,
+    current_labels,
+    requested_by,
+    save_version,
+)
 from server.ai.tasks import BATCH, decode_all, extractor, read_all
 from server.ai.training import TrainingError
-from server.db import transaction
-from server.errors import ApiError
 from server.jobs import JobContext
-from server.models import AiModel, AiModelVersion, Image, LabelObjectRow, utcnow
+from server.models import AiModel, AiModelVersion, Image, LabelObjectRow
 from server.storage import open_store
 
 __all__ = ["MAX_OBJECTS", "MAX_TRAIN_IMAGES", "BoxExamples", "box_examples", "detector_of",
@@ -71,11 +74,7 @@ async def box_examples(session: AsyncSession, project_id: int, wanted: Sequence[
         .order_by(LabelObjectRow.image_id, LabelObjectRow.id))).all()
     by_name = {n: i for i, n in (await current_labels(session, project_id)).items()}
     if wanted is not None:
-        unknown = [n for n in wanted if n not in by_name]
-        if unknown:
-            raise ApiError(422, "invalid", f"not labels of this project: {', '.join(unknown[:20])}",
-                           {"labels": unknown[:100]})
-        names = list(dict.fromkeys(wanted))
+        names = chosen_names(by_name, wanted)
     else:
         names = sorted({r[2] for r in rows if r[2] in by_name})
     out = BoxExamples(labels=[(by_name[n], n) for n in names])
@@ -142,15 +141,8 @@ async def train_detection(ctx: JobContext, model: AiModel) -> dict[str, Any]:
     except TrainingError as exc:
         raise TrainingError(f"cannot train {model.name!r}: {exc}") from None
     metrics["failed_images"] = failed
-    async with transaction(ctx.sessions) as session:
-        await session.get(AiModel, model.id, with_for_update=True)  # versions numbered in turn
-        version = await next_version(session, model.id)
-        session.add(AiModelVersion(
-            model_id=model.id, version=version,
-            labels=[{"id": i, "name": n} for i, n in ex.labels], head=detector.describe(),
-            weights=detector.weights(), metrics=metrics, images=len(boxed), job_id=ctx.job_id,
-            created_by=model.created_by if ctx.params.get("created_by") is None
-            else int(ctx.params["created_by"]), created_at=utcnow()))
+    version = await save_version(ctx.sessions, model, ex.labels, detector, metrics, len(boxed),
+                                 ctx.job_id, requested_by(ctx.params))
     await ctx.progress(total, total)
     return {"model": model.id, "version": version, "map50": metrics["map50"],
             "images": len(boxed), "boxes": metrics["boxes"], "failed": failed}

@@ -33,8 +33,9 @@ from server.ai.model_store import (
     examples,
     find_version,
     head_of,
-    next_version,
     read_features,
+    requested_by,
+    save_version,
 )
 from server.ai.tasks import BATCH, decode_all, embed_contents, extractor, read_all
 from server.ai.training import TrainingError, train
@@ -97,15 +98,8 @@ async def train_model(ctx: JobContext) -> dict[str, Any]:
     except TrainingError as exc:
         raise TrainingError(f"cannot train {model.name!r}: {exc}") from None
     metrics["failed_images"] = failed
-    async with transaction(ctx.sessions) as session:
-        await session.get(AiModel, model.id, with_for_update=True)  # versions numbered in turn
-        version = await next_version(session, model.id)
-        session.add(AiModelVersion(
-            model_id=model.id, version=version,
-            labels=[{"id": i, "name": n} for i, n in ex.labels], head=head.describe(),
-            weights=head.weights(), metrics=metrics, images=len(usable), job_id=ctx.job_id,
-            created_by=model.created_by if ctx.params.get("created_by") is None
-            else int(ctx.params["created_by"]), created_at=utcnow()))
+    version = await save_version(ctx.sessions, model, ex.labels, head, metrics, len(usable),
+                                 ctx.job_id, requested_by(ctx.params))
     await ctx.progress(total, total)
     return {"model": model.id, "version": version, "feature": metrics["feature"],
             "accuracy": metrics["accuracy"], "images": len(usable), "failed": failed}

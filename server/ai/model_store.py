@@ -3,19 +3,20 @@ training.py and mapping.py). Everything runs in the caller's transaction; nothin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.ai.errors import ModelError
 from server.ai.heads import LinearHead, load
 from server.ai.mapping import BUILTIN_NAME, matches
 from server.ai.vectors import decode
+from server.db import transaction
 from server.errors import ApiError, not_found
 from server.models import (
     AiModel,
@@ -32,6 +33,8 @@ __all__ = [
     "PREDICT_KIND",
     "TRAIN_KIND",
     "Examples",
+    "Trained",
+    "chosen_names",
     "current_labels",
     "ensure_builtin",
     "examples",
@@ -39,6 +42,8 @@ __all__ = [
     "head_of",
     "model_out",
     "read_features",
+    "requested_by",
+    "save_version",
     "version_out",
     "versions",
 ]
@@ -184,11 +189,7 @@ async def examples(session: AsyncSession, project_id: int, wanted: Sequence[str]
     ids = await current_labels(session, project_id)
     by_name = {n: i for i, n in ids.items()}
     if wanted is not None:
-        unknown = [n for n in wanted if n not in by_name]
-        if unknown:
-            raise ApiError(422, "invalid", f"not labels of this project: {', '.join(unknown[:20])}",
-                           {"labels": unknown[:100]})
-        names = list(dict.fromkeys(wanted))
+        names = chosen_names(by_name, wanted)
     else:
         names = sorted({r[3] for r in rows})
     column = {n: j for j, n in enumerate(names)}
@@ -237,3 +238,43 @@ async def next_version(session: AsyncSession, model_id: int) -> int:
     top = (await session.execute(select(func.max(AiModelVersion.version)).where(
         AiModelVersion.model_id == model_id))).scalar_one_or_none()
     return int(top or 0) + 1
+
+
+class Trained(Protocol):
+    """What training made (a classifier head or a detector): stored as a model version."""
+
+    def describe(self) -> dict[str, Any]: ...
+    def weights(self) -> bytes: ...
+
+
+async def save_version(sessions: async_sessionmaker[AsyncSession], model: AiModel,
+                       labels: Sequence[tuple[int, str]], trained: Trained,
+                       metrics: dict[str, Any], images: int, job_id: int | None,
+                       created_by: int | None) -> int:
+    """Store a new version of ``model`` (numbered after the others, the model row locked so
+    two trainings never take one number); returns its number."""
+    async with transaction(sessions) as session:
+        await session.get(AiModel, model.id, with_for_update=True)  # versions numbered in turn
+        version = await next_version(session, model.id)
+        session.add(AiModelVersion(
+            model_id=model.id, version=version, labels=[{"id": i, "name": n} for i, n in labels],
+            head=trained.describe(), weights=trained.weights(), metrics=metrics, images=images,
+            job_id=job_id, created_by=model.created_by if created_by is None else created_by,
+            created_at=utcnow()))
+    return version
+
+
+def requested_by(params: Mapping[str, Any]) -> int | None:
+    """Who asked for a training job (``created_by`` in its params), if it says."""
+    value = params.get("created_by")
+    return None if value is None else int(value)
+
+
+def chosen_names(by_name: Mapping[str, int], wanted: Sequence[str]) -> list[str]:
+    """The labels a training asked for, without repeats; 422 naming any that are not the
+    project's."""
+    unknown = [n for n in wanted if n not in by_name]
+    if unknown:
+        raise ApiError(422, "invalid", f"not labels of this project: {', '.join(unknown[:20])}",
+                       {"labels": unknown[:100]})
+    return list(dict.fromkeys(wanted))
