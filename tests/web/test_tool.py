@@ -194,13 +194,15 @@ def test_smart_tool_brush_and_view(browser: Any, live: Live, tmp_path: Path) -> 
     page.wait_for_selector("#class-list li[data-name=tree] .badge.ok")
 
     # Smart tool: a rectangle, a foreground stroke on the white disc (r=30 at 160,120), a background
-    # stroke with the right button, an erase stroke; Enter makes the bitmap.
+    # stroke (its button; the right mouse button does the same), an erase stroke; Enter makes the
+    # bitmap.
     page.keyboard.press("w")
     canvas.drag([(118, 78), (160, 120), (202, 162)])
     canvas.drag([(150, 118), (160, 121), (170, 122)])
     page.wait_for_selector("#smart-accept")
     page.wait_for_selector("#smart-busy", state="detached")
-    canvas.drag([(122, 82), (160, 82), (198, 84)], button="right")
+    mode_button(page, "group")
+    canvas.drag([(122, 82), (160, 82), (198, 84)])
     page.wait_for_selector("#smart-busy", state="detached")
     mode_button(page, "remove")
     canvas.drag([(160, 85), (160, 100), (160, 150)])
@@ -223,7 +225,8 @@ def test_smart_tool_brush_and_view(browser: Any, live: Live, tmp_path: Path) -> 
     canvas.drag([(10, 20), (40, 20), (70, 20)])
     saved(page)
     assert area(objects_of(live, pid, image)[0]) < grown
-    page.keyboard.press("n")
+    mode_button(page, "edit")  # Draw again (E)
+    mode_button(page, "new")  # the next stroke starts a new bitmap (N)
     page.keyboard.press("[")
     assert page.input_value("input[aria-label='Brush size']") == "6"
     canvas.drag([(230, 150), (290, 150), (290, 210), (230, 210), (230, 150)])
