@@ -88,8 +88,13 @@ _lowered = threading.local()  # per thread (not per id: Linux reuses thread ids)
 
 
 def _lower_thread_priority(increment: int) -> None:
-    """Raise this thread's nice value once (Linux schedules threads, so only this one)."""
+    """Raise this thread's nice value once (Linux schedules threads, so only this one).
+
+    Never the main thread: in a server that is the event loop's, and a raised nice is never
+    lowered again (a test calling the network directly would leave its whole process niced)."""
     if increment <= 0 or not hasattr(os, "setpriority") or getattr(_lowered, "done", False):
+        return
+    if threading.current_thread() is threading.main_thread():
         return
     _lowered.done = True
     tid = threading.get_native_id()

@@ -88,6 +88,10 @@ def test_the_thread_running_the_network_lowers_its_own_priority(model_cache: Pat
     thread.join()
     assert seen["after"] == min(19, seen["before"] + 5)
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_before
+    # On the main thread (a server's event loop) the network runs at the thread's priority.
+    net = Network.load(model_cache, nice=5)
+    net.features([np.zeros((32, 32, 3), np.uint8)])
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_before
 
 
 def test_an_uninstalled_weights_package_is_a_clear_model_error(
