@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import select, update
+
+from server.db import transaction
+from server.models import LabelingSession
 from tests.conftest import Api, UserFactory, add_member
 from tests.hub.conftest import LiveServer, Team
 
@@ -142,3 +147,30 @@ async def test_rest_state_change_and_assignment(server: LiveServer, team: Team,
     export = await team.owner.client.get(f"/api/v1/projects/{pid}/export", params={"format": "csv"})
     assert export.status_code == 200 and "img002.png,,,done" in export.text.splitlines()
     await c.close()
+
+
+async def test_marking_done_counts_as_labeling_time(server: LiveServer, team: Team) -> None:
+    """Marking done is activity on the image's labeling session: the time since the last edit
+    (within the idle limit) is counted, as an edit's would be."""
+    img = team.images[1]
+    ws = await server.connect(team.owner)
+    await ws.request("hello", project=team.project_id)
+    token = (await ws.request("open_image", image=img))["lock"]["token"]
+    sessions = server.app.state.sessions
+    async with transaction(sessions) as session:
+        # Forty seconds of work since the session began, without waiting forty seconds.
+        row = (await session.execute(select(LabelingSession).where(
+            LabelingSession.image_id == img, LabelingSession.lock_token == token))).scalar_one()
+        before = row.active_seconds
+        await session.execute(update(LabelingSession).where(LabelingSession.id == row.id).values(
+            started_at=row.started_at - timedelta(seconds=40),
+            last_activity_at=row.last_activity_at - timedelta(seconds=40)))
+    done = await ws.request("set_state", image=img, action="done", token=token)
+    assert done["state"] == "done"
+    async with transaction(sessions) as session:
+        after = (await session.execute(select(LabelingSession.active_seconds).where(
+            LabelingSession.image_id == img, LabelingSession.lock_token == token))).scalar_one()
+    # The 40 s, plus however long this test took between the two (no upper bound on a loaded
+    # machine but the idle limit, past which a gap stops counting).
+    assert 39 <= after - before < 120
+    await ws.close()
