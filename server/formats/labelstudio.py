@@ -14,6 +14,11 @@ Import reads the same and Label Studio's own exports: the last annotation not ca
 task (or the file's ``completions``; a task without one leaves its image alone), rotated rectangles as polygons, per-region ``textarea`` /
 ``choices`` / ``number`` / ``rating`` results as attributes, other ``choices`` as the image's
 labels (the first one the default). Images are matched by file name (``server/formats/_names.py``).
+
+Predictions (``server/formats/_ls_predictions.py``): a task's ``predictions`` are read into
+``Incoming.predictions`` and stored as pending predictions of imported models
+(``server/ai/imported.py``) in the import's transaction; an export writes each image's pending
+predictions back.
 """
 
 from __future__ import annotations
