@@ -81,6 +81,8 @@ async def test_predictions_import_review_add_and_round_trip(admin: Api, app: Sta
     assert predict.status_code == 422 and "cannot predict" in predict.json()["error"]["message"]
     download = await admin.client.get(f"/api/v1/projects/{pid}/models/{yolo['id']}/download")
     assert download.status_code == 422 and "no weights" in download.json()["error"]["message"]
+    retrain = await admin.client.post(f"/api/v1/projects/{pid}/models", json={"name": yolo["name"], "task": "detection"})
+    assert retrain.status_code == 422 and "imported" in retrain.json()["error"]["message"]
 
     # Adding the cat's prediction through the existing path: the box scoring over 0.5.
     added = await admin.client.post(f"/api/v1/projects/{pid}/predictions/add",
