@@ -425,7 +425,7 @@ class AiModel(Base):
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(200))
     task: Mapped[str] = mapped_column(String(32), default="classification")
-    kind: Mapped[str] = mapped_column(String(16))  # builtin | trained
+    kind: Mapped[str] = mapped_column(String(16))  # builtin | trained | imported (server/ai/imported.py)
     multi_label: Mapped[bool] = mapped_column(Boolean, default=False)
     # builtin: {"Egyptian cat": {"label": "cat", "label_id": 7}, ...}
     mapping: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)

@@ -32,6 +32,7 @@ from server.ai.detector_jobs import box_examples, detector_of
 from server.ai.detector_training import shortfalls as detector_shortfalls
 from server.ai.export import bundle
 from server.ai.features import FEATURE_KEYS, ModelError
+from server.ai.imported import IMPORTED
 from server.ai.mapping import BUILTIN_NAME
 from server.ai.model_store import (
     TRAIN_KIND,
@@ -155,6 +156,9 @@ async def train(request: Request) -> Response:
         await project_access(session, user, project_id, Privilege.MANAGE_LABELS, lock=True)
         model = (await session.execute(select(AiModel).where(
             AiModel.project_id == project_id, AiModel.name == body.name))).scalar_one_or_none()
+        if model is not None and model.kind == IMPORTED:
+            raise invalid(f"model {body.name!r} was imported and cannot be trained; train "
+                          "another name")
         if model is not None and model.task != body.task:
             raise invalid(f"model {body.name!r} is a {model.task} model; train another name "
                           f"for {body.task}")
@@ -217,6 +221,9 @@ async def download(request: Request) -> Response:
     async with unit_of_work(request) as (session, user):
         await project_access(session, user, project_id, Privilege.VIEW)
         model = await find_model(session, project_id, model_ref(request))
+        if model.kind == IMPORTED:
+            raise invalid(f"model {model.name!r} was imported with its predictions and has no "
+                          "weights to download")
         if model.kind != "trained":
             raise invalid("only trained models can be downloaded")
         wanted = query_int(request, "version", 0, 0, 2**31 - 1) or None

@@ -135,6 +135,8 @@ def model_out(model: AiModel, rows: Sequence[AiModelVersion], current: dict[int,
               training: Job | None = None, with_metrics: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {"id": model.id, "name": model.name, "task": model.task,
                            "kind": model.kind, "multi_label": model.multi_label,
+                           # an imported model's predictions came with it: no weights
+                           "can_predict": model.kind != "imported",
                            "created_at": model.created_at.isoformat()}
     if model.kind == "builtin":
         out["mapping"] = {cls: t["label"] for cls, t in sorted(model.mapping.items())}

@@ -36,6 +36,7 @@ from server.ai.auto_labels import (
     target_images,
 )
 from server.ai.auto_objects import AddedObjects, add_auto_objects
+from server.ai.imported import IMPORTED
 from server.ai.mapping import BUILTIN_THRESHOLD, mapped_labels, matches
 from server.ai.model_store import PREDICT_KIND, current_labels, find_model, find_version
 from server.errors import ApiError, invalid
@@ -117,6 +118,9 @@ async def create(request: Request) -> Response:
     async with unit_of_work(request) as (session, user):
         await project_access(session, user, project_id, Privilege.LABEL)
         model = await find_model(session, project_id, body.model)
+        if model.kind == IMPORTED:
+            raise invalid(f"model {model.name!r} was imported with its predictions and has no "
+                          "weights: it cannot predict; review its predictions instead")
         version = 0
         if model.kind == "trained":
             version = (await find_version(session, model, body.version)).version

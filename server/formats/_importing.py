@@ -54,6 +54,8 @@ class Incoming:
     has_objects: bool = False
     default: str | None = None  # an explicit default label (CSV)
     error: tuple[str, str] | None = None  # (field, message) found while parsing
+    #: Another tool's predictions of the image (Label Studio; ``server/ai/imported.py``).
+    predictions: list[dict[str, Any]] | None = None
 
 
 @dataclass

@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server import _label_store as store
+from server.ai.imported import store_predictions, summary
 from server.db import transaction
 from server.errors import ApiError, validation_details
 from server.formats import coco, cvat, labelstudio, masks, native, table, voc, yolo
@@ -126,7 +127,20 @@ async def apply_import(session: AsyncSession, project_id: int, user_id: int, rec
                        report.to_dict())
     if defs and not dry_run:
         await _label_defs(session, project_id, defs)
-    return report.to_dict()
+    out = report.to_dict()
+    if any(r.predictions for r in records) and not report.refused:
+        out["predictions"] = await _predictions(session, project_id, user_id, records, dry_run)
+    return out
+
+
+async def _predictions(session: AsyncSession, project_id: int, user_id: int,
+                       records: list[Incoming], dry_run: bool) -> dict[str, int]:
+    """A file's predictions (Label Studio), stored in the import's transaction."""
+    found = await images_by_name(session, project_id, {r.image for r in records if r.predictions})
+    items = [(found[r.image][0][0], p) for r in records for p in r.predictions or []]
+    if dry_run:
+        return summary(items) | {"kept": 0}
+    return await store_predictions(session, project_id, user_id, items)
 
 
 async def _label_defs(session: AsyncSession, project_id: int, defs: list[LabelIn]) -> None:

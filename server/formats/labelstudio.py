@@ -14,6 +14,11 @@ Import reads the same and Label Studio's own exports: the last annotation not ca
 task (or the file's ``completions``; a task without one leaves its image alone), rotated rectangles as polygons, per-region ``textarea`` /
 ``choices`` / ``number`` / ``rating`` results as attributes, other ``choices`` as the image's
 labels (the first one the default). Images are matched by file name (``server/formats/_names.py``).
+
+Predictions (``server/formats/_ls_predictions.py``): a task's ``predictions`` are read into
+``Incoming.predictions`` and stored as pending predictions of imported models
+(``server/ai/imported.py``) in the import's transaction; an export writes each image's pending
+predictions back.
 """
 
 from __future__ import annotations
@@ -25,10 +30,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from server import strict_json
-from server.formats import _ls_rle
+from server.formats import _ls_predictions, _ls_rle
 from server.formats._importing import ImportFileError, Incoming
 from server.formats._names import NameIndex
-from server.formats._source import ExportJob, ImageRecord, iter_images
+from server.formats._source import ExportJob, ImageRecord, iter_images, reading
 from server.geometry.rle import rle_decode, rle_encode
 
 MEDIA_TYPE = "application/json"
@@ -83,11 +88,13 @@ def results_for(img: ImageRecord) -> list[dict[str, Any]]:
     return out
 
 
-def _tasks(batch: list[ImageRecord], prefix: str) -> list[str]:
+def _tasks(batch: list[ImageRecord], prefix: str, preds: dict[int, list[Any]]) -> list[str]:
     return [_dumps({"id": img.id, "data": {"image": prefix + img.name},
                     "annotations": [{"id": img.id, "result": results_for(img), "was_cancelled": False,
                                      "ground_truth": False}],
-                    "predictions": [], "meta": {"labelhub_image": img.name}}) for img in batch]
+                    "predictions": _ls_predictions.prediction_tasks(preds.get(img.id, []), img.width,
+                                                                    img.height),
+                    "meta": {"labelhub_image": img.name}}) for img in batch]
 
 
 async def export(job: ExportJob) -> AsyncIterator[bytes]:
@@ -95,7 +102,9 @@ async def export(job: ExportJob) -> AsyncIterator[bytes]:
     yield b"["
     sep = "\n"
     async for batch in iter_images(job.sessions, job.project_id, job.flt):
-        texts = await asyncio.to_thread(_tasks, batch, prefix)  # brush RLE: off the event loop
+        async with reading(job.sessions) as session:  # the same snapshot as the images
+            preds = await _ls_predictions.export_predictions(session, [img.id for img in batch])
+        texts = await asyncio.to_thread(_tasks, batch, prefix, preds)  # brush RLE: off the event loop
         if texts:
             yield (sep + ",\n".join(texts)).encode()
             sep = ",\n"
@@ -190,6 +199,10 @@ def _image_ref(task: dict[str, Any]) -> str | None:
 
 
 def _read_task(rec: Incoming, task: dict[str, Any], size: tuple[int, int]) -> None:
+    try:
+        rec.predictions = _ls_predictions.read_predictions(task, size) or None
+    except _ls_predictions.PredictionError as exc:
+        raise _RowError(exc.field, exc.message) from None
     picked = _annotation(task)
     if picked is None:  # not annotated in Label Studio: the image is left as it is
         rec.has_objects = False

@@ -144,10 +144,11 @@ export async function mount(root, ctx) {
         latest?.stale ? h("span", { class: "badge stale" }, "stale") : null,
         latest ? h("span", { class: "muted" }, `${versions.length} version${versions.length === 1 ? "" : "s"}; labels: ${latest.labels.join(", ")}`) : null,
         h("span", { class: "spacer" }),
-        manage ? h("button", { type: "button", class: "retrain-btn", disabled: !!m.training, onclick: () => train({ name: m.name, task: m.task, labels: latest?.labels }),
+        m.kind === "imported" ? h("span", { class: "badge", title: "Its predictions came with an import; it has no weights: no training, predicting or download" }, "imported") : null,
+        manage && m.kind !== "imported" ? h("button", { type: "button", class: "retrain-btn", disabled: !!m.training, onclick: () => train({ name: m.name, task: m.task, labels: latest?.labels }),
           title: "Train again on the same labels, with every image labeled since" }, "Train a new version") : null,
-        latest ? h("a", { class: "button", href: `/api/v1/projects/${pid}/models/${m.id}/download`, download: `${m.name}.zip` }, "Download") : null,
-        latest ? h("a", { class: "button", href: href("predictions", { project: pid }, { model: m.name }) }, "Predict…") : null),
+        latest && m.kind !== "imported" ? h("a", { class: "button", href: `/api/v1/projects/${pid}/models/${m.id}/download`, download: `${m.name}.zip` }, "Download") : null,
+        latest ? h("a", { class: "button", href: href("predictions", { project: pid }, { model: m.name }) }, m.kind === "imported" ? "Review…" : "Predict…") : null),
       training, table, detail && shown ? charts(m, detail, shown, compare) : null);
   }
 
@@ -163,7 +164,7 @@ export async function mount(root, ctx) {
 
   function charts(m, detail, shown, compare) {
     const v = detail.versions.find((x) => x.version === shown);
-    if (!v?.metrics) return null;
+    if (!v?.metrics || !Object.keys(v.metrics).length) return null;  // an imported model has none
     const met = v.metrics;
     const q = quality(v, m.task);
     const single = h("div", { class: "charts", id: `charts-${m.id}` },

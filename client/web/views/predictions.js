@@ -136,7 +136,8 @@ export async function mount(root, ctx) {
   const modelSel = h("select", { id: "pred-model", "aria-label": "Model", onchange: (e) => {
     state.model = state.models.find((m) => String(m.id) === e.target.value); state.threshold = null; remember(); load();
   } }, state.models.map((m) => h("option", { value: m.id, selected: m === state.model, disabled: !usable(m) },
-    m.kind === "builtin" ? "ImageNet (pre-trained)" : `${m.name} (${m.task}${m.latest ? `, v${m.latest}` : ", not trained"})`)));
+    m.kind === "builtin" ? "ImageNet (pre-trained)" : m.kind === "imported" ? `${m.name} (${m.task}, imported predictions)`
+      : `${m.name} (${m.task}${m.latest ? `, v${m.latest}` : ", not trained"})`)));
   const scopeSel = h("select", { id: "pred-scope", "aria-label": "Images to predict" },
     ids.length ? h("option", { value: "ids" }, `the ${ids.length} selected image${ids.length === 1 ? "" : "s"}`) : null,
     Object.keys(filter).length ? h("option", { value: "filter" }, "images matching the dashboard filter") : null,
@@ -164,7 +165,8 @@ export async function mount(root, ctx) {
     const showSlider = multi() || detection();
     head.replaceChildren(
       h("div", { class: "row" }, h("strong", {}, "Predict"), " with ", modelSel, " on ", scopeSel,
-        h("button", { type: "button", class: "primary", id: "pred-run", disabled: state.busy || !can.has("label") || !usable(model()), onclick: predict }, "Predict"),
+        h("button", { type: "button", class: "primary", id: "pred-run", disabled: state.busy || !can.has("label") || !usable(model()) || model().can_predict === false, onclick: predict,
+          title: model().can_predict === false ? "Imported with its predictions: it has no weights and cannot predict; review them below" : null }, "Predict"),
         older && model().kind === "trained" ? h("button", { type: "button", id: "pred-refresh", disabled: state.busy, onclick: refreshNewest,
           title: "Predict these images again with the newest version" }, `Refresh ${older} with v${latest()}`) : null,
         h("span", { class: "spacer" }), h("a", { href: href("models", { project: pid }) }, "Models and metrics")),
