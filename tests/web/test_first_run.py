@@ -72,7 +72,7 @@ def test_new_user_labels_a_demo_image(browser: Any, live: Live, settings: Settin
     page.get_by_role("button", name="Save").click()
     page.get_by_text("All saved").wait_for()
     first = page.locator(".side strong").inner_text()
-    page.get_by_role("button", name="Next ›", exact=True).click()
+    page.get_by_role("button", name="Next \u203a", exact=True).click()
     # (no wait_for_function here: its string predicate is eval'd, which the CSP refuses)
     expect(page.locator(".side strong")).not_to_have_text(first)
 
