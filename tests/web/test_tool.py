@@ -136,6 +136,9 @@ def test_polygon_box_and_properties(browser: Any, live: Live, tmp_path: Path) ->
     page.fill("#props textarea", "color=red\nscore=3")
     page.fill("#props input[aria-label=roll]", "10")
     page.keyboard.press("Tab")
+    # The panel is drawn anew when an edit's answer comes: click once it is quiet (a redraw
+    # between mouse down and up would swallow the click).
+    saved(page)
     page.click("text=Add RPY")
     object_count(page, 4)
     saved(page)
