@@ -47,6 +47,8 @@ from benchmarks import _hub_embed as embed
 from benchmarks import _hub_heavy as heavy
 from benchmarks import _hub_load as load
 from benchmarks._hub_inproc import durable_ops, raw_appends, seed_and_time_edits
+from benchmarks._hub_two import two_phase
+from benchmarks._hub_uploading import uploading_phase
 from benchmarks._loop import runner
 from client import LabelhubClient, RestClient
 
@@ -87,7 +89,8 @@ class Bench:
         return "\n".join(lines)
 
 
-PHASES = ("fanout", "heavy", "embedding", "memory", "locks", "durable", "big")
+PHASES = ("fanout", "two", "uploading", "heavy", "embedding", "memory", "locks", "durable",
+          "big")
 
 
 async def run(quick: bool, only: frozenset[str] = frozenset(PHASES)) -> Bench:
@@ -132,6 +135,12 @@ async def run(quick: bool, only: frozenset[str] = frozenset(PHASES)) -> Bench:
             if "fanout" in only:
                 await _fanout(bench, url, admin.token, project, images, hub_proc, raw_proc,
                               commit_proc)
+            if "two" in only:
+                await two_phase(bench.row, _latency, quick, env, url.replace("http", "ws", 1),
+                                admin.token, project, images[7], hub_proc.pid)
+            if "uploading" in only:
+                await uploading_phase(bench.row, _latency, quick, url, admin.token, project,
+                                      images[8], hub_proc.pid)
             if "heavy" in only:
                 await _heavy(bench, url, admin, project, images, hub_proc)
             if "embedding" in only:
