@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from benchmarks import _hub_load as load
-from benchmarks._hub_two import Group, Latency, Row, split_fanout
+from benchmarks._hub_two import Group, Latency, Row, loadavg, split_fanout, summary
 
 __all__ = ["uploading_phase"]
 
@@ -57,13 +57,9 @@ class _Uploader:
         self.ended.set()
 
 
-async def uploading_phase(row: Row, latency: Latency, quick: bool, url: str, token: str,
-                          project: int, image: int, pid: int) -> None:
-    total, per = (1_000, 250) if quick else (5_000, 250)
-    seconds = 3.0 if quick else 10.0
-    target = load.labelhub_target(url.replace("http", "ws", 1), token, project)
-    group = [Group("A", target, pid, 200)]
-    [idle] = await split_fanout(target, group, image, rate=50, seconds=seconds)
+async def _busy_round(url: str, token: str, project: int, total: int, per: int,
+                      group: list[Group], image: int, seconds: float
+                      ) -> tuple[load.Fanout, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "benchmarks._hub_uploading", url, token, str(project), str(total),
         str(per), cwd=load.ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
@@ -71,7 +67,7 @@ async def uploading_phase(row: Row, latency: Latency, quick: bool, url: str, tok
     try:
         while (await uploader.line())[0] != "ready":
             pass
-        [busy] = await split_fanout(target, group, image, rate=50, seconds=seconds,
+        [busy] = await split_fanout(group[0].target, group, image, rate=50, seconds=seconds,
                                     settle_first=False, before_go=uploader.go)
         window_end = time.monotonic()
         await uploader.ended.wait()
@@ -83,11 +79,34 @@ async def uploading_phase(row: Row, latency: Latency, quick: bool, url: str, tok
     assert uploader.end is not None
     done, took, ended = uploader.end
     covered = "" if ended >= window_end else (
-        f"; the upload ended {window_end - ended:.1f} s before the {seconds:.0f} s window did")
+        f", ended {window_end - ended:.1f} s before the window did")
+    return busy, f"{done:,} in {took:.1f} s ({done / took:,.0f}/s{covered})"
+
+
+async def uploading_phase(row: Row, latency: Latency, quick: bool, url: str, token: str,
+                          project: int, image: int, pid: int) -> None:
+    """Rounds of idle, then busy (a fresh uploader of ``total`` images each round)."""
+    total, per = (1_000, 250) if quick else (5_000, 250)
+    seconds = 3.0 if quick else 10.0
+    rounds = 1 if quick else 2
+    target = load.labelhub_target(url.replace("http", "ws", 1), token, project)
+    group = [Group("A", target, pid, 200)]
+    idle: list[load.Fanout] = []
+    busy: list[load.Fanout] = []
+    loads: tuple[list[str], list[str]] = ([], [])
+    uploads = []
+    for _ in range(rounds):
+        loads[0].append(loadavg())
+        idle += await split_fanout(target, group, image, rate=50, seconds=seconds)
+        loads[1].append(loadavg())
+        run, upload = await _busy_round(url, token, project, total, per, group, image, seconds)
+        busy.append(run)
+        uploads.append(upload)
     row(f"edit -> peer latency, 200 watchers, 50 ops/s, while another client uploads {total:,} "
-        f"small PNGs ({per} per request; p50 / p99, in brackets when the watcher read it). "
-        f"Upload: {done:,} images in {took:.1f} s ({done / took:,.0f}/s){covered}",
-        latency(busy), f"{latency(idle)} (idle, same run)", "p99 <= 10 ms, as idle")
+        f"small PNGs ({per} per request), {rounds} round(s) of {seconds:.0f} s (median p50 / p99; "
+        f"in brackets, when the watcher read it). Uploads: {'; '.join(uploads)}",
+        summary(busy, loads[1]), f"{summary(idle, loads[0])} (idle, same run)",
+        "p99 <= 10 ms, as idle")
 
 
 def _pngs(total: int) -> list[bytes]:
