@@ -39,7 +39,7 @@ class Group:
 async def split_fanout(editor: load.Target, groups: list[Group], image: int, *, rate: float,
                        seconds: float, settle_first: bool = True,
                        before_go: Callable[[], Awaitable[None]] | None = None,
-                       ) -> list[load.Fanout]:
+                       until: asyncio.Event | None = None) -> list[load.Fanout]:
     """One editor on ``editor`` at ``rate`` ops/s on ``image``; each group watches it from its own
     server. One ``Fanout`` per group (latencies only; the CPU is not measured here)."""
     pids = sorted({g.pid for g in groups})
@@ -63,7 +63,18 @@ async def split_fanout(editor: load.Target, groups: list[Group], image: int, *, 
         for watch in watchers:
             await watch.tell("go")
         sent = load.Fanout()
-        await load._edit(ws, image, lock, rate, seconds, sent)
+        edits = asyncio.create_task(load._edit(ws, image, lock, rate, seconds, sent))
+        if until is not None:  # stop editing when it fires (or at ``seconds``, first)
+            stop = asyncio.create_task(until.wait())
+            await asyncio.wait([edits, stop], return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if not edits.done():
+                # Cancelled in its pacing sleep (sends are not awaited on a small frame); its
+                # ack reader ends when the socket closes below.
+                edits.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await edits
+        await asyncio.gather(edits, return_exceptions=True)
         results = []
         for group, watch in zip(groups, watchers, strict=True):
             result = load.Fanout(ops=sent.ops, errors=sent.errors, target=sent.ops * group.count)

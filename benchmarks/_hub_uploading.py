@@ -10,7 +10,7 @@ and commits their rows; nothing here waits on its event loop but the upload requ
 
 The 200 watchers and the editor (50 ops/s) are on the same server; the window opens once the
 first upload request is answered (the upload is in full swing) and is measured idle first, in the
-same run. If the upload ends before the window does, the row says how much of it was covered.
+same run. The editing stops when the upload ends, if that comes first (the row gives the edits).
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ async def _busy_round(url: str, token: str, project: int, total: int, per: int,
         while (await uploader.line())[0] != "ready":
             pass
         [busy] = await split_fanout(group[0].target, group, image, rate=50, seconds=seconds,
-                                    settle_first=False, before_go=uploader.go)
+                                    settle_first=False, before_go=uploader.go,
+                                    until=uploader.ended)
         window_end = time.monotonic()
         await uploader.ended.wait()
         await proc.wait()
@@ -78,17 +79,16 @@ async def _busy_round(url: str, token: str, project: int, total: int, per: int,
             await proc.wait()
     assert uploader.end is not None
     done, took, ended = uploader.end
-    covered = "" if ended >= window_end else (
-        f", ended {window_end - ended:.1f} s before the window did")
-    return busy, f"{done:,} in {took:.1f} s ({done / took:,.0f}/s{covered})"
+    covered = "" if ended >= window_end else ", editing stopped with it"
+    return busy, f"{done:,} in {took:.1f} s ({done / took:,.0f}/s, {busy.ops} edits{covered})"
 
 
 async def uploading_phase(row: Row, latency: Latency, quick: bool, url: str, token: str,
                           project: int, image: int, pid: int) -> None:
     """Rounds of idle, then busy (a fresh uploader of ``total`` images each round)."""
     total, per = (1_000, 250) if quick else (5_000, 250)
-    seconds = 3.0 if quick else 10.0
-    rounds = 1 if quick else 2
+    seconds = 3.0 if quick else 10.0  # or until the upload ends, if sooner
+    rounds = 1 if quick else 3
     target = load.labelhub_target(url.replace("http", "ws", 1), token, project)
     group = [Group("A", target, pid, 200)]
     idle: list[load.Fanout] = []
