@@ -10,6 +10,10 @@ or the local default) and, in the same run, a bare ``websockets.broadcast`` serv
 * durable ops/s through the hub's op handler over many images and on one hot image, beside a
   raw asyncpg append loop (UPDATE head RETURNING seq + INSERT) on the same database;
 * idle memory per connection (RSS delta / n) with 5,000 connections, each joined to a project;
+* edit -> peer latency at 200 watchers with a second ``labelhub serve`` on the same database: all
+  on the editor's process, split across both, all on the other (benchmarks/_hub_two.py);
+* edit -> peer latency at 200 watchers, idle and while another process uploads 5,000 small PNGs
+  (benchmarks/_hub_uploading.py);
 * edit -> peer latency at 200 watchers, idle and while another labeler loops the heaviest legal
   rasterize, brush and fill on a 100 MP image (their pixel work runs in the worker pool);
 * edit -> peer latency at 200 watchers, idle and while a ``labelhub worker`` process embeds a
@@ -47,6 +51,8 @@ from benchmarks import _hub_embed as embed
 from benchmarks import _hub_heavy as heavy
 from benchmarks import _hub_load as load
 from benchmarks._hub_inproc import durable_ops, raw_appends, seed_and_time_edits
+from benchmarks._hub_two import two_phase
+from benchmarks._hub_uploading import uploading_phase
 from benchmarks._loop import runner
 from client import LabelhubClient, RestClient
 
@@ -87,7 +93,8 @@ class Bench:
         return "\n".join(lines)
 
 
-PHASES = ("fanout", "heavy", "embedding", "memory", "locks", "durable", "big")
+PHASES = ("fanout", "two", "uploading", "heavy", "embedding", "memory", "locks", "durable",
+          "big")
 
 
 async def run(quick: bool, only: frozenset[str] = frozenset(PHASES)) -> Bench:
@@ -132,6 +139,12 @@ async def run(quick: bool, only: frozenset[str] = frozenset(PHASES)) -> Bench:
             if "fanout" in only:
                 await _fanout(bench, url, admin.token, project, images, hub_proc, raw_proc,
                               commit_proc)
+            if "two" in only:
+                await two_phase(bench.row, _latency, quick, env, url.replace("http", "ws", 1),
+                                admin.token, project, images[7], hub_proc.pid)
+            if "uploading" in only:
+                await uploading_phase(bench.row, _latency, quick, url, admin.token, project,
+                                      images[8], hub_proc.pid)
             if "heavy" in only:
                 await _heavy(bench, url, admin, project, images, hub_proc)
             if "embedding" in only:
