@@ -36,6 +36,7 @@ import numpy as np
 from websockets.asyncio.client import connect
 
 from benchmarks import _hub_load as load
+from benchmarks._docs import replace_section
 from benchmarks._loop import runner
 from client import LabelhubClient, RestClient
 
@@ -253,8 +254,6 @@ async def run(quick: bool) -> Bench:
 
 
 def write_docs(table: str, machine: str, quick: bool) -> None:
-    path = ROOT / "docs" / "performance.md"
-    text = path.read_text()
     section = (
         "## Bulk edits\n\n"
         f"`python -m benchmarks.bulk{' --quick' if quick else ''}`. Machine: {machine}. One "
@@ -264,20 +263,8 @@ def write_docs(table: str, machine: str, quick: bool) -> None:
         "call (JSON encoding included) to its ack; Label Studio's figures are the ones issue 19 "
         "measured on this VM. The objects route and the snapshot are read raw (no parsing on "
         "the client), in alternating rounds.\n\n" + table + "\n")
-    start = text.find("\n## Bulk edits\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        old = text[start:end if end != -1 else len(text)]
-        notes = old.find(NOTES_MARKER)  # hand-written notes after the table are kept
-        if notes != -1:
-            section += "\n" + old[notes:].rstrip("\n") + "\n"
-        text = text[:start + 1] + section + (text[end:] if end != -1 else "")
-    path.write_text(text)
+    replace_section("Bulk edits", section)
 
-
-NOTES_MARKER = "<!-- notes: kept by --write-docs -->"
 
 
 def main(argv: list[str] | None = None) -> None:

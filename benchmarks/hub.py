@@ -50,6 +50,7 @@ import numpy as np
 from benchmarks import _hub_embed as embed
 from benchmarks import _hub_heavy as heavy
 from benchmarks import _hub_load as load
+from benchmarks._docs import replace_section
 from benchmarks._hub_inproc import durable_ops, raw_appends, seed_and_time_edits
 from benchmarks._hub_two import two_phase
 from benchmarks._hub_uploading import uploading_phase
@@ -341,12 +342,8 @@ def _machine() -> str:
             f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}")
 
 
-NOTES_MARKER = "<!-- notes: kept by --write-docs -->"
-
 
 def write_docs(table: str, machine: str, quick: bool) -> None:
-    path = ROOT / "docs" / "performance.md"
-    text = path.read_text() if path.exists() else "# Performance\n"
     section = (
         "## Hub\n\n"
         f"`python -m benchmarks.hub{' --quick' if quick else ''}` (also part of `make bench`). "
@@ -364,17 +361,7 @@ def write_docs(table: str, machine: str, quick: bool) -> None:
         "handler in process (the socket's 100 messages/s rate limit and one lock holder per image "
         "would cap a socket-driven figure); the latency is editor send -> watcher receive through "
         "the server process, commit included.\n\n" + table + "\n")
-    start = text.find("\n## Hub\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        old = text[start:end if end != -1 else len(text)]
-        notes = old.find(NOTES_MARKER)  # hand-written notes after the table are kept
-        if notes != -1:
-            section += "\n" + old[notes:].rstrip("\n") + "\n"
-        text = text[:start + 1] + section + (text[end:] if end != -1 else "")
-    path.write_text(text)
+    replace_section("Hub", section)
 
 
 def main(argv: list[str] | None = None) -> None:
