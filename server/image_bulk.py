@@ -18,10 +18,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server._web import needs, parse_as, path_int, project_access, read_body, unit_of_work
-from server.ai.auto_labels import MAX_IMAGES, locked_by_others, project_images
-from server.errors import ApiError, invalid
-from server.image_query import DbId, ImageFilter, apply_filter
+from server._web import needs, path_int, project_access, read_body, unit_of_work
+from server.errors import ApiError
+from server.image_query import DbId
+from server.image_sets import MAX_IMAGES, locked_by_others, target_images
 from server.images import image_store, remove_image
 from server.models import Image
 from server.permissions import Privilege
@@ -43,17 +43,10 @@ class DeleteIn(BaseModel):
 async def delete_images(request: Request) -> Response:
     project_id = path_int(request, "project_id")
     body = await read_body(request, DeleteIn, needs(project_id, Privilege.DELETE))
-    if (body.image_ids is None) == (body.filter is None):
-        raise invalid("give either image_ids or filter")
     async with unit_of_work(request) as (session, user):
         await project_access(session, user, project_id, Privilege.DELETE)
-        if body.image_ids is not None:
-            ids = await project_images(session, project_id, body.image_ids)
-        else:
-            flt = parse_as(ImageFilter, body.filter)
-            ids = list((await session.execute(apply_filter(
-                select(Image.id).where(Image.project_id == project_id), flt)
-                .order_by(Image.id))).scalars())
+        ids = await target_images(session, project_id, body.image_ids, body.filter, limit=None,
+                                  ids_field="image_ids")
         if body.expected is not None and body.expected != len(ids):
             raise ApiError(409, "conflict", f"the selection is now {len(ids)} image(s), not "
                            f"{body.expected}: nothing was deleted; confirm again",

@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from server import _label_store as store
 from server._oplog import PendingOp, append_ops
-from server._web import needs, parse_as, path_int, project_access, read_body, unit_of_work
+from server._web import needs, path_int, project_access, read_body, unit_of_work
 from server.classification import (
     ClassificationError,
     LabelOp,
@@ -36,8 +36,8 @@ from server.classification import (
     sync_label_ops,
 )
 from server.errors import ApiError, invalid, not_found
-from server.image_query import ImageFilter, apply_filter
-from server.models import Image, ImageLabel, LabelDef, LabelObjectRow
+from server.image_sets import target_images
+from server.models import ImageLabel, LabelDef, LabelObjectRow
 from server.permissions import Privilege
 
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -233,21 +233,8 @@ async def apply_bulk(
 
 
 async def _target_images(session: AsyncSession, project_id: int, body: ApplyIn) -> list[int]:
-    if (body.image_ids is None) == (body.filter is None):
-        raise invalid("give either image_ids or filter")
-    stmt = select(Image.id).where(Image.project_id == project_id)
-    if body.image_ids is not None:
-        wanted = sorted(set(body.image_ids))
-        found: list[int] = []
-        for start in range(0, len(wanted), 500):
-            found += (await session.execute(stmt.where(Image.id.in_(wanted[start : start + 500])))).scalars().all()
-        missing = sorted(set(wanted) - set(found))
-        if missing:
-            raise ApiError(404, "not_found", f"{len(missing)} image(s) not in this project",
-                           {"image_ids": missing[:100]})
-        return sorted(found)
-    flt = parse_as(ImageFilter, body.filter)
-    return list((await session.execute(apply_filter(stmt, flt).order_by(Image.id))).scalars())
+    return sorted(await target_images(session, project_id, body.image_ids, body.filter,
+                                      limit=None, ids_field="image_ids"))
 
 
 async def apply_labels(request: Request) -> Response:

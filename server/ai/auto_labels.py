@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import _label_store as label_store
 from server._oplog import PendingOp, append_ops
-from server._web import parse_as
 from server.classification import (
     AddLabel,
     ClassificationError,
@@ -29,14 +28,12 @@ from server.classification import (
     apply_label_op,
     normalize_label,
 )
-from server.errors import ApiError, invalid
-from server.image_query import DbId, ImageFilter, apply_filter
-from server.models import Image, ImageLock, utcnow
+from server.errors import invalid
+from server.image_query import DbId
+from server.image_sets import locked_by_others, project_images
+from server.models import Image
 
-__all__ = ["MAX_IMAGES", "AddItem", "Added", "add_auto_labels", "confirm_auto_labels",
-           "locked_by_others", "project_images", "target_images"]
-
-MAX_IMAGES = 10_000  # per request: suggestions, predictions and adding them
+__all__ = ["AddItem", "Added", "add_auto_labels", "confirm_auto_labels"]
 
 
 class AddItem(BaseModel):
@@ -65,47 +62,6 @@ class Added:
 
     def as_json(self) -> dict[str, Any]:
         return {"applied": self.applied, "skipped": self.skipped, "seq": self.seq}
-
-
-async def project_images(session: AsyncSession, project_id: int, wanted: list[int]) -> list[int]:
-    """The ids, in the given order without repeats, all of this project (404 naming the others)."""
-    found: list[int] = []
-    unique = sorted(set(wanted))
-    for start in range(0, len(unique), 500):
-        found += (await session.execute(select(Image.id).where(
-            Image.project_id == project_id, Image.id.in_(unique[start : start + 500])))).scalars().all()
-    missing = sorted(set(unique) - set(found))
-    if missing:
-        raise ApiError(404, "not_found", f"{len(missing)} image(s) not in this project",
-                       {"image_ids": missing[:100]})
-    return list(dict.fromkeys(wanted))
-
-
-async def target_images(session: AsyncSession, project_id: int, images: list[int] | None,
-                        filter: dict[str, Any] | None) -> list[int]:
-    """A request's images: either the ids given or those its filter matches (at most
-    :data:`MAX_IMAGES`, else a clear error)."""
-    if (images is None) == (filter is None):
-        raise invalid("give either images or filter")
-    if images is not None:
-        return await project_images(session, project_id, images)
-    flt = parse_as(ImageFilter, filter)
-    ids = list((await session.execute(apply_filter(
-        select(Image.id).where(Image.project_id == project_id), flt)
-        .order_by(Image.id).limit(MAX_IMAGES + 1))).scalars())
-    if len(ids) > MAX_IMAGES:
-        raise invalid(f"the filter matches more than {MAX_IMAGES} images; narrow it")
-    return ids
-
-
-async def locked_by_others(session: AsyncSession, ids: Sequence[int], user_id: int) -> set[int]:
-    now = utcnow()
-    out: set[int] = set()
-    for start in range(0, len(ids), 500):
-        out.update((await session.execute(select(ImageLock.image_id).where(
-            ImageLock.image_id.in_(ids[start : start + 500]), ImageLock.holder_id.is_not(None),
-            ImageLock.holder_id != user_id, ImageLock.expires_at > now))).scalars())
-    return out
 
 
 async def add_auto_labels(session: AsyncSession, project_id: int, user_id: int,

@@ -25,22 +25,14 @@ from starlette.routing import Route
 
 from server._web import path_int, project_access, query_int, read_body, unit_of_work
 from server.ai._ready import job_info
-from server.ai.auto_labels import (
-    MAX_IMAGES,
-    Added,
-    AddItem,
-    add_auto_labels,
-    confirm_auto_labels,
-    locked_by_others,
-    project_images,
-    target_images,
-)
+from server.ai.auto_labels import Added, AddItem, add_auto_labels, confirm_auto_labels
 from server.ai.auto_objects import AddedObjects, add_auto_objects
 from server.ai.imported import IMPORTED
 from server.ai.mapping import BUILTIN_THRESHOLD, mapped_labels, matches
 from server.ai.model_store import PREDICT_KIND, current_labels, find_model, find_version
 from server.errors import ApiError, invalid
 from server.image_query import DbId
+from server.image_sets import MAX_IMAGES, locked_by_others, project_images, target_images
 from server.jobs import defer
 from server.models import AiModel, AiModelVersion, Job, Prediction, utcnow
 from server.permissions import Privilege

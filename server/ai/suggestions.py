@@ -22,15 +22,11 @@ from starlette.routing import Route
 from server._web import path_int, project_access, read_body, unit_of_work
 from server.ai import index
 from server.ai._ready import not_ready
-from server.ai.auto_labels import (
-    MAX_IMAGES,
-    AddItem,
-    add_auto_labels,
-    target_images,
-)
+from server.ai.auto_labels import AddItem, add_auto_labels
 from server.ai.features import FEATURE_KEYS
 from server.ai.ranking import suggest
 from server.image_query import DbId
+from server.image_sets import MAX_IMAGES, target_images
 from server.permissions import Privilege
 
 __all__ = ["routes"]
