@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.ai import detector_training as dt
+from server.ai._pipeline import pipelined
 from server.ai.detection import Box, Detected, Detector, load_detector
 from server.ai.errors import ModelError
 from server.ai.features import Extractor
@@ -184,16 +185,23 @@ async def predict_detections(ctx: JobContext, detector: Detector, todo: Sequence
     failed: list[dict[str, Any]] = []
     predicted = 0
     await ctx.progress(0, len(todo))
-    for start in range(0, len(todo), BATCH):
-        batch = todo[start : start + BATCH]
+
+    async def prepare(batch: Sequence[tuple[int, str]]) -> list[list[dict[str, Any]] | str]:
         blobs = await read_all(store, [s for _, s in batch])
-        results = await ctx.run_cpu(_detect, ext, detector, blobs)
+        return await ctx.run_cpu(_detect, ext, detector, blobs)
+
+    async def finish(batch: Sequence[tuple[int, str]],
+                     results: list[list[dict[str, Any]] | str]) -> None:
+        nonlocal predicted
         items: list[tuple[int, list[dict[str, Any]], list[dict[str, Any]]]] = [
-            (i, [], r) for (i, _), r in zip(batch, results, strict=True)
-                 if not isinstance(r, str)]
-        failed += [{"image": i, "error": r} for (i, _), r in zip(batch, results, strict=True)
-                   if isinstance(r, str)]
+            (i, [], r) for (i, _), r in zip(batch, results, strict=True) if not isinstance(r, str)]
+        failed.extend({"image": i, "error": r} for (i, _), r in zip(batch, results, strict=True)
+                      if isinstance(r, str))
         await save(items)
         predicted += len(items)
-        await ctx.progress(min(start + BATCH, len(todo)), len(todo))
+        await ctx.progress(predicted + len(failed), len(todo))
+
+    # Each batch computed while the one before is stored (server/ai/_pipeline.py).
+    await pipelined([todo[start : start + BATCH] for start in range(0, len(todo), BATCH)],
+                    prepare, finish)
     return predicted, failed

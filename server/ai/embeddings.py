@@ -32,6 +32,7 @@ __all__ = [
     "missing_count",
     "read_vectors",
     "request_embedding",
+    "save_many",
     "save_vectors",
 ]
 
@@ -73,11 +74,19 @@ async def missing_count(session: AsyncSession, project_id: int, keys: Sequence[s
 
 async def save_vectors(session: AsyncSession, sha256: str, vectors: Mapping[str, np.ndarray]) -> None:
     """Store (or replace) the vectors of one content, as float16."""
-    if not vectors:
-        return
+    await save_many(session, {sha256: vectors})
+
+
+async def save_many(session: AsyncSession,
+                    vectors: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+    """Store (or replace) the vectors of several contents (sha256 -> feature key -> vector),
+    as float16, in one statement."""
     now = utcnow()
-    rows = [{"sha256": sha256, "feature": key, "dim": int(vec.shape[0]), "dtype": STORED_DTYPE,
-             "vector": encode(vec), "created_at": now} for key, vec in vectors.items()]
+    rows = [{"sha256": sha, "feature": key, "dim": int(vec.shape[0]), "dtype": STORED_DTYPE,
+             "vector": encode(vec), "created_at": now}
+            for sha, by_key in vectors.items() for key, vec in by_key.items()]
+    if not rows:
+        return
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(ImageEmbedding)
     stmt = ins.on_conflict_do_update(

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
+from server.ai._pipeline import pipelined
 from server.ai.detection import Detector
 from server.ai.detector_jobs import detector_of, predict_detections, train_detection
 from server.ai.embeddings import missing
@@ -106,7 +107,10 @@ async def train_model(ctx: JobContext) -> dict[str, Any]:
 
 
 def _trained_items(head: LinearHead, vectors: dict[str, np.ndarray]) -> list[list[dict[str, Any]]]:
-    scores = head.scores(assemble(vectors, head.features))
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # a small product: more BLAS threads only spin on shared cores
+        scores = head.scores(assemble(vectors, head.features))
     out = []
     for row in scores:
         order = np.argsort(-row, kind="stable")
@@ -115,8 +119,14 @@ def _trained_items(head: LinearHead, vectors: dict[str, np.ndarray]) -> list[lis
     return out
 
 
-def _classify(ext: Extractor, images: list[np.ndarray]) -> np.ndarray:
-    return ext.network.classify(images)  # loads the network on first use (in this thread)
+def _classified(ext: Extractor, blobs: Sequence[bytes | str]) -> list[list[dict[str, Any]] | str]:
+    """Each content's top ImageNet classes, or why it cannot be read (worker thread: decoding
+    and the network in one hop; the network loads on first use, in this thread)."""
+    decoded = decode_all(blobs)
+    good = [img for img in decoded if not isinstance(img, str)]
+    probs = iter(ext.network.classify(good) if good else [])
+    names = ext.network.class_names if good else ()
+    return [img if isinstance(img, str) else top_classes(next(probs), names) for img in decoded]
 
 
 async def _todo(ctx: JobContext, model: AiModel, version: int) -> list[tuple[int, str]]:
@@ -181,28 +191,31 @@ async def predict(ctx: JobContext) -> dict[str, Any]:
     predicted = 0
     if head is None:  # the built-in model: the network's own class scores, a batch at a time
         store = open_store(ctx.settings)
+        net = extractor(ctx.settings.model_dir, ctx.settings.ai_threads)
         total = len(todo)
         await ctx.progress(0, total)
-        for start in range(0, total, BATCH):
-            batch = todo[start : start + BATCH]
+
+        async def prepare(batch: Sequence[tuple[int, str]]) -> list[list[dict[str, Any]] | str]:
             blobs = await read_all(store, [s for _, s in batch])
-            decoded = await ctx.run_cpu(decode_all, blobs)
-            good = [(i, img) for (i, _), img in zip(batch, decoded, strict=True)
-                    if not isinstance(img, str)]
-            failed += [{"image": i, "error": img} for (i, _), img in zip(batch, decoded, strict=True)
-                       if isinstance(img, str)]
-            items: list[tuple[int, list[dict[str, Any]], list[dict[str, Any]]]] = []
-            if good:
-                net = extractor(ctx.settings.model_dir, ctx.settings.ai_threads)
-                try:
-                    probs = await ctx.run_cpu(_classify, net, [g for _, g in good])
-                except ModelError as exc:
-                    raise ModelError(f"the built-in model cannot run: {exc}") from exc
-                names = net.network.class_names
-                items = [(i, top_classes(p, names), []) for (i, _), p in zip(good, probs, strict=True)]
+            try:
+                return await ctx.run_cpu(_classified, net, blobs)
+            except ModelError as exc:
+                raise ModelError(f"the built-in model cannot run: {exc}") from exc
+
+        async def finish(batch: Sequence[tuple[int, str]],
+                         results: list[list[dict[str, Any]] | str]) -> None:
+            nonlocal predicted
+            items: list[tuple[int, list[dict[str, Any]], list[dict[str, Any]]]] = [
+                (i, r, []) for (i, _), r in zip(batch, results, strict=True)
+                if not isinstance(r, str)]
+            failed.extend({"image": i, "error": r} for (i, _), r in zip(batch, results, strict=True)
+                          if isinstance(r, str))
             await _save(ctx, model, version, items)
             predicted += len(items)
-            await ctx.progress(min(start + BATCH, total), total)
+            await ctx.progress(predicted + len(failed), total)
+
+        await pipelined([todo[start : start + BATCH] for start in range(0, total, BATCH)],
+                        prepare, finish)
     else:
         # The vectors the images lack first (the embed job's batches), then the scores in
         # large chunks: a few transactions per thousand images.
@@ -220,7 +233,8 @@ async def predict(ctx: JobContext) -> dict[str, Any]:
             if ready:
                 stacked = {k: np.stack([vectors[s][k] for _, s in ready]) for k in head.features}
                 scored = await ctx.run_cpu(_trained_items, head, stacked)
-                items = [(i, labels, []) for (i, _), labels in zip(ready, scored, strict=True)]
+                items: list[tuple[int, list[dict[str, Any]], list[dict[str, Any]]]] = [
+                    (i, labels, []) for (i, _), labels in zip(ready, scored, strict=True)]
                 await _save(ctx, model, version, items)
                 predicted += len(items)
             await ctx.progress(len(lacking) + min(start + SCORE_CHUNK, len(todo)), total)

@@ -20,17 +20,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import exists, select
+from sqlalchemy import select
 
 from server._upload_save import lock_contents
-from server.ai.embeddings import EMBED_KIND, drop_retired, missing, save_vectors
+from server.ai._pipeline import pipelined
+from server.ai.embeddings import EMBED_KIND, drop_retired, missing, save_many
 from server.ai.features import FEATURE_KEYS, Extractor, ImageDecodeError, ModelError, decode_image
 from server.db import transaction
 from server.jobs import JobContext, task
 from server.models import Image, ImageEmbedding
 from server.storage import StorageUnavailable, Store, open_store, original_key
 
-__all__ = ["BATCH", "decode_all", "embed", "embed_contents", "extractor", "read_all"]
+__all__ = ["BATCH", "compute_vectors", "decode_all", "embed", "embed_contents", "extractor",
+           "read_all"]
 
 #: A batch whose images the store cannot give waits this many times (1, 2, 4 ... 30 s: about
 #: two minutes in all) before the job fails.
@@ -110,54 +112,84 @@ async def _have(ctx: JobContext, shas: Sequence[str], keys: Sequence[str]) -> di
         return out
 
 
+def compute_vectors(ext: Extractor, blobs: Sequence[bytes | str],
+                    lacking: Sequence[tuple[str, ...]]) -> tuple[list[dict[str, np.ndarray]],
+                                                                 list[str | None]]:
+    """Decode each content and compute the feature keys it lacks (worker thread: one hop per
+    batch). Returns per content its vectors (empty when it lacks none or failed) and why it
+    failed (``None`` when it did not); images lacking the same keys share network calls."""
+    vectors: list[dict[str, np.ndarray]] = [{} for _ in blobs]
+    errors: list[str | None] = [None] * len(blobs)
+    groups: dict[tuple[str, ...], list[tuple[int, np.ndarray]]] = {}
+    for i, (data, keys) in enumerate(zip(blobs, lacking, strict=True)):
+        if not keys:
+            continue  # stored meanwhile: not even decoded
+        image = _decode(data)
+        if isinstance(image, str):
+            errors[i] = image
+        else:
+            groups.setdefault(tuple(keys), []).append((i, image))
+    for keys, items in groups.items():
+        try:
+            computed = ext.compute([img for _, img in items], keys)
+        except ModelError as exc:
+            raise ModelError(f"image features cannot be computed: {exc}") from exc
+        for row, (i, _) in enumerate(items):
+            vectors[i] = {k: computed[k][row] for k in keys}
+    return vectors, errors
+
+
 async def _store(ctx: JobContext, vectors: dict[str, dict[str, np.ndarray]]) -> None:
+    """Store the vectors of several contents in one transaction, one statement each step."""
+    if not vectors:
+        return
     async with transaction(ctx.sessions) as session:
-        for sha, by_key in vectors.items():
-            # The upload/delete lock of this content: a vector is never stored for a content
-            # whose last image was deleted meanwhile (its rows would be orphans).
-            await lock_contents(session, [sha])
-            if (await session.execute(select(exists().where(Image.sha256 == sha)))).scalar():
-                await save_vectors(session, sha, by_key)
+        # The upload/delete lock of these contents (all at once, in order): a vector is never
+        # stored for a content whose last image was deleted meanwhile (its rows would be orphans).
+        await lock_contents(session, list(vectors))
+        held = set((await session.execute(select(Image.sha256).where(
+            Image.sha256.in_(list(vectors))).distinct())).scalars())
+        await save_many(session, {sha: v for sha, v in vectors.items() if sha in held})
+
+
+Computed = tuple[list[dict[str, np.ndarray]], list[str | None]]
 
 
 async def embed_contents(ctx: JobContext, todo: Sequence[tuple[str, int]], keys: Sequence[str],
                          report: Callable[[int, int], Awaitable[None]] | None = None,
                          ) -> tuple[int, list[dict[str, Any]]]:
     """Compute and store the missing ``keys`` vectors of ``todo`` (``(sha256, image id)``, as
-    :func:`server.ai.embeddings.missing` lists them), a batch at a time; ``report(done, total)``
-    between batches. Returns how many contents got vectors, and the images that failed. Also
-    used by the train and predict jobs for the images they need (``server/ai/model_jobs.py``)."""
+    :func:`server.ai.embeddings.missing` lists them), a batch at a time, each batch computed
+    while the one before is stored (server/ai/_pipeline.py); ``report(done, total)`` between
+    batches. Returns how many contents got vectors, and the images that failed. Also used by
+    the train and predict jobs for the images they need (``server/ai/model_jobs.py``)."""
     store = open_store(ctx.settings)
     ext = extractor(ctx.settings.model_dir, ctx.settings.ai_threads)
     failed: list[dict[str, Any]] = []
-    embedded = 0
     total = len(todo)
-    for start in range(0, total, BATCH):
-        batch = todo[start : start + BATCH]
-        have = await _have(ctx, [sha for sha, _ in batch], keys)
-        blobs = await read_all(store, [sha for sha, _ in batch])
-        decoded = await ctx.run_cpu(decode_all, blobs)
-        groups: dict[tuple[str, ...], list[tuple[str, np.ndarray]]] = {}
-        for (sha, image_id), image in zip(batch, decoded, strict=True):
-            if isinstance(image, str):
-                failed.append({"image": image_id, "error": image})
-                continue
-            lacking = tuple(k for k in keys if k not in have[sha])
-            if lacking:
-                groups.setdefault(lacking, []).append((sha, image))
-        vectors: dict[str, dict[str, np.ndarray]] = {}
-        for lacking, items in groups.items():
-            try:
-                computed = await ctx.run_cpu(ext.compute, [img for _, img in items], lacking)
-            except ModelError as exc:
-                raise ModelError(f"image features cannot be computed: {exc}") from exc
-            for i, (sha, _) in enumerate(items):
-                vectors.setdefault(sha, {}).update({k: computed[k][i] for k in lacking})
-        await _store(ctx, vectors)
-        embedded += len(vectors)
+    counts = {"embedded": 0, "done": 0}
+
+    async def prepare(batch: Sequence[tuple[str, int]]) -> Computed:
+        shas = [sha for sha, _ in batch]
+        have = await _have(ctx, shas, keys)
+        blobs = await read_all(store, shas)
+        lacking = [tuple(k for k in keys if k not in have[sha]) for sha in shas]
+        return await ctx.run_cpu(compute_vectors, ext, blobs, lacking)
+
+    async def finish(batch: Sequence[tuple[str, int]], computed: Computed) -> None:
+        vectors, errors = computed
+        failed.extend({"image": image_id, "error": error}
+                      for (_, image_id), error in zip(batch, errors, strict=True) if error)
+        found = {sha: v for (sha, _), v in zip(batch, vectors, strict=True) if v}
+        await _store(ctx, found)
+        counts["embedded"] += len(found)
+        counts["done"] += len(batch)
         if report is not None:
-            await report(min(start + BATCH, total), total)
-    return embedded, failed
+            await report(counts["done"], total)
+
+    await pipelined([todo[start : start + BATCH] for start in range(0, total, BATCH)],
+                    prepare, finish)
+    return counts["embedded"], failed
 
 
 @task(EMBED_KIND)
