@@ -42,7 +42,7 @@ SIZES = (10, 25, 50, 100)
 SEEDS = 2
 TEST = 100
 TRAIN_N = 100
-PREDICT_N = 1000
+PREDICT_N = 200 if os.environ.get("LABELHUB_BENCH_QUICK") else 1000
 
 
 def _map(det: detection.Detector, maps: Sequence[list[dt.ViewMaps]], truth: Sequence[list[Box]]

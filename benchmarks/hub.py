@@ -19,6 +19,8 @@ or the local default) and, in the same run, a bare ``websockets.broadcast`` serv
 * edit -> peer latency at 200 watchers, idle and while a ``labelhub worker`` process embeds a
   project of 5,000 640 x 480 JPEGs (its scheduling as ``labelhub serve`` sets it, then under
   SCHED_IDLE), with the job's rate and the worker's resident memory;
+* edit -> peer latency at 200 watchers, idle and while a ``labelhub worker`` trains a
+  classifier and a detector and predicts 1,000 images with each (benchmarks/_hub_models.py);
 * lock acquire (``open_image``) p50/p99;
 * an image with 10,000 objects: snapshot time (subscribe -> snapshot received) and the server's
   time per edit (the op handler, in process).
@@ -50,10 +52,12 @@ import numpy as np
 from benchmarks import _hub_embed as embed
 from benchmarks import _hub_heavy as heavy
 from benchmarks import _hub_load as load
+from benchmarks import _hub_models as models
 from benchmarks._docs import replace_section
 from benchmarks._hub_inproc import durable_ops, raw_appends, seed_and_time_edits
 from benchmarks._hub_two import two_phase
 from benchmarks._hub_uploading import uploading_phase
+from benchmarks._hub_worker import Phase
 from benchmarks._loop import runner
 from client import LabelhubClient, RestClient
 
@@ -94,8 +98,8 @@ class Bench:
         return "\n".join(lines)
 
 
-PHASES = ("fanout", "two", "uploading", "heavy", "embedding", "memory", "locks", "durable",
-          "big")
+PHASES = ("fanout", "two", "uploading", "heavy", "embedding", "models", "memory", "locks",
+          "durable", "big")
 
 
 async def run(quick: bool, only: frozenset[str] = frozenset(PHASES)) -> Bench:
@@ -131,7 +135,8 @@ async def run(quick: bool, only: frozenset[str] = frozenset(PHASES)) -> Bench:
                                  env, "listening", commit_port)
         procs.append(commit_proc)
         url = f"http://127.0.0.1:{port}"
-        async with RestClient(url) as admin:
+        # 300 s: the first upload starts the offload pool, which took > 30 s at load 14
+        async with RestClient(url, timeout=300.0) as admin:
             await admin.login(*ADMIN)
             assert admin.token is not None
             project = (await admin.create_project("bench"))["id"]
@@ -150,6 +155,9 @@ async def run(quick: bool, only: frozenset[str] = frozenset(PHASES)) -> Bench:
                 await _heavy(bench, url, admin, project, images, hub_proc)
             if "embedding" in only:
                 await _embedding(bench, url, admin, env, db_url, hub_proc)
+            if "models" in only:
+                await models.phase(Phase(bench.row, _latency, bench.quick, url, admin, env,
+                                         db_url, hub_proc.pid))
             if "memory" in only:
                 await _memory(bench, admin, url, hub_proc, raw_proc)
             if "locks" in only:
@@ -245,8 +253,8 @@ async def _embedding(bench: Bench, url: str, admin: RestClient, env: dict[str, s
                      hub_proc: load.Process) -> None:
     """Edit -> peer latency at 200 watchers, idle and while a real ``labelhub worker`` process
     embeds a project of 5,000 generated 640 x 480 JPEGs (benchmarks/_hub_embed.py)."""
-    await embed.phase(embed.Phase(bench.row, _latency, bench.quick, url, admin, env, db_url,
-                                  hub_proc.pid))
+    await embed.phase(Phase(bench.row, _latency, bench.quick, url, admin, env, db_url,
+                            hub_proc.pid))
 
 
 def _latency(run: load.Fanout) -> str:
@@ -349,8 +357,8 @@ def write_docs(table: str, machine: str, quick: bool) -> None:
         f"`python -m benchmarks.hub{' --quick' if quick else ''}` (also part of `make bench`). "
         f"Machine: {machine}. The server is one "
         "`labelhub serve` process on PostgreSQL 15 without a job worker (`LABELHUB_WORKERS=0`; "
-        "the phase `embedding` starts a `labelhub worker` as `serve` would, see "
-        "benchmarks/_hub_embed.py); the load generator runs on the same cores, so "
+        "the phases `embedding` and `models` start a `labelhub worker` as `serve` would, see "
+        "benchmarks/_hub_embed.py and benchmarks/_hub_models.py); the load generator runs on the same cores, so "
         "the figures carry its noise. The watchers live in a process of their own "
         "(benchmarks/_watchers.py); a frame's latency is taken at its arrival on the socket (the "
         "kernel's receive timestamp) and, in brackets, when that process read it. The baseline "
