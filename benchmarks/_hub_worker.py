@@ -22,7 +22,7 @@ import numpy as np
 from benchmarks import _hub_load as load
 from client import RestClient
 
-__all__ = ["SPIN", "Phase", "Placement", "Progress", "Sampler", "job_progress", "jobs_status",
+__all__ = ["SPIN", "Phase", "Placement", "Progress", "Sampler", "cpu_delta", "job_progress", "jobs_status",
            "jpegs", "policy_of", "postgres_cpu", "set_policy", "start_worker", "stop_worker",
            "threads", "upload", "wait_for_progress"]
 
@@ -140,20 +140,26 @@ def set_policy(pid: int, idle: bool) -> None:
             pass  # ended meanwhile / not ours to raise
 
 
-def postgres_cpu() -> float:
-    """CPU seconds used so far by every ``postgres`` process this user can see (the server's
-    and the worker's backends, the checkpointer ...): deltas over a window compare windows."""
-    total = 0.0
+def postgres_cpu() -> dict[int, float]:
+    """CPU seconds used so far by each ``postgres`` process this user can see (the server's
+    and the worker's backends, the checkpointer ...), by pid: see :func:`cpu_delta`."""
+    out: dict[int, float] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             if Path(f"/proc/{entry}/comm").read_text().strip() not in ("postgres", "postmaster"):
                 continue
-            total += load.cpu_seconds(int(entry))
+            out[int(entry)] = load.cpu_seconds(int(entry))
         except (OSError, IndexError, ValueError):
             continue  # ended meanwhile
-    return total
+    return out
+
+
+def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds used between two :func:`postgres_cpu` readings by the processes alive at
+    both (one that ended or started in between is left out, not counted negative)."""
+    return sum(after[pid] - before[pid] for pid in before.keys() & after.keys())
 
 
 @dataclass
