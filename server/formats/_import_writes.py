@@ -9,6 +9,9 @@ an import's time. Here every value is encoded once, in Python, and handed to the
 * PostgreSQL: the new rows by ``COPY`` (``copy_records_to_table`` on the transaction's asyncpg
   connection), deletes and image updates as one statement each over ``unnest`` arrays.
 
+The op-log rows go the same way (:func:`write_log`: the rows ``server._oplog.append_ops``
+writes, seqs reserved and the commit announced by its own functions).
+
 What is stored is what the ORM stored before: JSON as ``json.dumps`` text (``rpy`` of None as
 JSON ``null``), datetimes through the column type's own bind processing on SQLite.
 """
@@ -23,13 +26,16 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from server._oplog import PendingOp, notify_after_commit, reserve_seqs
 from server.models import LabelObjectRow
 
-__all__ = ["ObjectWrite", "write_import"]
+__all__ = ["ObjectWrite", "write_import", "write_log"]
 
 _COLUMNS = ("image_id", "id", "project_id", "type", "label", "geometry", "keypoints", "attributes",
             "rpy", "occluded", "z", "version", "source", "created_by", "updated_by", "created_at",
             "updated_at")
+_LOG_COLUMNS = ("project_id", "seq", "image_id", "user_id", "kind", "op", "inverse", "client_op_id",
+                "reverts_seq", "origin", "created_at")
 _SOURCE = "import"
 
 
@@ -127,3 +133,30 @@ async def _sqlite(conn: AsyncConnection, deletes: list[tuple[int, str]], rows: l
             "UPDATE images SET object_count = coalesce(?, object_count), labeled_at = ?, "
             "labeled_by = ? WHERE id = ?",
             [(n, now_text, user_id, image_id) for image_id, n in counts.items()])
+
+
+async def write_log(session: AsyncSession, project_id: int, user_id: int | None,
+                    ops: Sequence[PendingOp], origin: str, now: datetime) -> int | None:
+    """``server._oplog.append_ops`` for an import's many rows: the same rows (consecutive seqs,
+    announced after the commit), each op encoded once and written in one statement."""
+    if not ops:
+        return None
+    first = await reserve_seqs(session, project_id, len(ops))
+    dumps = json.dumps
+    rows = [(project_id, first + i, op.image_id, user_id, op.kind, dumps(op.op),
+             None if op.inverse is None else dumps(op.inverse), None, None, origin, now)
+            for i, op in enumerate(ops)]
+    conn = await session.connection()
+    if conn.dialect.name == "postgresql":
+        raw = await conn.get_raw_connection()
+        await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+            "op_log", records=rows, columns=list(_LOG_COLUMNS))
+    else:
+        stamp: Any = LabelObjectRow.__table__.c.created_at.type.bind_processor(conn.dialect)
+        at = stamp(now)
+        await conn.exec_driver_sql(
+            f"INSERT INTO op_log ({', '.join(_LOG_COLUMNS)}) VALUES ({', '.join('?' for _ in _LOG_COLUMNS)})",
+            [(*r[:10], at) for r in rows])
+    last = first + len(ops) - 1
+    notify_after_commit(session, project_id, last)
+    return last

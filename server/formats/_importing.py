@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import _label_store as store
 from server._object_store import row_to_dict
-from server._oplog import PendingOp, append_ops
+from server._oplog import PendingOp
 from server.classification import (
     AddLabel,
     ClassificationError,
@@ -29,7 +29,7 @@ from server.classification import (
     sync_label_ops,
 )
 from server.formats._fast_objects import plain_object
-from server.formats._import_writes import ObjectWrite, write_import
+from server.formats._import_writes import ObjectWrite, write_import, write_log
 from server.geometry.errors import GeometryError
 from server.geometry.policy import Policy
 from server.geometry.validation import parse_object, validate
@@ -262,8 +262,9 @@ async def _apply(session: AsyncSession, project_id: int, user_id: int | None, pl
     await store.write_labels(session, project_id, new_labels)
     counts: dict[int, int | None] = dict.fromkeys(sorted(new_labels))
     counts.update((w.image_id, len(w.final)) for w in writes)
-    await write_import(session, project_id, user_id, writes, counts, utcnow())
-    await append_ops(session, project_id, user_id, pending, "import")
+    now = utcnow()
+    await write_import(session, project_id, user_id, writes, counts, now)
+    await write_log(session, project_id, user_id, pending, "import", now)
 
 
 async def _read_objects(session: AsyncSession, image_ids: list[int]) -> dict[int, dict[str, dict[str, Any]]]:
