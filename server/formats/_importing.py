@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import _label_store as store
 from server._object_store import row_to_dict
-from server._oplog import PendingOp, append_ops
+from server._oplog import PendingOp
 from server.classification import (
     AddLabel,
     ClassificationError,
@@ -28,6 +28,8 @@ from server.classification import (
     normalize_label,
     sync_label_ops,
 )
+from server.formats._fast_objects import plain_object
+from server.formats._import_writes import ObjectWrite, write_import, write_log
 from server.geometry.errors import GeometryError
 from server.geometry.policy import Policy
 from server.geometry.validation import parse_object, validate
@@ -146,10 +148,13 @@ def _plan_row(plan: _Plan, rec: Incoming, policy: Policy) -> None:
             raise GeometryError("objects", "must be a list")
         objects = plan.objects if plan.objects is not None else {}
         for i, data in enumerate(rec.objects):
-            obj = validate(parse_object(data, f"objects.{i}"), policy, f"objects.{i}")
-            if obj.id in objects:
-                raise GeometryError(f"objects.{i}.id", f"duplicate object id {obj.id!r} in this image")
-            objects[obj.id] = obj.model_dump(mode="json")
+            dumped = plain_object(data, policy)
+            if dumped is None:
+                dumped = validate(parse_object(data, f"objects.{i}"), policy, f"objects.{i}").model_dump(mode="json")
+            oid = dumped["id"]
+            if oid in objects:
+                raise GeometryError(f"objects.{i}.id", f"duplicate object id {oid!r} in this image")
+            objects[oid] = dumped
         plan.objects = objects
 
 
@@ -184,6 +189,7 @@ async def run_import(
     found = await images_by_name(session, project_id, {r.image for r in records if r.image and r.error is None})
     plans: dict[int, _Plan] = {}
     base = settings.model_dump()
+    policies: dict[tuple[int, int], Policy] = {}
     listed = 0
 
     def refuse(rec: Incoming, fld: str, message: str) -> None:
@@ -204,7 +210,10 @@ async def run_import(
         image_id, w, h = matches[0]
         plan = plans.setdefault(image_id, _Plan(image_id, w, h))
         try:
-            _plan_row(plan, rec, Policy.from_settings(base, w, h))
+            policy = policies.get((w, h))
+            if policy is None:
+                policy = policies[w, h] = Policy.from_settings(base, w, h)
+            _plan_row(plan, rec, policy)
         except (GeometryError, ClassificationError) as exc:
             refuse(rec, exc.field, exc.message)
             continue
@@ -237,27 +246,25 @@ async def _apply(session: AsyncSession, project_id: int, user_id: int | None, pl
                                      SetLabels(tuple(before)).to_dict()))
     object_ids = [i for i in ids if plans[i].objects is not None]
     old_objects = await _read_objects(session, object_ids)
-    writes: list[tuple[int, dict[str, dict[str, Any]], dict[str, dict[str, Any]], list[str]]] = []
+    writes: list[ObjectWrite] = []
     for image_id in object_ids:
         old = old_objects[image_id]
         new = plans[image_id].objects or {}
         final = dict(new) if replace else {**{k: v["object"] for k, v in old.items()}, **new}
         ops, inverse, touched = _object_ops(old, final)
         if ops:
-            writes.append((image_id, old, final, touched))
+            writes.append(ObjectWrite(image_id, old, final, touched))
             pending.append(PendingOp(image_id, "batch", {"kind": "batch", "ops": ops},
                                      {"kind": "batch", "ops": inverse}))
     report.labels_changed, report.objects_changed = len(new_labels), len(writes)
     if dry_run:
         return
     await store.write_labels(session, project_id, new_labels)
-    await _write_objects(session, project_id, user_id, writes)
-    await append_ops(session, project_id, user_id, pending, "import")
-    touched_images = sorted(set(new_labels) | {w[0] for w in writes})
+    counts: dict[int, int | None] = dict.fromkeys(sorted(new_labels))
+    counts.update((w.image_id, len(w.final)) for w in writes)
     now = utcnow()
-    for chunk in _chunks(touched_images, 500):
-        await session.execute(update(Image).where(Image.id.in_(chunk))
-                              .values(labeled_at=now, labeled_by=user_id))
+    await write_import(session, project_id, user_id, writes, counts, now)
+    await write_log(session, project_id, user_id, pending, "import", now)
 
 
 async def _read_objects(session: AsyncSession, image_ids: list[int]) -> dict[int, dict[str, dict[str, Any]]]:
@@ -290,30 +297,3 @@ def _object_ops(old: dict[str, dict[str, Any]], final: dict[str, dict[str, Any]]
             inverse.append({"kind": "replace", "object_id": oid, "object": old[oid]["object"]})
             touched.append(oid)
     return ops, inverse[::-1], touched
-
-
-async def _write_objects(session: AsyncSession, project_id: int, user_id: int | None,
-                         writes: list[tuple[int, dict[str, dict[str, Any]], dict[str, dict[str, Any]], list[str]]]) -> None:
-    conn = await session.connection()
-    table: Any = LabelObjectRow.__table__
-    now = utcnow()
-    rows: list[dict[str, Any]] = []
-    counts: list[dict[str, Any]] = []
-    for image_id, old, final, touched in writes:
-        for chunk in _chunks(touched, 500):
-            await conn.execute(delete(table).where(table.c.image_id == image_id, table.c.id.in_(chunk)))
-        for oid in touched:
-            if oid not in final:
-                continue
-            obj, prev = final[oid], old.get(oid)
-            rows.append({"image_id": image_id, "id": oid, "project_id": project_id, "type": obj["type"],
-                         "label": obj["label"], "geometry": obj["geometry"], "keypoints": obj["keypoints"],
-                         "attributes": obj["attributes"], "rpy": obj["rpy"], "occluded": obj["occluded"],
-                         "z": obj["z"], "version": prev["version"] + 1 if prev else 1, "source": "import",
-                         "created_by": prev["created_by"] if prev else user_id, "updated_by": user_id,
-                         "created_at": prev["created_at"] if prev else now, "updated_at": now})
-        counts.append({"id": image_id, "object_count": len(final)})
-    for chunk in _chunks(rows, 1_000):
-        await conn.execute(insert(table), list(chunk))
-    if counts:
-        await session.execute(update(Image), counts)
