@@ -101,6 +101,19 @@ async () => {
   const brute = many.map((o, i) => [o, i]).filter(([o]) => o.type === "bbox" && o.geometry.x <= 41 && o.geometry.x + 5 >= 22 && o.geometry.y <= 33 && o.geometry.y + 5 >= 22).map(([, i]) => i);
   out.spatial = [hits.join() === [7, ...brute].sort((a, b) => a - b).join(), brute.length, spatial.query(idx, 1000, 1000, 1001, 1001).length];
   out.orderedSame = ops.ordered(many) === ops.ordered(many);
+  // renderer: 3,000 boxes. Fitted, one layer holds them all; a zoom step shows it scaled (no
+  // redraw, stale) until the view rests; a close-up of few objects is redrawn at once; zooming
+  // out again falls back to the every-object layer; an edit of another object redraws.
+  const renderer = (await import("/tool/renderer.js")).createRenderer();
+  const grid = Array.from({ length: 3000 }, (_, i) => ({ id: `r${i}`, type: "bbox", label: "a", geometry: { x: (i % 60) * 20, y: Math.floor(i / 60) * 18, w: 14, h: 12 } }));
+  const rctx = new OffscreenCanvas(600, 450).getContext("2d");
+  const scene = { image: null, imgW: 1200, imgH: 900, objects: grid, colors: { a: "#ff0000" }, selectedId: null, st: {}, label: "", width: 600, height: 450, dpr: 1, cursors: [], bitmapFor: () => null };
+  const fitted = vp.fit(1200, 900, 600, 450);
+  const frame = (v, extra = {}) => { const f = renderer.draw(rctx, { ...scene, vp: v, ...extra }); return [f.drawn, f.stale, renderer.stats.renders]; };
+  const step = vp.zoomAt(fitted, 1.5, 300, 225), corner = vp.zoomAt(fitted, 8, 0, 0);
+  const moved = grid.map((o, i) => (i === 5 ? { ...o, geometry: { ...o.geometry, x: 101 } } : o));
+  out.renderer = [frame(fitted), frame(step), frame(step, { settle: true }), frame(corner), frame(vp.zoomAt(fitted, 1.2, 300, 225)),
+    frame(vp.zoomAt(fitted, 1.2, 300, 225), { objects: moved }), frame(fitted, { objects: moved, selectedId: "r9" })];
   out.hit = geom.topHit([{ id: "b", type: "bbox", geometry: { x: 0, y: 0, w: 5, h: 5 } }], [3, 3], 1)?.id;
   // keys, selection, router, classification rules.
   out.keys = [keys.commandFor({ key: "z", ctrlKey: true }), keys.commandFor({ key: "Z", ctrlKey: true, shiftKey: true }), keys.commandFor({ key: "3" }), keys.commandFor({ key: "h" })];
@@ -183,6 +196,12 @@ def test_pure_modules_in_the_page(browser: Any, live: Live) -> None:
     assert out["polyOp"] == {"parts": [{"exterior": [[1, 1], [20, 1], [20, 20]], "holes": []}]}
     assert out["hit"] == "b"
     assert out["spatial"] == [True, 6, 0] and out["orderedSame"] is True
+    full, scaled, sharp, close, back, edited, picked = out["renderer"]
+    assert full == [3000, False, 1] and scaled == [3000, True, 1] and sharp == [3000, False, 2]
+    assert 0 < close[0] < 300 and close[1:] == [False, 3]  # few objects: redrawn while moving
+    assert back == [3000, True, 3]  # the every-object layer, scaled: no redraw of 3,000 boxes
+    assert edited == [3000, False, 4]  # another object changed: the layer is drawn again
+    assert picked == [3000, False, 5]  # the selected object leaves the layer (drawn on top)
     assert out["keys"] == ["undo", "redo", "label:3", "hole"]
     assert out["sel"] == [2, 3, 4]
     assert out["route"][0] == {"name": "tool", "params": {"project": 7, "image": 12}, "query": {"ids": "1,2"}}

@@ -1,17 +1,16 @@
-// Drawing: the scene to 2D-context calls. The renderer (`createRenderer`) keeps 10,000 objects
-// fluid: the objects that are not selected sit in an offscreen layer, drawn from a spatial index
-// (only what can be seen) with one path per label colour, and redrawn only when they change, the
-// view leaves the layer or the zoom settles (till then the layer is shown scaled).
+// Drawing: the scene to 2D-context calls. The renderer that caches the objects in layers (and
+// keeps 10,000 of them fluid) is tool/renderer.js; it draws with the functions exported here.
 import { rings } from "./geom.js";
-import { bounds, buildIndex, query } from "./spatial.js";
+import { bounds } from "./spatial.js";
 import { toScreen } from "./viewport.js";
 
 const FALLBACK = "#ffcc00";
 
 export function colorOf(colors, label) { return (label && colors[label]) || FALLBACK; }
 
-/** CSS filter string for the view adjustments (never saved). */
+/** CSS filter string for the view adjustments (never saved); "none" when they change nothing. */
 export function viewFilter({ brightness = 100, contrast = 100, saturation = 100, invert = false } = {}) {
+  if (brightness === 100 && contrast === 100 && saturation === 100 && !invert) return "none";
   return `brightness(${brightness}%) contrast(${contrast}%) saturate(${saturation}%)${invert ? " invert(1)" : ""}`;
 }
 
@@ -144,13 +143,15 @@ function drawCursor(ctx, vp, c) {
   ctx.restore();
 }
 
-function drawBackground(ctx, s) {
+export function drawBackground(ctx, s) {
   const vp = s.vp;
   ctx.setTransform(s.dpr, 0, 0, s.dpr, 0, 0);
   ctx.clearRect(0, 0, s.width, s.height);
   if (s.image) {
     ctx.save();
-    ctx.filter = s.filter || "none";
+    // Set only when it changes something: a filter costs a full-size offscreen pass per frame in
+    // software rendering (2-4x the frame's raster time), even at 100%.
+    if (s.filter && s.filter !== "none") ctx.filter = s.filter;
     ctx.imageSmoothingEnabled = !(s.noSmoothing && vp.scale > 1);
     ctx.drawImage(s.image, vp.x, vp.y, s.imgW * vp.scale, s.imgH * vp.scale);
     ctx.restore();
@@ -160,7 +161,7 @@ function drawBackground(ctx, s) {
   ctx.imageSmoothingEnabled = !(s.noSmoothing && vp.scale > 1);
 }
 
-function drawOne(ctx, s, vp, obj) {
+export function drawOne(ctx, s, vp, obj) {
   const selected = obj.id === s.selectedId;
   drawObject(ctx, vp, obj, colorOf(s.colors, obj.label), {
     selected, bitmap: obj.type === "bitmap" ? s.bitmapFor(obj) : null,
@@ -168,7 +169,7 @@ function drawOne(ctx, s, vp, obj) {
   });
 }
 
-function drawOverlays(ctx, s) {
+export function drawOverlays(ctx, s) {
   const vp = s.vp;
   if (s.smartPreview) {
     const [x, y] = toScreen(vp, 0, 0);
@@ -210,33 +211,39 @@ function addRing(path, vp, ring) {
   path.closePath();
 }
 
-/** Draw `objs` (in order) onto ctx at viewport vp: batched by colour where possible. */
-function drawMany(ctx, s, vp, objs) {
-  const paths = new Map(), single = [];
+/** Draw `objs` onto ctx at viewport vp, grouped by colour where possible. Boxes are fillRect +
+ * strokeRect calls (Skia's fast path for axis-aligned rectangles): one Path2D of thousands of
+ * rectangles is scan-converted as one shape, 3-4x slower in software rendering. */
+export function drawMany(ctx, s, vp, objs) {
+  const groups = new Map(), single = [];
   for (const o of objs) {
     if (!batchable(o)) { single.push(o); continue; }
     const color = colorOf(s.colors, o.label);
-    let path = paths.get(color);
-    if (!path) paths.set(color, (path = new Path2D()));
-    const g = o.geometry;
-    if (o.type === "bbox") path.rect(g.x * vp.scale + vp.x, g.y * vp.scale + vp.y, g.w * vp.scale, g.h * vp.scale);
-    else addRing(path, vp, g.parts[0].exterior);
+    let g = groups.get(color);
+    if (!g) groups.set(color, (g = { boxes: [], path: null }));
+    if (o.type === "bbox") g.boxes.push(o.geometry);
+    else addRing(g.path || (g.path = new Path2D()), vp, o.geometry.parts[0].exterior);
   }
   ctx.lineWidth = 2;
-  for (const [color, path] of paths) {
+  const k = vp.scale, ox = vp.x, oy = vp.y;
+  for (const [color, g] of groups) {
     ctx.fillStyle = color + "2e";
-    ctx.fill(path);
     ctx.strokeStyle = color;
-    ctx.stroke(path);
+    for (const b of g.boxes) {
+      const x = b.x * k + ox, y = b.y * k + oy, w = b.w * k, h = b.h * k;
+      ctx.fillRect(x, y, w, h);
+      ctx.strokeRect(x, y, w, h);
+    }
+    if (g.path) { ctx.fill(g.path); ctx.stroke(g.path); }
   }
   for (const o of single) drawOne(ctx, s, vp, o);
 }
 
-const NAME_LIMIT = 500;  // label names are written only when at most this many objects are in view
+export const NAME_LIMIT = 500;  // label names are written only when at most this many objects are in view
 const NAME_FONT = "12px sans-serif";
 
 /** Each object's label name at its top left corner (points: beside them), on a dark tag. */
-function drawNames(ctx, vp, objs) {
+export function drawNames(ctx, vp, objs) {
   ctx.save();
   ctx.font = NAME_FONT;
   ctx.textBaseline = "bottom";
@@ -257,97 +264,6 @@ function drawNames(ctx, vp, objs) {
   }
   ctx.restore();
   return n;
-}
-
-const MARGIN = 0.25;   // the layer reaches this fraction of the view past each side
-const SETTLE_MS = 150; // after the last zoom step, the layer is redrawn sharp at the new scale
-
-function intersect(a, b) {
-  const r = [Math.max(a[0], b[0]), Math.max(a[1], b[1]), Math.min(a[2], b[2]), Math.min(a[3], b[3])];
-  return r[0] < r[2] && r[1] < r[3] ? r : null;
-}
-const contains = (a, b) => a[0] <= b[0] && a[1] <= b[1] && a[2] >= b[2] && a[3] >= b[3];
-
-/** The same objects in the same places, whatever happened to the selected one. */
-function sameExcept(a, b, id) {
-  if (a === b) return true;
-  if (!a || !b || a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !(a[i].id === id && b[i].id === id)) return false;
-  return true;
-}
-
-/**
- * A renderer with a cache: `draw(ctx, scene)` returns what it drew and whether the layer is
- * stale (drawn at another zoom): call it again with `scene.settle = true` once the zoom rests.
- */
-export function createRenderer() {
-  let objects = null, index = null, layer = null;
-
-  function view(s) {
-    const vp = s.vp, pad = 4 / vp.scale;  // strokes and handles reach past an object's box
-    return [-vp.x / vp.scale - pad, -vp.y / vp.scale - pad, (s.width - vp.x) / vp.scale + pad, (s.height - vp.y) / vp.scale + pad];
-  }
-
-  function renderLayer(s) {
-    const vp = s.vp, v = view(s), mw = (v[2] - v[0]) * MARGIN, mh = (v[3] - v[1]) * MARGIN;
-    const pad = (s.names ? 18 : 4) / vp.scale, e = index.extent;  // room for the name tags above
-    const all = e && [e[0] - pad, e[1] - pad, e[2] + pad, e[3] + pad];
-    // All the objects when they fit in twice the view: then panning, and zooming out (shown
-    // scaled till it settles), never need a redraw; else the view and a margin round it.
-    const fits = all && (all[2] - all[0]) * vp.scale <= 2 * s.width && (all[3] - all[1]) * vp.scale <= 2 * s.height;
-    const area = all && (fits ? all : intersect([v[0] - mw, v[1] - mh, v[2] + mw, v[3] + mh], all));
-    layer = { objects, selectedId: s.selectedId, colors: s.colors, names: !!s.names, scale: vp.scale, area, canvas: layer?.canvas || null, drawn: 0, named: -1 };
-    if (!area) return;
-    const w = Math.ceil((area[2] - area[0]) * vp.scale * s.dpr), h = Math.ceil((area[3] - area[1]) * vp.scale * s.dpr);
-    const c = layer.canvas || (layer.canvas = new OffscreenCanvas(w, h));
-    if (c.width !== w || c.height !== h) { c.width = w; c.height = h; }
-    const lc = c.getContext("2d");
-    lc.setTransform(s.dpr, 0, 0, s.dpr, 0, 0);
-    lc.clearRect(0, 0, w, h);
-    const lvp = { scale: vp.scale, x: -area[0] * vp.scale, y: -area[1] * vp.scale };
-    const shown = [];
-    for (const i of query(index, ...area)) {
-      const o = objects[i];
-      if (o.id !== s.selectedId && o.type !== "rpy" && o.type !== "bitmap") shown.push(o);
-    }
-    drawMany(lc, s, lvp, shown);
-    layer.drawn = shown.length;
-    // Names only when few objects are in view (a zoom in settles into a redraw with them): the
-    // layer holds at most ~4 views' worth, so this stays a few thousand short texts at worst.
-    if (s.names && shown.length <= 4 * NAME_LIMIT && query(index, ...view(s)).length <= NAME_LIMIT) layer.named = drawNames(lc, lvp, shown);
-  }
-
-  function draw(ctx, s) {
-    const vp = s.vp;
-    ctx.save();
-    drawBackground(ctx, s);
-    if (!sameExcept(objects, s.objects, s.selectedId) || !layer || layer.selectedId !== s.selectedId) {
-      if (!sameExcept(objects, s.objects, null)) index = buildIndex(s.objects);
-      objects = s.objects;
-      layer = layer && { ...layer, objects: null };  // keep the canvas, not the picture
-    } else {
-      objects = s.objects;
-    }
-    // Bitmaps are image-sized pictures of their own: drawn each frame, under the layer.
-    for (const o of objects) if (o.type === "bitmap" && o.id !== s.selectedId) drawOne(ctx, s, vp, o);
-    const e = index.extent, needed = e && intersect(view(s), [e[0], e[1], e[2], e[3]]);
-    const fresh = layer && layer.objects === objects && layer.colors === s.colors && layer.selectedId === s.selectedId && layer.names === !!s.names;
-    const covered = fresh && (!needed || (layer.area && contains(layer.area, needed)));
-    if (!covered || (s.settle && layer.scale !== vp.scale)) renderLayer(s);
-    if (layer.area) {
-      const a = layer.area;
-      ctx.drawImage(layer.canvas, a[0] * vp.scale + vp.x, a[1] * vp.scale + vp.y, (a[2] - a[0]) * vp.scale, (a[3] - a[1]) * vp.scale);
-    }
-    const sel = s.selectedId && objects.find((o) => o.id === s.selectedId);
-    if (sel && sel.type !== "rpy") drawOne(ctx, s, vp, sel);
-    const named = layer.named >= 0 && sel && sel.type !== "bitmap" ? layer.named + drawNames(ctx, vp, [sel]) : layer.named;
-    drawOverlays(ctx, s);
-    ctx.restore();
-    // names: how many label names are written (-1: none, off or too many objects in view).
-    return { drawn: layer.drawn + (sel ? 1 : 0), stale: layer.scale !== vp.scale, names: named };
-  }
-
-  return { draw, settleMs: SETTLE_MS };
 }
 
 /** An offscreen canvas of a bitmap mask in the label color (cache it by RLE counts). */

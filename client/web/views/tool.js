@@ -8,7 +8,7 @@ import { viewFilter } from "../tool/canvas.js";
 import { createObjectView } from "../tool/objview.js";
 import { createStage } from "./toolstage.js";
 import { createPanel } from "./toolpanel.js";
-import { createImageSession } from "./toolsession.js";
+import { createImageSession, loadImage } from "./toolsession.js";
 import { createUnsavedBox } from "./unsavedbox.js";
 import { createSuggestions } from "./suggestions.js";
 import { createWorkflowBar } from "./workflow.js";
@@ -41,6 +41,9 @@ const MODE_BUTTONS = {
 
 export async function mount(root, ctx) {
   const pid = ctx.route.params.project;
+  // The image in the address is fetched from the start, beside the project and the socket.
+  const imageId = ctx.route.params.image;
+  const preload = imageId ? { id: String(imageId), loading: loadImage(ctx.api, imageId) } : null;
   const [project, labelsRes, settingsRes] = await Promise.all([
     ctx.api.get(`/api/v1/projects/${pid}`), ctx.api.get(`/api/v1/projects/${pid}/labels`), ctx.api.get(`/api/v1/projects/${pid}/settings`),
   ]).catch((err) => { ctx.toast(err.message); return []; });
@@ -54,7 +57,7 @@ export async function mount(root, ctx) {
   const ui = { st: T.initialState(), picked: "", lastLabel: null, view: { brightness: 100, contrast: 100, saturation: 100, invert: false, noSmoothing: !!settings.disable_smoothing_when_zoomed, names: false }, keypointName: "" };
   const objView = createObjectView();  // hidden / locked objects: this viewer's own, per image
 
-  const session = createImageSession({ ctx, pid, project, settings, query: ctx.route.query, onChange: render, say: (t) => ctx.toast(t, "info") });
+  const session = createImageSession({ ctx, pid, project, settings, query: ctx.route.query, onChange: render, say: (t) => ctx.toast(t, "info"), preload });
   const suggest = createSuggestions({ ctx, pid, colors, getImage: () => session.image, getLabels: () => session.imageLabels,
     readOnly: () => (session.readOnly ? session.readOnlyReason || "This image is read-only." : ""), canLabel: () => project.privileges.includes("label") });
   const stage = createStage({

@@ -33,7 +33,22 @@ export function normalizeLabels(list) {
   return (list || []).map((l) => ({ label: l.label ?? l.name, is_default: !!l.is_default, source: l.source || "manual" }));
 }
 
-export function createImageSession({ ctx, pid, project, settings, query, onChange, say }) {
+/** The image's item, then its file, fetched and decoded: {item, img, decoded}. The tool starts
+ *  this for the image in its address before anything else (`preload`), so that the file (the
+ *  largest wait) arrives while the project, the socket and the snapshot do, not after them. */
+export function loadImage(api, id) {
+  const loading = api.get(`/api/v1/images/${id}`).then(async (item) => ({ item, ...await decode(item.file_url) }));
+  loading.catch(() => null);  // whoever awaits it hears of a failure; unawaited, it is no error
+  return loading;
+}
+
+async function decode(url) {
+  const img = new Image();
+  img.src = url;
+  return { img, decoded: await img.decode().then(() => true, () => false) };
+}
+
+export function createImageSession({ ctx, pid, project, settings, query, onChange, say, preload = null }) {
   const hub = ctx.hub;
   let canLabel = project.privileges.includes("label");
   const filter = {};
@@ -102,10 +117,13 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
   }
 
   async function show(id, ack) {
-    const item = await ctx.api.get(`/api/v1/images/${id}`);
-    const img = new Image();
-    img.src = item.file_url;
-    await img.decode().catch(() => say("The image file could not be loaded."));
+    const early = preload && preload.id === String(id) ? preload.loading : null;
+    preload = null;
+    // The item is read again after the open (which may have started the image: its state); the
+    // file preloaded is the one to show unless the item now names another.
+    const [item, pre] = await Promise.all([ctx.api.get(`/api/v1/images/${id}`), early?.catch(() => null)]);
+    const { img, decoded } = pre && pre.item.file_url === item.file_url ? pre : await decode(item.file_url);
+    if (!decoded) say("The image file could not be loaded.");
     s.image = item; s.imageEl = img; s.objects = []; s.imageLabels = normalizeLabels(item.labels); s.masks.clear(); s.smartCanvas = null;
     s.seq = -1;
     for (const msg of s.early.get(id) || []) take(msg);

@@ -1,6 +1,6 @@
 // The labeling tool's canvas: pointer input (in image coordinates), zoom, pan, fit, and redraw.
 import { h } from "../dom.js";
-import { createRenderer } from "../tool/canvas.js";
+import { createRenderer } from "../tool/renderer.js";
 import { fit, pan, toImage, wheelFactor, zoomAt } from "../tool/viewport.js";
 
 export function createStage({ onPointer, onCursor, scene }) {
@@ -9,13 +9,26 @@ export function createStage({ onPointer, onCursor, scene }) {
   const hud = h("div", { class: "hud", "aria-live": "off" });
   const el = h("div", { class: "stage" }, canvas, banner, hud);
   const stage = { el, canvas, vp: { scale: 1, x: 0, y: 0 }, size: [1, 1], pointer: null, fitted: false, autoFit: true };
-  let panning = null, spaceDown = false, frame = 0, settleTimer = 0, settle = false, lastScale = 0;
+  let panning = null, spaceDown = false, frame = 0, settleTimer = 0, settle = false, lastVp = null, hudText = "";
   const renderer = createRenderer();
+  stage.renderer = renderer;
+
+  /** The stage's size now. Read in the frame, not only when the ResizeObserver reports: a panel
+   *  that fills in as the image opens (the workflow bar) would else make the first frame draw
+   *  every object at a zoom that is refitted, and drawn again, one frame later. */
+  function measure() {
+    const r = el.getBoundingClientRect(), size = [Math.max(1, r.width), Math.max(1, r.height)];
+    if (size[0] === stage.size[0] && size[1] === stage.size[1]) return;
+    stage.size = size;
+    const s = scene();
+    if (s?.imgW && (!stage.fitted || stage.autoFit)) { stage.vp = fit(s.imgW, s.imgH, size[0], size[1]); stage.fitted = true; }
+  }
 
   function redraw() {
     if (frame) return;
     frame = requestAnimationFrame(() => {
       frame = 0;
+      measure();
       const dpr = window.devicePixelRatio || 1;
       const [w, hgt] = stage.size;
       if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(hgt * dpr)) {
@@ -26,20 +39,22 @@ export function createStage({ onPointer, onCursor, scene }) {
       const t0 = performance.now();
       const out = renderer.draw(canvas.getContext("2d"), { ...s, vp: stage.vp, width: w, height: hgt, dpr, pointer: stage.pointer, settle });
       settle = false;
-      // While zooming the layer is shown scaled; once the zoom rests it is drawn sharp again.
-      // Only a new zoom step restarts the wait (pointer moves redraw too, and must not delay it).
+      // While the view moves, cached layers are shown scaled; once it rests they are drawn sharp.
+      // Only a change of the view (zoom, pan) restarts the wait: pointer moves redraw too.
       if (!out.stale) { clearTimeout(settleTimer); settleTimer = 0; }
-      else if (!settleTimer || stage.vp.scale !== lastScale) {
+      else if (!settleTimer || stage.vp !== lastVp) {
         clearTimeout(settleTimer);
         settleTimer = setTimeout(() => { settleTimer = 0; settle = true; redraw(); }, renderer.settleMs);
       }
-      lastScale = stage.vp.scale;
-      // For tests and the browser benchmark: how many objects the last frame drew, and when.
-      canvas.dataset.drawn = String(out.drawn);
+      lastVp = stage.vp;
+      // For tests and the browser benchmark: how many objects the last frame drew, since when
+      // (performance.now() of the first frame that drew this many), and its drawing time.
+      if (canvas.dataset.drawn !== String(out.drawn)) { canvas.dataset.drawn = String(out.drawn); canvas.dataset.drawnAt = performance.now().toFixed(1); }
       canvas.dataset.names = String(out.names);
-      canvas.dataset.drawnAt = performance.now().toFixed(1);
+      canvas.dataset.layers = String(renderer.stats.renders);  // layer redraws so far
       canvas.dataset.drawMs = (performance.now() - t0).toFixed(2);
-      hud.textContent = `${Math.round(stage.vp.scale * 100)}%` + (stage.pointer ? `  x ${stage.pointer[0].toFixed(0)}, y ${stage.pointer[1].toFixed(0)}` : "");
+      const text = `${Math.round(stage.vp.scale * 100)}%` + (stage.pointer ? `  x ${stage.pointer[0].toFixed(0)}, y ${stage.pointer[1].toFixed(0)}` : "");
+      if (text !== hudText) hud.textContent = hudText = text;
     });
   }
 
