@@ -35,6 +35,7 @@ from sqlalchemy import String, cast, select
 from server import strict_json
 from server.formats._importing import ImportFileError, Incoming
 from server.formats._outline import crop, outline, polygon_pixels
+from server.formats._outline_batch import Outline, outlines
 from server.formats._source import ExportJob, ImageRecord, iter_images, reading
 from server.geometry.rle import counts_to_string, rle_area, rle_bbox, rle_encode
 from server.models import LabelObjectRow
@@ -78,6 +79,14 @@ def box_pixels(g: dict[str, Any], w: int, h: int) -> tuple[int, int, int, int]:
     return c0, r0, c1, r1
 
 
+def _tail(obj: dict[str, Any], kind: str, ann_id: int, image_id: int, category_id: int) -> str:
+    """The keys ``_convert`` adds after ``iscrowd`` (no keypoints), as ``_dumps`` writes them."""
+    attrs = obj["attributes"]
+    return (f'"id":{ann_id},"image_id":{image_id},"category_id":{category_id},'
+            f'"labelhub":{{"id":{_dumps(obj["id"])},"type":"{kind}"}},'
+            f'"attributes":{_dumps(attrs) if attrs else "{}"},"occluded":{"true" if obj["occluded"] else "false"}}}')
+
+
 def box_text(obj: dict[str, Any], w: int, h: int, ann_id: int, image_id: int, category_id: int) -> str:
     """What ``_dumps`` gives for a box's annotation without keypoints, written directly: boxes
     are most of a big export, and building and encoding a dict each costs three times as much.
@@ -85,12 +94,29 @@ def box_text(obj: dict[str, Any], w: int, h: int, ann_id: int, image_id: int, ca
     g = obj["geometry"]
     c0, r0, c1, r1 = box_pixels(g, w, h)
     seg = f"[[{c0},{r0},{c1},{r0},{c1},{r1},{c0},{r1}]]" if c1 > c0 else "[]"
-    attrs = obj["attributes"]
     return (f'{{"segmentation":{seg},"area":{(c1 - c0) * (r1 - r0)},'
-            f'"bbox":[{g["x"]!r},{g["y"]!r},{g["w"]!r},{g["h"]!r}],"iscrowd":0,"id":{ann_id},'
-            f'"image_id":{image_id},"category_id":{category_id},'
-            f'"labelhub":{{"id":{_dumps(obj["id"])},"type":"bbox"}},'
-            f'"attributes":{_dumps(attrs) if attrs else "{}"},"occluded":{"true" if obj["occluded"] else "false"}}}')
+            f'"bbox":[{g["x"]!r},{g["y"]!r},{g["w"]!r},{g["h"]!r}],"iscrowd":0,'
+            + _tail(obj, "bbox", ann_id, image_id, category_id))
+
+
+def polygon_text(obj: dict[str, Any], traced: Outline, w: int, h: int, ann_id: int, image_id: int,
+                 category_id: int, crowd_rle: bool = False) -> str:
+    """What ``_dumps`` gives for ``annotation()`` of a polygon without keypoints, from its
+    ``Outline`` (``_outline_batch``): the corner lists are written straight to text (a corner is
+    an integer, which JSON writes as the float ``x.0``)."""
+    if traced.rings is None:  # holes: the pixels as RLE
+        full = np.zeros((h, w), dtype=bool)
+        x0, y0 = traced.origin
+        mask = traced.mask
+        assert mask is not None
+        full[y0 : y0 + mask.shape[0], x0 : x0 + mask.shape[1]] = mask
+        seg, crowd = _dumps(rle_encode(full)), int(crowd_rle)
+    else:
+        seg = "[" + ",".join(f"[{'.0,'.join(map(str, ring))}.0]" if ring else "[]" for ring in traced.rings) + "]"
+        crowd = 0
+    bx, by, bw, bh = traced.bbox
+    return (f'{{"segmentation":{seg},"area":{traced.area},"bbox":[{bx!r},{by!r},{bw!r},{bh!r}],'
+            f'"iscrowd":{crowd},' + _tail(obj, "polygon", ann_id, image_id, category_id))
 
 
 def annotation(obj: dict[str, Any], w: int, h: int, crowd_rle: bool = False) -> dict[str, Any] | None:
@@ -126,7 +152,13 @@ def annotation(obj: dict[str, Any], w: int, h: int, crowd_rle: bool = False) -> 
 def _convert(batch: list[ImageRecord], cats: dict[str, int], kp_names: dict[str, list[str]],
              ann_id: int, crowd_rle: bool = False) -> tuple[list[str], list[str], int]:
     """One batch as JSON texts (annotations, images) and the last annotation id used. Runs in a
-    worker thread: polygons are rasterized and traced here, which must not stall the server."""
+    worker thread: polygons are rasterized and traced here (all of the batch's at once, see
+    ``_outline_batch``), which must not stall the server."""
+    polygons = [(obj, im) for im in batch for obj in im.objects
+                if obj["type"] == "polygon" and not kp_names.get(obj["label"])]
+    traced = dict(zip((id(obj) for obj, _im in polygons),
+                      outlines([obj["geometry"] for obj, _im in polygons], [(im.width, im.height) for _obj, im in polygons]),
+                      strict=True))
     out: list[str] = []
     for im in batch:
         for obj in im.objects:
@@ -138,6 +170,13 @@ def _convert(batch: list[ImageRecord], cats: dict[str, int], kp_names: dict[str,
             if obj["type"] == "bbox" and not names:
                 ann_id += 1
                 out.append(box_text(obj, im.width, im.height, ann_id, im.id, cats[obj["label"]]))
+                continue
+            if obj["type"] == "polygon" and not names:
+                outline_ = traced[id(obj)]
+                if outline_ is not None:
+                    ann_id += 1
+                    out.append(polygon_text(obj, outline_, im.width, im.height, ann_id, im.id, cats[obj["label"]],
+                                            crowd_rle))
                 continue
             ann = annotation(obj, im.width, im.height, crowd_rle)
             if ann is None:
