@@ -36,13 +36,13 @@ _CANVAS_WIDTH = 2048
 
 class Outline(NamedTuple):
     """One polygon's pixels as COCO wants them: the pixel count, the vertex bbox (image-clipped,
-    ``[x, y, w, h]``) and either its exterior rings as flat ``x, y, x, y ...`` corner lists (in
-    ``outline``'s order) or, when its pixels have holes, ``rings`` None and the window's
-    ``mask`` at ``origin`` (x, y)."""
+    ``[x, y, w, h]``) and either its exterior rings (in ``outline``'s order) as the JSON text of
+    their flat corner lists written as floats (``"3.0,5.0,9.0,5.0,..."``, no brackets) or, when
+    its pixels have holes, ``rings`` None and the window's ``mask`` at ``origin`` (x, y)."""
 
     area: int
     bbox: list[float]
-    rings: list[list[int]] | None
+    rings: list[str] | None
     mask: npt.NDArray[np.bool_] | None
     origin: tuple[int, int]
 
@@ -82,7 +82,8 @@ def _single(geometry: dict[str, Any], w: int, h: int) -> Outline | None:
     rings = outline(small, (x0 + cx, y0 + cy))
     if any(holes for _ext, holes in rings):
         return Outline(area, bbox, None, mask, (x0, y0))
-    return Outline(area, bbox, [[v for pt in ext for v in pt] for ext, _holes in rings], None, (x0, y0))
+    texts = [".0,".join(str(v) for pt in ext for v in pt) + ".0" if ext else "" for ext, _holes in rings]
+    return Outline(area, bbox, texts, None, (x0, y0))
 
 
 class _Tiles(NamedTuple):
@@ -164,6 +165,34 @@ def _simplify(pts: I64, size: I64) -> tuple[I64, I64]:
     return pts[turn], np.bincount(ring[turn], minlength=size.size)
 
 
+def float_texts(vals: I64, counts: I64) -> list[str]:
+    """JSON text of groups of non-negative integers written as floats (``"3.0,12.0"``; what
+    ``json`` gives ``float(v)`` below 1e16), one per group of ``counts`` consecutive values.
+    Digits are written into one byte buffer, all values a digit place at a time."""
+    if vals.size == 0:
+        return [""] * counts.size
+    digits = np.ones(vals.size, dtype=np.int64)
+    place = 10
+    while place <= int(vals.max()):
+        digits += vals >= place
+        place *= 10
+    ends = np.cumsum(digits + 3)  # digits, ".0", ","
+    starts = ends - digits - 3
+    buf = np.empty(int(ends[-1]), dtype=np.uint8)
+    rest = vals.copy()
+    last = starts + digits - 1
+    for k in range(int(digits.max())):
+        sel = np.flatnonzero(digits > k) if k else slice(None)
+        buf[last[sel] - k] = 48 + rest[sel] % 10
+        rest //= 10
+    buf[last + 1], buf[last + 2], buf[last + 3] = ord("."), ord("0"), ord(",")
+    text = buf.tobytes().decode("ascii")
+    group_end = np.cumsum(counts)
+    first = starts[np.minimum(group_end - counts, vals.size - 1)].tolist()
+    stop = (ends[np.maximum(group_end - 1, 0)] - 1).tolist()  # without the last comma
+    return [text[a:b] if n else "" for a, b, n in zip(first, stop, counts.tolist(), strict=True)]
+
+
 def _canvas(tiles: _Tiles, rings: _Rings, ox: I64, oy: I64, ww: list[int], wh: list[int],
             out: list[Outline | None], bbox: list[list[float]]) -> None:
     """Rasterize and trace one canvas of tiles; fill ``out`` for its polygons."""
@@ -224,13 +253,9 @@ def _canvas(tiles: _Tiles, rings: _Rings, ox: I64, oy: I64, ww: list[int], wh: l
     pt_tile = np.repeat(ext_tile, csize)
     corner += np.stack((ox[members] - tiles.tx, oy[members] - tiles.ty), axis=1)[pt_tile]
     simple, ssize = _simplify(corner, csize)
-    flat = simple.ravel().tolist()
-    ends = (np.cumsum(ssize) * 2).tolist()
-    by_tile: list[list[list[int]]] = [[] for _ in range(members.size)]
-    begin = 0
-    for t, end in zip(ext_tile.tolist(), ends, strict=True):
-        by_tile[t].append(flat[begin:end])
-        begin = end
+    by_tile: list[list[str]] = [[] for _ in range(members.size)]
+    for t, text in zip(ext_tile.tolist(), float_texts(simple.ravel(), ssize * 2), strict=True):
+        by_tile[t].append(text)
     for t, i in enumerate(tiles.members):
         a = int(area[t])
         if a == 0:

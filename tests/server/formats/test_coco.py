@@ -10,10 +10,7 @@ import pytest
 from pycocotools.coco import COCO
 from starlette.applications import Starlette
 
-from server.formats import coco
-from server.formats._source import ImageRecord
 from server.geometry.raster import rasterize
-from server.geometry.rle import rle_encode
 from server.geometry.validation import parse_object
 from tests.conftest import Api, make_project
 from tests.server._rows import make_images
@@ -70,96 +67,3 @@ async def test_coco_import_creates_objects(admin: Api, app: Starlette) -> None:
                                         "annotations": [{"image_id": 1, "category_id": 9, "bbox": [1, 1, 2, 2]}],
                                         "categories": []})
     assert bad.status_code == 422 and bad.json()["error"]["details"]["report"][0]["field"] == "annotations.0.category_id"
-
-
-@pytest.mark.parametrize("geometry", [
-    {"x": 2.3, "y": 3.7, "w": 20.5, "h": 10.2}, {"x": -4, "y": 40, "w": 10, "h": 30},
-    {"x": 10.6, "y": 10.6, "w": 0.2, "h": 0.2}, {"x": 0, "y": 0, "w": 64, "h": 48}, {"x": 1e-07, "y": 5, "w": 3.0, "h": 1},
-])
-def test_box_text_is_what_the_general_path_writes(geometry: dict[str, float]) -> None:
-    obj = {"id": 'b"1\\ü', "type": "bbox", "label": "cat", "geometry": geometry, "keypoints": [],
-           "attributes": {"color": "red"}, "occluded": True}
-    general = coco.annotation(obj, W, H)
-    assert general is not None
-    general.update(id=7, image_id=3, category_id=2, labelhub={"id": obj["id"], "type": "bbox"},
-                   attributes=obj["attributes"], occluded=True)
-    assert coco.box_text(obj, W, H, 7, 3, 2) == coco._dumps(general)
-    plain = obj | {"attributes": {}, "occluded": False}
-    assert json.loads(coco.box_text(plain, W, H, 1, 1, 1))["attributes"] == {}
-
-
-def test_a_label_that_appears_during_an_export_gets_the_next_category() -> None:
-    box = {"id": "b", "type": "bbox", "label": "new", "geometry": {"x": 1, "y": 1, "w": 4, "h": 4},
-           "keypoints": [], "attributes": {}, "occluded": False}
-    point = box | {"id": "p", "type": "point", "label": "dot", "geometry": {"x": 1, "y": 1}}
-    cats = {"cat": 1}
-    anns, images, last = coco._convert([ImageRecord(5, "a.png", W, H, [], [box, point])], cats, {}, 10)
-    assert cats == {"cat": 1, "new": 2} and last == 11  # points are not instances: no category
-    assert json.loads(anns[0])["category_id"] == 2 and json.loads(images[0])["id"] == 5
-
-
-def _previous_convert(batch: list[ImageRecord], cats: dict[str, int], kp_names: dict[str, list[str]],
-                      crowd_rle: bool) -> list[str]:
-    """The annotations as the writer gave them before polygons were traced in batches: one
-    ``annotation()`` dict per object, encoded by ``_dumps``."""
-    out, ann_id = [], 0
-    for im in batch:
-        for obj in im.objects:
-            ann = coco.annotation(obj, im.width, im.height, crowd_rle)
-            if ann is None:
-                continue
-            ann_id += 1
-            ann.update(id=ann_id, image_id=im.id, category_id=cats[obj["label"]],
-                       labelhub={"id": obj["id"], "type": obj["type"]},
-                       attributes=obj["attributes"], occluded=obj["occluded"])
-            if kp_names.get(obj["label"]):
-                by_name = {k["name"]: k for k in obj["keypoints"]}
-                flat: list[float] = []
-                for n in kp_names[obj["label"]]:
-                    k = by_name.get(n)
-                    flat += [k["x"], k["y"], 2 if k["visible"] else 1] if k else [0, 0, 0]
-                ann["keypoints"], ann["num_keypoints"] = flat, len(by_name)
-            out.append(coco._dumps(ann))
-    return out
-
-
-@pytest.mark.parametrize("crowd_rle", [False, True])
-def test_the_batch_writer_gives_the_previous_bytes(crowd_rle: bool) -> None:
-    rng = np.random.default_rng(5)
-
-    def obj(i: int, kind: str, geometry: dict[str, object], label: str = "dog", **extra: object) -> dict[str, object]:
-        return {"id": f"o{i}", "type": kind, "label": label, "geometry": geometry, "keypoints": [],
-                "attributes": {"n": i} if i % 3 else {}, "occluded": i % 2 == 0} | extra
-
-    def star(cx: float, cy: float, r: float) -> list[list[float]]:
-        t = np.sort(rng.uniform(0, 2 * np.pi, 9))
-        rr = r * rng.uniform(0.3, 1, 9)
-        return np.round(np.c_[cx + rr * np.cos(t), cy + rr * np.sin(t)], 2).tolist()
-
-    mask = np.zeros((H, W), dtype=bool)
-    mask[3:9, 4:20] = True
-    mask[5:7, 8:12] = False
-    images = []
-    for n in range(4):
-        objects = [
-            obj(1, "polygon", {"parts": [{"exterior": star(20 + n, 20, 15)}]}),
-            obj(2, "polygon", {"parts": [{"exterior": [[2, 2], [30, 2], [30, 30], [2, 30]],
-                                          "holes": [[[8, 8], [14.5, 8], [14.5, 14.5]]]}]}),  # a hole
-            obj(3, "polygon", {"parts": [{"exterior": star(12, 12, 10)}, {"exterior": star(45, 30, 12)},
-                                         {"exterior": [[30, 30], [34, 30], [34, 34], [30, 34]]},
-                                         {"exterior": [[34, 34], [38, 34], [38, 38], [34, 38]]}]}),  # corner-touching parts
-            obj(4, "polygon", {"parts": [{"exterior": [[50, 5], [90, 5], [70, 60]]}]}),  # clipped at the edge
-            obj(5, "polygon", {"parts": [{"exterior": [[10.1, 10.1], [10.3, 10.1], [10.3, 30]]}]}),  # no pixel
-            obj(6, "bitmap", {"rle": rle_encode(mask)}, label="blob"),
-            obj(7, "bbox", {"x": 1.5, "y": 2.25, "w": 10, "h": 7.5}),
-            obj(8, "polygon", {"parts": [{"exterior": star(30, 24, 14)}]}, label="cat",
-                keypoints=[{"name": "eye", "x": 30.0, "y": 20.0, "visible": True}]),
-            obj(9, "point", {"x": 3, "y": 4}),
-        ]
-        images.append(ImageRecord(10 + n, f"{n}.png", W, H, [], objects))
-    cats, kp_names = {"blob": 1, "cat": 2, "dog": 3}, {"cat": ["eye"]}
-    ours, _images, last = coco._convert(images, dict(cats), kp_names, 0, crowd_rle)
-    assert ours == _previous_convert(images, cats, kp_names, crowd_rle)
-    assert last == len(ours) == 4 * 7  # the empty polygon and the point are left out
-    kinds = [json.loads(a)["segmentation"] for a in ours]
-    assert sum(isinstance(s, dict) for s in kinds) >= 8 and max(len(s) for s in kinds if isinstance(s, list)) >= 3
