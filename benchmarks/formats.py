@@ -137,11 +137,11 @@ async def bench_export(sessions: Any) -> dict[str, float]:
         for i in range(0, len(rows), 10_000):
             await conn.execute(insert(_table(LabelObjectRow)), rows[i : i + 10_000])
     job = ExportJob(sessions, pid, None, {})
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     size = 0
     async for chunk in coco.export(job):
         size += len(chunk)
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0  # CPU: every thread of the process
     # Traced run: the peak once a fifth of the images are out, and at the end.
     tracemalloc.start()
     chunks, early = 0, 0.0
@@ -151,7 +151,7 @@ async def bench_export(sessions: Any) -> dict[str, float]:
             early = tracemalloc.get_traced_memory()[1]
     _cur, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return {"objects": len(rows), "export_s": elapsed, "bytes": size, "early_peak_mb": early / 2**20,
+    return {"objects": len(rows), "export_s": elapsed, "export_cpu_s": cpu, "bytes": size, "early_peak_mb": early / 2**20,
             "peak_mb": peak / 2**20}
 
 
@@ -282,7 +282,8 @@ async def main_async() -> None:
     print("|---|---|---|---|---|---|---|")
     for db, imp, exp, _f in results:
         print(f"| {db} | {imp['import_s']:.1f} s (limit 60 s) | {imp['baseline_s']:.1f} s | "
-              f"{imp['import_s'] / imp['baseline_s']:.1f}x | {exp['export_s']:.1f} s (limit 20 s) | "
+              f"{imp['import_s'] / imp['baseline_s']:.1f}x | {exp['export_s']:.1f} s, CPU {exp['export_cpu_s']:.1f} s "
+              f"(goal <= 8 s) | "
               f"{exp['bytes'] / 2**20:.0f} MB | {exp['early_peak_mb']:.1f} MB / {exp['peak_mb']:.1f} MB |")
     print("\n| database | Label Studio import, 20k tasks x 10 boxes | CVAT XML import, same boxes "
           "| baseline: native JSON import, same boxes | LS / CVAT vs baseline |")

@@ -143,8 +143,13 @@ async def _objects(session: AsyncSession, ids: list[int], with_objects: bool) ->
     o = LabelObjectRow
     rows = await conn.execute(select(o.image_id, _packed(conn.dialect.name)).where(o.image_id.in_(ids))
                               .order_by(o.image_id, o.z, o.id))
+    image_ids, texts = [], []
     for image_id, packed in rows:
-        oid, kind, label, geometry, keypoints, attributes, rpy, occluded, z = json.loads(packed)
+        image_ids.append(image_id)
+        texts.append(packed)
+    # One json.loads for the batch: 10,000 calls of the decoder's Python wrapper cost more.
+    for image_id, (oid, kind, label, geometry, keypoints, attributes, rpy, occluded, z) in zip(
+            image_ids, json.loads("[" + ",".join(texts) + "]"), strict=True):
         # SQLite's json_array gives booleans as 0/1.
         out[image_id].append(row_to_dict(_Row(oid, kind, label, geometry, keypoints, attributes, rpy,
                                               bool(occluded), z)))

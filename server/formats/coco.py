@@ -23,8 +23,6 @@ segmentation -> a box from ``bbox``.
 from __future__ import annotations
 
 import asyncio
-import json
-import math
 import tempfile
 from collections.abc import AsyncIterator
 from typing import Any
@@ -33,10 +31,10 @@ import numpy as np
 from sqlalchemy import String, cast, select
 
 from server import strict_json
+from server.formats._coco_write import INSTANCE_TYPES, _dumps, convert
 from server.formats._importing import ImportFileError, Incoming
-from server.formats._outline import crop, outline, polygon_pixels
-from server.formats._source import ExportJob, ImageRecord, iter_images, reading
-from server.geometry.rle import counts_to_string, rle_area, rle_bbox, rle_encode
+from server.formats._source import ExportJob, iter_images, reading
+from server.geometry.rle import counts_to_string
 from server.models import LabelObjectRow
 
 MEDIA_TYPE = "application/json"
@@ -44,9 +42,6 @@ SUFFIX = "json"
 
 
 _SPOOL_BYTES = 8 << 20
-INSTANCE_TYPES = ("bbox", "polygon", "bitmap")
-# One encoder for the whole export: json.dumps with options builds a new one per call.
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 async def _categories(job: ExportJob) -> tuple[dict[str, int], dict[str, list[str]]]:
@@ -68,97 +63,6 @@ async def _categories(job: ExportJob) -> tuple[dict[str, int], dict[str, list[st
     return {n: i for i, n in enumerate(sorted(names), start=1)}, keypoints
 
 
-def box_pixels(g: dict[str, Any], w: int, h: int) -> tuple[int, int, int, int]:
-    """Columns ``c0..c1`` and rows ``r0..r1`` (end exclusive) of the pixels whose centers lie in
-    the box, clipped to the image; an empty box gives ``c0 == c1`` and ``r0 == r1``."""
-    c0, c1 = (min(max(math.ceil(v - 0.5), 0), w) for v in (g["x"], g["x"] + g["w"]))
-    r0, r1 = (min(max(math.ceil(v - 0.5), 0), h) for v in (g["y"], g["y"] + g["h"]))
-    if c1 <= c0 or r1 <= r0:
-        return c0, r0, c0, r0
-    return c0, r0, c1, r1
-
-
-def box_text(obj: dict[str, Any], w: int, h: int, ann_id: int, image_id: int, category_id: int) -> str:
-    """What ``_dumps`` gives for a box's annotation without keypoints, written directly: boxes
-    are most of a big export, and building and encoding a dict each costs three times as much.
-    (JSON writes a number as its ``repr``.)"""
-    g = obj["geometry"]
-    c0, r0, c1, r1 = box_pixels(g, w, h)
-    seg = f"[[{c0},{r0},{c1},{r0},{c1},{r1},{c0},{r1}]]" if c1 > c0 else "[]"
-    attrs = obj["attributes"]
-    return (f'{{"segmentation":{seg},"area":{(c1 - c0) * (r1 - r0)},'
-            f'"bbox":[{g["x"]!r},{g["y"]!r},{g["w"]!r},{g["h"]!r}],"iscrowd":0,"id":{ann_id},'
-            f'"image_id":{image_id},"category_id":{category_id},'
-            f'"labelhub":{{"id":{_dumps(obj["id"])},"type":"bbox"}},'
-            f'"attributes":{_dumps(attrs) if attrs else "{}"},"occluded":{"true" if obj["occluded"] else "false"}}}')
-
-
-def annotation(obj: dict[str, Any], w: int, h: int, crowd_rle: bool = False) -> dict[str, Any] | None:
-    """The COCO fields of one object (without ids/category), or None if it is not an instance.
-    RLE segmentations are ``iscrowd: 0`` unless ``crowd_rle`` (the old export's convention,
-    which most trainers read as "ignore this region")."""
-    g, kind = obj["geometry"], obj["type"]
-    if kind == "bbox":
-        c0, r0, c1, r1 = box_pixels(g, w, h)
-        rect: list[list[int]] = [[c0, r0, c1, r0, c1, r1, c0, r1]] if c1 > c0 else []
-        return {"segmentation": rect, "area": (c1 - c0) * (r1 - r0), "bbox": [g["x"], g["y"], g["w"], g["h"]],
-                "iscrowd": 0}
-    if kind == "bitmap":
-        rle = g["rle"]
-        return {"segmentation": {"size": rle["size"], "counts": rle["counts"]}, "area": rle_area(rle),
-                "bbox": rle_bbox(rle), "iscrowd": int(crowd_rle)}
-    if kind != "polygon":
-        return None
-    mask, (x0, y0), bbox = polygon_pixels(g, w, h)
-    area = int(mask.sum())
-    if area == 0:
-        return None
-    small, (cx, cy) = crop(mask)
-    rings = outline(small, (x0 + cx, y0 + cy))
-    if any(holes for _ext, holes in rings):
-        full = np.zeros((h, w), dtype=bool)
-        full[y0 : y0 + mask.shape[0], x0 : x0 + mask.shape[1]] = mask
-        return {"segmentation": rle_encode(full), "area": area, "bbox": bbox, "iscrowd": int(crowd_rle)}
-    seg: list[list[float]] = [[float(v) for pt in ext for v in pt] for ext, _holes in rings]
-    return {"segmentation": seg, "area": area, "bbox": bbox, "iscrowd": 0}
-
-
-def _convert(batch: list[ImageRecord], cats: dict[str, int], kp_names: dict[str, list[str]],
-             ann_id: int, crowd_rle: bool = False) -> tuple[list[str], list[str], int]:
-    """One batch as JSON texts (annotations, images) and the last annotation id used. Runs in a
-    worker thread: polygons are rasterized and traced here, which must not stall the server."""
-    out: list[str] = []
-    for im in batch:
-        for obj in im.objects:
-            if obj["type"] not in INSTANCE_TYPES:
-                continue
-            if obj["label"] not in cats:  # a label that appeared while the export ran
-                cats[obj["label"]] = len(cats) + 1
-            names = kp_names.get(obj["label"], [])
-            if obj["type"] == "bbox" and not names:
-                ann_id += 1
-                out.append(box_text(obj, im.width, im.height, ann_id, im.id, cats[obj["label"]]))
-                continue
-            ann = annotation(obj, im.width, im.height, crowd_rle)
-            if ann is None:
-                continue
-            ann_id += 1
-            ann.update(id=ann_id, image_id=im.id, category_id=cats[obj["label"]],
-                       labelhub={"id": obj["id"], "type": obj["type"]},
-                       attributes=obj["attributes"], occluded=obj["occluded"])
-            if names:
-                by_name = {k["name"]: k for k in obj["keypoints"]}
-                flat: list[float] = []
-                for n in names:
-                    k = by_name.get(n)
-                    flat += [k["x"], k["y"], 2 if k["visible"] else 1] if k else [0, 0, 0]
-                ann["keypoints"], ann["num_keypoints"] = flat, len(by_name)
-            out.append(_dumps(ann))
-    images = [_dumps({"id": im.id, "file_name": im.name, "width": im.width, "height": im.height})
-              for im in batch]
-    return out, images, ann_id
-
-
 async def export(job: ExportJob) -> AsyncIterator[bytes]:
     """One pass over the images: annotations are streamed, the (much smaller) images list is
     spooled (to disk past a few MB) and written after them, so every image and its annotations
@@ -170,7 +74,7 @@ async def export(job: ExportJob) -> AsyncIterator[bytes]:
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as spool:
         ann_id, sep = 0, ""
         async for batch in iter_images(job.sessions, job.project_id, job.flt, labels=False):
-            out, images, ann_id = await asyncio.to_thread(_convert, batch, cats, kp_names, ann_id, crowd_rle)
+            out, images, ann_id = await asyncio.to_thread(convert, batch, cats, kp_names, ann_id, crowd_rle)
             if out:
                 yield (sep + ",".join(out)).encode()
                 sep = ","

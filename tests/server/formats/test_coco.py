@@ -10,8 +10,6 @@ import pytest
 from pycocotools.coco import COCO
 from starlette.applications import Starlette
 
-from server.formats import coco
-from server.formats._source import ImageRecord
 from server.geometry.raster import rasterize
 from server.geometry.validation import parse_object
 from tests.conftest import Api, make_project
@@ -69,29 +67,3 @@ async def test_coco_import_creates_objects(admin: Api, app: Starlette) -> None:
                                         "annotations": [{"image_id": 1, "category_id": 9, "bbox": [1, 1, 2, 2]}],
                                         "categories": []})
     assert bad.status_code == 422 and bad.json()["error"]["details"]["report"][0]["field"] == "annotations.0.category_id"
-
-
-@pytest.mark.parametrize("geometry", [
-    {"x": 2.3, "y": 3.7, "w": 20.5, "h": 10.2}, {"x": -4, "y": 40, "w": 10, "h": 30},
-    {"x": 10.6, "y": 10.6, "w": 0.2, "h": 0.2}, {"x": 0, "y": 0, "w": 64, "h": 48}, {"x": 1e-07, "y": 5, "w": 3.0, "h": 1},
-])
-def test_box_text_is_what_the_general_path_writes(geometry: dict[str, float]) -> None:
-    obj = {"id": 'b"1\\ü', "type": "bbox", "label": "cat", "geometry": geometry, "keypoints": [],
-           "attributes": {"color": "red"}, "occluded": True}
-    general = coco.annotation(obj, W, H)
-    assert general is not None
-    general.update(id=7, image_id=3, category_id=2, labelhub={"id": obj["id"], "type": "bbox"},
-                   attributes=obj["attributes"], occluded=True)
-    assert coco.box_text(obj, W, H, 7, 3, 2) == coco._dumps(general)
-    plain = obj | {"attributes": {}, "occluded": False}
-    assert json.loads(coco.box_text(plain, W, H, 1, 1, 1))["attributes"] == {}
-
-
-def test_a_label_that_appears_during_an_export_gets_the_next_category() -> None:
-    box = {"id": "b", "type": "bbox", "label": "new", "geometry": {"x": 1, "y": 1, "w": 4, "h": 4},
-           "keypoints": [], "attributes": {}, "occluded": False}
-    point = box | {"id": "p", "type": "point", "label": "dot", "geometry": {"x": 1, "y": 1}}
-    cats = {"cat": 1}
-    anns, images, last = coco._convert([ImageRecord(5, "a.png", W, H, [], [box, point])], cats, {}, 10)
-    assert cats == {"cat": 1, "new": 2} and last == 11  # points are not instances: no category
-    assert json.loads(anns[0])["category_id"] == 2 and json.loads(images[0])["id"] == 5

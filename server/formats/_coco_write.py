@@ -1,0 +1,195 @@
+"""COCO annotations as JSON text, a batch of images at a time (``coco.export`` streams them).
+
+``annotation`` is the general path: one object to the dict ``_dumps`` encodes. A big export is
+nearly all boxes and polygons without keypoints, and those are written straight to text with
+the very bytes ``_dumps(annotation(...) + ids)`` gives (the tests compare the two): a batch's
+boxes have their pixel extents computed together in NumPy, its polygons are traced together
+(``_outline_batch``), and a polygon whose pixels have holes gets its RLE from its window
+(``window_rle``) instead of from a mask of the whole image.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from json.encoder import encode_basestring
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from server.formats._outline import crop, outline, polygon_pixels
+from server.formats._outline_batch import Outline, outlines
+from server.formats._source import ImageRecord
+from server.geometry.rle import counts_to_string, rle_area, rle_bbox, rle_encode
+
+INSTANCE_TYPES = ("bbox", "polygon", "bitmap")
+# One encoder for the whole export: json.dumps with options builds a new one per call.
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+def box_pixels(g: dict[str, Any], w: int, h: int) -> tuple[int, int, int, int]:
+    """Columns ``c0..c1`` and rows ``r0..r1`` (end exclusive) of the pixels whose centers lie in
+    the box, clipped to the image; an empty box gives ``c0 == c1`` and ``r0 == r1``."""
+    c0, c1 = (min(max(math.ceil(v - 0.5), 0), w) for v in (g["x"], g["x"] + g["w"]))
+    r0, r1 = (min(max(math.ceil(v - 0.5), 0), h) for v in (g["y"], g["y"] + g["h"]))
+    if c1 <= c0 or r1 <= r0:
+        return c0, r0, c0, r0
+    return c0, r0, c1, r1
+
+
+def boxes_pixels(boxes: list[tuple[dict[str, Any], int, int]]) -> list[tuple[int, int, int, int]]:
+    """``box_pixels`` of many ``(geometry, w, h)`` at once (the same float arithmetic)."""
+    if not boxes:
+        return []
+    x, y, bw, bh, iw, ih = (np.array(v, dtype=np.float64) for v in zip(
+        *((g["x"], g["y"], g["w"], g["h"], w, h) for g, w, h in boxes), strict=True))
+    c0 = np.clip(np.ceil(x - 0.5), 0, iw)
+    c1 = np.clip(np.ceil(x + bw - 0.5), 0, iw)
+    r0 = np.clip(np.ceil(y - 0.5), 0, ih)
+    r1 = np.clip(np.ceil(y + bh - 0.5), 0, ih)
+    empty = (c1 <= c0) | (r1 <= r0)
+    c1, r1 = np.where(empty, c0, c1), np.where(empty, r0, r1)
+    cells: list[tuple[int, int, int, int]] = list(zip(*(v.astype(np.int64).tolist() for v in (c0, r0, c1, r1)),
+                                                       strict=True))
+    return cells
+
+
+def _tail(obj: dict[str, Any], kind: str, ann_id: int, image_id: int, category_id: int) -> str:
+    """The keys ``_convert`` adds after ``iscrowd`` (no keypoints), as ``_dumps`` writes them."""
+    oid, attrs = obj["id"], obj["attributes"]
+    return (f'"id":{ann_id},"image_id":{image_id},"category_id":{category_id},'
+            f'"labelhub":{{"id":{encode_basestring(oid) if isinstance(oid, str) else _dumps(oid)},"type":"{kind}"}},'
+            f'"attributes":{_dumps(attrs) if attrs else "{}"},"occluded":{"true" if obj["occluded"] else "false"}}}')
+
+
+def box_text(obj: dict[str, Any], w: int, h: int, ann_id: int, image_id: int, category_id: int,
+             cells: tuple[int, int, int, int] | None = None) -> str:
+    """What ``_dumps`` gives for a box's annotation without keypoints, written directly: boxes
+    are most of a big export, and building and encoding a dict each costs three times as much.
+    (JSON writes a number as its ``repr``.) ``cells``: its ``box_pixels`` if known."""
+    g = obj["geometry"]
+    c0, r0, c1, r1 = cells or box_pixels(g, w, h)
+    seg = f"[[{c0},{r0},{c1},{r0},{c1},{r1},{c0},{r1}]]" if c1 > c0 else "[]"
+    return (f'{{"segmentation":{seg},"area":{(c1 - c0) * (r1 - r0)},'
+            f'"bbox":[{g["x"]!r},{g["y"]!r},{g["w"]!r},{g["h"]!r}],"iscrowd":0,'
+            + _tail(obj, "bbox", ann_id, image_id, category_id))
+
+
+def window_rle(mask: npt.NDArray[np.bool_], origin: tuple[int, int], w: int, h: int) -> dict[str, Any]:
+    """``rle_encode`` of the ``h`` x ``w`` image that is ``mask`` at ``origin`` (x, y) and
+    background elsewhere, from the window alone: each window column padded with a background
+    pixel above and below gives its run starts in column-major order."""
+    x0, y0 = origin
+    mh, mw = mask.shape
+    cols = np.zeros((mw, mh + 2), dtype=bool)
+    cols[:, 1:-1] = mask.T
+    col, row = np.divmod(np.flatnonzero(cols[:, 1:] != cols[:, :-1]), mh + 1)
+    starts = (x0 + col) * h + y0 + row
+    # A window as tall as the image: a run that ends at a column's last pixel and one that
+    # starts at the next column's first are one run.
+    same = np.flatnonzero(starts[1:] == starts[:-1])
+    if same.size:
+        starts = np.delete(starts, np.concatenate((same, same + 1)))
+    starts = starts[starts < h * w]
+    bounds = np.empty(starts.size + 2, dtype=np.int64)
+    bounds[0], bounds[-1] = 0, h * w
+    bounds[1:-1] = starts
+    return {"size": [h, w], "counts": counts_to_string(np.diff(bounds))}
+
+
+def polygon_text(obj: dict[str, Any], traced: Outline, w: int, h: int, ann_id: int, image_id: int,
+                 category_id: int, crowd_rle: bool = False) -> str:
+    """What ``_dumps`` gives for ``annotation()`` of a polygon without keypoints, from its
+    ``Outline``."""
+    if traced.rings is None:  # holes: the pixels as RLE
+        assert traced.mask is not None
+        seg, crowd = _dumps(window_rle(traced.mask, traced.origin, w, h)), int(crowd_rle)
+    else:
+        seg, crowd = "[" + ",".join(f"[{ring}]" for ring in traced.rings) + "]", 0
+    bx, by, bw, bh = traced.bbox
+    return (f'{{"segmentation":{seg},"area":{traced.area},"bbox":[{bx!r},{by!r},{bw!r},{bh!r}],'
+            f'"iscrowd":{crowd},' + _tail(obj, "polygon", ann_id, image_id, category_id))
+
+
+def annotation(obj: dict[str, Any], w: int, h: int, crowd_rle: bool = False) -> dict[str, Any] | None:
+    """The COCO fields of one object (without ids/category), or None if it is not an instance.
+    RLE segmentations are ``iscrowd: 0`` unless ``crowd_rle`` (the old export's convention,
+    which most trainers read as "ignore this region")."""
+    g, kind = obj["geometry"], obj["type"]
+    if kind == "bbox":
+        c0, r0, c1, r1 = box_pixels(g, w, h)
+        rect: list[list[int]] = [[c0, r0, c1, r0, c1, r1, c0, r1]] if c1 > c0 else []
+        return {"segmentation": rect, "area": (c1 - c0) * (r1 - r0), "bbox": [g["x"], g["y"], g["w"], g["h"]],
+                "iscrowd": 0}
+    if kind == "bitmap":
+        rle = g["rle"]
+        return {"segmentation": {"size": rle["size"], "counts": rle["counts"]}, "area": rle_area(rle),
+                "bbox": rle_bbox(rle), "iscrowd": int(crowd_rle)}
+    if kind != "polygon":
+        return None
+    mask, (x0, y0), bbox = polygon_pixels(g, w, h)
+    area = int(mask.sum())
+    if area == 0:
+        return None
+    small, (cx, cy) = crop(mask)
+    rings = outline(small, (x0 + cx, y0 + cy))
+    if any(holes for _ext, holes in rings):
+        full = np.zeros((h, w), dtype=bool)
+        full[y0 : y0 + mask.shape[0], x0 : x0 + mask.shape[1]] = mask
+        return {"segmentation": rle_encode(full), "area": area, "bbox": bbox, "iscrowd": int(crowd_rle)}
+    seg: list[list[float]] = [[float(v) for pt in ext for v in pt] for ext, _holes in rings]
+    return {"segmentation": seg, "area": area, "bbox": bbox, "iscrowd": 0}
+
+
+def _general(obj: dict[str, Any], im: ImageRecord, ann_id: int, category_id: int, names: list[str],
+             crowd_rle: bool) -> str | None:
+    """One annotation through ``annotation()`` and ``_dumps`` (bitmaps, keypoints)."""
+    ann = annotation(obj, im.width, im.height, crowd_rle)
+    if ann is None:
+        return None
+    ann.update(id=ann_id, image_id=im.id, category_id=category_id,
+               labelhub={"id": obj["id"], "type": obj["type"]},
+               attributes=obj["attributes"], occluded=obj["occluded"])
+    if names:
+        by_name = {k["name"]: k for k in obj["keypoints"]}
+        flat: list[float] = []
+        for n in names:
+            k = by_name.get(n)
+            flat += [k["x"], k["y"], 2 if k["visible"] else 1] if k else [0, 0, 0]
+        ann["keypoints"], ann["num_keypoints"] = flat, len(by_name)
+    return _dumps(ann)
+
+
+def convert(batch: list[ImageRecord], cats: dict[str, int], kp_names: dict[str, list[str]],
+            ann_id: int, crowd_rle: bool = False) -> tuple[list[str], list[str], int]:
+    """One batch as JSON texts (annotations, images) and the last annotation id used. Runs in a
+    worker thread: polygons are rasterized and traced here, which must not stall the server."""
+    fast = [(obj, im) for im in batch for obj in im.objects
+            if obj["type"] in ("bbox", "polygon") and not kp_names.get(obj["label"])]
+    cells = iter(boxes_pixels([(obj["geometry"], im.width, im.height) for obj, im in fast if obj["type"] == "bbox"]))
+    polygons = [(obj, im) for obj, im in fast if obj["type"] == "polygon"]
+    traced = iter(outlines([obj["geometry"] for obj, _im in polygons], [(im.width, im.height) for _obj, im in polygons]))
+    out: list[str] = []
+    for im in batch:
+        for obj in im.objects:
+            kind = obj["type"]
+            if kind not in INSTANCE_TYPES:
+                continue
+            label = obj["label"]
+            if label not in cats:  # a label that appeared while the export ran
+                cats[label] = len(cats) + 1
+            names = kp_names.get(label, [])
+            if kind == "bbox" and not names:
+                ann_id += 1
+                out.append(box_text(obj, im.width, im.height, ann_id, im.id, cats[label], next(cells)))
+            elif kind == "polygon" and not names:
+                if (shape := next(traced)) is not None:
+                    ann_id += 1
+                    out.append(polygon_text(obj, shape, im.width, im.height, ann_id, im.id, cats[label], crowd_rle))
+            elif (text := _general(obj, im, ann_id + 1, cats[label], names, crowd_rle)) is not None:
+                ann_id += 1
+                out.append(text)
+    images = [_dumps({"id": im.id, "file_name": im.name, "width": im.width, "height": im.height})
+              for im in batch]
+    return out, images, ann_id
