@@ -100,6 +100,7 @@ class _Parser:
         # every delimiter be searched the same way. A preamble before it is skipped.
         self.buf = bytearray(b"\r\n")
         self.pos = 0  # where the unparsed bytes start in ``buf``
+        self.scan = 0  # where to look for the delimiter that ends the current part
         self.started = False
         self.ended = False
         self.form = Form()
@@ -111,6 +112,7 @@ class _Parser:
             return 0  # the epilogue after the closing delimiter is ignored
         if self.pos > (1 << 20) and self.pos > len(self.buf) // 2:
             del self.buf[:self.pos]  # compact now and then, not per part (quadratic)
+            self.scan = max(0, self.scan - self.pos)
             self.pos = 0
         self.buf += chunk
         done = 0
@@ -150,9 +152,13 @@ class _Parser:
                     raise _malformed("a multipart part's headers are too long")
                 return False
             data_start = head_end + 4
-        next_delim = buf.find(delim, data_start)
+        next_delim = buf.find(delim, max(data_start, self.scan))
         if next_delim < 0:
+            # Searched up to here: a big part arriving in many chunks is scanned once, not
+            # once per chunk (quadratic).
+            self.scan = max(data_start, len(buf) - len(delim) + 1)
             return False
+        self.scan = 0
         name, filename = _disposition(bytes(buf[head_start:head_end]))
         self._part(name, filename, data_start, next_delim)
         self.pos = next_delim

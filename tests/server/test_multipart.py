@@ -71,6 +71,14 @@ async def test_reads_what_starlette_reads_in_any_chunking() -> None:
         assert _view(await _ours(body, ctype, size)) == expected, size
 
 
+async def test_a_big_part_in_many_small_chunks() -> None:
+    big = bytes(range(256)) * (12 << 10)  # 3 MiB: the buffer is compacted on the way
+    payload = [("files", "a.png", b"first"), ("files", "big.png", big), ("files", "c.png", b"x")]
+    body, ctype = _body(payload)
+    form = await _ours(body, ctype, 4093)
+    assert [(p.filename, p.data) for p in form.files if p] == [(n, b) for _, n, b in payload]
+
+
 async def test_unusual_dispositions_decode_as_starlette_does() -> None:
     parts = [
         b'Content-Disposition: form-data; name="files"; filename="C:\\\\photos\\\\a.png"',
