@@ -8,7 +8,8 @@ upload that never committed — with one sync and a handful of statements per re
 2. :func:`begin_upload` (transaction 1): under the content locks, note the contents that are
    new to the project as ``upload_intents`` rows and commit them.
 3. :func:`write_files`: write originals and thumbnails to the store; it returns when they are
-   durable (one ``syncfs`` on a local disk, each PUT's 200 on S3).
+   durable (one ``syncfs`` on a local disk, each PUT's 200 on S3). A local disk is written
+   from the offload pool too: the serving process only waits.
 4. :func:`finish_upload` (transaction 2, the request's): under the same locks, insert the
    image rows and their labels in one statement each, delete the intents, commit.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ from server._uploads import Staged
 from server.ai.embeddings import request_embedding
 from server.db import transaction
 from server.errors import ApiError
+from server.geometry.cost import INLINE_COST
 from server.models import Image, ImageLabel, UploadIntent, utcnow
 from server.storage import (
     LocalStore,
@@ -46,6 +49,7 @@ from server.storage import (
     prepare_many,
     thumb_key,
 )
+from server.storage.local import unavailable as local_unavailable
 from server.storage.rules import Prepared
 
 __all__ = [
@@ -184,12 +188,27 @@ async def write_files(sessions: async_sessionmaker[AsyncSession], store: Store,
         assert image is not None and data is not None
         files += [(original_key(sha), data), (thumb_key(sha), image.thumb)]
     try:
-        await store.put_many(files)
+        await _put(store, files)
     except StorageUnavailable as exc:
         await _abandon(sessions, store, upload)
         raise unavailable(exc) from exc
     for item in items:
         item.data = None  # written (or a duplicate): the bytes are not needed any more
+
+
+async def _put(store: Store, files: list[tuple[str, bytes]]) -> None:
+    """``store.put_many``; on a local disk in the offload pool (thousands of small files are
+    thousands of syscalls: measured, they held the serving process's core and GIL for ~0.2 s
+    per 1,000 images), never inline. S3 PUTs are network waits: they stay on the loop."""
+    if not isinstance(store, LocalStore) or not files:
+        await store.put_many(files)
+        return
+    try:
+        await offload.run(store.put_many_now, files, os.getpid(), cost=INLINE_COST, wait=True)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise local_unavailable(exc) from exc
 
 
 async def _abandon(sessions: async_sessionmaker[AsyncSession], store: Store,

@@ -67,15 +67,6 @@ class Staged:
     error: ImageRejected | None = None
 
 
-def read_stream(name: str, stream: IO[bytes], limit: int) -> Staged:
-    try:
-        stream.seek(0)
-        data = stream.read(limit + 1)
-    except OSError:
-        return Staged(name, error=ImageRejected("unreadable", "the file could not be read"))
-    return from_bytes(name, data, limit)
-
-
 def from_bytes(name: str, data: bytes, limit: int, labels: list[str] | None = None) -> Staged:
     if len(data) > limit:
         return Staged(name, labels or [], error=ImageRejected(

@@ -25,6 +25,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from server import _smart
+from server._multipart import read_form
 from server._upload_save import (
     begin_upload,
     content_in_use,
@@ -40,8 +41,8 @@ from server._uploads import (
     UNZIP_FACTOR,
     Staged,
     clean_name,
+    from_bytes,
     parse_labels,
-    read_stream,
     read_zip,
     result_error,
 )
@@ -142,25 +143,22 @@ async def _save(request: Request, project_id: int, staged: list[Staged]) -> Resp
 
 async def upload_images(request: Request) -> Response:
     project_id = path_id(request, "project_id")
-    form, limit = await _read_form(request, project_id)
-    staged: list[Staged] = []
-    try:
-        labels = parse_labels(_text(form.get("labels")))
-        uploads = form.getlist("files")
-        if not uploads:
-            raise invalid("send one or more files in multipart fields named 'files'")
-        files = [(i, u) for i, u in enumerate(uploads) if isinstance(u, UploadFile)]
-        read = await run_in_threadpool(
-            lambda: [read_stream(clean_name(u.filename), u.file, limit) for _, u in files])
-        by_index = dict(zip((i for i, _ in files), read, strict=True))
-        for i in range(len(uploads)):
-            entry = by_index.get(i) or Staged("", error=ImageRejected(
-                "not_a_file", "the field is not a file"))
-            entry.labels = labels
-            staged.append(entry)
-        return await _save(request, project_id, staged)
-    finally:
-        await form.close()
+    async with unit_of_work(request) as (session, user):
+        await project_access(session, user, project_id, Privilege.UPLOAD)
+    limit: int = request.app.state.settings.max_upload_bytes
+    # Read on the loop, but cheaply: server/_multipart.py (Starlette's parser took ~70 ms of
+    # the loop per 1,000 small files); the parts' bytes are decoded in the offload pool.
+    form = await read_form(limit_body(request, limit).stream(),
+                           request.headers.get("content-type", ""), "files", MAX_FILES)
+    labels = parse_labels(next(iter(form.fields.get("labels", [])), None))
+    if not form.files:
+        raise invalid("send one or more files in multipart fields named 'files'")
+    staged = [from_bytes(clean_name(part.filename), part.data, limit, labels)
+              if part is not None else
+              Staged("", labels, error=ImageRejected("not_a_file", "the field is not a file"))
+              for part in form.files]
+    form.files.clear()  # the bytes live on in ``staged`` only
+    return await _save(request, project_id, staged)
 
 
 async def upload_zip(request: Request) -> Response:

@@ -26,6 +26,8 @@ import concurrent.futures
 import functools
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -93,9 +95,25 @@ def thread_cores() -> frozenset[int] | None:
     return _heavy_threads
 
 
-def _init_worker(nice: int, cores: frozenset[int] | None) -> None:
+def _watch(server: int) -> None:
+    while True:
+        time.sleep(0.5)
+        try:
+            os.kill(server, 0)
+        except ProcessLookupError:
+            os._exit(1)  # the server was killed (kill -9): do not outlive it
+        except PermissionError:  # pragma: no cover - the pid was reused by another user
+            os._exit(1)
+
+
+def _init_worker(nice: int, cores: frozenset[int] | None, server: int | None = None) -> None:
     os.nice(nice)
     pin(cores)
+    if server is not None:
+        # A worker's parent is the fork server, which each worker keeps alive (it inherits the
+        # fork server's "alive" pipe): after a kill -9 of the server, both would live on,
+        # holding the server's stderr and, mid-job, still writing an upload's files.
+        threading.Thread(target=_watch, args=(server,), daemon=True).start()
 
 
 class Offload:
@@ -122,7 +140,7 @@ class Offload:
             context.set_forkserver_preload(["server.geometry", "server.formats.masks"])
             self._pool = concurrent.futures.ProcessPoolExecutor(
                 self.workers, mp_context=context, initializer=_init_worker,
-                initargs=(WORKER_NICE, self.cores))
+                initargs=(WORKER_NICE, self.cores, os.getpid()))
         return self._pool
 
     async def run(self, fn: Callable[..., T], *args: Any, cost: int, wait: bool = False) -> T:

@@ -51,7 +51,7 @@ async def test_a_large_object_is_written_from_chunks(store: Store) -> None:
 
 def test_local_writes_leave_no_staging_files(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
-    store._put_many([("images/aa/x", b"1"), ("images/aa/y", b"2")])
+    store.put_many_now([("images/aa/x", b"1"), ("images/aa/y", b"2")])
     assert list(store.tmp.iterdir()) == []
     (store.tmp / "put-left-by-a-crash").write_bytes(b"partial")
     assert store.forget_partial(older_than=0) == 1

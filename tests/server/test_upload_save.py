@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from starlette.applications import Starlette
 
-from server import images
+from server import images, offload
 from server._upload_save import begin_upload, finish_upload, prepare_all, sweep, write_files
 from server._uploads import from_bytes
 from server.app import create_app
@@ -96,6 +96,20 @@ async def test_an_object_store_outage_fails_uploads_with_503_and_writes_nothing(
         assert [r["duplicate"] for r in resp.json()["results"]] == [False, False]
         assert await _count(application, Image) == 2
         await api.client.aclose()
+
+
+async def test_local_files_are_written_by_the_worker_pool(admin: Api, settings: Settings) -> None:
+    """Issue 19: thousands of small files are thousands of syscalls; they run in the offload
+    pool, not in the serving process (a tiny PNG decodes inline: the one job is the write)."""
+    pid = await make_project(admin)
+    pool = offload.get()
+    before = pool.submitted
+    resp = await upload(admin, pid, files(("a.png", png(1))))
+    assert resp.status_code == 201, resp.text
+    assert pool.submitted == before + 1
+    sha = resp.json()["results"][0]["image"]["sha256"]
+    assert (settings.data_dir / original_key(sha)).read_bytes() == png(1)
+    assert (settings.data_dir / thumb_key(sha)).read_bytes()[:2] == b"\xff\xd8"
 
 
 async def test_a_crashed_uploads_files_are_swept_at_startup(settings: Settings) -> None:
