@@ -3,10 +3,12 @@
 Phase ``two`` (issue 18): a second ``labelhub serve`` process B on the same PostgreSQL database
 as the benchmark's server A (``LABELHUB_WORKERS=0`` on both). The editor always speaks to A; the
 200 watchers sit all on A (the single-process figure), split 100 / 100 across A and B, and all on
-B. A frame reaches a watcher on B only through the database: A commits the op with its
-``pg_notify`` doorbell (server/hub/bus.py), B's listener wakes, reads the op log and fans out. So
-B's figure is A's plus one NOTIFY hop and one read; the split shows both sides under one load,
-the all-on-B case the hop alone with B doing the whole fan-out.
+B. A frame reaches a watcher on B only through the database: A's commit statement sends the op's
+row as a NOTIFY payload beside the doorbell (server/hub/_op_rows.py), B's listener hears it and
+fans it out without reading the op log (server/hub/bus.py). So B's figure is A's plus one NOTIFY
+hop; the split shows both sides under one load, the all-on-B case the hop with B doing the whole
+fan-out. :class:`RowClock` times that hop on its own: a third listener, in this process, notes
+when each row arrives, against the send time in its client op id.
 
 ``split_fanout`` is ``_hub_load.fanout`` with one watcher process per group (each its own server
 URL) and a hook run just before the editor starts (phase ``uploading`` starts its upload there).
@@ -16,14 +18,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import statistics
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import asyncpg
 
 from benchmarks import _hub_load as load
+from server.hub._op_rows import ROW_CHANNEL
 
-__all__ = ["Group", "loadavg", "split_fanout", "summary", "two_phase"]
+__all__ = ["Group", "RowClock", "loadavg", "split_fanout", "summary", "two_phase"]
 
 
 @dataclass
@@ -95,6 +103,45 @@ async def split_fanout(editor: load.Target, groups: list[Group], image: int, *, 
             await ws.close()
 
 
+_SENT = re.compile(r'"c" : "t(\d+)-')  # json_build_object's spacing (server/hub/_op_rows.py)
+
+
+class RowClock:
+    """When each edit's row NOTIFY reaches a plain asyncpg listener (in the benchmark process),
+    in ms after the editor sent the op (the watchers' clock, CLOCK_REALTIME, in the client op id
+    ``t<time_ns>-...`` the row carries)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.latencies_ms: list[float] = []
+
+    @classmethod
+    async def start(cls, dsn: str) -> RowClock:
+        clock = cls(await asyncpg.connect(dsn))
+        await clock.conn.add_listener(ROW_CHANNEL, clock._heard)
+        return clock
+
+    def _heard(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        now = time.time_ns()
+        sent = _SENT.search(payload)
+        if sent:
+            self.latencies_ms.append((now - int(sent.group(1))) / 1e6)
+
+    def take(self) -> list[float]:
+        taken, self.latencies_ms = self.latencies_ms, []
+        return taken
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+
+def _hop(values: list[float]) -> str:
+    if not values:
+        return "no rows heard"
+    return (f"NOTIFY heard {load.percentile(values, 50):.2f} / "
+            f"{load.percentile(values, 99):.2f} ms")
+
+
 Row = Callable[..., None]
 Latency = Callable[[load.Fanout], str]
 
@@ -138,10 +185,41 @@ async def two_phase(row: Row, latency: Latency, quick: bool, env: dict[str, str]
     cases = ["alone", "200 on A", "100 on A + 100 on B", "200 on B"]
     runs: dict[tuple[str, str], list[load.Fanout]] = {}
     loads: dict[str, list[str]] = {case: [] for case in cases}
+    hops: dict[str, list[float]] = {case: [] for case in cases}
+    clock = await RowClock.start(load_dsn(env))
+    try:
+        await _rounds(clock, rounds, seconds, env, ws_base, token, project, image, a_pid, on_a,
+                      runs, loads, hops)
+    finally:
+        await clock.close()
+    what = (f"50 ops/s, {rounds} round(s) of {seconds:.0f} s (median p50 / p99 at arrival; in "
+            "brackets, when the watcher read it)")
+    row(f"one process (B not started), editor and 200 watchers on A, {what}",
+        summary(runs[("alone", "A")], loads["alone"]),
+        _hop(hops["alone"]) + " (a third listener, all rounds)", "p99 <= 10 ms at 200")
+    for where in cases[1:]:
+        ours = "; ".join(f"on {name}: {summary(runs[(where, name)], loads[where])}"
+                         for name in ("A", "B") if (where, name) in runs)
+        row(f"two processes, editor on A, watchers {where}"
+            + (" (B running idle)" if where == "200 on A" else "") + f", {what}",
+            ours, _hop(hops[where]) + " (a third listener, all rounds)",
+            "p99 <= 10 ms at 200, as one process")
+
+
+def load_dsn(env: dict[str, str]) -> str:
+    return env["LABELHUB_DATABASE_URL"].replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def _rounds(clock: RowClock, rounds: int, seconds: float, env: dict[str, str],
+                  ws_base: str, token: str, project: int, image: int, a_pid: int,
+                  on_a: load.Target, runs: dict[tuple[str, str], list[load.Fanout]],
+                  loads: dict[str, list[str]], hops: dict[str, list[float]]) -> None:
     for _ in range(rounds):
         loads["alone"].append(loadavg())
+        clock.take()
         [alone] = await split_fanout(on_a, [Group("A", on_a, a_pid, 200)], image, rate=50,
                                      seconds=seconds)
+        hops["alone"] += clock.take()
         runs.setdefault(("alone", "A"), []).append(alone)
         port = load.free_port()
         b = load.start(["-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
@@ -156,18 +234,10 @@ async def two_phase(row: Row, latency: Latency, quick: bool, env: dict[str, str]
             }
             for where, groups in placements.items():
                 loads[where].append(loadavg())
+                clock.take()
                 results = await split_fanout(on_a, groups, image, rate=50, seconds=seconds)
+                hops[where] += clock.take()
                 for group, result in zip(groups, results, strict=True):
                     runs.setdefault((where, group.name), []).append(result)
         finally:
             b.stop()
-    what = (f"50 ops/s, {rounds} round(s) of {seconds:.0f} s (median p50 / p99 at arrival; in "
-            "brackets, when the watcher read it)")
-    row(f"one process (B not started), editor and 200 watchers on A, {what}",
-        summary(runs[("alone", "A")], loads["alone"]), "", "p99 <= 10 ms at 200")
-    for where in cases[1:]:
-        ours = "; ".join(f"on {name}: {summary(runs[(where, name)], loads[where])}"
-                         for name in ("A", "B") if (where, name) in runs)
-        row(f"two processes, editor on A, watchers {where}"
-            + (" (B running idle)" if where == "200 on A" else "") + f", {what}",
-            ours, "", "p99 <= 10 ms at 200, as one process")

@@ -25,11 +25,17 @@ def asyncpg_dsn(sqlalchemy_url: str) -> str:
 
 
 class Listener:
+    """``channels``: a callback per channel, given the payload; ``senders``: a callback per
+    channel given the sending backend's pid as well (notifications of one transaction share it).
+    Callbacks run in the order the notifications arrived, each in its own loop callback."""
+
     def __init__(self, dsn: str, channels: dict[str, Callable[[str], None]],
                  on_connect: Callable[[], None] | None = None, retry: float = 1.0,
                  name: str = "jobs-listener", what: str = "jobs listener",
-                 logger: str = "labelhub.jobs") -> None:
+                 logger: str = "labelhub.jobs",
+                 senders: dict[str, Callable[[int, str], None]] | None = None) -> None:
         self.dsn, self.channels, self.on_connect, self.retry = dsn, channels, on_connect, retry
+        self.senders = senders or {}
         self.name, self.what, self.log = name, what, logging.getLogger(logger)
         self.connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -45,6 +51,9 @@ class Listener:
             for channel, callback in self.channels.items():
                 await conn.add_listener(
                     channel, lambda _c, _pid, _ch, payload, cb=callback: cb(payload))
+            for channel, sender_callback in self.senders.items():
+                await conn.add_listener(
+                    channel, lambda _c, pid, _ch, payload, cb=sender_callback: cb(pid, payload))
             self.connected.set()
             if self.on_connect is not None:
                 self.on_connect()

@@ -45,6 +45,7 @@ from server.edits import (
 )
 from server.geometry import LabelObject
 from server.hub._context import BegunOp, ObjectRow, OpContext, SettingsCache, to_context
+from server.hub._op_rows import ROW_NOTIFY
 from server.hub.connection import Connection
 from server.models import utcnow
 from server.protocol import Ack, Op, encode
@@ -64,10 +65,13 @@ _READ = (
     "SELECT " + ", ".join(f"{c}::text" if c in _JSON_COLUMNS else c for c in _COLUMNS)
     + " FROM labelhub_op_read($1, $2, $3, $4, "
     "ARRAY(SELECT jsonb_array_elements_text($5::text::jsonb))::varchar[])")
+# The committed row rides along to other processes as a NOTIFY payload (server/hub/_op_rows.py),
+# sent by this statement and therefore in its transaction: they need not read it back.
 _COMMIT = (
-    "SELECT status, seq, stamp FROM labelhub_op_commit($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8, "
+    f"SELECT r.status, r.seq, r.stamp, {ROW_NOTIFY} "
+    "FROM labelhub_op_commit($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8, "
     "$9::text::jsonb, $10::text::jsonb, $11::text::jsonb, $12, $13, $14, $15, "
-    "$16::text::jsonb, $17::text::jsonb, $18, $19, $20, $21, $22, $23, $24)")
+    "$16::text::jsonb, $17::text::jsonb, $18, $19, $20, $21, $22, $23, $24) AS r")
 
 
 def _json_list(values: list[Any]) -> str:

@@ -312,7 +312,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 
         bus = PgBus(asyncpg_dsn(url), ring=hub.doorbell, resync=resync,
                     on_presence=lambda m: _deliver_presence(hub, m),
-                    on_revoke=lambda payload: revoker.schedule(revocations.parse(payload)))
+                    on_revoke=lambda payload: revoker.schedule(revocations.parse(payload)),
+                    on_row=hub.heard_row)
         bus.start()
         state.bus = bus
 

@@ -2,7 +2,9 @@
 
 Nothing that matters lives only here: ops and leases are in the database, and each process's
 rooms read the log by seq. A room wakes when its own process commits (an in-process callback)
-or another process does (the bus doorbell), and on a slow poll as a safety net.
+or another process does (the bus doorbell), and on a slow poll as a safety net. Committed rows
+need no read when they come with the commit: this process's own, and another process's edits
+that the bus hears with their row (``heard_row``), each in seq order.
 """
 
 from __future__ import annotations
@@ -215,6 +217,20 @@ class Hub:
             room.seq = entry.seq
             self._fan_out(room, entry)
         self._schedule_progress(room)
+
+    def heard_row(self, project_id: int, entry: LoggedOp, own: bool) -> None:
+        """A committed row heard on the bus with its doorbell (server/hub/_op_rows.py). Another
+        process's row is delivered like an own commit's when its seq is the room's next (a
+        gap or a catch-up in flight wakes the tail instead); an own row was delivered at its
+        commit and only settles the doorbell ``committed`` counted for it (which may come
+        after the row: the count may dip below zero meanwhile)."""
+        if own:
+            if self.counts_own_rings:
+                self.own_rings -= 1
+            return
+        room = self.rooms.get(project_id)
+        if room is not None and entry.seq > room.seq:  # not read from the log already
+            self._deliver(project_id, [entry])
 
     def doorbell(self) -> None:
         """Some process committed ops. Our own commits were delivered already: skip as many

@@ -1,5 +1,5 @@
 """The hub's in-process delivery: committed rows fanned out in order, gaps left to the tail,
-and a process's own doorbells not read twice. No database: rooms and connections are real
+rows heard from other processes likewise, and a process's own doorbells not read twice. No database: rooms and connections are real
 objects, frames stay in each connection's backlog (no websocket)."""
 
 from __future__ import annotations
@@ -77,6 +77,41 @@ async def test_own_doorbells_are_skipped_and_a_reconnect_reads_everything() -> N
     hub.committed(4, 2, None)
     hub.resync_rings()  # the listener reconnected: rings may be lost, read everything
     assert hub.own_rings == 0 and room.wake.is_set()
+
+
+async def test_rows_heard_from_other_processes_are_delivered_in_order_gaps_wake_the_tail() -> None:
+    hub = Hub(sessions=None)  # type: ignore[arg-type]
+    hub.counts_own_rings = True
+    room = hub.rooms[3] = Room(project_id=3, seq=5)
+    watcher = _watcher(3, 7, 5)
+    room.connections.add(watcher)
+    hub.heard_row(3, _op(6), own=False)  # the next seq: fanned out at once, no read
+    hub.heard_row(3, _op(6), own=False)  # heard again (or read already): dropped
+    hub.heard_row(4, _op(1), own=False)  # a project nobody here watches
+    assert room.seq == 6 and not room.wake.is_set()
+    assert [f["seq"] for f in _frames(watcher)] == [6]
+    hub.heard_row(3, _op(8), own=False)  # seq 7 was never heard: the tail reads both
+    assert room.seq == 6 and room.wake.is_set()
+    assert [f["seq"] for f in _frames(watcher)] == [6]
+
+
+async def test_own_rows_settle_the_doorbells_their_commits_counted() -> None:
+    hub = Hub(sessions=None)  # type: ignore[arg-type]
+    hub.counts_own_rings = True
+    room = hub.rooms[3] = Room(project_id=3, seq=0)
+    watcher = _watcher(3, 7, 0)
+    room.connections.add(watcher)
+    hub.committed(3, 1, [_op(1)])
+    await _after_scheduled_callbacks()
+    hub.heard_row(3, _op(1), own=True)  # delivered at its commit: only the count settles
+    assert hub.own_rings == 0 and [f["seq"] for f in _frames(watcher)] == [1]
+    hub.heard_row(3, _op(2), own=True)  # the row may come before its commit's callback
+    hub.committed(3, 2, [_op(2)])
+    await _after_scheduled_callbacks()
+    assert hub.own_rings == 0 and [f["seq"] for f in _frames(watcher)] == [1, 2]
+    room.wake.clear()
+    hub.doorbell()  # so another process's doorbell is not taken for ours
+    assert room.wake.is_set()
 
 
 async def test_a_connection_without_view_gets_no_project_events() -> None:
