@@ -42,6 +42,7 @@ from server.geometry import op_to_dict as geometry_op_to_dict
 from server.geometry import parse_op as parse_geometry_op
 from server.geometry.cost import check_cost
 from server.geometry.edits import Loaded
+from server.geometry.plain import PlainCreates, fits_policy, plain_creates
 from server.hub import timing
 from server.hub.locks import Lease, check_token
 from server.models import Image, ImageLock, LabelingSession, OpLogEntry, utcnow
@@ -84,6 +85,15 @@ def parse_object_op(op_data: Any) -> Any | None:
     kind = op_data.get("kind") if isinstance(op_data, dict) else None
     if kind in LABEL_OP_KINDS:
         return None
+    return _parse_geometry(op_data)
+
+
+def _parse_geometry(op_data: Any) -> Any:
+    """A batch creating plain objects (boxes, points) as :class:`PlainCreates`, checked in bulk
+    (``server.geometry.plain``); any other op as its model. Raises :class:`EditError`."""
+    plain = plain_creates(op_data)
+    if plain is not None:
+        return plain
     try:
         return parse_geometry_op(op_data)
     except GeometryError as exc:
@@ -134,6 +144,8 @@ def op_to_dict(op: Any, objects: dict[int, dict[str, Any]] | None = None) -> dic
     (an edit writes the same objects as rows)."""
     if isinstance(op, dict):
         return op
+    if isinstance(op, PlainCreates):
+        return op.data
     if isinstance(op, GeoBatch):
         return {"kind": "batch", "ops": [op_to_dict(sub, objects) for sub in op.ops]}
     if isinstance(op, GeoCreate):
@@ -151,6 +163,8 @@ def op_to_dict(op: Any, objects: dict[int, dict[str, Any]] | None = None) -> dic
 
 def object_ids(op: Any) -> set[str] | None:
     """Ids an op reads; ``None`` when it needs every object of the image."""
+    if isinstance(op, PlainCreates):
+        return set(op.ids())
     kind = getattr(op, "kind", None)
     if kind == "rasterize_all":
         return None
@@ -351,10 +365,7 @@ async def _apply_objects(
     if prepared is not None:
         op, rows = prepared.op, prepared.rows
     else:
-        try:
-            op = parse_geometry_op(op_data)
-        except GeometryError as exc:
-            raise EditError("invalid_op", str(exc), exc.field) from None
+        op = _parse_geometry(op_data)
         rows = await load_objects(session, image.id, object_ids(op))
     return await apply_object_op(op, rows, project_id=project_id, image=image, user_id=user_id,
                                  settings=settings, origin=origin)
@@ -372,7 +383,17 @@ async def apply_object_op(
     Only the pure step (``server.geometry.edit``) may leave the event loop: an op whose
     estimated cost (``server.geometry.cost``) is over the image's limit is refused
     (``too_costly``) before any work, a costly one runs in the worker pool (``busy`` when it is
-    full), a cheap one inline. Nothing else about the commit changes."""
+    full), a cheap one inline. Nothing else about the commit changes.
+
+    A batch creating plain objects (:class:`PlainCreates`) that passes every check as a whole
+    (``server.geometry.plain.fits_policy``) is written as it came, without building a model
+    per object; otherwise it takes the general path, whose errors name the failing op."""
+    if isinstance(op, PlainCreates):
+        done = _plain(op, rows, project_id=project_id, image=image, user_id=user_id,
+                      settings=settings, origin=origin)
+        if done is not None:
+            return done
+        op = _general(op)
     try:
         known = parsed or {}
         objects = Loaded({oid: known.get(oid) or parse_object(row_to_dict(r))
@@ -413,3 +434,37 @@ async def apply_object_op(
     # The caller writes the new count with the image's other columns, in one statement.
     image.object_count = count
     return op_dict, op_to_dict(result.inverse), new_labels, writes
+
+
+def _general(op: PlainCreates) -> Any:
+    """The op as the general path's model (same objects: their JSON forms parse to them)."""
+    try:
+        return parse_geometry_op(op.data)
+    except GeometryError as exc:  # not expected: what plain_creates accepts parses
+        raise EditError("invalid_op", str(exc), exc.field) from None
+
+
+def _plain(
+    op: PlainCreates, rows: Mapping[str, Any], *, project_id: int, image: ImageRef, user_id: int,
+    settings: LabelingSettings, origin: str,
+) -> tuple[dict[str, Any], dict[str, Any], set[str], ObjectWrites] | None:
+    """``apply_object_op`` for a batch of plain creates that passes as a whole; ``None`` when
+    the general path must decide (an id taken, a limit reached, a box to snap or clip...)."""
+    cost = op_cost(op, {}, image.width, image.height)
+    try:
+        check_cost(cost, image.width, image.height)
+    except TooCostly as exc:
+        raise EditError("too_costly", exc.message, exc.field) from None
+    policy = geometry_policy(settings, image.width, image.height)
+    if not fits_policy(op.objects, policy, rows, image.object_count):
+        return None
+    writes = ObjectWrites(image_id=image.id, project_id=project_id, user_id=user_id,
+                          source="import" if origin == "import" else "manual", now=utcnow())
+    writes.inserts = [{"id": o["id"], "version": 1, **{k: o[k] for k in OBJECT_VALUES}}
+                      for o in op.objects]
+    ids = op.ids()
+    image.object_count += len(ids)
+    inverse = {"kind": "batch",
+               "ops": [{"kind": "delete", "object_id": oid} for oid in reversed(ids)]}
+    labels = {o["label"] for o in op.objects if o["label"]}
+    return op.data, inverse, labels, writes

@@ -218,7 +218,8 @@ class LabelObjectRow(Base):
 
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    # The image's project (no foreign key of its own: the image's key cascades; migration 0017).
+    project_id: Mapped[int] = mapped_column(Integer, index=True)
     type: Mapped[str] = mapped_column(String(16))
     label: Mapped[str] = mapped_column(String(200), default="", index=True)
     geometry: Mapped[dict[str, Any]] = mapped_column(JSONType)
@@ -229,12 +230,9 @@ class LabelObjectRow(Base):
     z: Mapped[int] = mapped_column(Integer, default=0)
     version: Mapped[int] = mapped_column(Integer, default=1)
     source: Mapped[str] = mapped_column(String(16), default="manual")  # manual | auto | import
-    created_by: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
-    )
-    updated_by: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
-    )
+    # User ids without foreign keys (users are never deleted, only deactivated: migration 0017).
+    created_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    updated_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -4,6 +4,12 @@ Every edge that parses client JSON (REST bodies, socket frames, imports) goes th
 :func:`loads`, so everything stored is text that PostgreSQL, SQLite and every encoder accept.
 A lone surrogate (``"\\udc00"`` is legal JSON syntax but no Unicode character) stored once makes
 every later read of it fail: it is refused here, before anything is written. Pure: no I/O.
+
+The parse is orjson's (2-3x faster than the standard library's on an 800 KB batch frame), and
+the standard library's wherever the two could differ: orjson reads an integer past 64 bits as
+a float and refuses what ``json.loads`` reads as infinity (``1e400``), so a document with a
+19-digit integer or any orjson refusal is parsed by ``json.loads`` as before, and every error and
+its code stays as it was.
 """
 
 from __future__ import annotations
@@ -11,6 +17,9 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+
+import numpy as np
+import orjson
 
 __all__ = ["MAX_DEPTH", "JsonInputError", "check_text", "loads", "valid_text"]
 
@@ -27,6 +36,33 @@ _SQUARE = bytes.maketrans(b"{}", b"[]")
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 # A \uD800-\uDFFF escape: maybe half of a valid pair, maybe a lone surrogate; checked exactly then.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# Quotes and brackets only (one C pass), for the depth scan.
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
+_QUOTE, _OPENERS = ord('"'), np.array([ord("["), ord("{")], np.uint8)
+# An integer orjson might read as a float (past 64 bits): the standard library parses then. A
+# number token never starts right after a letter, a digit, a quote or a dot (which keeps hex
+# ids and fractions out); after any other byte, a 19-digit run may be one.
+_LONG = 19
+_MAY_PRECEDE_NUMBER = np.ones(256, bool)
+_MAY_PRECEDE_NUMBER[list(b'0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".')] = False
+
+
+def _long_integer(text: str) -> bool:
+    """True when ``text`` may hold an integer of 19 digits or more (in a string or not: a false
+    alarm only costs the slower parse). Vectorized: a regular expression took longer than the
+    parse."""
+    raw = np.frombuffer(text.encode("utf-8", "surrogatepass"), np.uint8)
+    if len(raw) < _LONG:
+        return False
+    digit = (raw - np.uint8(48)) < 10  # wraps below "0"
+    seen = np.concatenate(([0], np.cumsum(digit, dtype=np.int64)))
+    windows = np.flatnonzero(seen[_LONG:] - seen[:-_LONG] == _LONG)  # 19 digits from here
+    if not len(windows):
+        return False
+    if windows[0] == 0:
+        return True
+    starts = windows[~digit[windows - 1]]  # where a run of digits begins
+    return bool(_MAY_PRECEDE_NUMBER[raw[starts - 1]].any())
 
 
 class JsonInputError(ValueError):
@@ -43,8 +79,30 @@ def _reject_constant(name: str) -> Any:
 
 
 def _deeper_than(text: str, limit: int) -> bool:
-    """True when arrays/objects nest deeper than ``limit`` outside strings. All in C: the
-    brackets are kept, and each pass of ``replace`` removes one level of empty pairs."""
+    """True when arrays/objects nest deeper than ``limit`` outside strings. The quotes and
+    brackets are kept (one C pass), strings are what lies between the odd and even quotes, and
+    the depth is a running sum (numpy); a document whose quotes or brackets do not pair up
+    (not JSON: the parser reports it) takes the exact scan below, so the answer is the same."""
+    if "\\" in text:
+        text = _ESCAPE.sub("", text)
+    structure = text.encode("utf-8", "surrogatepass").translate(None, _NOT_STRUCTURE)
+    kept = np.frombuffer(structure, np.uint8)
+    quotes = kept == _QUOTE
+    n_quotes = int(np.count_nonzero(quotes))
+    if n_quotes % 2 == 0:
+        inside = (np.cumsum(quotes, dtype=np.int64) & 1).astype(bool)  # opening quote: odd
+        brackets = kept[~(inside | quotes)]
+        if not len(brackets):
+            return False
+        depth = np.cumsum(np.where(np.isin(brackets, _OPENERS), 1, -1), dtype=np.int64)
+        if depth[-1] == 0 and depth.min() >= 0:  # every bracket closes: depth is nesting
+            return int(depth.max()) > limit
+    return _deeper_than_exact(text, limit)
+
+
+def _deeper_than_exact(text: str, limit: int) -> bool:
+    """:func:`_deeper_than` for any text, all in C: the brackets are kept, and each pass of
+    ``replace`` removes one level of empty pairs."""
     outside = _STRING.sub("", _ESCAPE.sub("", text)).encode("utf-8", "surrogatepass")
     brackets = outside.translate(_SQUARE, _NOT_BRACKET)
     for _ in range(limit):
@@ -89,6 +147,12 @@ def loads(raw: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
     # Fewer brackets than the limit cannot nest past it: the scan runs only when it might.
     if text.count("[") + text.count("{") > max_depth and _deeper_than(text, max_depth):
         raise JsonInputError("too_deep", f"JSON nested deeper than {max_depth} levels")
+    if not _long_integer(text):
+        try:
+            # orjson refuses lone surrogates, NaN and infinities: what it reads needs no check.
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass  # the standard library decides (and words the error) as before
     try:
         data = json.loads(text or "null", parse_constant=_reject_constant)
     except RecursionError:  # thousands of unclosed brackets: the scan left them to the parser

@@ -23,6 +23,7 @@ import numpy as np
 
 from . import ops as o
 from .errors import GeometryError
+from .plain import PlainCreates
 from .shapes import (
     BBoxGeometry,
     BitmapGeometry,
@@ -133,6 +134,8 @@ def _step_cost(op: Any, objects: Mapping[str, LabelObject], width: int, height: 
 def op_cost(op: Any, objects: Mapping[str, LabelObject], width: int, height: int) -> int:
     """Estimated cost of applying the parsed ``op`` to ``objects`` (those it reads, by id) on a
     ``width`` x ``height`` image; a batch costs the sum of its ops."""
+    if isinstance(op, PlainCreates):  # plain objects: one vertex each (no keypoints)
+        return VERTEX_COST * len(op.objects)
     if isinstance(op, o.Batch):
         return sum(_step_cost(sub, objects, width, height) for sub in op.ops)
     return _step_cost(op, objects, width, height)

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server._object_store import OBJECT_VALUES, ObjectWrites
 from server._oplog import announce
+from server._pg_writes import json_text
 from server.db import driver_connection
 from server.edits import (
     EditError,
@@ -70,7 +71,7 @@ _COMMIT = (
 
 
 def _json_list(values: list[Any]) -> str:
-    return json.dumps(values) if values else "[]"  # most edits leave two of the three empty
+    return json_text(values) if values else "[]"  # most edits leave two of the three empty
 
 
 def _loads(value: str | None) -> Any:
@@ -83,7 +84,7 @@ async def read(driver: Any, *, user_id: int, project_id: int, image_id: int,
     """The op's context and objects (``seq`` is ``None``: ``commit`` takes it). ``None`` when
     the user no longer exists."""
     records = await driver.fetch(_READ, user_id, project_id, image_id, client_op_id,
-                                 json.dumps(sorted(object_ids)))
+                                 json_text(sorted(object_ids)))
     if not records:
         return None
     rows = [SimpleNamespace(**{k: _loads(v) if k in _JSON_COLUMNS else v
@@ -116,10 +117,10 @@ async def commit(driver: Any, *, token: int, now: datetime, writes: ObjectWrites
     try:
         record = await driver.fetchrow(
             _COMMIT, writes.user_id, writes.project_id, writes.image_id, token, now,
-            log.client_op_id, json.dumps(expected), writes.source, _json_list(writes.deletes),
+            log.client_op_id, json_text(expected), writes.source, _json_list(writes.deletes),
             _json_list(writes.updates), _json_list(writes.inserts), count_delta,
-            labeled.get("labeled_at"), labeled.get("labeled_by"), log.kind, json.dumps(log.op),
-            None if log.inverse is None else json.dumps(log.inverse), log.reverts_seq,
+            labeled.get("labeled_at"), labeled.get("labeled_by"), log.kind, json_text(log.op),
+            None if log.inverse is None else json_text(log.inverse), log.reverts_seq,
             log.origin, log.created_at, span_id, span_last_activity, span_active_seconds, stamp)
     except asyncpg.PostgresError as exc:
         if getattr(exc, "sqlstate", None) == CONFLICT_SQLSTATE:

@@ -1,8 +1,13 @@
 from __future__ import annotations
 
 import httpx
+from sqlalchemy import select
+from starlette.applications import Starlette
 
+from server.db import transaction
+from server.models import LabelObjectRow
 from tests.conftest import Api, UserFactory, add_member, make_project
+from tests.server._rows import make_images
 
 
 async def test_create_list_get_patch_delete(admin: Api, users: UserFactory) -> None:
@@ -129,3 +134,18 @@ async def test_only_member_managers_see_members_emails(users: UserFactory) -> No
     seen_by_owner = (await owner.client.get(url)).json()["members"]
     assert {m["name"]: m["email"] for m in seen_by_owner} == {
         "owner": owner.user["email"], "lab": lab.user["email"]}
+
+
+async def test_deleting_a_project_deletes_its_objects(app: Starlette, admin: Api) -> None:
+    """objects has no project key since migration 0017: the image's key cascades instead."""
+    pid, other = await make_project(admin, "gone"), await make_project(admin, "kept")
+    gone, kept = (await make_images(app, pid, ["a.png"]))[0], (await make_images(app, other, ["b.png"]))[0]
+    async with transaction(app.state.sessions) as session:
+        for image, project in ((gone, pid), (kept, other)):
+            session.add(LabelObjectRow(image_id=image, id="o1", project_id=project, type="bbox",
+                                       label="car", geometry={}, keypoints=[], attributes={},
+                                       created_by=admin.user["id"]))
+    assert (await admin.client.delete(f"/api/v1/projects/{pid}")).status_code == 204
+    async with transaction(app.state.sessions) as session:
+        left = (await session.execute(select(LabelObjectRow.image_id))).scalars().all()
+    assert left == [kept]

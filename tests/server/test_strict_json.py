@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import json
+import random
+from typing import Any
 
 import pytest
 
-from server.strict_json import MAX_DEPTH, JsonInputError, check_text, loads, valid_text
+from server.strict_json import (
+    MAX_DEPTH,
+    JsonInputError,
+    _deeper_than,
+    _deeper_than_exact,
+    _long_integer,
+    check_text,
+    loads,
+    valid_text,
+)
 
 
 def code_of(raw: bytes | str) -> str:
@@ -54,3 +65,58 @@ def test_check_text() -> None:
     assert not valid_text("a\udc00")
     with pytest.raises(JsonInputError, match="name"):
         check_text("a\udc00", "name")
+
+
+_PIECES = ['[', ']', '{', '}', '"', '\\', '\\"', '\\\\', 'a', ' ', ',', ':', '1', '"[', ']"',
+           '\\u00e9', '{"k":', '[1,', '"x"']
+
+
+def test_the_depth_scan_agrees_with_the_exact_one_on_random_text() -> None:
+    rng = random.Random(19)
+    for _ in range(3000):
+        text = "".join(rng.choice(_PIECES) for _ in range(rng.randint(0, 80)))
+        for limit in (1, 2, 3, 5):
+            assert _deeper_than(text, limit) == _deeper_than_exact(text, limit), (text, limit)
+    balanced = "[" * 70 + "]" * 70
+    assert _deeper_than(balanced, 64) and _deeper_than_exact(balanced, 64)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def _reference(raw: str) -> Any:
+    """What loads gave before orjson: the standard library's parse, or its error."""
+    try:
+        return ("ok", json.loads(raw, parse_constant=_no_constant))
+    except (ValueError, RecursionError):
+        return ("error",)
+
+
+def test_orjson_and_the_standard_library_read_the_same_values() -> None:
+    rng = random.Random(7)
+    values = ['1', '-0', '0.1', '1e5', '2.5E-3', '1e400', '-1e400', '123456789012345678901',
+              '18446744073709551616', '-9223372036854775809', '9007199254740993', '1.0000000000000002',
+              '"a"', '"\\u00e9"', '"\\ud83d\\ude00"', 'true', 'null', '[]', '{}', '4.9e-324',
+              '1.7976931348623157e308', '0.30000000000000004', '"\\t"', '1.5e-7']
+    for _ in range(3000):
+        items = [rng.choice(values) for _ in range(rng.randint(1, 4))]
+        raw = "[" + ",".join(items) + "]"
+        expected = _reference(raw)
+        try:
+            got = ("ok", loads(raw))
+        except JsonInputError:
+            got = ("error",)
+        assert got == expected and repr(got) == repr(expected), raw
+    for _ in range(500):  # random floats: orjson's and Python's readings are the same double
+        x = rng.uniform(-1e6, 1e6) * 10 ** rng.randint(-30, 30)
+        assert loads(repr(x)) == float(repr(x))
+
+
+def test_long_integers_are_found_and_hex_ids_are_not() -> None:
+    assert _long_integer("[1, -12345678901234567890]") and _long_integer("12345678901234567890")
+    assert _long_integer('{"a": 1234567890123456789}')
+    # A 19-digit run inside a hex id or a fraction is no integer: orjson parses such frames.
+    assert not _long_integer('{"id": "f1234567890123456789012", "x": 0.12345678901234567890}')
+    assert not _long_integer('{"id": "1234567890123456789012ab"}')
+    assert loads("[12345678901234567890123]") == [12345678901234567890123]  # exact, not a float
