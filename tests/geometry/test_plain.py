@@ -166,3 +166,17 @@ def test_the_policy_check_refuses_what_the_general_path_would_change_or_refuse()
     point = object_to_dict(parse_object({"id": "p", "type": "point", "geometry": {"x": 100,
                                                                                    "y": 80.5}}))
     assert not fits_policy([point], p)
+
+
+@settings(max_examples=300)
+@given(_items())
+def test_the_json_form_is_the_models_json_dump(item: Any) -> None:
+    # The import (server/formats/_importing.py) stores what ``model_dump(mode="json")`` gives:
+    # the fast path's dicts must be exactly that, key order included.
+    fast = plain_objects([item])
+    policy = Policy(image_width=100, image_height=100)
+    if fast is None or not fits_policy(fast, policy):
+        return
+    dumped = validate(parse_object(item, "objects.0"), policy, "objects.0").model_dump(mode="json")
+    assert fast == [dumped]
+    assert list(fast[0]) == list(dumped)
