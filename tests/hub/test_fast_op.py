@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 from starlette.applications import Starlette
 
+from server import edits
 from server.db import driver_connection
 from server.hub import _fast_op
 from server.hub.connection import Connection
@@ -68,6 +69,17 @@ async def labeler(app: Starlette, admin: Api) -> AsyncIterator[Labeler]:
     assert (await lab.send({"type": "hello", "project": project}))["type"] == "ack"
     lab.token = await lab.open()
     yield lab
+
+
+@pytest.fixture
+def one_burst(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test's edits are one burst however slow the machine: "last labeled" and the labeling
+    session's activity are written by the first edit only (``server.edits.TOUCH_RESOLUTION``,
+    1 s, widened to an hour). An edit landing between another's read and its commit then
+    changes the image only where the test means it to (an object, the op log), not also these
+    times, which the held state's stamp covers: a second's pause there would make the commit
+    report ``stale`` before it looks at the objects or the resend."""
+    monkeypatch.setattr(edits, "TOUCH_RESOLUTION", 3600.0)
 
 
 def box(x: float) -> dict[str, Any]:
@@ -190,7 +202,7 @@ async def test_edits_without_reads_create_move_and_delete_like_read_ones(
 
 @pytest.mark.parametrize("held", [True, False], ids=["held", "read"])
 async def test_an_object_changed_before_the_commit_is_applied_on_top_of_the_change(
-        labeler: Labeler, monkeypatch: pytest.MonkeyPatch, held: bool) -> None:
+        labeler: Labeler, monkeypatch: pytest.MonkeyPatch, held: bool, one_burst: None) -> None:
     await labeler.op(box(1), "c1")
     other = labeler.second_connection()
     assert (await labeler.send({"type": "hello", "project": labeler.project}, other))["type"] == "ack"
@@ -241,7 +253,7 @@ async def test_a_lease_lost_before_the_commit_refuses_the_op_and_writes_nothing(
 
 @pytest.mark.parametrize("held", [True, False], ids=["held", "read"])
 async def test_a_resend_landing_before_the_commit_gets_the_original_ack(
-        labeler: Labeler, monkeypatch: pytest.MonkeyPatch, held: bool) -> None:
+        labeler: Labeler, monkeypatch: pytest.MonkeyPatch, held: bool, one_burst: None) -> None:
     await labeler.op(box(1), "c1")
     other = labeler.second_connection()
     assert (await labeler.send({"type": "hello", "project": labeler.project}, other))["type"] == "ack"
