@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from server.formats._outline import crop, outline, polygon_pixels
+from server.formats._outline import trace
 from server.formats._outline_batch import Outline, outlines
 from server.formats._source import ImageRecord
 from server.geometry.rle import counts_to_string, rle_area, rle_bbox, rle_encode
@@ -128,18 +128,17 @@ def annotation(obj: dict[str, Any], w: int, h: int, crowd_rle: bool = False) -> 
                 "bbox": rle_bbox(rle), "iscrowd": int(crowd_rle)}
     if kind != "polygon":
         return None
-    mask, (x0, y0), bbox = polygon_pixels(g, w, h)
-    area = int(mask.sum())
-    if area == 0:
+    traced = trace(g, w, h)
+    if traced is None:
         return None
-    small, (cx, cy) = crop(mask)
-    rings = outline(small, (x0 + cx, y0 + cy))
-    if any(holes for _ext, holes in rings):
+    if traced.exteriors is None:
+        (x0, y0), mask = traced.origin, traced.mask
         full = np.zeros((h, w), dtype=bool)
         full[y0 : y0 + mask.shape[0], x0 : x0 + mask.shape[1]] = mask
-        return {"segmentation": rle_encode(full), "area": area, "bbox": bbox, "iscrowd": int(crowd_rle)}
-    seg: list[list[float]] = [[float(v) for pt in ext for v in pt] for ext, _holes in rings]
-    return {"segmentation": seg, "area": area, "bbox": bbox, "iscrowd": 0}
+        return {"segmentation": rle_encode(full), "area": traced.area, "bbox": traced.bbox,
+                "iscrowd": int(crowd_rle)}
+    seg: list[list[float]] = [[float(v) for pt in ext for v in pt] for ext in traced.exteriors]
+    return {"segmentation": seg, "area": traced.area, "bbox": traced.bbox, "iscrowd": 0}
 
 
 def _general(obj: dict[str, Any], im: ImageRecord, ann_id: int, category_id: int, names: list[str],

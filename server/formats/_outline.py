@@ -9,7 +9,7 @@ sub-pixel at ``2k`` lies on pixel corner ``k``, one at ``2k + 1`` on corner ``k 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -87,3 +87,27 @@ def polygon_pixels(geometry: dict[str, Any], w: int, h: int) -> tuple[np.ndarray
         holes=[ShapeRing(np.asarray(hole, dtype=np.float64).reshape(-1, 2) - shift) for hole in p.get("holes", [])],
     ) for p in parts])
     return rasterize_polygon(geo, y1 - y0, x1 - x0), (x0, y0), bbox
+
+
+class Traced(NamedTuple):
+    """One polygon through ``polygon_pixels``, ``crop`` and ``outline``: its pixel count, vertex
+    bbox, exterior rings (None when any ring has holes: then COCO gets the pixels as RLE) and the
+    window ``mask`` at ``origin`` (x, y)."""
+
+    area: int
+    bbox: list[float]
+    exteriors: list[Ring] | None
+    mask: npt.NDArray[np.bool_]
+    origin: tuple[int, int]
+
+
+def trace(geometry: dict[str, Any], w: int, h: int) -> Traced | None:
+    """The per-polygon path every COCO writer shares; None when the polygon covers no pixel."""
+    mask, (x0, y0), bbox = polygon_pixels(geometry, w, h)
+    area = int(mask.sum())
+    if area == 0:
+        return None
+    small, (cx, cy) = crop(mask)
+    rings = outline(small, (x0 + cx, y0 + cy))
+    exteriors = None if any(holes for _ext, holes in rings) else [ext for ext, _holes in rings]
+    return Traced(area, bbox, exteriors, mask, (x0, y0))

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from server.formats._outline import crop, outline, polygon_pixels
+from server.formats._outline import trace
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -73,17 +73,14 @@ def _flatten(geometries: list[dict[str, Any]]) -> _Rings:
 
 
 def _single(geometry: dict[str, Any], w: int, h: int) -> Outline | None:
-    """The per-polygon path (``polygon_pixels``, ``crop``, ``outline``)."""
-    mask, (x0, y0), bbox = polygon_pixels(geometry, w, h)
-    area = int(mask.sum())
-    if area == 0:
+    """The per-polygon path (``trace``)."""
+    traced = trace(geometry, w, h)
+    if traced is None:
         return None
-    small, (cx, cy) = crop(mask)
-    rings = outline(small, (x0 + cx, y0 + cy))
-    if any(holes for _ext, holes in rings):
-        return Outline(area, bbox, None, mask, (x0, y0))
-    texts = [".0,".join(str(v) for pt in ext for v in pt) + ".0" if ext else "" for ext, _holes in rings]
-    return Outline(area, bbox, texts, None, (x0, y0))
+    if traced.exteriors is None:
+        return Outline(traced.area, traced.bbox, None, traced.mask, traced.origin)
+    texts = [".0,".join(str(v) for pt in ext for v in pt) + ".0" if ext else "" for ext in traced.exteriors]
+    return Outline(traced.area, traced.bbox, texts, None, traced.origin)
 
 
 class _Tiles(NamedTuple):
