@@ -26,7 +26,14 @@ from typing import Any
 from sqlalchemy import select
 
 from benchmarks._ai_search import scratch_postgres
-from benchmarks.formats import FOREIGN_TASKS, _foreign_files, _images, _project, database_cpu
+from benchmarks.formats import (
+    FOREIGN_TASKS,
+    _foreign_files,
+    _images,
+    _project,
+    bench_settings,
+    database_cpu,
+)
 from server.app import create_app, ensure_admin
 from server.cli import _alembic_upgrade
 from server.db import make_engine, make_sessionmaker, transaction
@@ -79,10 +86,7 @@ async def _one(sessions: Any, settings: Settings, user_id: int, fmt: str, body: 
 
 
 async def _run(url: str, data_dir: Path, formats: list[str], tasks: int, profile: int) -> None:
-    settings = Settings(database_url=url, data_dir=data_dir, secret_key="bench-secret",
-                        admin_email="bench@example.com", admin_password="bench-password-1",
-                        password_time_cost=1, password_memory_kib=1024, import_job_mb=10_000,
-                        max_upload_mb=1_000)
+    settings = bench_settings(url, data_dir)
     await asyncio.to_thread(_alembic_upgrade, settings)
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)

@@ -252,11 +252,16 @@ async def bench_foreign(sessions: Any, settings: Settings) -> dict[str, float]:
     return out
 
 
+def bench_settings(url: str, data_dir: Path) -> Settings:
+    """The benchmark server's settings: cheap password hashing, room for the big files."""
+    return Settings(database_url=url, data_dir=data_dir, secret_key="bench-secret",
+                    admin_email="bench@example.com", admin_password="bench-password-1",
+                    password_time_cost=1, password_memory_kib=1024, import_job_mb=10_000,
+                    max_upload_mb=1_000)
+
+
 async def run(url: str, data_dir: Path) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
-    settings = Settings(database_url=url, data_dir=data_dir, secret_key="bench-secret",
-                        admin_email="bench@example.com", admin_password="bench-password-1",
-                        password_time_cost=1, password_memory_kib=1024, import_job_mb=10_000,
-                        max_upload_mb=1_000)
+    settings = bench_settings(url, data_dir)
     await asyncio.to_thread(_alembic_upgrade, settings)
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
