@@ -27,7 +27,7 @@ def upgrade() -> None:
     # Plain ADD COLUMNs, no batch mode: on SQLite batch mode copies `images` and drops the old
     # table, and with foreign keys on (as the app's connections have them) that drop cascades to
     # every row referencing an image — objects, labels, sessions. So done_by / reviewed_by carry
-    # no foreign key (server/models.py says why).
+    # no foreign key (server/models/projects.py says why).
     op.add_column('images', sa.Column('state', sa.String(length=16), server_default='new',
                                       nullable=False))
     op.add_column('images', sa.Column('state_at', sa.DateTime(timezone=True), nullable=True))

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from server.formats._outline import trace
+from server.geometry.raster import edge_crossings
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -113,24 +114,6 @@ def _pack(members: list[int], ww: list[int], wh: list[int]) -> _Tiles:
                   np.asarray(shelves, dtype=np.int64), np.asarray(shelf_of, dtype=np.int64) * width + txa)
 
 
-def _crossings(x0: F64, y0: F64, x1: F64, y1: F64, sign: I64, hgt: I64, wid: I64) -> tuple[I64, I64, I64, I64]:
-    """``raster._edge_crossings`` for edges of many windows (per-edge height and width): row,
-    first-pixel column and winding sign of each crossing, and the edge it comes from."""
-    sign = np.where(y1 < y0, -sign, sign)
-    r0 = np.clip(np.ceil(np.minimum(y0, y1) - 0.5), 0, hgt).astype(np.int64)
-    r1 = np.clip(np.ceil(np.maximum(y0, y1) - 0.5), 0, hgt).astype(np.int64)
-    n = r1 - r0
-    keep = np.flatnonzero(n > 0)
-    x0, y0, sign, r0, n = x0[keep], y0[keep], sign[keep], r0[keep], n[keep]
-    slope = (x1[keep] - x0) / (y1[keep] - y0)
-    edge = np.repeat(np.arange(len(n)), n)
-    offs = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
-    rows = r0[edge] + offs
-    xs = x0[edge] + (rows + 0.5 - y0[edge]) * slope[edge]
-    cols = np.clip(np.ceil(xs - 0.5), 0, wid[keep][edge]).astype(np.int64)
-    return rows, cols, sign[edge], keep[edge]
-
-
 def _ring_steps(size: I64) -> tuple[I64, I64]:
     """Index of the previous and the next vertex of every vertex of rings of ``size`` vertices
     (concatenated; a ring is closed)."""
@@ -212,7 +195,7 @@ def _canvas(tiles: _Tiles, rings: _Rings, ox: I64, oy: I64, ww: list[int], wh: l
     weight = np.where(twice_area >= 0, 1, -1) * np.where(rings.hole[rsel], -1, 1)
     hgt = np.asarray(wh, dtype=np.int64)[members][tile]
     wid = np.asarray(ww, dtype=np.int64)[members][tile]
-    rows, cols, sign, edge = _crossings(x0, y0, x1, y1, np.repeat(weight, size), hgt, wid)
+    rows, cols, sign, edge = edge_crossings((x0, y0, x1, y1, np.repeat(weight, size)), hgt, wid)
     # Fill (raster._fill) on the canvas: every tile's row sums back to 0 before the next tile's.
     ctile = tile[edge]
     key = (tiles.ty[ctile] + rows) * tiles.width + tiles.tx[ctile] + cols

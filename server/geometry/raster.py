@@ -47,20 +47,22 @@ def _edges(geometry: PolygonGeometry) -> tuple[F64, F64, F64, F64, I64]:
     return x0, y0, x1, y1, np.repeat(weight, lens)
 
 
-def _edge_crossings(
-    edges: tuple[F64, F64, F64, F64, I64], height: int, width: int
-) -> tuple[I64, I64, I64]:
-    """Row, first-pixel column and winding sign where each edge crosses a row center line."""
+def edge_crossings(
+    edges: tuple[F64, F64, F64, F64, I64], height: int | I64, width: int | I64
+) -> tuple[I64, I64, I64, I64]:
+    """Row, first-pixel column and winding sign where each edge crosses a row center line, and
+    the edge (its index) each crossing comes from. ``height`` and ``width`` bound the window:
+    one for all edges, or one per edge (the tiles of many windows at once,
+    ``server/formats/_outline_batch.py``)."""
     x0, y0, x1, y1, sign = edges
     sign = np.where(y1 < y0, -sign, sign)  # direction in image rows decides the winding
     # Row i's center line y = i + 0.5 is crossed when ylo <= i + 0.5 < yhi (none if horizontal).
     r0 = np.clip(np.ceil(np.minimum(y0, y1) - 0.5), 0, height).astype(np.int64)
     r1 = np.clip(np.ceil(np.maximum(y0, y1) - 0.5), 0, height).astype(np.int64)
     n = r1 - r0
-    keep = np.flatnonzero(n > 0)
-    x0, y0, sign, r0, n = x0[keep], y0[keep], sign[keep], r0[keep], n[keep]
-    slope = (x1[keep] - x0) / (y1[keep] - y0)
-    rows_out, cols_out, sign_out = [], [], []
+    # Indexed by the edge itself (no compacted copies): an edge crossing no row repeats 0 times.
+    slope = np.divide(x1 - x0, y1 - y0, out=np.zeros_like(x0), where=n > 0)
+    rows_out, cols_out, sign_out, edge_out = [], [], [], []
     csum = np.cumsum(n)
     start = 0
     while start < len(n):
@@ -72,23 +74,25 @@ def _edge_crossings(
         offs = np.arange(int(cn.sum()), dtype=np.int64) - np.repeat(np.cumsum(cn) - cn, cn)
         rows = r0[edge] + offs
         xs = x0[edge] + (rows + 0.5 - y0[edge]) * slope[edge]
-        cols = np.clip(np.ceil(xs - 0.5), 0, width).astype(np.int64)
+        limit = width[edge] if isinstance(width, np.ndarray) else width
+        cols = np.clip(np.ceil(xs - 0.5), 0, limit).astype(np.int64)
         rows_out.append(rows)
         cols_out.append(cols)
         sign_out.append(sign[edge])
+        edge_out.append(edge)
         start = stop
     if not rows_out:
         empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty
+        return empty, empty, empty, empty
     if len(rows_out) == 1:
-        return rows_out[0], cols_out[0], sign_out[0]
-    return np.concatenate(rows_out), np.concatenate(cols_out), np.concatenate(sign_out)
+        return rows_out[0], cols_out[0], sign_out[0], edge_out[0]
+    return np.concatenate(rows_out), np.concatenate(cols_out), np.concatenate(sign_out), np.concatenate(edge_out)
 
 
 def rasterize_polygon(geometry: PolygonGeometry, height: int, width: int) -> BoolMask:
     if height == 0 or width == 0:
         return np.zeros((height, width), dtype=bool)
-    rows, cols, sign = _edge_crossings(_edges(geometry), height, width)
+    rows, cols, sign, _ = edge_crossings(_edges(geometry), height, width)
     return _fill(rows, cols, sign, height, width)
 
 

@@ -1,6 +1,6 @@
 """The socket's ``set_state``: a workflow change (``server.image_states``) in one transaction,
 acked after commit with the op's seq and the new state. The ``state`` op itself reaches every
-watcher of the project (``server.hub.hub.PROJECT_WIDE``): dashboards and supervisors too."""
+watcher of the project (``server.hub._rooms.PROJECT_WIDE``): dashboards and supervisors too."""
 
 from __future__ import annotations
 

@@ -12,23 +12,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
 from contextlib import suppress
-from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server._oplog import LoggedOp
 from server.db import run
-from server.hub.connection import Connection, wire_frame
+from server.hub import _rooms
+from server.hub._rooms import PROJECT_WIDE, VIEW, Room, lock_event, op_event, row_event
+from server.hub.connection import Connection
 from server.models import Membership, OpLogEntry, Project
-from server.permissions import ALL, Privilege, to_names
+from server.permissions import ALL, to_names
 from server.protocol import (
     CLOSE_FORBIDDEN,
-    LockEvent,
-    OpEvent,
     PresenceEvent,
     Present,
     PrivilegesEvent,
@@ -38,49 +35,16 @@ from server.protocol import (
 )
 from server.stats import progress
 
+# Room, PROJECT_WIDE and the event frames live in _rooms; importable from here as before.
+__all__ = ["NOT_A_MEMBER", "PROGRESS_INTERVAL", "PROJECT_WIDE", "TAIL_BATCH", "Hub", "Room",
+           "lock_event", "op_event", "row_event"]
+
 log = logging.getLogger("labelhub.hub")
 TAIL_BATCH = 500
 PROGRESS_INTERVAL = 1.0  # seconds between progress events of one project
-# Workflow states go to every watcher: dashboards and the supervisor view count them live.
-PROJECT_WIDE = frozenset({"rename_label", "delete_label", "members", "state"})
-_VIEW = int(Privilege.VIEW)
 #: Why a socket whose membership went away is closed (with 4403).
 NOT_A_MEMBER = "you are no longer a member of this project"
 _HEAD = select(Project.seq).where(Project.id == bindparam("project_id"))
-
-
-@dataclass(eq=False)
-class Room:
-    project_id: int
-    seq: int
-    connections: set[Connection] = field(default_factory=set)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
-    progress_due: float = 0.0
-    progress_task: asyncio.Task[None] | None = None
-    progress_stale: bool = False  # a commit came after the running progress query began
-    joining: int = 0  # joins in flight: the tail must not retire a room one is about to enter
-    # Connections that are on an image (opened it or pointed at it): the ones presence is about.
-    viewers: dict[Connection, int] = field(default_factory=dict)
-
-
-def op_event(row: Any) -> str:
-    return encode(OpEvent(seq=row.seq, image=row.image_id, user=row.user_id, op=row.op,
-                          client_op_id=row.client_op_id, origin=row.origin))
-
-
-def lock_event(row: Any) -> str:
-    op = row.op
-    who = op.get("holder")
-    return encode(LockEvent(seq=row.seq, image=row.image_id, state=op["state"],
-                            holder=UserRef(**who) if who else None, expires_at=op.get("expires_at"),
-                            image_state=op.get("image_state")))
-
-
-def row_event(row: Any) -> str:
-    """The event frame of one op-log row: a ``lock`` event or an ``op`` event."""
-    return lock_event(row) if row.kind == "lock" else op_event(row)
 
 
 class Hub:
@@ -308,23 +272,7 @@ class Hub:
     def _frame_for(self, conn: Connection, row: OpLogEntry, *, replay: bool) -> str | None:
         return row_event(row) if self._receivers((conn,), row, replay=replay) else None
 
-    @staticmethod
-    def _receivers(connections: Iterable[Connection], row: OpLogEntry | LoggedOp, *,
-                   replay: bool) -> list[Connection]:
-        """Who gets ``row``: everyone for lock and project-wide rows; for an image's op, those
-        subscribed to the image since before it, except the sender's own connection (it has
-        its ack), unless replaying. One pass with the row's fields read once: it runs for every
-        watcher of every op."""
-        # A connection that lost "view" gets nothing, whether or not it is closed yet: its cached
-        # privileges say so, and a revoked one has no subscriptions left (Connection.revoke), so
-        # an image's op costs no extra test per receiver.
-        if row.kind == "lock" or row.kind in PROJECT_WIDE or row.image_id is None:
-            return [conn for conn in connections if conn.privileges & _VIEW]
-        image, seq, user, client_op_id = row.image_id, row.seq, row.user_id, row.client_op_id
-        mine = not replay and client_op_id is not None
-        return [conn for conn in connections
-                if (since := conn.subscriptions.get(image)) is not None and seq > since
-                and not (mine and conn.user_id == user and client_op_id in conn.own_ops)]
+    _receivers = staticmethod(_rooms.receivers)  # who gets a row (server/hub/_rooms.py)
 
     # --- privileges, presence, progress ------------------------------------------------------
 
@@ -345,7 +293,7 @@ class Hub:
         from the project) it is closed with 4403; otherwise it is told its new privileges
         (when ``always`` or when they changed)."""
         new = int(privileges or 0)
-        if not new & _VIEW:
+        if not new & VIEW:
             conn.revoke(NOT_A_MEMBER, CLOSE_FORBIDDEN)
             return
         changed, conn.privileges = new != conn.privileges, new
@@ -363,17 +311,9 @@ class Hub:
                                      image=image, x=x, y=y, online=online))
         self.send_to(self.audience(room), frame, skip=conn)
 
-    @staticmethod
-    def audience(room: Room) -> list[Connection]:
-        """The room's connections that may see the project (for presence and progress)."""
-        return [c for c in room.connections if c.privileges & _VIEW]
-
-    @staticmethod
-    def send_to(connections: Iterable[Connection], frame: str, skip: Connection | None = None) -> None:
-        wire = wire_frame(frame)  # framed once for every receiver
-        for other in list(connections):
-            if other is not skip:
-                other.send(frame, wire)
+    # Module functions (server/hub/_rooms.py), also reached through the hub by its callers.
+    audience = staticmethod(_rooms.audience)
+    send_to = staticmethod(_rooms.send_to)
 
     def _schedule_progress(self, room: Room) -> None:
         room.progress_stale = True

@@ -3,7 +3,8 @@
 Each kind — logout, password change, API-token revocation, deactivation, removal from the
 project, a privilege change, losing site-admin rights, project deletion — closes or downgrades
 every open socket it concerns, idle ones included, and no event of the project reaches a socket
-that may no longer see it. The last tests run two real ``labelhub serve`` processes.
+that may no longer see it. The last tests run two real ``labelhub serve`` processes. An edit or
+a request in flight when a revocation commits: test_revocation_in_flight.py.
 """
 
 from __future__ import annotations
@@ -219,6 +220,27 @@ async def test_deleting_a_project_closes_its_sockets(
     assert await closed(sock) == (4403, "you are no longer a member of this project")
 
 
+async def test_a_socket_closes_when_its_login_token_expires(
+        server: LiveServer, team: Team, users: UserFactory,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    before = int(time.time())  # itsdangerous stamps whole seconds
+    lab = await users("lab")
+    after = time.time()
+    await add_member(team.owner, team.project_id, lab, role="labeler")
+    signer = server.app.state.signer
+    read = signer.read(lab.token)
+    assert read is not None and before + signer.ttl_seconds <= read[2] <= after + signer.ttl_seconds
+    _, api = await api_token(lab)
+    # The clock is not waited for: every login token is taken to be at its end now.
+    monkeypatch.setattr(revocation, "seconds_left",
+                        lambda c: None if c is None or c.expires_at is None else 0.0)
+    expiring = await server.connect(lab)
+    assert await closed(expiring) == (4401, "session expired")
+    scripted = await WsClient.open(server.ws_url, api)  # API tokens have no TTL
+    assert (await scripted.request("hello", project=team.project_id))["type"] == "ack"
+    await scripted.close()
+
+
 # --- across processes (PostgreSQL) -----------------------------------------------------------
 
 async def _drain(hub: LabelhubClient) -> None:
@@ -280,139 +302,3 @@ async def test_removal_on_one_process_closes_the_socket_on_the_other(
             await admin.request("DELETE", f"/api/v1/projects/{project}/members/{user_id}")
 
     await _closed_across_processes(nodes, "removed", remove, ForbiddenError, "no longer a member")
-
-
-def hold_rechecks(server: LiveServer) -> asyncio.Event:
-    """Hold this process's socket re-checks (``Revoker.recheck``) until the returned event is
-    set: a revocation has committed, its sockets are still open."""
-    revoker = server.app.state.revoker
-    release, real = asyncio.Event(), revoker.recheck
-
-    async def held(user_id: int) -> None:
-        await release.wait()
-        await real(user_id)
-
-    revoker.recheck = held
-    return release
-
-
-async def logged_ops(team: Team, image: int) -> list[str | None]:
-    resp = await team.owner.client.get(f"/api/v1/projects/{team.project_id}/ops",
-                                       params={"image": image})
-    assert resp.status_code == 200, resp.text
-    return [o["client_op_id"] for o in resp.json()["ops"]]
-
-
-async def test_an_edit_after_logout_is_refused_before_the_socket_is_closed(
-        server: LiveServer, team: Team, users: UserFactory) -> None:
-    """The socket's close is still on its way (its re-check held): the edit's own transaction
-    re-checks the credential before it commits."""
-    lab = await users("lab")
-    await add_member(team.owner, team.project_id, lab, role="labeler")
-    image = team.images[0]
-    member = await joined(server, lab, team.project_id)
-    opened = await member.request("open_image", image=image)
-    release = hold_rechecks(server)
-    assert (await lab.client.post("/api/v1/auth/logout")).status_code == 200
-    late = await member.request("op", image=image, token=opened["lock"]["token"],
-                                client_op_id="late", op=BOX)
-    assert (late["type"], late["code"], late["message"]) == ("error", "unauthorized",
-                                                             "session revoked")
-    assert await closed(member) == (4401, "session revoked")
-    release.set()
-    assert "late" not in await logged_ops(team, image)
-
-
-# PostgreSQL only: on SQLite the writer holds the database's write lock while it works, so a
-# logout cannot commit in the middle of it (there is nothing to test there).
-@pytest.mark.parametrize("database_url", [pytest.param("postgres", marks=pytest.mark.postgres)],
-                         indirect=True)
-async def test_an_edit_in_flight_at_logout_is_refused(
-        server: LiveServer, team: Team, users: UserFactory, monkeypatch: pytest.MonkeyPatch,
-        database_url: str) -> None:
-    """The edit passed its checks and is being applied (the heavy step) when the logout
-    commits: it does not commit. (PostgreSQL: on SQLite the edit holds the write lock while it
-    applies, so the logout cannot commit before it.)"""
-    from server.hub import _fast_op
-
-    lab = await users("lab")
-    await add_member(team.owner, team.project_id, lab, role="labeler")
-    image = team.images[1]
-    member = await joined(server, lab, team.project_id)
-    opened = await member.request("open_image", image=image)
-    applying, go_on = asyncio.Event(), asyncio.Event()
-    real = _fast_op.apply_object_op
-
-    async def slow_apply(*args: Any, **kwargs: Any) -> Any:
-        applying.set()
-        await go_on.wait()
-        return await real(*args, **kwargs)
-
-    monkeypatch.setattr(_fast_op, "apply_object_op", slow_apply)
-    release = hold_rechecks(server)
-    sent = asyncio.create_task(member.request("op", image=image, token=opened["lock"]["token"],
-                                              client_op_id="inflight", op=BOX))
-    await applying.wait()
-    assert (await lab.client.post("/api/v1/auth/logout")).status_code == 200
-    go_on.set()
-    answer = await sent
-    assert (answer["type"], answer["code"]) == ("error", "unauthorized")
-    assert await closed(member) == (4401, "session revoked")
-    release.set()
-    assert "inflight" not in await logged_ops(team, image)
-
-
-async def test_a_socket_closes_when_its_login_token_expires(
-        server: LiveServer, team: Team, users: UserFactory,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    before = int(time.time())  # itsdangerous stamps whole seconds
-    lab = await users("lab")
-    after = time.time()
-    await add_member(team.owner, team.project_id, lab, role="labeler")
-    signer = server.app.state.signer
-    read = signer.read(lab.token)
-    assert read is not None and before + signer.ttl_seconds <= read[2] <= after + signer.ttl_seconds
-    _, api = await api_token(lab)
-    # The clock is not waited for: every login token is taken to be at its end now.
-    monkeypatch.setattr(revocation, "seconds_left",
-                        lambda c: None if c is None or c.expires_at is None else 0.0)
-    expiring = await server.connect(lab)
-    assert await closed(expiring) == (4401, "session expired")
-    scripted = await WsClient.open(server.ws_url, api)  # API tokens have no TTL
-    assert (await scripted.request("hello", project=team.project_id))["type"] == "ack"
-    await scripted.close()
-
-
-@pytest.mark.parametrize("database_url", [pytest.param("postgres", marks=pytest.mark.postgres)],
-                         indirect=True)
-async def test_a_rest_request_in_flight_at_logout_rolls_back(
-        users: UserFactory, admin: Api, monkeypatch: pytest.MonkeyPatch,
-        database_url: str) -> None:
-    """The request passed its checks and holds its transaction open when the logout commits:
-    it answers 401 and writes nothing. (PostgreSQL: on SQLite the request's transaction holds
-    the write lock, so the logout cannot commit before it.)"""
-    from server import labels
-
-    lab = await users("lab")
-    project = (await lab.client.post("/api/v1/projects", json={"name": "Mine"})).json()["id"]
-    reached, go_on = asyncio.Event(), asyncio.Event()
-    real = labels.project_access
-
-    async def held(*args: Any, **kwargs: Any) -> Any:
-        found = await real(*args, **kwargs)
-        reached.set()
-        await go_on.wait()
-        return found
-
-    monkeypatch.setattr(labels, "project_access", held)
-    request = asyncio.create_task(
-        lab.client.post(f"/api/v1/projects/{project}/labels", json={"name": "late"}))
-    await reached.wait()
-    monkeypatch.setattr(labels, "project_access", real)
-    assert (await lab.client.post("/api/v1/auth/logout")).status_code == 200
-    go_on.set()
-    answer = await request
-    assert answer.status_code == 401 and answer.json()["error"]["message"] == "session revoked"
-    names = [x["name"] for x in
-             (await admin.client.get(f"/api/v1/projects/{project}/labels")).json()["labels"]]
-    assert "late" not in names
