@@ -32,11 +32,12 @@ _KEEP = 1 << 25
 # chain of a lone pixel (no step); indexed [(dy + 1) * 3 + dx + 1].
 _CODE = np.array([3, 2, 1, 4, 8, 0, 5, 6, 7], dtype=np.int64)
 _STEP = ((1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1))
-# Per side k // 2 (k = 0 E, 2 N, 4 W, 6 S): the corner the edge starts at (dx, dy from the
-# pixel's top-left) and its heading (0 east, 1 south, 2 west, 3 north), foreground on its right.
-_SIDE_DX = np.array([1, 1, 0, 0], dtype=np.int64)
-_SIDE_DY = np.array([1, 0, 0, 1], dtype=np.int64)
-_SIDE_HEAD = np.array([3, 2, 1, 0], dtype=np.int64)
+# Per side k // 2 (k = 0 E, 2 N, 4 W, 6 S): the corner its edge starts at, from the pixel's
+# top-left corner, less the one pixel the frame shifts the inverted mask by.  Walked with the
+# foreground on its right, the edge heads north, west, south or east: side 3 is the east one.
+_SIDE_DX = np.array([1, 1, 0, 0], dtype=np.int64) - 1
+_SIDE_DY = np.array([1, 0, 0, 1], dtype=np.int64) - 1
+_EAST = 3
 
 
 def _tables() -> tuple[I64, I64, I64, npt.NDArray[np.bool_], I64, I64]:
@@ -75,13 +76,13 @@ _COUNT, _FIRST, _SIDES, _FLANK, _FLANK_DX, _FLANK_DY = _tables()
 class Loops(NamedTuple):
     """Boundary segments (pixel-corner coordinates of the mask given), cycle after cycle.
 
-    Each cycle is one closed loop of maximal straight segments, starting at its top-left east
-    segment (least (y, x) of the start); cycles are ordered by that segment.  ``d`` is the
-    heading (0 east, 1 south, 2 west, 3 north; foreground on the right)."""
+    Each cycle is one closed loop of maximal straight segments (foreground on the right),
+    starting at its top-left east segment (least (y, x) of the start); cycles are ordered by
+    that segment."""
 
     sx: I64
     sy: I64
-    d: I64
+    cross: I64  # sx * ey - ex * sy of each segment (its end is the next one's start)
     pinch: npt.NDArray[np.bool_]  # the segment starts at a vertex its cycle may pass twice
     start: I64  # first segment of each cycle
     size: I64  # segments per cycle
@@ -160,30 +161,30 @@ def trace(mask: npt.NDArray[np.bool_]) -> Loops:
     turn = side != before
     seg = np.flatnonzero(turn)
     px, sside = pixel[seg], side[seg]
-    sx = x[px] + _SIDE_DX[sside] - 1  # the frame shifts the inverted mask by one pixel
-    sy = y[px] + _SIDE_DY[sside] - 1
-    d = _SIDE_HEAD[sside]
+    sx, sy = x[px] + _SIDE_DX[sside], y[px] + _SIDE_DY[sside]
     nseg = np.add.reduceat(turn, efirst, dtype=np.int64)
     sfirst = np.cumsum(nseg) - nseg
     pinch = np.zeros(len(seg), dtype=bool)
     pinch[np.searchsorted(seg, estart[_pinches(inverted, x, y, key, first, last)])] = True
     # Start each cycle at its top-left east segment; cycles in that segment's order.
-    lead_key = np.where(d == 0, sy * (w + 1) + sx, np.iinfo(np.int64).max)
+    lead_key = np.where(sside == _EAST, sy * (w + 1) + sx, np.iinfo(np.int64).max)
     lead = np.minimum.reduceat(lead_key, sfirst)
     shift = np.flatnonzero(lead_key == np.repeat(lead, nseg)) - sfirst
     order = np.argsort(lead)
     size = nseg[order]
     cyc = np.repeat(order, size)
     perm = sfirst[cyc] + (shift[cyc] + _ranks(size)) % nseg[cyc]
-    sx, sy, d, pinch = sx[perm], sy[perm], d[perm], pinch[perm]
+    sx, sy, pinch = sx[perm], sy[perm], pinch[perm]
     start = np.cumsum(size) - size
+    _, nxt = _closed_steps(start, size, len(sx))
+    cross = sx * sy[nxt] - sx[nxt] * sy
     # A hole's cycle belongs to the component whose hole border is its parent contour.
     cycle_of_contour = np.full(len(parent), -1, dtype=np.int64)
     cycle_of_contour[kept[order]] = np.arange(len(order))
-    hole = signed_area(sx, sy, start, size) < 0
+    hole = np.add.reduceat(cross, start) < 0  # twice the area, clockwise on screen > 0
     owner = np.arange(len(order), dtype=np.int64)
     owner[hole] = cycle_of_contour[parent[kept[order]]][hole]
-    return Loops(sx, sy, d, pinch, start, size, owner)
+    return Loops(sx, sy, cross, pinch, start, size, owner)
 
 
 def _pinches(inverted: npt.NDArray[np.uint8], x: I64, y: I64, key: I64, first: I64,
@@ -192,13 +193,7 @@ def _pinches(inverted: npt.NDArray[np.uint8], x: I64, y: I64, key: I64, first: I
     whose two flanking pixels are foreground (the first flank is known from the scan)."""
     i = np.flatnonzero(_FLANK[key])
     w = inverted.shape[1]
-    flank = (y[i] + _FLANK_DY[key[i]]) * w + x[i] + _FLANK_DX[key[i]]
+    flank = y[i] * w + x[i] + (_FLANK_DY * w + _FLANK_DX)[key[i]]
     i = i[inverted.reshape(-1)[flank] == 0]
     c = np.searchsorted(last, i)  # the chain of each; its last pixel steps to its first
     return np.where(last[c] == i, first[c], i + 1)
-
-
-def signed_area(sx: I64, sy: I64, start: I64, size: I64) -> I64:
-    """Twice the shoelace area of each cycle, exact in integers: > 0 clockwise on screen."""
-    _, nxt = _closed_steps(start, size, len(sx))
-    return np.add.reduceat(sx * sy[nxt] - sx[nxt] * sy, start)

@@ -15,12 +15,13 @@ import numpy as np
 import numpy.typing as npt
 import shapely
 
-from ._pixel_loops import signed_area, trace
+from ._pixel_loops import trace
 from .errors import GeometryError
 from .shapes import PolygonGeometry, PolygonPart, Ring
 from .topology import part_polygon, ring_area
 
 I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
 
 
 def _split_pinches(seq: I64, vid: I64, pinch: npt.NDArray[np.bool_]) -> list[I64]:
@@ -72,30 +73,29 @@ def _split_cycles(split: I64, start: I64, size: I64, vid: I64,
     return np.concatenate(order), np.concatenate(sizes), np.concatenate(cycles)
 
 
-def _trace(mask: npt.NDArray[np.bool_]) -> list[tuple[npt.NDArray[np.float64], int, bool]]:
-    """Simple boundary loops as (vertices, part, exterior?): a part is the number of an exterior
-    loop, and a hole carries the number of the exterior of its component (loops in cycle
-    order, each cycle split at its pinches)."""
-    w = mask.shape[1]
+def _trace(mask: npt.NDArray[np.bool_], origin: tuple[int, int]) -> tuple[list[F64], I64, npt.NDArray[np.bool_]]:
+    """Simple boundary loops (vertices moved by ``origin``), the part of each (the number of
+    an exterior loop: its own if it is one, its component's if it is a hole) and which are
+    exteriors; loops in cycle order, each cycle split at its pinches."""
     cyc = trace(mask)
-    sx, sy = cyc.sx, cyc.sy
-    vid = sy * (w + 1) + sx
-    pinch = cyc.pinch
-    split = np.flatnonzero(np.add.reduceat(pinch, cyc.start, dtype=np.int64) > 1)
+    split = np.flatnonzero(np.add.reduceat(cyc.pinch, cyc.start, dtype=np.int64) > 1)
     if split.size:
-        seq, size, of_cycle = _split_cycles(split, cyc.start, cyc.size, vid, pinch)
-        px, py = sx[seq], sy[seq]
+        vid = cyc.sy * (mask.shape[1] + 1) + cyc.sx
+        seq, size, of_cycle = _split_cycles(split, cyc.start, cyc.size, vid, cyc.pinch)
+        px, py, cross = cyc.sx[seq], cyc.sy[seq], cyc.cross[seq]
     else:  # each cycle is one loop
-        size, of_cycle, px, py = cyc.size, np.arange(len(cyc.size)), sx, sy
+        size, of_cycle, px, py, cross = cyc.size, np.arange(len(cyc.size)), cyc.sx, cyc.sy, cyc.cross
     start = np.cumsum(size) - size
     # Shoelace per loop from its segments, in integers (exact): > 0 exterior, < 0 hole.
-    exterior = signed_area(px, py, start, size) > 0
+    exterior = np.add.reduceat(cross, start) > 0
     # A component's cycle holds its one exterior loop; a hole's loop takes its cycle owner's.
     ext_of_cycle = np.zeros(len(cyc.size), dtype=np.int64)
     ext_of_cycle[of_cycle[exterior]] = np.flatnonzero(exterior)
     part = np.where(exterior, np.arange(len(size)), ext_of_cycle[cyc.owner[of_cycle]])
-    loops = np.split(np.stack((px, py), axis=1).astype(np.float64), start[1:])
-    return [(pts, int(part[i]), bool(exterior[i])) for i, pts in enumerate(loops)]
+    pts = np.empty((len(px), 2), dtype=np.float64)
+    pts[:, 0] = px + origin[0]
+    pts[:, 1] = py + origin[1]
+    return np.split(pts, start[1:]), part, exterior
 
 
 def _simplify_part(part: PolygonPart, tolerance: float) -> PolygonPart:
@@ -124,22 +124,17 @@ def vectorize(mask: npt.ArrayLike, tolerance: float = 0.0) -> PolygonGeometry:
     if m.size == 0:
         raise GeometryError("mask", "is empty: nothing to vectorize")
     # The foreground's bounding box (OpenCV: one pass); the crop stays a view, copied once
-    # when _segments pads it.
+    # (inverted) for the trace.
     c0, r0, cw, ch = cv2.boundingRect(m.view(np.uint8))
     if cw == 0 or ch == 0:
         raise GeometryError("mask", "is empty: nothing to vectorize")
-    crop = m[r0 : r0 + ch, c0 : c0 + cw]
-    exteriors: dict[int, npt.NDArray[np.float64]] = {}
-    holes: dict[int, list[npt.NDArray[np.float64]]] = {}
-    for pts, comp, is_exterior in _trace(crop):
-        pts += (c0, r0)
-        if is_exterior:
-            exteriors[comp] = pts
-        else:
-            holes.setdefault(comp, []).append(pts)
+    loops, part, exterior = _trace(m[r0 : r0 + ch, c0 : c0 + cw], (c0, r0))
+    holes: dict[int, list[Ring]] = {}
+    for i in np.flatnonzero(~exterior).tolist():
+        holes.setdefault(int(part[i]), []).append(Ring._wrap(loops[i]))
     parts = [
-        PolygonPart(exterior=Ring(ext), holes=[Ring(h) for h in holes.get(comp, [])])
-        for comp, ext in sorted(exteriors.items())
+        PolygonPart(exterior=Ring._wrap(loops[i]), holes=holes.get(i, []))
+        for i in np.flatnonzero(exterior).tolist()
     ]
     if tolerance > 0:
         parts = [_simplify_part(p, tolerance) for p in parts]
