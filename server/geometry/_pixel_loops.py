@@ -98,12 +98,6 @@ def _closed_steps(start: I64, size: I64, total: int) -> tuple[I64, I64]:
     return prev, nxt
 
 
-def _ranks(size: I64) -> I64:
-    """0, 1, ... within each group of ``size`` consecutive elements."""
-    total = int(size.sum())
-    return np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(size) - size, size)
-
-
 _scratch = threading.local()
 
 
@@ -112,7 +106,8 @@ def _inverted(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.uint8]:
 
     Written into a buffer kept per thread (up to ``_KEEP`` bytes): a fresh 12 MB array per call
     costs page faults, and its churn makes the allocator hand ``findContours``'s own padded copy
-    fresh pages too (on a 12 MP mask ~10 ms, three times the trace itself)."""
+    fresh pages too (measured on the 12 MP benchmark mask: the inversion 4.3 ms instead of 1.2,
+    ``findContours`` 14 ms instead of 3.4)."""
     h, w = mask.shape
     n = (h + 2) * (w + 2)
     buf: npt.NDArray[np.uint8] | None = getattr(_scratch, "buf", None)
@@ -172,16 +167,18 @@ def trace(mask: npt.NDArray[np.bool_]) -> Loops:
     shift = np.flatnonzero(lead_key == np.repeat(lead, nseg)) - sfirst
     order = np.argsort(lead)
     size = nseg[order]
-    cyc = np.repeat(order, size)
-    perm = sfirst[cyc] + (shift[cyc] + _ranks(size)) % nseg[cyc]
-    sx, sy, pinch = sx[perm], sy[perm], pinch[perm]
     start = np.cumsum(size) - size
+    perm = np.arange(len(sx)) + np.repeat(sfirst[order] + shift[order] - start, size)
+    perm -= np.where(perm >= np.repeat(sfirst[order] + size, size), np.repeat(size, size), 0)
+    sx, sy, pinch = sx[perm], sy[perm], pinch[perm]
     _, nxt = _closed_steps(start, size, len(sx))
     cross = sx * sy[nxt] - sx[nxt] * sy
     # A hole's cycle belongs to the component whose hole border is its parent contour.
     cycle_of_contour = np.full(len(parent), -1, dtype=np.int64)
     cycle_of_contour[kept[order]] = np.arange(len(order))
-    hole = np.add.reduceat(cross, start) < 0  # twice the area, clockwise on screen > 0
+    # A component's cycle encloses its other loops (holes reached through pinches), so its
+    # signed area is > 0; every loop of a hole's cycle runs counter-clockwise (< 0).
+    hole = np.add.reduceat(cross, start) < 0
     owner = np.arange(len(order), dtype=np.int64)
     owner[hole] = cycle_of_contour[parent[kept[order]]][hole]
     return Loops(sx, sy, cross, pinch, start, size, owner)

@@ -5,7 +5,8 @@ it gives back the very same mask.  Each 4-connected foreground component becomes
 where two components touch only at a pixel corner they become two parts, and a ring that would
 touch itself at a corner is split there (into a part and a hole touching at one point, which is
 valid in OGC simple features).  Exterior rings come out clockwise on screen (positive shoelace
-area in y-down coordinates), holes counter-clockwise.
+area in y-down coordinates), holes counter-clockwise.  OpenCV traces the loops
+(``_pixel_loops``); here they are split at their pinches and grouped into parts.
 """
 
 from __future__ import annotations
