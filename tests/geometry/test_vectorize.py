@@ -151,7 +151,7 @@ def assert_same_as_reference(mask: np.ndarray) -> None:
         assert [h.tolist() for h in a.holes] == [h.tolist() for h in b.holes]
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(
     st.integers(1, 24).flatmap(
         lambda h: st.integers(1, 24).flatmap(lambda w: arrays(np.bool_, (h, w)))
@@ -226,7 +226,7 @@ def test_masks_of_any_size_in_turn_and_beyond_the_kept_buffer(monkeypatch: pytes
 def test_threads_each_use_their_own_buffer() -> None:
     rng = np.random.default_rng(8)
     masks = [rng.random((int(rng.integers(20, 120)), int(rng.integers(20, 120)))) < 0.5
-             for _ in range(40)]
+             for _ in range(16)]
     want = [vectorize(m) for m in masks]
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(vectorize, masks))
