@@ -5,7 +5,7 @@ pycocotools for RLE (the reference implementation, on an already Fortran-ordered
 best case), OpenCV ``fillPoly`` / ``findContours`` for rasterize / vectorize (OpenCV's own fill
 and tracing: not exact under our pixel-center rule, but the speed to match, goal <= 3x). Times
 are medians; on a loaded machine they are noisy, so the rasterize / vectorize pairs also show
-the best of the runs (``min``), where scheduling noise is smallest.
+the best of the runs (``min``), where scheduling noise is smallest, and the ratio of CPU times.
 """
 
 from __future__ import annotations
@@ -55,13 +55,21 @@ def timed(fn: Callable[[], Any], repeat: int = 5) -> float:
 
 def paired(ours: Callable[[], Any], base: Callable[[], Any], repeat: int = 9) -> tuple[float, float, str]:
     """Medians of ours and the baseline, run interleaved (so both meet the same load), and the
-    ratio of their best runs."""
+    ratios of their best runs and of their median CPU times (the process's, every thread: what
+    other processes' load disturbs least)."""
     a: list[float] = []
     b: list[float] = []
+    cpu_a: list[float] = []
+    cpu_b: list[float] = []
     for _ in range(repeat):
-        a += samples(ours, 1)
-        b += samples(base, 1)
-    return statistics.median(a), statistics.median(b), f"best {min(a) / min(b):.2f}x"
+        for fn, wall, cpu in ((ours, a, cpu_a), (base, b, cpu_b)):
+            fn()  # warm-up, as in samples()
+            t, c = time.perf_counter(), time.process_time()
+            fn()
+            wall.append((time.perf_counter() - t) * 1000)
+            cpu.append((time.process_time() - c) * 1000)
+    cpu_ratio = statistics.median(cpu_a) / statistics.median(cpu_b)
+    return statistics.median(a), statistics.median(b), f"best {min(a) / min(b):.2f}x, CPU {cpu_ratio:.2f}x"
 
 
 def blob_mask(seed: int = 0) -> np.ndarray:
@@ -142,7 +150,7 @@ def rows() -> list[tuple[str, float, str, float | None, str]]:
 
     u8 = mask.view(np.uint8)
     v_ours, v_base, best = paired(
-        lambda: vectorize(mask), lambda: cv2.findContours(u8, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE), 5
+        lambda: vectorize(mask), lambda: cv2.findContours(u8, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE), 9
     )
     out.append(("vectorize 12 MP mask (exact outline)", v_ours, "cv2.findContours", v_base, f"<= 3x ({best})"))
     out.append(

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import cv2
 import numpy as np
 import pytest
@@ -7,8 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from benchmarks.geometry import blob_mask
 from server.geometry import GeometryError, LabelObject, rasterize, vectorize
+from server.geometry import _pixel_loops as pixel_loops
 from server.geometry.topology import check_polygon, ring_area
+
+from . import vectorize_reference as reference
 
 
 def as_object(geometry: object) -> LabelObject:
@@ -130,3 +136,100 @@ def test_exact_outline_of_blobs_with_holes_and_islands(mask: np.ndarray) -> None
     assert np.array_equal(rasterize(as_object(g), *mask.shape), mask)
     n, _ = cv2.connectedComponents(mask.view(np.uint8), connectivity=4)
     assert len(g.parts) == n - 1
+
+
+# The OpenCV-traced outline against the previous NumPy implementation (kept in
+# tests/geometry/vectorize_reference.py): the very same rings, in the same order, each from
+# the same first vertex.
+
+
+def assert_same_as_reference(mask: np.ndarray) -> None:
+    got, want = vectorize(mask), reference.vectorize(mask)
+    assert [len(p.holes) for p in got.parts] == [len(p.holes) for p in want.parts]
+    for a, b in zip(got.parts, want.parts, strict=True):
+        assert a.exterior.tolist() == b.exterior.tolist()
+        assert [h.tolist() for h in a.holes] == [h.tolist() for h in b.holes]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.integers(1, 24).flatmap(
+        lambda h: st.integers(1, 24).flatmap(lambda w: arrays(np.bool_, (h, w)))
+    ),
+    st.booleans(),
+)
+def test_same_rings_as_the_reference_on_noise(mask: np.ndarray, invert: bool) -> None:
+    mask = ~mask if invert else mask
+    if mask.any():
+        assert_same_as_reference(mask)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 40), st.integers(1, 40), st.floats(0.1, 0.9))
+def test_same_rings_as_the_reference_on_random_densities(seed: int, h: int, w: int, p: float) -> None:
+    # Sparse masks are full of corner pinches (diagonal pixels), dense ones of one-pixel holes.
+    mask = np.random.default_rng(seed).random((h, w)) < p
+    if mask.any():
+        assert_same_as_reference(mask)
+
+
+@settings(max_examples=60, deadline=None)
+@given(blobby_masks())
+def test_same_rings_as_the_reference_on_blobs(mask: np.ndarray) -> None:
+    if mask.any():
+        assert_same_as_reference(mask)
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        ["1"],
+        ["1111"],
+        ["1", "1", "1"],
+        ["10", "01"],
+        ["01", "10"],
+        ["101", "010", "101"],  # every vertex a pinch
+        ["0110", "1001", "1001", "0110"],  # a ring of diagonals round a hole
+        ["11111", "10101", "11011", "10101", "11111"],  # holes touching at corners
+        ["111111", "101101", "110011", "110011", "101101", "111111"],
+        ["1111", "1001", "1011", "1111"],  # an L-shaped hole
+        ["1111", "1001", "1010", "1110"],  # a C whose tips touch at a corner: part + hole
+        ["0111", "1011", "1101", "1110"],  # a diagonal line of background through the part
+        ["1110", "1101", "1011", "0111"],
+    ],
+)
+def test_same_rings_as_the_reference_on_pinches(rows: list[str]) -> None:
+    mask = np.array([[c == "1" for c in r] for r in rows])
+    assert_same_as_reference(mask)
+    if not mask.all():
+        assert_same_as_reference(~mask)
+    padded = np.zeros((mask.shape[0] + 4, mask.shape[1] + 6), dtype=bool)
+    padded[2:-2, 3:-3] = mask
+    assert_same_as_reference(padded)
+
+
+def test_same_rings_as_the_reference_on_the_benchmark_mask() -> None:
+    assert_same_as_reference(blob_mask())
+
+
+def test_masks_of_any_size_in_turn_and_beyond_the_kept_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The inverted copy lives in a per-thread buffer: a smaller mask after a larger one must
+    # not see the larger one's pixels, and a mask over the kept size gets a buffer of its own.
+    rng = np.random.default_rng(7)
+    masks = [rng.random(s) < 0.5 for s in [(60, 50), (7, 9), (61, 3), (2, 70), (60, 50)]]
+    for mask in masks:
+        assert_same_as_reference(mask)
+    monkeypatch.setattr(pixel_loops, "_KEEP", 100)
+    monkeypatch.delattr(pixel_loops._scratch, "buf", raising=False)
+    for mask in masks:
+        assert_same_as_reference(mask)
+
+
+def test_threads_each_use_their_own_buffer() -> None:
+    rng = np.random.default_rng(8)
+    masks = [rng.random((int(rng.integers(20, 120)), int(rng.integers(20, 120)))) < 0.5
+             for _ in range(16)]
+    want = [vectorize(m) for m in masks]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(vectorize, masks))
+    assert got == want
