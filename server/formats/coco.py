@@ -41,9 +41,9 @@ SUFFIX = "json"
 
 
 _SPOOL_BYTES = 8 << 20
-#: Converting a batch costs about this per byte of its packed rows (``server.offload`` units,
-#: ~10 ns): a batch past ~200 KB of rows (a thousand boxes) goes to the worker pool.
-CONVERT_COST_PER_BYTE = 1
+#: Converting a batch costs about this per byte of its packed rows (``server.offload`` units of
+#: ~10 ns; measured ~2.5 s for the benchmark's 32 MB): past ~25 KB (150 boxes) it goes to the pool.
+CONVERT_COST_PER_BYTE = 8
 
 
 async def _categories(job: ExportJob) -> tuple[dict[str, int], dict[str, list[str]]]:
