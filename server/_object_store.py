@@ -19,9 +19,16 @@ from server.models import LabelObjectRow
 
 def row_to_dict(row: Any) -> dict[str, Any]:
     """The wire form of an object row (what ``parse_object`` accepts)."""
-    return {"id": row.id, "type": row.type, "label": row.label, "geometry": row.geometry,
-            "keypoints": row.keypoints or [], "attributes": row.attributes or {},
-            "rpy": row.rpy, "occluded": row.occluded, "z": row.z}
+    return object_dict(row.id, row.type, row.label, row.geometry, row.keypoints, row.attributes,
+                       row.rpy, row.occluded, row.z)
+
+
+def object_dict(oid: str, kind: str, label: str, geometry: Any, keypoints: Any, attributes: Any,
+                rpy: Any, occluded: bool, z: int) -> dict[str, Any]:
+    """The wire form of an object from its columns' values (an export's packed rows)."""
+    return {"id": oid, "type": kind, "label": label, "geometry": geometry,
+            "keypoints": keypoints or [], "attributes": attributes or {},
+            "rpy": rpy, "occluded": occluded, "z": z}
 
 
 OBJECT_VALUES = ("type", "label", "geometry", "keypoints", "attributes", "rpy", "occluded", "z")

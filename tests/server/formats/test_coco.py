@@ -10,6 +10,8 @@ import pytest
 from pycocotools.coco import COCO
 from starlette.applications import Starlette
 
+from server import offload
+from server.formats import coco as coco_format
 from server.geometry.raster import rasterize
 from server.geometry.validation import parse_object
 from tests.conftest import Api, make_project
@@ -67,3 +69,17 @@ async def test_coco_import_creates_objects(admin: Api, app: Starlette) -> None:
                                         "annotations": [{"image_id": 1, "category_id": 9, "bbox": [1, 1, 2, 2]}],
                                         "categories": []})
     assert bad.status_code == 422 and bad.json()["error"]["details"]["report"][0]["field"] == "annotations.0.category_id"
+
+
+async def test_batches_converted_in_the_worker_pool_give_the_same_file(
+        admin: Api, app: Starlette, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A big batch is converted in a worker process (decoded, written, labels that appeared
+    handed back); the small seed runs inline. Priced as big, it must give the very same bytes."""
+    pid = await seeded_project(admin, app)
+    inline = await export(admin, pid, "coco")
+    pool = offload.get()
+    before = pool.submitted
+    monkeypatch.setattr(coco_format, "CONVERT_COST_PER_BYTE", pool.inline_cost)  # any batch is big now
+    assert await export(admin, pid, "coco") == inline
+    assert await export(admin, pid, "coco", crowd_rle="1") != inline
+    assert pool.submitted == before + 2  # one batch per export (3 images)

@@ -16,6 +16,8 @@ from tests.server.formats._seed import H, W
 @pytest.mark.parametrize("geometry", [
     {"x": 2.3, "y": 3.7, "w": 20.5, "h": 10.2}, {"x": -4, "y": 40, "w": 10, "h": 30},
     {"x": 10.6, "y": 10.6, "w": 0.2, "h": 0.2}, {"x": 0, "y": 0, "w": 64, "h": 48}, {"x": 1e-07, "y": 5, "w": 3.0, "h": 1},
+    {"x": 1e-05, "y": 3e-10, "w": 2e16, "h": 0.0001},  # where repr writes an exponent and orjson not
+    {"x": -0.0, "y": 2**70, "w": 1.5, "h": 10**17},  # an integer orjson cannot write
 ])
 def test_box_text_is_what_the_general_path_writes(geometry: dict[str, float]) -> None:
     obj = {"id": 'b"1\\ü', "type": "bbox", "label": "cat", "geometry": geometry, "keypoints": [],
@@ -131,3 +133,12 @@ def test_boxes_pixels_is_box_pixels() -> None:
               ({"x": -1e7, "y": 1e-7, "w": 2e7, "h": 47.5}, 64, 48)]
     assert cw.boxes_pixels(boxes) == [cw.box_pixels(g, iw, ih) for g, iw, ih in boxes]
     assert cw.boxes_pixels([]) == []
+
+
+def test_number_texts_are_what_json_writes() -> None:
+    rng = np.random.default_rng(11)
+    values: list[object] = (rng.uniform(-1e4, 1e4, 3000).tolist() + np.round(rng.uniform(0, 700, 3000), 2).tolist()
+                            + (rng.uniform(1, 10, 3000) * 10.0 ** rng.integers(-12, 20, 3000)).tolist()
+                            + [0, 7, -3, 0.0, -0.0, 1e-4, 9.999e-5, 1e16, 9999999999999998.0, 5e-324])
+    assert cw.number_texts(values) == [json.dumps(v) for v in values]
+    assert cw.number_texts([1.5, 2**64]) == ["1.5", str(2**64)] and cw.number_texts([]) == []
