@@ -15,9 +15,8 @@ import zipfile
 from typing import Any
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
+from server.ai._onnx import onnx
 from server.ai.detection import CENTRE, SIZE, STRIDE, TILE_ABOVE, Detector
 from server.ai.network import HEAD
 
@@ -32,30 +31,30 @@ def detector_onnx(detector: Detector, name: str, c16: int) -> bytes:
     dim = detector.coef.shape[1]
     n_out = detector.coef.shape[0]
     nodes = [
-        helper.make_node("Resize", ["map32", "", "up_scales"], ["map32_up"], mode="nearest"),
-        helper.make_node("LpNormalization", ["map16"], ["n16"], axis=1, p=2),
-        helper.make_node("LpNormalization", ["map32_up"], ["n32"], axis=1, p=2),
-        helper.make_node("Concat", ["n16", "n32"], ["cells"], axis=1),
-        helper.make_node("Conv", ["cells", "cls_w", "cls_b"], ["logits"]),
-        helper.make_node("Softmax", ["logits"], ["scores"], axis=1),
-        helper.make_node("Conv", ["cells", "box_w", "box_b"], ["boxes"]),
+        onnx.helper.make_node("Resize", ["map32", "", "up_scales"], ["map32_up"], mode="nearest"),
+        onnx.helper.make_node("LpNormalization", ["map16"], ["n16"], axis=1, p=2),
+        onnx.helper.make_node("LpNormalization", ["map32_up"], ["n32"], axis=1, p=2),
+        onnx.helper.make_node("Concat", ["n16", "n32"], ["cells"], axis=1),
+        onnx.helper.make_node("Conv", ["cells", "cls_w", "cls_b"], ["logits"]),
+        onnx.helper.make_node("Softmax", ["logits"], ["scores"], axis=1),
+        onnx.helper.make_node("Conv", ["cells", "box_w", "box_b"], ["boxes"]),
     ]
     init = [
-        numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "up_scales"),
-        numpy_helper.from_array(detector.coef.reshape(n_out, dim, 1, 1).astype(np.float32), "cls_w"),
-        numpy_helper.from_array(detector.intercept.astype(np.float32), "cls_b"),
-        numpy_helper.from_array(detector.reg_coef.reshape(4, dim, 1, 1).astype(np.float32), "box_w"),
-        numpy_helper.from_array(detector.reg_intercept.astype(np.float32), "box_b"),
+        onnx.numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "up_scales"),
+        onnx.numpy_helper.from_array(detector.coef.reshape(n_out, dim, 1, 1).astype(np.float32), "cls_w"),
+        onnx.numpy_helper.from_array(detector.intercept.astype(np.float32), "cls_b"),
+        onnx.numpy_helper.from_array(detector.reg_coef.reshape(4, dim, 1, 1).astype(np.float32), "box_w"),
+        onnx.numpy_helper.from_array(detector.reg_intercept.astype(np.float32), "box_b"),
     ]
-    f32 = TensorProto.FLOAT
-    graph = helper.make_graph(
+    f32 = onnx.TensorProto.FLOAT
+    graph = onnx.helper.make_graph(
         nodes, name,
-        [helper.make_tensor_value_info("map16", f32, ["n", c16, "h", "w"]),
-         helper.make_tensor_value_info("map32", f32, ["n", dim - c16, "h2", "w2"])],
-        [helper.make_tensor_value_info("scores", f32, ["n", n_out, "h", "w"]),
-         helper.make_tensor_value_info("boxes", f32, ["n", 4, "h", "w"])],
+        [onnx.helper.make_tensor_value_info("map16", f32, ["n", c16, "h", "w"]),
+         onnx.helper.make_tensor_value_info("map32", f32, ["n", dim - c16, "h2", "w2"])],
+        [onnx.helper.make_tensor_value_info("scores", f32, ["n", n_out, "h", "w"]),
+         onnx.helper.make_tensor_value_info("boxes", f32, ["n", 4, "h", "w"])],
         initializer=init)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
                               producer_name="labelhub")
     onnx.checker.check_model(model)
     return model.SerializeToString()

@@ -10,9 +10,8 @@ import zipfile
 from typing import Any
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
+from server.ai._onnx import onnx
 from server.ai.heads import LinearHead
 
 __all__ = ["bundle", "head_onnx"]
@@ -25,17 +24,17 @@ def head_onnx(head: LinearHead, name: str) -> bytes:
     or Sigmoid (multi-label): the same numbers as ``LinearHead.scores``."""
     dim, n_labels = head.coef.shape[1], head.coef.shape[0]
     nodes = [
-        helper.make_node("Gemm", ["features", "coef", "intercept"], ["logits"], transB=1),
-        helper.make_node("Sigmoid", ["logits"], ["scores"]) if head.multi_label
-        else helper.make_node("Softmax", ["logits"], ["scores"], axis=1),
+        onnx.helper.make_node("Gemm", ["features", "coef", "intercept"], ["logits"], transB=1),
+        onnx.helper.make_node("Sigmoid", ["logits"], ["scores"]) if head.multi_label
+        else onnx.helper.make_node("Softmax", ["logits"], ["scores"], axis=1),
     ]
-    graph = helper.make_graph(
+    graph = onnx.helper.make_graph(
         nodes, name,
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", dim])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n", n_labels])],
-        initializer=[numpy_helper.from_array(np.asarray(head.coef, np.float32), "coef"),
-                     numpy_helper.from_array(np.asarray(head.intercept, np.float32), "intercept")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+        [onnx.helper.make_tensor_value_info("features", onnx.TensorProto.FLOAT, ["n", dim])],
+        [onnx.helper.make_tensor_value_info("scores", onnx.TensorProto.FLOAT, ["n", n_labels])],
+        initializer=[onnx.numpy_helper.from_array(np.asarray(head.coef, np.float32), "coef"),
+                     onnx.numpy_helper.from_array(np.asarray(head.intercept, np.float32), "intercept")])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
                               producer_name="labelhub")
     onnx.checker.check_model(model)
     return model.SerializeToString()

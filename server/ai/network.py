@@ -15,9 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
+from server.ai._onnx import onnx
 from server.ai.errors import ModelError
 
 __all__ = ["BLOCKS", "BN_EPS", "OPSET", "Block", "build", "check_architecture"]
@@ -111,7 +110,7 @@ class _Graph:
         return f"{stem}_{self._n}"
 
     def const(self, name: str, value: np.ndarray) -> str:
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        self.inits.append(onnx.numpy_helper.from_array(np.ascontiguousarray(value), name))
         return name
 
     def conv_bn(self, x: str, conv: str, bn: str, stride: int, groups: int, relu6: bool) -> str:
@@ -123,7 +122,7 @@ class _Graph:
         k = int(w.shape[2])
         y = self._name(conv)
         self.nodes.append(
-            helper.make_node(
+            onnx.helper.make_node(
                 "Conv", [x, wf, bf], [y], kernel_shape=[k, k], strides=[stride, stride],
                 group=groups, auto_pad="SAME_UPPER" if k > 1 or stride > 1 else "NOTSET",
             )
@@ -132,12 +131,12 @@ class _Graph:
 
     def relu6(self, x: str) -> str:
         y = self._name("relu6")
-        self.nodes.append(helper.make_node("Clip", [x, "zero", "six"], [y]))
+        self.nodes.append(onnx.helper.make_node("Clip", [x, "zero", "six"], [y]))
         return y
 
     def add(self, a: str, b: str) -> str:
         y = self._name("add")
-        self.nodes.append(helper.make_node("Add", [a, b], [y]))
+        self.nodes.append(onnx.helper.make_node("Add", [a, b], [y]))
         return y
 
 
@@ -162,33 +161,33 @@ def build(state: dict[str, np.ndarray], eps: float = BN_EPS) -> onnx.ModelProto:
             map16 = x
     head = g.conv_bn(x, "_conv_head", "_bn1", 1, 1, relu6=True)
     g.nodes += [
-        helper.make_node("Identity", [map16], ["map16"]),
-        helper.make_node("Identity", [head], ["map32"]),
-        helper.make_node("GlobalAveragePool", [head], ["pooled"]),
-        helper.make_node("Flatten", ["pooled"], ["feature"], axis=1),
-        helper.make_node(
+        onnx.helper.make_node("Identity", [map16], ["map16"]),
+        onnx.helper.make_node("Identity", [head], ["map32"]),
+        onnx.helper.make_node("GlobalAveragePool", [head], ["pooled"]),
+        onnx.helper.make_node("Flatten", ["pooled"], ["feature"], axis=1),
+        onnx.helper.make_node(
             "Gemm", ["feature", g.const("_fc.w", state["_fc.weight"].astype(np.float32)),
                      g.const("_fc.b", state["_fc.bias"].astype(np.float32))],
             ["logits"], transB=1,
         ),
     ]  # fmt: skip
-    f32 = TensorProto.FLOAT
-    graph = helper.make_graph(
+    f32 = onnx.TensorProto.FLOAT
+    graph = onnx.helper.make_graph(
         g.nodes,
         "efficientnet_lite0",
-        [helper.make_tensor_value_info("image", f32, ["n", 3, "h", "w"])],
+        [onnx.helper.make_tensor_value_info("image", f32, ["n", 3, "h", "w"])],
         [
-            helper.make_tensor_value_info("logits", f32, ["n", CLASSES]),
-            helper.make_tensor_value_info("feature", f32, ["n", HEAD]),
-            helper.make_tensor_value_info(
+            onnx.helper.make_tensor_value_info("logits", f32, ["n", CLASSES]),
+            onnx.helper.make_tensor_value_info("feature", f32, ["n", HEAD]),
+            onnx.helper.make_tensor_value_info(
                 "map16", f32, ["n", BLOCKS[_MAP16_BLOCK].cout, None, None]
             ),
-            helper.make_tensor_value_info("map32", f32, ["n", HEAD, None, None]),
+            onnx.helper.make_tensor_value_info("map32", f32, ["n", HEAD, None, None]),
         ],
         g.inits,
     )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="labelhub"
+    model = onnx.helper.make_model(
+        graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)], producer_name="labelhub"
     )
     model.ir_version = 8  # readable by any onnxruntime >= 1.10
     onnx.checker.check_model(model)
