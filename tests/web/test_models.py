@@ -41,7 +41,8 @@ async () => {
     stale: r.checkedLabels({ ...item, stale: true }, { multi: true, threshold: 0 }),
     objects: r.checkedObjects([{ score: 0.9 }, { score: 0.2 }, { score: 0.5 }], 0.5),
     drag: [r.dragCorner({ x: 10, y: 10, w: 20, h: 20 }, "nw", 5, 0), r.dragCorner({ x: 10, y: 10, w: 20, h: 20 }, "se", 0, 0)],
-    body: r.addBody("m", [{ image: 1, labels: ["a", "a"] }, { image: 2, labels: [] }, { image: 3, labels: [], objects: [{ label: "a", geometry: { x: 1, y: 2, w: 3, h: 4 } }] }]),
+    body: r.addBody("m", [{ image: 1, prediction: 11, labels: ["a", "a"] }, { image: 2, prediction: 12, labels: [] },
+      { image: 3, prediction: 13, labels: [], objects: [{ index: 1, geometry: { x: 1, y: 2, w: 3, h: 4 } }] }]),
     text: r.resultText({ applied: [{}], skipped: [{ reason: "locked" }, { reason: "stale" }, { reason: "locked" }] }),
     quality: [r.quality({ accuracy: 0.8 }), r.quality({ metrics: { map50: 0.6 } }, "detection")],
     point: r.thresholdPoint({ threshold: 0.5, pr_curve: [{ threshold: 0.9, precision: 1, recall: 0.2 }, { threshold: 0.45, precision: 0.8, recall: 0.7 }] }),
@@ -85,8 +86,9 @@ def test_models_and_predictions_end_to_end(browser: Any, live: Live, settings: S
     assert out["single"] == ["a"] and out["singleLow"] == [] and out["multi"] == ["a", "b"] and out["stale"] == []
     assert out["objects"] == [0, 2]
     assert out["drag"] == [{"x": 5, "y": 0, "w": 25, "h": 30}, {"x": 10, "y": 10, "w": 1, "h": 1}]
+    # Boxes go as the prediction's id, each box's index and its adjusted geometry (predictions/add).
     assert out["body"] == {"model": "m", "items": [{"image": 1, "labels": ["a"]},
-                                                   {"image": 3, "objects": [{"type": "bbox", "label": "a", "geometry": {"x": 1, "y": 2, "w": 3, "h": 4}}]}]}
+                                                   {"prediction": 13, "objects": [{"index": 1, "geometry": {"x": 1, "y": 2, "w": 3, "h": 4}}]}]}
     assert out["text"] == "Added labels to 1 image. Skipped 2 because someone else is labeling it, 1 because its prediction is stale."
     assert out["quality"] == [{"value": 0.8, "name": "accuracy"}, {"value": 0.6, "name": "mAP@0.5"}]
     assert out["point"] == {"x": 0.7, "y": 0.8, "label": "threshold 0.50"}
