@@ -1,5 +1,5 @@
 """Where an object came from (``objects.source``: ``manual``, ``auto`` or ``import``) on the edit
-path. Pure: no I/O.
+path. No I/O: the callers write what these functions decide.
 
 The source is a column of the object's row, not a field of the geometry core's object, so ops
 carry it beside the geometry (docs/protocol.md, "Object sources"). In a logged op, and therefore
@@ -22,7 +22,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SET_SOURCE", "SOURCES", "SourceError", "Sourced", "annotate", "source_after", "strip", "trusted"]
+from server._object_store import OBJECT_VALUES, ObjectWrites
+from server.models import utcnow
+
+__all__ = ["SET_SOURCE", "SOURCES", "SourceError", "Sourced", "annotate", "set_sources", "source_after", "strip", "trusted"]
 
 SOURCES = ("manual", "auto", "import")
 SET_SOURCE = "set_source"
@@ -107,6 +110,27 @@ def annotate(op: dict[str, Any], inverse: dict[str, Any], after: Mapping[str, st
     if changed:
         op["sources"] = changed
         inverse["sources"] = {oid: before[oid] for oid in changed}
+
+
+def set_sources(rows: Mapping[str, Any], sources: Mapping[str, str], *, project_id: int,
+                image_id: int, user_id: int
+                ) -> tuple[dict[str, Any], dict[str, Any], set[str], ObjectWrites]:
+    """A ``set_source`` op applied to the object ``rows`` it names (ids no longer there are left
+    out): its dict, inverse, no new labels and the writes (each changed row a new version, so
+    a connection holding the old one reads it again)."""
+    writes = ObjectWrites(image_id=image_id, project_id=project_id, user_id=user_id,
+                          source="manual", now=utcnow())
+    after: dict[str, str] = {}
+    before: dict[str, str] = {}
+    for oid, wanted in sorted(sources.items()):
+        row = rows.get(oid)
+        if row is None or row.source == wanted:
+            continue
+        after[oid], before[oid] = wanted, row.source
+        writes.updates.append({"id": oid, "version": row.version + 1, "source": wanted,
+                               **{k: getattr(row, k) for k in OBJECT_VALUES}})
+    return ({"kind": SET_SOURCE, "sources": after}, {"kind": SET_SOURCE, "sources": before},
+            set(), writes)
 
 
 def _put(op: Any, sources: Mapping[str, str]) -> None:

@@ -18,7 +18,16 @@ from server import _label_store as label_store
 from server import _pg_writes, offload
 from server._object_store import OBJECT_VALUES, ROW_VALUES, ObjectWrites, load_objects, row_to_dict
 from server._oplog import LoggedOp, notify_after_commit, reserve_seqs
-from server._sources import SET_SOURCE, Sourced, SourceError, annotate, source_after, strip, trusted
+from server._sources import (
+    SET_SOURCE,
+    Sourced,
+    SourceError,
+    annotate,
+    set_sources,
+    source_after,
+    strip,
+    trusted,
+)
 from server.classification import (
     LABEL_OP_KINDS,
     ClassificationError,
@@ -469,27 +478,6 @@ async def apply_object_op(
     inverse = op_to_dict(result.inverse)
     annotate(op_dict, inverse, after, before)
     return op_dict, inverse, new_labels, writes
-
-
-def set_sources(rows: Mapping[str, Any], sources: Mapping[str, str], *, project_id: int,
-                image_id: int, user_id: int
-                ) -> tuple[dict[str, Any], dict[str, Any], set[str], ObjectWrites]:
-    """A ``set_source`` op applied to the object ``rows`` it names (ids no longer there are left
-    out): its dict, inverse, no new labels and the writes (each changed row a new version, so
-    a connection holding the old one reads it again)."""
-    writes = ObjectWrites(image_id=image_id, project_id=project_id, user_id=user_id,
-                          source="manual", now=utcnow())
-    after: dict[str, str] = {}
-    before: dict[str, str] = {}
-    for oid, wanted in sorted(sources.items()):
-        row = rows.get(oid)
-        if row is None or row.source == wanted:
-            continue
-        after[oid], before[oid] = wanted, row.source
-        writes.updates.append({"id": oid, "version": row.version + 1, "source": wanted,
-                               **{k: getattr(row, k) for k in OBJECT_VALUES}})
-    return ({"kind": SET_SOURCE, "sources": after}, {"kind": SET_SOURCE, "sources": before},
-            set(), writes)
 
 
 def _general(op: PlainCreates) -> Any:

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server import _label_store as label_store
 from server._object_store import objects_from
 from server._oplog import PendingOp, append_ops
-from server._sources import SET_SOURCE
+from server._sources import SET_SOURCE, set_sources
 from server.classification import (
     AddLabel,
     ClassificationError,
@@ -30,7 +30,6 @@ from server.classification import (
     apply_label_op,
     normalize_label,
 )
-from server.edits import set_sources
 from server.errors import invalid
 from server.image_query import DbId
 from server.image_sets import locked_by_others, project_images
