@@ -76,13 +76,13 @@ async () => {
   const canvas = await import("/tool/canvas.js");
   const model = [{ id: "m", type: "bbox", label: "cat", source: "auto", geometry: { x: 1, y: 1, w: 4, h: 4 } },
     { id: "p", type: "bbox", label: "cat", source: "manual", geometry: { x: 6, y: 1, w: 4, h: 4 } }];
-  const moved = ops.moveBox("m", { x: 2, y: 2, w: 4, h: 4 });
+  const nudge = ops.moveBox("m", { x: 2, y: 2, w: 4, h: 4 });
   const srcs = (list) => list.map((o) => `${o.id}:${o.source}`).join();
   out.sources = [
-    srcs(ops.applyOp(model, { ...moved, sources: { m: "manual" } })),
+    srcs(ops.applyOp(model, { ...nudge, sources: { m: "manual" } })),
     srcs(ops.applyOp(model, { kind: "set_source", sources: { m: "manual", p: "auto", gone: "auto" } })),
     ops.isLocal({ kind: "set_source", sources: {} }),
-    srcs(ops.asMine(ops.applyOp(model, moved), moved)),
+    srcs(ops.asMine(ops.applyOp(model, nudge), nudge)),
     ops.asMine(model, ops.setLabel("p", "dog")) === model,
     srcs(ops.asMine(ops.applyOp(model, ops.create({ ...model[0], id: "copy" })), ops.create({ ...model[0], id: "copy" }))),
     model.map(ops.fromModel), model.map((o) => canvas.lineDash(o).length > 0)];
