@@ -73,6 +73,7 @@ def test_a_detector_trained_reviewed_and_trained_again_in_the_browser(
         page.click("#pred-run")
         _status(page, f"Predicted {len(unboxed)} image(s)")
         assert page.locator(".pred-card").count() == len(unboxed)
+        page.locator(".pred-card .pred-box").first.wait_for()  # drawn once the image has loaded
         assert page.locator(".pred-card .pred-box rect[stroke-dasharray]").count() > 0
         checked = page.locator(".pred-card .pred-object input:checked").count()
         assert checked > 0
