@@ -180,13 +180,28 @@ export function createPanel(a) {
   // The search box is exempt: the objects section is never rebuilt, only its rows.
   const typing = () => el.contains(document.activeElement) && document.activeElement.matches(TYPING) && !list.el.contains(document.activeElement);
   el.addEventListener("focusout", () => { if (next) schedule(); });
+  // A press in the panel holds the rebuild until it ends: pressing a button moves the focus out of
+  // a field (focusout above), and a rebuild between mouse down and up replaces the button, which
+  // loses the click (seen on a loaded machine). Released: rebuilt after the click is handled.
+  let pressing = false;
+  el.addEventListener("pointerdown", () => {
+    pressing = true;
+    const release = () => {
+      document.removeEventListener("pointerup", release, true);
+      document.removeEventListener("pointercancel", release, true);
+      pressing = false;
+      if (next) schedule();
+    };
+    document.addEventListener("pointerup", release, true);
+    document.addEventListener("pointercancel", release, true);
+  });
   function schedule() { if (!timer) timer = setTimeout(flush); }
   function update(m) { next = m; schedule(); }
 
   function flush() {
     timer = 0;
     const m = next;
-    if (!m || typing()) return;
+    if (!m || typing() || pressing) return;
     next = null;
     if (last && MODEL_KEYS.every((k) => last[k] === m[k])) return;
     last = m;
