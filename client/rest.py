@@ -360,9 +360,9 @@ class RestClient:
             "POST", f"/api/v1/projects/{project_id}/predictions/dismiss", json=body))["dismissed"])
 
     async def confirm_auto_labels(self, project_id: int, images: Iterable[int]) -> dict[str, Any]:
-        """A person reviewed these images: their labels from a model become manual ones credited
-        to the caller (``label``): ``{"confirmed": [{"image", "labels"}], "skipped": [{"image",
-        "reason"}], "seq"}``."""
+        """A person reviewed these images: their labels and objects from a model become manual
+        ones credited to the caller (``label``): ``{"confirmed": [{"image", "labels",
+        "objects"}], "skipped": [{"image", "reason"}], "seq"}`` (``objects``: the object ids)."""
         return dict(await self.request("POST", f"/api/v1/projects/{project_id}/auto-labels/confirm",
                                        json={"images": list(images)}))
 

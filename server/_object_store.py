@@ -31,7 +31,14 @@ def object_dict(oid: str, kind: str, label: str, geometry: Any, keypoints: Any, 
             "rpy": rpy, "occluded": occluded, "z": z}
 
 
+def row_to_wire(row: Any) -> dict[str, Any]:
+    """What a snapshot sends of an object row: its wire form and where it came from."""
+    return {**row_to_dict(row), "source": row.source}
+
+
 OBJECT_VALUES = ("type", "label", "geometry", "keypoints", "attributes", "rpy", "occluded", "z")
+#: What an op writes of each object row: its values and where it came from (``server._sources``).
+ROW_VALUES = (*OBJECT_VALUES, "source")
 
 
 @dataclass
@@ -41,11 +48,11 @@ class ObjectWrites:
     image_id: int
     project_id: int
     user_id: int
-    source: str
+    source: str  # new objects' source unless their values name one (``server._sources``)
     now: datetime
     deletes: list[str] = field(default_factory=list)
-    inserts: list[dict[str, Any]] = field(default_factory=list)  # id, version, OBJECT_VALUES
-    updates: list[dict[str, Any]] = field(default_factory=list)  # id, new version, OBJECT_VALUES
+    inserts: list[dict[str, Any]] = field(default_factory=list)  # id, version, ROW_VALUES
+    updates: list[dict[str, Any]] = field(default_factory=list)  # id, new version, ROW_VALUES
     # The changed objects as the geometry core has them (None: deleted), for a caller keeping
     # them (server.hub._fast_op.Held); never written.
     parsed: dict[str, Any] = field(default_factory=dict)
@@ -54,6 +61,9 @@ class ObjectWrites:
         """One statement per kind of write, each executed for all its rows at once (SQLite;
         PostgreSQL fuses them, see ``server._pg_writes``): a batch creating 5,000 objects is one
         prepared insert run 5,000 times in the driver, not 5,000 round trips through it."""
+        for values in self.inserts:  # ``source`` when the values name none
+            if "source" not in values:
+                values["source"] = self.source
         if self.deletes:
             await run(session, _DELETE_OBJECT, [{"b_image_id": self.image_id, "b_id": oid}
                                                 for oid in self.deletes])
@@ -74,7 +84,8 @@ class ObjectWrites:
 
 _OBJECT_COLUMNS = (LabelObjectRow.id, LabelObjectRow.type, LabelObjectRow.label, LabelObjectRow.geometry,
                    LabelObjectRow.keypoints, LabelObjectRow.attributes, LabelObjectRow.rpy,
-                   LabelObjectRow.occluded, LabelObjectRow.z, LabelObjectRow.version)
+                   LabelObjectRow.occluded, LabelObjectRow.z, LabelObjectRow.source,
+                   LabelObjectRow.version)
 _ALL_OBJECTS = select(*_OBJECT_COLUMNS).where(LabelObjectRow.image_id == bindparam("image_id"))
 _SOME_OBJECTS = _ALL_OBJECTS.where(LabelObjectRow.id.in_(bindparam("ids", expanding=True)))
 _OBJECT_TABLE: Any = LabelObjectRow.__table__
@@ -109,9 +120,22 @@ async def load_objects(session: AsyncSession, image_id: int, ids: set[str] | Non
     return {row.id: row for row in result}
 
 
-_COMMON = ("image_id", "project_id", "source", "created_by", "updated_by", "created_at",
-           "updated_at")
-_PER_ROW = ("id", "version", *OBJECT_VALUES)
+async def objects_from(session: AsyncSession, image_ids: list[int],
+                       source: str) -> dict[int, dict[str, Any]]:
+    """The rows (as :func:`load_objects` gives them) with this ``source``, by image and id."""
+    out: dict[int, dict[str, Any]] = {}
+    for start in range(0, len(image_ids), 500):
+        result = await session.execute(
+            select(LabelObjectRow.image_id, *_OBJECT_COLUMNS)
+            .where(LabelObjectRow.image_id.in_(image_ids[start : start + 500]),
+                   LabelObjectRow.source == source))
+        for row in result:
+            out.setdefault(int(row.image_id), {})[row.id] = row
+    return out
+
+
+_COMMON = ("image_id", "project_id", "created_by", "updated_by", "created_at", "updated_at")
+_PER_ROW = ("id", "version", *ROW_VALUES)
 _INSERT_MANY = (f"INSERT INTO objects ({', '.join(_COMMON + _PER_ROW)}) "
                 f"VALUES ({', '.join('?' * len(_COMMON + _PER_ROW))})")  # SQLite's paramstyle
 
@@ -130,8 +154,8 @@ async def _insert_many(session: AsyncSession, writes: ObjectWrites) -> None:
             else process
 
     common = [(bound(name) or _same)(value) for name, value in zip(_COMMON, (
-        writes.image_id, writes.project_id, writes.source, writes.user_id, writes.user_id,
-        writes.now, writes.now), strict=True)]
+        writes.image_id, writes.project_id, writes.user_id, writes.user_id, writes.now,
+        writes.now), strict=True)]
     processors = [(name, bound(name) or _same) for name in _PER_ROW]
     rows = [(*common, *(proc(values[name]) for name, proc in processors))
             for values in writes.inserts]

@@ -16,8 +16,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import _label_store as label_store
 from server import _pg_writes, offload
-from server._object_store import OBJECT_VALUES, ObjectWrites, load_objects, row_to_dict
+from server._object_store import OBJECT_VALUES, ROW_VALUES, ObjectWrites, load_objects, row_to_dict
 from server._oplog import LoggedOp, notify_after_commit, reserve_seqs
+from server._sources import (
+    SET_SOURCE,
+    Sourced,
+    SourceError,
+    annotate,
+    set_sources,
+    source_after,
+    strip,
+    trusted,
+)
 from server.classification import (
     LABEL_OP_KINDS,
     ClassificationError,
@@ -90,14 +100,25 @@ def parse_object_op(op_data: Any) -> Any | None:
 
 def _parse_geometry(op_data: Any) -> Any:
     """A batch creating plain objects (boxes, points) as :class:`PlainCreates`, checked in bulk
-    (``server.geometry.plain``); any other op as its model. Raises :class:`EditError`."""
+    (``server.geometry.plain``); any other op as its model; either wrapped in :class:`Sourced`
+    when its JSON named sources (``server._sources``), as is a ``set_source``. Raises
+    :class:`EditError`."""
+    try:
+        op_data, given = strip(op_data)
+    except SourceError as exc:
+        raise EditError("invalid_op", str(exc), "sources") from None
+    if isinstance(op_data, dict) and op_data.get("kind") == SET_SOURCE:
+        if set(op_data) != {"kind"} or not given:
+            raise EditError("invalid_op", "set_source takes sources only", "sources")
+        return Sourced(None, given)
     plain = plain_creates(op_data)
     if plain is not None:
-        return plain
+        return Sourced(plain, given) if given else plain
     try:
-        return parse_geometry_op(op_data)
+        parsed = parse_geometry_op(op_data)
     except GeometryError as exc:
         raise EditError("invalid_op", str(exc), exc.field) from None
+    return Sourced(parsed, given) if given else parsed
 
 
 @dataclass(frozen=True)
@@ -163,6 +184,9 @@ def op_to_dict(op: Any, objects: dict[int, dict[str, Any]] | None = None) -> dic
 
 def object_ids(op: Any) -> set[str] | None:
     """Ids an op reads; ``None`` when it needs every object of the image."""
+    if isinstance(op, Sourced):
+        inner = object_ids(op.op) if op.op is not None else set()
+        return None if inner is None else inner | set(op.sources)
     if isinstance(op, PlainCreates):
         return set(op.ids())
     kind = getattr(op, "kind", None)
@@ -374,6 +398,7 @@ async def _apply_objects(
 async def apply_object_op(
     op: Any, rows: Mapping[str, Any], *, project_id: int, image: ImageRef, user_id: int,
     settings: LabelingSettings, origin: str, parsed: Mapping[str, LabelObject] | None = None,
+    source: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], set[str], ObjectWrites]:
     """A parsed geometry op applied to the object ``rows`` it reads (no database I/O): its dict,
     inverse, new object labels and the writes to make; ``image.object_count`` becomes the new
@@ -387,10 +412,23 @@ async def apply_object_op(
 
     A batch creating plain objects (:class:`PlainCreates`) that passes every check as a whole
     (``server.geometry.plain.fits_policy``) is written as it came, without building a model
-    per object; otherwise it takes the general path, whose errors name the failing op."""
+    per object; otherwise it takes the general path, whose errors name the failing op.
+
+    ``source``: where the objects it creates come from (default ``manual``, ``import`` for an
+    import); what happens to the source of objects it changes: ``server._sources``."""
+    created = source or ("import" if origin == "import" else "manual")
+    given: Mapping[str, str] = {}
+    if isinstance(op, Sourced):
+        if op.op is None and not trusted(origin):
+            raise EditError("invalid_op", "set_source is not an edit a client makes", "kind")
+        given = op.sources if trusted(origin) else {}
+        if op.op is None:
+            return set_sources(rows, given, project_id=project_id, image_id=image.id,
+                               user_id=user_id)
+        op = op.op
     if isinstance(op, PlainCreates):
         done = _plain(op, rows, project_id=project_id, image=image, user_id=user_id,
-                      settings=settings, origin=origin)
+                      settings=settings, created=created, given=given)
         if done is not None:
             return done
         op = _general(op)
@@ -409,8 +447,10 @@ async def apply_object_op(
     except offload.Busy as exc:
         raise EditError("busy", exc.message) from None
     writes = ObjectWrites(image_id=image.id, project_id=project_id, user_id=user_id,
-                          source="import" if origin == "import" else "manual", now=utcnow())
+                          source=created, now=utcnow())
     new_labels: set[str] = set()
+    after: dict[str, str] = {}
+    before = {oid: r.source for oid, r in rows.items()}
     count = image.object_count
     dumped: dict[int, dict[str, Any]] = {}  # a created object is usually stored as sent
     op_dict = op_to_dict(op, dumped)
@@ -424,6 +464,8 @@ async def apply_object_op(
             continue
         data = dumped.get(id(obj)) or object_to_dict(obj)
         values = {k: data[k] for k in OBJECT_VALUES}
+        values["source"] = after[oid] = source_after(
+            row.source if row is not None else None, given.get(oid), origin, created)
         if obj.label and (row is None or row.label != obj.label):
             new_labels.add(obj.label)
         if row is None:
@@ -433,7 +475,9 @@ async def apply_object_op(
             writes.updates.append({"id": oid, "version": row.version + 1, **values})
     # The caller writes the new count with the image's other columns, in one statement.
     image.object_count = count
-    return op_dict, op_to_dict(result.inverse), new_labels, writes
+    inverse = op_to_dict(result.inverse)
+    annotate(op_dict, inverse, after, before)
+    return op_dict, inverse, new_labels, writes
 
 
 def _general(op: PlainCreates) -> Any:
@@ -446,7 +490,7 @@ def _general(op: PlainCreates) -> Any:
 
 def _plain(
     op: PlainCreates, rows: Mapping[str, Any], *, project_id: int, image: ImageRef, user_id: int,
-    settings: LabelingSettings, origin: str,
+    settings: LabelingSettings, created: str, given: Mapping[str, str],
 ) -> tuple[dict[str, Any], dict[str, Any], set[str], ObjectWrites] | None:
     """``apply_object_op`` for a batch of plain creates that passes as a whole; ``None`` when
     the general path must decide (an id taken, a limit reached, a box to snap or clip...)."""
@@ -459,8 +503,10 @@ def _plain(
     if not fits_policy(op.objects, policy, rows, image.object_count):
         return None
     writes = ObjectWrites(image_id=image.id, project_id=project_id, user_id=user_id,
-                          source="import" if origin == "import" else "manual", now=utcnow())
-    writes.inserts = [{"id": o["id"], "version": 1, **{k: o[k] for k in OBJECT_VALUES}}
+                          source=created, now=utcnow())
+    for o in op.objects:  # the logged op's objects carry their source (``server._sources``)
+        o["source"] = given.get(o["id"], created)
+    writes.inserts = [{"id": o["id"], "version": 1, **{k: o[k] for k in ROW_VALUES}}
                       for o in op.objects]
     ids = op.ids()
     image.object_count += len(ids)

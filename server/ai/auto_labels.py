@@ -19,7 +19,9 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import _label_store as label_store
+from server._object_store import objects_from
 from server._oplog import PendingOp, append_ops
+from server._sources import SET_SOURCE, set_sources
 from server.classification import (
     AddLabel,
     ClassificationError,
@@ -116,36 +118,48 @@ async def add_auto_labels(session: AsyncSession, project_id: int, user_id: int,
 
 async def confirm_auto_labels(session: AsyncSession, project_id: int, user_id: int,
                               images: Sequence[int]) -> Added:
-    """A person reviewed these images: their labels with source ``auto`` become ``manual``,
-    credited to ``user_id`` (so they train models from now on), as one ``set_labels`` op per
-    image with its inverse (live, undoable), and the images leave the auto-labeled filter.
-    Order and default label are kept. Images locked by someone else are skipped (``locked``),
-    images without auto labels too (``nothing_to_confirm``). Same transaction rules as
-    :func:`add_auto_labels`."""
+    """A person reviewed these images: their labels and objects with source ``auto`` become
+    ``manual`` (so they train models from now on; labels credited to ``user_id``), as one
+    ``set_labels`` and one ``set_source`` op per image, each with its inverse (live, undoable),
+    and the images leave the auto-labeled filter. Order and default label are kept. Images
+    locked by someone else are skipped (``locked``), images with neither auto labels nor auto
+    objects too (``nothing_to_confirm``). Same transaction rules as :func:`add_auto_labels`."""
     wanted = await project_images(session, project_id, list(images))
     skip = dict.fromkeys(await locked_by_others(session, wanted, user_id), "locked")
-    states = await label_store.read_labels(session, [i for i in wanted if i not in skip])
+    open_ids = [i for i in wanted if i not in skip]
+    states = await label_store.read_labels(session, open_ids)
+    auto_objects = await objects_from(session, open_ids, "auto")
     changed: dict[int, Any] = {}
     pending: list[PendingOp] = []
+    confirmed: list[int] = []
     out = Added()
     for image_id in wanted:
         state = states.get(image_id, [])
         autos = [s.label for s in state if s.source == "auto"]
-        if image_id not in skip and not autos:
+        objects = auto_objects.get(image_id, {})
+        if image_id not in skip and not autos and not objects:
             skip[image_id] = "nothing_to_confirm"
         if image_id in skip:
             out.skipped.append({"image": image_id, "reason": skip[image_id]})
             continue
-        op = SetLabels(tuple(ImageLabelState(s.label, s.is_default, "manual", user_id)
-                             if s.source == "auto" else s for s in state))
-        new_state, inverse = apply_label_op(state, op, user_id)
-        assert inverse is not None
-        pending.append(PendingOp(image_id, op.kind, op.to_dict(), inverse.to_dict()))
-        changed[image_id] = new_state
-        out.applied.append({"image": image_id, "labels": autos})
+        if autos:
+            op = SetLabels(tuple(ImageLabelState(s.label, s.is_default, "manual", user_id)
+                                 if s.source == "auto" else s for s in state))
+            new_state, inverse = apply_label_op(state, op, user_id)
+            assert inverse is not None
+            pending.append(PendingOp(image_id, op.kind, op.to_dict(), inverse.to_dict()))
+            changed[image_id] = new_state
+        if objects:
+            obj_op, obj_inverse, _, writes = set_sources(
+                objects, dict.fromkeys(objects, "manual"), project_id=project_id,
+                image_id=image_id, user_id=user_id)
+            await writes.run(session)
+            pending.append(PendingOp(image_id, SET_SOURCE, obj_op, obj_inverse))
+        confirmed.append(image_id)
+        out.applied.append({"image": image_id, "labels": autos, "objects": sorted(objects)})
     await label_store.write_labels(session, project_id, changed)
     out.seq = await append_ops(session, project_id, user_id, pending, "rest")
-    ids = sorted(changed)
+    ids = sorted(confirmed)
     for start in range(0, len(ids), 500):
         await session.execute(update(Image).where(Image.id.in_(ids[start : start + 500]))
                               .values(auto_labeled=False))

@@ -124,11 +124,10 @@ async def add_auto_objects(session: AsyncSession, project_id: int, user_id: int,
                     "id": oid, "type": "bbox", "label": label, "geometry": dict(g)}})
                 op_dict, inverse, _, writes = await apply_object_op(
                     op, {}, project_id=project_id, image=image, user_id=user_id,
-                    settings=settings, origin="rest")
+                    settings=settings, origin="rest", source="auto")
             except (GeometryError, EditError) as exc:
                 raise invalid(f"image {image_id}, box {k}: {exc}",
                               {"image": image_id, "box": k}) from None
-            writes.source = "auto"  # the edit path writes ``manual`` for anything not imported
             await writes.run(session)
             pending.append(PendingOp(image_id, "create", op_dict, inverse))
             taken.append((label, rect))

@@ -101,6 +101,7 @@ class ObjectRow(NamedTuple):
     rpy: Any
     occluded: bool
     z: int
+    source: str
     version: int
 
 
@@ -137,7 +138,8 @@ async def begin_op(session: AsyncSession, *, user_id: int, project_id: int, imag
         return None
     first = rows[0]
     objects = {r.o_id: ObjectRow(r.o_id, r.o_type, r.o_label, r.o_geometry, r.o_keypoints,
-                                 r.o_attributes, r.o_rpy, r.o_occluded, r.o_z, r.o_version)
+                                 r.o_attributes, r.o_rpy, r.o_occluded, r.o_z, r.o_source,
+                                 r.o_version)
                for r in rows if r.o_id is not None}
     return BegunOp(to_context(first, user_id, project_id, cache), first.seq, objects)
 

@@ -27,7 +27,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server._object_store import OBJECT_VALUES, ObjectWrites
+from server._object_store import ROW_VALUES, ObjectWrites
 from server._oplog import announce
 from server._pg_writes import json_text
 from server.db import driver_connection
@@ -60,7 +60,7 @@ _COLUMNS = (
     "image_id", "width", "height", "object_count", "labeled_by", "labeled_at", "duplicate_seq",
     "holder_id", "connection_id", "token", "expires_at", "span_id", "started_at",
     "last_activity_at", "active_seconds", "o_id", "o_type", "o_label", "o_geometry",
-    "o_keypoints", "o_attributes", "o_rpy", "o_occluded", "o_z", "o_version")
+    "o_keypoints", "o_attributes", "o_rpy", "o_occluded", "o_z", "o_source", "o_version")
 _READ = (
     "SELECT " + ", ".join(f"{c}::text" if c in _JSON_COLUMNS else c for c in _COLUMNS)
     + " FROM labelhub_op_read($1, $2, $3, $4, "
@@ -94,7 +94,8 @@ async def read(driver: Any, *, user_id: int, project_id: int, image_id: int,
     rows = [SimpleNamespace(**{k: _loads(v) if k in _JSON_COLUMNS else v
                                for k, v in record.items()}) for record in records]
     objects = {r.o_id: ObjectRow(r.o_id, r.o_type, r.o_label, r.o_geometry, r.o_keypoints,
-                                 r.o_attributes, r.o_rpy, r.o_occluded, r.o_z, r.o_version)
+                                 r.o_attributes, r.o_rpy, r.o_occluded, r.o_z, r.o_source,
+                                 r.o_version)
                for r in rows if r.o_id is not None}
     return BegunOp(to_context(rows[0], user_id, project_id, cache), None, objects)
 
@@ -163,7 +164,7 @@ class Held:
             oid = values["id"]
             self.objects.pop(oid, None)
             self.objects[oid] = ObjectRow._make(
-                (oid, *(values[k] for k in OBJECT_VALUES), values["version"]))
+                (oid, *(values[k] for k in ROW_VALUES), values["version"]))
             if (obj := writes.parsed.get(oid)) is not None:
                 self.parsed[oid] = obj
         while len(self.objects) > OBJECTS_HELD:

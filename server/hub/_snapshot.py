@@ -2,8 +2,8 @@
 
 A snapshot of a busy image is the biggest frame the hub sends (10,000 objects: ~1.5 MB). Decoding
 every JSON column into Python and encoding it again costs most of the time, so the database
-aggregates the rows into the wire form (``server._object_store.row_to_dict``'s keys, in z order) and the
-hub splices that text into the frame unparsed.
+aggregates the rows into the wire form (``server._object_store.row_to_wire``: the object and
+its ``source``, in z order) and the hub splices that text into the frame unparsed.
 
 On PostgreSQL the whole snapshot (the project's seq, the image's project, objects, labels and
 lease holder) is one statement (:func:`read_pg`): one statement sees one state of the database, so
@@ -28,7 +28,7 @@ SELECT coalesce(json_agg(json_build_object(
     'id', id, 'type', type, 'label', label, 'geometry', geometry,
     'keypoints', coalesce(nullif(keypoints, 'null'::jsonb), '[]'::jsonb),
     'attributes', coalesce(nullif(attributes, 'null'::jsonb), '{}'::jsonb),
-    'rpy', rpy, 'occluded', occluded, 'z', z) ORDER BY z, created_at), '[]')::text
+    'rpy', rpy, 'occluded', occluded, 'z', z, 'source', source) ORDER BY z, created_at), '[]')::text
 FROM objects WHERE image_id = :image_id
 """)
 
@@ -37,7 +37,8 @@ SELECT coalesce(json_group_array(json_object(
     'id', id, 'type', type, 'label', label, 'geometry', json(geometry),
     'keypoints', json(coalesce(nullif(keypoints, 'null'), '[]')),
     'attributes', json(coalesce(nullif(attributes, 'null'), '{}')),
-    'rpy', json(rpy), 'occluded', json(CASE WHEN occluded THEN 'true' ELSE 'false' END), 'z', z)), '[]')
+    'rpy', json(rpy), 'occluded', json(CASE WHEN occluded THEN 'true' ELSE 'false' END), 'z', z,
+    'source', source)), '[]')
 FROM (SELECT * FROM objects WHERE image_id = :image_id ORDER BY z, created_at)
 """)
 

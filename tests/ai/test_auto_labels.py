@@ -47,7 +47,7 @@ async def test_confirm_turns_auto_labels_into_the_reviewers_own(app: Starlette, 
     resp = await admin.client.post(url, json={"images": [a, b, c]})
     assert resp.status_code == 200, resp.text
     body = resp.json()
-    assert body["confirmed"] == [{"image": a, "labels": ["cat"]}]
+    assert body["confirmed"] == [{"image": a, "labels": ["cat"], "objects": []}]
     assert body["skipped"] == [{"image": b, "reason": "locked"},
                                {"image": c, "reason": "nothing_to_confirm"}]
     async with app.state.sessions() as session:

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import delete
 
+from server._sources import strip
 from server.classification import apply_label_op, parse_label_op, parse_state
 from server.db import transaction
 from server.geometry import Policy, edit, object_to_dict, parse_object
@@ -14,11 +15,13 @@ from tests.hub.conftest import LiveServer, Team
 
 
 def replay(snapshot: dict[str, Any], ops: list[dict[str, Any]], width: int, height: int) -> tuple[Any, Any]:
-    objects = {o["id"]: parse_object(o) for o in snapshot["objects"]}
+    """What a client does: apply each op, then the sources it names (docs/protocol.md)."""
+    objects = {o["id"]: parse_object(_geometry(o)) for o in snapshot["objects"]}
+    sources = {o["id"]: o["source"] for o in snapshot["objects"]}
     labels = list(parse_state(snapshot["labels"]))
     policy = Policy(image_width=width, image_height=height, allow_outside=True)
     for event in ops:
-        op = event["op"]
+        op, named = strip(event["op"])
         if op["kind"] in ("add_label", "remove_label", "set_default_label", "set_labels"):
             labels, _ = apply_label_op(labels, parse_label_op(op), event["user"])
             continue
@@ -28,12 +31,18 @@ def replay(snapshot: dict[str, Any], ops: list[dict[str, Any]], width: int, heig
                 objects.pop(oid, None)
             else:
                 objects[oid] = obj
-    return ({k: object_to_dict(v) for k, v in objects.items()},
+        sources.update(named)
+    return ({k: {**object_to_dict(v), "source": sources[k]} for k, v in objects.items()},
             [(s.label, s.is_default) for s in labels])
 
 
+def _geometry(o: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in o.items() if k != "source"}
+
+
 def state_of(snapshot: dict[str, Any]) -> tuple[Any, Any]:
-    return ({o["id"]: object_to_dict(parse_object(o)) for o in snapshot["objects"]},
+    return ({o["id"]: {**object_to_dict(parse_object(_geometry(o))), "source": o["source"]}
+             for o in snapshot["objects"]},
             [(s["label"], s["is_default"]) for s in snapshot["labels"]])
 
 

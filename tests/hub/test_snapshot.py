@@ -1,4 +1,5 @@
-"""The database-built objects array of a snapshot is exactly the wire form of each row."""
+"""The database-built objects array of a snapshot is exactly the wire form of each row (with
+its source)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from server._object_store import row_to_dict
+from server._object_store import row_to_wire
 from server.hub import _snapshot
 from server.models import LabelObjectRow
 from server.protocol import ImageLabelOut, Snapshot
@@ -44,7 +45,8 @@ async def test_objects_json_equals_the_rows_wire_form(server: LiveServer, team: 
                                       .order_by(LabelObjectRow.z, LabelObjectRow.created_at))).scalars().all()
         built = json.loads(await _snapshot.objects_json(session, image))
         empty = json.loads(await _snapshot.objects_json(session, team.images[1]))
-    assert built == [row_to_dict(r) for r in rows]
+    assert built == [row_to_wire(r) for r in rows]
+    assert {o["source"] for o in built} == {"manual"}  # a person's objects
     assert [o["id"] for o in built] == ["plain", "dot", "line", "rich"]  # z order, then creation
     assert built[3]["occluded"] is True and built[0]["occluded"] is False
     assert built[0]["keypoints"] == [] and built[0]["attributes"] == {} and built[0]["rpy"] is None

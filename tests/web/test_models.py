@@ -2,7 +2,8 @@
 pre-trained ImageNet model, map its class to a new label, review and add; the auto-labeled
 filter and confirming a model's label in the tool; train a classifier, its metric charts,
 predict with it, label more, train a new version and compare the two. Then detection review:
-dashed boxes, a threshold that re-checks live, a corner dragged before adding."""
+dashed boxes, a threshold that re-checks live, a corner dragged before adding; the added boxes
+marked as a model's in the tool (for a watcher too) until an edit or "Confirm model labels"."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from tests._db import _in_thread
 from tests.ai._digits import digits
 from tests.jobs.conftest import worker_process
 from tests.web._tool import open_tool
-from tests.web.conftest import Live, login
+from tests.web.conftest import Live, login, make_user
 
 pytestmark = pytest.mark.browser
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -41,7 +42,8 @@ async () => {
     stale: r.checkedLabels({ ...item, stale: true }, { multi: true, threshold: 0 }),
     objects: r.checkedObjects([{ score: 0.9 }, { score: 0.2 }, { score: 0.5 }], 0.5),
     drag: [r.dragCorner({ x: 10, y: 10, w: 20, h: 20 }, "nw", 5, 0), r.dragCorner({ x: 10, y: 10, w: 20, h: 20 }, "se", 0, 0)],
-    body: r.addBody("m", [{ image: 1, labels: ["a", "a"] }, { image: 2, labels: [] }, { image: 3, labels: [], objects: [{ label: "a", geometry: { x: 1, y: 2, w: 3, h: 4 } }] }]),
+    body: r.addBody("m", [{ image: 1, prediction: 11, labels: ["a", "a"] }, { image: 2, prediction: 12, labels: [] },
+      { image: 3, prediction: 13, labels: [], objects: [{ index: 1, geometry: { x: 1, y: 2, w: 3, h: 4 } }] }]),
     text: r.resultText({ applied: [{}], skipped: [{ reason: "locked" }, { reason: "stale" }, { reason: "locked" }] }),
     quality: [r.quality({ accuracy: 0.8 }), r.quality({ metrics: { map50: 0.6 } }, "detection")],
     point: r.thresholdPoint({ threshold: 0.5, pr_curve: [{ threshold: 0.9, precision: 1, recall: 0.2 }, { threshold: 0.45, precision: 0.8, recall: 0.7 }] }),
@@ -85,8 +87,9 @@ def test_models_and_predictions_end_to_end(browser: Any, live: Live, settings: S
     assert out["single"] == ["a"] and out["singleLow"] == [] and out["multi"] == ["a", "b"] and out["stale"] == []
     assert out["objects"] == [0, 2]
     assert out["drag"] == [{"x": 5, "y": 0, "w": 25, "h": 30}, {"x": 10, "y": 10, "w": 1, "h": 1}]
+    # Boxes go as the prediction's id, each box's index and its adjusted geometry (predictions/add).
     assert out["body"] == {"model": "m", "items": [{"image": 1, "labels": ["a"]},
-                                                   {"image": 3, "objects": [{"type": "bbox", "label": "a", "geometry": {"x": 1, "y": 2, "w": 3, "h": 4}}]}]}
+                                                   {"prediction": 13, "objects": [{"index": 1, "geometry": {"x": 1, "y": 2, "w": 3, "h": 4}}]}]}
     assert out["text"] == "Added labels to 1 image. Skipped 2 because someone else is labeling it, 1 because its prediction is stale."
     assert out["quality"] == [{"value": 0.8, "name": "accuracy"}, {"value": 0.6, "name": "mAP@0.5"}]
     assert out["point"] == {"x": 0.7, "y": 0.8, "label": "threshold 0.50"}
@@ -241,3 +244,49 @@ def test_detection_review_draws_dashed_boxes(browser: Any, live: Live, settings:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "predictions.png"), full_page=True)
     assert page.js_errors == []
+
+    # Add to dataset: both boxes (the slider down again), the first as dragged.
+    page.fill("#pred-threshold", "0.2")
+    page.wait_for_function("document.querySelectorAll('.pred-object input:checked').length === 2")
+    page.click("#pred-add")
+    page.wait_for_function("document.querySelector('#pred-status-line')?.textContent.includes('Added')")
+    objs = api.get(f"/api/v1/projects/{pid}/images/{image}/objects").json()["objects"]
+    assert [(o["label"], o["source"]) for o in objs] == [("cat", "auto"), ("cat", "auto")]
+    dragged = next(o for o in objs if o["geometry"]["x"] == 20)
+    other = next(o for o in objs if o is not dragged)
+    assert dragged["geometry"]["w"] > 80 and dragged["geometry"]["h"] > 60 and dragged["geometry"]["y"] == 30
+    assert api.get(f"/api/v1/images/{image}").json()["auto_labeled"] is True
+
+    # In the tool the model's boxes are marked ("model", dashed), here and for a second watcher.
+    email, password, _ = make_user(api, "wes")
+    assert api.post(f"/api/v1/projects/{pid}/members", json={"email": email, "role": "viewer"}).status_code in (200, 201)
+    open_tool(page, live, pid, image)
+    watcher = login(browser, live, email, password)
+    open_tool(watcher, live, pid, image)
+    badge = "#object-list li[data-id='{}'] .model-badge"
+    for p in (page, watcher):
+        p.wait_for_selector(badge.format(dragged["id"]))
+        p.wait_for_selector(badge.format(other["id"]))
+    assert page.evaluate("""async (id) => {
+      const canvas = await import("/tool/canvas.js");
+      return canvas.lineDash({ source: "auto" }).length > 0 && canvas.lineDash({ source: "manual" }).length === 0;
+    }""", dragged["id"])
+    # An edit makes a box the person's: its marker goes, live for the watcher too.
+    page.click(f"#object-list li[data-id='{other['id']}']")
+    page.locator("label", has_text="Occluded").locator("input[type=checkbox]").check()
+    for p in (page, watcher):
+        p.wait_for_selector(badge.format(other["id"]), state="detached")
+    assert page.locator(badge.format(dragged["id"])).count() == 1
+    # Confirm model labels (the button; Q is its key): the rest is reviewed, live everywhere.
+    page.click("#confirm-auto")
+    for p in (page, watcher):
+        p.wait_for_selector(badge.format(dragged["id"]), state="detached")
+    page.wait_for_selector("#confirm-auto", state="detached")
+    objs = api.get(f"/api/v1/projects/{pid}/images/{image}/objects").json()["objects"]
+    assert sorted(o["source"] for o in objs) == ["manual", "manual"]
+    assert api.get(f"/api/v1/images/{image}").json()["auto_labeled"] is False
+    # Undo (Ctrl+Z) takes the confirmation back: the box is the model's again.
+    page.keyboard.press("Control+z")
+    for p in (page, watcher):
+        p.wait_for_selector(badge.format(dragged["id"]))
+    assert page.js_errors == [] and watcher.js_errors == []

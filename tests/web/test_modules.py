@@ -71,6 +71,21 @@ async () => {
   objs = ops.applyOp(objs, ops.addHole("a", 0, [[2, 2], [4, 2], [4, 4]]));
   objs = ops.applyOp(objs, ops.translate("a", 1, 1));
   out.poly = objs[0].geometry;
+  // Object sources (docs/protocol.md): an op's `sources` and set_source apply here; my own edit
+  // of a model's object makes it mine at once; a model's object is drawn dashed.
+  const canvas = await import("/tool/canvas.js");
+  const model = [{ id: "m", type: "bbox", label: "cat", source: "auto", geometry: { x: 1, y: 1, w: 4, h: 4 } },
+    { id: "p", type: "bbox", label: "cat", source: "manual", geometry: { x: 6, y: 1, w: 4, h: 4 } }];
+  const nudge = ops.moveBox("m", { x: 2, y: 2, w: 4, h: 4 });
+  const srcs = (list) => list.map((o) => `${o.id}:${o.source}`).join();
+  out.sources = [
+    srcs(ops.applyOp(model, { ...nudge, sources: { m: "manual" } })),
+    srcs(ops.applyOp(model, { kind: "set_source", sources: { m: "manual", p: "auto", gone: "auto" } })),
+    ops.isLocal({ kind: "set_source", sources: {} }),
+    srcs(ops.asMine(ops.applyOp(model, nudge), nudge)),
+    ops.asMine(model, ops.setLabel("p", "dog")) === model,
+    srcs(ops.asMine(ops.applyOp(model, ops.create({ ...model[0], id: "copy" })), ops.create({ ...model[0], id: "copy" }))),
+    model.map(ops.fromModel), model.map((o) => canvas.lineDash(o).length > 0)];
   out.box = ops.bboxFrom([10, 10], [0, 4], 2);
   // tools: a bbox drag creates one create op; a polygon with Enter; N forces a new object.
   const env = { objects: [], tol: 2, label: "car", aspect: null, size: [100, 100], masks: () => null };
@@ -209,6 +224,8 @@ def test_pure_modules_in_the_page(browser: Any, live: Live) -> None:
     assert out["labels"] == ["a*", "c"]
     assert out["rules"] == ["x*", "x* y", "x* y z", "x y* z", "x* z"]
     assert out["undocumented"] == [] and out["unhandled"] == []
+    assert out["sources"] == ["m:manual,p:manual", "m:manual,p:auto", True, "m:manual,p:manual", True,
+                              "m:auto,p:manual,copy:manual", [True, False], [True, False]]
     assert out["overlayRows"] == out["keyRows"]
     assert out["wfActions"] == [["done", "done-next"], [], ["accept", "reject"], ["reopen"]]
     assert out["wfKeys"] == ["done-next", "done"]

@@ -31,6 +31,12 @@ function handle(ctx, vp, [x, y], size = 4, fill = "#fff") {
   ctx.strokeRect(sx - size, sy - size, size * 2, size * 2);
 }
 
+/** The stroke's dash pattern: a model's object (not reviewed yet) short dashes, an occluded one long. */
+export function lineDash(obj) {
+  if (obj.source === "auto") return [4, 3];
+  return obj.occluded ? [6, 4] : [];
+}
+
 export function drawObject(ctx, vp, obj, color, { selected = false, bitmap = null, editing = false, dimmed = false } = {}) {
   const g = obj.geometry;
   ctx.save();
@@ -38,7 +44,8 @@ export function drawObject(ctx, vp, obj, color, { selected = false, bitmap = nul
   ctx.strokeStyle = color;
   ctx.fillStyle = color + (selected ? "55" : "2e");
   ctx.lineWidth = selected ? 3 : 2;
-  if (obj.occluded) ctx.setLineDash([6, 4]);
+  const dash = lineDash(obj);
+  if (dash.length) ctx.setLineDash(dash);
   if (obj.type === "bbox") {
     const [x, y] = toScreen(vp, g.x, g.y);
     ctx.fillRect(x, y, g.w * vp.scale, g.h * vp.scale);
@@ -194,7 +201,7 @@ export function drawOverlays(ctx, s) {
 
 // What the layer holds can be drawn in one path per colour: plain boxes and one-ring polygons.
 function batchable(o) {
-  if (o.occluded || (o.keypoints && o.keypoints.length)) return false;
+  if (o.occluded || o.source === "auto" || (o.keypoints && o.keypoints.length)) return false;  // dashed: drawn one by one
   return o.type === "bbox" || (o.type === "polygon" && o.geometry.parts.length === 1 && !(o.geometry.parts[0].holes || []).length);
 }
 

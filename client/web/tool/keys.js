@@ -46,12 +46,13 @@ export const KEYS = [
   ["I", "invert", "Invert colors (view only)", "Labeling tool"],
   ["C", "names", "Show / hide label names on the canvas (drawn when at most 500 objects are in view: zoom in)", "Labeling tool"],
   ["Y", "accept-suggestion", "Accept the top suggested classification label (source “auto”)", "Labeling tool"],
+  ["Q", "confirm-auto", "Confirm the model's labels and objects (“auto”, dashed) as reviewed", "Labeling tool"],
 ];
 
 export const SIMPLE = {
   b: "tool:bbox", p: "tool:polygon", l: "tool:polyline", o: "tool:point", m: "tool:brush", w: "tool:smart",
   k: "tool:keypoint", v: "tool:select", t: "tool:ruler", n: "new", e: "edit", g: "group", h: "hole", r: "remove",
-  s: "save", d: "next", a: "prev", f: "fit", i: "invert", c: "names", y: "accept-suggestion", "[": "brush-smaller", "]": "brush-bigger",
+  s: "save", d: "next", a: "prev", f: "fit", i: "invert", c: "names", y: "accept-suggestion", q: "confirm-auto", "[": "brush-smaller", "]": "brush-bigger",
   "+": "zoom-in", "=": "zoom-in", "-": "zoom-out", Enter: "finish", Escape: "cancel", Delete: "delete",
   Backspace: "delete", ArrowRight: "next", ArrowLeft: "prev",
 };

@@ -71,7 +71,7 @@ function withRing(geom, type, a, ring) {
 
 const LOCAL = new Set(["create", "delete", "replace", "move_box", "translate", "move_vertex", "insert_vertex",
   "remove_vertex", "add_part", "add_hole", "remove_part", "remove_hole", "set_label", "set_attributes",
-  "set_keypoint", "remove_keypoint", "set_rpy", "set_occluded", "set_z", "replace_geometry"]);
+  "set_keypoint", "remove_keypoint", "set_rpy", "set_occluded", "set_z", "replace_geometry", "set_source"]);
 
 /** Whether applyOp can compute this op's result here (else the server's snapshot is needed). */
 export function isLocal(op) {
@@ -80,9 +80,37 @@ export function isLocal(op) {
 
 function shift(points, dx, dy) { return points.map(([x, y]) => [x + dx, y + dy]); }
 
-/** objects (array) + op -> new objects array. Unknown kinds leave the list unchanged. */
+/** objects (array) + op -> new objects array. Unknown kinds leave the list unchanged. An op's
+ * `sources` (docs/protocol.md, "Object sources") set where the objects it names came from. */
 export function applyOp(objects, op) {
-  if (op.kind === "batch") return op.ops.reduce(applyOp, objects);
+  const out = applyEdit(objects, op);
+  return op.sources ? withSources(out, op.sources) : out;
+}
+
+function withSources(objects, sources) {
+  return objects.map((o) => (Object.hasOwn(sources, o.id) && o.source !== sources[o.id] ? { ...o, source: sources[o.id] } : o));
+}
+
+/** What my own edit leaves here before the server answers: a model's object I change is mine
+ * now (source "manual"), as the server makes it; an object I create is mine whatever I copied. */
+export function asMine(objects, op) {
+  const created = new Set(), changed = new Set();
+  (function walk(o) {
+    if (o.kind === "batch") o.ops.forEach(walk);
+    else if (o.kind === "create") created.add(o.object.id);
+    else if (o.object_id) changed.add(o.object_id);
+  })(op);
+  if (!created.size && !changed.size) return objects;
+  const mine = (o) => (created.has(o.id) ? !!o.source && o.source !== "manual" : changed.has(o.id) && o.source === "auto");
+  return objects.some(mine) ? objects.map((o) => (mine(o) ? { ...o, source: "manual" } : o)) : objects;
+}
+
+/** Whether an object came from a model and no person has reviewed it yet. */
+export const fromModel = (o) => o.source === "auto";
+
+function applyEdit(objects, op) {
+  if (op.kind === "batch") return op.ops.reduce(applyEdit, objects);
+  if (op.kind === "set_source") return objects;
   if (op.kind === "create") return [...objects.filter((o) => o.id !== op.object.id), op.object];
   if (op.kind === "delete") return objects.filter((o) => o.id !== op.object_id);
   return objects.map((o) => (o.id === op.object_id ? applyToObject(o, op) : o));

@@ -101,7 +101,8 @@ export async function mount(root, ctx) {
 
   async function addSelected() {
     const chosen = state.cards.filter((c) => c.selected && addable(c)).map((c) => ({
-      image: c.image, labels: [...c.labels], objects: [...c.objects].map((i) => ({ label: c.item.objects[i].label, geometry: c.boxes[i] })) }));
+      image: c.image, prediction: c.item.id, labels: [...c.labels],
+      objects: [...c.objects].sort((a, b) => a - b).map((i) => ({ index: i, geometry: roundBox(c.boxes[i]) })) }));
     const body = addBody(model().name, chosen);
     if (!body.items.length) { ctx.toast("Select images with at least one checked label or box.", "info"); return; }
     state.busy = true; render();
@@ -122,6 +123,9 @@ export async function mount(root, ctx) {
       await load();
     } catch (err) { ctx.toast(err.message); }
   }
+
+  /** A dragged box in image pixels to two decimals (what the tool's own ops send). */
+  const roundBox = (b) => Object.fromEntries(["x", "y", "w", "h"].map((k) => [k, Math.round(b[k] * 100) / 100]));
 
   function setThreshold(t) {
     state.threshold = t;

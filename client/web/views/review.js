@@ -45,17 +45,20 @@ export function dragCorner(box, corner, px, py) {
   return { x: x0, y: y0, w: x1 - x0, h: y1 - y0 };
 }
 
-/** POST /predictions/add's body from the chosen cards [{image, labels, objects}]: images with
- * nothing chosen are left out; boxes go as bbox objects (detection predictions). */
+/** POST /predictions/add's body from the chosen cards [{image, prediction, labels, objects}]:
+ * cards with nothing chosen are left out; chosen boxes (detection predictions) go as the
+ * prediction's id with each box's index and its geometry as the person left it (the server takes
+ * the label from the prediction); labels alone go by image, as they always did. */
 export function addBody(model, cards) {
   const items = [];
   for (const c of cards) {
-    const item = { image: c.image, labels: [...new Set(c.labels || [])] };
-    if (c.objects?.length) item.objects = c.objects.map((o) => ({ type: "bbox", label: o.label, geometry: o.geometry }));
-    if (item.labels.length || item.objects) {
-      if (!item.labels.length) delete item.labels;
-      items.push(item);
-    }
+    const labels = [...new Set(c.labels || [])];
+    const objects = (c.objects || []).map((o) => ({ index: o.index, geometry: o.geometry }));
+    if (!labels.length && !objects.length) continue;
+    const item = objects.length ? { prediction: c.prediction } : { image: c.image };
+    if (labels.length) item.labels = labels;
+    if (objects.length) item.objects = objects;
+    items.push(item);
   }
   return { model, items };
 }

@@ -203,6 +203,7 @@ export async function mount(root, ctx) {
       case "invert": ui.view.invert = !ui.view.invert; return render();
       case "names": ui.view.names = !ui.view.names; return render();
       case "accept-suggestion": return suggest.acceptTop();
+      case "confirm-auto": return session.confirmAuto();
       case "finish": if (ui.st.tool === "smart" && ui.st.smart) return smartAccept(); break;
       default: break;
     }

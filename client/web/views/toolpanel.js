@@ -2,6 +2,7 @@
 import { h, icon } from "../dom.js";
 import { filterIndices, NO_LABEL } from "../tool/objview.js";
 import { colorOf } from "../tool/canvas.js";
+import { fromModel } from "../tool/ops.js";
 import { sourceText } from "./scores.js";
 
 const TYPE_TEXT = { bbox: "Box", polygon: "Polygon", polyline: "Polyline", point: "Point", bitmap: "Bitmap", rpy: "RPY" };
@@ -111,6 +112,7 @@ function objectList(a) {
     h("span", { class: "swatch", style: { background: colorOf(m.colors, o.label) } }),
     `${i + 1}. ${TYPE_TEXT[o.type] || o.type}`, h("span", { class: "muted obj-label" }, o.label || "(no label)"),
     o.occluded ? h("span", { class: "badge" }, "occluded") : null,
+    fromModel(o) ? h("span", { class: "badge model-badge", title: "A model drew this: edit it or confirm the model labels to make it reviewed" }, "model") : null,
     h("span", { class: "row-toggles" },
       toggle(o, "hide", hidden, EYE, "Hidden on the canvas: click to show it", "Hide on the canvas (not drawn, not clickable)"),
       toggle(o, "lock", locked, LOCK, "Locked: click to unlock it", "Lock: not selectable or movable on the canvas, edits refused")));
@@ -178,13 +180,28 @@ export function createPanel(a) {
   // The search box is exempt: the objects section is never rebuilt, only its rows.
   const typing = () => el.contains(document.activeElement) && document.activeElement.matches(TYPING) && !list.el.contains(document.activeElement);
   el.addEventListener("focusout", () => { if (next) schedule(); });
+  // A press in the panel holds the rebuild until it ends: pressing a button moves the focus out of
+  // a field (focusout above), and a rebuild between mouse down and up replaces the button, which
+  // loses the click (seen on a loaded machine). Released: rebuilt after the click is handled.
+  let pressing = false;
+  el.addEventListener("pointerdown", () => {
+    pressing = true;
+    const release = () => {
+      document.removeEventListener("pointerup", release, true);
+      document.removeEventListener("pointercancel", release, true);
+      pressing = false;
+      if (next) schedule();
+    };
+    document.addEventListener("pointerup", release, true);
+    document.addEventListener("pointercancel", release, true);
+  });
   function schedule() { if (!timer) timer = setTimeout(flush); }
   function update(m) { next = m; schedule(); }
 
   function flush() {
     timer = 0;
     const m = next;
-    if (!m || typing()) return;
+    if (!m || typing() || pressing) return;
     next = null;
     if (last && MODEL_KEYS.every((k) => last[k] === m[k])) return;
     last = m;
@@ -229,8 +246,8 @@ export function createPanel(a) {
         h("button", { type: "button", disabled: m.readOnly, onclick: a.rasterizeAll, title: "Turn every box and polygon into a bitmap" }, "Rasterize all"),
         h("button", { type: "button", disabled: m.readOnly, onclick: a.addRpy, title: "Add a roll/pitch/yaw object for the image" }, "Add RPY")),
       h("h3", {}, "Classification"), a.suggestions || "", cls,
-      m.imageLabels.some((l) => l.source === "auto") ? h("button", { type: "button", id: "confirm-auto", disabled: m.readOnly, onclick: a.confirmAuto,
-        title: "The labels marked “auto” came from a model: confirm them as reviewed (they then train models)" }, "Confirm model labels") : "",
+      m.imageLabels.some((l) => l.source === "auto") || m.objects.some(fromModel) ? h("button", { type: "button", id: "confirm-auto", disabled: m.readOnly, onclick: a.confirmAuto,
+        title: "The labels marked “auto” and the objects marked “model” (dashed) came from a model: confirm them as reviewed, they then train models (Q)" }, "Confirm model labels") : "",
       viewControls(m.view, a.setView, viewOpen));
     if (keep) el.querySelector(keep)?.focus({ preventScroll: true });
   }

@@ -1,6 +1,6 @@
 // One labeling session over the hub: open / lock an image, snapshot + live ops, send edits, undo,
 // next / previous image, cursors, smart selection. Calls onChange() whenever something shows.
-import { applyOp, isLocal } from "../tool/ops.js";
+import { applyOp, asMine, fromModel, isLocal } from "../tool/ops.js";
 import { decodeMask, encodeMask, paintMask } from "../tool/rle.js";
 import { maskCanvas } from "../tool/canvas.js";
 import { newId } from "../socket.js";
@@ -251,7 +251,7 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
     if (LABEL_KINDS.has(op.kind)) s.imageLabels = applyLabelOp(s.imageLabels, op);
     // What can be computed here shows at once (a new bitmap's create, before its first stroke);
     // the rest comes with the server's snapshot after the ack.
-    else s.objects = applyOp(s.objects, op);
+    else s.objects = asMine(applyOp(s.objects, op), op);
     onChange();
     hub.sendOp(id, op, clientOpId).then((ack) => {
       crossed.delete(clientOpId);
@@ -295,15 +295,21 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
     const has = s.imageLabels.some((l) => l.label === name);
     s.send(has ? { kind: "remove_label", label: name } : { kind: "add_label", label: name, source: "manual" });
   };
-  /** The person reviewed the labels a model added: they become theirs (source manual) through
-   * POST /auto-labels/confirm, one set_labels op that reaches this tool live like any edit. */
+  /** Whether the image has labels or objects a model added that nobody reviewed yet. */
+  s.hasModelWork = () => s.imageLabels.some((l) => l.source === "auto") || s.objects.some(fromModel);
+  /** The person reviewed the labels and objects a model added: they become theirs (source
+   * manual) through POST /auto-labels/confirm, a set_labels and a set_source op that reach this
+   * tool (and everyone watching) live like any edit. */
   s.confirmAuto = async () => {
     if (!s.image) return;
     if (s.readOnly) { say(s.readOnlyReason); return; }
+    if (!s.hasModelWork()) { say("Nothing here came from a model."); return; }
+    await hub.whenIdle();  // my edits first: the confirmation covers what the server has
     try {
       const res = await ctx.api.post(`/api/v1/projects/${pid}/auto-labels/confirm`, { images: [s.image.id] });
-      if (res.skipped.length) say(`Not confirmed: ${res.skipped[0].reason.replace(/_/g, " ")}.`);
-      else say("Labels confirmed.");
+      if (res.skipped.length) { say(`Not confirmed: ${res.skipped[0].reason.replace(/_/g, " ")}.`); return; }
+      const [done] = res.confirmed, n = done.labels.length, k = (done.objects || []).length;
+      say(`Confirmed ${[n ? `${n} label${n === 1 ? "" : "s"}` : "", k ? `${k} object${k === 1 ? "" : "s"}` : ""].filter(Boolean).join(" and ")}.`);
     } catch (err) { say(plain(err)); }
   };
   s.classDefault = (name) => { if (s.readOnly) { say(s.readOnlyReason); return; } s.send({ kind: "set_default_label", label: name }); };
