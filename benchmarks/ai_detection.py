@@ -173,7 +173,7 @@ async def _measure(data_dir: Path) -> dict[str, float]:
     for start in range(0, PREDICT_N, 16):
         images = [decode_image(b) for b in other_jpegs[start : start + 16]]
         with threadpool_limits(1):
-            for m in dt.image_maps(net, images):
+            for m in dt.image_maps(net, images, dtype=np.float32):  # as the predict job
                 dt.detect_image(det, m, 0.1)
     out["predict_base_s"] = time.perf_counter() - t0
     out["predict_base_cpu"] = time.process_time() - c0

@@ -104,13 +104,14 @@ def detector_of(model: AiModel, row: AiModelVersion) -> Detector:
         raise ModelError(f"model {model.name!r} version {row.version} is corrupted: {exc}") from exc
 
 
-def _maps(ext: Extractor, blobs: Sequence[bytes | str]
+def _maps(ext: Extractor, blobs: Sequence[bytes | str], flip: bool = dt.FLIP,
+          dtype: type[np.floating[Any]] = np.float16
           ) -> list[tuple[list[dt.ViewMaps], int, int] | str]:
     """Each content's maps and size, or why it cannot be read (worker thread)."""
     decoded = decode_all(blobs)
     good = [img for img in decoded if not isinstance(img, str)]
     try:
-        maps = iter(dt.image_maps(ext.network, good, flip=dt.FLIP))
+        maps = iter(dt.image_maps(ext.network, good, flip, dtype))
     except ModelError as exc:
         raise ModelError(f"the network cannot run: {exc}") from exc
     return [img if isinstance(img, str) else (next(maps), img.shape[1], img.shape[0])
@@ -167,7 +168,7 @@ def _detect(ext: Extractor, detector: Detector, blobs: Sequence[bytes | str]
     from threadpoolctl import threadpool_limits
 
     floor = min(PREDICT_FLOOR, detector.threshold)
-    maps = _maps(ext, blobs)
+    maps = _maps(ext, blobs, flip=False, dtype=np.float32)  # used at once: no float16 casts
     with threadpool_limits(1):  # small products: more BLAS threads only spin on shared cores
         return [r if isinstance(r, str) else _objects(dt.detect_image(detector, r[0], floor),
                                                       r[1], r[2]) for r in maps]

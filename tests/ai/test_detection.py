@@ -8,9 +8,11 @@ import pytest
 
 from server.ai.detection import (
     SIZE,
+    STRIDE,
     TILE_ABOVE,
     Detected,
     Detector,
+    cell_features,
     iou,
     load_detector,
     nms,
@@ -66,6 +68,22 @@ def test_targets_mark_the_cells_near_a_box_centre() -> None:
     assert cls[cells].tolist() == [2] * len(cells) and 1 <= len(cells) <= 9
     # The box's centre (128, 128) is the corner of four cells: each regresses onto it.
     assert np.allclose(np.abs(reg[cells, :2]), 0.5) and np.allclose(reg[cells, 2:], np.log(4.0))
+
+
+@pytest.mark.parametrize(("h", "w"), [(SIZE // STRIDE, SIZE // STRIDE), (7, 5)])
+def test_detecting_from_the_maps_finds_what_the_cells_find(h: int, w: int) -> None:
+    rng = np.random.default_rng(4)
+    d = detector(("a", "b", "c"), dim=16 + 24, seed=2)
+    map16 = rng.normal(size=(16, h, w)).astype(np.float16)  # as the maps are kept
+    map32 = rng.normal(size=(24, (h + 1) // 2, (w + 1) // 2)).astype(np.float16)
+    rect = (40, 30, 500, 420)
+    expected = d.detect(cell_features(map16, map32), h, w, rect, 0.05)
+    got = d.detect_maps(map16, map32, rect, 0.05)
+    assert len(expected) >= 3 and len(got) == len(expected)
+    for e, g in zip(expected, got, strict=True):
+        assert g.label == e.label
+        assert (g.score, g.x, g.y, g.w, g.h) == pytest.approx((e.score, e.x, e.y, e.w, e.h),
+                                                              rel=1e-4, abs=1e-4)
 
 
 def test_a_detector_round_trips_and_a_corrupted_one_is_refused() -> None:
