@@ -29,7 +29,10 @@ def replay(snapshot: dict[str, Any], ops: list[dict[str, Any]], width: int, heig
         for oid, obj in result.changes.items():
             if obj is None:
                 objects.pop(oid, None)
+                sources.pop(oid, None)
             else:
+                if oid not in objects:  # created: without a "source" it is "manual"
+                    sources[oid] = "manual"
                 objects[oid] = obj
         sources.update(named)
     return ({k: {**object_to_dict(v), "source": sources[k]} for k, v in objects.items()},
