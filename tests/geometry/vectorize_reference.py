@@ -18,11 +18,10 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 import numpy.typing as npt
-import shapely
 
 from server.geometry.errors import GeometryError
 from server.geometry.shapes import PolygonGeometry, PolygonPart, Ring
-from server.geometry.topology import part_polygon, ring_area
+from server.geometry.vectorize import _simplify_part  # shared: the trace is what differs
 
 I64 = npt.NDArray[np.int64]
 
@@ -246,23 +245,6 @@ def _parts(exterior: npt.NDArray[np.bool_], pieces: list[I64], loop_of: I64,
             j = int(parent[j])
         parent[i] = j
     return parent
-
-
-def _simplify_part(part: PolygonPart, tolerance: float) -> PolygonPart:
-    """Douglas-Peucker (cv2.approxPolyDP) per ring; the exact part if the result is not good."""
-    rings = []
-    for ring in (part.exterior, *part.holes):
-        approx = cv2.approxPolyDP(ring.array.astype(np.float32), tolerance, True)
-        rings.append(approx.reshape(-1, 2).astype(np.float64))
-    if any(len(r) < 3 or ring_area(r) == 0.0 for r in rings):
-        return part
-    simple = shapely.Polygon(rings[0], rings[1:])
-    exact = part_polygon(part)
-    if not shapely.is_valid(simple):
-        return part
-    if shapely.symmetric_difference(simple, exact).area > 0.03 * exact.area:
-        return part
-    return PolygonPart(exterior=Ring(rings[0]), holes=[Ring(r) for r in rings[1:]])
 
 
 def vectorize(mask: npt.ArrayLike, tolerance: float = 0.0) -> PolygonGeometry:
