@@ -21,7 +21,10 @@ import numpy.typing as npt
 
 from server.geometry.errors import GeometryError
 from server.geometry.shapes import PolygonGeometry, PolygonPart, Ring
-from server.geometry.vectorize import _simplify_part  # shared: the trace is what differs
+from server.geometry.vectorize import (  # shared: the trace is what differs
+    _simplify_part,
+    _split_pinches,
+)
 
 I64 = npt.NDArray[np.int64]
 
@@ -155,32 +158,6 @@ def _cycles(nxt: I64) -> tuple[I64, I64]:
         q = q[q]
     order = np.lexsort((-dist, lab))
     return order, lab[order]
-
-
-def _split_pinches(seq: I64, vid: I64, pinch: npt.NDArray[np.bool_]) -> list[I64]:
-    """Split a closed segment sequence wherever it passes the same vertex twice.
-
-    Only pinch vertices can repeat, so the sequence is cut into blocks that each start at one
-    (Python walks the few blocks, numpy holds the segments)."""
-    cuts = np.flatnonzero(pinch[seq])
-    blocks = np.split(seq, cuts[cuts > 0])
-    loops: list[I64] = []
-    stack: list[I64] = []
-    seen: dict[int, int] = {}  # pinch vertex -> index of the block starting there
-    for block in blocks:
-        v = int(vid[block[0]])
-        if v in seen and pinch[block[0]]:
-            k = seen[v]
-            loops.append(np.concatenate(stack[k:]))
-            for t in stack[k:]:
-                seen.pop(int(vid[t[0]]), None)
-            del stack[k:]
-        if pinch[block[0]]:
-            seen[v] = len(stack)
-        stack.append(block)
-    if stack:
-        loops.append(np.concatenate(stack))
-    return loops
 
 
 def _trace(mask: npt.NDArray[np.bool_]) -> list[tuple[npt.NDArray[np.float64], int, bool]]:
