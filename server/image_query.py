@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -192,6 +193,12 @@ class ImageOut(BaseModel):
     file_url: str
 
 
+#: Items built between two yields to the event loop: ~1.5 ms of model building, so an upload's
+#: answer of hundreds of items (or a page of 500) does not hold the hub's edits for tens of ms
+#: (docs/performance.md, "Hub": edit -> peer latency while another client uploads).
+ITEMS_PER_STEP = 40
+
+
 async def image_items(session: AsyncSession, images: Sequence[Image],
                       now: datetime | None = None) -> list[dict[str, Any]]:
     """Wire items for a page of images: labels and locks come from one query each."""
@@ -230,23 +237,28 @@ async def image_items(session: AsyncSession, images: Sequence[Image],
         return HolderOut(id=user_id, name=people.get(user_id, f"user {user_id}")) \
             if user_id is not None else None
 
-    return [
-        ImageOut(
-            id=img.id, project_id=img.project_id, name=img.name, width=img.width,
-            height=img.height, mime=img.mime, size_bytes=img.size_bytes, sha256=img.sha256,
-            uploaded_at=img.uploaded_at, uploaded_by=img.uploaded_by,
-            auto_labeled=img.auto_labeled, object_count=img.object_count,
-            labeled=img.object_count > 0 or bool(labels.get(img.id)),
-            labels=labels.get(img.id, []), lock=locks.get(img.id),
-            state=State(img.state), state_at=img.state_at, done_by=person(img.done_by),
-            review=ReviewOut(by=person(img.reviewed_by), comment=img.review_comment)
-            if img.reviewed_by is not None or img.review_comment else None,
-            assignee=person(assignees.get(img.id)),
-            thumbnail_url=f"/api/v1/images/{img.id}/thumbnail",
-            file_url=f"/api/v1/images/{img.id}/file",
-        ).model_dump(mode="json")
-        for img in images
-    ]
+    items: list[dict[str, Any]] = []
+    for start in range(0, len(images), ITEMS_PER_STEP):
+        if start:
+            await asyncio.sleep(0)  # let the hub's edits through between steps
+        items += [
+            ImageOut(
+                id=img.id, project_id=img.project_id, name=img.name, width=img.width,
+                height=img.height, mime=img.mime, size_bytes=img.size_bytes, sha256=img.sha256,
+                uploaded_at=img.uploaded_at, uploaded_by=img.uploaded_by,
+                auto_labeled=img.auto_labeled, object_count=img.object_count,
+                labeled=img.object_count > 0 or bool(labels.get(img.id)),
+                labels=labels.get(img.id, []), lock=locks.get(img.id),
+                state=State(img.state), state_at=img.state_at, done_by=person(img.done_by),
+                review=ReviewOut(by=person(img.reviewed_by), comment=img.review_comment)
+                if img.reviewed_by is not None or img.review_comment else None,
+                assignee=person(assignees.get(img.id)),
+                thumbnail_url=f"/api/v1/images/{img.id}/thumbnail",
+                file_url=f"/api/v1/images/{img.id}/file",
+            ).model_dump(mode="json")
+            for img in images[start:start + ITEMS_PER_STEP]
+        ]
+    return items
 
 
 async def _people(session: AsyncSession, ids: set[int]) -> dict[int, str]:
