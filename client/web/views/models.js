@@ -6,7 +6,7 @@ import { h, modal } from "../dom.js";
 import { href } from "../router.js";
 import { jobsPanel, watchJob } from "./jobs.js";
 import { barChart, lineChart, pairBars } from "./charts.js";
-import { pctText, perLabelRows, quality, thresholdPoint } from "./review.js";
+import { pctText, perLabelRows, quality, qualityChange, thresholdPoint } from "./review.js";
 
 const NEW = "\u0000new";  // the mapping editor's "add as a new label" choice
 
@@ -131,9 +131,10 @@ export async function mount(root, ctx) {
     const compare = state.compare.get(m.id) ?? null;
     const training = m.training ? jobProgress(m.training.job, m.training.status) : null;
     const table = versions.length ? h("table", { class: "versions", id: `versions-${m.id}` },
-      h("thead", {}, h("tr", {}, ["Version", "Images", quality(latest, m.task).name, "Threshold", "Feature", "Trained", "", "Charts", "Compare"].map((t) => h("th", {}, t)))),
-      h("tbody", {}, versions.map((v) => h("tr", { dataset: { version: v.version }, class: v.version === shown ? "shown" : "" },
+      h("thead", {}, h("tr", {}, ["Version", "Images", quality(latest, m.task).name, "Change", "Threshold", "Feature", "Trained", "", "Charts", "Compare"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, versions.map((v, i) => h("tr", { dataset: { version: v.version }, class: v.version === shown ? "shown" : "" },
         h("td", {}, `v${v.version}`), h("td", {}, String(v.images)), h("td", { class: "quality" }, pctText(quality(v, m.task).value)),
+        changeCell(i ? quality(versions[i - 1], m.task).value : null, quality(v, m.task).value, i ? `since v${versions[i - 1].version}` : ""),
         h("td", {}, v.threshold?.toFixed?.(2) ?? "—"), h("td", {}, v.feature || "—"), h("td", {}, (v.created_at || "").slice(0, 16).replace("T", " ")),
         h("td", {}, v.stale ? h("span", { class: "badge stale", title: "A label it was trained on was renamed or deleted since" }, "stale") : null),
         h("td", {}, h("input", { type: "radio", name: `shown-${m.id}`, checked: v.version === shown, "aria-label": `Charts of version ${v.version}`, onchange: () => show(m.id, v.version) })),
@@ -159,6 +160,12 @@ export async function mount(root, ctx) {
       h("progress", { max: total || null, value: total ? done : null, "aria-label": "Training progress" }));
   }
 
+  // A version's quality change (points, coloured) since an earlier one's; empty for the first.
+  function changeCell(before, after, since) {
+    const c = qualityChange(before, after);
+    return h("td", { class: "change" }, c ? h("span", { class: c.cls, title: since }, c.text) : "");
+  }
+
   async function show(id, version) { state.shown.set(id, version); if (state.compare.get(id) === version) state.compare.set(id, null); await openCharts(id); }
   async function openCharts(id) { if (!state.detail.has(id)) await loadDetail(id); render(); }
 
@@ -181,12 +188,19 @@ export async function mount(root, ctx) {
     if (!w?.metrics) return single;
     const [a, b] = [w, v].sort((x, y) => x.version - y.version);
     const qa = quality(a, m.task), qb = quality(b, m.task);
-    const delta = qa.value !== null && qb.value !== null ? qb.value - qa.value : null;
-    const row = (name, fa, fb) => h("tr", {}, h("th", {}, name), h("td", {}, fa), h("td", {}, fb));
+    const change = qualityChange(qa.value, qb.value);
+    const verdict = !change ? null : change.points === 0 ? `v${b.version} is as good as v${a.version}`
+      : `v${b.version} is ${change.points > 0 ? "better" : "worse"}: ${qa.name} ${change.text}`;
+    // The better version's quality is highlighted; the last column says what changed.
+    const best = change && change.points ? (change.points > 0 ? "b" : "a") : null;
+    const row = (name, fa, fb, diff = "", cls = "") => h("tr", { class: cls }, h("th", {}, name),
+      h("td", { class: cls && best === "a" ? "best" : "" }, fa), h("td", { class: cls && best === "b" ? "best" : "" }, fb), h("td", { class: "change" }, diff));
+    const more = b.images - a.images;
     return h("div", {}, single, h("div", { class: "compare-box", id: `compare-${m.id}` },
-      h("h3", {}, `Compare v${a.version} and v${b.version}`, delta !== null ? h("span", { class: delta >= 0 ? "better" : "worse" }, ` ${delta >= 0 ? "+" : ""}${Math.round(delta * 100)} points`) : null),
-      h("table", { class: "compare-table" }, h("tr", {}, h("th"), h("th", {}, `v${a.version}`), h("th", {}, `v${b.version}`)),
-        row(qa.name, pctText(qa.value), pctText(qb.value)), row("Images", a.images, b.images),
+      h("h3", {}, `Compare v${a.version} and v${b.version}`, verdict ? h("span", { class: `verdict ${change.cls}` }, ` — ${verdict}`) : null),
+      h("table", { class: "compare-table" }, h("tr", {}, h("th"), h("th", {}, `v${a.version}`), h("th", {}, `v${b.version}`), h("th", {}, "Change")),
+        row(qa.name, pctText(qa.value), pctText(qb.value), change ? h("span", { class: change.cls }, change.text) : "", "quality"),
+        row("Images", a.images, b.images, more ? `${more > 0 ? "+" : "-"}${Math.abs(more)}` : ""),
         row("Threshold", a.threshold?.toFixed?.(2) ?? "—", b.threshold?.toFixed?.(2) ?? "—"), row("Feature", a.feature || "—", b.feature || "—"),
         row("Labels", a.labels.join(", "), b.labels.join(", "))),
       h("div", { class: "chart-row" },

@@ -1,6 +1,6 @@
 // Pure helpers of the Models and Predictions pages (no DOM): a version's quality, which predicted
 // labels and boxes start checked, box corners dragged, the body of "Add to dataset", and what to
-// tell the person about skipped images. Tested in the page by tests/web/test_models.py.
+// tell the person about skipped images, how one version's quality compares with another's. Tested in the page by tests/web/test_models.py.
 
 export const BUILTIN_THRESHOLD = 0.3;  // the built-in model's "confident" score (docs/api.md)
 
@@ -86,6 +86,16 @@ export function perLabelRows(a, b, key) {
   const names = [...new Set([...(a?.metrics?.labels || []), ...(b?.metrics?.labels || [])].map((l) => l.label))];
   const of = (v, n) => (v?.metrics?.labels || []).find((l) => l.label === n)?.[key] ?? null;
   return names.map((n) => ({ label: n, a: of(a, n), b: of(b, n) }));
+}
+
+/** How a later version's quality `b` compares with an earlier one's `a` (0..1 values), in the
+ * whole points the page shows them in (so 50% and 92% read "+42 points"): {points, text, cls}
+ * with cls "better", "worse" or "same"; null when either is missing. */
+export function qualityChange(a, b) {
+  if (a === null || a === undefined || b === null || b === undefined) return null;
+  const points = Math.round(b * 100) - Math.round(a * 100);
+  const text = points === 0 ? "no change" : `${points > 0 ? "+" : "-"}${Math.abs(points)} points`;
+  return { points, text, cls: points > 0 ? "better" : points < 0 ? "worse" : "same" };
 }
 
 /** Percent text of a 0..1 value, or a dash. */
