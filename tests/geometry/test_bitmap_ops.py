@@ -187,3 +187,32 @@ def test_brush_bands_runs_and_an_empty_stroke() -> None:
     with tuned(_BAND=1000, _MERGE=50):
         assert_same_as_reference(m, zigzag, 14.0, True)
     assert np.array_equal(brush(m, np.zeros((0, 2)), 3.0, True), m)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(-5, 45), st.floats(-5, 45)), min_size=1, max_size=3),
+    st.integers(0, 39),
+    st.integers(0, 39),
+    st.integers(-2, 2),
+)
+def test_brush_same_as_the_reference_at_rounded_ties(
+    points: list[tuple[float, float]], col: int, row: int, ulps: int
+) -> None:
+    # A radius whose square is within an ulp or two of the formula's squared distance to one
+    # pixel centre: whether that pixel is in is down to float64 rounding, decided as before.
+    pts = np.array(points)
+    a, b = pts[0], pts[min(1, len(pts) - 1)]
+    d = b - a
+    length2 = float(d @ d)
+    c = np.array([col + 0.5, row + 0.5])
+    t = 0.0 if length2 == 0.0 else float(np.clip((c - a) @ d / length2, 0.0, 1.0))
+    dist2 = float(np.sum((c - a - t * d) ** 2))
+    if dist2 == 0.0:
+        return
+    radius = float(np.sqrt(dist2))
+    for _ in range(abs(ulps)):
+        radius = float(np.nextafter(radius, np.inf if ulps > 0 else 0.0))
+    m = np.zeros((40, 40), dtype=bool)
+    with tuned(_THIN=0):
+        assert_same_as_reference(m, pts, radius, True)
