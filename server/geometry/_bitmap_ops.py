@@ -39,8 +39,10 @@ I64 = npt.NDArray[np.int64]
 #: The formula's rounding error is under ~50 units of 2**-53 (~6e-15) times the square of
 #: ``2 (|dx| + |dy|) + radius + 2``; ``eps`` takes this times that square.
 _EPS = 1e-12
-#: Segments whose box is at most this many pixels wide are tested pixel by pixel.
+#: Segments whose box is at most this many pixels wide are tested pixel by pixel, and so are
+#: all of a stroke whose boxes hold at most ``_SMALL`` pixels (the chords cost ~0.2 ms).
 _THIN = 12
+_SMALL = 1 << 14
 #: (segment, row) pairs per batch, and pixels tested per batch: bounds on the scratch memory.
 _PAIRS = 1 << 16
 _PIXELS = 1 << 20
@@ -285,20 +287,22 @@ def brush(mask: BoolMask, points: npt.NDArray[np.float64], radius: float, draw: 
     s = _segments(pts, radius, h, w)
     r2 = radius * radius
     runs = _Runs(w)
+    heights = np.where(s.x1 > s.x0, s.y1 - s.y0, 0)
+    thin = _THIN if int(heights @ (s.x1 - s.x0)) > _SMALL else w
     with np.errstate(all="ignore"):  # infinities in the closed forms are expected
-        for k in _groups(np.where(s.x1 > s.x0, s.y1 - s.y0, 0), _PAIRS):
+        for k in _groups(heights, _PAIRS):
             p = _pairs(s, k)
             zl, zr = p.x0.copy(), p.x1 - 1
             ilo, ihi = zr + 1, zr.copy()
-            i = np.flatnonzero((p.x1 - p.x0 > _THIN) & np.isfinite(p.eps))
+            i = np.flatnonzero((p.x1 - p.x0 > thin) & np.isfinite(p.eps))
             if i.size:
                 c = _chords(p.take(i), r2)
                 zl[i], zr[i], ilo[i], ihi[i] = c.zl, c.zr, c.ilo, c.ihi
                 for col, hit in ((c.clo, c.in_lo), (c.chi, c.in_hi)):
                     out[p.row[i[hit]], col[hit]] = draw
             n = np.arange(len(zl))
-            _test(p, np.r_[n, n], np.r_[zl, ihi + 1], np.maximum(np.r_[ilo - zl, zr - ihi], 0),
-                  r2, out, draw)
+            _test(p, np.concatenate([n, n]), np.concatenate([zl, ihi + 1]),
+                  np.maximum(np.concatenate([ilo - zl, zr - ihi]), 0), r2, out, draw)
             j = np.flatnonzero(ilo <= ihi)
             runs.add(p.row[j], ilo[j], ihi[j])
     runs.paint(out, draw)

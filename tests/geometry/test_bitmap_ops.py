@@ -109,9 +109,9 @@ def assert_same_as_reference(mask: np.ndarray, pts: np.ndarray, radius: float, d
 
 @contextmanager
 def tuned(**values: int) -> Iterator[None]:
-    """The brush's batch sizes and thin-segment width set to ``values`` (small ones run every
-    batching, band and merge path on small strokes; ``_THIN=0`` sends thin boxes through the
-    chords too)."""
+    """The brush's batch sizes and thresholds set to ``values`` (small ones run every
+    batching, band and merge path on small strokes; ``_THIN=0, _SMALL=0`` sends every box
+    through the chords)."""
     old = {name: getattr(bitmap_ops, name) for name in values}
     for name, value in values.items():
         setattr(bitmap_ops, name, value)
@@ -122,32 +122,32 @@ def tuned(**values: int) -> Iterator[None]:
             setattr(bitmap_ops, name, value)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(strokes())
 def test_brush_same_as_the_reference(stroke: tuple[np.ndarray, np.ndarray, float, bool]) -> None:
     assert_same_as_reference(*stroke)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(strokes())
 def test_brush_same_as_the_reference_through_the_chords(
     stroke: tuple[np.ndarray, np.ndarray, float, bool],
 ) -> None:
-    with tuned(_THIN=0):
+    with tuned(_THIN=0, _SMALL=0):
         assert_same_as_reference(*stroke)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(strokes())
 def test_brush_same_as_the_reference_in_tiny_batches(
     stroke: tuple[np.ndarray, np.ndarray, float, bool],
 ) -> None:
-    with tuned(_THIN=0, _PAIRS=5, _PIXELS=3, _BAND=8, _MERGE=4):
+    with tuned(_THIN=0, _SMALL=0, _PAIRS=5, _PIXELS=3, _BAND=8, _MERGE=4):
         assert_same_as_reference(*stroke)
 
 
-@pytest.mark.parametrize("thin", [0, 12])
-def test_brush_same_as_the_reference_on_near_degenerate_strokes(thin: int) -> None:
+@pytest.mark.parametrize(("thin", "small"), [(0, 0), (12, 0), (12, 1 << 14)])
+def test_brush_same_as_the_reference_on_near_degenerate_strokes(thin: int, small: int) -> None:
     rng = np.random.default_rng(5)
     m = rng.random((60, 70)) < 0.3
     cases = [
@@ -163,7 +163,7 @@ def test_brush_same_as_the_reference_on_near_degenerate_strokes(thin: int) -> No
         [[10.0, 10.0], [10.0, 10.0], [10.0, 10.0]],
         [[5.0, 5.0], [50.0, 40.0], [5.0, 5.0]],  # back along itself
     ]
-    with tuned(_THIN=thin):
+    with tuned(_THIN=thin, _SMALL=small):
         for pts in cases:
             for radius in [0.5, 1.0, 1.5, 2.5, 7.0, 9.75, 25.0]:
                 for draw in (True, False):
@@ -184,9 +184,11 @@ def test_brush_same_as_the_reference_on_the_benchmark_stroke_scaled_down() -> No
 def test_brush_bands_runs_and_an_empty_stroke() -> None:
     m = np.zeros((300, 400), dtype=bool)
     zigzag = np.array([[10 + 30 * i, 20 if i % 2 else 280] for i in range(13)], dtype=float)
-    with tuned(_BAND=1000, _MERGE=50):
+    with tuned(_SMALL=0, _BAND=1000, _MERGE=50):
         assert_same_as_reference(m, zigzag, 14.0, True)
     assert np.array_equal(brush(m, np.zeros((0, 2)), 3.0, True), m)
+    for shape in [(0, 5), (5, 0), (0, 0)]:
+        assert_same_as_reference(np.zeros(shape, dtype=bool), np.array([[1.0, 1.0]]), 2.0, True)
 
 
 @settings(max_examples=300, deadline=None)
@@ -214,5 +216,5 @@ def test_brush_same_as_the_reference_at_rounded_ties(
     for _ in range(abs(ulps)):
         radius = float(np.nextafter(radius, np.inf if ulps > 0 else 0.0))
     m = np.zeros((40, 40), dtype=bool)
-    with tuned(_THIN=0):
+    with tuned(_THIN=0, _SMALL=0):
         assert_same_as_reference(m, pts, radius, True)
