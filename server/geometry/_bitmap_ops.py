@@ -1,23 +1,28 @@
 """Pixel edits on bitmap masks: brush strokes and flood fill.
 
 A brush stroke sets every pixel whose centre is within ``radius`` of the polyline, as decided by
-one float64 formula (:func:`_dist2`, the squared distance to a segment, ``<= radius**2``), so
+one float64 formula (:func:`_formula`, the squared distance to a segment, ``<= radius**2``), so
 ties always come out the same.  Testing every pixel of every segment's box with it (what
-``tests/geometry/brush_reference.py`` does) takes ~3 s for the heaviest legal stroke; ``brush``
-tests only the pixels where the formula could go either way and paints the rest as runs:
+``tests/geometry/brush_reference.py`` does) takes 2-3 s of CPU for the heaviest legal stroke;
+``brush`` tests only the pixels where the formula could go either way and paints the rest as
+runs:
 
 - along one image row the true squared distance ``G`` to a segment is convex, and the formula
   stays within ``eps`` of it (``_EPS`` x the segment's scale squared: a wide bound on the
   rounding of its ten-odd operations);
 - per (segment, row) the row's chord of the capsule is found in closed form for a radius a
-  little larger (the candidates) and a little smaller (the inner chord);
+  little larger (widened by a pixel a side: the candidates) and a little smaller (the inner
+  chord);
 - the formula itself then checks both, whatever the closed form's own rounding: the inner
   chord's end pixels must be at most ``r2 - 2 eps`` (convexity then puts every pixel between
   them within ``r2 - eps``: in), and the pixel just past each end of the candidates must be
-  over ``r2 + 2 eps`` and rising away from them (then every pixel beyond is out).  A row whose
-  check fails is tested whole, as the boxes of thin segments are;
-- the pixels between the inner chord and the candidates' ends (one or two a side) are tested
-  with the formula; the inner chords are painted through a difference array, band by band.
+  over ``r2 + 2 eps`` and rising away from them (then every pixel beyond is out; where not,
+  the box's pixels on that side are tested);
+- the candidates' end pixels (tested by that check) and any others outside the inner chord
+  are decided by the formula; the inner chords are painted through a difference array, band
+  by band of rows.
+
+Thin boxes, and strokes whose boxes hold few pixels, are tested pixel by pixel.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ _SMALL = 1 << 14
 #: (segment, row) pairs per batch, and pixels tested per batch: bounds on the scratch memory.
 _PAIRS = 1 << 16
 _PIXELS = 1 << 20
-#: Pixels per band of the run painting (int32 counts), and runs held before merging them.
+#: Pixels per band of the run painting (int64 counts), and runs held before merging them.
 _BAND = 1 << 20
 _MERGE = 1 << 21
 
@@ -267,7 +272,8 @@ class _Runs:
             rows = min(step, int(row.max()) + 1 - top)
             at = (row[sel] - top) * (x1 - x0 + 1) - x0
             size = rows * (x1 - x0 + 1)
-            diff = np.bincount(at + lo[sel], minlength=size) - np.bincount(at + hi[sel] + 1, minlength=size)
+            diff = np.bincount(at + lo[sel], minlength=size)
+            diff -= np.bincount(at + hi[sel] + 1, minlength=size)
             cover = np.cumsum(diff.reshape(rows, -1), axis=1)[:, :-1] > 0
             region = out[top : top + rows, x0:x1]
             if draw:
