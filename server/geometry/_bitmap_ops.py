@@ -7,9 +7,9 @@ ties always come out the same.  Testing every pixel of every segment's box with 
 ``brush`` tests only the pixels where the formula could go either way and paints the rest as
 runs:
 
-- along one image row the true squared distance ``G`` to a segment is convex, and the formula
-  stays within ``eps`` of it (``_EPS`` x the segment's scale squared: a wide bound on the
-  rounding of its ten-odd operations);
+- along one image row the true squared distance ``G`` to a segment is convex, and near the
+  segment the formula stays within ``eps`` of it (a wide bound on the rounding of its ten-odd
+  operations, see ``_EPS``);
 - per (segment, row) the row's chord of the capsule is found in closed form for a radius a
   little larger (widened by a pixel a side: the candidates) and a little smaller (the inner
   chord);
@@ -41,13 +41,18 @@ BoolMask = npt.NDArray[np.bool_]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
-#: The formula's rounding error is under ~50 units of 2**-53 (~6e-15) times the square of
-#: ``2 (|dx| + |dy|) + radius + 2``; ``eps`` takes this times that square.
+#: Within ``radius + 4`` of a segment, the formula's rounding error is under ~35 units of
+#: 2**-53 (~4e-15) times ``scale * (radius + 4)``, scale = ``2 (|dx| + |dy|) + radius + 2``
+#: (its components are off by at most ~10 units times scale); ``eps`` takes _EPS times that.
+#: Segments of a scale over ``_FAR`` (beyond any validated stroke) are tested pixel by pixel.
 _EPS = 1e-12
+_FAR = 1e12
 #: Segments whose box is at most this many pixels wide are tested pixel by pixel, and so are
-#: all of a stroke whose boxes hold at most ``_SMALL`` pixels (the chords cost ~0.2 ms).
+#: all of a stroke whose boxes hold at most ``_SMALL`` pixels (the chords cost ~0.2 ms); a
+#: stroke of at most ``_FEW`` such segments box by box, as the reference does.
 _THIN = 12
 _SMALL = 1 << 14
+_FEW = 8
 #: (segment, row) pairs per batch, and pixels tested per batch: bounds on the scratch memory.
 _PAIRS = 1 << 16
 _PIXELS = 1 << 20
@@ -81,9 +86,12 @@ def _formula(ax: F64, dx: F64, dy: F64, l2: F64, vy: F64, col: I64) -> F64:
     segment from ax by (dx, dy): the reference's float64 operations in the reference's order,
     so it rounds - and decides ties - the same."""
     ux = (col + 0.5) - ax
+    dot = l2 == 0.0  # a lone point or a repeated one: the reference's other branch
+    if dot.all():
+        disc: F64 = ux**2 + vy**2
+        return disc
     t = np.clip((ux * dx + vy * dy) / l2, 0.0, 1.0)
     d2: F64 = (ux - t * dx) ** 2 + (vy - t * dy) ** 2
-    dot = l2 == 0.0  # a lone point or a repeated one: the reference's other branch
     return np.where(dot, ux**2 + vy**2, d2) if dot.any() else d2
 
 
@@ -133,12 +141,15 @@ class _Rows(NamedTuple):
     in_hi: npt.NDArray[np.bool_]
 
 
-def _chords(p: _Pairs, r2: float) -> _Rows:
+def _chords(p: _Pairs, radius: float) -> _Rows:
     """The candidates [clo, chi] (every pixel of the box outside them is out) and the inner
     chord of each pair's row, both checked with the formula (see the module's docstring)."""
 
     def at(col: I64) -> F64:
         return _formula(p.ax, p.dx, p.dy, p.l2, p.vy, col)
+
+    r2 = radius * radius
+    near_enough = (radius + 3.0) ** 2  # then within radius + 4, where eps bounds the rounding
 
     lo, hi = _spans(p, r2 + 4 * p.eps)
     clo = np.maximum(_col(p, p.ax + lo, np.ceil) - 1, p.x0)
@@ -152,9 +163,11 @@ def _chords(p: _Pairs, r2: float) -> _Rows:
     some = clo <= chi
     margin = 2 * p.eps
     far, near_lo = at(clo - 1), at(clo)
-    sure_lo = (clo == p.x0) | ((far > r2 + margin) & (near_lo < far - margin))
+    sure_lo = (clo == p.x0) | ((far > r2 + margin) & (far <= near_enough)
+                                & (near_lo < far - margin))
     far, near_hi = at(chi + 1), at(chi)
-    sure_hi = (chi == p.x1 - 1) | ((far > r2 + margin) & (near_hi < far - margin))
+    sure_hi = (chi == p.x1 - 1) | ((far > r2 + margin) & (far <= near_enough)
+                                   & (near_hi < far - margin))
     zl = np.where(sure_lo, clo + 1, p.x0)
     zr = np.where(sure_hi, chi - 1, p.x1 - 1)
     rho2 = r2 - 4 * p.eps
@@ -187,6 +200,7 @@ def _segments(pts: F64, radius: float, h: int, w: int) -> _Segments:
     d = b - a
     l2 = np.array([float(v @ v) for v in d], dtype=np.float64)  # as the reference sums it
     scale = 2 * (np.abs(d[:, 0]) + np.abs(d[:, 1])) + radius + 2
+    eps = np.where(scale < _FAR, _EPS * scale * (radius + 4), np.inf)
 
     def box(lo: F64, hi: F64, n: int) -> tuple[I64, I64]:
         first = np.clip(np.floor(lo - radius - 0.5), 0, n).astype(np.int64)
@@ -195,7 +209,7 @@ def _segments(pts: F64, radius: float, h: int, w: int) -> _Segments:
     x0, x1 = box(np.minimum(a[:, 0], b[:, 0]), np.maximum(a[:, 0], b[:, 0]), w)
     y0, y1 = box(np.minimum(a[:, 1], b[:, 1]), np.maximum(a[:, 1], b[:, 1]), h)
     return _Segments(a[:, 0].copy(), a[:, 1].copy(), d[:, 0].copy(), d[:, 1].copy(), l2,
-                     _EPS * scale * scale, x0, x1, y0, y1)
+                     eps, x0, x1, y0, y1)
 
 
 def _groups(sizes: I64, budget: int) -> Iterator[I64]:
@@ -230,6 +244,15 @@ def _test(p: _Pairs, owner: I64, start: I64, length: I64, r2: float, out: BoolMa
         col = np.repeat(start[g] - (np.cumsum(n) - n), n) + np.arange(len(i))
         hit = _formula(p.ax[i], p.dx[i], p.dy[i], p.l2[i], p.vy[i], col) <= r2
         out[p.row[i[hit]], col[hit]] = draw
+
+
+def _boxes(s: _Segments, ks: I64, r2: float, out: BoolMask, draw: bool) -> None:
+    """Test every pixel of the boxes of segments ``ks``, one box at a time."""
+    for k in ks:
+        x0, x1, y0, y1 = int(s.x0[k]), int(s.x1[k]), int(s.y0[k]), int(s.y1[k])
+        vy = (np.arange(y0, y1)[:, None] + 0.5) - s.ay[k]
+        d2 = _formula(s.ax[k], s.dx[k], s.dy[k], s.l2[k], vy, np.arange(x0, x1))
+        out[y0:y1, x0:x1][d2 <= r2] = draw
 
 
 class _Runs:
@@ -294,15 +317,19 @@ def brush(mask: BoolMask, points: npt.NDArray[np.float64], radius: float, draw: 
     r2 = radius * radius
     runs = _Runs(w)
     heights = np.where(s.x1 > s.x0, s.y1 - s.y0, 0)
-    thin = _THIN if int(heights @ (s.x1 - s.x0)) > _SMALL else w
+    small = int(heights @ (s.x1 - s.x0)) <= _SMALL
+    thin = w if small else _THIN
     with np.errstate(all="ignore"):  # infinities in the closed forms are expected
+        if small and np.count_nonzero(heights) <= _FEW:
+            _boxes(s, np.flatnonzero(heights), r2, out, draw)
+            return out
         for k in _groups(heights, _PAIRS):
             p = _pairs(s, k)
             zl, zr = p.x0.copy(), p.x1 - 1
             ilo, ihi = zr + 1, zr.copy()
             i = np.flatnonzero((p.x1 - p.x0 > thin) & np.isfinite(p.eps))
             if i.size:
-                c = _chords(p.take(i), r2)
+                c = _chords(p.take(i), radius)
                 zl[i], zr[i], ilo[i], ihi[i] = c.zl, c.zr, c.ilo, c.ihi
                 for col, hit in ((c.clo, c.in_lo), (c.chi, c.in_hi)):
                     out[p.row[i[hit]], col[hit]] = draw

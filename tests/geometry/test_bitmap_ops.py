@@ -110,8 +110,8 @@ def assert_same_as_reference(mask: np.ndarray, pts: np.ndarray, radius: float, d
 @contextmanager
 def tuned(**values: int) -> Iterator[None]:
     """The brush's batch sizes and thresholds set to ``values`` (small ones run every
-    batching, band and merge path on small strokes; ``_THIN=0, _SMALL=0`` sends every box
-    through the chords)."""
+    batching, band and merge path on small strokes; ``_THIN=0, _SMALL=0, _FEW=0`` sends every
+    box through the chords)."""
     old = {name: getattr(bitmap_ops, name) for name in values}
     for name, value in values.items():
         setattr(bitmap_ops, name, value)
@@ -122,10 +122,18 @@ def tuned(**values: int) -> Iterator[None]:
             setattr(bitmap_ops, name, value)
 
 
-@settings(max_examples=300, deadline=None)
-@given(strokes())
-def test_brush_same_as_the_reference(stroke: tuple[np.ndarray, np.ndarray, float, bool]) -> None:
-    assert_same_as_reference(*stroke)
+# Each of the brush's ways through a stroke: box by box (a few small boxes), pixel by pixel
+# (small strokes, thin boxes), through the chords.
+ROUTES = [{}, {"_FEW": 0}, {"_FEW": 0, "_SMALL": 0}, {"_FEW": 0, "_SMALL": 0, "_THIN": 0}]
+
+
+@settings(max_examples=400, deadline=None)
+@given(strokes(), st.sampled_from(ROUTES))
+def test_brush_same_as_the_reference(
+    stroke: tuple[np.ndarray, np.ndarray, float, bool], route: dict[str, int]
+) -> None:
+    with tuned(**route):
+        assert_same_as_reference(*stroke)
 
 
 @settings(max_examples=300, deadline=None)
@@ -133,7 +141,7 @@ def test_brush_same_as_the_reference(stroke: tuple[np.ndarray, np.ndarray, float
 def test_brush_same_as_the_reference_through_the_chords(
     stroke: tuple[np.ndarray, np.ndarray, float, bool],
 ) -> None:
-    with tuned(_THIN=0, _SMALL=0):
+    with tuned(_THIN=0, _SMALL=0, _FEW=0):
         assert_same_as_reference(*stroke)
 
 
@@ -142,12 +150,12 @@ def test_brush_same_as_the_reference_through_the_chords(
 def test_brush_same_as_the_reference_in_tiny_batches(
     stroke: tuple[np.ndarray, np.ndarray, float, bool],
 ) -> None:
-    with tuned(_THIN=0, _SMALL=0, _PAIRS=5, _PIXELS=3, _BAND=8, _MERGE=4):
+    with tuned(_THIN=0, _SMALL=0, _FEW=0, _PAIRS=5, _PIXELS=3, _BAND=8, _MERGE=4):
         assert_same_as_reference(*stroke)
 
 
-@pytest.mark.parametrize(("thin", "small"), [(0, 0), (12, 0), (12, 1 << 14)])
-def test_brush_same_as_the_reference_on_near_degenerate_strokes(thin: int, small: int) -> None:
+@pytest.mark.parametrize("route", ROUTES)
+def test_brush_same_as_the_reference_on_near_degenerate_strokes(route: dict[str, int]) -> None:
     rng = np.random.default_rng(5)
     m = rng.random((60, 70)) < 0.3
     cases = [
@@ -163,7 +171,7 @@ def test_brush_same_as_the_reference_on_near_degenerate_strokes(thin: int, small
         [[10.0, 10.0], [10.0, 10.0], [10.0, 10.0]],
         [[5.0, 5.0], [50.0, 40.0], [5.0, 5.0]],  # back along itself
     ]
-    with tuned(_THIN=thin, _SMALL=small):
+    with tuned(**route):
         for pts in cases:
             for radius in [0.5, 1.0, 1.5, 2.5, 7.0, 9.75, 25.0]:
                 for draw in (True, False):
@@ -184,7 +192,7 @@ def test_brush_same_as_the_reference_on_the_benchmark_stroke_scaled_down() -> No
 def test_brush_bands_runs_and_an_empty_stroke() -> None:
     m = np.zeros((300, 400), dtype=bool)
     zigzag = np.array([[10 + 30 * i, 20 if i % 2 else 280] for i in range(13)], dtype=float)
-    with tuned(_SMALL=0, _BAND=1000, _MERGE=50):
+    with tuned(_BAND=1000, _MERGE=50):
         assert_same_as_reference(m, zigzag, 14.0, True)
     assert np.array_equal(brush(m, np.zeros((0, 2)), 3.0, True), m)
     for shape in [(0, 5), (5, 0), (0, 0)]:
@@ -216,5 +224,5 @@ def test_brush_same_as_the_reference_at_rounded_ties(
     for _ in range(abs(ulps)):
         radius = float(np.nextafter(radius, np.inf if ulps > 0 else 0.0))
     m = np.zeros((40, 40), dtype=bool)
-    with tuned(_THIN=0, _SMALL=0):
+    with tuned(_THIN=0, _SMALL=0, _FEW=0):
         assert_same_as_reference(m, pts, radius, True)
