@@ -41,9 +41,10 @@ BoolMask = npt.NDArray[np.bool_]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
-#: Within ``radius + 4`` of a segment, the formula's rounding error is under ~35 units of
-#: 2**-53 (~4e-15) times ``scale * (radius + 4)``, scale = ``2 (|dx| + |dy|) + radius + 2``
-#: (its components are off by at most ~10 units times scale); ``eps`` takes _EPS times that.
+#: At a pixel the formula puts ``d`` away from a segment, its rounding error is under ~35
+#: units of 2**-53 (~4e-15) times ``scale * (d + 1)``, scale = ``2 (|dx| + |dy|) + radius + 2``
+#: (the point's components are off by at most ~10 units times scale); the checks take
+#: ``tol * (d + radius + 4)``, tol = _EPS x scale, and ``eps = tol * (radius + 4)`` near it.
 #: Segments of a scale over ``_FAR`` (beyond any validated stroke) are tested pixel by pixel.
 _EPS = 1e-12
 _FAR = 1e12
@@ -63,21 +64,21 @@ _MERGE = 1 << 21
 
 class _Pairs(NamedTuple):
     """One entry per (segment, image row): the segment from (ax, ay) by (dx, dy) with squared
-    length l2 and rounding bound eps, the row, vy = its centre's y - ay (the formula's), and
+    length l2 and rounding scale tol (see ``_EPS``), the row, vy = its centre's y - ay (the formula's), and
     the segment's box columns [x0, x1)."""
 
     ax: F64
     dx: F64
     dy: F64
     l2: F64
-    eps: F64
+    tol: F64
     row: I64
     vy: F64
     x0: I64
     x1: I64
 
     def take(self, i: I64) -> _Pairs:
-        return _Pairs(self.ax[i], self.dx[i], self.dy[i], self.l2[i], self.eps[i], self.row[i],
+        return _Pairs(self.ax[i], self.dx[i], self.dy[i], self.l2[i], self.tol[i], self.row[i],
                       self.vy[i], self.x0[i], self.x1[i])
 
 
@@ -149,36 +150,41 @@ def _chords(p: _Pairs, radius: float) -> _Rows:
         return _formula(p.ax, p.dx, p.dy, p.l2, p.vy, col)
 
     r2 = radius * radius
-    near_enough = (radius + 3.0) ** 2  # then within radius + 4, where eps bounds the rounding
+    eps = p.tol * (radius + 4)  # the bound within radius + 4
 
-    lo, hi = _spans(p, r2 + 4 * p.eps)
-    clo = np.maximum(_col(p, p.ax + lo, np.ceil) - 1, p.x0)
-    chi = np.minimum(_col(p, p.ax + hi, np.floor) + 1, p.x1 - 1)
+    def bound(d2: F64) -> F64:  # the bound at a pixel the formula puts sqrt(d2) away
+        return p.tol * (np.sqrt(d2) + radius + 4)
+
+    lo, hi = _spans(p, r2 + 4 * eps)
+    clo = _col(p, p.ax + lo, np.ceil) - 1
+    chi = _col(p, p.ax + hi, np.floor) + 1
     vb = p.vy - p.dy
     gap = np.where((p.vy > 0) == (vb > 0), np.minimum(np.abs(p.vy), np.abs(vb)), 0.0)
-    miss = gap * gap > r2 + 3 * p.eps  # the row passes above or below the capsule
+    miss = gap * gap > r2 + 3 * eps  # the row passes above or below the capsule
     whole = ~miss & (clo > chi)  # no chord where one should be: test the whole row
-    clo = np.where(whole, p.x0, clo)
-    chi = np.where(whole, p.x1 - 1, np.where(miss, p.x0 - 1, chi))
+    # A chord off the box (the image's edge cuts the capsule) leaves no candidates; the box's
+    # edge pixel is then the pixel past them, checked as any other.
+    clo = np.where(whole | miss, p.x0, np.where(clo > p.x1 - 1, p.x1, np.maximum(clo, p.x0)))
+    chi = np.where(whole, p.x1 - 1, np.where(miss | (chi < p.x0), p.x0 - 1,
+                                             np.minimum(chi, p.x1 - 1)))
     some = clo <= chi
-    margin = 2 * p.eps
+    margin = 2 * eps
     far, near_lo = at(clo - 1), at(clo)
-    sure_lo = (clo == p.x0) | ((far > r2 + margin) & (far <= near_enough)
-                                & (near_lo < far - margin))
+    sure_lo = (clo == p.x0) | miss | (
+        (far - bound(far) > r2 + margin) & (near_lo + bound(near_lo) < far - bound(far)))
     far, near_hi = at(chi + 1), at(chi)
-    sure_hi = (chi == p.x1 - 1) | ((far > r2 + margin) & (far <= near_enough)
-                                   & (near_hi < far - margin))
+    sure_hi = (chi == p.x1 - 1) | miss | (
+        (far - bound(far) > r2 + margin) & (near_hi + bound(near_hi) < far - bound(far)))
     zl = np.where(sure_lo, clo + 1, p.x0)
     zr = np.where(sure_hi, chi - 1, p.x1 - 1)
-    rho2 = r2 - 4 * p.eps
+    rho2 = r2 - 4 * eps
     lo, hi = _spans(p, rho2)
     ilo = np.maximum(_col(p, p.ax + lo, np.ceil), clo)
     ihi = np.minimum(_col(p, p.ax + hi, np.floor), chi)
     lim = r2 - margin
     inner = (ilo <= ihi) & (rho2 > 0) & (at(ilo) <= lim) & (at(ihi) <= lim)
-    return _Rows(np.where(some, zl, zr + 1), zr, np.where(inner, ilo, zr + 1),
-                 np.where(inner, ihi, zr), clo, chi, some & (near_lo <= r2),
-                 some & (near_hi <= r2))
+    return _Rows(zl, zr, np.where(inner, ilo, zr + 1), np.where(inner, ihi, zr), clo, chi,
+                 some & (near_lo <= r2), some & (near_hi <= r2))
 
 
 class _Segments(NamedTuple):
@@ -187,7 +193,7 @@ class _Segments(NamedTuple):
     dx: F64
     dy: F64
     l2: F64
-    eps: F64
+    tol: F64
     x0: I64
     x1: I64
     y0: I64
@@ -200,7 +206,7 @@ def _segments(pts: F64, radius: float, h: int, w: int) -> _Segments:
     d = b - a
     l2 = np.array([float(v @ v) for v in d], dtype=np.float64)  # as the reference sums it
     scale = 2 * (np.abs(d[:, 0]) + np.abs(d[:, 1])) + radius + 2
-    eps = np.where(scale < _FAR, _EPS * scale * (radius + 4), np.inf)
+    tol = np.where(scale < _FAR, _EPS * scale, np.inf)
 
     def box(lo: F64, hi: F64, n: int) -> tuple[I64, I64]:
         first = np.clip(np.floor(lo - radius - 0.5), 0, n).astype(np.int64)
@@ -209,7 +215,7 @@ def _segments(pts: F64, radius: float, h: int, w: int) -> _Segments:
     x0, x1 = box(np.minimum(a[:, 0], b[:, 0]), np.maximum(a[:, 0], b[:, 0]), w)
     y0, y1 = box(np.minimum(a[:, 1], b[:, 1]), np.maximum(a[:, 1], b[:, 1]), h)
     return _Segments(a[:, 0].copy(), a[:, 1].copy(), d[:, 0].copy(), d[:, 1].copy(), l2,
-                     eps, x0, x1, y0, y1)
+                     tol, x0, x1, y0, y1)
 
 
 def _groups(sizes: I64, budget: int) -> Iterator[I64]:
@@ -230,7 +236,7 @@ def _pairs(s: _Segments, k: I64) -> _Pairs:
     hs = s.y1[k] - s.y0[k]
     seg = np.repeat(k, hs)
     row = np.arange(len(seg)) - np.repeat(np.cumsum(hs) - hs - s.y0[k], hs)
-    return _Pairs(s.ax[seg], s.dx[seg], s.dy[seg], s.l2[seg], s.eps[seg], row,
+    return _Pairs(s.ax[seg], s.dx[seg], s.dy[seg], s.l2[seg], s.tol[seg], row,
                   (row + 0.5) - s.ay[seg], s.x0[seg], s.x1[seg])
 
 
@@ -327,7 +333,7 @@ def brush(mask: BoolMask, points: npt.NDArray[np.float64], radius: float, draw: 
             p = _pairs(s, k)
             zl, zr = p.x0.copy(), p.x1 - 1
             ilo, ihi = zr + 1, zr.copy()
-            i = np.flatnonzero((p.x1 - p.x0 > thin) & np.isfinite(p.eps))
+            i = np.flatnonzero((p.x1 - p.x0 > thin) & np.isfinite(p.tol))
             if i.size:
                 c = _chords(p.take(i), radius)
                 zl[i], zr[i], ilo[i], ihi[i] = c.zl, c.zr, c.ilo, c.ihi
