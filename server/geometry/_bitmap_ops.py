@@ -57,8 +57,10 @@ _FEW = 8
 #: (segment, row) pairs per batch, and pixels tested per batch: bounds on the scratch memory.
 _PAIRS = 1 << 16
 _PIXELS = 1 << 20
-#: Pixels per band of the run painting (int64 counts), and runs held before merging them.
+#: Pixels and rows per band of the run painting (int64 counts; each band spans only its own
+#: runs' columns), and runs held before merging them.
 _BAND = 1 << 20
+_ROWS = 64
 _MERGE = 1 << 21
 
 
@@ -294,11 +296,17 @@ class _Runs:
         if not self.count:
             return
         row, lo, hi = self._joined()
-        x0, x1 = int(lo.min()), int(hi.max()) + 1
-        step = max(1, _BAND // (x1 - x0 + 1))
-        for top in range(int(row.min()), int(row.max()) + 1, step):
-            sel = np.flatnonzero((row >= top) & (row < top + step))
-            rows = min(step, int(row.max()) + 1 - top)
+        first = int(row.min())
+        step = max(1, min(_ROWS, _BAND // (int(hi.max()) - int(lo.min()) + 2)))
+        band = (row - first) // step
+        small = band.max() < 1 << 15  # then a radix sort
+        order = np.argsort(band.astype(np.int16) if small else band, kind="stable")
+        ends = np.cumsum(np.bincount(band))
+        for b in np.flatnonzero(np.diff(ends, prepend=0)):  # each band's own columns
+            sel = order[ends[b - 1] if b else 0 : ends[b]]
+            top = first + int(b) * step
+            x0, x1 = int(lo[sel].min()), int(hi[sel].max()) + 1
+            rows = int(row[sel].max()) + 1 - top
             at = (row[sel] - top) * (x1 - x0 + 1) - x0
             size = rows * (x1 - x0 + 1)
             diff = np.bincount(at + lo[sel], minlength=size)
