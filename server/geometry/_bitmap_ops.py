@@ -15,12 +15,13 @@ runs:
   chord);
 - the formula itself then checks both, whatever the closed form's own rounding: the inner
   chord's end pixels must be at most ``r2 - 2 eps`` (convexity then puts every pixel between
-  them within ``r2 - eps``: in), and the pixel just past each end of the candidates must be
-  over ``r2 + 2 eps`` and rising away from them (then every pixel beyond is out; where not,
-  the box's pixels on that side are tested);
+  them within ``r2 - eps``: in), and the pixel just past each end of the candidates (or the
+  box's edge pixel, where the image's edge cuts the chord off) must be over ``r2 + 2 eps``
+  and rising away from them, both beyond the rounding bound there (then every pixel beyond is
+  out; where not, the box's pixels on that side are tested);
 - the candidates' end pixels (tested by that check) and any others outside the inner chord
   are decided by the formula; the inner chords are painted through a difference array, band
-  by band of rows.
+  by band of rows, each band over its own runs' columns.
 
 Thin boxes, and strokes whose boxes hold few pixels, are tested pixel by pixel.
 """
@@ -66,8 +67,8 @@ _MERGE = 1 << 21
 
 class _Pairs(NamedTuple):
     """One entry per (segment, image row): the segment from (ax, ay) by (dx, dy) with squared
-    length l2 and rounding scale tol (see ``_EPS``), the row, vy = its centre's y - ay (the formula's), and
-    the segment's box columns [x0, x1)."""
+    length l2 and rounding scale tol (see ``_EPS``), the row, vy = its centre's y - ay (the
+    formula's), and the segment's box columns [x0, x1)."""
 
     ax: F64
     dx: F64
