@@ -3,9 +3,11 @@
 Prints a markdown table; every baseline is measured in the same run on the same input:
 pycocotools for RLE (the reference implementation, on an already Fortran-ordered array, its
 best case), OpenCV ``fillPoly`` / ``findContours`` for rasterize / vectorize (OpenCV's own fill
-and tracing: not exact under our pixel-center rule, but the speed to match, goal <= 3x). Times
-are medians; on a loaded machine they are noisy, so the rasterize / vectorize pairs also show
-the best of the runs (``min``), where scheduling noise is smallest, and the ratio of CPU times.
+and tracing: not exact under our pixel-center rule, but the speed to match, goal <= 3x), and
+the old brush (``tests/geometry/brush_reference.py``: every pixel of every segment's box) for
+the brush, which must set the very same pixels. Times are medians; on a loaded machine they are
+noisy, so the rasterize / vectorize / brush pairs also show the best of the runs (``min``),
+where scheduling noise is smallest, and the ratio of CPU times.
 """
 
 from __future__ import annotations
@@ -160,6 +162,29 @@ def rows() -> list[tuple[str, float, str, float | None, str]]:
             "",
             None,
             "",
+        )
+    )
+
+    from benchmarks._hub_heavy import RADIUS, SIDE, heaviest_stroke
+    from server.geometry._bitmap_ops import brush
+    from tests.geometry.brush_reference import brush as brush_reference
+
+    stroke = np.array(heaviest_stroke("b")["points"], dtype=np.float64)
+    blank = np.zeros((SIDE, SIDE), dtype=bool)
+    assert np.array_equal(brush(blank, stroke, RADIUS, True),
+                          brush_reference(blank, stroke, RADIUS, True))
+    b_ours, b_base, best = paired(
+        lambda: brush(blank, stroke, RADIUS, True),
+        lambda: brush_reference(blank, stroke, RADIUS, True),
+        3,
+    )
+    out.append(
+        (
+            f"brush, heaviest legal stroke ({len(stroke)} points, r {RADIUS:g}) on 100 MP",
+            b_ours,
+            "every pixel of every box (the old brush)",
+            b_base,
+            f"same pixels ({best})",
         )
     )
 
