@@ -1,5 +1,5 @@
 """An edit's writes as one PostgreSQL call: objects deleted, updated and created, the image's
-columns and the op-log row (``labelhub_op_write``, migrations/versions/0002).
+columns and the op-log row (``labelhub_op_write``, migrations/versions/0002 and 0019).
 
 Statement by statement an ordinary edit (one object changed) took two or three round trips here,
 each costing more client CPU and backend wake-ups than PostgreSQL spends running it (see
@@ -26,12 +26,14 @@ if TYPE_CHECKING:
     from server._object_store import ObjectWrites
     from server.edits import LogRow
 
-# migrations/versions/0002 defines the function; JSON goes as text, cast once here.
+# migrations/versions/0019 defines the function (0002 the first); JSON goes as text, cast once
+# here to json, not jsonb: the function converts only each object's values (a big batch's
+# ~2 MB of text would otherwise be parsed into jsonb whole first).
 _WRITE = text(
     "SELECT labelhub_op_write(:project_id, :image_id, :user_id, :source, :now, "
-    "CAST(:deletes AS jsonb), CAST(:updates AS jsonb), CAST(:inserts AS jsonb), "
-    ":object_count, :labeled_at, :labeled_by, :seq, :kind, CAST(:op AS jsonb), "
-    "CAST(:inverse AS jsonb), :client_op_id, :reverts_seq, :origin, :logged_at)"
+    "CAST(:deletes AS json), CAST(:updates AS json), CAST(:inserts AS json), "
+    ":object_count, :labeled_at, :labeled_by, :seq, :kind, CAST(:op AS json), "
+    "CAST(:inverse AS json), :client_op_id, :reverts_seq, :origin, :logged_at)"
 ).bindparams(
     bindparam("image_id", type_=Integer()), bindparam("project_id", type_=Integer()),
     bindparam("user_id", type_=Integer()), bindparam("seq", type_=BigInteger()),

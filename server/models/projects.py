@@ -12,6 +12,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Index,
+    JSON,
     Integer,
     String,
     Text,
@@ -183,9 +184,11 @@ class OpLogEntry(Base):
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
     kind: Mapped[str] = mapped_column(String(32))  # op kind, e.g. create, move_vertex, add_label
-    op: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # Plain json on PostgreSQL too (not jsonb): stored as written, never queried inside; a big
+    # batch's op is ~1 MB of text jsonb would parse and convert (migration 0019).
+    op: Mapped[dict[str, Any]] = mapped_column(JSON)
     # The exact inverse, kept so undo never has to recompute it from a state that moved on.
-    inverse: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    inverse: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     client_op_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # For undo/redo entries: the seq of the op they revert or restore.
     reverts_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
