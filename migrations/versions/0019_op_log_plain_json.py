@@ -18,8 +18,23 @@ edits"). Here:
   the jsonb of their columns; the expected versions are read with ``json_each_text`` (a JSON
   ``null``, "must not exist", reads as SQL NULL).
 
+* ``objects.image_id -> images`` is kept by triggers instead of a foreign key: PostgreSQL checks
+  a key with one query per inserted row (5,000 for such a batch, all for the same image, about a
+  third of what remained of the backend's time); a statement-level trigger checks each image an
+  insert names once, from the statement's transition table, and locks it ``FOR KEY SHARE`` as
+  the key's check does (an image being deleted waits for the insert, or the insert sees it gone
+  and fails with ``foreign_key_violation``, SQLSTATE 23503). Deleting images deletes their
+  objects (the key's ``ON DELETE CASCADE``; a project's deletion cascades to its images and so
+  here) by a statement-level trigger too; an update that moves an object to another image
+  (nothing does) is checked by a row trigger, which fires only for updates naming
+  ``image_id``. The model keeps the key
+  (SQLite keeps it: its checks cost nothing like this); migrations/env.py leaves it out of the
+  comparison on PostgreSQL. tests/server/test_object_image_key.py holds both databases to the
+  same behaviour.
+
 Otherwise the definitions are those of 0018 (write), 0015 (the 23-argument commit) and 0004
-(the 24-argument commit), unchanged. The old (jsonb) signatures are dropped: the server calls
+(the 24-argument commit), unchanged but for the write's insert, skipped when there is nothing
+to insert (the trigger fires per statement, rows or none). The old (jsonb) signatures are dropped: the server calls
 these. The column change rewrites op_log once. SQLite: nothing changes (JSON is text there).
 """
 
@@ -77,17 +92,18 @@ BEGIN
                updated_by = p_user, updated_at = p_now
          WHERE objects.image_id = p_image AND objects.id = o.id;
     END LOOP;
-    INSERT INTO objects (image_id, id, project_id, type, label, geometry, keypoints, attributes,
-                         rpy, occluded, z, version, source, created_by, updated_by, created_at,
-                         updated_at)
-    SELECT p_image, i.id, p_project, i.type, i.label, i.geometry, i.keypoints, i.attributes,
-           COALESCE(i.rpy, 'null'), i.occluded, i.z, i.version, COALESCE(i.source, p_source),
-           p_user, p_user,
-           p_now, p_now
-      FROM json_to_recordset(p_inserts) AS i (
-            id varchar, type varchar, label varchar, geometry jsonb, keypoints jsonb,
-            attributes jsonb, rpy jsonb, occluded boolean, z integer, version integer,
-            source varchar);
+    IF json_array_length(p_inserts) > 0 THEN
+        INSERT INTO objects (image_id, id, project_id, type, label, geometry, keypoints,
+                             attributes, rpy, occluded, z, version, source, created_by,
+                             updated_by, created_at, updated_at)
+        SELECT p_image, i.id, p_project, i.type, i.label, i.geometry, i.keypoints, i.attributes,
+               COALESCE(i.rpy, 'null'), i.occluded, i.z, i.version, COALESCE(i.source, p_source),
+               p_user, p_user, p_now, p_now
+          FROM json_to_recordset(p_inserts) AS i (
+                id varchar, type varchar, label varchar, geometry jsonb, keypoints jsonb,
+                attributes jsonb, rpy jsonb, occluded boolean, z integer, version integer,
+                source varchar);
+    END IF;
     IF p_object_count IS NOT NULL OR p_labeled_at IS NOT NULL THEN
         UPDATE images
            SET object_count = COALESCE(p_object_count, images.object_count),
@@ -233,6 +249,71 @@ $fn$
 """
 
 
+#: The foreign key the triggers replace (migration 0001's name for it).
+IMAGE_KEY = "fk_objects_image_id_images"
+
+IMAGE_TRIGGERS = (
+    """CREATE OR REPLACE FUNCTION labelhub_objects_image_exists() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    missing integer;
+BEGIN
+    -- As the key's check: each image named, locked FOR KEY SHARE (a concurrent delete waits
+    -- for this transaction, or has committed and the image is not found).
+    PERFORM 1 FROM images WHERE images.id IN (SELECT DISTINCT added.image_id FROM added)
+      ORDER BY images.id FOR KEY SHARE OF images;
+    SELECT DISTINCT added.image_id INTO missing FROM added
+     WHERE NOT EXISTS (SELECT 1 FROM images WHERE images.id = added.image_id) LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'insert or update on table "objects" violates the image key'
+            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'fk_objects_image_id_images',
+                  DETAIL = format('Key (image_id)=(%s) is not present in table "images".',
+                                  missing);
+    END IF;
+    RETURN NULL;
+END
+$fn$""",
+    """CREATE TRIGGER labelhub_objects_image_exists AFTER INSERT ON objects
+    REFERENCING NEW TABLE AS added FOR EACH STATEMENT
+    EXECUTE FUNCTION labelhub_objects_image_exists()""",
+    """CREATE OR REPLACE FUNCTION labelhub_objects_image_moved() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM 1 FROM images WHERE images.id = NEW.image_id FOR KEY SHARE OF images;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'insert or update on table "objects" violates the image key'
+            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'fk_objects_image_id_images',
+                  DETAIL = format('Key (image_id)=(%s) is not present in table "images".',
+                                  NEW.image_id);
+    END IF;
+    RETURN NEW;
+END
+$fn$""",
+    """CREATE TRIGGER labelhub_objects_image_moved BEFORE UPDATE OF image_id ON objects
+    FOR EACH ROW WHEN (OLD.image_id IS DISTINCT FROM NEW.image_id)
+    EXECUTE FUNCTION labelhub_objects_image_moved()""",
+    """CREATE OR REPLACE FUNCTION labelhub_images_delete_objects() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    DELETE FROM objects WHERE objects.image_id IN (SELECT gone.id FROM gone);
+    RETURN NULL;
+END
+$fn$""",
+    """CREATE TRIGGER labelhub_images_delete_objects AFTER DELETE ON images
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT
+    EXECUTE FUNCTION labelhub_images_delete_objects()""",
+)
+
+DROP_IMAGE_TRIGGERS = (
+    "DROP TRIGGER IF EXISTS labelhub_images_delete_objects ON images",
+    "DROP TRIGGER IF EXISTS labelhub_objects_image_moved ON objects",
+    "DROP TRIGGER IF EXISTS labelhub_objects_image_exists ON objects",
+    "DROP FUNCTION IF EXISTS labelhub_images_delete_objects()",
+    "DROP FUNCTION IF EXISTS labelhub_objects_image_moved()",
+    "DROP FUNCTION IF EXISTS labelhub_objects_image_exists()",
+)
+
+
 def _previous(name: str) -> ModuleType:
     path = Path(__file__).with_name(name)
     spec = importlib.util.spec_from_file_location(f"_lh_{name[:4]}", path)
@@ -268,6 +349,9 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         _drop_functions("jsonb")
         _log_columns("json")
+        op.drop_constraint(IMAGE_KEY, "objects", type_="foreignkey")
+        for statement in IMAGE_TRIGGERS:
+            op.execute(statement)
         op.execute(WRITE_FUNCTION)
         op.execute(COMMIT_FUNCTION)
         op.execute(STAMPED_COMMIT_FUNCTION)
@@ -278,6 +362,10 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         _drop_functions("json")
         _log_columns("jsonb")
+        for statement in DROP_IMAGE_TRIGGERS:
+            op.execute(statement)
+        op.create_foreign_key(IMAGE_KEY, "objects", "images", ["image_id"], ["id"],
+                              ondelete="CASCADE")
         op.execute(_previous("0018_object_sources_on_edits.py").WRITE_FUNCTION)
         op.execute(_previous("0015_bulk_op_functions.py").COMMIT_FUNCTION)
         op.execute(_previous("0004_op_commit_stamp.py").COMMIT_FUNCTION)

@@ -7,12 +7,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Float,
     ForeignKey,
     Index,
-    JSON,
     Integer,
     String,
     Text,
@@ -142,6 +142,8 @@ class LabelObjectRow(Base):
 
     __tablename__ = "objects"
 
+    # On PostgreSQL this key is kept by triggers, which check a many-row insert once per image
+    # instead of once per row (migration 0019; migrations/env.py leaves it out of comparisons).
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     # The image's project (no foreign key of its own: the image's key cascades; migration 0017).
