@@ -1,4 +1,4 @@
-"""op_log's op and inverse as plain json; the edit functions take their JSON as json (PostgreSQL)
+"""op_log's op and inverse as plain json; the edit functions take json and arrays; triggers for the image key (PostgreSQL)
 
 Revision ID: 0019
 Revises: 0018
@@ -13,10 +13,13 @@ edits"). Here:
 * ``op_log.op`` and ``op_log.inverse`` are ``json``: stored as the server wrote them (validated,
   not converted), read back alike. Nothing queries inside them (the log is read whole, by seq);
   json has no equality operator, which nothing uses either. The columns keep lz4 (0017).
-* labelhub_op_write and labelhub_op_commit take every JSON argument as ``json``: the record sets
-  (``json_to_recordset``) convert only each object's own values (geometry, keypoints, ...) into
-  the jsonb of their columns; the expected versions are read with ``json_each_text`` (a JSON
-  ``null``, "must not exist", reads as SQL NULL).
+* labelhub_op_write and labelhub_op_commit take their JSON arguments as ``json`` (the expected
+  versions are read with ``json_each_text``: a JSON ``null``, "must not exist", reads as SQL
+  NULL), and the objects to insert as a two-dimensional ``text[]``, one row per column
+  (``server._pg_writes.INSERT_COLUMNS``), zipped by ``unnest``: only each object's own JSON
+  values (geometry, keypoints, ...) are parsed, into the jsonb of their columns. Read from a
+  JSON document, as before, the record set cost more than parsing the whole document (~35 ms
+  of backend CPU for 5,000 boxes, against ~15 for the arrays, measured).
 
 * ``objects.image_id -> images`` is kept by triggers instead of a foreign key: PostgreSQL checks
   a key with one query per inserted row (5,000 for such a batch, all for the same image, about a
@@ -54,21 +57,22 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _signature(json_type: str) -> tuple[str, str, str]:
-    """(write, 23-argument commit, 24-argument commit) argument types with this JSON type."""
-    j = json_type
-    write = (f"integer, integer, integer, varchar, timestamptz, {j}, {j}, {j}, integer, "
+def _signature(json_type: str, inserts: str) -> tuple[str, str, str]:
+    """(write, 23-argument commit, 24-argument commit) argument types with this JSON type and
+    this type of the inserted objects."""
+    j, i = json_type, inserts
+    write = (f"integer, integer, integer, varchar, timestamptz, {j}, {j}, {i}, integer, "
              f"timestamptz, integer, bigint, varchar, {j}, {j}, varchar, bigint, varchar, "
              "timestamptz")
     commit = (f"integer, integer, integer, bigint, timestamptz, varchar, {j}, varchar, {j}, {j}, "
-              f"{j}, integer, timestamptz, integer, varchar, {j}, {j}, bigint, varchar, "
+              f"{i}, integer, timestamptz, integer, varchar, {j}, {j}, bigint, varchar, "
               "timestamptz, integer, timestamptz, double precision")
     return write, commit, commit + ", text"
 
 
 WRITE_FUNCTION = """CREATE OR REPLACE FUNCTION labelhub_op_write(
     p_project integer, p_image integer, p_user integer, p_source varchar, p_now timestamptz,
-    p_deletes json, p_updates json, p_inserts json,
+    p_deletes json, p_updates json, p_inserts text[],
     p_object_count integer, p_labeled_at timestamptz, p_labeled_by integer,
     p_seq bigint, p_kind varchar, p_op json, p_inverse json, p_client_op_id varchar,
     p_reverts_seq bigint, p_origin varchar, p_logged_at timestamptz)
@@ -92,17 +96,21 @@ BEGIN
                updated_by = p_user, updated_at = p_now
          WHERE objects.image_id = p_image AND objects.id = o.id;
     END LOOP;
-    IF json_array_length(p_inserts) > 0 THEN
+    -- The new objects come as one text column per row of a two-dimensional array
+    -- (server/_pg_writes.py, INSERT_COLUMNS): each slice is one column, unnest zips them.
+    IF cardinality(p_inserts) > 0 THEN
         INSERT INTO objects (image_id, id, project_id, type, label, geometry, keypoints,
                              attributes, rpy, occluded, z, version, source, created_by,
                              updated_by, created_at, updated_at)
-        SELECT p_image, i.id, p_project, i.type, i.label, i.geometry, i.keypoints, i.attributes,
-               COALESCE(i.rpy, 'null'), i.occluded, i.z, i.version, COALESCE(i.source, p_source),
+        SELECT p_image, i.id, p_project, i.type, i.label, i.geometry::jsonb, i.keypoints::jsonb,
+               i.attributes::jsonb, COALESCE(i.rpy::jsonb, 'null'), i.occluded::boolean,
+               i.z::integer, i.version::integer, COALESCE(i.source, p_source),
                p_user, p_user, p_now, p_now
-          FROM json_to_recordset(p_inserts) AS i (
-                id varchar, type varchar, label varchar, geometry jsonb, keypoints jsonb,
-                attributes jsonb, rpy jsonb, occluded boolean, z integer, version integer,
-                source varchar);
+          FROM unnest(p_inserts[1:1], p_inserts[2:2], p_inserts[3:3], p_inserts[4:4],
+                      p_inserts[5:5], p_inserts[6:6], p_inserts[7:7], p_inserts[8:8],
+                      p_inserts[9:9], p_inserts[10:10], p_inserts[11:11])
+               AS i (id, type, label, geometry, keypoints, attributes, rpy, occluded, z,
+                     version, source);
     END IF;
     IF p_object_count IS NOT NULL OR p_labeled_at IS NOT NULL THEN
         UPDATE images
@@ -125,7 +133,7 @@ CONFLICT_SQLSTATE = "LH409"
 COMMIT_FUNCTION = """CREATE OR REPLACE FUNCTION labelhub_op_commit(
     p_user integer, p_project integer, p_image integer, p_token bigint, p_now timestamptz,
     p_client_op_id varchar, p_expect json, p_source varchar,
-    p_deletes json, p_updates json, p_inserts json, p_count_delta integer,
+    p_deletes json, p_updates json, p_inserts text[], p_count_delta integer,
     p_labeled_at timestamptz, p_labeled_by integer,
     p_kind varchar, p_op json, p_inverse json, p_reverts_seq bigint, p_origin varchar,
     p_logged_at timestamptz,
@@ -215,7 +223,7 @@ $fn$
 STAMPED_COMMIT_FUNCTION = """CREATE OR REPLACE FUNCTION labelhub_op_commit(
     p_user integer, p_project integer, p_image integer, p_token bigint, p_now timestamptz,
     p_client_op_id varchar, p_expect json, p_source varchar,
-    p_deletes json, p_updates json, p_inserts json, p_count_delta integer,
+    p_deletes json, p_updates json, p_inserts text[], p_count_delta integer,
     p_labeled_at timestamptz, p_labeled_by integer,
     p_kind varchar, p_op json, p_inverse json, p_reverts_seq bigint, p_origin varchar,
     p_logged_at timestamptz,
@@ -323,8 +331,8 @@ def _previous(name: str) -> ModuleType:
     return module
 
 
-def _drop_functions(json_type: str) -> None:
-    write, commit, stamped = _signature(json_type)
+def _drop_functions(json_type: str, inserts: str) -> None:
+    write, commit, stamped = _signature(json_type, inserts)
     op.execute(f"DROP FUNCTION IF EXISTS labelhub_op_commit({stamped})")
     op.execute(f"DROP FUNCTION IF EXISTS labelhub_op_commit({commit})")
     op.execute(f"DROP FUNCTION IF EXISTS labelhub_op_write({write})")
@@ -347,7 +355,7 @@ def _log_columns(json_type: str) -> None:
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        _drop_functions("jsonb")
+        _drop_functions("jsonb", "jsonb")
         _log_columns("json")
         op.drop_constraint(IMAGE_KEY, "objects", type_="foreignkey")
         for statement in IMAGE_TRIGGERS:
@@ -360,7 +368,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     """The jsonb columns, and 0018's write, 0015's and 0004's commits again."""
     if op.get_bind().dialect.name == "postgresql":
-        _drop_functions("json")
+        _drop_functions("json", "text[]")
         _log_columns("jsonb")
         for statement in DROP_IMAGE_TRIGGERS:
             op.execute(statement)

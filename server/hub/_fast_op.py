@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server._object_store import ROW_VALUES, ObjectWrites
 from server._oplog import announce
-from server._pg_writes import json_text
+from server._pg_writes import insert_columns, json_text
 from server.db import driver_connection
 from server.edits import (
     EditError,
@@ -73,7 +73,7 @@ _READ = (
 # labelhub_op_commit rings sends the listeners to the log. JSON goes as json, not jsonb
 # (migration 0019).
 _CALL = ("FROM labelhub_op_commit($1, $2, $3, $4, $5, $6, $7::text::json, $8, "
-         "$9::text::json, $10::text::json, $11::text::json, $12, $13, $14, $15, "
+         "$9::text::json, $10::text::json, $11::text[], $12, $13, $14, $15, "
          "$16::text::json, $17::text::json, $18, $19, $20, $21, $22, $23, $24) AS r")
 _COMMIT = f"SELECT r.status, r.seq, r.stamp, {ROW_NOTIFY} {_CALL}"
 _COMMIT_LARGE = f"SELECT r.status, r.seq, r.stamp {_CALL}"
@@ -130,7 +130,7 @@ async def commit(driver: Any, *, token: int, now: datetime, writes: ObjectWrites
             _COMMIT_LARGE if len(op_text) >= PAYLOAD_LIMIT else _COMMIT,
             writes.user_id, writes.project_id, writes.image_id, token, now,
             log.client_op_id, json_text(expected), writes.source, _json_list(writes.deletes),
-            _json_list(writes.updates), _json_list(writes.inserts), count_delta,
+            _json_list(writes.updates), insert_columns(writes.inserts), count_delta,
             labeled.get("labeled_at"), labeled.get("labeled_by"), log.kind, op_text,
             None if log.inverse is None else json_text(log.inverse), log.reverts_seq,
             log.origin, log.created_at, span_id, span_last_activity, span_active_seconds, stamp)

@@ -324,7 +324,7 @@ async def test_the_commit_function_rolls_back_the_seq_on_a_version_conflict(
         with pytest.raises(asyncpg.PostgresError) as caught:
             await driver.fetchrow(
                 _fast_op._COMMIT, labeler.conn.user_id, labeler.project, labeler.image,
-                labeler.token, now, "stale", json.dumps({"b": 0}), "manual", "[]", "[]", "[]",
+                labeler.token, now, "stale", json.dumps({"b": 0}), "manual", "[]", "[]", [],
                 0, None, None, "move_box", json.dumps(move(3)), None, None, "edit", now, None,
                 None, None, None)
     assert caught.value.sqlstate == _fast_op.CONFLICT_SQLSTATE
@@ -357,7 +357,7 @@ async def test_big_batches_read_and_check_their_objects_in_set_statements(
                 await driver.fetchrow(
                     _fast_op._COMMIT, labeler.conn.user_id, labeler.project, labeler.image,
                     labeler.token, now, f"x{len(expected)}", json.dumps(expected), "manual",
-                    "[]", "[]", "[]", 0, None, None, "batch", json.dumps({"kind": "batch", "ops": []}),
+                    "[]", "[]", [], 0, None, None, "batch", json.dumps({"kind": "batch", "ops": []}),
                     None, None, "edit", now, None, None, None, None)
         assert caught.value.sqlstate == _fast_op.CONFLICT_SQLSTATE
         assert ("m050" if expected is stale else "m007") in str(caught.value)
