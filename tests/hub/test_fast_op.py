@@ -372,9 +372,10 @@ async def test_a_big_batchs_new_ids_are_checked_by_the_primary_key(
     and the op then takes the transaction path, which names what is wrong."""
     assert (await labeler.op(box(1), "c1"))["type"] == "ack"
     before = await _state(labeler)
-    creates: list[dict[str, Any]] = [{"kind": "create", "object": {"id": oid, "type": "bbox", "label": "car",
-                                             "geometry": {"x": i % 50, "y": 1, "w": 5, "h": 5}}}
-               for i, oid in enumerate([*(f"n{i:03d}" for i in range(99)), "b"])]
+    creates: list[dict[str, Any]] = [
+        {"kind": "create", "object": {"id": oid, "type": "bbox", "label": "car",
+                                      "geometry": {"x": i % 50, "y": 1, "w": 5, "h": 5}}}
+        for i, oid in enumerate([*(f"n{i:03d}" for i in range(99)), "b"])]
     inserts = [{"id": op["object"]["id"], "version": 1, "type": "bbox", "label": "car",
                 "geometry": op["object"]["geometry"], "keypoints": [], "attributes": {},
                 "rpy": None, "occluded": False, "z": 0} for op in creates]
