@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 from alembic import context
 from sqlalchemy.engine import Connection
@@ -26,9 +28,21 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+#: Keys the models declare that PostgreSQL keeps by triggers instead (migration 0019).
+PG_TRIGGER_KEYS = frozenset({"fk_objects_image_id_images"})
+
+
+def _include_object(dialect: str) -> Callable[..., bool]:
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        return not (dialect == "postgresql" and type_ == "foreign_key_constraint"
+                    and name in PG_TRIGGER_KEYS)
+    return include
+
+
 def _do_run(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata,
-                      render_as_batch=True, compare_type=True)
+                      render_as_batch=True, compare_type=True,
+                      include_object=_include_object(connection.dialect.name))
     with context.begin_transaction():
         context.run_migrations()
 

@@ -9,8 +9,9 @@ there is no BEGIN or COMMIT to send. Both run on the pooled connection's asyncpg
 (``server.db.driver_connection``): through SQLAlchemy's execution layer each call cost more
 client CPU than PostgreSQL spends on it.
 
-Everything variable travels as text (JSON for ids and objects): no parameter or column has a
-type asyncpg must look up on a fresh connection.
+Everything variable travels as text (JSON for objects) or, the ids to read, as ``text[]``:
+no parameter or column has a type asyncpg must look up on a fresh connection (``text[]`` is
+one of the array types its core knows, unlike ``varchar[]``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server._object_store import ROW_VALUES, ObjectWrites
 from server._oplog import announce
-from server._pg_writes import json_text
+from server._pg_writes import insert_columns, json_text
 from server.db import driver_connection
 from server.edits import (
     EditError,
@@ -45,7 +46,7 @@ from server.edits import (
 )
 from server.geometry import LabelObject
 from server.hub._context import BegunOp, ObjectRow, OpContext, SettingsCache, to_context
-from server.hub._op_rows import ROW_NOTIFY
+from server.hub._op_rows import PAYLOAD_LIMIT, ROW_NOTIFY
 from server.hub.connection import Connection
 from server.models import utcnow
 from server.protocol import Ack, Op, encode
@@ -64,14 +65,18 @@ _COLUMNS = (
 _READ = (
     "SELECT " + ", ".join(f"{c}::text" if c in _JSON_COLUMNS else c for c in _COLUMNS)
     + " FROM labelhub_op_read($1, $2, $3, $4, "
-    "ARRAY(SELECT jsonb_array_elements_text($5::text::jsonb))::varchar[])")
+    "$5::text[]::varchar[])")
 # The committed row rides along to other processes as a NOTIFY payload (server/hub/_op_rows.py),
-# sent by this statement and therefore in its transaction: they need not read it back.
-_COMMIT = (
-    f"SELECT r.status, r.seq, r.stamp, {ROW_NOTIFY} "
-    "FROM labelhub_op_commit($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8, "
-    "$9::text::jsonb, $10::text::jsonb, $11::text::jsonb, $12, $13, $14, $15, "
-    "$16::text::jsonb, $17::text::jsonb, $18, $19, $20, $21, $22, $23, $24) AS r")
+# sent by this statement and therefore in its transaction: they need not read it back. An op
+# whose text alone is over the payload limit cannot fit: its statement leaves the payload out
+# (building it would parse the op's text twice, ~1 MB for a big batch) and the doorbell that
+# labelhub_op_commit rings sends the listeners to the log. JSON goes as json, not jsonb
+# (migration 0019).
+_CALL = ("FROM labelhub_op_commit($1, $2, $3, $4, $5, $6, $7::text::json, $8, "
+         "$9::text::json, $10::text::json, $11::text[], $12, $13, $14, $15, "
+         "$16::text::json, $17::text::json, $18, $19, $20, $21, $22, $23, $24) AS r")
+_COMMIT = f"SELECT r.status, r.seq, r.stamp, {ROW_NOTIFY} {_CALL}"
+_COMMIT_LARGE = f"SELECT r.status, r.seq, r.stamp {_CALL}"
 
 
 def _json_list(values: list[Any]) -> str:
@@ -88,7 +93,7 @@ async def read(driver: Any, *, user_id: int, project_id: int, image_id: int,
     """The op's context and objects (``seq`` is ``None``: ``commit`` takes it). ``None`` when
     the user no longer exists."""
     records = await driver.fetch(_READ, user_id, project_id, image_id, client_op_id,
-                                 json_text(sorted(object_ids)))
+                                 sorted(object_ids))
     if not records:
         return None
     rows = [SimpleNamespace(**{k: _loads(v) if k in _JSON_COLUMNS else v
@@ -119,12 +124,17 @@ async def commit(driver: Any, *, token: int, now: datetime, writes: ObjectWrites
     ``None`` for an id that did not exist) and, unless ``None``, the ``stamp`` of everything else
     the op was computed from, then write the objects, the image's count and "last labeled", the
     log row and the labeling session, in one statement."""
+    op_text = json_text(log.op)
+    if len(writes.inserts) > FEW_EXPECTED:
+        # Their "must not exist" is the primary key's (labelhub_op_commit, migration 0019).
+        expected = _without_inserted(expected, writes.inserts)
     try:
         record = await driver.fetchrow(
-            _COMMIT, writes.user_id, writes.project_id, writes.image_id, token, now,
+            _COMMIT_LARGE if len(op_text) >= PAYLOAD_LIMIT else _COMMIT,
+            writes.user_id, writes.project_id, writes.image_id, token, now,
             log.client_op_id, json_text(expected), writes.source, _json_list(writes.deletes),
-            _json_list(writes.updates), _json_list(writes.inserts), count_delta,
-            labeled.get("labeled_at"), labeled.get("labeled_by"), log.kind, json_text(log.op),
+            _json_list(writes.updates), insert_columns(writes.inserts), count_delta,
+            labeled.get("labeled_at"), labeled.get("labeled_by"), log.kind, op_text,
             None if log.inverse is None else json_text(log.inverse), log.reverts_seq,
             log.origin, log.created_at, span_id, span_last_activity, span_active_seconds, stamp)
     except asyncpg.PostgresError as exc:
@@ -132,6 +142,18 @@ async def commit(driver: Any, *, token: int, now: datetime, writes: ObjectWrites
             return Outcome("conflict", None)
         raise
     return Outcome(str(record["status"]), record["seq"], record["stamp"])
+
+
+#: Past this many new objects an edit's commit leaves their "must not exist" to the primary
+#: key (labelhub_op_commit's own threshold: migrations/versions/0019).
+FEW_EXPECTED = 64
+
+
+def _without_inserted(expected: dict[str, int | None],
+                      inserts: list[dict[str, Any]]) -> dict[str, int | None]:
+    new = {values["id"] for values in inserts}
+    return {oid: version for oid, version in expected.items()
+            if version is not None or oid not in new}
 
 
 @dataclass

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from server._oplog import LoggedOp
 
-__all__ = ["PROCESS_TAG", "ROW_CHANNEL", "ROW_NOTIFY", "HeardRow", "parse_row"]
+__all__ = ["PAYLOAD_LIMIT", "PROCESS_TAG", "ROW_CHANNEL", "ROW_NOTIFY", "HeardRow", "parse_row"]
 
 #: PostgreSQL channel of committed rows (the doorbell channel stays payload-free).
 ROW_CHANNEL = "labelhub_op_rows"

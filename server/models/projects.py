@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Float,
@@ -141,6 +142,8 @@ class LabelObjectRow(Base):
 
     __tablename__ = "objects"
 
+    # On PostgreSQL this key is kept by triggers, which check a many-row insert once per image
+    # instead of once per row (migration 0019; migrations/env.py leaves it out of comparisons).
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     # The image's project (no foreign key of its own: the image's key cascades; migration 0017).
@@ -183,9 +186,11 @@ class OpLogEntry(Base):
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
     kind: Mapped[str] = mapped_column(String(32))  # op kind, e.g. create, move_vertex, add_label
-    op: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # Plain json on PostgreSQL too (not jsonb): stored as written, never queried inside; a big
+    # batch's op is ~1 MB of text jsonb would parse and convert (migration 0019).
+    op: Mapped[dict[str, Any]] = mapped_column(JSON)
     # The exact inverse, kept so undo never has to recompute it from a state that moved on.
-    inverse: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    inverse: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     client_op_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # For undo/redo entries: the seq of the op they revert or restore.
     reverts_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

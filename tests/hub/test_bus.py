@@ -317,7 +317,7 @@ async def test_the_app_tags_its_rows_with_its_process(setup: Setup) -> None:
         async with driver_connection(s.app.state.engine) as driver:  # a lease that moved on
             refused = await driver.fetchrow(
                 _fast_op._COMMIT, s.editor.user_id, s.project, s.image, s.token + 1, now,
-                "refused", "{}", "manual", "[]", "[]", "[]", 0, None, None, "move_box",
+                "refused", "{}", "manual", "[]", "[]", [], 0, None, None, "move_box",
                 json.dumps(move(5)), None, None, "edit", now, None, None, None, None)
         assert refused["status"] == "lease"
         after = await s.op(move(6))

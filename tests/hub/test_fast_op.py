@@ -15,6 +15,7 @@ import pytest
 from starlette.applications import Starlette
 
 from server import edits
+from server._pg_writes import insert_columns
 from server.db import driver_connection
 from server.hub import _fast_op
 from server.hub.connection import Connection
@@ -324,7 +325,7 @@ async def test_the_commit_function_rolls_back_the_seq_on_a_version_conflict(
         with pytest.raises(asyncpg.PostgresError) as caught:
             await driver.fetchrow(
                 _fast_op._COMMIT, labeler.conn.user_id, labeler.project, labeler.image,
-                labeler.token, now, "stale", json.dumps({"b": 0}), "manual", "[]", "[]", "[]",
+                labeler.token, now, "stale", json.dumps({"b": 0}), "manual", "[]", "[]", [],
                 0, None, None, "move_box", json.dumps(move(3)), None, None, "edit", now, None,
                 None, None, None)
     assert caught.value.sqlstate == _fast_op.CONFLICT_SQLSTATE
@@ -357,8 +358,47 @@ async def test_big_batches_read_and_check_their_objects_in_set_statements(
                 await driver.fetchrow(
                     _fast_op._COMMIT, labeler.conn.user_id, labeler.project, labeler.image,
                     labeler.token, now, f"x{len(expected)}", json.dumps(expected), "manual",
-                    "[]", "[]", "[]", 0, None, None, "batch", json.dumps({"kind": "batch", "ops": []}),
+                    "[]", "[]", [], 0, None, None, "batch", json.dumps({"kind": "batch", "ops": []}),
                     None, None, "edit", now, None, None, None, None)
         assert caught.value.sqlstate == _fast_op.CONFLICT_SQLSTATE
         assert ("m050" if expected is stale else "m007") in str(caught.value)
     assert await _state(labeler) == before  # seq, objects and log untouched
+
+
+async def test_a_big_batchs_new_ids_are_checked_by_the_primary_key(
+        labeler: Labeler, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over 64 new objects the commit leaves their "must not exist" to the primary key
+    (migration 0019): an id that exists after all is the same conflict, nothing is written,
+    and the op then takes the transaction path, which names what is wrong."""
+    assert (await labeler.op(box(1), "c1"))["type"] == "ack"
+    before = await _state(labeler)
+    creates: list[dict[str, Any]] = [
+        {"kind": "create", "object": {"id": oid, "type": "bbox", "label": "car",
+                                      "geometry": {"x": i % 50, "y": 1, "w": 5, "h": 5}}}
+        for i, oid in enumerate([*(f"n{i:03d}" for i in range(99)), "b"])]
+    inserts = [{"id": op["object"]["id"], "version": 1, "type": "bbox", "label": "car",
+                "geometry": op["object"]["geometry"], "keypoints": [], "attributes": {},
+                "rpy": None, "occluded": False, "z": 0} for op in creates]
+    assert len(inserts) > _fast_op.FEW_EXPECTED
+    now = utcnow()
+    async with driver_connection(labeler.app.state.engine) as driver:
+        with pytest.raises(asyncpg.PostgresError) as caught:
+            await driver.fetchrow(
+                _fast_op._COMMIT, labeler.conn.user_id, labeler.project, labeler.image,
+                labeler.token, now, "big", "{}", "manual", "[]", "[]", insert_columns(inserts),
+                len(inserts), None, None, "batch", json.dumps({"kind": "batch", "ops": creates}),
+                None, None, "edit", now, None, None, None, None)
+    assert caught.value.sqlstate == _fast_op.CONFLICT_SQLSTATE
+    assert await _state(labeler) == before  # seq, objects and log untouched
+    # Through the hub: the held state believes "b" absent, the commit finds it, the
+    # transaction path refuses the op.
+    _path(labeler, True)
+    held = labeler.conn.held
+    assert held is not None
+    held.objects.pop("b", None)
+    held.parsed.pop("b", None)
+    calls = _before_commit(monkeypatch, _nothing)
+    refused = await labeler.op({"kind": "batch", "ops": creates}, "big-op")
+    assert refused["type"] == "error", refused
+    assert calls.outcomes == ["conflict"]
+    assert await _state(labeler) == before
