@@ -12,8 +12,9 @@ PostgreSQL each step is one statement taking the request's rows as one JSON para
   EXPLAIN ANALYZE, most of PostgreSQL's extra time in ``benchmarks/uploads.py``;
 - the intents go in one ``INSERT ... SELECT`` instead of an ``executemany`` (one execution per
   row in the backend);
-- the image rows go in one ``INSERT ... SELECT ... RETURNING id, sha256`` instead of a VALUES
-  list of ~11 parameters per row that PostgreSQL parses and plans on every request.
+- the image rows go in one ``INSERT ... SELECT ... RETURNING id, sha256`` (ids in the order
+  of the rows) instead of a VALUES list of ~11 parameters per row that PostgreSQL parses and
+  plans on every request.
 
 SQLite runs in this process, where a statement per row costs no round trip: it keeps the ORM's
 statements, in chunks under its limit on parameters.
@@ -51,10 +52,11 @@ _INTENTS = text(
 _IMAGES = text(
     "INSERT INTO images (project_id, name, sha256, mime, size_bytes, width, height, "
     "uploaded_by, uploaded_at, auto_labeled, object_count, state) "
-    "SELECT :project_id, r.name, r.sha256, r.mime, r.size_bytes, r.width, r.height, "
-    ":user_id, :now, false, 0, 'new' FROM jsonb_to_recordset(CAST(:rows AS jsonb)) "
-    "AS r(name text, sha256 text, mime text, size_bytes bigint, width integer, height integer) "
-    "RETURNING id, sha256"
+    "SELECT :project_id, e.r->>'name', e.r->>'sha256', e.r->>'mime', "
+    "CAST(e.r->>'size_bytes' AS bigint), CAST(e.r->>'width' AS integer), "
+    "CAST(e.r->>'height' AS integer), :user_id, :now, false, 0, 'new' "
+    "FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS e(r, n) "
+    "ORDER BY e.n RETURNING id, sha256"
 ).bindparams(bindparam("project_id", type_=Integer()), bindparam("user_id", type_=Integer()),
              bindparam("rows", type_=String()), bindparam("now", type_=DateTime(timezone=True))
              ).columns(id=Integer(), sha256=String())
@@ -91,7 +93,7 @@ async def insert_intents(session: AsyncSession, token: str, shas: Sequence[str],
 async def insert_images(session: AsyncSession, project_id: int, user_id: int,
                         rows: Sequence[dict[str, Any]], now: datetime) -> dict[str, int]:
     """Insert new images (``rows``: name, sha256, mime, size_bytes, width, height, each sha
-    once); returns ``{sha: new image id}``."""
+    once), their ids ascending in the order of ``rows``; returns ``{sha: new image id}``."""
     if not rows:
         return {}
     if is_postgresql(session):

@@ -34,6 +34,7 @@ async def test_images_are_inserted_and_found_by_content_in_their_project_only(
                                   [_row(i, n) for i, n in enumerate(names)], now)
         assert await insert_images(session, b, admin.user["id"], [], now) == {}
     assert sorted(ids) == sorted(_sha(i) for i in range(len(names)))
+    assert [ids[_sha(i)] for i in range(len(names))] == sorted(ids.values())  # upload order
     async with transaction(app.state.sessions) as session:
         wanted = [_sha(i) for i in (0, 1, 2, 1199, 5000)]
         assert await existing(session, a, wanted) == {s: ids[s] for s in wanted[:4]}
