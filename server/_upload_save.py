@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server import offload
 from server._label_store import ensure_label_defs
+from server._upload_rows import CHUNK_ROWS, existing, insert_images, insert_intents
 from server._uploads import Staged
 from server.ai.embeddings import request_embedding
 from server.db import transaction
@@ -61,7 +62,6 @@ log = logging.getLogger(__name__)
 
 _BATCH_FILES = 64  # files per offload round trip
 _BATCH_BYTES = 8 << 20
-_CHUNK_ROWS = 5000  # ids per IN (...) list (SQLite allows 32766 parameters)
 #: Content locks are (class, bucket) advisory locks: one per bucket of the sha, so a request
 #: of 10,000 files takes at most this many (PostgreSQL's shared lock table is finite).
 LOCK_CLASS = 0x4C48
@@ -141,15 +141,6 @@ def _contents(items: Sequence[Staged]) -> dict[str, Staged]:
     return out
 
 
-async def _existing(session: AsyncSession, project_id: int, shas: Sequence[str]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for start in range(0, len(shas), _CHUNK_ROWS):
-        rows = await session.execute(select(Image.sha256, Image.id).where(
-            Image.project_id == project_id, Image.sha256.in_(shas[start:start + _CHUNK_ROWS])))
-        found.update({sha: image_id for sha, image_id in rows})
-    return found
-
-
 # --- 2. intents, 3. files -------------------------------------------------------------------
 
 @dataclass
@@ -169,12 +160,10 @@ async def begin_upload(sessions: async_sessionmaker[AsyncSession], project_id: i
     shas = sorted(contents)
     async with transaction(sessions) as session:
         await lock_contents(session, shas)
-        have = await _existing(session, project_id, shas)
+        have = await existing(session, project_id, shas)
         upload.new = [sha for sha in shas if sha not in have]
         if upload.new:
-            now = utcnow()
-            await session.execute(insert(UploadIntent), [
-                {"token": upload.token, "sha256": sha, "created_at": now} for sha in upload.new])
+            await insert_intents(session, upload.token, upload.new, utcnow())
     return upload
 
 
@@ -249,20 +238,12 @@ async def finish_upload(session: AsyncSession, project_id: int, user_id: int,
             # Slower than the grace: the sweep took this upload's intents (and maybe files).
             raise ApiError(503, "upload_expired", "the upload took longer than "
                            "LABELHUB_UPLOAD_GRACE_SECONDS; send it again")
-    have = await _existing(session, project_id, shas)
+    have = await existing(session, project_id, shas)
     fresh = [item for sha, item in contents.items() if sha not in have]
-    if fresh:
-        now = utcnow()
-        rows = [{"project_id": project_id, "name": item.name, "sha256": image.sha256,
-                 "mime": image.mime, "size_bytes": image.size_bytes, "width": image.width,
-                 "height": image.height, "uploaded_by": user_id, "uploaded_at": now,
-                 "auto_labeled": False, "object_count": 0}
-                for item in fresh if (image := item.image) is not None]
-        result = await session.execute(
-            insert(Image).returning(Image.id, Image.sha256, sort_by_parameter_order=True), rows)
-        inserted = {sha: image_id for image_id, sha in result}
-    else:
-        inserted = {}
+    inserted = await insert_images(session, project_id, user_id, [
+        {"name": item.name, "sha256": image.sha256, "mime": image.mime,
+         "size_bytes": image.size_bytes, "width": image.width, "height": image.height}
+        for item in fresh if (image := item.image) is not None], utcnow())
     ids = {**have, **inserted}
     await _label(session, project_id, user_id, items, ids, set(inserted.values()))
     if inserted:
@@ -294,10 +275,10 @@ async def _label(session: AsyncSession, project_id: int, user_id: int, items: Se
             own += [label_ids[n] for n in item.labels if label_ids[n] not in own]
     have: dict[int, dict[int, bool]] = {i: {} for i in wanted}
     old = [i for i in wanted if i not in fresh]
-    for start in range(0, len(old), _CHUNK_ROWS):
+    for start in range(0, len(old), CHUNK_ROWS):
         rows = await session.execute(select(ImageLabel.image_id, ImageLabel.label_id,
                                             ImageLabel.is_default)
-                                     .where(ImageLabel.image_id.in_(old[start:start + _CHUNK_ROWS])))
+                                     .where(ImageLabel.image_id.in_(old[start:start + CHUNK_ROWS])))
         for image_id, label_id, is_default in rows:
             have[image_id][label_id] = is_default
     # Labels list in the order they were added (created_at, see server/_label_store.py).
