@@ -60,6 +60,7 @@ def with_database(url: str, name: str) -> str:
 
 
 async def _admin(sql: str) -> None:
+    """Run one statement on the server's ``postgres`` database (create, drop, terminate)."""
     # A busy server can be slow to accept; an absent one refuses at once.
     conn = await asyncpg.connect(_raw(with_database(pg_base_url(), "postgres")), timeout=30)
     try:
@@ -85,8 +86,13 @@ class PgTemplate:
         upgrade(with_database(pg_base_url(), self.name))
 
     async def copy(self) -> str:
+        return await self.copy_of(self.name)
+
+    @staticmethod
+    async def copy_of(template: str) -> str:
+        """A new database copied from ``template`` (which nobody may be connected to)."""
         name = f"lh_t_{uuid.uuid4().hex[:12]}"
-        await _admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.name}"')
+        await _admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         return name
 
     @staticmethod
@@ -94,7 +100,12 @@ class PgTemplate:
         await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def destroy(self) -> None:
-        _in_thread(lambda: asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')))
+        drop_now(self.name)
+
+
+def drop_now(name: str) -> None:
+    """Drop a PostgreSQL database, from code that is not async (a session fixture's end)."""
+    _in_thread(lambda: asyncio.run(PgTemplate.drop(name)))
 
 
 class SqliteTemplate:
