@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from starlette.applications import Starlette
 
-from tests.ai._digits import Digits, digits, digits_project, upload
+from tests.ai._digits import DIGITS, Digits, digits, upload
 from tests.conftest import Api, UserFactory, add_member, make_project
 
 
@@ -16,7 +15,7 @@ async def label(api: Api, pid: int, ids: list[int], name: str) -> None:
     assert resp.status_code == 200, resp.text
 
 
-@pytest.mark.prepared(digits_project)
+@DIGITS
 async def test_same_digit_images_rank_first(app: Starlette, admin: Api,
                                             prepared: Digits) -> None:
     d = prepared
@@ -37,7 +36,7 @@ async def test_same_digit_images_rank_first(app: Starlette, admin: Api,
     assert float(np.mean(hits)) >= 0.9
 
 
-@pytest.mark.prepared(digits_project)
+@DIGITS
 async def test_filters_labeled_and_label_without(app: Starlette, admin: Api,
                                                  prepared: Digits) -> None:
     d = prepared
@@ -54,7 +53,7 @@ async def test_filters_labeled_and_label_without(app: Starlette, admin: Api,
     assert {i["image"] for i in carrying} <= set(sevens[:10]) and len(carrying) == 10
 
 
-@pytest.mark.prepared(digits_project)
+@DIGITS
 async def test_images_like_a_labels_examples_that_do_not_carry_it(
         app: Starlette, admin: Api, prepared: Digits) -> None:
     d = prepared
@@ -132,7 +131,7 @@ async def test_privileges(app: Starlette, admin: Api, users: UserFactory) -> Non
         f"/api/v1/projects/{other}/images/{items[0]['id']}/similar")).status_code == 404
 
 
-@pytest.mark.prepared(digits_project)
+@DIGITS
 async def test_a_deleted_image_is_never_answered_though_the_cache_holds_it(
         app: Starlette, admin: Api, prepared: Digits) -> None:
     d = prepared

@@ -6,13 +6,12 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
-import pytest
 from sqlalchemy import insert, select
 from starlette.applications import Starlette
 
 from server.db import transaction
 from server.models import Image, ImageLabel, ImageLock, LabelDef, OpLogEntry, utcnow
-from tests.ai._digits import Digits, digits_project
+from tests.ai._digits import DIGITS, Digits
 from tests.conftest import Api, UserFactory, add_member
 
 LABELED = 20  # per class
@@ -32,7 +31,7 @@ async def label_each(api: Api, pid: int, items: dict[int, str]) -> None:
         assert resp.status_code == 200, resp.text
 
 
-@pytest.mark.prepared(digits_project)
+@DIGITS
 async def test_twenty_labeled_per_class_suggest_the_right_digit(
         app: Starlette, admin: Api, prepared: Digits) -> None:
     d = prepared
@@ -65,7 +64,7 @@ async def test_twenty_labeled_per_class_suggest_the_right_digit(
     assert {i["image"] for i in by_filter.json()["items"]} == set(test_ids)
 
 
-@pytest.mark.prepared(digits_project)
+@DIGITS
 async def test_each_label_counts_at_once_and_automatic_labels_do_not(
         app: Starlette, admin: Api, prepared: Digits) -> None:
     d = prepared
@@ -87,7 +86,7 @@ async def test_each_label_counts_at_once_and_automatic_labels_do_not(
     assert two["labeled_examples"] == 2 and two["items"][0]["labels"][0]["label"] == "four"
 
 
-@pytest.mark.prepared(digits_project)
+@DIGITS
 async def test_accept_adds_auto_labels_through_the_op_log_and_skips_locked_images(
         app: Starlette, admin: Api, prepared: Digits, users: UserFactory) -> None:
     d = prepared
@@ -134,7 +133,7 @@ async def test_accept_adds_auto_labels_through_the_op_log_and_skips_locked_image
                      "seq": None}
 
 
-@pytest.mark.prepared(digits_project)
+@DIGITS
 async def test_accept_refuses_bad_input_and_changes_nothing(
         app: Starlette, admin: Api, prepared: Digits, users: UserFactory) -> None:
     d = prepared
