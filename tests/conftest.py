@@ -120,7 +120,7 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         return
     pg: PgTemplate = request.getfixturevalue("pg_template")
     if store is None or marker is None:
-        name = await pg.copy()
+        name = await pg.take()
     else:
         name, request.node.stash[_PREPARED] = await store.postgres(
             pg, marker.args[0], marker.kwargs, tmp_path)
