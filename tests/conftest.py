@@ -32,6 +32,14 @@ from tests._seaweed import Seaweed, weed_binary
 hypothesis_settings.register_profile("labelhub", deadline=None)
 hypothesis_settings.load_profile("labelhub")
 
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (``make test``): two workers per core. Much of the suite waits rather than
+    computes (on PostgreSQL, on subprocesses starting, on the browser): see docs/performance.md,
+    "The test suite"."""
+    return 2 * len(os.sched_getaffinity(0))
+
+
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "admin-password-1"
 
