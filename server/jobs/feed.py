@@ -39,6 +39,7 @@ __all__ = ["JobFeed", "state_of"]
 
 log = logging.getLogger("labelhub.jobs")
 SQLITE_POLL = 0.5
+STOP_WAIT = 5.0  # seconds a stopping feed waits for the SQLite read under way
 
 
 def state_of(job: Job) -> JobState:
@@ -70,6 +71,7 @@ class JobFeed:
         self._flush: asyncio.Task[None] | None = None
         self._seen: dict[int, datetime] = {}
         self._changed: asyncio.Event | None = None
+        self._stopping = False
 
     async def start(self) -> None:
         if is_sqlite(self.url):
@@ -83,6 +85,14 @@ class JobFeed:
             await asyncio.wait_for(self._listener.connected.wait(), timeout=5)
 
     async def stop(self) -> None:
+        if self._task is not None and self._changed is not None:
+            # SQLite: the poll ends by itself, after the read it may be in (a read cancelled
+            # half-way would leave its connection to the garbage collector); a read stuck on a
+            # lock is cancelled after a while.
+            self._stopping = True
+            self._changed.set()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), STOP_WAIT)
         for task in (self._task, self._flush):
             if task is not None:
                 task.cancel()
@@ -166,12 +176,14 @@ class JobFeed:
 
     async def _poll(self, changed: asyncio.Event) -> None:
         active: set[int] = set()  # jobs queued or running at the last poll
-        while True:
+        while not self._stopping:
             # A timer (SQLite has no way to announce a change), or this process's own commit.
             with suppress(TimeoutError):
                 async with asyncio.timeout(self.poll):
                     await changed.wait()
             changed.clear()
+            if self._stopping:
+                return
             waited = {job_id for job_id, _, _ in self._waiters}
             if not (self.wanted() or waited):
                 continue
