@@ -13,11 +13,13 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from server._cli_users import CliError
 from server.settings import get_settings
-from server.storage import LocalStore, StorageUnavailable, Store, store_for
+
+if TYPE_CHECKING:  # imported by the command: the CLI starts without OpenCV and numpy
+    from server.storage import LocalStore, Store
 
 __all__ = ["add_storage_commands", "migrate"]
 
@@ -52,6 +54,8 @@ async def migrate(source: LocalStore, target: Store, out: Any = sys.stdout) -> t
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    from server.storage import LocalStore, StorageUnavailable, store_for
+
     settings = get_settings()
     source_dir = Path(args.source) if args.source else settings.data_dir
     url = args.to or settings.storage_url

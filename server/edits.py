@@ -2,6 +2,8 @@
 
 Used by the socket hub, REST routes and imports. The caller owns the transaction; nobody hears of
 an op before it commits (``server._oplog`` announces committed seqs to the hub after commit).
+The ops as data (parsing, JSON forms, the ids they read) are in ``server._edit_ops``; the lease
+an edit runs under and the labeling time it records, in ``server._edit_lease``.
 """
 
 from __future__ import annotations
@@ -11,23 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server import _edit_lease, _pg_writes, offload
 from server import _label_store as label_store
-from server import _pg_writes, offload
+from server._edit_ops import EditError, object_ids, op_to_dict, parse_geometry, parse_object_op
 from server._object_store import OBJECT_VALUES, ROW_VALUES, ObjectWrites, load_objects, row_to_dict
 from server._oplog import LoggedOp, notify_after_commit, reserve_seqs
-from server._sources import (
-    SET_SOURCE,
-    Sourced,
-    SourceError,
-    annotate,
-    set_sources,
-    source_after,
-    strip,
-    trusted,
-)
+from server._sources import Sourced, annotate, set_sources, source_after, trusted
 from server.classification import (
     LABEL_OP_KINDS,
     ClassificationError,
@@ -36,9 +30,6 @@ from server.classification import (
     sync_label_ops,
 )
 from server.db import is_postgresql, run
-from server.geometry import Batch as GeoBatch
-from server.geometry import Create as GeoCreate
-from server.geometry import Delete as GeoDelete
 from server.geometry import (
     GeometryError,
     LabelObject,
@@ -48,23 +39,18 @@ from server.geometry import (
     op_cost,
     parse_object,
 )
-from server.geometry import op_to_dict as geometry_op_to_dict
 from server.geometry import parse_op as parse_geometry_op
 from server.geometry.cost import check_cost
 from server.geometry.edits import Loaded
-from server.geometry.plain import PlainCreates, fits_policy, plain_creates
-from server.hub import timing
-from server.hub.locks import Lease, check_token
-from server.models import Image, ImageLock, LabelingSession, OpLogEntry, utcnow
+from server.geometry.plain import PlainCreates, fits_policy
+from server.models import Image, OpLogEntry, utcnow
 from server.preferences import LabelingSettings, geometry_policy
 
-
-class EditError(Exception):
-    """An op that cannot be applied; nothing was written. ``code`` is on the wire."""
-
-    def __init__(self, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.code, self.message, self.field = code, message, field
+# The op forms are this path's public surface too; the lease helpers are imported from
+# ``server._edit_lease`` (where ``TOUCH_RESOLUTION`` is read: patch it there).
+__all__ = ["Committed", "EditError", "ImageRef", "LogRow", "Prepared", "append",
+           "apply_object_op", "commit_op", "labeled_values", "object_ids", "op_to_dict",
+           "parse_object_op"]
 
 
 @dataclass
@@ -88,37 +74,6 @@ class Prepared:
     seq: int
     op: Any  # the parsed geometry op
     rows: Mapping[str, Any]  # object rows by id, as ``load_objects`` returns them
-
-
-def parse_object_op(op_data: Any) -> Any | None:
-    """The parsed geometry op; ``None`` for a classification op. Raises :class:`EditError`."""
-    kind = op_data.get("kind") if isinstance(op_data, dict) else None
-    if kind in LABEL_OP_KINDS:
-        return None
-    return _parse_geometry(op_data)
-
-
-def _parse_geometry(op_data: Any) -> Any:
-    """A batch creating plain objects (boxes, points) as :class:`PlainCreates`, checked in bulk
-    (``server.geometry.plain``); any other op as its model; either wrapped in :class:`Sourced`
-    when its JSON named sources (``server._sources``), as is a ``set_source``. Raises
-    :class:`EditError`."""
-    try:
-        op_data, given = strip(op_data)
-    except SourceError as exc:
-        raise EditError("invalid_op", str(exc), "sources") from None
-    if isinstance(op_data, dict) and op_data.get("kind") == SET_SOURCE:
-        if set(op_data) != {"kind"} or not given:
-            raise EditError("invalid_op", "set_source takes sources only", "sources")
-        return Sourced(None, given)
-    plain = plain_creates(op_data)
-    if plain is not None:
-        return Sourced(plain, given) if given else plain
-    try:
-        parsed = parse_geometry_op(op_data)
-    except GeometryError as exc:
-        raise EditError("invalid_op", str(exc), exc.field) from None
-    return Sourced(parsed, given) if given else parsed
 
 
 @dataclass(frozen=True)
@@ -152,126 +107,12 @@ class LogRow:
                         origin=self.origin)
 
 
-# What the fast forms below write for these kinds: checked here, so a field added to either op
-# cannot be dropped from the log unnoticed.
-assert set(GeoCreate.model_fields) == {"kind", "object"}
-assert set(GeoDelete.model_fields) == {"kind", "object_id"}
-
-
-def op_to_dict(op: Any, objects: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The op's JSON form, as ``server.geometry.op_to_dict`` gives it. A batch's creates and
-    deletes are written directly: through pydantic's nested serializers a 5,000-create batch
-    took 4x as long. ``objects``: created objects' dicts by ``id()`` of the object, filled in
-    (an edit writes the same objects as rows)."""
-    if isinstance(op, dict):
-        return op
-    if isinstance(op, PlainCreates):
-        return op.data
-    if isinstance(op, GeoBatch):
-        return {"kind": "batch", "ops": [op_to_dict(sub, objects) for sub in op.ops]}
-    if isinstance(op, GeoCreate):
-        data = object_to_dict(op.object)
-        if objects is not None:
-            objects[id(op.object)] = data
-        return {"kind": "create", "object": data}
-    if isinstance(op, GeoDelete):
-        return {"kind": "delete", "object_id": op.object_id}
-    to_dict = getattr(op, "to_dict", None)
-    if callable(to_dict):
-        return dict(to_dict())
-    return geometry_op_to_dict(op)
-
-
-def object_ids(op: Any) -> set[str] | None:
-    """Ids an op reads; ``None`` when it needs every object of the image."""
-    if isinstance(op, Sourced):
-        inner = object_ids(op.op) if op.op is not None else set()
-        return None if inner is None else inner | set(op.sources)
-    if isinstance(op, PlainCreates):
-        return set(op.ids())
-    kind = getattr(op, "kind", None)
-    if kind == "rasterize_all":
-        return None
-    if kind == "batch":
-        ids: set[str] = set()
-        for sub in op.ops:
-            sub_ids = object_ids(sub)
-            if sub_ids is None:
-                return None
-            ids |= sub_ids
-        return ids
-    if kind == "create":
-        return {op.object.id}
-    return {op.object_id}
-
-
 # The hot path's statements are built once with bind parameters: building a statement costs
 # more CPU than PostgreSQL spends running it (the objects' own: ``server._object_store``).
 _LOG_TABLE: Any = OpLogEntry.__table__
 _INSERT_LOG = insert(_LOG_TABLE)
 _IMAGE_TABLE: Any = Image.__table__
 _LABELED = update(_IMAGE_TABLE).where(_IMAGE_TABLE.c.id == bindparam("b_id"))
-#: An image's lease and its open labeling session, locked (``server.hub._context`` embeds it).
-LEASE_AND_SPAN = (
-    select(ImageLock.holder_id, ImageLock.connection_id, ImageLock.token, ImageLock.expires_at,
-           LabelingSession.id.label("span_id"), LabelingSession.started_at,
-           LabelingSession.last_activity_at, LabelingSession.active_seconds)
-    .outerjoin(LabelingSession, and_(LabelingSession.image_id == ImageLock.image_id,
-                                     LabelingSession.lock_token == ImageLock.token,
-                                     LabelingSession.ended_at.is_(None)))
-    .where(ImageLock.image_id == bindparam("image_id"))
-    .with_for_update(of=ImageLock))
-_SPAN_TABLE: Any = LabelingSession.__table__
-_TOUCH = update(_SPAN_TABLE).where(_SPAN_TABLE.c.id == bindparam("b_id"))
-
-
-@dataclass(frozen=True)
-class OpenSpan:
-    """The labeling session of the lease an op runs under (for labeling time)."""
-
-    id: int
-    span: timing.Span
-
-
-def check_lease(row: Any, user_id: int, token: int, now: datetime) -> OpenSpan | None:
-    """The op's fencing token must be the image's current, unexpired lease held by this user.
-
-    ``row`` has the columns of ``LEASE_AND_SPAN`` (all ``None`` when the image never had a
-    lease), read ``FOR UPDATE`` in the op's transaction so a take-over cannot slip in between
-    this check and the commit. Returns the lease's open labeling session.
-    """
-    lease = Lease.of(row) if row is not None and row.token is not None else None
-    problem = check_token(lease, user_id, token, now)
-    if problem is not None:
-        raise EditError(problem[0], problem[1])
-    if row is None or row.span_id is None:
-        return None
-    return OpenSpan(row.span_id, timing.Span(row.started_at, row.last_activity_at,
-                                             float(row.active_seconds or 0.0)))
-
-
-#: Activity closer than this to the last recorded one is not written (the next write counts the
-#: whole gap, so only a gap straddling the idle limit can be misjudged, by at most this much).
-TOUCH_RESOLUTION = 1.0
-
-
-async def touch(session: AsyncSession, open_span: OpenSpan | None, now: datetime,
-                idle_limit: float) -> None:
-    """Record activity on the lease's labeling session (see ``server.hub.timing``)."""
-    span = touched(open_span, now, idle_limit)
-    if open_span is None or span is None:
-        return
-    await run(session, _TOUCH, {"b_id": open_span.id, "last_activity_at": span.last_activity_at,
-                                   "active_seconds": span.active_seconds})
-
-
-def touched(open_span: OpenSpan | None, now: datetime, idle_limit: float) -> timing.Span | None:
-    """The labeling session after activity at ``now``; ``None`` when there is nothing to write."""
-    if open_span is None:
-        return None
-    if (now - open_span.span.last_activity_at).total_seconds() < TOUCH_RESOLUTION:
-        return None
-    return timing.touch(open_span.span, now, idle_limit)
 
 
 async def _write_log(session: AsyncSession, log: LogRow) -> None:
@@ -307,7 +148,7 @@ def labeled_values(image: ImageRef, count_before: int, user_id: int,
     if image.object_count != count_before:
         values["object_count"] = image.object_count
     if image.labeled_by != user_id or image.labeled_at is None \
-            or (now - image.labeled_at).total_seconds() >= TOUCH_RESOLUTION:
+            or (now - image.labeled_at).total_seconds() >= _edit_lease.TOUCH_RESOLUTION:
         values.update(labeled_at=now, labeled_by=user_id)
     return values
 
@@ -389,7 +230,7 @@ async def _apply_objects(
     if prepared is not None:
         op, rows = prepared.op, prepared.rows
     else:
-        op = _parse_geometry(op_data)
+        op = parse_geometry(op_data)
         rows = await load_objects(session, image.id, object_ids(op))
     return await apply_object_op(op, rows, project_id=project_id, image=image, user_id=user_id,
                                  settings=settings, origin=origin)

@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from server import workflow
+from server._edit_lease import LEASE_AND_SPAN, check_lease, touch
 from server._oplog import reserve_seqs
 from server._web import (
     actor_for,
@@ -37,7 +38,7 @@ from server._web import (
     read_body,
     unit_of_work,
 )
-from server.edits import LEASE_AND_SPAN, EditError, append, check_lease, touch
+from server.edits import EditError, append
 from server.errors import ApiError, not_found
 from server.image_query import DbId, ImageFilter, apply_filter
 from server.models import Image, ImageAssignment, Membership, User, utcnow

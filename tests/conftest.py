@@ -24,12 +24,21 @@ from tests._db import (
     pg_required,
     with_database,
 )
+from tests._prepared import DATA_DIR, Builder, PreparedStore
 from tests._seaweed import Seaweed, weed_binary
 
 # No per-example deadline for any property test: Hypothesis' default (200 ms) fails a test as
 # "Unreliable test timings" when a loaded machine stalls one example, whatever the code does.
 hypothesis_settings.register_profile("labelhub", deadline=None)
 hypothesis_settings.load_profile("labelhub")
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (``make test``): two workers per core. Much of the suite waits rather than
+    computes (on PostgreSQL, on subprocesses starting, on the browser): see docs/performance.md,
+    "The test suite"."""
+    return 2 * len(os.sched_getaffinity(0))
+
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "admin-password-1"
@@ -78,19 +87,62 @@ def s3_url(seaweed: Seaweed, monkeypatch: pytest.MonkeyPatch) -> str:
     return f"s3://labelhub-tests/t-{uuid.uuid4().hex[:12]}"
 
 
+async def _run_builder(url: str, data_dir: Path, builder: Builder, kwargs: dict[str, Any]) -> Any:
+    """``builder(app, admin, **kwargs)`` in an app on ``url``, closed when it returns."""
+    application = create_app(make_settings(url, data_dir))
+    async with application.router.lifespan_context(application):
+        api = await login(application, ADMIN_EMAIL, ADMIN_PASSWORD)
+        try:
+            return await builder(application, api, **kwargs)
+        finally:
+            await api.client.aclose()
+
+
+@pytest.fixture(scope="session")
+def prepared_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PreparedStore]:
+    store = PreparedStore(tmp_path_factory.mktemp("prepared"), _run_builder)
+    yield store
+    store.destroy()
+
+
+_PREPARED = pytest.StashKey[Any]()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """The URL of a fresh database at the newest migration, on each backend."""
+    """The URL of a fresh database at the newest migration, on each backend; with
+    ``@pytest.mark.prepared(builder, **kwargs)``, a copy of the database (and, in
+    ``tmp_path / DATA_DIR``, the files) the builder left (tests/_prepared.py)."""
+    marker = request.node.get_closest_marker("prepared")
+    store: PreparedStore | None = None
+    if marker is not None:
+        store = request.getfixturevalue("prepared_store")
     if request.param == "sqlite":
         template: SqliteTemplate = request.getfixturevalue("sqlite_template")
-        yield template.copy(tmp_path / "test.db")
+        if store is None or marker is None:
+            yield template.copy(tmp_path / "test.db")
+            return
+        url, request.node.stash[_PREPARED] = await store.sqlite(
+            template, marker.args[0], marker.kwargs, tmp_path)
+        yield url
         return
     pg: PgTemplate = request.getfixturevalue("pg_template")
-    name = await pg.copy()
+    if store is None or marker is None:
+        name = await pg.take()
+    else:
+        name, request.node.stash[_PREPARED] = await store.postgres(
+            pg, marker.args[0], marker.kwargs, tmp_path)
     try:
         yield with_database(pg_base_url(), name)
     finally:
-        await PgTemplate.drop(name)
+        pg.discard(name)  # dropped by another thread: the next test need not wait for it
+
+
+@pytest.fixture
+def prepared(request: pytest.FixtureRequest, database_url: str) -> Any:
+    """What the test's ``@pytest.mark.prepared`` builder returned, for its copy in
+    ``database_url``."""
+    return request.node.stash[_PREPARED]
 
 
 def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
@@ -109,7 +161,7 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return make_settings(database_url, tmp_path / "data")
+    return make_settings(database_url, tmp_path / DATA_DIR)
 
 
 @pytest.fixture

@@ -15,8 +15,9 @@ from typing import Any, NamedTuple
 from sqlalchemy import String, and_, bindparam, select, text, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server._edit_lease import LEASE_AND_SPAN
 from server.db import run
-from server.edits import LEASE_AND_SPAN, ImageRef
+from server.edits import ImageRef
 from server.models import Image, Membership, OpLogEntry, Project, User
 from server.permissions import Actor
 from server.preferences import LabelingSettings, merge_layers
@@ -29,7 +30,7 @@ class OpContext:
     actor: Actor
     settings: LabelingSettings
     duplicate_seq: int | None
-    lease: Any  # the image's lease and open labeling session (``server.edits.check_lease``)
+    lease: Any  # the lease and open labeling session (``server._edit_lease.check_lease``)
 
 
 class SettingsCache:

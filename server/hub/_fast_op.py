@@ -28,6 +28,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server._edit_lease import OpenSpan, check_lease, touched
 from server._object_store import ROW_VALUES, ObjectWrites
 from server._oplog import announce
 from server._pg_writes import insert_columns, json_text
@@ -36,13 +37,10 @@ from server.edits import (
     EditError,
     ImageRef,
     LogRow,
-    OpenSpan,
     apply_object_op,
-    check_lease,
     labeled_values,
     object_ids,
     parse_object_op,
-    touched,
 )
 from server.geometry import LabelObject
 from server.hub._context import BegunOp, ObjectRow, OpContext, SettingsCache, to_context

@@ -14,16 +14,9 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import undo as undo_log
+from server._edit_lease import check_lease, touch
 from server.db import transaction
-from server.edits import (
-    EditError,
-    Prepared,
-    check_lease,
-    commit_op,
-    object_ids,
-    parse_object_op,
-    touch,
-)
+from server.edits import EditError, Prepared, commit_op, object_ids, parse_object_op
 from server.hub import _context, _fast_op, leases
 from server.hub._handler_base import HandlerBase, RequestError, SnapshotFrame, actor_for_id
 from server.hub.connection import Connection

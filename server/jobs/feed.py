@@ -6,11 +6,13 @@ Workers are other processes, so a change reaches a server process through the da
   in its transaction (server/jobs/queue.py); the feed LISTENs, reads the job's row and passes
   its state on. After a reconnect (notifications may have been lost) it re-reads every active job.
 * SQLite (one machine, no NOTIFY): the feed polls every 0.5 s, and only while someone listens
-  (a project room is open, or a :meth:`~JobFeed.wait` is pending). Each poll reads the jobs that
-  are queued or running, or were at the last poll (so their end is heard), or are waited for:
-  an index range on ``(status, id)`` that is empty when no job is active. A row goes on only
-  when its ``updated_at`` differs from the last poll's. A job queued and ended between two polls
-  is not announced (nobody saw it start); its end is in ``GET .../jobs``.
+  (a project room is open, or a :meth:`~JobFeed.wait` is pending); a change committed in this
+  process (a job queued or cancelled here, a worker running in it) polls at once
+  (``server.jobs.queue.change_waker``). Each poll reads the jobs that are queued or running, or
+  were at the last poll (so their end is heard), or are waited for: an index range on
+  ``(status, id)`` that is empty when no job is active. A row goes on only when its
+  ``updated_at`` differs from the last poll's. A job queued and ended between two polls is not
+  announced (nobody saw it start); its end is in ``GET .../jobs``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = ["JobFeed", "state_of"]
 
 log = logging.getLogger("labelhub.jobs")
 SQLITE_POLL = 0.5
+STOP_WAIT = 5.0  # seconds a stopping feed waits for the SQLite read under way
 
 
 def state_of(job: Job) -> JobState:
@@ -67,10 +70,13 @@ class JobFeed:
         self._pending: set[int] = set()
         self._flush: asyncio.Task[None] | None = None
         self._seen: dict[int, datetime] = {}
+        self._changed: asyncio.Event | None = None
+        self._stopping = False
 
     async def start(self) -> None:
         if is_sqlite(self.url):
-            self._task = asyncio.create_task(self._poll(), name="jobs-feed")
+            self._changed = queue.change_waker()
+            self._task = asyncio.create_task(self._poll(self._changed), name="jobs-feed")
             return
         self._listener = Listener(asyncpg_dsn(self.url), {queue.EVENT_CHANNEL: self._heard},
                                   on_connect=self._resync)
@@ -79,6 +85,14 @@ class JobFeed:
             await asyncio.wait_for(self._listener.connected.wait(), timeout=5)
 
     async def stop(self) -> None:
+        if self._task is not None and self._changed is not None:
+            # SQLite: the poll ends by itself, after the read it may be in (a read cancelled
+            # half-way would leave its connection to the garbage collector); a read stuck on a
+            # lock is cancelled after a while.
+            self._stopping = True
+            self._changed.set()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), STOP_WAIT)
         for task in (self._task, self._flush):
             if task is not None:
                 task.cancel()
@@ -86,6 +100,8 @@ class JobFeed:
                     await task
         if self._listener is not None:
             await self._listener.stop()
+        if self._changed is not None:
+            queue.drop_waker(self._changed)
         for _, _, future in self._waiters:
             future.cancel()
 
@@ -158,10 +174,16 @@ class JobFeed:
 
     # --- SQLite -------------------------------------------------------------------------------
 
-    async def _poll(self) -> None:
+    async def _poll(self, changed: asyncio.Event) -> None:
         active: set[int] = set()  # jobs queued or running at the last poll
-        while True:
-            await asyncio.sleep(self.poll)  # a timer: SQLite has no way to announce a change
+        while not self._stopping:
+            # A timer (SQLite has no way to announce a change), or this process's own commit.
+            with suppress(TimeoutError):
+                async with asyncio.timeout(self.poll):
+                    await changed.wait()
+            changed.clear()
+            if self._stopping:
+                return
             waited = {job_id for job_id, _, _ in self._waiters}
             if not (self.wanted() or waited):
                 continue

@@ -12,8 +12,9 @@ same statement atomic. A running job whose lease ran out (its worker died) is cl
 
 Every change a socket should hear of is announced: on PostgreSQL a ``pg_notify`` on
 :data:`EVENT_CHANNEL` in the same transaction (delivered at commit, to every process); on
-SQLite the server polls the active jobs instead (server/jobs/feed.py). Deferring rings
-:data:`WAKE_CHANNEL` so idle workers claim at once.
+SQLite the server polls the active jobs instead (server/jobs/feed.py), at once when the change
+was committed in its own process (:func:`change_waker`). Deferring rings :data:`WAKE_CHANNEL` so
+idle workers claim at once.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "Claimed",
     "LeaseLost",
     "announce",
+    "change_waker",
     "claim",
     "defer",
     "drop_waker",
@@ -53,8 +55,10 @@ __all__ = [
 WAKE_CHANNEL = "labelhub_jobs"
 EVENT_CHANNEL = "labelhub_job_events"
 _DEFERRED = "labelhub.jobs.deferred"
+_CHANGED = "labelhub.jobs.changed"
 _JOBS = cast(Table, Job.__table__)
 _local_wakers: set[asyncio.Event] = set()
+_change_wakers: dict[asyncio.Event, asyncio.AbstractEventLoop] = {}
 
 
 class LeaseLost(Exception):
@@ -85,8 +89,30 @@ def local_waker() -> asyncio.Event:
     return waker
 
 
+def change_waker() -> asyncio.Event:
+    """An event set whenever this process commits a change :func:`announce` announced (SQLite's
+    job feed reads the jobs then, not at its next poll; changes made by other processes still
+    wait for the poll). Drop it with :func:`drop_waker`."""
+    waker = asyncio.Event()
+    _change_wakers[waker] = asyncio.get_running_loop()
+    return waker
+
+
 def drop_waker(waker: asyncio.Event) -> None:
     _local_wakers.discard(waker)
+    _change_wakers.pop(waker, None)
+
+
+def _ring_changes() -> None:
+    try:
+        here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    for waker, loop in list(_change_wakers.items()):
+        if loop is here:
+            waker.set()
+        elif not loop.is_closed():  # a feed on another thread's loop (a test's live server)
+            loop.call_soon_threadsafe(waker.set)
 
 
 @event.listens_for(Session, "after_commit")
@@ -94,18 +120,24 @@ def _wake_after_commit(session: Session) -> None:
     if session.info.pop(_DEFERRED, False):
         for waker in list(_local_wakers):
             waker.set()
+    if session.info.pop(_CHANGED, False):
+        _ring_changes()
 
 
 @event.listens_for(Session, "after_rollback")
 def _forget_deferred(session: Session) -> None:
     session.info.pop(_DEFERRED, None)
+    session.info.pop(_CHANGED, None)
 
 
 async def announce(session: AsyncSession, job_id: int, project_id: int | None) -> None:
-    """Tell every server process (PostgreSQL) that a job changed, when this transaction commits."""
+    """Tell every server process (PostgreSQL) that a job changed, when this transaction commits;
+    on SQLite, this process's feeds (:func:`change_waker`)."""
     if is_postgresql(session):
         payload = json.dumps({"job": job_id, "project": project_id})
         await session.execute(text("SELECT pg_notify(:c, :p)"), {"c": EVENT_CHANNEL, "p": payload})
+    else:
+        session.sync_session.info[_CHANGED] = True
 
 
 async def defer(session: AsyncSession, *, kind: str, project_id: int | None,

@@ -8,6 +8,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import pytest
 from sklearn.datasets import load_digits
 from starlette.applications import Starlette
 
@@ -76,3 +77,8 @@ async def digits_project(app: Starlette, admin: Api) -> Digits:
     state = await embed(app, pid, [HOG])
     assert state.status == "done", state
     return Digits(pid, [int(item["id"]) for item in items], target)
+
+
+#: A test on a copy of :func:`digits_project`'s project, built once per backend and test process
+#: (tests/_prepared.py); ``prepared`` is its :class:`Digits`.
+DIGITS = pytest.mark.prepared.with_args(digits_project)

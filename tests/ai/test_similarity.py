@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from starlette.applications import Starlette
 
-from tests.ai._digits import Digits, digits, digits_project, upload
+from tests.ai._digits import DIGITS, Digits, digits, upload
 from tests.conftest import Api, UserFactory, add_member, make_project
 
 
@@ -15,8 +15,10 @@ async def label(api: Api, pid: int, ids: list[int], name: str) -> None:
     assert resp.status_code == 200, resp.text
 
 
-async def test_same_digit_images_rank_first(app: Starlette, admin: Api) -> None:
-    d: Digits = await digits_project(app, admin)
+@DIGITS
+async def test_same_digit_images_rank_first(app: Starlette, admin: Api,
+                                            prepared: Digits) -> None:
+    d = prepared
     hits = []
     for q in range(0, len(d.ids), 37):
         resp = await admin.client.get(
@@ -34,8 +36,10 @@ async def test_same_digit_images_rank_first(app: Starlette, admin: Api) -> None:
     assert float(np.mean(hits)) >= 0.9
 
 
-async def test_filters_labeled_and_label_without(app: Starlette, admin: Api) -> None:
-    d = await digits_project(app, admin)
+@DIGITS
+async def test_filters_labeled_and_label_without(app: Starlette, admin: Api,
+                                                 prepared: Digits) -> None:
+    d = prepared
     sevens = [i for i, t in zip(d.ids, d.target, strict=True) if t == 7]
     await label(admin, d.pid, sevens[:10], "seven")
     base = f"/api/v1/projects/{d.pid}/images/{sevens[-1]}/similar?limit=30"
@@ -49,8 +53,10 @@ async def test_filters_labeled_and_label_without(app: Starlette, admin: Api) -> 
     assert {i["image"] for i in carrying} <= set(sevens[:10]) and len(carrying) == 10
 
 
-async def test_images_like_a_labels_examples_that_do_not_carry_it(app: Starlette, admin: Api) -> None:
-    d = await digits_project(app, admin)
+@DIGITS
+async def test_images_like_a_labels_examples_that_do_not_carry_it(
+        app: Starlette, admin: Api, prepared: Digits) -> None:
+    d = prepared
     threes = [i for i, t in zip(d.ids, d.target, strict=True) if t == 3]
     await label(admin, d.pid, threes[:5], "three")
     resp = await admin.client.post(f"/api/v1/projects/{d.pid}/similar",
@@ -125,9 +131,10 @@ async def test_privileges(app: Starlette, admin: Api, users: UserFactory) -> Non
         f"/api/v1/projects/{other}/images/{items[0]['id']}/similar")).status_code == 404
 
 
+@DIGITS
 async def test_a_deleted_image_is_never_answered_though_the_cache_holds_it(
-        app: Starlette, admin: Api) -> None:
-    d = await digits_project(app, admin)
+        app: Starlette, admin: Api, prepared: Digits) -> None:
+    d = prepared
     url = f"/api/v1/projects/{d.pid}/images/{d.ids[0]}/similar?limit=3"
     first = [i["image"] for i in (await admin.client.get(url)).json()["items"]]
     assert (await admin.client.delete(f"/api/v1/images/{first[0]}")).status_code == 204

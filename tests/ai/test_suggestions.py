@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 
 from server.db import transaction
 from server.models import Image, ImageLabel, ImageLock, LabelDef, OpLogEntry, utcnow
-from tests.ai._digits import digits_project
+from tests.ai._digits import DIGITS, Digits
 from tests.conftest import Api, UserFactory, add_member
 
 LABELED = 20  # per class
@@ -31,8 +31,10 @@ async def label_each(api: Api, pid: int, items: dict[int, str]) -> None:
         assert resp.status_code == 200, resp.text
 
 
-async def test_twenty_labeled_per_class_suggest_the_right_digit(app: Starlette, admin: Api) -> None:
-    d = await digits_project(app, admin)
+@DIGITS
+async def test_twenty_labeled_per_class_suggest_the_right_digit(
+        app: Starlette, admin: Api, prepared: Digits) -> None:
+    d = prepared
     truth = dict(zip(d.ids, names(d), strict=True))
     seen: dict[str, int] = {}
     train: dict[int, str] = {}
@@ -62,9 +64,10 @@ async def test_twenty_labeled_per_class_suggest_the_right_digit(app: Starlette, 
     assert {i["image"] for i in by_filter.json()["items"]} == set(test_ids)
 
 
+@DIGITS
 async def test_each_label_counts_at_once_and_automatic_labels_do_not(
-        app: Starlette, admin: Api) -> None:
-    d = await digits_project(app, admin)
+        app: Starlette, admin: Api, prepared: Digits) -> None:
+    d = prepared
     ones = [i for i, t in zip(d.ids, d.target, strict=True) if t == 1]
     fours = [i for i, t in zip(d.ids, d.target, strict=True) if t == 4]
     url = f"/api/v1/projects/{d.pid}/suggestions"
@@ -83,9 +86,10 @@ async def test_each_label_counts_at_once_and_automatic_labels_do_not(
     assert two["labeled_examples"] == 2 and two["items"][0]["labels"][0]["label"] == "four"
 
 
+@DIGITS
 async def test_accept_adds_auto_labels_through_the_op_log_and_skips_locked_images(
-        app: Starlette, admin: Api, users: UserFactory) -> None:
-    d = await digits_project(app, admin)
+        app: Starlette, admin: Api, prepared: Digits, users: UserFactory) -> None:
+    d = prepared
     a, b, c = d.ids[:3]
     other = await users("other")
     await add_member(admin, d.pid, other, "labeler")
@@ -129,9 +133,10 @@ async def test_accept_adds_auto_labels_through_the_op_log_and_skips_locked_image
                      "seq": None}
 
 
-async def test_accept_refuses_bad_input_and_changes_nothing(app: Starlette, admin: Api,
-                                                            users: UserFactory) -> None:
-    d = await digits_project(app, admin)
+@DIGITS
+async def test_accept_refuses_bad_input_and_changes_nothing(
+        app: Starlette, admin: Api, prepared: Digits, users: UserFactory) -> None:
+    d = prepared
     url = f"/api/v1/projects/{d.pid}/suggestions/accept"
     await label_each(admin, d.pid, {d.ids[0]: "zero"})
     unknown = await admin.client.post(url, json={"items": [{"image": d.ids[1], "labels": ["cat"]}]})

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from starlette.applications import Starlette
 
-from server import edits
+from server import _edit_lease
 from server._pg_writes import insert_columns
 from server.db import driver_connection
 from server.hub import _fast_op
@@ -75,12 +75,13 @@ async def labeler(app: Starlette, admin: Api) -> AsyncIterator[Labeler]:
 @pytest.fixture
 def one_burst(monkeypatch: pytest.MonkeyPatch) -> None:
     """The test's edits are one burst however slow the machine: "last labeled" and the labeling
-    session's activity are written by the first edit only (``server.edits.TOUCH_RESOLUTION``,
-    1 s, widened to an hour). An edit landing between another's read and its commit then
+    session's activity are written by the first edit only
+    (``server._edit_lease.TOUCH_RESOLUTION``, 1 s, widened to an hour: both read it there, see
+    tests/server/test_edit_lease.py). An edit landing between another's read and its commit then
     changes the image only where the test means it to (an object, the op log), not also these
     times, which the held state's stamp covers: a second's pause there would make the commit
     report ``stale`` before it looks at the objects or the resend."""
-    monkeypatch.setattr(edits, "TOUCH_RESOLUTION", 3600.0)
+    monkeypatch.setattr(_edit_lease, "TOUCH_RESOLUTION", 3600.0)
 
 
 def box(x: float) -> dict[str, Any]:

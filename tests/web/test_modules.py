@@ -21,7 +21,7 @@ async () => {
   const spatial = await import("/tool/spatial.js");
   const sel = await import("/views/selection.js");
   const router = await import("/router.js");
-  const session = await import("/views/toolsession.js");
+  const labelOps = await import("/views/_labelops.js");
   const objview = await import("/tool/objview.js");
   const transfer = await import("/views/transfer.js");
   const out = {};
@@ -138,7 +138,7 @@ async () => {
   out.route = [router.parseRoute("#/p/7/label/12?ids=1,2"), router.href("tool", { project: 7 }, { ids: [1, 2] })];
   let labels = [];
   for (const op of [{ kind: "add_label", label: "a" }, { kind: "add_label", label: "b" }, { kind: "remove_label", label: "b" }, { kind: "add_label", label: "c" }, { kind: "set_default_label", label: "a" }]) {
-    labels = session.applyLabelOp(labels, op);
+    labels = labelOps.applyLabelOp(labels, op);
   }
   out.labels = labels.map((l) => l.label + (l.is_default ? "*" : ""));
   // server/classification.py's rules: the first label is the default, a second one is not;
@@ -147,7 +147,7 @@ async () => {
   let cls = [];
   for (const op of [{ kind: "add_label", label: "x" }, { kind: "add_label", label: "y" }, { kind: "add_label", label: "z" },
     { kind: "add_label", label: "y" }, { kind: "remove_label", label: "y" }]) {
-    cls = session.applyLabelOp(cls, op);
+    cls = labelOps.applyLabelOp(cls, op);
     rules.push(cls.map((l) => l.label + (l.is_default ? "*" : "")).join(" "));
   }
   out.rules = rules;

@@ -1,37 +1,14 @@
 // One labeling session over the hub: open / lock an image, snapshot + live ops, send edits, undo,
-// next / previous image, cursors, smart selection. Calls onChange() whenever something shows.
+// next / previous image, cursors. Calls onChange() whenever something shows. Label ops' rules are
+// in _labelops.js, masks and smart selection in _masks.js.
 import { applyOp, asMine, fromModel, isLocal } from "../tool/ops.js";
-import { decodeMask, encodeMask, paintMask } from "../tool/rle.js";
-import { maskCanvas } from "../tool/canvas.js";
 import { newId } from "../socket.js";
 import * as U from "../tool/unsaved.js";
 import { withState } from "./workflow.js";
+import { LABEL_KINDS, applyLabelOp, normalizeLabels } from "./_labelops.js";
+import { maskMethods } from "./_masks.js";
 
-const LABEL_KINDS = new Set(["add_label", "remove_label", "set_default_label", "set_labels"]);
 const CURSOR_COLORS = ["#e91e63", "#9c27b0", "#00bcd4", "#ff5722", "#8bc34a", "#3f51b5"];
-
-/** Classification state after a label op (mirrors server/classification.py). Pure. */
-export function applyLabelOp(labels, op) {
-  const has = labels.some((l) => l.label === op.label);
-  const setDefault = (list, name) => list.map((l) => ({ ...l, is_default: l.label === name }));
-  switch (op.kind) {
-    // The first label becomes the default; adding one the image has makes it the default.
-    case "add_label": return has ? setDefault(labels, op.label) : [...labels, { label: op.label, is_default: !labels.length, source: op.source || "manual" }];
-    case "remove_label": {
-      const rest = labels.filter((l) => l.label !== op.label);
-      const wasDefault = labels.find((l) => l.label === op.label)?.is_default;
-      return wasDefault && rest.length ? setDefault(rest, rest[0].label) : rest;
-    }
-    case "set_default_label": return has ? setDefault(labels, op.label) : labels;
-    case "set_labels": return op.labels.map((l) => ({ ...l }));
-    default: return labels;
-  }
-}
-
-/** Labels of a snapshot, in one shape: [{label, is_default, source}]. */
-export function normalizeLabels(list) {
-  return (list || []).map((l) => ({ label: l.label ?? l.name, is_default: !!l.is_default, source: l.source || "manual" }));
-}
 
 /** The image's item, then its file, fetched and decoded: {item, img, decoded}. The tool starts
  *  this for the image in its address before anything else (`preload`), so that the file (the
@@ -321,36 +298,7 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
     hub.request("cursor", { image: s.image.id, x: Math.round(p[0] * 10) / 10, y: Math.round(p[1] * 10) / 10 }).catch(() => null);
   };
 
-  s.mask = (o) => {
-    const key = o.geometry.rle.counts;
-    let e = s.masks.get(o.id);
-    if (!e || e.key !== key) { e = { key, mask: decodeMask(o.geometry.rle), canvas: null, color: null }; s.masks.set(o.id, e); }
-    return e.mask;
-  };
-  s.bitmapCanvas = (o, colors) => {
-    const mask = s.mask(o), e = s.masks.get(o.id), color = colors[o.label] || "#ffcc00";
-    if (!e.canvas || e.color !== color) { const [hh, ww] = o.geometry.rle.size; e.canvas = maskCanvas(mask, hh, ww, color); e.color = color; }
-    return e.canvas;
-  };
-
-  s.smartRun = async (smart, radius) => {
-    if (!smart || !s.image) return null;
-    s.smartBusy += 1;
-    onChange();
-    try {
-      const res = await ctx.api.post(`/api/v1/images/${s.image.id}/smart-select`, {
-        rect: smart.rect.map(Math.round), foreground: smart.fg, background: smart.bg, brush_radius: Math.max(1, Math.round(radius)), previous: smart.rle || null });
-      s.smartCanvas = maskCanvas(decodeMask(res.rle), res.rle.size[0], res.rle.size[1], "#00e676");
-      return res.rle;
-    } catch (err) { say(err.message); return smart.rle; } finally { s.smartBusy -= 1; }
-  };
-  s.smartErase = (rle, points, radius) => {
-    if (!rle) return rle;
-    const [hh, ww] = rle.size;
-    const mask = paintMask(decodeMask(rle), hh, ww, points, radius, 0);
-    s.smartCanvas = maskCanvas(mask, hh, ww, "#00e676");
-    return encodeMask(mask, hh, ww);
-  };
+  Object.assign(s, maskMethods(s, { api: ctx.api, say, onChange }));
 
   function take(msg) {
     const cur = s.image?.id;
