@@ -7,8 +7,9 @@ docs/performance.md, "Hub"). Inside the function every object write is a primary
 whatever the table's statistics say. Each object id appears at most once among the deletes,
 updates and inserts. Everything variable travels as JSON text or, the new objects, as ``text[]``
 (arrays of other types would make asyncpg introspect them on every new pooled connection: 10-20
-ms on the first edits of each, measured; ``text[]`` is one its core knows). An object's ``rpy`` of ``None`` is stored as JSON ``null``, as the ORM's JSON
-type stores it; a log row without inverse gets SQL NULL.
+ms on the first edits of each, measured; ``text[]`` is one its core knows). An object's ``rpy``
+of ``None`` is stored as JSON ``null``, as the ORM's JSON type stores it; a log row without
+inverse gets SQL NULL.
 """
 
 from __future__ import annotations
@@ -53,11 +54,7 @@ INSERT_COLUMNS = ("id", "type", "label", "geometry", "keypoints", "attributes", 
 
 
 def _json_or_null(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not value and isinstance(value, (list, dict)):
-        return "[]" if isinstance(value, list) else "{}"
-    return json_text(value)
+    return None if value is None else json_text(value)
 
 
 def insert_columns(inserts: list[dict[str, Any]]) -> list[list[str | None]]:

@@ -368,15 +368,15 @@ async def test_big_batches_read_and_check_their_objects_in_set_statements(
 
 async def test_a_big_batchs_new_ids_are_checked_by_the_primary_key(
         labeler: Labeler, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Over 64 new objects the commit leaves their "must not exist" to the primary key
-    (migration 0019): an id that exists after all is the same conflict, nothing is written,
+    """Over 64 new objects (here one over, so the server's and the function's thresholds must
+    agree) the commit leaves their "must not exist" to the primary key (migration 0019): an id that exists after all is the same conflict, nothing is written,
     and the op then takes the transaction path, which names what is wrong."""
     assert (await labeler.op(box(1), "c1"))["type"] == "ack"
     before = await _state(labeler)
     creates: list[dict[str, Any]] = [
         {"kind": "create", "object": {"id": oid, "type": "bbox", "label": "car",
                                       "geometry": {"x": i % 50, "y": 1, "w": 5, "h": 5}}}
-        for i, oid in enumerate([*(f"n{i:03d}" for i in range(99)), "b"])]
+        for i, oid in enumerate([*(f"n{i:03d}" for i in range(_fast_op.FEW_EXPECTED)), "b"])]
     inserts = [{"id": op["object"]["id"], "version": 1, "type": "bbox", "label": "car",
                 "geometry": op["object"]["geometry"], "keypoints": [], "attributes": {},
                 "rpy": None, "occluded": False, "z": 0} for op in creates]
