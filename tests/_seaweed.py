@@ -169,6 +169,8 @@ class Seaweed:
     def stop(self) -> None:
         """Freeze the store: requests to it hang (and clients time out) until :meth:`resume`."""
         os.killpg(self.process.pid, signal.SIGSTOP)
+        # Return once the kernel reports it stopped (it is our child), not merely signalled.
+        os.waitpid(self.process.pid, os.WUNTRACED)
 
     def resume(self) -> None:
         os.killpg(self.process.pid, signal.SIGCONT)
