@@ -71,8 +71,11 @@ class Settings(BaseSettings):
     import_job_mb: int = Field(default=64, ge=0)
     # PostgreSQL connection pool of each server process. A request that waits longer than
     # db_pool_timeout for a connection gets "busy" (HTTP 503, socket error) instead of a 500.
-    db_pool_size: int = Field(default=10, ge=1)
-    db_max_overflow: int = Field(default=20, ge=0)
+    # Most of the 30 are kept once opened: an overflow connection is closed when returned, and
+    # opening one runs asyncpg's connect (TLS context, ~/.pgpass lookups) on the event loop,
+    # 20-100 ms stalls measured when 200 sockets joined at once (docs/performance.md).
+    db_pool_size: int = Field(default=25, ge=1)
+    db_max_overflow: int = Field(default=5, ge=0)
     db_pool_timeout: float = Field(default=30.0, gt=0)
     # argon2 cost; the defaults are argon2-cffi's recommended ones. Tests lower them for speed.
     password_time_cost: int = Field(default=3, ge=1)

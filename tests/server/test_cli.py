@@ -127,3 +127,33 @@ def test_serve_on_a_busy_port_is_one_line(tmp_path: Path) -> None:
         out = _run(tmp_path, "serve", "--port", port, LABELHUB_WORKERS="0")
     assert _one_line_error(out, f"127.0.0.1:{port}")
     assert "another server" in out.stderr
+
+
+async def test_serve_freezes_what_startup_made(database_url: str, tmp_path: Path) -> None:
+    """Once the app has started, what it made (engine, pools, caches) is out of the cyclic
+    collector's generations: full collections walk only what came after (server/cli.py)."""
+    import gc
+
+    import uvicorn
+
+    from server.app import create_app
+    from server.cli import _frozen_start_server
+    from tests.conftest import make_settings
+
+    app = create_app(make_settings(database_url, tmp_path / "data"))
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    config.load()
+    server = _frozen_start_server()(config)
+    server.lifespan = config.lifespan_class(config)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        gc.unfreeze()
+        try:
+            await server.startup(sockets=[sock])
+            engine = app.state.engine
+            assert gc.get_freeze_count() > 0
+            assert not any(obj is engine for obj in gc.get_objects())  # frozen, not tracked
+            await server.shutdown(sockets=[sock])
+        finally:
+            gc.unfreeze()
