@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     import uvicorn
     from starlette.applications import Starlette
 
+    from server.telemetry.stalls import LoopWatch
+
 ROOT = Path(__file__).resolve().parent.parent
 # The transport's hard cap (= server.protocol.MAX_FRAME_BYTES; not imported, the CLI starts
 # without pydantic). Messages past 64 KiB (an op past 8 MiB) get an error from the hub and the
@@ -76,23 +78,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 
-def _frozen_start_server() -> type[uvicorn.Server]:
+def _uvicorn_server(settings: Settings) -> type[uvicorn.Server]:
     import uvicorn
 
-    class FrozenStartServer(uvicorn.Server):
+    class LabelhubServer(uvicorn.Server):
         """uvicorn's server, which once started (the app's lifespan done: engine, pools,
         caches and the modules they import exist) moves every object alive into the cyclic
-        collector's permanent generation. They live as long as the process; left in the oldest
-        generation, every full collection walked them all with the event loop stopped: 122,000
-        objects and 77 ms per full pass with 200 sockets open, against 42,000 and 40 ms frozen
+        collector's permanent generation, and watches the event loop for stalls
+        (server/telemetry/stalls.py) until it shuts down.
+
+        Why freeze: those objects live as long as the process; left in the oldest generation,
+        every full collection walked them all with the event loop stopped: 122,000 objects and
+        77 ms per full pass with 200 sockets open, against 42,000 and 40 ms frozen
         (docs/performance.md, "Garbage collection")."""
+
+        watch: LoopWatch | None = None
 
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets=sockets)
             gc.collect()
             gc.freeze()
+            if settings.loop_stall_log_ms > 0:
+                from server.telemetry.stalls import LoopWatch
 
-    return FrozenStartServer
+                self.watch = LoopWatch(log_after=settings.loop_stall_log_ms / 1000)
+                self.watch.start()
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            if self.watch is not None:
+                self.watch.stop()
+            await super().shutdown(sockets=sockets)
+
+    return LabelhubServer
 
 
 def _worker_preexec(cores: frozenset[int] | None) -> None:  # pragma: no cover - in the child
@@ -173,7 +190,7 @@ def _serve(app: Starlette, listener: socket.socket, args: argparse.Namespace,
     shown = f"[{host}]" if listener.family == socket.AF_INET6 else host
     logging.getLogger("uvicorn.error").info(
         "Uvicorn running on http://%s:%d (Press CTRL+C to quit)", shown, port)
-    _frozen_start_server()(config).run(sockets=[listener])
+    _uvicorn_server(settings)(config).run(sockets=[listener])
 
 
 async def _work(settings: Settings) -> None:

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     development: bool = False
     # Log lines as text, or one JSON object per line (for a log system); each has a request id.
     log_format: Literal["text", "json"] = "text"
+    # A served process logs each event-loop stall this long or longer (ms), with the Python
+    # frames it was in (server/telemetry/stalls.py; at most one line per 10 s); 0: no watch.
+    loop_stall_log_ms: float = Field(default=100.0, ge=0)
     # When set, GET /metrics needs "Authorization: Bearer <this>" (else it is open: keep it
     # inside, as deploy/nginx does).
     metrics_token: str = ""

@@ -6,6 +6,8 @@
   op, while gauges (sockets, fan-out queues, locks, the job queue) are sampled.
 - :mod:`server.telemetry.logs`: one JSON object per log line (``LABELHUB_LOG_FORMAT=json``) and
   a request id on every line logged while a request or socket is served.
+- :mod:`server.telemetry.stalls`: how late the event loop runs and how long the garbage
+  collector pauses (metrics), and a log line naming the Python frames of each long stall.
 - :mod:`server.telemetry.routes`: ``GET /metrics`` and ``GET /readyz``.
 - :mod:`server.telemetry._dirs`: the multi-process directory, chosen before
   ``prometheus_client`` is first imported (it decides its storage then): so this package's

@@ -28,9 +28,11 @@ __all__ = [
     "CONTENT_TYPE",
     "FANOUT_QUEUE",
     "FANOUT_QUEUE_MAX",
+    "GC_PAUSE",
     "JOBS",
     "JOB_SECONDS",
     "LOCKS",
+    "LOOP_LAG",
     "OPS",
     "OP_SECONDS",
     "SLOW_DROPPED",
@@ -46,6 +48,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # Edit latencies are milliseconds on a healthy server; the top buckets catch a stalled one.
 _OP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+_STALL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 _JOB_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
 
 OPS = Counter("labelhub_ops", "Edits committed to the op log (each op of a batch counts once).")
@@ -67,6 +70,14 @@ JOBS = Gauge("labelhub_jobs", "Jobs by status (the queue's depth is status=queue
              multiprocess_mode="mostrecent")
 JOB_SECONDS = Histogram("labelhub_job_seconds", "How long a job ran in a worker, by kind and outcome.",
                         ["kind", "status"], buckets=_JOB_BUCKETS)
+
+# Sampled by server/telemetry/stalls.py in a served process.
+LOOP_LAG = Histogram("labelhub_event_loop_lag_seconds",
+                     "How late the event loop ran a callback handed to it (sampled).",
+                     buckets=_STALL_BUCKETS)
+GC_PAUSE = Histogram("labelhub_gc_pause_seconds",
+                     "Pauses of Python's cyclic garbage collector, by generation.",
+                     ["generation"], buckets=_STALL_BUCKETS)
 
 
 def observe_op(seconds: float, ops: int = 1) -> None:

@@ -129,21 +129,24 @@ def test_serve_on_a_busy_port_is_one_line(tmp_path: Path) -> None:
     assert "another server" in out.stderr
 
 
-async def test_serve_freezes_what_startup_made(database_url: str, tmp_path: Path) -> None:
+async def test_serve_freezes_what_startup_made_and_watches_the_loop(database_url: str,
+                                                                  tmp_path: Path) -> None:
     """Once the app has started, what it made (engine, pools, caches) is out of the cyclic
-    collector's generations: full collections walk only what came after (server/cli.py)."""
+    collector's generations: full collections walk only what came after; and the loop watch
+    runs until shutdown (server/cli.py)."""
     import gc
 
     import uvicorn
 
     from server.app import create_app
-    from server.cli import _frozen_start_server
+    from server.cli import _uvicorn_server
     from tests.conftest import make_settings
 
-    app = create_app(make_settings(database_url, tmp_path / "data"))
+    settings = make_settings(database_url, tmp_path / "data")
+    app = create_app(settings)
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
     config.load()
-    server = _frozen_start_server()(config)
+    server = _uvicorn_server(settings)(config)
     server.lifespan = config.lifespan_class(config)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -154,6 +157,9 @@ async def test_serve_freezes_what_startup_made(database_url: str, tmp_path: Path
             engine = app.state.engine
             assert gc.get_freeze_count() > 0
             assert not any(obj is engine for obj in gc.get_objects())  # frozen, not tracked
+            watch = server.watch  # type: ignore[attr-defined]
+            assert watch is not None and watch._thread.is_alive()
             await server.shutdown(sockets=[sock])
+            assert watch._thread is None and watch._gc not in gc.callbacks
         finally:
             gc.unfreeze()
