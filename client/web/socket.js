@@ -31,6 +31,7 @@ export class HubClient {
     this.tokens = new Map();   // image -> lock token
     this.watched = new Set();  // images subscribed
     this.closed = false;
+    this.resuming = false;     // online again, the app's onResume still running
     this.attempt = 0;
     this.idleWaiters = [];
     this.lastActivity = 0;
@@ -71,7 +72,14 @@ export class HubClient {
       const resumed = this.attemptedBefore;
       this.attemptedBefore = true;
       this.setState("online");
-      if (resumed) await this.onResume?.(this);
+      // While the app re-takes its images (new lock tokens), a new edit waits in the outbox:
+      // sent now it would carry the old token, be refused, and be sent again after.
+      this.resuming = resumed;
+      try {
+        if (resumed) await this.onResume?.(this);
+      } finally {
+        this.resuming = false;
+      }
       this.startHeartbeat();
       for (const item of this.outbox) this.transmit(item.msg);
     } catch (err) {
@@ -224,7 +232,7 @@ export class HubClient {
         this.onPending?.(this.outbox.length);
       };
       this.requests.set(msg.id, { msg, resolve: settle(resolve), reject: settle(reject), timer: null });
-      if (this.state === "online") this.transmit(msg);
+      if (this.state === "online" && !this.resuming) this.transmit(msg);
       this.onPending?.(this.outbox.length);
     });
   }

@@ -46,3 +46,51 @@ def test_edit_while_offline_is_sent_after_reconnect(browser: Any, live: Live, tm
     body = json.loads(api.get(f"/api/v1/projects/{pid}/export", params={"format": "json"}).content)
     assert len(body["images"][0]["objects"]) == 3
     assert page.js_errors == []
+
+
+RESUME = r"""
+async () => {
+  const { HubClient } = await import("/socket.js");
+  const sockets = [];
+  class FakeWs { constructor(url) { this.url = url; this.readyState = 0; this.sent = []; sockets.push(this); }
+                 send(t) { this.sent.push(JSON.parse(t)); } close() { this.readyState = 3; } }
+  const turn = () => new Promise((r) => setTimeout(r, 0));
+  let finishResume;
+  const resumeDone = new Promise((r) => { finishResume = r; });
+  const hub = new HubClient({ url: "ws://x", project: 1, WebSocketImpl: FakeWs, heartbeatMs: 1e9,
+                              onResume: () => resumeDone });
+  const open = async (ws) => {
+    ws.readyState = 1; ws.onopen();
+    ws.onmessage({ data: JSON.stringify({ type: "ack", id: ws.sent[0].id, seq: 3, user: { id: 1 }, privileges: ["label"] }) });
+    await turn();
+  };
+  hub.connect();
+  await open(sockets[0]);
+  hub.tokens.set(9, 1);  // the lock, as open_image left it
+  hub.drop();
+  hub.reconnectNow();
+  await open(sockets[1]);
+  // Online again, while the app re-takes the image (onResume): an edit made now waits ...
+  const state = hub.state;
+  hub.sendOp(9, { kind: "delete", object_id: "b1" }).catch(() => {});
+  const ops = () => sockets[1].sent.filter((m) => m.type === "op");
+  const duringResume = ops().length;
+  hub.retoken(9, 2);  // ... the image re-taken with a new token ...
+  finishResume();
+  await turn();
+  // ... and goes once, with the new token.
+  return { state, duringResume, tokens: ops().map((m) => m.token), pending: hub.pending };
+}
+"""
+
+
+def test_an_edit_made_while_the_app_resumes_waits_for_the_new_lock(browser: Any, live: Live) -> None:
+    """Made between "online again" and the image re-taken, an edit went out at once with the
+    old token (refused: listed as not saved), then again with the new one. A race the test
+    above can hit on a loaded machine (it failed once in a full run here, not reproduced)."""
+    context = browser.new_context()
+    live.closers.append(context.close)
+    page = context.new_page()
+    page.goto(live.url + "/#/login")
+    out = page.evaluate(RESUME)
+    assert out == {"state": "online", "duringResume": 0, "tokens": [2], "pending": 1}
