@@ -143,13 +143,18 @@ class Seaweed:
         """Poll until the S3 gateway answers and can write (the volume server joined)."""
         deadline = time.monotonic() + START_TIMEOUT
         probe = f"ready-{uuid.uuid4().hex[:8]}"
+        bucket = False
         with httpx.Client(timeout=5.0) as client:
             while True:
                 if self.process.poll() is not None:
                     raise RuntimeError(f"weed exited with {self.process.returncode}; "
                                        f"see {self.root / 'weed.log'}")
                 with contextlib.suppress(httpx.HTTPError):
-                    if client.put(f"{self.endpoint}/{probe}").status_code < 300:
+                    if not bucket:
+                        # 409 once it exists: a first object PUT that failed (the volume
+                        # server not joined yet) must not make every later try stop here.
+                        bucket = client.put(f"{self.endpoint}/{probe}").status_code in (200, 409)
+                    if bucket:
                         put = client.put(f"{self.endpoint}/{probe}/probe", content=b"x")
                         if put.status_code < 300:
                             client.delete(f"{self.endpoint}/{probe}/probe")
