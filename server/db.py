@@ -70,8 +70,8 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             conn.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
 
         return engine
-    kwargs.setdefault("pool_size", 25)  # = Settings.db_pool_size, db_max_overflow
-    kwargs.setdefault("max_overflow", 5)
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 20)
     # No pre-ping: it costs a round trip on every checkout (a third of a short transaction's
     # client CPU). A connection that died under us fails its statement once; SQLAlchemy then
     # invalidates the whole pool, and the request gets "unavailable" (HTTP 503 / socket error)
