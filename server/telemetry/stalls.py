@@ -22,6 +22,7 @@ import asyncio
 import collections
 import gc
 import logging
+import math
 import os
 import sys
 import threading
@@ -89,7 +90,9 @@ class LoopWatch:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._gc_started: list[float] = []
-        self._last_log = 0.0
+        # Not 0.0: the monotonic clock may start near zero (a machine booted minutes ago), and
+        # the first stall must be logged whatever the clock reads.
+        self._last_log = -math.inf
         self._unlogged = 0
 
     def start(self) -> None:
