@@ -24,7 +24,7 @@ import asyncio
 import logging
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -54,7 +54,7 @@ from server.storage.local import unavailable as local_unavailable
 from server.storage.rules import Prepared
 
 __all__ = [
-    "Saved", "begin_upload", "content_in_use", "finish_upload", "lock_contents", "prepare_all",
+    "Saved", "begin_upload", "contents_in_use", "finish_upload", "lock_contents", "prepare_all",
     "sweep", "unavailable", "write_files",
 ]
 
@@ -72,7 +72,7 @@ def _bucket(sha: str) -> int:
     return int(sha[:8], 16) % LOCK_BUCKETS
 
 
-async def lock_contents(session: AsyncSession, shas: Sequence[str]) -> None:
+async def lock_contents(session: AsyncSession, shas: Collection[str]) -> None:
     """PostgreSQL: uploads, deletes, the sweep and the embedding jobs of the same contents take
     turns (SQLite serializes write transactions already). Buckets in order: no deadlock."""
     if not shas or session.get_bind().dialect.name != "postgresql":
@@ -83,14 +83,15 @@ async def lock_contents(session: AsyncSession, shas: Sequence[str]) -> None:
         {"c": LOCK_CLASS, "keys": keys})
 
 
-async def content_in_use(session: AsyncSession, sha: str) -> bool:
-    """An image holds the content, or an upload is writing it (call under its lock)."""
-    held = await session.execute(select(Image.id).where(Image.sha256 == sha).limit(1))
-    if held.first() is not None:
-        return True
-    writing = await session.execute(select(UploadIntent.id).where(UploadIntent.sha256 == sha)
-                                    .limit(1))
-    return writing.first() is not None
+async def contents_in_use(session: AsyncSession, shas: Collection[str]) -> set[str]:
+    """Those of ``shas`` an image holds or an upload is writing (call under their locks)."""
+    wanted = sorted(set(shas))
+    found: set[str] = set()
+    for start in range(0, len(wanted), 1000):  # bound each statement's parameter count
+        part = wanted[start : start + 1000]
+        for column in (Image.sha256, UploadIntent.sha256):
+            found.update(await session.scalars(select(column).where(column.in_(part)).distinct()))
+    return found
 
 
 def unavailable(exc: StorageUnavailable) -> ApiError:
@@ -208,7 +209,8 @@ async def _abandon(sessions: async_sessionmaker[AsyncSession], store: Store,
             await lock_contents(session, upload.new)
             await session.execute(delete(UploadIntent).where(UploadIntent.token == upload.token))
             await session.flush()
-            orphans = [sha for sha in upload.new if not await content_in_use(session, sha)]
+            in_use = await contents_in_use(session, upload.new)
+            orphans = [sha for sha in upload.new if sha not in in_use]
             await store.delete_many([k for sha in orphans for k in content_keys(sha)])
     except Exception:  # the sweep removes them once the store is back
         log.warning("upload %s: its files stay for the sweep", upload.token, exc_info=True)
@@ -319,7 +321,8 @@ async def sweep(sessions: async_sessionmaker[AsyncSession], store: Store,
             await session.execute(delete(UploadIntent).where(
                 UploadIntent.id.in_([i for i, _ in stale])))
             await session.flush()
-            orphans = [sha for sha in shas if not await content_in_use(session, sha)]
+            in_use = await contents_in_use(session, shas)
+            orphans = [sha for sha in shas if sha not in in_use]
             await store.delete_many([k for sha in orphans for k in content_keys(sha)])
             removed += len(orphans)
     if isinstance(store, LocalStore):

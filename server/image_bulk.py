@@ -22,7 +22,7 @@ from server._web import needs, path_int, project_access, read_body, unit_of_work
 from server.errors import ApiError
 from server.image_query import DbId
 from server.image_sets import MAX_IMAGES, locked_by_others, target_images
-from server.images import image_store, remove_image
+from server.images import image_store, remove_images
 from server.models import Image
 from server.permissions import Privilege
 
@@ -62,12 +62,11 @@ async def delete_images(request: Request) -> Response:
             busy = await locked_by_others(session, chunk, user.id)
             rows = (await session.execute(select(Image).where(
                 Image.project_id == project_id, Image.id.in_(chunk)))).scalars().all()
-            for image in rows:
-                if image.id in busy:
-                    skipped.append({"image": image.id, "reason": "being_labeled"})
-                else:
-                    await remove_image(session, store, image)
-                    deleted += 1
+            skipped += [{"image": image.id, "reason": "being_labeled"}
+                        for image in rows if image.id in busy]
+            free = [image for image in rows if image.id not in busy]
+            await remove_images(session, store, free)
+            deleted += len(free)
     return JSONResponse({"deleted": deleted, "skipped": skipped})
 
 

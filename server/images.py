@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -28,7 +28,7 @@ from server import _smart
 from server._multipart import read_form
 from server._upload_save import (
     begin_upload,
-    content_in_use,
+    contents_in_use,
     finish_upload,
     lock_contents,
     prepare_all,
@@ -47,7 +47,7 @@ from server._uploads import (
     result_error,
 )
 from server._web import parse_as, path_int, project_access, query_int, unit_of_work
-from server.ai.embeddings import forget_content
+from server.ai.embeddings import forget_contents
 from server.errors import ApiError, invalid, not_found
 from server.image_query import ImageFilter, apply_filter, image_filter_query, image_items
 from server.limits import limit_body
@@ -270,22 +270,28 @@ async def delete_image(request: Request) -> Response:
     store = image_store(request)
     async with unit_of_work(request) as (session, user):
         image = await image_access(session, user, image_id, Privilege.DELETE)
-        await remove_image(session, store, image)
+        await remove_images(session, store, [image])
         return Response(status_code=204)
 
 
-async def remove_image(session: AsyncSession, store: Store, image: Image) -> None:
-    """Delete an image row with its labels; its file too when no other image shares the bytes."""
-    sha = image.sha256
-    await lock_contents(session, [sha])
-    await session.delete(image)
-    await session.flush()
-    if not await content_in_use(session, sha):
-        # Inside the transaction (and the content lock) so a concurrent upload cannot lose
-        # its file; a store that is down fails the delete (503) and keeps the row.
-        await forget_content(session, sha)
+async def remove_images(session: AsyncSession, store: Store, images: Sequence[Image]) -> None:
+    """Delete image rows with their labels (the database cascades), and the files of contents
+    no other image shares. A handful of statements for any number of images."""
+    if not images:
+        return
+    shas = {image.sha256 for image in images}
+    await lock_contents(session, shas)
+    await session.execute(delete(Image).where(Image.id.in_([image.id for image in images]))
+                          .execution_options(synchronize_session=False))
+    for image in images:  # the rows are gone: the session must not flush them again
+        session.expunge(image)
+    orphans = shas - await contents_in_use(session, shas)
+    if orphans:
+        # Inside the transaction (and the content locks) so a concurrent upload cannot lose
+        # its file; a store that is down fails the delete (503) and keeps the rows.
+        await forget_contents(session, orphans)
         try:
-            await store.delete_many(content_keys(sha))
+            await store.delete_many([key for sha in sorted(orphans) for key in content_keys(sha)])
         except StorageUnavailable as exc:
             raise unavailable(exc) from None
 

@@ -2,7 +2,7 @@
 
 Rows are keyed by content, not by image, so the same picture uploaded to two projects is
 embedded once; a row is deleted when the last image with that content goes
-(:func:`forget_content`, called from image deletion under the same per-content lock uploads
+(:func:`forget_contents`, called from image deletion under the same per-content lock uploads
 take). A feature key names a feature *and its version* (``server.ai.features.FEATURE_KEYS``):
 bumping it makes every image "missing" that key, so the next embed job recomputes it, and the
 embed job drops the rows of keys no longer in use (:func:`drop_retired`).
@@ -12,11 +12,11 @@ Everything runs in the caller's transaction; nothing here commits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,7 +26,7 @@ from server.models import Image, ImageEmbedding, utcnow
 
 __all__ = [
     "drop_retired",
-    "forget_content",
+    "forget_contents",
     "forget_project",
     "missing",
     "missing_count",
@@ -104,11 +104,13 @@ async def read_vectors(session: AsyncSession, sha256: str) -> dict[str, tuple[in
     return {key: (dim, dtype, bytes(vector)) for key, dim, dtype, vector in rows}
 
 
-async def forget_content(session: AsyncSession, sha256: str) -> None:
-    """Delete the vectors of a content no image holds any more (call under the content lock,
-    after the image row is gone)."""
-    await session.execute(delete(ImageEmbedding).where(
-        ImageEmbedding.sha256 == sha256, ~exists().where(Image.sha256 == sha256)))
+async def forget_contents(session: AsyncSession, shas: Collection[str]) -> None:
+    """Delete the vectors of contents no image holds any more (call under their content locks,
+    after the image rows are gone)."""
+    if shas:
+        await session.execute(delete(ImageEmbedding).where(
+            ImageEmbedding.sha256.in_(sorted(shas)),
+            ImageEmbedding.sha256.not_in(select(Image.sha256).where(Image.sha256.in_(sorted(shas))))))
 
 
 async def forget_project(session: AsyncSession, project_id: int) -> None:

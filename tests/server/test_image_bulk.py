@@ -84,3 +84,25 @@ async def test_images_being_labeled_are_kept_and_bad_requests_change_nothing(
     assert [i["id"] for i in listed] == [b]
     assert c not in [i["id"] for i in listed]
     assert await _total(admin, other) == 1
+
+
+async def test_a_file_goes_with_the_last_image_that_holds_it(admin: Api, settings: Settings) -> None:
+    # One chunk: two images with the same bytes (in two projects) and one of its own. Deleting
+    # both holders of a content removes its files; a content another image holds keeps them.
+    pid, other = await make_project(admin), await make_project(admin, "other")
+    shared, alone, kept = png(7001), png(7002), png(7003)
+    mine = [r["image"]["id"] for r in (await upload(
+        admin, pid, files(("s.png", shared), ("a.png", alone), ("k.png", kept)))).json()["results"]]
+    theirs = [r["image"]["id"] for r in (await upload(
+        admin, other, files(("s.png", shared), ("k.png", kept)))).json()["results"]]
+    assert len(stored_files(settings)) == 3 * 2
+    resp = await admin.client.post(f"/api/v1/projects/{other}/images/delete",
+                                   json={"image_ids": theirs[:1]})
+    assert resp.json() == {"deleted": 1, "skipped": []}
+    assert len(stored_files(settings)) == 3 * 2  # the shared bytes: project pid still holds them
+    resp = await admin.client.post(f"/api/v1/projects/{pid}/images/delete",
+                                   json={"filter": {}, "expected": 3})
+    assert resp.json() == {"deleted": 3, "skipped": []}
+    assert len(stored_files(settings)) == 1 * 2  # only what the other project's k.png holds
+    assert (await admin.client.get(f"/api/v1/images/{theirs[1]}/file")).status_code == 200
+    assert [(await admin.client.get(f"/api/v1/images/{i}")).status_code for i in mine] == [404] * 3
