@@ -42,6 +42,7 @@ __all__ = ["NOT_A_MEMBER", "PROGRESS_INTERVAL", "PROJECT_WIDE", "TAIL_BATCH", "H
 log = logging.getLogger("labelhub.hub")
 TAIL_BATCH = 500
 PROGRESS_INTERVAL = 1.0  # seconds between progress events of one project
+CLOSE_WAIT = 5.0  # seconds close() lets a room's read under way finish before cancelling it
 #: Why a socket whose membership went away is closed (with 4403).
 NOT_A_MEMBER = "you are no longer a member of this project"
 _HEAD = select(Project.seq).where(Project.id == bindparam("project_id"))
@@ -53,6 +54,7 @@ class Hub:
         self.rooms: dict[int, Room] = {}
         self.poll_interval = poll_interval
         self._closing = False
+        self._closed = asyncio.Event()  # wakes the waits of the rooms' tasks at close()
         # Doorbells this process rang itself and has not heard back yet (PostgreSQL rings every
         # commit's doorbell to every listener, the committer's own included).
         self.own_rings = 0
@@ -220,6 +222,8 @@ class Hub:
         while not self._closing:
             with suppress(TimeoutError):
                 await asyncio.wait_for(room.wake.wait(), timeout=self.poll_interval)
+            if self._closing:
+                return
             room.wake.clear()
             try:
                 await self._advance(room)
@@ -326,8 +330,11 @@ class Hub:
         # task count again after it, so the last event always reflects the last commit.
         while room.progress_stale and not self._closing:
             delay = room.progress_due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)  # throttle: one progress event per interval
+            if delay > 0:  # throttle: one progress event per interval
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._closed.wait(), timeout=delay)
+                if self._closing:
+                    return
             room.progress_stale = False
             room.progress_due = time.monotonic() + PROGRESS_INTERVAL
             try:
@@ -345,12 +352,19 @@ class Hub:
             return await progress(session, project_id, seq)
 
     async def close(self) -> None:
+        """Stop the rooms' tasks. Each is woken and ends after the read it may be in: a read
+        cancelled half-way would leave its database connection to the garbage collector, open
+        past the engine's disposal. One stuck longer than ``CLOSE_WAIT`` is cancelled."""
         self._closing = True
+        self._closed.set()
+        self.poke(None)
         tasks = [t for r in self.rooms.values() for t in (r.task, r.progress_task) if t]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:
+            _done, stuck = await asyncio.wait(tasks, timeout=CLOSE_WAIT)
+            for task in stuck:
+                task.cancel()
+            for task in tasks:
+                with suppress(asyncio.CancelledError, Exception):
+                    await task
         self.rooms.clear()
 

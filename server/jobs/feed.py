@@ -39,7 +39,7 @@ __all__ = ["JobFeed", "state_of"]
 
 log = logging.getLogger("labelhub.jobs")
 SQLITE_POLL = 0.5
-STOP_WAIT = 5.0  # seconds a stopping feed waits for the SQLite read under way
+STOP_WAIT = 5.0  # seconds a stopping feed waits for the read under way
 
 
 def state_of(job: Job) -> JobState:
@@ -85,21 +85,22 @@ class JobFeed:
             await asyncio.wait_for(self._listener.connected.wait(), timeout=5)
 
     async def stop(self) -> None:
-        if self._task is not None and self._changed is not None:
-            # SQLite: the poll ends by itself, after the read it may be in (a read cancelled
-            # half-way would leave its connection to the garbage collector); a read stuck on a
-            # lock is cancelled after a while.
-            self._stopping = True
-            self._changed.set()
-            with suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._task), STOP_WAIT)
+        # The listener first: a notification heard while the tasks below are cancelled would
+        # start a new read, which nothing would wait for (its connection outliving the engine).
+        self._stopping = True
+        if self._listener is not None:
+            await self._listener.stop()
+        if self._changed is not None:
+            self._changed.set()  # SQLite: the poll ends by itself
         for task in (self._task, self._flush):
             if task is not None:
+                # Each ends after the read it may be in (a read cancelled half-way would leave
+                # its connection to the garbage collector); one stuck on a lock is cancelled.
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(task), STOP_WAIT)
                 task.cancel()
                 with suppress(asyncio.CancelledError):
                     await task
-        if self._listener is not None:
-            await self._listener.stop()
         if self._changed is not None:
             queue.drop_waker(self._changed)
         for _, _, future in self._waiters:
@@ -147,12 +148,12 @@ class JobFeed:
         if not (self.wanted() or self._waiters):
             return
         self._pending.add(job_id)
-        if self._flush is None or self._flush.done():
+        if not self._stopping and (self._flush is None or self._flush.done()):
             self._flush = asyncio.create_task(self._read_pending())
 
     def _resync(self) -> None:
         self._pending.add(-1)  # -1: every active job
-        if self._flush is None or self._flush.done():
+        if not self._stopping and (self._flush is None or self._flush.done()):
             self._flush = asyncio.create_task(self._read_pending())
 
     async def _read_pending(self) -> None:

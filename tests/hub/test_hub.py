@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 
@@ -183,3 +184,34 @@ async def test_a_commit_during_a_progress_query_gets_its_own_progress_event(
     progress = [f for f in _frames(dashboard) if f["type"] == "progress"]
     assert progress[-1]["labeled"] == 2 and progress[-1]["seq"] == 2
     assert [f["labeled"] for f in progress] == [1, 2]
+
+
+async def test_close_lets_a_read_under_way_finish_and_ends_the_waits() -> None:
+    # A read cancelled half-way would leave its connection open past the engine's disposal.
+    entered, release, finished = asyncio.Event(), asyncio.Event(), []
+
+    class SlowHub(Hub):
+        async def progress(self, project_id: int, seq: int) -> ProgressEvent:
+            entered.set()
+            await release.wait()  # the read under way
+            finished.append(project_id)
+            return ProgressEvent(project=project_id, seq=seq, total=0, labeled=0, in_progress=0,
+                                 untouched=0)
+
+    hub = SlowHub(sessions=None)  # type: ignore[arg-type]
+    reading = hub.rooms[1] = Room(project_id=1, seq=0)
+    waiting = hub.rooms[2] = Room(project_id=2, seq=0)
+    hub._schedule_progress(reading)
+    await entered.wait()
+    waiting.progress_due = time.monotonic() + 3600  # throttled: its next count is due in an hour
+    hub._schedule_progress(waiting)
+    closing = asyncio.create_task(hub.close())
+    await _after_scheduled_callbacks()
+    assert not closing.done() and reading.progress_task is not None
+    assert not reading.progress_task.cancelled()
+    release.set()
+    await closing
+    assert finished == [1]  # the read finished; the throttled room never started one
+    assert reading.progress_task.done() and not reading.progress_task.cancelled()
+    assert waiting.progress_task is not None and not waiting.progress_task.cancelled()
+    assert hub.rooms == {}

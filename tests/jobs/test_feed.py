@@ -7,6 +7,7 @@ next is made."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 
 from starlette.applications import Starlette
@@ -53,3 +54,23 @@ async def test_changes_made_in_this_process_are_heard_without_a_poll(app: Starle
         await feed.stop()
     assert done.result == {"counted": 2} and (done.progress.done, done.progress.total) == (2, 2)
     assert {s.id for s in heard} == {job_id}
+
+
+async def test_a_stopping_feed_finishes_its_read_and_starts_no_other(app: Starlette,
+                                                                     project: int) -> None:
+    # A read cancelled half-way would leave its connection open past the engine's disposal, and
+    # one started by a notification heard during stop() would run on after it.
+    job_id = await queue_job(app, "count", project, {"to": 2})
+    heard: list[JobState] = []
+    feed = JobFeed(app.state.sessions, app.state.settings.resolved_database_url,
+                   on_change=heard.append, poll=3600.0)
+    await feed.start()
+    feed._heard(json.dumps({"job": job_id}))  # as the listener does on a NOTIFY
+    reading = feed._flush
+    assert reading is not None and not reading.done()
+    await feed.stop()
+    assert reading.done() and not reading.cancelled()
+    assert job_id in {s.id for s in heard}
+    feed._heard(json.dumps({"job": job_id}))
+    feed._resync()
+    assert feed._flush is reading
