@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.auth import Credential
 from server.hub.connection import Connection
-from server.hub.hub import NOT_A_MEMBER, Hub
+from server.hub.hub import CLOSE_WAIT, NOT_A_MEMBER, Hub
 from server.models import ApiToken, Membership, User
 from server.permissions import ALL, Privilege
 from server.protocol import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED
@@ -132,9 +132,14 @@ class Revoker:
         return None
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # As Hub.close: a re-check ends after its read (cancelled half-way, its connection
+        # could outlive the engine); one stuck on the database is cancelled after a while.
+        tasks = list(self._tasks)
+        if tasks:
+            _done, stuck = await asyncio.wait(tasks, timeout=CLOSE_WAIT)
+            for task in stuck:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _lost(conn: Connection, user: Any, live_tokens: set[int]) -> tuple[str, int] | None:
