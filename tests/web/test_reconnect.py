@@ -94,3 +94,40 @@ def test_an_edit_made_while_the_app_resumes_waits_for_the_new_lock(browser: Any,
     page.goto(live.url + "/#/login")
     out = page.evaluate(RESUME)
     assert out == {"state": "online", "duringResume": 0, "tokens": [2], "pending": 1}
+
+
+def test_an_edit_not_yet_acknowledged_survives_a_snapshot(browser: Any, live: Live, tmp_path: Path) -> None:
+    """A snapshot replaces the canvas's objects; an edit still waiting for its ack (here: held in
+    the outbox while the app resumes, as after a reconnect) is not in it. It vanished from the
+    canvas though it was saved a moment later; now it is shown on top of the snapshot."""
+    api = live.api()
+    pid = api.post("/api/v1/projects", json={"name": "Snapshots"}).json()["id"]
+    resp = api.post(f"/api/v1/projects/{pid}/images", files={"files": ("a.png", scene(tmp_path / "a.png", 4).read_bytes())})
+    image = resp.json()["results"][0]["image"]["id"]
+    page = login(browser, live)
+    open_tool(page, live, pid, image)
+    canvas = Canvas(page, 320, 240)
+    page.keyboard.press("b")
+    canvas.drag([(10, 10), (50, 40)])
+    saved(page)
+    page.evaluate("window.labelhub.hub.resuming = true")  # new edits wait in the outbox
+    canvas.drag([(100, 100), (160, 150)])
+    object_count(page, 2)
+    in_snapshot = page.evaluate(f"""async () => {{
+        const hub = window.labelhub.hub;
+        const app = hub.onEvent;  // the app's handler sees every event as before
+        const snapshot = new Promise((resolve) => {{
+          hub.onEvent = (m) => {{ app(m); if (m.type === "snapshot") {{ hub.onEvent = app; resolve(m); }} }};
+        }});
+        await hub.request("subscribe", {{ image: {image} }});
+        return (await snapshot).objects.length;
+    }}""")
+    assert in_snapshot == 1  # the server's snapshot: only the saved box
+    object_count(page, 2)  # the canvas: the saved box and the one on its way
+    page.evaluate("(() => { const hub = window.labelhub.hub; hub.resuming = false;"
+                  " for (const item of hub.outbox) hub.transmit(item.msg); })()")
+    saved(page)
+    object_count(page, 2)
+    body = json.loads(api.get(f"/api/v1/projects/{pid}/export", params={"format": "json"}).content)
+    assert sorted((o["geometry"]["x"], o["geometry"]["y"]) for o in body["images"][0]["objects"]) == [(10, 10), (100, 100)]
+    assert page.js_errors == []

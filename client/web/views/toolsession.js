@@ -225,18 +225,18 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
     const clientOpId = newId();
     s.mine.add(clientOpId);
     const before = s.objects;
-    if (LABEL_KINDS.has(op.kind)) s.imageLabels = applyLabelOp(s.imageLabels, op);
-    // What can be computed here shows at once (a new bitmap's create, before its first stroke);
-    // the rest comes with the server's snapshot after the ack.
-    else s.objects = asMine(applyOp(s.objects, op), op);
+    unacked.set(clientOpId, { image: id, op });
+    showOwn(op);
     onChange();
     hub.sendOp(id, op, clientOpId).then((ack) => {
       crossed.delete(clientOpId);
+      unacked.delete(clientOpId);
       if (ack.seq > s.seq && s.image?.id === id) s.seq = ack.seq;
       // The server may adjust an edit (snapping, clipping, brush results): then take its state.
       if (!LABEL_KINDS.has(op.kind) && (!isLocal(op) || (ack.op && JSON.stringify(ack.op) !== JSON.stringify(op)))) resync(id);
       onChange();
     }, (err) => {
+      unacked.delete(clientOpId);
       // Refused: listed (with Re-apply / Copy as JSON) rather than lost; a plain mistake made
       // online (an invalid shape) is only told.
       if (U.keepRefusal(err.code, crossed.delete(clientOpId))) setUnsaved(U.refuse(s.unsaved, { image: id, op, code: err.code, message: err.message, clientOpId, objects: before }));
@@ -247,6 +247,20 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
       onChange();
     });
   };
+
+  // Edits sent and not yet acknowledged, in the order made. A snapshot never holds them (the
+  // server answers a socket's messages in order: an edit it committed before the snapshot was
+  // acknowledged before it), so they are shown again on top of each snapshot; without that, an
+  // edit made while a snapshot was on its way (a resync, the resume after a reconnect) vanished
+  // from the canvas though it was saved.
+  const unacked = new Map();
+
+  function showOwn(op) {
+    if (LABEL_KINDS.has(op.kind)) s.imageLabels = applyLabelOp(s.imageLabels, op);
+    // What can be computed here shows at once (a new bitmap's create, before its first stroke);
+    // the rest comes with the server's snapshot after the ack.
+    else s.objects = asMine(applyOp(s.objects, op), op);
+  }
 
   async function resync(id) {
     // A fresh snapshot (the server sends one after every subscribe).
@@ -304,6 +318,10 @@ export function createImageSession({ ctx, pid, project, settings, query, onChang
     const cur = s.image?.id;
     if (msg.type === "snapshot") {
       s.objects = msg.objects || []; s.imageLabels = normalizeLabels(msg.labels); s.seq = msg.seq ?? s.seq;
+      for (const { image, op } of unacked.values()) {
+        if (image !== msg.image) continue;
+        try { showOwn(op); } catch { /* it no longer applies: its ack or refusal tells */ }
+      }
       const holder = msg.lock?.holder;
       if (s.readOnly && canLabel && holder && !(ctx.me && holder.id === ctx.me.id)) setLock(null, holder);
       return;
