@@ -26,11 +26,11 @@ from tests._db import _in_thread
 from tests.ai._digits import digits
 from tests.jobs.conftest import worker_process
 from tests.web._models import compared
+from tests.web._shots import shot
 from tests.web._tool import open_tool
 from tests.web.conftest import Live, login, make_user
 
 pytestmark = pytest.mark.browser
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 LONG = 180_000  # ms: jobs run in a worker process on a loaded machine
 # The digits classifier: v1 learns from the FIRST labeled images of each digit, v2 from all
 # PER_CLASS once a person reviewed (and corrected) v1's predictions of the rest. Five digits
@@ -213,9 +213,8 @@ def test_models_and_predictions_end_to_end(browser: Any, live: Live, settings: S
         page.click("#retrain-save")
         page.wait_for_selector("#retrain >> text=(on: every 5)")
         assert api.get(f"/api/v1/projects/{pid}/settings").json()["project"]["retrain_after_images"] == 5
-        SHOTS.mkdir(parents=True, exist_ok=True)
         page.evaluate("document.querySelectorAll('.toast').forEach((t) => t.remove())")  # off the charts
-        page.screenshot(path=str(SHOTS / "models.png"), full_page=True)
+        shot(page, "models.png", full_page=True)
     assert page.js_errors == []
 
 
@@ -272,8 +271,7 @@ def test_detection_review_draws_dashed_boxes(browser: Any, live: Live, settings:
     rect = card.locator(".pred-box[data-index='0'] rect").first
     assert float(rect.get_attribute("width") or 0) > 80 and float(rect.get_attribute("height") or 0) > 60
     assert card.get_attribute("class") and "selected" in (card.get_attribute("class") or "")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "predictions.png"), full_page=True)
+    shot(page, "predictions.png", full_page=True)
     assert page.js_errors == []
 
     # Add to dataset: both boxes (the slider down again), the first as dragged.

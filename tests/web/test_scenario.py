@@ -6,24 +6,17 @@ screenshots used by the README.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.web._images import scene
+from tests.web._shots import shot
 from tests.web._tool import Canvas, object_count, objects_of, open_tool, saved
 from tests.web.conftest import Live, login, make_user
 
 pytestmark = pytest.mark.browser
-SHOTS = os.environ.get("LABELHUB_SCREENSHOTS")
-
-
-def shot(page: Any, name: str) -> None:
-    if SHOTS:
-        Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SHOTS) / name))
 
 
 def test_live_labeling_scenario(browser: Any, live: Live, tmp_path: Path) -> None:

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from tests.web._images import scene
+from tests.web._shots import shot
 from tests.web._tool import open_tool
 from tests.web.conftest import Live, login, make_user
-from tests.web.test_scenario import shot
 
 pytestmark = pytest.mark.browser
 
