@@ -89,9 +89,15 @@ def start(args: list[str], env: dict[str, str], ready: str, port: int) -> Proces
     lines: queue.Queue[str | None] = queue.Queue()
     log: list[str] = []
 
+    # LABELHUB_BENCH_SERVER_LOG=path keeps all of the servers' output (stall lines included).
+    keep = os.environ.get("LABELHUB_BENCH_SERVER_LOG")
+
     def pump() -> None:  # keeps the pipe drained for the process's whole life
         assert proc.stdout is not None
         for line in proc.stdout:
+            if keep:
+                with open(keep, "a") as fh:
+                    fh.write(f"{proc.pid} {line}")
             if len(log) < 200:
                 log.append(line)
             lines.put(line)
@@ -305,7 +311,10 @@ def _profiler(pid: int, seconds: float) -> subprocess.Popen[bytes] | None:
     if not out:
         return None
     path = Path(out) / f"fanout-{pid}-{time.time_ns()}.txt"
-    return subprocess.Popen(["py-spy", "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "250",
+    # --nonblocking: py-spy does not pause the server to read its stack (pausing it 250 times a
+    # second is itself a latency the window would measure).
+    return subprocess.Popen(["py-spy", "record", "--nonblocking", "-p", str(pid), "-d",
+                             str(int(seconds)), "-r", "250",
                              "-f", "raw", "-o", str(path)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
 
