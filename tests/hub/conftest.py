@@ -15,10 +15,13 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
+from server import _edit_lease
 from server.app import create_app
+from server.hub.connection import Connection
 from server.protocol import MAX_FRAME_BYTES
 from server.settings import Settings
 from tests.conftest import Api, UserFactory, login, make_project
+from tests.hub._fast_op import Labeler
 from tests.hub._ws import WsClient
 
 # The transport's hard cap, as `labelhub serve` sets it; the app refuses past 64 KiB (an op past
@@ -99,3 +102,26 @@ async def team(server: LiveServer, users: UserFactory) -> Team:
 
 
 __all__ = ["LiveServer", "Team", "login", "serve", "upload_images"]
+
+
+@pytest.fixture
+async def labeler(app: Starlette, admin: Api) -> AsyncIterator[Labeler]:
+    project = await make_project(admin)
+    image = (await upload_images(admin, project, 1))[0]
+    conn = Connection(websocket=None, user_id=admin.user["id"], user_name="a", is_admin=True)
+    lab = Labeler(app, conn, project, image)
+    assert (await lab.send({"type": "hello", "project": project}))["type"] == "ack"
+    lab.token = await lab.open()
+    yield lab
+
+
+@pytest.fixture
+def one_burst(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test's edits are one burst however slow the machine: "last labeled" and the labeling
+    session's activity are written by the first edit only
+    (``server._edit_lease.TOUCH_RESOLUTION``, 1 s, widened to an hour: both read it there, see
+    tests/server/test_edit_lease.py). An edit landing between another's read and its commit then
+    changes the image only where the test means it to (an object, the op log), not also these
+    times, which the held state's stamp covers: a second's pause there would make the commit
+    report ``stale`` before it looks at the objects or the resend."""
+    monkeypatch.setattr(_edit_lease, "TOUCH_RESOLUTION", 3600.0)
