@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import websockets
 
 from client._ids import RequestIds
@@ -36,6 +37,19 @@ PACE_BURST = RATE_BURST * 2 / 3
 RETRY_FIRST, RETRY_MAX = 1 / RATE_LIMIT, 1.0
 #: Room left in an op message for its envelope (type, id, image, token, client_op_id).
 _ENVELOPE = 256
+
+
+def encode(value: Any) -> str:
+    """``value`` as the JSON text ``json.dumps`` would send, made by orjson (a 5,000-box batch
+    in ~2 ms instead of ~15). Where the two could mean different things the standard library
+    encodes, as before: orjson writes a NaN or an infinity as ``null`` (the standard library as
+    a token the server refuses), so a text holding ``null`` is made again; and what orjson
+    refuses (an integer past 64 bits, a lone surrogate, a key that is not a string)."""
+    try:
+        text = orjson.dumps(value).decode()
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(value)
+    return json.dumps(value) if "null" in text else text
 
 
 @dataclass(frozen=True)
@@ -77,7 +91,7 @@ class _Op:
 
     def __post_init__(self) -> None:
         if not self.body:
-            self.body = json.dumps(self.op)
+            self.body = encode(self.op)
         size = len(self.body.encode()) if len(self.body) * 4 > MAX_OP_BYTES else len(self.body)
         if size + _ENVELOPE > MAX_OP_BYTES:
             raise TooLargeError("too_large", f"the op is {size} bytes as JSON; op messages are "

@@ -5,11 +5,12 @@ for an op too big to send. The server's limiter is driven by hand (its clock), n
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
-from client import TooLargeError
-from client._ops import PACE_BURST, PACE_RATE, Pacer
+from client import RequestError, TooLargeError
+from client._ops import PACE_BURST, PACE_RATE, Pacer, encode
 from server.hub.connection import RateLimit
 from server.protocol import MAX_OP_BYTES, RATE_BURST, RATE_LIMIT
 from tests.client.conftest import Team
@@ -82,3 +83,29 @@ async def test_an_op_too_big_to_send_fails_at_once_and_is_not_retried(team: Team
     assert hub.rate_limited == 0 and not hub._ops  # nothing left waiting to be resent
     assert (await hub.op(image, box("small", 2))).seq > 0  # the session goes on
     assert (await team.admin.image(image))["object_count"] == 1
+
+
+def test_an_op_is_encoded_as_the_standard_library_would_mean_it() -> None:
+    ops: list[object] = [
+        {"kind": "batch", "ops": [box(f"b{i}", i + 0.5) for i in range(100)]},
+        box("é ü 漢", 1),  # text, not escapes: the same string either way
+        {"nan": float("nan"), "inf": float("inf")},  # orjson would write null: the tokens stay
+        {"big": 2**70, "lone": "\udc00", "none": None},  # orjson refuses or could differ
+        {1: "a non-string key"},
+    ]
+    for op in ops:
+        text = encode(op)
+        assert text == json.dumps(op) or json.loads(text) == op, op
+    assert "NaN" in encode({"x": float("nan")}) and "Infinity" in encode({"x": float("inf")})
+    assert encode({"big": 2**70}) == '{"big": 1180591620717411303424}'
+
+
+async def test_a_nan_in_an_op_is_refused_by_the_server_as_before(team: Team) -> None:
+    token, _ = await team.member("nan")
+    hub = await team.hub(token)
+    image = team.images[3]
+    await hub.open_image(image)
+    with pytest.raises(RequestError) as refused:
+        await hub.op(image, box("n", float("nan")))
+    assert refused.value.code == "bad_json"
+    assert (await team.admin.image(image))["object_count"] == 0
