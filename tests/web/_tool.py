@@ -42,10 +42,21 @@ def object_count(page: Any, n: int) -> None:
     page.wait_for_function(f"document.querySelectorAll('#object-list li[data-id]').length === {n}")
 
 
+_WHY_NOT_SAVED = """() => { const hub = window.labelhub?.hub; return {
+  pending: hub?.pending, outbox: (hub?.outbox || []).map((i) => i.msg.op?.kind), state: hub?.state,
+  resuming: hub?.resuming, save: document.querySelector('#save-state')?.innerText,
+  conn: document.querySelector('#conn')?.dataset.state,
+  unsaved: document.querySelector('#unsaved')?.innerText, toasts: [...document.querySelectorAll('.toast')].map((t) => t.innerText) }; }"""
+
+
 def saved(page: Any) -> None:
     """Every edit sent so far is acknowledged by the server (the hub's outbox is the truth: the
-    panel's "All saved" is redrawn a tick later)."""
-    page.wait_for_function("window.labelhub.hub?.pending === 0 && document.querySelector('#save-state')?.dataset.state === 'saved'")
+    panel's "All saved" is redrawn a tick later). When that never comes, the failure says what
+    the page was waiting for (a rare failure on a loaded CI machine had nothing else to go by)."""
+    try:
+        page.wait_for_function("window.labelhub.hub?.pending === 0 && document.querySelector('#save-state')?.dataset.state === 'saved'")
+    except Exception as exc:  # playwright's TimeoutError
+        raise AssertionError(f"not saved: {page.evaluate(_WHY_NOT_SAVED)}") from exc
 
 
 def open_tool(page: Any, live: Live, pid: int, image: int | None = None) -> None:
