@@ -15,21 +15,25 @@ from tests.web.conftest import Live, login
 pytestmark = pytest.mark.browser
 
 
-def test_edit_while_offline_is_sent_after_reconnect(browser: Any, live: Live, tmp_path: Path) -> None:
+def _one_box_saved(browser: Any, live: Live, tmp_path: Path,
+                   name: str) -> tuple[Any, int, int, Any, Canvas]:
+    """A project with one image, open in the tool, holding one saved box at (10, 10)."""
     api = live.api()
-    pid = api.post("/api/v1/projects", json={"name": "Flaky network"}).json()["id"]
-    with (tmp_path / "a.png").open("wb") as fh:
-        fh.write(scene(tmp_path / "src.png", 3).read_bytes())
-    resp = api.post(f"/api/v1/projects/{pid}/images", files={"files": ("a.png", (tmp_path / "a.png").read_bytes())})
+    pid = api.post("/api/v1/projects", json={"name": name}).json()["id"]
+    resp = api.post(f"/api/v1/projects/{pid}/images", files={"files": ("a.png", scene(tmp_path / "a.png", 3).read_bytes())})
     assert resp.status_code == 201, resp.text
     image = resp.json()["results"][0]["image"]["id"]
-
     page = login(browser, live)
     open_tool(page, live, pid, image)
     canvas = Canvas(page, 320, 240)
     page.keyboard.press("b")
     canvas.drag([(10, 10), (50, 40)])
     saved(page)
+    return api, pid, image, page, canvas
+
+
+def test_edit_while_offline_is_sent_after_reconnect(browser: Any, live: Live, tmp_path: Path) -> None:
+    api, pid, _image, page, canvas = _one_box_saved(browser, live, tmp_path, "Flaky network")
     # Drop the socket (as a network blip would) and draw while it is down.
     page.evaluate("window.labelhub.hub.ws.close()")
     page.wait_for_selector("#conn[data-state=reconnecting]")
@@ -100,16 +104,7 @@ def test_an_edit_not_yet_acknowledged_survives_a_snapshot(browser: Any, live: Li
     """A snapshot replaces the canvas's objects; an edit still waiting for its ack (here: held in
     the outbox while the app resumes, as after a reconnect) is not in it. It vanished from the
     canvas though it was saved a moment later; now it is shown on top of the snapshot."""
-    api = live.api()
-    pid = api.post("/api/v1/projects", json={"name": "Snapshots"}).json()["id"]
-    resp = api.post(f"/api/v1/projects/{pid}/images", files={"files": ("a.png", scene(tmp_path / "a.png", 4).read_bytes())})
-    image = resp.json()["results"][0]["image"]["id"]
-    page = login(browser, live)
-    open_tool(page, live, pid, image)
-    canvas = Canvas(page, 320, 240)
-    page.keyboard.press("b")
-    canvas.drag([(10, 10), (50, 40)])
-    saved(page)
+    api, pid, image, page, canvas = _one_box_saved(browser, live, tmp_path, "Snapshots")
     page.evaluate("window.labelhub.hub.resuming = true")  # new edits wait in the outbox
     canvas.drag([(100, 100), (160, 150)])
     object_count(page, 2)
