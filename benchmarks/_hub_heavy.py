@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,3 +124,46 @@ async def labeler(url: str, project: int, image: int, result: Heavy,
                 return
     finally:
         await ws.close()
+
+
+CASES = ("idle", "heavy", "copy loop, nice 10", "copy loop, SCHED_IDLE")
+
+
+async def rounds(target: load.Target, pid: int, ws_url: str, project: int, big: int,
+                 watched: int, seconds: float, n: int) -> tuple[dict[str, list[load.Fanout]], Heavy]:
+    """``n`` rounds of four windows of edit -> peer latency at 200 watchers of image ``watched``
+    (see :data:`CASES`): idle, while :func:`labeler` loops on image ``big``, and beside
+    :data:`STREAM` at nice 10 and under SCHED_IDLE. The windows by case, and the labeler's tally."""
+    runs: dict[str, list[load.Fanout]] = {case: [] for case in CASES}
+    result = Heavy()
+
+    async def window(settle: bool) -> load.Fanout:
+        return await load.fanout(target, pid, watchers=200, images=[watched], rate=50,
+                                 seconds=seconds, latency=True, settle_first=settle)
+
+    for _ in range(n):
+        runs["idle"].append(await window(True))
+        stop = asyncio.Event()
+        result.started.clear()
+        worker = asyncio.create_task(labeler(ws_url, project, big, result, stop))
+        await result.started.wait()  # one round done: the pool is warm
+        runs["heavy"].append(await window(False))
+        stop.set()
+        await worker
+        for policy in ("nice 10", "SCHED_IDLE"):
+            stream = await asyncio.create_subprocess_exec(sys.executable, "-c", STREAM, policy,
+                                                          cwd=load.ROOT)
+            try:
+                runs[f"copy loop, {policy}"].append(await window(False))
+            finally:
+                stream.kill()
+                await stream.wait()
+    return runs, result
+
+
+def summary(runs: list[load.Fanout]) -> str:
+    """Median p50 / p99 over the rounds, and each round's p99."""
+    p50 = statistics.median(load.percentile(r.latencies_ms, 50) for r in runs)
+    p99s = [load.percentile(r.latencies_ms, 99) for r in runs]
+    return (f"{p50:.2f} / {statistics.median(p99s):.2f} ms [p99 by round: "
+            f"{', '.join(f'{v:.1f}' for v in p99s)}]")

@@ -91,17 +91,19 @@ def start(args: list[str], env: dict[str, str], ready: str, port: int) -> Proces
 
     # LABELHUB_BENCH_SERVER_LOG=path keeps all of the servers' output (stall lines included).
     keep = os.environ.get("LABELHUB_BENCH_SERVER_LOG")
+    kept = open(keep, "a", buffering=1) if keep else None
 
     def pump() -> None:  # keeps the pipe drained for the process's whole life
         assert proc.stdout is not None
         for line in proc.stdout:
-            if keep:
-                with open(keep, "a") as fh:
-                    fh.write(f"{proc.pid} {line}")
+            if kept is not None:
+                kept.write(f"{proc.pid} {line}")
             if len(log) < 200:
                 log.append(line)
             lines.put(line)
         lines.put(None)
+        if kept is not None:
+            kept.close()
 
     threading.Thread(target=pump, daemon=True).start()
     while True:

@@ -227,58 +227,24 @@ async def _heavy(bench: Bench, url: str, admin: RestClient, project: int, images
                  hub_proc: load.Process) -> None:
     """Edit -> peer latency at 200 watchers, idle and while another labeler loops the heaviest
     legal rasterize, brush and fill on a 100 MP image (benchmarks/_hub_heavy.py): the pixel work
-    runs in the worker pool (server/offload.py), so the hub's latency should not move.
-
-    Two controls with no server work at all: a process copying 100 MB buffers, the memory
-    traffic of that pixel work, at the offload workers' nice 10 and under SCHED_IDLE. Each op
-    reaches 200 watchers, so one pause of the machine long enough to hold 5 of a window's 500 ops
-    sets that window's p99 alone: the four cases alternate over rounds, and each row gives the
-    median of its rounds' p99s with every round's."""
+    runs in the worker pool (server/offload.py), so the hub's latency should not move. Beside
+    it, controls with no server work (``heavy.rounds``); medians over rounds, since one pause of
+    the machine holding 5 of a window's 500 ops sets that window's p99 alone."""
     [big] = await admin.upload_images(project, [("heavy.png", await asyncio.to_thread(
         heavy.png_100mp))])
     assert admin.token is not None
     ws_url = f"{url.replace('http', 'ws', 1)}/api/v1/ws?token={admin.token}"
     target = load.labelhub_target(url.replace("http", "ws", 1), admin.token, project)
     seconds = 3.0 if bench.quick else 10.0
-    cases = ("idle", "heavy", "copy loop, nice 10", "copy loop, SCHED_IDLE")
-    runs: dict[str, list[load.Fanout]] = {case: [] for case in cases}
-    result = heavy.Heavy()
-
-    async def window(settle: bool) -> load.Fanout:
-        return await load.fanout(target, hub_proc.pid, watchers=200, images=[images[5]],
-                                 rate=50, seconds=seconds, latency=True, settle_first=settle)
-
-    for _round in range(1 if bench.quick else 3):
-        runs["idle"].append(await window(True))
-        stop = asyncio.Event()
-        result.started.clear()
-        worker = asyncio.create_task(heavy.labeler(ws_url, project, big["id"], result, stop))
-        await result.started.wait()  # one round done: the pool is warm
-        runs["heavy"].append(await window(False))
-        stop.set()
-        await worker
-        for policy in ("nice 10", "SCHED_IDLE"):
-            stream = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", heavy.STREAM, policy, cwd=load.ROOT)
-            try:
-                runs[f"copy loop, {policy}"].append(await window(False))
-            finally:
-                stream.kill()
-                await stream.wait()
-
-    def summary(case: str) -> str:
-        rounds = runs[case]
-        p50 = statistics.median(load.percentile(r.latencies_ms, 50) for r in rounds)
-        p99s = [load.percentile(r.latencies_ms, 99) for r in rounds]
-        return (f"{p50:.2f} / {statistics.median(p99s):.2f} ms [p99 by round: "
-                f"{', '.join(f'{v:.1f}' for v in p99s)}]")
-
+    runs, result = await heavy.rounds(target, hub_proc.pid, ws_url, project, big["id"],
+                                      images[5], seconds, 1 if bench.quick else 3)
+    by = {case: heavy.summary(r) for case, r in runs.items()}
     bench.row("edit -> peer latency, 200 watchers, 50 ops/s, while another labeler loops the "
               "heaviest legal rasterize, brush and fill on a 100 MP image (median p50 / p99 of "
               f"{len(runs['idle'])} round(s) of {seconds:.0f} s). Heavy ops: {result.summary()}",
-              summary("heavy"), f"idle {summary('idle')}; controls, no server work, beside a "
-              f"100 MB copy loop at nice 10: {summary('copy loop, nice 10')}, under SCHED_IDLE: "
-              f"{summary('copy loop, SCHED_IDLE')} (same rounds)", "p99 <= 10 ms, as idle")
+              by["heavy"], f"idle {by['idle']}; controls, no server work, beside a 100 MB copy "
+              f"loop at nice 10: {by['copy loop, nice 10']}, under SCHED_IDLE: "
+              f"{by['copy loop, SCHED_IDLE']} (same rounds)", "p99 <= 10 ms, as idle")
 
 
 async def _embedding(bench: Bench, url: str, admin: RestClient, env: dict[str, str], db_url: str,
