@@ -41,6 +41,28 @@ class Room:
     joining: int = 0  # joins in flight: the tail must not retire a room one is about to enter
     # Connections that are on an image (opened it or pointed at it): the ones presence is about.
     viewers: dict[Connection, int] = field(default_factory=dict)
+    # Rows that came ahead of their predecessor, by seq, and the timer after which the tail
+    # reads the log instead of waiting longer (``Hub._deliver``).
+    early: dict[int, LoggedOp] = field(default_factory=dict)
+    gap_timer: asyncio.TimerHandle | None = None
+
+    def take(self, rows: Iterable[LoggedOp]) -> list[LoggedOp]:
+        """The rows to fan out now, in seq order, each advancing ``seq``: those next in line,
+        then the held ones they make next. A row ahead of a missing one is held in ``early``;
+        one the room has passed (read from the log already) is dropped."""
+        ready: list[LoggedOp] = []
+        for row in rows:
+            if row.seq == self.seq + 1:
+                self.seq = row.seq
+                ready.append(row)
+            elif row.seq > self.seq:
+                self.early[row.seq] = row
+        while (held := self.early.pop(self.seq + 1, None)) is not None:
+            self.seq = held.seq
+            ready.append(held)
+        if self.early and min(self.early) <= self.seq:
+            self.early = {seq: row for seq, row in self.early.items() if seq > self.seq}
+        return ready
 
 
 def op_event(row: Any) -> str:

@@ -1,6 +1,7 @@
-"""The hub's in-process delivery: committed rows fanned out in order, gaps left to the tail,
-rows heard from other processes likewise, and a process's own doorbells not read twice. No database: rooms and connections are real
-objects, frames stay in each connection's backlog (no websocket)."""
+"""The hub's in-process delivery: committed rows fanned out in order (a row ahead of a missing
+one waits for it, then for the tail), rows heard from other processes likewise, and a process's
+own doorbells not read twice. No database: rooms and connections are real objects, frames stay
+in each connection's backlog (no websocket)."""
 
 from __future__ import annotations
 
@@ -55,10 +56,43 @@ async def test_committed_rows_are_fanned_out_in_order_and_gaps_wake_the_tail() -
     assert _frames(other_image) == []  # not subscribed to image 7
     assert [f["seq"] for f in _frames(sender)] == [6]  # its own op came back as an ack
 
-    hub.committed(3, 9, [_op(9)])  # seq 8 is not here yet: the tail reads it from the log
+    hub.committed(3, 9, [_op(9)])  # seq 8 is not here yet: 9 waits for it
     await _after_scheduled_callbacks()
-    assert room.seq == 7 and room.wake.is_set()
+    assert room.seq == 7 and not room.wake.is_set() and room.gap_timer is not None
     assert [f["seq"] for f in _frames(watcher)] == [6, 7]
+    hub.committed(3, 8, [_op(8)])  # its commit finished second: both go out, in order
+    await _after_scheduled_callbacks()
+    assert room.seq == 9 and not room.wake.is_set() and room.gap_timer is None
+    assert [f["seq"] for f in _frames(watcher)] == [6, 7, 8, 9]
+
+
+async def test_a_seq_that_does_not_come_wakes_the_tail_after_the_grace() -> None:
+    """Held rows wait ``gap_grace`` for the missing one (another process's row too big for its
+    notice, say), then the tail reads them all from the log; a late copy is dropped."""
+    hub = Hub(sessions=None)  # type: ignore[arg-type]  # the tail never runs here
+    hub.gap_grace = 0.0
+    room = hub.rooms[3] = Room(project_id=3, seq=5)
+    watcher = _watcher(3, 7, 5)
+    room.connections.add(watcher)
+    hub.committed(3, 8, [_op(7), _op(8)])
+    await asyncio.wait_for(room.wake.wait(), 30)  # the grace ran out: read the log
+    assert room.seq == 5 and sorted(room.early) == [7, 8] and _frames(watcher) == []
+    room.seq = 8  # what the tail's read did (Hub._advance) ...
+    assert room.take(()) == [] and room.early == {}  # ... drops the rows it held
+    hub.committed(3, 7, [_op(7)])  # a late copy
+    await _after_scheduled_callbacks()
+    assert room.seq == 8 and room.early == {} and _frames(watcher) == []
+
+
+async def test_too_many_held_rows_are_dropped_for_the_log() -> None:
+    hub = Hub(sessions=None)  # type: ignore[arg-type]
+    room = hub.rooms[3] = Room(project_id=3, seq=0)
+    hub.heard_row(3, _op(2), own=False)
+    assert list(room.early) == [2] and not room.wake.is_set()
+    for seq in range(3, hub_module.EARLY_LIMIT + 3):
+        hub.heard_row(3, _op(seq), own=False)
+    assert room.early == {} and room.wake.is_set()
+    await hub.close()  # cancels the grace timer
 
 
 async def test_own_doorbells_are_skipped_and_a_reconnect_reads_everything() -> None:
@@ -91,9 +125,11 @@ async def test_rows_heard_from_other_processes_are_delivered_in_order_gaps_wake_
     hub.heard_row(4, _op(1), own=False)  # a project nobody here watches
     assert room.seq == 6 and not room.wake.is_set()
     assert [f["seq"] for f in _frames(watcher)] == [6]
-    hub.heard_row(3, _op(8), own=False)  # seq 7 was never heard: the tail reads both
-    assert room.seq == 6 and room.wake.is_set()
+    hub.heard_row(3, _op(8), own=False)  # seq 7 is not heard yet: 8 waits for it
+    assert room.seq == 6 and not room.wake.is_set() and list(room.early) == [8]
     assert [f["seq"] for f in _frames(watcher)] == [6]
+    hub.heard_row(3, _op(7), own=False)
+    assert room.seq == 8 and room.early == {} and [f["seq"] for f in _frames(watcher)] == [6, 7, 8]
 
 
 async def test_own_rows_settle_the_doorbells_their_commits_counted() -> None:
