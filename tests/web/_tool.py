@@ -59,6 +59,15 @@ def saved(page: Any) -> None:
         raise AssertionError(f"not saved: {page.evaluate(_WHY_NOT_SAVED)}") from exc
 
 
+def detached(page: Any, selector: str) -> None:
+    """``selector`` leaves the page (an edit's or a request's visible effect); when it does not,
+    the failure says what the page was waiting for, as :func:`saved` does."""
+    try:
+        page.wait_for_selector(selector, state="detached")
+    except Exception as exc:  # playwright's TimeoutError
+        raise AssertionError(f"{selector} stayed: {page.evaluate(_WHY_NOT_SAVED)}") from exc
+
+
 def open_tool(page: Any, live: Live, pid: int, image: int | None = None) -> None:
     page.goto(f"{live.url}/#/p/{pid}/label" + (f"/{image}" if image else ""))
     page.wait_for_selector("#conn[data-state=online]")

@@ -27,7 +27,7 @@ from tests.ai._digits import digits
 from tests.jobs.conftest import worker_process
 from tests.web._models import compared
 from tests.web._shots import shot
-from tests.web._tool import open_tool
+from tests.web._tool import detached, open_tool
 from tests.web.conftest import Live, login, make_user
 
 pytestmark = pytest.mark.browser
@@ -144,7 +144,7 @@ def test_models_and_predictions_end_to_end(browser: Any, live: Live, settings: S
         open_tool(page, live, pid, ids["chelsea.png"])
         page.wait_for_selector("#class-list .badge.src-auto")
         page.click("#confirm-auto")
-        page.wait_for_selector("#class-list .badge.src-auto", state="detached")
+        detached(page, "#class-list .badge.src-auto")
         labels = api.get(f"/api/v1/images/{ids['chelsea.png']}").json()["labels"]
         assert [(x["name"], x["source"]) for x in labels] == [("cat", "manual")]
 
