@@ -59,8 +59,11 @@ def test_expired_session_returns_to_the_same_page(browser: Any, live: Live, tmp_
     # the login page and, once logged in, back to the tool.
     monkeypatch.setattr(revocation, "seconds_left",
                         lambda c: None if c is None or c.expires_at is None else 0.0)
+    # One fresh load, so one socket, opened after the patch. (Going to the tool by its hash and
+    # then reloading raced: the first page's socket could be closed, toast and all, before the
+    # reload replaced that page, and the reloaded login page had no toast to show.)
+    page.goto("about:blank")
     page.goto(f"{live.url}/#/p/{pid}/label/{image}")
-    page.reload()  # a new socket (the members page's one was opened before the patch)
     page.wait_for_url("**/#/login?next=*")
     page.wait_for_selector("#toasts:has-text('Your session expired')")
     monkeypatch.undo()
