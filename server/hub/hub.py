@@ -162,7 +162,7 @@ class Hub:
         """A commit in this process appended ops (called synchronously after the commit).
 
         Deliver the rows this process already holds without reading them back, right after the
-        committing task sends its ack; anything out of order falls back to the tail.
+        committing task sends its ack; a row ahead of a missing seq waits for it (``_mind_gap``).
         """
         if self.counts_own_rings:
             self.own_rings += 1
@@ -210,9 +210,9 @@ class Hub:
 
     def heard_row(self, project_id: int, entry: LoggedOp, own: bool) -> None:
         """A committed row heard on the bus with its doorbell (server/hub/_op_rows.py). Another
-        process's row is delivered like an own commit's when its seq is the room's next (a
-        gap or a catch-up in flight wakes the tail instead); an own row was delivered at its
-        commit and only settles the doorbell ``committed`` counted for it (which may come
+        process's row is delivered like an own commit's, in seq order (one ahead of a missing seq
+        waits for it; a catch-up in flight wakes the tail instead); an own row was delivered at
+        its commit and only settles the doorbell ``committed`` counted for it (which may come
         after the row: the count may dip below zero meanwhile)."""
         if own:
             if self.counts_own_rings:

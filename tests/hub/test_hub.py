@@ -42,7 +42,7 @@ def _frames(conn: Connection) -> list[dict[str, object]]:
     return [json.loads(f) for f in conn.backlog]
 
 
-async def test_committed_rows_are_fanned_out_in_order_and_gaps_wake_the_tail() -> None:
+async def test_committed_rows_are_fanned_out_in_order_a_row_ahead_waits_for_the_missing_one() -> None:
     hub = Hub(sessions=None)  # type: ignore[arg-type]  # the tail never runs here
     room = hub.rooms[3] = Room(project_id=3, seq=5)
     watcher, other_image, sender = _watcher(3, 7, 5), _watcher(3, 8, 0), _watcher(3, 7, 5, user=2)
@@ -114,7 +114,7 @@ async def test_own_doorbells_are_skipped_and_a_reconnect_reads_everything() -> N
     assert hub.own_rings == 0 and room.wake.is_set()
 
 
-async def test_rows_heard_from_other_processes_are_delivered_in_order_gaps_wake_the_tail() -> None:
+async def test_rows_heard_from_other_processes_are_delivered_in_order_a_row_ahead_waits() -> None:
     hub = Hub(sessions=None)  # type: ignore[arg-type]
     hub.counts_own_rings = True
     room = hub.rooms[3] = Room(project_id=3, seq=5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from tests.web.conftest import Live
@@ -53,19 +54,21 @@ def saved(page: Any) -> None:
     """Every edit sent so far is acknowledged by the server (the hub's outbox is the truth: the
     panel's "All saved" is redrawn a tick later). When that never comes, the failure says what
     the page was waiting for (a rare failure on a loaded CI machine had nothing else to go by)."""
-    try:
-        page.wait_for_function("window.labelhub.hub?.pending === 0 && document.querySelector('#save-state')?.dataset.state === 'saved'")
-    except Exception as exc:  # playwright's TimeoutError
-        raise AssertionError(f"not saved: {page.evaluate(_WHY_NOT_SAVED)}") from exc
+    _or_say_why(page, "not saved", lambda: page.wait_for_function(
+        "window.labelhub.hub?.pending === 0 && document.querySelector('#save-state')?.dataset.state === 'saved'"))
 
 
 def detached(page: Any, selector: str) -> None:
     """``selector`` leaves the page (an edit's or a request's visible effect); when it does not,
     the failure says what the page was waiting for, as :func:`saved` does."""
+    _or_say_why(page, f"{selector} stayed", lambda: page.wait_for_selector(selector, state="detached"))
+
+
+def _or_say_why(page: Any, failure: str, wait: Callable[[], object]) -> None:
     try:
-        page.wait_for_selector(selector, state="detached")
+        wait()
     except Exception as exc:  # playwright's TimeoutError
-        raise AssertionError(f"{selector} stayed: {page.evaluate(_WHY_NOT_SAVED)}") from exc
+        raise AssertionError(f"{failure}: {page.evaluate(_WHY_NOT_SAVED)}") from exc
 
 
 def open_tool(page: Any, live: Live, pid: int, image: int | None = None) -> None:
