@@ -109,10 +109,12 @@ def test_a_site_admin_resets_a_password_and_deactivates(browser: Any, live: Live
     assert _login_status(live, email, "rex-new-password") == 200
 
     page.on("dialog", lambda dialog: dialog.accept())
-    page.click(f"{row} >> text=Deactivate")
-    page.wait_for_selector(f"{row} >> text=Reactivate")
+    # The buttons by their exact text: "text=Deactivate" also matches the status cell's
+    # "deactivated", so the wait after "Reactivate" ended before the change had landed.
+    page.click(f"{row} button:text-is('Deactivate')")
+    page.wait_for_selector(f"{row} button:text-is('Reactivate')")
     assert _login_status(live, email, "rex-new-password") == 401
-    page.click(f"{row} >> text=Reactivate")
-    page.wait_for_selector(f"{row} >> text=Deactivate")
+    page.click(f"{row} button:text-is('Reactivate')")
+    page.wait_for_selector(f"{row} button:text-is('Deactivate')")
     assert _login_status(live, email, "rex-new-password") == 200
     assert page.js_errors == []
