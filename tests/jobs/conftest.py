@@ -54,8 +54,9 @@ def feed(app: Starlette) -> JobFeed:
 
 
 async def wait_job(app: Starlette, job_id: int, until: Callable[[JobState], bool],
-                   within: float = 30.0) -> JobState:
-    """Await the job's state satisfying ``until`` (heard through the feed, not by sleeping)."""
+                   within: float = 120.0) -> JobState:
+    """Await the job's state satisfying ``until`` (heard through the feed, not by sleeping).
+    ``within`` only bounds a hang: worker processes start slowly on a loaded machine."""
     async with asyncio.timeout(within):
         return await feed(app).wait(job_id, until)
 

@@ -109,7 +109,11 @@ async def test_serve_runs_a_worker_at_lower_priority_and_takes_it_down(
         app: Starlette, settings: Settings, project: int, tmp_path: Path) -> None:
     with serve_process(settings, tmp_path) as serve_proc:
         job_id = await queue_job(app, "count", project, {"to": 2, "step_seconds": 0})
-        assert (await wait_job(app, job_id, ended)).status == "done"  # `make run` needs no more
+        # A bound, not a figure: the worker starts at nice 10, and beside the suite's other
+        # workers and browsers it may get a few percent of a core for its ~2 s of imports (a
+        # fresh-clone CI run waited over 30 s).
+        done = await wait_job(app, job_id, ended, within=300)
+        assert done.status == "done"  # `make run` needs no more
         (worker,) = _children(serve_proc.pid)
         nice = os.getpriority(os.PRIO_PROCESS, worker)
         assert nice == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
