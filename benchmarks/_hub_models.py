@@ -6,18 +6,25 @@ imported as people's boxes). A real ``labelhub worker``, started as ``labelhub s
 its own (benchmarks/_hub_worker.py), first embeds them all (not measured); the predict images'
 vectors are then deleted, so predicting computes them as it would for new images.
 
-The edit -> peer latency at 200 watchers is measured idle, then in one window during each of:
-training a classifier on the 1,000 labeled images (train jobs queued back to back, so the
+The edit -> peer latency at 200 watchers is measured in rounds of windows (medians over the
+rounds: one pause of the machine holding 5 of a window's 500 ops sets that window's p99 alone):
+idle; training a classifier on the 1,000 labeled images (train jobs queued back to back, so the
 worker trains for the whole window: cross-validation over three features, a learning curve, the
-final fit), training a detector on the 100 boxed scenes (likewise), predicting the 1,000 images
-with a classifier on the network's feature (the network runs on each image) and with the
-detector (its feature maps on 2 x 2 tiles plus the whole image), then idle again. A window opens
-once its job runs; a row says if the work ended inside it. Beside each: the worker's and
-PostgreSQL's share of a core, and where the worker's threads were allowed and seen to run."""
+final fit); training a detector on the 100 boxed scenes (likewise); predicting the 1,000 images
+with a classifier on the network's feature (their vectors deleted first, so the network runs on
+each image) and with the detector (its feature maps on 2 x 2 tiles plus the whole image); and a
+control with no server work, a busy loop at the worker's priority (nice 10) and on its cores in
+its place. After
+each busy window the project's jobs are cancelled and awaited; a row says if the work ended
+inside a window. Beside each: the worker's and PostgreSQL's share of a core, and where the
+worker's threads were allowed and seen to run."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import statistics
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -113,6 +120,15 @@ async def _forget_vectors(ph: Phase, ids: Sequence[int]) -> None:
         await conn.close()
 
 
+#: The windows of one round, in order (the worker's work in each: see the module docstring).
+CASES = ("idle", "trains a classifier", "trains a detector", "predicts with a classifier",
+         "predicts with the detector", "control: a busy loop at nice 10")
+#: The control: a process that only computes, at the worker's priority and on its cores
+#: (``python -c NICE_SPIN 1,2``).
+NICE_SPIN = ("import os, sys\nos.nice(10)\nos.sched_setaffinity(0, map(int, sys.argv[1].split(',')))"
+             "\nwhile True:\n    pass")
+
+
 async def phase(ph: Phase) -> None:
     n = 120 if ph.quick else 1_000
     n_scenes = 24 if ph.quick else 100
@@ -125,28 +141,28 @@ async def phase(ph: Phase) -> None:
     await _boxed_scenes(ph, project, n_scenes)
     assert ph.admin.token is not None
     target = load.labelhub_target(ph.url.replace("http", "ws", 1), ph.admin.token, project)
-    windows: list[Window] = []
+    watched = next(edit_images)
+    windows: dict[str, list[Window]] = {case: [] for case in CASES}
 
-    async def window(what: str, worker_pid: int | None = None,
+    async def window(case: str, worker_pid: int | None = None,
                      sampler: Sampler | None = None) -> Window:
         pg0 = postgres_cpu()
         cpu0 = load.cpu_seconds(worker_pid) if worker_pid else 0.0
         if sampler is not None:
             sampler.placement = Placement(sampler.pid)
         t0 = time.perf_counter()
-        run = await load.fanout(target, ph.hub_pid, watchers=200, images=[next(edit_images)],
+        run = await load.fanout(target, ph.hub_pid, watchers=200, images=[watched],
                                 rate=50, seconds=seconds, latency=True,
                                 settle_first=worker_pid is None)
         took = time.perf_counter() - t0
-        out = Window(what, run, postgres_share=cpu_delta(pg0, postgres_cpu()) / took)
+        out = Window(case, run, postgres_share=cpu_delta(pg0, postgres_cpu()) / took)
         if worker_pid:
             out.worker_share = (load.cpu_seconds(worker_pid) - cpu0) / took
         if sampler is not None:
             out.placement = f"{policy_of(sampler.pid)}; {sampler.placement.summary()}"
-        windows.append(out)
+        windows[case].append(out)
         return out
 
-    idle = await window("idle, before")
     worker = start_worker(ph.env)
     sampler, stop = Sampler(worker.pid), asyncio.Event()
     sampling = asyncio.create_task(sampler.run(stop))
@@ -155,52 +171,59 @@ async def phase(ph: Phase) -> None:
         embed = [int(j["id"]) for j in await ph.admin.jobs(project, kind="embed")]
         await _wait_jobs(ph, embed, 3600)  # a niced worker on a busy machine is slow
         print(f"  (the uploads embedded in {time.perf_counter() - t0:.0f} s)", flush=True)
-        await _forget_vectors(ph, to_predict)
-        await _measured(ph, project, names, to_predict, window, worker.pid, sampler)
+        lite = int((await ph.admin.train_model(project, "photos-lite0", labels=names,
+                                               features=["lite0@1"]))["job"]["id"])
+        await _wait_jobs(ph, [lite], 900)  # the model the classifier windows predict with
+        for _ in range(1 if ph.quick else 3):
+            await window("idle")
+            await _round(ph, project, names, to_predict, window, worker.pid, sampler)
+            cores = ",".join(map(str, sorted(os.sched_getaffinity(worker.pid))))
+            spin = await asyncio.create_subprocess_exec(sys.executable, "-c", NICE_SPIN, cores)
+            try:
+                await window(CASES[-1], spin.pid)
+            finally:
+                spin.kill()
+                await spin.wait()
     finally:
         stop.set()
         await sampling
         await _cancel_active(ph, project)
         await asyncio.to_thread(stop_worker, worker)
-    again = await window("idle, after")
-    _rows(ph, windows, idle, again)
+    _rows(ph, windows, n)
     if sampler.rss:
         ph.row(f"worker resident memory while training and predicting (VmRSS, max / last of "
                f"{len(sampler.rss)} samples)",
                f"{max(sampler.rss) / 2**20:.0f} / {sampler.rss[-1] / 2**20:.0f} MB", "", "")
 
 
-async def _measured(ph: Phase, project: int, names: list[str], to_predict: list[int],
-                    window: Any, pid: int, sampler: Sampler) -> None:
-    """The four busy windows, each once its jobs run; the jobs of one end before the next."""
-    n = len(to_predict)
-    rounds = 2 if ph.quick else 4  # train jobs queued back to back: the window sees training
-    jobs = [int((await ph.admin.train_model(project, "photos", labels=names))["job"]["id"])
-            for _ in range(rounds)]
-    jobs.append(int((await ph.admin.train_model(project, "photos-lite0", labels=names,
-                                                features=["lite0@1"]))["job"]["id"]))
-    await wait_for_progress(ph.dsn, project, "train", jobs[0], limit=900, done=0)
-    w = await window(f"trains a classifier on {n:,} labeled images, features stored "
-                     f"({rounds} train jobs queued)", pid, sampler)
-    w.ended = _ended(await jobs_status(ph.dsn, jobs[:rounds]))
-    await _wait_jobs(ph, jobs, 600)
+async def _busy(ph: Phase, project: int, jobs: list[int], kind: str, done: int, case: str,
+                window: Any, pid: int, sampler: Sampler) -> None:
+    """One window while the first of ``jobs`` runs (the rest queued behind it, so the worker
+    stays busy), then every job of the project cancelled and ended."""
+    await wait_for_progress(ph.dsn, project, kind, jobs[0], limit=900, done=done)
+    w = await window(case, pid, sampler)
+    w.ended = _ended(await jobs_status(ph.dsn, jobs))
+    await _cancel_active(ph, project)
+    await _wait_jobs(ph, jobs, 300)
+
+
+async def _round(ph: Phase, project: int, names: list[str], to_predict: list[int],
+                 window: Any, pid: int, sampler: Sampler) -> None:
+    """The four busy windows of one round, each while its jobs run; the jobs of one end before
+    the next starts. The predicted images' vectors are deleted first each time, so the
+    classifier's prediction computes them as it would for new images."""
+    queued = 2 if ph.quick else 6
+    trains = [int((await ph.admin.train_model(project, "photos", labels=names))["job"]["id"])
+              for _ in range(queued)]
+    await _busy(ph, project, trains, "train", 0, CASES[1], window, pid, sampler)
     det = [int((await ph.admin.train_model(project, "shapes", task="detection",
                                            labels=list(LABELS)))["job"]["id"])
-           for _ in range(2)]
-    await wait_for_progress(ph.dsn, project, "train", det[0], limit=900, done=0)
-    w = await window("trains a detector on the boxed scenes (2 train jobs queued)", pid, sampler)
-    w.ended = _ended(await jobs_status(ph.dsn, det))
-    await _wait_jobs(ph, det, 600)
-    for model, what in (("photos-lite0", f"predicts {n:,} images with a classifier on lite0@1 "
-                                         "(their vectors computed first)"),
-                        ("shapes", f"predicts {n:,} 640 x 480 images with the detector (maps "
-                                   "of 5 views each)")):
+           for _ in range(max(2, queued // 2))]
+    await _busy(ph, project, det, "train", 0, CASES[2], window, pid, sampler)
+    for model, case in (("photos-lite0", CASES[3]), ("shapes", CASES[4])):
+        await _forget_vectors(ph, to_predict)
         job = int((await ph.admin.predict(project, model, to_predict))["job"]["id"])
-        await wait_for_progress(ph.dsn, project, "predict", job, limit=900, done=1)
-        w = await window(what, pid, sampler)
-        w.ended = _ended(await jobs_status(ph.dsn, [job]))
-        await _cancel_active(ph, project)  # the rest of a long prediction is not needed
-        await _wait_jobs(ph, [job], 60)
+        await _busy(ph, project, [job], "predict", 1, case, window, pid, sampler)
 
 
 def _ended(status: dict[str, int]) -> str:
@@ -208,14 +231,30 @@ def _ended(status: dict[str, int]) -> str:
     return "" if busy else f" (THE WORK ENDED IN THE WINDOW: {status})"
 
 
-def _rows(ph: Phase, windows: list[Window], idle: Window, again: Window) -> None:
-    base = (f"{ph.latency(idle.run)} (idle, same run, before; after: {ph.latency(again.run)}); "
-            f"PostgreSQL {idle.postgres_share:.0%} / {again.postgres_share:.0%} of a core idle")
-    for w in windows:
-        if w.worker_share is None:
-            continue
-        ph.row(f"edit -> peer latency, 200 watchers, 50 ops/s, while a worker {w.what} (p50 / "
-               f"p99; in brackets, when the watcher read it). The worker used "
-               f"{w.worker_share:.0%} of a core ({w.placement}), PostgreSQL "
-               f"{w.postgres_share:.0%}, the server {w.run.cpu / max(w.run.ops / 50, 1e-9):.0%}"
-               f"{w.ended}", ph.latency(w.run), base, "p99 <= 10 ms, as idle")
+def _summary(runs: list[Window]) -> str:
+    """Median p50 / p99 over the rounds, and each round's p99."""
+    p50 = statistics.median(load.percentile(w.run.latencies_ms, 50) for w in runs)
+    p99s = [load.percentile(w.run.latencies_ms, 99) for w in runs]
+    return (f"{p50:.2f} / {statistics.median(p99s):.2f} ms [p99 by round: "
+            f"{', '.join(f'{v:.1f}' for v in p99s)}]")
+
+
+def _rows(ph: Phase, windows: dict[str, list[Window]], n: int) -> None:
+    rounds = len(windows["idle"])
+    base = (f"idle {_summary(windows['idle'])}; control, no server work: a busy loop at nice "
+            f"10 on the worker's cores in its place {_summary(windows[CASES[-1]])} (same rounds)")
+    what = {CASES[1]: f"trains a classifier on {n:,} labeled images, features stored",
+            CASES[2]: "trains a detector on the boxed scenes",
+            CASES[3]: f"predicts {n:,} images with a classifier on lite0@1 (their vectors "
+                      "computed first)",
+            CASES[4]: f"predicts {n:,} 640 x 480 images with the detector (maps of 5 views "
+                      "each)"}
+    for case in CASES[1:-1]:
+        runs = windows[case]
+        share = statistics.median(w.worker_share or 0.0 for w in runs)
+        pg = statistics.median(w.postgres_share for w in runs)
+        ended = "".join(w.ended for w in runs)
+        ph.row(f"edit -> peer latency, 200 watchers, 50 ops/s, while a worker {what[case]} "
+               f"(median p50 / p99 of {rounds} round(s) of windows). The worker used {share:.0%} "
+               f"of a core ({runs[-1].placement}), PostgreSQL {pg:.0%} (medians){ended}",
+               _summary(runs), base, "p99 <= 10 ms, as idle")
