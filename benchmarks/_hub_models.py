@@ -212,13 +212,14 @@ async def _round(ph: Phase, project: int, names: list[str], to_predict: list[int
     """The four busy windows of one round, each while its jobs run; the jobs of one end before
     the next starts. The predicted images' vectors are deleted first each time, so the
     classifier's prediction computes them as it would for new images."""
-    queued = 2 if ph.quick else 6
+    # Enough jobs that the work outlasts the window: a classifier trains in ~1.5 s here (six
+    # ended inside a 10-s window), a detector in ~5 s.
     trains = [int((await ph.admin.train_model(project, "photos", labels=names))["job"]["id"])
-              for _ in range(queued)]
+              for _ in range(2 if ph.quick else 16)]
     await _busy(ph, project, trains, "train", 0, CASES[1], window, pid, sampler)
     det = [int((await ph.admin.train_model(project, "shapes", task="detection",
                                            labels=list(LABELS)))["job"]["id"])
-           for _ in range(max(2, queued // 2))]
+           for _ in range(2 if ph.quick else 4)]
     await _busy(ph, project, det, "train", 0, CASES[2], window, pid, sampler)
     for model, case in (("photos-lite0", CASES[3]), ("shapes", CASES[4])):
         await _forget_vectors(ph, to_predict)
