@@ -4,21 +4,30 @@ The request id comes from the ``X-Request-ID`` header when a proxy sent a sane o
 follows a request through nginx and the app), else a new one; it goes back in the response's
 ``X-Request-ID`` and onto every line logged while the request (or socket) is served, uvicorn's
 access line included (it is written from inside the app's ``send``).
+
+Lines are written by a thread of their own (:class:`BackgroundHandler`): the event loop only
+queues a record, so a slow reader of stderr (a pipe to journald or a container runtime under
+pressure) never holds up the hub, and a full queue drops records rather than wait.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
+import os
+import queue
 import re
 import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from logging.handlers import QueueHandler, QueueListener
 from typing import Any, Literal
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["JsonFormatter", "RequestId", "RequestIdFilter", "configure_logging", "current_request_id"]
+__all__ = ["BackgroundHandler", "JsonFormatter", "RequestId", "RequestIdFilter", "configure_logging",
+           "current_request_id"]
 
 _request_id: ContextVar[str | None] = ContextVar("labelhub_request_id", default=None)
 _SANE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -82,12 +91,71 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False)
 
 
+class BackgroundHandler(QueueHandler):
+    """Queues each record for a thread that hands it to ``target`` (a stream handler here).
+
+    Filters run in the logging thread (the request id is read there), the formatter in the
+    writing one (:meth:`setFormatter` goes to ``target``). A record keeps its exception for the
+    formatter; its message is fixed when queued (its arguments may change afterwards). When
+    ``capacity`` records wait, more are dropped and counted in :attr:`dropped`: logging never
+    blocks the caller. :meth:`close` writes what is queued (``logging.shutdown`` calls it)."""
+
+    def __init__(self, target: logging.Handler, capacity: int = 10_000) -> None:
+        super().__init__(queue.Queue(capacity))
+        self.target, self.capacity, self.dropped = target, capacity, 0
+        self._listener: QueueListener | None = None
+        self._stopped = False
+        self._start()
+        if hasattr(os, "register_at_fork"):
+            # A forked child has the queue (and maybe its lock, held) but not the thread.
+            os.register_at_fork(after_in_child=self._start)
+
+    def _start(self) -> None:
+        if self._stopped:
+            return
+        self.queue = queue.Queue(self.capacity)
+        self._listener = _Listener(self.queue, self.target, respect_handler_level=True)
+        self._listener.start()  # a daemon thread
+
+    def setFormatter(self, fmt: logging.Formatter | None) -> None:
+        self.target.setFormatter(fmt)
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record = copy.copy(record)
+        record.msg, record.args = record.getMessage(), None
+        return record
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+    def close(self) -> None:
+        listener, self._listener = self._listener, None
+        self._stopped = True
+        if listener is not None:
+            listener.stop()  # writes what is queued, then ends the thread
+            self.target.close()
+        super().close()
+
+
+class _Listener(QueueListener):
+    def enqueue_sentinel(self) -> None:
+        self.queue.put(self._sentinel)  # type: ignore[attr-defined]  # waits for room if full
+
+
+def _stderr_handler(stream: Any) -> BackgroundHandler:
+    """``logging.config``'s factory for the main handler."""
+    return BackgroundHandler(logging.StreamHandler(stream))
+
+
 def configure_logging(fmt: Literal["text", "json"], level: str = "INFO") -> dict[str, Any]:
     """A ``logging.config.dictConfig`` for the server and uvicorn (returned for ``log_config``)."""
     formatter: dict[str, Any] = (
         {"()": JsonFormatter} if fmt == "json"
         else {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"})
-    handler = {"class": "logging.StreamHandler", "formatter": "main", "filters": ["request_id"],
+    handler = {"()": _stderr_handler, "formatter": "main", "filters": ["request_id"],
                "stream": "ext://sys.stderr"}
     return {
         "version": 1,
