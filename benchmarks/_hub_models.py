@@ -14,9 +14,8 @@ final fit); training a detector on the 100 boxed scenes (likewise); predicting t
 with a classifier on the network's feature (their vectors deleted first, so the network runs on
 each image) and with the detector (its feature maps on 2 x 2 tiles plus the whole image); and a
 control with no server work, a busy loop at the worker's priority (nice 10) and on its cores in
-its place. After
-each busy window the project's jobs are cancelled and awaited; a row says if the work ended
-inside a window. Beside each: the worker's and PostgreSQL's share of a core, and where the
+its place. After each busy window the project's jobs are cancelled and awaited; a row says if
+the work ended inside a window. Beside each: the worker's and PostgreSQL's share of a core, and where the
 worker's threads were allowed and seen to run."""
 
 from __future__ import annotations

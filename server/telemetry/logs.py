@@ -104,15 +104,11 @@ class BackgroundHandler(QueueHandler):
         super().__init__(queue.Queue(capacity))
         self.target, self.capacity, self.dropped = target, capacity, 0
         self._listener: QueueListener | None = None
-        self._stopped = False
+        self._pid = 0
         self._start()
-        if hasattr(os, "register_at_fork"):
-            # A forked child has the queue (and maybe its lock, held) but not the thread.
-            os.register_at_fork(after_in_child=self._start)
 
     def _start(self) -> None:
-        if self._stopped:
-            return
+        self._pid = os.getpid()
         self.queue = queue.Queue(self.capacity)
         self._listener = _Listener(self.queue, self.target, respect_handler_level=True)
         self._listener.start()  # a daemon thread
@@ -126,6 +122,8 @@ class BackgroundHandler(QueueHandler):
         return record
 
     def enqueue(self, record: logging.LogRecord) -> None:
+        if self._listener is not None and self._pid != os.getpid():
+            self._start()  # a forked child: it has the queue (maybe its lock, held), no thread
         try:
             self.queue.put_nowait(record)
         except queue.Full:
@@ -133,7 +131,6 @@ class BackgroundHandler(QueueHandler):
 
     def close(self) -> None:
         listener, self._listener = self._listener, None
-        self._stopped = True
         if listener is not None:
             listener.stop()  # writes what is queued, then ends the thread
             self.target.close()

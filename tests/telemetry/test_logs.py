@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import threading
 
 from server.telemetry.logs import (
@@ -91,3 +92,24 @@ def test_the_server_configuration_writes_through_a_background_handler() -> None:
     log.info("hello %s", "there")
     handler.close()
     assert json.loads(stream.getvalue())["message"] == "hello there"
+
+
+def test_a_forked_child_writes_through_a_thread_of_its_own() -> None:
+    """After ``fork`` the child has the queue but not the writing thread: its first record
+    starts one (and a new queue, whose lock no other thread can hold)."""
+    read_end, write_end = os.pipe()
+    with os.fdopen(write_end, "w") as stream:
+        handler = BackgroundHandler(logging.StreamHandler(stream))
+        log = logging.Logger("labelhub.test_logs.fork")
+        log.addHandler(handler)
+        # Forked while the writer waits for a record (holding no lock of the stream's).
+        child = os.fork()
+        if child == 0:  # pragma: no cover - in the child
+            log.info("child")
+            handler.close()
+            os._exit(0)
+        assert os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) == 0
+        log.info("parent")
+        handler.close()
+    with os.fdopen(read_end) as lines:
+        assert sorted(lines.read().splitlines()) == ["child", "parent"]
