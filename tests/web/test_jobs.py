@@ -45,6 +45,12 @@ def test_jobs_panel_shows_live_progress_and_cancels(browser: Any, live: Live, se
         page.wait_for_selector(f"{row}.running")
         page.wait_for_function(f"Number(document.querySelector(\"{row} progress\")?.value) > 0")
         assert page.locator(f"{row} progress").get_attribute("max") == "4000"
+        # Progress updates the row in place: a button rebuilt on every event, many a second,
+        # could lose a click between press and release (this test once did).
+        seen = page.evaluate(f"""() => {{ window.cancelButton = document.querySelector("{row} button");
+            return Number(document.querySelector("{row} progress").value); }}""")
+        page.wait_for_function(f"Number(document.querySelector(\"{row} progress\").value) > {seen}")
+        assert page.evaluate("window.cancelButton.isConnected")
         page.click(f"{row} button:has-text('Cancel')")
         page.wait_for_selector(f"{row}.cancelled")
     done = admin.get(f"/api/v1/projects/{project}/jobs/{job}").json()

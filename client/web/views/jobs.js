@@ -37,21 +37,45 @@ export function jobsPanel({ ctx, pid, can }) {
     } catch (err) { ctx.toast(err.message); }
   }
 
-  function row(job) {
+  // One <li> per job, updated in place: progress events come many times a second, and a
+  // button rebuilt between a press and its release never gets the click.
+  const rows = new Map();  // id -> {li, bar, count, button}
+  const list = h("ul", {});
+  el.append(h("h3", {}, "Jobs"), list);
+
+  function newRow(job) {
+    const bar = h("progress", { "aria-label": `${job.kind} progress` });
+    const count = h("span", { class: "job-count" });
+    const button = h("button", { type: "button", title: "Cancel this job", onclick: () => cancel(jobs.get(job.id) || job) }, "Cancel");
+    const li = h("li", { "data-job": job.id }, h("span", { class: "job-kind" }, job.kind), bar, count);
+    return { li, bar, count, button };
+  }
+
+  function fill(r, job) {
     const pct = percent(job);
     const { done, total } = job.progress;
-    return h("li", { class: `job ${job.status}`, "data-job": job.id },
-      h("span", { class: "job-kind" }, job.kind),
-      h("progress", { max: total > 0 ? total : null, value: total > 0 ? done : null, "aria-label": `${job.kind} progress` }),
-      h("span", { class: "job-count" }, job.status === "running" && pct !== null ? `${done}/${total}` : job.status),
-      ACTIVE.has(job.status) && !job.cancel_requested && mayCancel(job)
-        ? h("button", { type: "button", title: "Cancel this job", onclick: () => cancel(job) }, "Cancel") : null);
+    r.li.className = `job ${job.status}`;
+    if (total > 0) { r.bar.max = total; r.bar.value = done; } else r.bar.removeAttribute("value");
+    r.count.textContent = job.status === "running" && pct !== null ? `${done}/${total}` : job.status;
+    const cancellable = ACTIVE.has(job.status) && !job.cancel_requested && mayCancel(job);
+    if (cancellable && !r.button.isConnected) r.li.append(r.button);
+    if (!cancellable) r.button.remove();
   }
 
   function render() {
-    const list = [...jobs.values()].sort((a, b) => a.id - b.id);
-    el.hidden = list.length === 0;
-    el.replaceChildren(h("h3", {}, "Jobs"), h("ul", {}, list.map(row)));
+    el.hidden = jobs.size === 0;
+    for (const [id, r] of rows) if (!jobs.has(id)) { r.li.remove(); rows.delete(id); }
+    // Ids only grow, so a new job goes before the first shown one with a greater id.
+    for (const job of [...jobs.values()].sort((a, b) => a.id - b.id)) {
+      let r = rows.get(job.id);
+      if (!r) {
+        r = newRow(job);
+        rows.set(job.id, r);
+        const after = [...rows.keys()].filter((id) => id > job.id).sort((a, b) => a - b)[0];
+        list.insertBefore(r.li, after === undefined ? null : rows.get(after).li);
+      }
+      fill(r, job);
+    }
   }
 
   // Jobs seen ending: a quick job's events may arrive before the answer to the request that
