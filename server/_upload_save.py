@@ -37,7 +37,7 @@ from server._label_store import ensure_label_defs
 from server._upload_rows import CHUNK_ROWS, existing, insert_images, insert_intents
 from server._uploads import Staged
 from server.ai.embeddings import request_embedding
-from server.db import transaction
+from server.db import plan_for_current_sizes, transaction
 from server.errors import ApiError
 from server.geometry.cost import INLINE_COST
 from server.models import Image, ImageLabel, UploadIntent, utcnow
@@ -160,6 +160,7 @@ async def begin_upload(sessions: async_sessionmaker[AsyncSession], project_id: i
         return upload
     shas = sorted(contents)
     async with transaction(sessions) as session:
+        await plan_for_current_sizes(session)
         await lock_contents(session, shas)
         have = await existing(session, project_id, shas)
         upload.new = [sha for sha in shas if sha not in have]
@@ -233,6 +234,8 @@ async def finish_upload(session: AsyncSession, project_id: int, user_id: int,
     transaction commits them; nothing is visible before that."""
     contents = _contents(items)
     shas = sorted(contents)
+    # The request's transaction goes on to read its rows back by id (server/images.py).
+    await plan_for_current_sizes(session)
     await lock_contents(session, shas)
     if upload.new:
         gone = await session.execute(delete(UploadIntent).where(UploadIntent.token == upload.token))

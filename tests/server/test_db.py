@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from server.app import create_app
-from server.db import dispose, make_engine, make_sessionmaker
+from server.db import dispose, make_engine, make_sessionmaker, plan_for_current_sizes, transaction
 from server.hub import _fast_op
 from server.hub.connection import Connection
 from server.hub.endpoint import _handle
@@ -177,3 +177,34 @@ async def test_dispose_waits_for_a_connection_still_in_use(database_url: str) ->
         del task
         gc.collect()
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+@pytest.mark.postgres
+async def test_plan_for_current_sizes_replans_what_was_cached_while_a_table_was_small(
+        pg_template: PgTemplate) -> None:
+    """A generic plan cached at a few rows scans the whole table for a list of ids once it
+    holds thousands; inside plan_for_current_sizes' transaction the same prepared statement is
+    planned for the table as it is (PostgreSQL only: SQLite has no plan cache across runs)."""
+    name = await pg_template.copy()
+    engine = make_engine(with_database(pg_base_url(), name))
+    try:
+        async with transaction(make_sessionmaker(engine)) as session:
+            await session.execute(text("CREATE TABLE grow (id integer PRIMARY KEY, v text)"))
+            await session.execute(text("INSERT INTO grow SELECT g, 'x' FROM generate_series(1, 5) g"))
+            await session.execute(text("ANALYZE grow"))  # as autovacuum does while it is small
+            await session.execute(text("PREPARE by_ids(int[]) AS SELECT v FROM grow WHERE id = ANY($1)"))
+            for _ in range(6):  # five custom plans, then the generic one is kept
+                await session.execute(text("EXECUTE by_ids('{1,2,3}')"))
+            await session.execute(text(
+                "INSERT INTO grow SELECT g, 'x' FROM generate_series(6, 50000) g"))
+            explain = text("EXPLAIN EXECUTE by_ids('{1,2,3}')")
+            cached = "\n".join((await session.execute(explain)).scalars())
+            await plan_for_current_sizes(session)
+            now = "\n".join((await session.execute(explain)).scalars())
+        assert "Seq Scan" in cached, cached
+        assert "Seq Scan" not in now and "grow_pkey" in now, now
+        async with transaction(make_sessionmaker(engine)) as session:  # only that transaction
+            assert (await session.execute(text("SHOW plan_cache_mode"))).scalar() == "auto"
+    finally:
+        await dispose(engine)
+        await pg_template.drop(name)
