@@ -122,8 +122,13 @@ class RestClient:
         """Upload ``(name, content)`` pairs; the image items of the files that were kept."""
         parts = [("files", (name, content, "application/octet-stream")) for name, content in files]
         data = {"labels": ",".join(labels)} if labels else None
+        # httpx streams a multipart body piece by piece, a socket write each: ~3,000 writes for
+        # 1,000 small images, which cost this process ~0.4 ms and the server ~0.2 ms per file
+        # (docs/performance.md). Encoded by httpx all the same, and sent as one body.
+        form = httpx.Request("POST", self.base_url, files=parts, data=data)
         body = await self.request("POST", f"/api/v1/projects/{project_id}/images",
-                                  files=parts, data=data)
+                                  content=form.read(),
+                                  headers={"Content-Type": form.headers["Content-Type"]})
         return [r["image"] for r in body["results"] if r.get("ok")]
 
     async def list_images(self, project_id: int, *, offset: int = 0, limit: int = 100,

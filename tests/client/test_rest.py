@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from client import (
@@ -22,6 +23,29 @@ async def test_upload_and_list_images(team: Team) -> None:
     assert [i["id"] for i in page["images"]] == [kept[0]["id"]]
     every = await team.admin.all_images(team.project)
     assert len(every) == len(team.images) + 1
+
+
+async def test_an_upload_goes_as_one_body(team: Team) -> None:
+    """The multipart form leaves in one piece, not a write per part (the server pays per piece
+    it receives), and reads back as the files and labels sent."""
+    bodies: list[list[bytes]] = []
+
+    async def record(request: httpx.Request) -> None:
+        if request.url.path.endswith("/images"):
+            bodies.append(list(request.stream))  # type: ignore[arg-type]  # a ByteStream
+
+    http = httpx.AsyncClient(base_url=team.live.url, event_hooks={"request": [record]})
+    rest = RestClient(team.live.url, token=team.admin.token, http=http)
+    try:
+        files = [(f"one-{n}.png", png(7) + bytes(n + 1)) for n in range(50)]  # 50 contents
+        kept = await rest.upload_images(team.project, files, labels=["dog", "one body"])
+    finally:
+        await http.aclose()
+    assert len(bodies) == 1 and len(bodies[0]) == 1
+    assert [i["name"] for i in kept] == [name for name, _ in files]
+    assert all([lab["name"] for lab in i["labels"]] == ["dog", "one body"] for i in kept)
+    file = await team.admin.http.get(f"/api/v1/images/{kept[-1]['id']}/file")
+    assert file.status_code == 200 and file.content == files[-1][1]
 
 
 async def test_errors_are_typed(team: Team) -> None:
