@@ -297,7 +297,8 @@ def main() -> None:
                         f"{old_s:.1f} s ({len(few) / old_s:.0f}/s), CPU "
                         f"{old.get('small_cpu_ms', float('nan')):.2f} ms per PNG | |")
         rows.append(f"| {len(jpegs):,} 640x480 JPEGs, {db} | {new['photos_per_s']:.0f} images/s | "
-                    f"{old.get('photos_per_s', float('nan')):.0f} images/s | |")
+                    + (f"server of {baseline}: {old['photos_per_s']:.0f} images/s" if old else "")
+                    + " | |")
     # Thumbnails from S3: SeaweedFS beside a server whose LABELHUB_STORAGE_URL points at it.
     sys.path.insert(0, str(ROOT))
     from tests._seaweed import Seaweed, weed_binary
