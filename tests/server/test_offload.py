@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from server import offload
@@ -67,6 +69,26 @@ async def test_workers_run_nicer_than_the_server(pool: offload.Offload) -> None:
     """When cores are short the scheduler serves the event loop before the heavy edit."""
     mine = os.nice(0)
     assert await pool.run(os.nice, 0, cost=pool.inline_cost) == min(mine + offload.WORKER_NICE, 19)
+
+
+def _faults_of_a_big_array_twice() -> tuple[int, int]:
+    """Minor page faults of filling a fresh 96 MB array, then another after freeing it."""
+    faults = []
+    for _ in range(2):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        block = np.ones(96 << 17)  # 96 MB of float64, larger than anything before it
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+        del block
+    return faults[0], faults[1]
+
+
+async def test_a_worker_reuses_the_memory_of_its_last_big_array(pool: offload.Offload) -> None:
+    """The second big array of a worker faults in no fresh pages: glibc keeps what the first
+    freed (offload.keep_memory), where by default each one is mapped and zeroed anew."""
+    first, second = await pool.run(_faults_of_a_big_array_twice, cost=pool.inline_cost)
+    assert first > 0 and second <= first // 10, (first, second)
+    default = _faults_of_a_big_array_twice()  # this process: glibc's defaults
+    assert default[1] > default[0] // 2, default
 
 
 def _affinity() -> frozenset[int]:
