@@ -46,7 +46,14 @@ from server._uploads import (
     read_zip,
     result_error,
 )
-from server._web import parse_as, path_int, project_access, query_int, unit_of_work
+from server._web import (
+    BulkJSONResponse,
+    parse_as,
+    path_int,
+    project_access,
+    query_int,
+    unit_of_work,
+)
 from server.ai.embeddings import forget_contents
 from server.errors import ApiError, invalid, not_found
 from server.image_query import ImageFilter, apply_filter, image_filter_query, image_items
@@ -143,7 +150,7 @@ async def _save(request: Request, project_id: int, staged: list[Staged]) -> Resp
                 results.append({"name": entry.item.name, "ok": True,
                                 "duplicate": entry.duplicate, "image": items[entry.image_id]})
         status = 201 if any(r["ok"] for r in results) else 422
-        return JSONResponse({"results": results}, status_code=status)
+        return BulkJSONResponse({"results": results}, status_code=status)
 
 
 async def upload_images(request: Request) -> Response:
@@ -198,7 +205,7 @@ async def list_images(request: Request) -> Response:
         rows = (await session.execute(
             image_filter_query(project_id, flt).offset(offset).limit(limit))).scalars().all()
         items = await image_items(session, rows)
-        return JSONResponse({"total": total, "offset": offset, "limit": limit, "images": items})
+        return BulkJSONResponse({"total": total, "offset": offset, "limit": limit, "images": items})
 
 
 async def image_access(session: AsyncSession, user: User, image_id: int,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 
 from starlette.applications import Starlette
+from starlette.responses import JSONResponse
 
+from server._web import BulkJSONResponse
 from tests.conftest import Api, make_project
 from tests.server._rows import make_images, op_log
 
@@ -40,3 +42,18 @@ async def test_an_import_with_a_lone_surrogate_stores_nothing_and_ops_still_read
     assert (await admin.client.get(f"/api/v1/projects/{pid}/ops")).status_code == 200
     export = await admin.client.get(f"/api/v1/projects/{pid}/export", params={"format": "json"})
     assert export.status_code == 200 and json.loads(export.content)["images"][0]["objects"] == []
+
+
+def test_bulk_json_answers_as_starlettes_encoder_would() -> None:
+    """orjson's bytes are the standard library's for image items (non-ASCII names, nesting,
+    None), and what orjson refuses (an integer past 64 bits) is still answered."""
+    items = {"results": [
+        {"name": "Ünïcode/東京 ✓.png", "ok": True, "duplicate": False,
+         "image": {"id": 7, "labels": [{"name": "çat", "is_default": True}], "lock": None,
+                   "uploaded_at": "2026-12-03T17:21:16.316418Z"}},
+        {"name": "bad.txt", "ok": False, "error": {"code": "not_an_image", "message": "x"}},
+    ], "total": 2}
+    assert BulkJSONResponse(items).body == JSONResponse(items).body
+    big = {"id": 2**70, "name": "n"}
+    assert BulkJSONResponse(big).body == JSONResponse(big).body
+    assert json.loads(BulkJSONResponse(big).body)["id"] == 2**70
