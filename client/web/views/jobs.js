@@ -65,16 +65,17 @@ export function jobsPanel({ ctx, pid, can }) {
   function render() {
     el.hidden = jobs.size === 0;
     for (const [id, r] of rows) if (!jobs.has(id)) { r.li.remove(); rows.delete(id); }
-    // Ids only grow, so a new job goes before the first shown one with a greater id.
+    // Shown rows stay in id order and in place; a new one goes right after its predecessor.
+    let prev = null;
     for (const job of [...jobs.values()].sort((a, b) => a.id - b.id)) {
       let r = rows.get(job.id);
       if (!r) {
         r = newRow(job);
         rows.set(job.id, r);
-        const after = [...rows.keys()].filter((id) => id > job.id).sort((a, b) => a - b)[0];
-        list.insertBefore(r.li, after === undefined ? null : rows.get(after).li);
+        list.insertBefore(r.li, prev ? prev.nextSibling : list.firstChild);
       }
       fill(r, job);
+      prev = r.li;
     }
   }
 
