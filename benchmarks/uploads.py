@@ -52,9 +52,10 @@ PHOTOS, PHOTOS_PER_REQUEST = 1_000, 100
 THUMBS, CLIENTS = 1_000, 8
 
 
-def small_pngs(count: int) -> list[bytes]:
+def small_pngs(count: int, start: int = 0) -> list[bytes]:
+    """``count`` distinct 48x32 PNGs, the ``start``-th on (distinct up to 65,536)."""
     out = []
-    for i in range(count):
+    for i in range(start, start + count):
         img = np.zeros((32, 48, 3), np.uint8)
         img[:, :, 0] = i % 256
         img[:, :, 1] = (i // 256) % 256
@@ -297,7 +298,7 @@ def _main() -> None:
     # The baseline uploads a tenth of them unless LABELHUB_BENCH_BASELINE_ALL is set.
     few = small if os.environ.get("LABELHUB_BENCH_BASELINE_ALL") else small[: max(1, len(small) // 10)]
     # The same-run baseline: a tenth as many other PNGs through a generic multipart client.
-    generic = small_pngs(len(small) + len(small) // 10)[len(small):]
+    generic = small_pngs(len(small) // 10, start=len(small))
     for db in ("sqlite", "postgres"):
         figures[("new", db)] = measure(ROOT, db, small, jpegs, generic=generic)
         if has_baseline:
