@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ssl
+from typing import Any
+
 import httpx
 import pytest
 
 from client import (
     AuthenticationError,
     InvalidRequestError,
+    LabelhubClient,
     NotFoundError,
     NotReadyError,
     RestClient,
@@ -137,3 +141,27 @@ async def test_detectors_and_their_boxes(team: Team) -> None:
     added = await rest.add_predicted_objects(pid, {p: [1]})
     assert [[o["label"] for o in a["objects"]] for a in added["applied"]] == [["dog"]]
     assert (await rest.predictions(pid, model=model_id, status="added"))["items"][0]["id"] == p
+
+
+async def test_new_clients_share_one_tls_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building a TLS context loads the whole CA bundle (~20 ms of CPU): a script opening many
+    clients, or the SDK's client under each ``LabelhubClient``, makes it at most once."""
+    made: list[ssl.SSLContext] = []
+    real = ssl.create_default_context
+
+    def counting(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(ssl, "create_default_context", counting)
+    clients = [RestClient(f"https://labelhub-{n}.example") for n in range(3)]
+    clients.append(LabelhubClient("http://127.0.0.1:9", 1, token="t").rest)
+    try:
+        assert len(made) <= 1
+        contexts = {id(c.http._transport._pool._ssl_context) for c in clients}  # type: ignore[attr-defined]
+        assert len(contexts) == 1
+        assert next(iter(clients)).http._transport._pool._ssl_context.verify_mode \
+            == ssl.CERT_REQUIRED  # type: ignore[attr-defined]
+    finally:
+        for c in clients:
+            await c.aclose()
