@@ -22,7 +22,7 @@ import numpy as np
 from benchmarks import _hub_load as load
 from client import RestClient
 
-__all__ = ["SPIN", "Phase", "Placement", "Progress", "Sampler", "cpu_delta", "job_progress", "jobs_status",
+__all__ = ["SPIN", "JobEnded", "Phase", "Placement", "Progress", "Sampler", "cpu_delta", "job_progress", "jobs_status",
            "jpegs", "policy_of", "postgres_cpu", "set_policy", "start_worker", "stop_worker",
            "threads", "upload", "wait_for_progress"]
 
@@ -187,6 +187,10 @@ async def job_progress(dsn: str, project: int, kind: str = "embed",
     return None if row is None else Progress(int(row[0]), int(row[1]), str(row[2]))
 
 
+class JobEnded(RuntimeError):
+    """The job ended before :func:`wait_for_progress` saw it running."""
+
+
 async def wait_for_progress(dsn: str, project: int, kind: str = "embed", job: int | None = None,
                             limit: float = 300.0, done: int = 1) -> Progress:
     """Poll until the job is running and has reported ``done`` (the network is loaded then)."""
@@ -197,7 +201,7 @@ async def wait_for_progress(dsn: str, project: int, kind: str = "embed", job: in
         if progress is not None and progress.status == "running" and progress.done >= done:
             return progress
         if progress is not None and progress.status in ("done", "failed", "cancelled"):
-            raise RuntimeError(f"the {kind} job ended before it could be measured: {progress}")
+            raise JobEnded(f"the {kind} job ended before it could be measured: {progress}")
         await asyncio.sleep(0.2)  # polling a database row: there is no event to await here
     raise RuntimeError(f"the {kind} job reported no progress in {limit:.0f} s: {progress}")
 
