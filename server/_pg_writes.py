@@ -54,7 +54,14 @@ INSERT_COLUMNS = ("id", "type", "label", "geometry", "keypoints", "attributes", 
 
 
 def _json_or_null(value: Any) -> str | None:
-    return None if value is None else json_text(value)
+    if value is None:
+        return None
+    if not value and type(value) in _EMPTY:  # most objects' keypoints and attributes
+        return _EMPTY[type(value)]
+    return json_text(value)
+
+
+_EMPTY: dict[type, str] = {list: "[]", dict: "{}"}
 
 
 def insert_columns(inserts: list[dict[str, Any]]) -> list[list[str | None]]:

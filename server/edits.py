@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server import _edit_lease, _pg_writes, offload
 from server import _label_store as label_store
 from server._edit_ops import EditError, object_ids, op_to_dict, parse_geometry, parse_object_op
-from server._object_store import OBJECT_VALUES, ROW_VALUES, ObjectWrites, load_objects, row_to_dict
+from server._object_store import OBJECT_VALUES, ObjectWrites, load_objects, row_to_dict
 from server._oplog import LoggedOp, notify_after_commit, reserve_seqs
 from server._sources import Sourced, annotate, set_sources, source_after, trusted
 from server.classification import (
@@ -347,8 +347,9 @@ def _plain(
                           source=created, now=utcnow())
     for o in op.objects:  # the logged op's objects carry their source (``server._sources``)
         o["source"] = given.get(o["id"], created)
-    writes.inserts = [{"id": o["id"], "version": 1, **{k: o[k] for k in ROW_VALUES}}
-                      for o in op.objects]
+    # A plain object holds its id and ROW_VALUES and nothing else (``plain_creates`` forbids
+    # any other key): a copy of it is the row, at a third of the cost of picking each value.
+    writes.inserts = [{**o, "version": 1} for o in op.objects]
     ids = op.ids()
     image.object_count += len(ids)
     inverse = {"kind": "batch",
