@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -55,4 +56,34 @@ def test_jobs_panel_shows_live_progress_and_cancels(browser: Any, live: Live, se
         page.wait_for_selector(f"{row}.cancelled")
     done = admin.get(f"/api/v1/projects/{project}/jobs/{job}").json()
     assert done["status"] == "cancelled" and 0 < done["progress"]["done"] < 4000
+    assert page.js_errors == []
+
+
+def test_a_job_queued_while_the_list_loads_stays_in_the_panel(browser: Any, live: Live,
+                                                             settings: Settings) -> None:
+    """The panel asks for the active jobs as the dashboard opens; a job queued after the server
+    read that list is heard over the socket before the list arrives. The list (without the job)
+    must not take the job off the panel: it stayed hidden until the job next changed (a CI run
+    of test_jobs_panel_shows_live_progress_and_cancels waited 30 s for it)."""
+    admin = live.api()
+    project = admin.post("/api/v1/projects", json={"name": "Jobs"}).json()["id"]
+    me = admin.get("/api/v1/me").json()["id"]
+    page = login(browser, live)
+    held: list[tuple[Any, Any, int]] = []
+
+    def hold(route: Any) -> None:
+        # The server reads the list now, then the job is queued; the browser gets the list later.
+        answer = route.fetch()
+        job = _in_thread(lambda: asyncio.run(_defer(settings, project, me)))
+        held.append((route, answer, job))
+
+    page.route(re.compile(rf"/api/v1/projects/{project}/jobs\?status="), hold, times=1)
+    page.goto(f"{live.url}/#/p/{project}")
+    page.wait_for_selector(".jobs[aria-busy='true'] li.job.queued")  # heard while the list waits
+    assert len(held) == 1
+    route, answer, job = held[0]
+    assert answer.json()["jobs"] == []
+    route.fulfill(response=answer)
+    page.wait_for_selector(".jobs:not([aria-busy])", state="attached")  # the list applied
+    assert page.locator(f".jobs [data-job='{job}'].queued").count() == 1
     assert page.js_errors == []

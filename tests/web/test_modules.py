@@ -24,7 +24,15 @@ async () => {
   const labelOps = await import("/views/_labelops.js");
   const objview = await import("/tool/objview.js");
   const transfer = await import("/views/transfer.js");
+  const jobsView = await import("/views/jobs.js");
   const out = {};
+  // The jobs panel's list, loaded while events arrive: a job heard meanwhile stays (the list
+  // was read before it was queued), a newer event state wins, an unheard job missing from the
+  // list has ended and goes.
+  const job = (id, status, updated_at) => ({ id, status, updated_at, progress: { done: 0, total: 0 } });
+  const shownJobs = new Map([[1, job(1, "queued", "t1")], [2, job(2, "running", "t5")], [3, job(3, "running", "t1")]]);
+  const merged = jobsView.mergeLoaded(shownJobs, [job(2, "running", "t2"), job(4, "queued", "t1")], new Set([1, 2]));
+  out.mergedJobs = [...merged.values()].sort((a, b) => a.id - b.id).map((j) => `${j.id}:${j.updated_at}`);
   // The export dialog's "BMP masks" is the masks format with BMP files.
   out.bmpUrl = transfer.exportUrl(7, "masks:bmp", "all");
   // The object list's filter: a label (or none), and words that all occur in the label, id, type
@@ -217,6 +225,7 @@ def test_pure_modules_in_the_page(browser: Any, live: Live) -> None:
     assert back == [3000, True, 3]  # the every-object layer, scaled: no redraw of 3,000 boxes
     assert edited == [3000, False, 4]  # another object changed: the layer is drawn again
     assert picked == [3000, False, 5]  # the selected object leaves the layer (drawn on top)
+    assert out["mergedJobs"] == ["1:t1", "2:t5", "4:t1"]
     assert out["keys"] == ["undo", "redo", "label:3", "hole"]
     assert out["sel"] == [2, 3, 4]
     assert out["route"][0] == {"name": "tool", "params": {"project": 7, "image": 12}, "query": {"ids": "1,2"}}

@@ -16,6 +16,20 @@ export function applyJob(jobs, job) {
   return next;
 }
 
+/** The jobs map after a list of the active jobs (`loaded`) comes back, given the ids whose
+ * events arrived while it was on its way (`heard`). A job heard then is as new as the list or
+ * newer (a job queued after the server read the list is missing from it), so it stays; any
+ * other job the list leaves out has ended unheard and goes. */
+export function mergeLoaded(jobs, loaded, heard) {
+  let next = new Map();
+  for (const job of loaded) next = applyJob(next, job);
+  for (const id of heard) {
+    const job = jobs.get(id);
+    if (job) next = applyJob(next, job);
+  }
+  return next;
+}
+
 /** Percent done, or null when the total is not known yet. */
 export function percent(job) {
   const { done, total } = job.progress || {};
@@ -82,7 +96,9 @@ export function jobsPanel({ ctx, pid, can }) {
   // Jobs seen ending: a quick job's events may arrive before the answer to the request that
   // queued it, and that older "queued" state must not bring it back.
   const ended = new Map();
+  const loading = new Set();  // per list request on its way: the ids heard since it was sent
   function update(job) {
+    for (const heard of loading) heard.add(job.id);
     if (!ACTIVE.has(job.status)) ended.set(job.id, job.updated_at);
     else if (ended.has(job.id) && ended.get(job.id) >= job.updated_at) return;
     jobs = applyJob(jobs, job);
@@ -93,12 +109,18 @@ export function jobsPanel({ ctx, pid, can }) {
   }
 
   async function load() {
+    const heard = new Set();
+    loading.add(heard);
+    el.setAttribute("aria-busy", "true");
     try {
       const body = await ctx.api.get(`/api/v1/projects/${pid}/jobs`, { status: "queued,running" });
-      jobs = new Map();
-      for (const job of body.jobs) jobs = applyJob(jobs, job);
+      jobs = mergeLoaded(jobs, body.jobs, heard);
       render();
-    } catch { /* the panel stays as it was; events keep it going */ }
+    } catch { /* the panel stays as it was; events keep it going */
+    } finally {
+      loading.delete(heard);
+      if (!loading.size) el.removeAttribute("aria-busy");
+    }
   }
 
   return {
