@@ -18,6 +18,7 @@ import httpx
 import pytest
 import uvicorn
 
+from client.rest import _tls_context
 from server.app import create_app
 from server.settings import Settings
 from tests._db import SqliteTemplate
@@ -48,17 +49,13 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     return make_settings(database_url, tmp_path / "data", lock_ttl_seconds=30.0)
 
 
-# One TLS context for every client of the process: building one loads the CA bundle (~20 ms).
-_TLS = httpx.create_ssl_context()
-
-
 @dataclass
 class Live:
     url: str
     closers: list[Any] = field(default_factory=list)
 
     def api(self, email: str = ADMIN_EMAIL, password: str = ADMIN_PASSWORD) -> httpx.Client:
-        client = httpx.Client(base_url=self.url, timeout=30, verify=_TLS)
+        client = httpx.Client(base_url=self.url, timeout=30, verify=_tls_context())  # the SDK's shared context
         self.closers.append(client.close)
         resp = client.post("/api/v1/auth/login", json={"email": email, "password": password})
         assert resp.status_code == 200, resp.text
