@@ -33,15 +33,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +59,7 @@ from benchmarks import _hub_models as models
 from benchmarks._docs import replace_section
 from benchmarks._hub_inproc import durable_ops, raw_appends, seed_and_time_edits
 from benchmarks._hub_two import two_phase
-from benchmarks._hub_uploading import uploading_phase
+from benchmarks._hub_uploading import Control, uploading_phase
 from benchmarks._hub_worker import Phase
 from benchmarks._loop import runner
 from client import LabelhubClient, RestClient
@@ -149,8 +152,9 @@ async def run(quick: bool, only: frozenset[str] = frozenset(PHASES)) -> Bench:
                 await two_phase(bench.row, _latency, quick, env, url.replace("http", "ws", 1),
                                 admin.token, project, images[7], hub_proc.pid)
             if "uploading" in only:
-                await uploading_phase(bench.row, _latency, quick, url, admin.token, project,
-                                      images[8], hub_proc.pid)
+                async with _control_server(base, env) as control:
+                    await uploading_phase(bench.row, _latency, quick, url, admin.token, project,
+                                          images[8], hub_proc.pid, control)
             if "heavy" in only:
                 await _heavy(bench, url, admin, project, images, hub_proc)
             if "embedding" in only:
@@ -172,6 +176,36 @@ async def run(quick: bool, only: frozenset[str] = frozenset(PHASES)) -> Bench:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
         await _admin_sql(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     return bench
+
+
+@contextlib.asynccontextmanager
+async def _control_server(base: str, env: dict[str, str]) -> AsyncIterator[Control]:
+    """A second ``labelhub serve`` on a database and a data directory of its own, with a
+    project: where the uploading phase's control sends its uploads."""
+    name = f"lh_bench_control_{uuid.uuid4().hex[:10]}"
+    head, _, _ = base.rpartition("/")
+    await _admin_sql(base, f'CREATE DATABASE "{name}"')
+    data = Path(tempfile.mkdtemp(prefix="lh-bench-control-"))
+    own = {**env, "LABELHUB_DATABASE_URL": f"{head}/{name}", "LABELHUB_DATA_DIR": str(data)}
+    proc = None
+    try:
+        await asyncio.to_thread(_migrate, own)
+        port = load.free_port()
+        proc = load.start(["-m", "server.cli", "serve", "--host", "127.0.0.1", "--port",
+                           str(port), "--log-level", "info"], own, "Uvicorn running on", port)
+        url = f"http://127.0.0.1:{port}"
+        async with RestClient(url, timeout=300.0) as admin:
+            await admin.login(*ADMIN)
+            assert admin.token is not None
+            project = (await admin.create_project("control"))["id"]
+            # Its offload pool starts with its first upload, as the measured server's did.
+            await admin.upload_images(project, [(f"c{i}.png", _png(100 + i)) for i in range(4)])
+            yield Control(url, admin.token, project)
+    finally:
+        if proc is not None:
+            proc.stop()
+        await _admin_sql(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def _migrate(env: dict[str, str]) -> None:
