@@ -123,6 +123,36 @@ def test_long_integers_are_found_and_hex_ids_are_not() -> None:
     assert loads("[12345678901234567890123]") == [12345678901234567890123]  # exact, not a float
 
 
+def _long_integer_by_runs(text: str) -> bool:
+    """The rule, run by run: a maximal run of 19+ ASCII digits at the start of the text or after
+    any character but a letter, a digit, a quote or a dot."""
+    i = 0
+    while i < len(text):
+        if "0" <= text[i] <= "9":
+            j = i
+            while j < len(text) and "0" <= text[j] <= "9":
+                j += 1
+            before = text[i - 1] if i else " "
+            if j - i >= 19 and not (before.isascii() and (before.isalnum() or before in '".')):
+                return True
+            i = j
+        else:
+            i += 1
+    return False
+
+
+def test_long_integer_agrees_with_the_rule_on_random_texts() -> None:
+    rng = random.Random(19)
+    # Non-ASCII too: an accented letter, an Arabic-Indic digit (neither is an ASCII digit).
+    pieces = ["1", "7", "0", "a", "F", ".", '"', "-", " ", ",", "[", ":", "\u00e9", "\u0663",
+              "12345678901234", "99999", "e", "\n"]
+    for _ in range(4000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 40)))
+        assert _long_integer(text) == _long_integer_by_runs(text), text
+    ids = "".join(f'"{rng.getrandbits(128):032x}",' for _ in range(5000))
+    assert _long_integer(ids) == _long_integer_by_runs(ids)
+
+
 def test_server_loads_reads_what_the_standard_library_reads() -> None:
     """The database's JSON (an export's packed rows): orjson where it reads the same values."""
     for raw in ['[1, -12345678901234567890, "x"]', '{"a": 18446744073709551616}', "[1e400, -1e400]",
