@@ -97,3 +97,20 @@ async def test_a_big_batchs_new_ids_are_checked_by_the_primary_key(
     assert refused["type"] == "error", refused
     assert calls.outcomes == ["conflict"]
     assert await _state(labeler) == before
+    # Read afresh: the read is not even asked for the batch's ids (all creates), so the commit
+    # finds "b" the same way and the transaction path names it.
+    monkeypatch.undo()
+    asked: list[set[str]] = []
+    read = _fast_op.read
+
+    async def recorded(*args: Any, **kwargs: Any) -> Any:
+        asked.append(set(kwargs["object_ids"]))
+        return await read(*args, **kwargs)
+
+    monkeypatch.setattr(_fast_op, "read", recorded)
+    calls = _before_commit(monkeypatch, _nothing)
+    _path(labeler, False)
+    refused = await labeler.op({"kind": "batch", "ops": creates}, "big-op-2")
+    assert refused["type"] == "error" and "b" in refused["message"], refused
+    assert asked == [set()] and calls.outcomes == ["conflict"]
+    assert await _state(labeler) == before
