@@ -72,6 +72,11 @@ def _or_say_why(page: Any, failure: str, wait: Callable[[], object]) -> None:
 
 
 def open_tool(page: Any, live: Live, pid: int, image: int | None = None) -> None:
+    """Open the tool (on ``image``, or the next one to label) and wait until it shows it. From
+    another image of the tool the page is not reloaded: the name of the previous one is shown
+    until the new one opens, so an image asked for is awaited by id."""
     page.goto(f"{live.url}/#/p/{pid}/label" + (f"/{image}" if image else ""))
     page.wait_for_selector("#conn[data-state=online]")
+    if image is not None:
+        page.wait_for_selector(f".tool[data-image='{image}']")
     page.wait_for_function("document.querySelector('.side strong')?.textContent.endsWith('.png')")

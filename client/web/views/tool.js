@@ -277,6 +277,7 @@ export async function mount(root, ctx) {
       h("button", { type: "button", onclick: () => session.redo(), title: "Redo (Ctrl+Shift+Z)", disabled: session.readOnly }, "Redo"),
       h("a", { class: "button", href: href("dashboard", { project: pid }) }, "Close"));
     workflow.update();
+    layout.dataset.image = session.image ? String(session.image.id) : ""; // the image shown, for scripts and tests
     stage.say(session.banner());
     unsaved.update(session.unsaved, session.canReapply());
     panel.update({ objects: O.ordered(session.objects), selectedId: ui.st.selected, labels, colors, currentLabel: selected()?.label ?? labelForNew(), readOnly: session.readOnly,
