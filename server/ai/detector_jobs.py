@@ -29,6 +29,7 @@ from server.ai.model_store import (
     current_labels,
     requested_by,
     save_version,
+    trained_result,
 )
 from server.ai.tasks import BATCH, decode_all, extractor, read_all
 from server.ai.training import TrainingError
@@ -146,8 +147,7 @@ async def train_detection(ctx: JobContext, model: AiModel) -> dict[str, Any]:
     version = await save_version(ctx.sessions, model, ex.labels, detector, metrics, len(boxed),
                                  ctx.job_id, requested_by(ctx.params))
     await ctx.progress(total, total)
-    return {"model": model.id, "version": version, "map50": metrics["map50"],
-            "images": len(boxed), "boxes": metrics["boxes"], "failed": failed}
+    return trained_result(model, version, metrics, len(boxed))
 
 
 def _objects(found: Sequence[Detected], width: int, height: int) -> list[dict[str, Any]]:

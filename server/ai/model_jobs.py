@@ -37,6 +37,7 @@ from server.ai.model_store import (
     read_features,
     requested_by,
     save_version,
+    trained_result,
 )
 from server.ai.tasks import BATCH, decode_all, embed_contents, extractor, read_all
 from server.ai.training import TrainingError, train
@@ -72,11 +73,11 @@ async def train_model(ctx: JobContext) -> dict[str, Any]:
     model = await _model(ctx)
     assert ctx.project_id is not None
     async with ctx.sessions() as session:
-        done = (await session.execute(select(AiModelVersion.version).where(
-            AiModelVersion.model_id == model.id, AiModelVersion.job_id == ctx.job_id))
-                ).scalar_one_or_none()
+        done = (await session.execute(select(
+            AiModelVersion.version, AiModelVersion.metrics, AiModelVersion.images).where(
+            AiModelVersion.model_id == model.id, AiModelVersion.job_id == ctx.job_id))).first()
         if done is not None:
-            return {"model": model.id, "version": done}
+            return trained_result(model, done.version, done.metrics, done.images)
     if model.task == "detection":
         return await train_detection(ctx, model)
     async with ctx.sessions() as session:
@@ -102,8 +103,7 @@ async def train_model(ctx: JobContext) -> dict[str, Any]:
     version = await save_version(ctx.sessions, model, ex.labels, head, metrics, len(usable),
                                  ctx.job_id, requested_by(ctx.params))
     await ctx.progress(total, total)
-    return {"model": model.id, "version": version, "feature": metrics["feature"],
-            "accuracy": metrics["accuracy"], "images": len(usable), "failed": failed}
+    return trained_result(model, version, metrics, len(usable))
 
 
 def _trained_items(head: LinearHead, vectors: dict[str, np.ndarray]) -> list[list[dict[str, Any]]]:

@@ -44,6 +44,7 @@ __all__ = [
     "read_features",
     "requested_by",
     "save_version",
+    "trained_result",
     "version_out",
     "versions",
 ]
@@ -264,6 +265,18 @@ async def save_version(sessions: async_sessionmaker[AsyncSession], model: AiMode
             job_id=job_id, created_by=model.created_by if created_by is None else created_by,
             created_at=utcnow()))
     return version
+
+
+def trained_result(model: AiModel, version: int, metrics: Mapping[str, Any],
+                   images: int) -> dict[str, Any]:
+    """A train job's result: the same whether the run trained the version or found it stored (a
+    run again after the first one's end could not be recorded)."""
+    failed = metrics.get("failed_images", [])
+    if model.task == "detection":
+        return {"model": model.id, "version": version, "map50": metrics["map50"],
+                "images": images, "boxes": metrics["boxes"], "failed": failed}
+    return {"model": model.id, "version": version, "feature": metrics["feature"],
+            "accuracy": metrics["accuracy"], "images": images, "failed": failed}
 
 
 def requested_by(params: Mapping[str, Any]) -> int | None:
