@@ -12,8 +12,9 @@ or the local default) and, in the same run, a bare ``websockets.broadcast`` serv
 * idle memory per connection (RSS delta / n) with 5,000 connections, each joined to a project;
 * edit -> peer latency at 200 watchers with a second ``labelhub serve`` on the same database: all
   on the editor's process, split across both, all on the other (benchmarks/_hub_two.py);
-* edit -> peer latency at 200 watchers, idle and while another process uploads 5,000 small PNGs
-  (benchmarks/_hub_uploading.py);
+* edit -> peer latency at 200 watchers, idle, while another process uploads 20,000 small PNGs,
+  and while it sends the same upload to a second server of its own (the control:
+  benchmarks/_hub_uploading.py);
 * edit -> peer latency at 200 watchers, idle and while another labeler loops the heaviest legal
   rasterize, brush and fill on a 100 MP image (their pixel work runs in the worker pool);
 * edit -> peer latency at 200 watchers, idle and while a ``labelhub worker`` process embeds a

@@ -84,8 +84,8 @@ def _uvicorn_server(settings: Settings) -> type[uvicorn.Server]:
     class LabelhubServer(uvicorn.Server):
         """uvicorn's server, which once started (the app's lifespan done: engine, pools,
         caches and the modules they import exist) moves every object alive into the cyclic
-        collector's permanent generation, and watches the event loop for stalls
-        (server/telemetry/stalls.py) until it shuts down.
+        collector's permanent generation, paces full collections by the clock (server/_gc.py)
+        and watches the event loop for stalls (server/telemetry/stalls.py) until it shuts down.
 
         Why freeze: those objects live as long as the process; left in the oldest generation,
         every full collection walked them all with the event loop stopped: 122,000 objects and
@@ -93,11 +93,18 @@ def _uvicorn_server(settings: Settings) -> type[uvicorn.Server]:
         (docs/performance.md, "Garbage collection")."""
 
         watch: LoopWatch | None = None
+        paced: tuple[int, asyncio.Future[None]] | None = None  # CPython's threshold, the task
 
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets=sockets)
             gc.collect()
             gc.freeze()
+            if settings.gc_full_interval_seconds > 0:
+                from server._gc import pace, paced_collections
+
+                threshold = pace()
+                self.paced = threshold, asyncio.ensure_future(
+                    paced_collections(settings.gc_full_interval_seconds, threshold))
             if settings.loop_stall_log_ms > 0:
                 from server.telemetry.stalls import LoopWatch
 
@@ -107,6 +114,12 @@ def _uvicorn_server(settings: Settings) -> type[uvicorn.Server]:
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             if self.watch is not None:
                 self.watch.stop()
+            if self.paced is not None:
+                from server._gc import unpace
+
+                threshold, task = self.paced
+                task.cancel()
+                unpace(threshold)
             await super().shutdown(sockets=sockets)
 
     return LabelhubServer

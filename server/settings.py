@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     # A served process logs each event-loop stall this long or longer (ms), with the Python
     # frames it was in (server/telemetry/stalls.py; at most one line per 10 s); 0: no watch.
     loop_stall_log_ms: float = Field(default=100.0, ge=0)
+    # A served process makes full garbage collections at most this often (s), not whenever
+    # CPython's allocation counts say: each stops the event loop for 40-80 ms (server/_gc.py).
+    # 0: CPython's own schedule.
+    gc_full_interval_seconds: float = Field(default=30.0, ge=0)
     # When set, GET /metrics needs "Authorization: Bearer <this>" (else it is open: keep it
     # inside, as deploy/nginx does).
     metrics_token: str = ""

@@ -129,20 +129,22 @@ def test_serve_on_a_busy_port_is_one_line(tmp_path: Path) -> None:
     assert "another server" in out.stderr
 
 
-async def test_serve_freezes_what_startup_made_and_watches_the_loop(database_url: str,
-                                                                  tmp_path: Path) -> None:
+async def test_serve_freezes_what_startup_made_paces_full_collections_and_watches_the_loop(
+        database_url: str, tmp_path: Path) -> None:
     """Once the app has started, what it made (engine, pools, caches) is out of the cyclic
-    collector's generations: full collections walk only what came after; and the loop watch
-    runs until shutdown (server/cli.py)."""
+    collector's generations: full collections walk only what came after; they are paced by
+    the clock (server/_gc.py); and the loop watch runs until shutdown (server/cli.py)."""
     import gc
 
     import uvicorn
 
+    from server._gc import FULL_OFF
     from server.app import create_app
     from server.cli import _uvicorn_server
     from tests.conftest import make_settings
 
     settings = make_settings(database_url, tmp_path / "data")
+    before = gc.get_threshold()
     app = create_app(settings)
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
     config.load()
@@ -159,7 +161,12 @@ async def test_serve_freezes_what_startup_made_and_watches_the_loop(database_url
             assert not any(obj is engine for obj in gc.get_objects())  # frozen, not tracked
             watch = server.watch  # type: ignore[attr-defined]
             assert watch is not None and watch._thread.is_alive()
+            threshold, task = server.paced  # type: ignore[attr-defined]
+            assert gc.get_threshold()[2] == FULL_OFF and threshold == before[2]
+            assert not task.done()
             await server.shutdown(sockets=[sock])
             assert watch._thread is None and watch._gc not in gc.callbacks
+            assert task.cancelled() and gc.get_threshold() == before
         finally:
             gc.unfreeze()
+            gc.set_threshold(*before)
