@@ -87,3 +87,45 @@ def test_a_job_queued_while_the_list_loads_stays_in_the_panel(browser: Any, live
     page.wait_for_selector(".jobs:not([aria-busy])", state="attached")  # the list applied
     assert page.locator(f".jobs [data-job='{job}'].queued").count() == 1
     assert page.js_errors == []
+
+
+def test_a_job_announced_before_the_socket_joined_shows_once_it_has(browser: Any, live: Live,
+                                                                     settings: Settings) -> None:
+    """A job is announced once, to the sockets in its project's room then. A page whose list
+    was read before the job was queued, and whose socket joined after the announcement, never
+    showed it (a CI run of test_jobs_panel_shows_live_progress_and_cancels waited 30 s for it):
+    the panel reads the list again whenever its socket comes online."""
+    admin = live.api()
+    project = admin.post("/api/v1/projects", json={"name": "Jobs"}).json()["id"]
+    me = admin.get("/api/v1/me").json()["id"]
+    watcher = login(browser, live)  # in the room: the announcement is made, and seen here
+    watcher.goto(f"{live.url}/#/p/{project}")
+    watcher.wait_for_selector("#conn[data-state=online]")
+    page = login(browser, live)
+    held: list[Any] = []
+    released: list[bool] = []
+
+    def route_socket(ws: Any) -> None:
+        server = ws.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            if not released and isinstance(message, str) and '"hello"' in message:
+                held.append(lambda: server.send(message))  # joins once the job is announced
+                return
+            server.send(message)
+
+        ws.on_message(from_page)
+
+    page.route_web_socket(re.compile(r"/api/v1/ws"), route_socket)
+    with page.expect_response(re.compile(rf"/api/v1/projects/{project}/jobs\?status=")) as listed:
+        page.goto(f"{live.url}/#/p/{project}")
+    assert listed.value.json()["jobs"] == []
+    page.wait_for_selector("#label-images")
+    job = _in_thread(lambda: asyncio.run(_defer(settings, project, me)))
+    watcher.wait_for_selector(f".jobs [data-job='{job}'].queued")  # announced
+    released.append(True)
+    for send in held:
+        send()
+    page.wait_for_selector("#conn[data-state=online]")
+    page.wait_for_selector(f".jobs [data-job='{job}'].queued")
+    assert page.js_errors == [] and watcher.js_errors == []

@@ -128,7 +128,9 @@ export function jobsPanel({ ctx, pid, can }) {
     get: (id) => jobs.get(id),
     onEvent(msg) {
       if (msg.type === "job" && msg.job.project === Number(pid)) update(msg.job);
-      if (msg.type === "_resumed") load();  // events missed while away are not replayed
+      // Once the socket has joined the project (the first time, and after each reconnect): a job
+      // announced before that (queued after the first list was read) or while away is not sent again.
+      if (msg.type === "_conn" && msg.state === "online") load();
     },
     stop() { for (const t of timers.values()) clearTimeout(t); },
   };
