@@ -22,27 +22,24 @@ def thresholds() -> Iterator[tuple[int, int, int]]:
 
 
 def _survivors(n: int = 100_000) -> list[list[int]]:
-    """Containers that live on: enough for ten collections of generation 1 and more, after which
-    CPython itself would collect everything (it does on its default thresholds)."""
+    """Containers that live on: enough for more than ten collections of generation 1 (whether
+    CPython itself would then make a full one also depends on how many objects are old)."""
     return [[i] for i in range(n)]
 
 
 def test_paced_cpython_starts_no_full_collection_and_one_runs_when_due(
         thresholds: tuple[int, int, int]) -> None:
     gc.set_threshold(700, 10, 10)
-    full = gc.get_stats()[2]["collections"]
-    kept = _survivors()
-    assert gc.get_stats()[2]["collections"] > full  # unpaced: CPython made full collections
     assert _gc.pace() == 10 and gc.get_threshold() == (700, 10, _gc.FULL_OFF)
     assert _gc.pace() == _gc.CPYTHON_FULL  # paced twice: CPython's default to go back to
     full = gc.get_stats()[2]["collections"]
-    kept += _survivors()
+    kept = _survivors()
     assert gc.get_stats()[2]["collections"] == full and gc.get_count()[2] >= 10
     assert _gc.collect_if_due(10)
     assert gc.get_stats()[2]["collections"] == full + 1 and gc.get_count()[2] == 0
     assert not _gc.collect_if_due(10)  # not due again yet
     _gc.unpace(10)
-    assert gc.get_threshold() == (700, 10, 10) and len(kept) == 200_000
+    assert gc.get_threshold() == (700, 10, 10) and len(kept) == 100_000
 
 
 async def test_the_pacing_task_collects_on_its_schedule(
