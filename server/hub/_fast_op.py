@@ -224,8 +224,9 @@ async def run(conn: Connection, msg: Op, *, engine: AsyncEngine, cache: Settings
         return False
     held, conn.held = conn.held, None
     async with driver_connection(engine) as driver:
-        tried_held = held is not None and held.image_id == msg.image and held.token == msg.token
-        if held is not None and tried_held:
+        tried_held = False
+        if held is not None and held.image_id == msg.image and held.token == msg.token:
+            tried_held = True
             objects = {oid: row for oid in ids if (row := held.objects.get(oid)) is not None}
             try:
                 done = await _edit(driver, conn, msg, parsed, ids, held.context, held.span,
