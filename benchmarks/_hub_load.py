@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from websockets.asyncio.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +113,29 @@ def start(args: list[str], env: dict[str, str], ready: str, port: int) -> Proces
             raise RuntimeError(f"{args} exited:\n" + "".join(log))
         if ready in line:
             return Process(proc, port)
+
+
+async def admin_sql(base: str, sql: str) -> None:
+    """Run ``sql`` (CREATE / DROP DATABASE) on the ``postgres`` database of ``base``'s server."""
+    head, _, _ = base.rpartition("/")
+    conn = await asyncpg.connect(f"{head}/postgres".replace("+asyncpg", ""), timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def migrate(env: dict[str, str]) -> None:
+    subprocess.run([sys.executable, "-m", "server.cli", "db", "upgrade"], cwd=ROOT, env=env,
+                   check=True, capture_output=True)
+
+
+def serve(env: dict[str, str]) -> tuple[Process, str]:
+    """``labelhub serve`` on a free port with ``env``: the process and its base URL."""
+    port = free_port()
+    proc = start(["-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+                  "--log-level", "info"], env, "Uvicorn running on", port)
+    return proc, f"http://127.0.0.1:{port}"
 
 
 # --- protocol adapters -----------------------------------------------------------------------

@@ -22,17 +22,24 @@ path's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shutil
 import sys
+import tempfile
 import time
+import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from benchmarks import _hub_load as load
 from benchmarks._hub_two import Group, Latency, Row, loadavg, split_fanout, summary
+from client import RestClient
 
-__all__ = ["Control", "uploading_phase"]
+__all__ = ["Control", "control_server", "uploading_phase"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,35 @@ class _Uploader:
             pass
         self.end = (int(words[1]), float(words[2]), time.monotonic())
         self.ended.set()
+
+
+@contextlib.asynccontextmanager
+async def control_server(base: str, env: dict[str, str]) -> AsyncIterator[Control]:
+    """A second ``labelhub serve`` on a database (a sibling of ``base``) and a data directory of
+    its own, with a project: where the control's uploads go. ``env``: the measured server's
+    (its admin login is this one's too)."""
+    name = f"lh_bench_control_{uuid.uuid4().hex[:10]}"
+    head, _, _ = base.rpartition("/")
+    await load.admin_sql(base, f'CREATE DATABASE "{name}"')
+    data = Path(tempfile.mkdtemp(prefix="lh-bench-control-"))
+    own = {**env, "LABELHUB_DATABASE_URL": f"{head}/{name}", "LABELHUB_DATA_DIR": str(data)}
+    proc = None
+    try:
+        await asyncio.to_thread(load.migrate, own)
+        proc, url = load.serve(own)
+        async with RestClient(url, timeout=300.0) as admin:
+            await admin.login(own["LABELHUB_ADMIN_EMAIL"], own["LABELHUB_ADMIN_PASSWORD"])
+            assert admin.token is not None
+            project = (await admin.create_project("control"))["id"]
+            # Its offload pool starts with its first upload, as the measured server's did.
+            await admin.upload_images(project, [(f"c{i}.png", png)
+                                                for i, png in enumerate(_pngs(4))])
+            yield Control(url, admin.token, project)
+    finally:
+        if proc is not None:
+            proc.stop()
+        await load.admin_sql(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        shutil.rmtree(data, ignore_errors=True)
 
 
 async def _busy_round(url: str, token: str, project: int, total: int, per: int,
@@ -152,8 +188,6 @@ def _pngs(total: int) -> list[bytes]:
 
 
 async def _upload(url: str, token: str, project: int, total: int, per: int) -> None:
-    from client import RestClient
-
     files = _pngs(total)
     print("ready", flush=True)
     await asyncio.to_thread(sys.stdin.readline)  # "go"

@@ -34,22 +34,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
 import resource
-import shutil
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import cv2
 import numpy as np
 
@@ -60,7 +56,7 @@ from benchmarks import _hub_models as models
 from benchmarks._docs import replace_section
 from benchmarks._hub_inproc import durable_ops, raw_appends, seed_and_time_edits
 from benchmarks._hub_two import two_phase
-from benchmarks._hub_uploading import Control, uploading_phase
+from benchmarks._hub_uploading import control_server, uploading_phase
 from benchmarks._hub_worker import Phase
 from benchmarks._loop import runner
 from client import LabelhubClient, RestClient
@@ -76,15 +72,6 @@ def _png(seed: int) -> bytes:
     ok, buf = cv2.imencode(".png", img)
     assert ok
     return buf.tobytes()
-
-
-async def _admin_sql(base: str, sql: str) -> None:
-    head, _, _ = base.rpartition("/")
-    conn = await asyncpg.connect(f"{head}/postgres".replace("+asyncpg", ""), timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 class Bench:
@@ -114,7 +101,7 @@ async def run(quick: bool, only: frozenset[str] = frozenset(PHASES)) -> Bench:
     name = f"lh_bench_{uuid.uuid4().hex[:10]}"
     head, _, _ = base.rpartition("/")
     db_url = f"{head}/{name}"
-    await _admin_sql(base, f'CREATE DATABASE "{name}"')
+    await load.admin_sql(base, f'CREATE DATABASE "{name}"')
     data = Path(tempfile.mkdtemp(prefix="lh-bench-"))
     env = {**os.environ, "LABELHUB_DATABASE_URL": db_url, "LABELHUB_DATA_DIR": str(data),
            "LABELHUB_SECRET_KEY": SECRET, "LABELHUB_ADMIN_EMAIL": ADMIN[0],
@@ -124,10 +111,8 @@ async def run(quick: bool, only: frozenset[str] = frozenset(PHASES)) -> Bench:
            "LABELHUB_WORKERS": "0"}
     procs: list[load.Process] = []
     try:
-        await asyncio.to_thread(_migrate, env)
-        port = load.free_port()
-        hub_proc = load.start(["-m", "server.cli", "serve", "--host", "127.0.0.1", "--port",
-                               str(port), "--log-level", "info"], env, "Uvicorn running on", port)
+        await asyncio.to_thread(load.migrate, env)
+        hub_proc, url = load.serve(env)
         procs.append(hub_proc)
         raw_port = load.free_port()
         raw_proc = load.start(["-m", "benchmarks._raw_broadcast", str(raw_port)], env,
@@ -138,7 +123,6 @@ async def run(quick: bool, only: frozenset[str] = frozenset(PHASES)) -> Bench:
                                   db_url.replace("postgresql+asyncpg://", "postgresql://", 1)],
                                  env, "listening", commit_port)
         procs.append(commit_proc)
-        url = f"http://127.0.0.1:{port}"
         # 300 s: the first upload starts the offload pool, which took > 30 s at load 14
         async with RestClient(url, timeout=300.0) as admin:
             await admin.login(*ADMIN)
@@ -153,7 +137,7 @@ async def run(quick: bool, only: frozenset[str] = frozenset(PHASES)) -> Bench:
                 await two_phase(bench.row, _latency, quick, env, url.replace("http", "ws", 1),
                                 admin.token, project, images[7], hub_proc.pid)
             if "uploading" in only:
-                async with _control_server(base, env) as control:
+                async with control_server(base, env) as control:
                     await uploading_phase(bench.row, _latency, quick, url, admin.token, project,
                                           images[8], hub_proc.pid, control)
             if "heavy" in only:
@@ -175,45 +159,8 @@ async def run(quick: bool, only: frozenset[str] = frozenset(PHASES)) -> Bench:
         for proc in procs:
             proc.stop()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-        await _admin_sql(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await load.admin_sql(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     return bench
-
-
-@contextlib.asynccontextmanager
-async def _control_server(base: str, env: dict[str, str]) -> AsyncIterator[Control]:
-    """A second ``labelhub serve`` on a database and a data directory of its own, with a
-    project: where the uploading phase's control sends its uploads."""
-    name = f"lh_bench_control_{uuid.uuid4().hex[:10]}"
-    head, _, _ = base.rpartition("/")
-    await _admin_sql(base, f'CREATE DATABASE "{name}"')
-    data = Path(tempfile.mkdtemp(prefix="lh-bench-control-"))
-    own = {**env, "LABELHUB_DATABASE_URL": f"{head}/{name}", "LABELHUB_DATA_DIR": str(data)}
-    proc = None
-    try:
-        await asyncio.to_thread(_migrate, own)
-        port = load.free_port()
-        proc = load.start(["-m", "server.cli", "serve", "--host", "127.0.0.1", "--port",
-                           str(port), "--log-level", "info"], own, "Uvicorn running on", port)
-        url = f"http://127.0.0.1:{port}"
-        async with RestClient(url, timeout=300.0) as admin:
-            await admin.login(*ADMIN)
-            assert admin.token is not None
-            project = (await admin.create_project("control"))["id"]
-            # Its offload pool starts with its first upload, as the measured server's did.
-            await admin.upload_images(project, [(f"c{i}.png", _png(100 + i)) for i in range(4)])
-            yield Control(url, admin.token, project)
-    finally:
-        if proc is not None:
-            proc.stop()
-        await _admin_sql(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        shutil.rmtree(data, ignore_errors=True)
-
-
-def _migrate(env: dict[str, str]) -> None:
-    import subprocess
-
-    subprocess.run([sys.executable, "-m", "server.cli", "db", "upgrade"], cwd=ROOT, env=env,
-                   check=True, capture_output=True)
 
 
 async def _fanout(bench: Bench, url: str, token: str, project: int, images: list[int],
