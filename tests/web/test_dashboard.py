@@ -73,7 +73,9 @@ def test_upload_label_panel_and_filters(browser: Any, live: Live, tmp_path: Path
     page.keyboard.press("Control+a")
     assert "2 selected" in page.inner_text(".sel-count")
     page.click(".label-row[data-name=parrot] .minus")
-    page.wait_for_function("!document.querySelector('.tile .chip')?.parentElement.textContent.includes('parrot')")
+    # No tile shows it any more (the grid reloads after the server answered). The first tile's
+    # chips alone, as this waited for before, never held it: the read below raced the removal.
+    page.wait_for_function("![...document.querySelectorAll('.tile .chip')].some((c) => c.textContent.includes('parrot'))")
     api = live.api()
     pid = int(page.url.split("/p/")[1].split("?")[0].split("/")[0])
     names = [[lab["name"] for lab in i["labels"]] for i in api.get(f"/api/v1/projects/{pid}/images").json()["images"]]
