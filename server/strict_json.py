@@ -42,16 +42,28 @@ _QUOTE, _OPENERS = ord('"'), np.array([ord("["), ord("{")], np.uint8)
 # An integer orjson might read as a float (past 64 bits): the standard library parses then. A
 # number token never starts right after a letter, a digit, a quote or a dot (which keeps hex
 # ids and fractions out); after any other byte (or at the start), a 19-digit run may be one.
-# One regular expression in C: a 5,000-box batch holds a 19-digit run inside some hex id almost
-# always (~7e-4 per uuid4 id), and the vectorized scan that then ran cost more than orjson's
-# whole parse.
-_LONG_INTEGER = re.compile(r'(?<![0-9A-Za-z".])[0-9]{19}')
+# The digits are marked in one C pass (bytes.translate) and the runs found by bytes.find: ~1 ms
+# for a 5,000-box batch, where one regular expression (a look-behind tried at every position)
+# took 17 ms and a NumPy scan 7, more than orjson's whole parse.
+_DIGIT_MARKS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_RUN_OF_19 = b"0" * 19
+_NO_NUMBER_AFTER = frozenset(b'0123456789".ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz')
 
 
 def _long_integer(text: str) -> bool:
     """True when ``text`` may hold an integer of 19 digits or more (in a string or not: a false
     alarm only costs the slower parse)."""
-    return _LONG_INTEGER.search(text) is not None
+    raw = text.encode("utf-8", "surrogatepass")
+    marks = raw.translate(_DIGIT_MARKS)
+    start = marks.find(_RUN_OF_19)  # the leftmost match starts its run of digits
+    while start >= 0:
+        if start == 0 or raw[start - 1] not in _NO_NUMBER_AFTER:
+            return True
+        end = marks.find(b" ", start)
+        if end < 0:
+            return False
+        start = marks.find(_RUN_OF_19, end)
+    return False
 
 
 class JsonInputError(ValueError):
