@@ -141,15 +141,17 @@ class LabelObjectRow(Base):
     """The materialized state of one object label; the op log is the history behind it."""
 
     __tablename__ = "objects"
+    # One index for both ways in: by project, and by project and label (migration 0020).
+    __table_args__ = (Index("ix_objects_project_id_label", "project_id", "label"),)
 
     # On PostgreSQL this key is kept by triggers, which check a many-row insert once per image
     # instead of once per row (migration 0019; migrations/env.py leaves it out of comparisons).
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     # The image's project (no foreign key of its own: the image's key cascades; migration 0017).
-    project_id: Mapped[int] = mapped_column(Integer, index=True)
+    project_id: Mapped[int] = mapped_column(Integer)
     type: Mapped[str] = mapped_column(String(16))
-    label: Mapped[str] = mapped_column(String(200), default="", index=True)
+    label: Mapped[str] = mapped_column(String(200), default="")
     geometry: Mapped[dict[str, Any]] = mapped_column(JSONType)
     keypoints: Mapped[list[Any]] = mapped_column(JSONType, default=list)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
