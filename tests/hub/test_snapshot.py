@@ -24,7 +24,7 @@ def _objects() -> list[dict[str, Any]]:
          "keypoints": [{"name": "tip", "x": 2, "y": 2, "visible": True}],
          "attributes": {"color": "red", "count": 2, "ok": False, "ünïcode": "ß \"q\""},
          "rpy": {"roll": 1.0, "pitch": -2.5, "yaw": 90}},
-        {"id": "line", "type": "polyline", "label": "edge", "z": 1,
+        {"id": "line", "type": "polyline", "label": "edge \"β\" \\\\ 1", "z": 1,
          "geometry": {"points": [[0, 0], [10.125, 5]]}},
         {"id": "dot", "type": "point", "geometry": {"x": 4, "y": 5}},
     ]
