@@ -24,15 +24,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.protocol import Snapshot, encode
 
 # Each object's JSON text is concatenated, not built by json_build_object and json_agg: the
-# same values (to_json escapes strings as they do, a jsonb column's text is its output either
-# way), without their spaces, in ~3/4 of the time (10,000 boxes: 87 -> 68 ms in PostgreSQL,
-# medians of 10, docs/performance.md "Ninth session").
+# same values (to_json escapes strings as they do; the JSON columns are plain json, their text
+# as stored: migration 0021), without their spaces: 10,000 boxes in 68 ms instead of 87 with
+# jsonb columns, 37 with json (medians of 10, docs/performance.md "Ninth session"). A JSON
+# ``null`` in keypoints or attributes (older rows) is told by its text: json has no equality.
 _POSTGRESQL = text("""
 SELECT coalesce('[' || string_agg(
     '{"id":' || to_json(id)::text || ',"type":' || to_json(type)::text
     || ',"label":' || to_json(label)::text || ',"geometry":' || geometry::text
-    || ',"keypoints":' || coalesce(nullif(keypoints, 'null'::jsonb)::text, '[]')
-    || ',"attributes":' || coalesce(nullif(attributes, 'null'::jsonb)::text, '{}')
+    || ',"keypoints":' || coalesce(nullif(keypoints::text, 'null'), '[]')
+    || ',"attributes":' || coalesce(nullif(attributes::text, 'null'), '{}')
     || ',"rpy":' || coalesce(rpy::text, 'null') || ',"occluded":' || occluded::text
     || ',"z":' || z::text || ',"source":' || to_json(source)::text || '}',
     ',' ORDER BY z, created_at) || ']', '[]')
