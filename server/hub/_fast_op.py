@@ -44,8 +44,10 @@ from server.edits import (
 )
 from server.geometry import LabelObject
 from server.geometry.plain import PlainCreates
+from server.hub import _stream_batch
 from server.hub._context import BegunOp, ObjectRow, OpContext, SettingsCache, to_context
 from server.hub._op_rows import PAYLOAD_LIMIT, ROW_NOTIFY
+from server.hub._stream_batch import streamable
 from server.hub.connection import Connection
 from server.models import utcnow
 from server.protocol import Ack, Op, encode
@@ -118,12 +120,14 @@ class Outcome:
 async def commit(driver: Any, *, token: int, now: datetime, writes: ObjectWrites,
                  expected: dict[str, int | None], count_delta: int, labeled: dict[str, Any],
                  log: LogRow, span_id: int | None, span_last_activity: datetime | None,
-                 span_active_seconds: float | None, stamp: str | None) -> Outcome:
+                 span_active_seconds: float | None, stamp: str | None,
+                 op_text: str | None = None) -> Outcome:
     """Check the lease, the resend, the objects' versions (``expected``: the version read, or
     ``None`` for an id that did not exist) and, unless ``None``, the ``stamp`` of everything else
     the op was computed from, then write the objects, the image's count and "last labeled", the
-    log row and the labeling session, in one statement."""
-    op_text = json_text(log.op)
+    log row and the labeling session, in one statement. ``op_text``: ``log.op`` as JSON text,
+    when the caller made it already."""
+    op_text = json_text(log.op) if op_text is None else op_text
     if len(writes.inserts) > FEW_EXPECTED:
         # Their "must not exist" is the primary key's (labelhub_op_commit, migration 0019).
         expected = _without_inserted(expected, writes.inserts)
@@ -215,6 +219,18 @@ async def run(conn: Connection, msg: Op, *, engine: AsyncEngine, cache: Settings
     kind of op, label sync to do, or the lease or an object changed between the two statements
     (that path then reports exactly what is wrong). ``check_context`` raises the request's
     error (inactive account, no privilege, no such image)."""
+    if streamable(msg.op) and conn.project_id is not None and not conn.needs_verify():
+        conn.held = None
+        async with driver_connection(engine) as driver:
+            streamed = await _stream_batch.write(driver, conn, msg, cache=cache,
+                                                 idle_limit=idle_limit,
+                                                 check_context=check_context)
+        if streamed is None:
+            return False
+        writes, stamp, ctx, image, span = streamed
+        conn.held = Held(msg.image, msg.token, "", ctx, image, span)
+        conn.held.update(writes, stamp)
+        return True
     try:
         parsed = parse_object_op(msg.op)
     except EditError:
