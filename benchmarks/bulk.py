@@ -98,7 +98,7 @@ async def _server(db_url: str, data: Path) -> tuple[load.Process, str]:
 
 async def _one_database(bench: Bench, name: str, db_url: str, data: Path) -> None:
     server, url = await _server(db_url, data)
-    rounds = 1 if bench.quick else 3
+    rounds = 1 if bench.quick else 5
     try:
         async with RestClient(url) as admin:
             await admin.login(*ADMIN)
