@@ -122,10 +122,11 @@ async def _one_database(bench: Bench, name: str, db_url: str, data: Path) -> Non
                         await load.settle(server.pid)  # the fan-out after the ack counts too
                         cpu.append(load.cpu_seconds(server.pid) - before)
                         await hub.release_image(image)
+                    each = ", ".join(f"{t * 1e3:.0f}" for t in times)
                     bench.row(f"{name}: {n:,} boxes in one batch op, send -> ack (median of "
-                              f"{rounds}; in brackets the server process's CPU for it: "
-                              "SQLite's work included, PostgreSQL's not)",
-                              f"{_ms(times)} ({_ms(cpu)} CPU)",
+                              f"{rounds}, each round in order in brackets; then the server "
+                              "process's CPU for it: SQLite's work included, PostgreSQL's not)",
+                              f"{_ms(times)} [{each}] ({_ms(cpu)} CPU)",
                               f"Label Studio 1.23: {LABEL_STUDIO[n]}",
                               GOAL_5000[name] if n == 5000 else "")
                 image = images.pop()
