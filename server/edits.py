@@ -329,6 +329,12 @@ def _general(op: PlainCreates) -> Any:
         raise EditError("invalid_op", str(exc), exc.field) from None
 
 
+def creates_inverse(ids: list[str]) -> dict[str, Any]:
+    """The inverse of a batch creating the objects ``ids`` (in order): their deletes, last first."""
+    return {"kind": "batch",
+            "ops": [{"kind": "delete", "object_id": oid} for oid in reversed(ids)]}
+
+
 def _plain(
     op: PlainCreates, rows: Mapping[str, Any], *, project_id: int, image: ImageRef, user_id: int,
     settings: LabelingSettings, created: str, given: Mapping[str, str],
@@ -352,7 +358,6 @@ def _plain(
     writes.inserts = [{**o, "version": 1} for o in op.objects]
     ids = op.ids()
     image.object_count += len(ids)
-    inverse = {"kind": "batch",
-               "ops": [{"kind": "delete", "object_id": oid} for oid in reversed(ids)]}
+    inverse = creates_inverse(ids)
     labels = {o["label"] for o in op.objects if o["label"]}
     return op.data, inverse, labels, writes

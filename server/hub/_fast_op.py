@@ -47,7 +47,6 @@ from server.geometry.plain import PlainCreates
 from server.hub import _stream_batch
 from server.hub._context import BegunOp, ObjectRow, OpContext, SettingsCache, to_context
 from server.hub._op_rows import PAYLOAD_LIMIT, ROW_NOTIFY
-from server.hub._stream_batch import streamable
 from server.hub.connection import Connection
 from server.models import utcnow
 from server.protocol import Ack, Op, encode
@@ -219,7 +218,7 @@ async def run(conn: Connection, msg: Op, *, engine: AsyncEngine, cache: Settings
     kind of op, label sync to do, or the lease or an object changed between the two statements
     (that path then reports exactly what is wrong). ``check_context`` raises the request's
     error (inactive account, no privilege, no such image)."""
-    if streamable(msg.op) and conn.project_id is not None and not conn.needs_verify():
+    if _stream_batch.streamable(msg.op) and conn.project_id is not None and not conn.needs_verify():
         conn.held = None
         async with driver_connection(engine) as driver:
             streamed = await _stream_batch.write(driver, conn, msg, cache=cache,

@@ -28,10 +28,11 @@ from server._edit_lease import OpenSpan, check_lease, touched
 from server._object_store import ObjectWrites
 from server._oplog import announce
 from server._pg_writes import insert_columns, json_text
-from server.edits import ImageRef, LogRow, labeled_values
+from server.edits import ImageRef, LogRow, creates_inverse, labeled_values
 from server.geometry import TooCostly
 from server.geometry.cost import VERTEX_COST, check_cost
 from server.geometry.plain import PlainCreates, fits_policy, plain_creates
+from server.hub import _fast_op  # its read and commit statements (it calls this module)
 from server.hub._context import OpContext, SettingsCache
 from server.hub.connection import Connection
 from server.models import utcnow
@@ -73,11 +74,9 @@ async def write(driver: Any, conn: Connection, msg: Op, *, cache: SettingsCache,
     when nothing was written and the ordinary path must take the op. Otherwise (the writes, the
     new stamp, the context, the image and the labeling session after it) for the held state.
     Raises the request's error as ``_fast_op.run`` does (context, lease) before any write."""
-    from server.hub._fast_op import commit, read  # the ordinary path's statements
-
     assert conn.project_id is not None
     ops: list[Any] = msg.op["ops"]
-    begun = await read(driver, user_id=conn.user_id, project_id=conn.project_id,
+    begun = await _fast_op.read(driver, user_id=conn.user_id, project_id=conn.project_id,
                        image_id=msg.image, client_op_id=msg.client_op_id, object_ids=set(),
                        cache=cache)
     ctx = check_context(conn, begun.context if begun else None, msg.image)
@@ -122,8 +121,7 @@ async def write(driver: Any, conn: Connection, msg: Op, *, cache: SettingsCache,
                 insert_columns(rows)))
             await asyncio.sleep(0)  # let it go out: the next chunk is checked meanwhile
         op = PlainCreates({"kind": "batch", "ops": checked}, [c["object"] for c in checked])
-        done = await _commit(driver, conn, msg, op, writes, ctx, span, idle_limit, commit,
-                             inserting)
+        done = await _commit(driver, conn, msg, op, writes, ctx, span, idle_limit, inserting)
         inserting = None
     except asyncpg.UniqueViolationError:
         await _undo(transaction, inserting)  # an id taken: the ordinary path says so
@@ -152,7 +150,7 @@ async def _undo(transaction: Any, inserting: asyncio.Task[Any] | None) -> None:
 
 async def _commit(driver: Any, conn: Connection, msg: Op, op: PlainCreates,
                   writes: ObjectWrites, ctx: OpContext, span: OpenSpan | None, idle_limit: float,
-                  commit: Any, inserting: asyncio.Task[Any] | None,
+                  inserting: asyncio.Task[Any] | None,
                   ) -> tuple[str, LogRow, int, ImageRef, OpenSpan | None] | None:
     """The log row, the image and the labeling session, checked and written by the ordinary
     path's commit statement (no objects left to insert) once the last chunk's insert is done:
@@ -160,10 +158,8 @@ async def _commit(driver: Any, conn: Connection, msg: Op, op: PlainCreates,
     assert conn.project_id is not None and ctx.image is not None
     image = ctx.image
     ids = op.ids()
-    inverse = {"kind": "batch",
-               "ops": [{"kind": "delete", "object_id": oid} for oid in reversed(ids)]}
     log = LogRow(project_id=conn.project_id, seq=0, image_id=image.id, user_id=conn.user_id,
-                 kind="batch", op=op.data, inverse=inverse, client_op_id=msg.client_op_id,
+                 kind="batch", op=op.data, inverse=creates_inverse(ids), client_op_id=msg.client_op_id,
                  origin="edit", reverts_seq=None, created_at=utcnow())
     op_text = json_text(op.data)
     if inserting is not None:
@@ -177,7 +173,7 @@ async def _commit(driver: Any, conn: Connection, msg: Op, op: PlainCreates,
         return None
     empty = ObjectWrites(image_id=image.id, project_id=conn.project_id, user_id=conn.user_id,
                          source=writes.source, now=writes.now)
-    outcome = await commit(
+    outcome = await _fast_op.commit(
         driver, token=msg.token, now=writes.now, writes=empty, expected={},
         count_delta=len(ids), labeled=labeled, log=log,
         span_id=span.id if span and touched_span else None,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from server.hub import _fast_op, _stream_batch
+from server.hub import _stream_batch
 from tests.conftest import Api
 from tests.hub._fast_op import Labeler, _before_commit, _nothing, _sql, _state
 from tests.hub.conftest import upload_images
@@ -77,7 +77,7 @@ async def test_a_streamed_batch_writes_what_the_ordinary_path_writes(
     streamed = Streamed(monkeypatch)
     other, other_token = await _other_image(labeler, admin)
     with monkeypatch.context() as m:
-        m.setattr(_fast_op, "streamable", lambda op: False)
+        m.setattr(_stream_batch, "streamable", lambda op: False)
         ordinary = await _op_on(labeler, other, other_token, _batch(), "ordinary")
     assert ordinary["type"] == "ack" and streamed.count == 0, ordinary
     first = await labeler.op(_batch(), "streamed")
@@ -112,7 +112,7 @@ async def test_a_bad_object_in_any_chunk_writes_nothing_and_gets_the_ordinary_er
     assert error["type"] == "error" and streamed.count == 0, error
     assert await _state(labeler) == before
     with monkeypatch.context() as m:
-        m.setattr(_fast_op, "streamable", lambda op: False)
+        m.setattr(_stream_batch, "streamable", lambda op: False)
         ordinary = await labeler.op(bad, "bad-ordinary")
     assert {**error, "id": None} == {**ordinary, "id": None}
     assert str(where) in error["message"] or str(where) in str(error.get("field")), error
