@@ -13,11 +13,11 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from types import ModuleType
 
-from server.formats._source import ExportJob, iter_images
+from server.formats._source import ExportJob, ImageRecord, iter_images
 from server.formats._zip import Spool, ZipStream, names_rows, suffix, unique_stems
 from server.storage import Store, original_key
 
-__all__ = ["add_images", "with_images"]
+__all__ = ["add_images", "layout_export", "with_images"]
 
 
 async def _read(store: Store, sha: str) -> bytes | None:
@@ -65,3 +65,32 @@ async def with_images(module: ModuleType, job: ExportJob) -> AsyncIterator[bytes
     finally:
         names.close()
     yield z.close()
+
+
+async def layout_export(z: ZipStream, job: ExportJob,
+                        write_batch: Callable[[list[ImageRecord], list[str]], str],
+                        listing_name: str, image_path: Callable[[str, str], str],
+                        ) -> AsyncIterator[bytes]:
+    """A folder-layout format's members (YOLO, VOC): per batch of images, ``write_batch(batch,
+    stems)`` adds their annotation files to ``z`` (in a thread: it formats every object) and
+    returns their lines of the listing (``train.txt``, ``default.txt``); then the listing as
+    ``listing_name``, ``names.csv`` (stem to image name) and, with ``?images=1``, the image files
+    at ``image_path(stem, name)``. The caller adds what comes last and closes ``z``."""
+    seen: dict[str, int] = {}
+    listing, names = Spool(), Spool()
+    names.write("stem,image\n")
+    try:
+        async for batch in iter_images(job.sessions, job.project_id, job.flt, labels=False):
+            stems = unique_stems([im.name for im in batch], seen)
+            listing.write(await asyncio.to_thread(write_batch, batch, stems))
+            names.write(names_rows(stems, [im.name for im in batch]))
+            yield z.drain()
+        for chunk in z.add_chunks(listing_name, listing.chunks()):
+            yield chunk
+        for chunk in z.add_chunks("names.csv", names.chunks()):
+            yield chunk
+    finally:
+        listing.close()
+        names.close()
+    async for chunk in add_images(z, job, image_path):
+        yield chunk

@@ -9,7 +9,6 @@ over exactly the pixels its ``bndbox`` names; ``difficult``/``truncated`` of 1 b
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import math
@@ -18,13 +17,13 @@ from typing import Any
 from xml.etree.ElementTree import Element
 from xml.sax.saxutils import escape
 
-from server.formats._images import add_images
+from server.formats._images import layout_export
 from server.formats._importing import ImportFileError, Incoming
 from server.formats._names import NameIndex
 from server.formats._outline import crop, polygon_pixels
 from server.formats._reading import open_zip, parse_xml, read_member
-from server.formats._source import ExportJob, ImageRecord, iter_images, object_labels
-from server.formats._zip import Spool, ZipStream, member_path, names_rows, suffix, unique_stems
+from server.formats._source import ExportJob, ImageRecord, object_labels
+from server.formats._zip import ZipStream, member_path, suffix
 from server.formats.table import unguard_cell
 from server.geometry.rle import rle_bbox
 
@@ -102,24 +101,13 @@ def _labels_of(batch: list[ImageRecord], labels: dict[str, None]) -> None:
 async def export(job: ExportJob) -> AsyncIterator[bytes]:
     labels = dict.fromkeys(await object_labels(job.sessions, job.project_id))
     z = ZipStream()
-    seen: dict[str, int] = {}
-    listing, names = Spool(), Spool()
-    names.write("stem,image\n")
-    try:
-        async for batch in iter_images(job.sessions, job.project_id, job.flt, labels=False):
-            stems = unique_stems([im.name for im in batch], seen)
-            listing.write(await asyncio.to_thread(_write_batch, z, batch, stems))  # off the event loop
-            names.write(names_rows(stems, [im.name for im in batch]))
-            _labels_of(batch, labels)  # a label that appeared while the export ran
-            yield z.drain()
-        for chunk in z.add_chunks("ImageSets/Main/default.txt", listing.chunks()):
-            yield chunk
-        for chunk in z.add_chunks("names.csv", names.chunks()):
-            yield chunk
-    finally:
-        listing.close()
-        names.close()
-    async for chunk in add_images(z, job, lambda st, name: f"JPEGImages/{st}.{suffix(name)}"):
+
+    def write_batch(batch: list[ImageRecord], stems: list[str]) -> str:
+        _labels_of(batch, labels)  # a label that appeared while the export ran
+        return _write_batch(z, batch, stems)
+
+    async for chunk in layout_export(z, job, write_batch, "ImageSets/Main/default.txt",
+                                     lambda st, name: f"JPEGImages/{st}.{suffix(name)}"):
         yield chunk
     z.add("labelmap.txt", labelmap(list(labels)))
     yield z.close()

@@ -14,7 +14,6 @@ ones polygons. One record per label file (an empty file: no objects).
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
@@ -25,13 +24,13 @@ from typing import Any
 import numpy as np
 import yaml
 
-from server.formats._images import add_images
+from server.formats._images import layout_export
 from server.formats._importing import ImportFileError, Incoming
 from server.formats._names import NameIndex
 from server.formats._outline import crop, outline
 from server.formats._reading import open_zip, read_member
-from server.formats._source import ExportJob, ImageRecord, iter_images, object_labels
-from server.formats._zip import Spool, ZipStream, names_rows, suffix, unique_stems
+from server.formats._source import ExportJob, ImageRecord, object_labels
+from server.formats._zip import ZipStream, suffix
 from server.formats.table import unguard_cell
 from server.geometry.rle import rle_bbox, rle_decode
 
@@ -106,23 +105,9 @@ async def export(job: ExportJob) -> AsyncIterator[bytes]:
     task = job.options.get("task", "detect")
     classes = {n: i for i, n in enumerate(await object_labels(job.sessions, job.project_id))}
     z = ZipStream()
-    seen: dict[str, int] = {}
-    listing, names = Spool(), Spool()
-    names.write("stem,image\n")
-    try:
-        async for batch in iter_images(job.sessions, job.project_id, job.flt, labels=False):
-            stems = unique_stems([im.name for im in batch], seen)
-            listing.write(await asyncio.to_thread(_write_batch, z, batch, stems, classes, task))
-            names.write(names_rows(stems, [im.name for im in batch]))
-            yield z.drain()
-        for chunk in z.add_chunks("train.txt", listing.chunks()):
-            yield chunk
-        for chunk in z.add_chunks("names.csv", names.chunks()):
-            yield chunk
-    finally:
-        listing.close()
-        names.close()
-    async for chunk in add_images(z, job, lambda st, name: f"images/train/{st}.{suffix(name)}"):
+    async for chunk in layout_export(
+            z, job, lambda batch, stems: _write_batch(z, batch, stems, classes, task),
+            "train.txt", lambda st, name: f"images/train/{st}.{suffix(name)}"):
         yield chunk
     # Last, so that it names every class used (a ZIP's member order does not matter).
     z.add("data.yaml", data_yaml(list(classes)))
