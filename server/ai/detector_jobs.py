@@ -27,12 +27,9 @@ from server.ai.features import Extractor
 from server.ai.model_store import (
     chosen_names,
     current_labels,
-    requested_by,
-    save_version,
-    trained_result,
+    train_and_store,
 )
 from server.ai.tasks import BATCH, decode_all, extractor, read_all
-from server.ai.training import TrainingError
 from server.jobs import JobContext
 from server.models import AiModel, AiModelVersion, Image, LabelObjectRow
 from server.storage import open_store
@@ -139,15 +136,8 @@ async def train_detection(ctx: JobContext, model: AiModel) -> dict[str, Any]:
                 boxed.append(dt.Boxed(r[1], r[2], r[0], ex.boxes[k]))
         await ctx.progress(min(start + BATCH, len(ex.shas)), total)
     names = [n for _, n in ex.labels]
-    try:
-        detector, metrics = await ctx.run_cpu(dt.train, boxed, names)
-    except TrainingError as exc:
-        raise TrainingError(f"cannot train {model.name!r}: {exc}") from None
-    metrics["failed_images"] = failed
-    version = await save_version(ctx.sessions, model, ex.labels, detector, metrics, len(boxed),
-                                 ctx.job_id, requested_by(ctx.params))
-    await ctx.progress(total, total)
-    return trained_result(model, version, metrics, len(boxed))
+    return await train_and_store(ctx, model, ex.labels, dt.train, (boxed, names), len(boxed),
+                                 failed, total)
 
 
 def _objects(found: Sequence[Detected], width: int, height: int) -> list[dict[str, Any]]:

@@ -35,12 +35,11 @@ from server.ai.model_store import (
     find_version,
     head_of,
     read_features,
-    requested_by,
-    save_version,
+    train_and_store,
     trained_result,
 )
 from server.ai.tasks import BATCH, decode_all, embed_contents, extractor, read_all
-from server.ai.training import TrainingError, train
+from server.ai.training import train
 from server.db import transaction
 from server.jobs import JobContext, task
 from server.models import AiModel, AiModelVersion, Image, Prediction, utcnow
@@ -94,16 +93,9 @@ async def train_model(ctx: JobContext) -> dict[str, Any]:
     stacked = {k: np.stack([vectors[ex.shas[i]][k] for i in usable]) if usable else
                np.zeros((0, 1), np.float32) for k in keys}
     names = [n for _, n in ex.labels]
-    try:
-        head, metrics = await ctx.run_cpu(train, stacked, ex.targets[usable], names,
-                                          model.multi_label)
-    except TrainingError as exc:
-        raise TrainingError(f"cannot train {model.name!r}: {exc}") from None
-    metrics["failed_images"] = failed
-    version = await save_version(ctx.sessions, model, ex.labels, head, metrics, len(usable),
-                                 ctx.job_id, requested_by(ctx.params))
-    await ctx.progress(total, total)
-    return trained_result(model, version, metrics, len(usable))
+    return await train_and_store(ctx, model, ex.labels, train,
+                                 (stacked, ex.targets[usable], names, model.multi_label),
+                                 len(usable), failed, total)
 
 
 def _trained_items(head: LinearHead, vectors: dict[str, np.ndarray]) -> list[list[dict[str, Any]]]:

@@ -3,9 +3,9 @@ training.py and mapping.py). Everything runs in the caller's transaction; nothin
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from sqlalchemy import func, select
@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.ai.errors import ModelError
 from server.ai.heads import LinearHead, load
 from server.ai.mapping import BUILTIN_NAME, matches
+from server.ai.training import TrainingError
 from server.ai.vectors import decode
 from server.db import transaction
 from server.errors import ApiError, not_found
@@ -28,6 +29,9 @@ from server.models import (
     LabelDef,
     utcnow,
 )
+
+if TYPE_CHECKING:
+    from server.jobs import JobContext
 
 __all__ = [
     "PREDICT_KIND",
@@ -277,6 +281,24 @@ def trained_result(model: AiModel, version: int, metrics: Mapping[str, Any],
                 "images": images, "boxes": metrics["boxes"], "failed": failed}
     return {"model": model.id, "version": version, "feature": metrics["feature"],
             "accuracy": metrics["accuracy"], "images": images, "failed": failed}
+
+
+async def train_and_store(ctx: JobContext, model: AiModel, labels: Sequence[tuple[int, str]],
+                          fit: Callable[..., tuple[Trained, dict[str, Any]]], args: tuple[Any, ...],
+                          images: int, failed: list[dict[str, Any]], total: int
+                          ) -> dict[str, Any]:
+    """The end of every training job: ``fit(*args)`` on the worker's CPU (a classifier head or a
+    detector, and its metrics), stored as ``model``'s next version with the images that could not
+    be read, the job's progress at ``total``; the job's result (:func:`trained_result`)."""
+    try:
+        trained, metrics = await ctx.run_cpu(fit, *args)
+    except TrainingError as exc:
+        raise TrainingError(f"cannot train {model.name!r}: {exc}") from None
+    metrics["failed_images"] = failed
+    version = await save_version(ctx.sessions, model, labels, trained, metrics, images,
+                                 ctx.job_id, requested_by(ctx.params))
+    await ctx.progress(total, total)
+    return trained_result(model, version, metrics, images)
 
 
 def requested_by(params: Mapping[str, Any]) -> int | None:
