@@ -1,6 +1,6 @@
 """The train job is resumable: claimed again after its worker died past storing the version (or
 after recording its end failed), it returns that version instead of training another, with the
-result the first run gave."""
+result the first run gave. A job whose examples no longer suffice when it runs fails, saying why."""
 
 from __future__ import annotations
 
