@@ -5,8 +5,9 @@ from __future__ import annotations
 import importlib
 import sys
 
-MODULES = ["benchmarks.geometry", "benchmarks.hub", "benchmarks.formats", "benchmarks.logins",
-           "benchmarks.ai", "benchmarks.ai_detection", "benchmarks.offload", "benchmarks.uploads"]
+MODULES = ["benchmarks.geometry", "benchmarks.hub", "benchmarks.bulk", "benchmarks.formats",
+           "benchmarks.logins", "benchmarks.ai", "benchmarks.ai_detection", "benchmarks.offload",
+           "benchmarks.uploads", "benchmarks.browser"]
 
 
 def main(argv: list[str]) -> int:

@@ -1,4 +1,5 @@
-"""The labeling tool with many objects in Chromium: ``python -m benchmarks.browser [--rounds N] [--write-docs]``.
+"""The labeling tool with many objects in Chromium: ``python -m benchmarks.browser [--rounds N]
+[--write-docs]`` (also run by ``make bench``).
 
 A live server (uvicorn in a thread, SQLite in a temporary directory) and Debian's
 ``/usr/bin/chromium`` driven by Playwright with software rendering (``--disable-gpu``, as CI runs
@@ -311,7 +312,7 @@ def main(argv: list[str] | None = None) -> None:
 
 SECTION = """## The tool at 10,000 objects
 
-`python -m benchmarks.browser --write-docs`: a live server (SQLite), Debian's Chromium through
+`python -m benchmarks.browser --write-docs` (also part of `make bench`): a live server (SQLite), Debian's Chromium through
 Playwright with software rendering (`--disable-gpu`, as CI), a 1400x860 window, one 2000x1500 image
 with 1,000 or 10,000 boxes. "Drawn" is from navigation start to the first frame that drew every box
 (median of 3 loads); frame intervals while 40 zoom-in, 40 zoom-out and 40 pan wheel steps are

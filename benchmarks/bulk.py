@@ -1,4 +1,5 @@
-"""Bulk paths of the hub: ``python -m benchmarks.bulk [--quick] [--write-docs]``.
+"""Bulk paths of the hub: ``python -m benchmarks.bulk [--quick] [--write-docs]`` (also run by
+``make bench``).
 
 A real ``labelhub serve`` process on each database (a fresh SQLite file, a fresh PostgreSQL
 database from ``LABELHUB_TEST_POSTGRES_URL`` or the local default), driven through the SDK:
@@ -257,7 +258,8 @@ async def run(quick: bool) -> Bench:
 def write_docs(table: str, machine: str, quick: bool) -> None:
     section = (
         "## Bulk edits\n\n"
-        f"`python -m benchmarks.bulk{' --quick' if quick else ''}`. Machine: {machine}. One "
+        f"`python -m benchmarks.bulk{' --quick' if quick else ''}` (also part of `make bench`). "
+        f"Machine: {machine}. One "
         "`labelhub serve` process per database (SQLite file; PostgreSQL 15), driven through the "
         "SDK (benchmarks/bulk.py) on the same 2 cores, so the figures carry the client's noise "
         "and that of the other work on the machine. Creates are timed from the SDK's `op()` "
