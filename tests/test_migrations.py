@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from alembic import command
 
+from migrations._previous import previous
 from server.db import make_engine
 from tests._db import PgTemplate, _admin, _in_thread, alembic_config, pg_base_url, with_database
 
@@ -54,17 +54,6 @@ async def test_postgres_upgrade_check_downgrade(pg_template: PgTemplate) -> None
         await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _migration(filename: str) -> Any:
-    import importlib.util
-
-    path = Path(__file__).resolve().parent.parent / "migrations" / "versions" / filename
-    spec = importlib.util.spec_from_file_location(f"migration_{path.stem}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_op_functions_ring_the_hubs_doorbell() -> None:
     """labelhub_op_begin and labelhub_op_commit take a seq, so they must ring the channel the
     hub listens on; the commit's conflict SQLSTATE is the one the server looks for."""
@@ -72,8 +61,8 @@ def test_the_op_functions_ring_the_hubs_doorbell() -> None:
     from server.hub._fast_op import CONFLICT_SQLSTATE
 
     ring = f"pg_notify('{DOORBELL_CHANNEL}', '')"
-    assert ring in _migration("0002_op_begin_function.py").FUNCTION
-    commit = _migration("0003_op_commit_function.py")
+    assert ring in previous("0002_op_begin_function.py").FUNCTION
+    commit = previous("0003_op_commit_function.py")
     assert ring in commit.COMMIT_FUNCTION
     assert commit.CONFLICT_SQLSTATE == CONFLICT_SQLSTATE
     assert f"ERRCODE = '{CONFLICT_SQLSTATE}'" in commit.COMMIT_FUNCTION

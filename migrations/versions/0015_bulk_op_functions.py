@@ -19,6 +19,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from migrations._previous import previous
+
 revision: str = '0015'
 down_revision: str | None = '0013'
 branch_labels: str | Sequence[str] | None = None
@@ -201,13 +203,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     """0003's definitions again (same signatures: CREATE OR REPLACE)."""
     if op.get_bind().dialect.name == "postgresql":
-        import importlib.util
-        from pathlib import Path
-
-        path = Path(__file__).with_name("0003_op_commit_function.py")
-        spec = importlib.util.spec_from_file_location("_lh_0003", path)
-        assert spec is not None and spec.loader is not None
-        previous = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(previous)
-        op.execute(previous.READ_FUNCTION)
-        op.execute(previous.COMMIT_FUNCTION)
+        first = previous("0003_op_commit_function.py")
+        op.execute(first.READ_FUNCTION)
+        op.execute(first.COMMIT_FUNCTION)

@@ -15,12 +15,11 @@ functions: server/_object_store.py writes the column there.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
-from types import ModuleType
 
 from alembic import op
+
+from migrations._previous import previous
 
 revision: str = '0018'
 down_revision: str | None = '0017'
@@ -242,15 +241,6 @@ $fn$
 """
 
 
-def _previous(name: str) -> ModuleType:
-    path = Path(__file__).with_name(name)
-    spec = importlib.util.spec_from_file_location(f"_lh_{name[:4]}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute(f"DROP FUNCTION IF EXISTS labelhub_op_read{_ARGS}")
@@ -265,7 +255,7 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute(f"DROP FUNCTION IF EXISTS labelhub_op_read{_ARGS}")
         op.execute(f"DROP FUNCTION IF EXISTS labelhub_op_begin{_ARGS}")
-        op.execute(_previous("0015_bulk_op_functions.py").READ_FUNCTION)
-        first = _previous("0002_op_begin_function.py")
+        op.execute(previous("0015_bulk_op_functions.py").READ_FUNCTION)
+        first = previous("0002_op_begin_function.py")
         op.execute(first.FUNCTION)
         op.execute(first.WRITE_FUNCTION)

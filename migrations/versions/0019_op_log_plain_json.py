@@ -48,13 +48,12 @@ these. The column change rewrites op_log once. SQLite: nothing changes (JSON is 
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
-from types import ModuleType
 
 import sqlalchemy as sa
 from alembic import op
+
+from migrations._previous import previous
 
 revision: str = '0019'
 down_revision: str | None = '0018'
@@ -345,15 +344,6 @@ DROP_IMAGE_TRIGGERS = (
 )
 
 
-def _previous(name: str) -> ModuleType:
-    path = Path(__file__).with_name(name)
-    spec = importlib.util.spec_from_file_location(f"_lh_{name[:4]}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _drop_functions(json_type: str, inserts: str) -> None:
     write, commit, stamped = _signature(json_type, inserts)
     op.execute(f"DROP FUNCTION IF EXISTS labelhub_op_commit({stamped})")
@@ -397,6 +387,6 @@ def downgrade() -> None:
             op.execute(statement)
         op.create_foreign_key(IMAGE_KEY, "objects", "images", ["image_id"], ["id"],
                               ondelete="CASCADE")
-        op.execute(_previous("0018_object_sources_on_edits.py").WRITE_FUNCTION)
-        op.execute(_previous("0015_bulk_op_functions.py").COMMIT_FUNCTION)
-        op.execute(_previous("0004_op_commit_stamp.py").COMMIT_FUNCTION)
+        op.execute(previous("0018_object_sources_on_edits.py").WRITE_FUNCTION)
+        op.execute(previous("0015_bulk_op_functions.py").COMMIT_FUNCTION)
+        op.execute(previous("0004_op_commit_stamp.py").COMMIT_FUNCTION)

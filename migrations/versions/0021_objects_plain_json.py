@@ -23,13 +23,12 @@ changes (JSON is text there).
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from collections.abc import Sequence
-from pathlib import Path
-from types import ModuleType
 
 from alembic import op
+
+from migrations._previous import previous
 
 revision: str = '0021'
 down_revision: str | None = '0020'
@@ -38,15 +37,6 @@ depends_on: str | Sequence[str] | None = None
 
 _COLUMNS = ("geometry", "keypoints", "attributes", "rpy")
 _READ_ARGS = "(integer, integer, integer, varchar, varchar[])"
-
-
-def _previous(name: str) -> ModuleType:
-    path = Path(__file__).with_name(name)
-    spec = importlib.util.spec_from_file_location(f"_lh_{name[:4]}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _retyped(sql: str, pattern: str, to: str, count: int) -> str:
@@ -59,8 +49,8 @@ def _retyped(sql: str, pattern: str, to: str, count: int) -> str:
 
 def _functions(to: str) -> tuple[str, str, str]:
     """(read, begin, write) with the object columns' values typed ``to`` (json or jsonb)."""
-    first, second = _previous("0018_object_sources_on_edits.py"), \
-        _previous("0019_op_log_plain_json.py")
+    first, second = previous("0018_object_sources_on_edits.py"), \
+        previous("0019_op_log_plain_json.py")
     results = r"(o_(?:geometry|keypoints|attributes|rpy)) jsonb"
     read = _retyped(first.READ_FUNCTION, results, f" {to}", 4)
     # The context row's empty object columns.
